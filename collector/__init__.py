@@ -1,0 +1,57 @@
+"""The collector: validates, authenticates and stores tracker events in ClickHouse, exactly once.
+
+`setup(app)` adds its routes and its resources (writer, spool, site directory) to the
+application made by stepwatch.app.create_app, which has already put SETTINGS and STORE on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from collector import keys, views
+from collector.directory import SiteDirectory
+from collector.ratelimit import RateLimiter
+from collector.spool import Spool
+from collector.writer import EventWriter
+
+__all__ = ["setup"]
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/v1/events", views.post_events)
+    app.router.add_route("OPTIONS", "/v1/events", views.preflight)
+    app.router.add_get("/v1/schema", views.schema)
+    app.router.add_get("/healthz", views.healthz)
+    app.router.add_get("/readyz", views.readyz)
+    app.router.add_get("/metrics", views.prometheus)
+    try:
+        from tracker_js import TRACKER_PATH
+
+        app.router.add_get("/tracker.js", views.TrackerScript(TRACKER_PATH.read_bytes()))
+    except (ImportError, OSError):
+        pass  # not built yet: the route is missing rather than broken
+    app.cleanup_ctx.append(_resources)
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings, store = app[keys.SETTINGS], app[keys.STORE]
+    spool = Spool(settings.spool_path, settings.spool_max_bytes)
+    writer = EventWriter(store, spool, settings.group_commit_rows, settings.group_commit_ms,
+                         settings.spool_retry_s)  # fmt: skip
+    sites = SiteDirectory(store, settings.spool_path / "sites-snapshot.json")
+    app[keys.WRITER] = writer
+    app[keys.SITES] = sites
+    app[keys.LIMITS] = keys.Limits(RateLimiter(settings.rate_limit_site), RateLimiter(settings.rate_limit_address))
+    await sites.refresh()
+    await writer.drain()  # replay what a previous run acknowledged but had not stored
+    writer.start()
+    refresher = asyncio.create_task(sites.run())
+    yield
+    refresher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await refresher
+    await writer.stop()

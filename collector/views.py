@@ -1,0 +1,209 @@
+"""HTTP handlers of the collector. Thin: check the request, call validation and the writer.
+
+Status codes of POST /v1/events (docs/ingest.md has the table):
+    200  every event stored, or some stored and the rest listed in `rejected`
+    400  malformed JSON, a malformed envelope, or not one valid event (all listed)
+    401  unknown or disabled site, or a missing/expired/forged signed identity
+    403  the page's origin is not allowed for the site
+    413  body or event count above the limits
+    415  content type other than application/json or text/plain
+    429  rate limited (Retry-After)
+    503  storage unavailable and spool full (Retry-After)
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from collector import keys, metrics
+from collector.events import Batch, batch_schema, validate_events
+from collector.identity import IdentityRejected, verify
+from collector.spool import SpoolFull
+from stepwatch.sites import Site
+from stepwatch.storage import ping
+
+ALLOWED_TYPES = ("application/json", "text/plain")
+
+
+def error(status: int, reason: str, *, rejected: list[Any] | None = None, headers: dict[str, str] | None = None,
+          request: web.Request | None = None) -> web.Response:  # fmt: skip
+    body: dict[str, Any] = {"error": reason}
+    if rejected is not None:
+        body["accepted"] = 0
+        body["rejected"] = rejected
+    metrics.EVENTS_REJECTED.labels(reason=_reason_label(status)).inc()
+    response = web.json_response(body, status=status, headers=headers)
+    if request is not None:
+        _cors(request, response)
+    return response
+
+
+def _reason_label(status: int) -> str:
+    return {400: "bad_request", 401: "unauthorized", 403: "origin", 413: "too_large", 415: "content_type",
+            429: "rate_limited", 503: "unavailable"}.get(status, str(status))  # fmt: skip
+
+
+def _cors(request: web.Request, response: web.StreamResponse) -> None:
+    # Answers carry the caller's origin so the tracker can read the status and stop retrying a 4xx;
+    # whether events are accepted from that origin is decided per site, before anything is stored.
+    origin = request.headers.get("Origin")
+    if origin:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+
+
+def client_address(request: web.Request, trust_forwarded_for: bool) -> str:
+    if trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return request.remote or "unknown"
+
+
+async def post_events(request: web.Request) -> web.Response:
+    settings = request.app[keys.SETTINGS]
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type not in ALLOWED_TYPES:
+        return error(415, "content type must be application/json or text/plain", request=request)
+    if request.content_length is not None and request.content_length > settings.max_body_bytes:
+        return error(413, f"body larger than {settings.max_body_bytes} bytes", request=request)
+    body = await request.content.read(settings.max_body_bytes + 1)
+    if len(body) > settings.max_body_bytes:
+        return error(413, f"body larger than {settings.max_body_bytes} bytes", request=request)
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return error(400, "body is not valid JSON", request=request)
+    try:
+        batch = Batch.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return error(400, f"{where}: {first['msg']}" if where else first["msg"], request=request)
+
+    site = request.app[keys.SITES].by_key(batch.site)
+    if site is None or not site.enabled:
+        return error(401, "unknown or disabled site key", request=request)
+    origin = request.headers.get("Origin")
+    if origin is not None and not site.allows_origin(origin):
+        return error(403, f"origin {origin} is not allowed for this site", request=request)
+
+    limits = request.app[keys.LIMITS]
+    wait = max(limits.site.check(site.name),
+               limits.address.check(client_address(request, settings.trust_forwarded_for)))  # fmt: skip
+    if wait > 0:
+        return error(429, "rate limited", headers={"Retry-After": str(max(1, math.ceil(wait)))}, request=request)
+    if len(batch.events) > settings.max_batch_events:
+        return error(413, f"more than {settings.max_batch_events} events in one batch", request=request)
+
+    signed_manager = None
+    if site.require_identity:
+        try:
+            signed_manager = _signed_manager(site, batch)
+        except IdentityRejected as exc:
+            return error(401, str(exc), request=request)
+
+    checked = validate_events(batch.events, site=site.name, settings=settings, signed_manager=signed_manager)
+    rejected = [{"index": r.index, "reason": r.reason} for r in checked.rejected]
+    if rejected:
+        metrics.EVENTS_REJECTED.labels(reason="invalid_event").inc(len(rejected))
+    if checked.accepted == 0 and rejected:
+        return error(400, "no valid event in the batch", rejected=rejected, request=request)
+
+    metrics.REQUEST_EVENTS.observe(len(batch.events))
+    try:
+        await request.app[keys.WRITER].submit(checked.visits, checked.sessions)
+    except SpoolFull:
+        return error(503, "storage unavailable and spool full", headers={"Retry-After": "30"}, request=request)
+    metrics.EVENTS_ACCEPTED.labels(kind="visit").inc(len(checked.visits))
+    metrics.EVENTS_ACCEPTED.labels(kind="session").inc(len(checked.sessions))
+    response = web.json_response({"accepted": checked.accepted, "rejected": rejected})
+    _cors(request, response)
+    return response
+
+
+def _signed_manager(site: Site, batch: Batch) -> str:
+    """The one manager the batch's identity token signs; IdentityRejected if none."""
+    managers = {e.get("manager") for e in batch.events if isinstance(e, dict) and isinstance(e.get("manager"), str)}
+    if not batch.identity:
+        verify(site.secret, "", None)  # raises: a token is required
+    last: IdentityRejected | None = None
+    for manager in sorted(managers):
+        try:
+            verify(site.secret, manager, batch.identity)
+            return manager
+        except IdentityRejected as exc:
+            last = exc
+    raise last or IdentityRejected("identity token does not match the manager id")
+
+
+async def preflight(request: web.Request) -> web.Response:
+    origin = request.headers.get("Origin", "")
+    if not origin or not request.app[keys.SITES].origin_known(origin):
+        return error(403, "origin not allowed")
+    return web.Response(status=204, headers={
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Max-Age": "86400",
+        "Vary": "Origin",
+    })  # fmt: skip
+
+
+async def schema(request: web.Request) -> web.Response:
+    return web.json_response(batch_schema(request.app[keys.SETTINGS].max_batch_events))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    writer = request.app[keys.WRITER]
+    try:
+        reachable = await request.app[keys.STORE].run(ping)
+    except Exception:
+        reachable = False
+    body = {
+        "storage": "ok" if reachable else "unavailable",
+        "spool_bytes": writer.spool.bytes,
+        "spool_events": writer.spool.events,
+        "spool_limit_bytes": writer.spool.max_bytes,
+    }
+    return web.json_response(body, status=200 if reachable else 503)
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    metrics.SPOOL_BYTES.set(request.app[keys.WRITER].spool.bytes)
+    return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class TrackerScript:
+    """/tracker.js: minified, gzip-compressed once, cached by ETag."""
+
+    def __init__(self, source: bytes):
+        self.plain = source
+        self.gzipped = gzip.compress(source, compresslevel=9, mtime=0)
+        self.etag = '"' + hashlib.sha256(source).hexdigest()[:20] + '"'
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        headers = {
+            "ETag": self.etag,
+            "Cache-Control": "public, max-age=3600, stale-while-revalidate=86400",
+            "Content-Type": "application/javascript; charset=utf-8",
+            "Vary": "Accept-Encoding",
+            "Cross-Origin-Resource-Policy": "cross-origin",
+        }
+        if self.etag in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers=headers)
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            return web.Response(body=self.gzipped, headers={**headers, "Content-Encoding": "gzip"})
+        return web.Response(body=self.plain, headers=headers)

@@ -1,0 +1,3 @@
+from stepwatch.cli import main
+
+main()

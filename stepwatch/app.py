@@ -1,0 +1,113 @@
+"""The application factory: the one place that wires storage, middleware and the parts' routes."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+import collector
+from collector import keys
+from stepwatch import migrations
+from stepwatch.errors import StepwatchError
+from stepwatch.logs import REQUEST_ID
+from stepwatch.settings import Settings
+from stepwatch.storage import StorageUnavailable, Store
+
+log = logging.getLogger("stepwatch.app")
+
+# An admin runner executes a CLI command (argv) inside the server and returns (exit code, output).
+AdminRunner = Callable[[list[str], Store], tuple[int, str]]
+ADMIN_TOKEN = web.AppKey("admin_token", str)
+ADMIN_RUNNER = web.AppKey("admin_runner", object)
+
+
+def create_app(
+    settings: Settings, admin_runner: AdminRunner | None = None, store: Store | None = None
+) -> web.Application:
+    """The aiohttp application; `store` may be given by tests (e.g. one that fails on purpose)."""
+    app = web.Application(middlewares=[request_context, json_errors], client_max_size=settings.max_body_bytes + 1)
+    app[keys.SETTINGS] = settings
+    app[keys.STORE] = store if store is not None else Store(settings)
+    app[ADMIN_TOKEN] = secrets.token_urlsafe(32)
+    app.cleanup_ctx.append(storage_ctx)
+    collector.setup(app)
+    if admin_runner is not None:
+        app[ADMIN_RUNNER] = admin_runner
+        app.router.add_post("/v1/admin/cli", run_cli_command)
+    return app
+
+
+async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    store, settings = app[keys.STORE], app[keys.SETTINGS]
+    try:
+        applied = await store.run(migrations.apply_pending, settings.retention_days)
+        if applied:
+            log.info("migrations applied", extra={"versions": [m.version for m in applied]})
+    except StorageUnavailable as exc:
+        # The collector still starts: events go to the spool and the drainer migrates later.
+        log.warning("storage unavailable at start", extra={"error": str(exc)})
+    yield
+    store.close()
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+    token = REQUEST_ID.set(request_id)
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+        response.headers["X-Request-Id"] = request_id
+        return response
+    finally:
+        log.debug("request", extra={"method": request.method, "path": request.path,
+                                    "ms": round((time.perf_counter() - started) * 1000, 2)})  # fmt: skip
+        REQUEST_ID.reset(token)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Domain errors and HTTP errors become JSON answers; anything else is logged, never leaked."""
+    try:
+        return await handler(request)
+    except StepwatchError as exc:
+        return web.json_response({"error": str(exc)}, status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response({"error": exc.reason}, status=exc.status, headers=_keep_headers(exc))
+    except StorageUnavailable:
+        return web.json_response({"error": "storage unavailable"}, status=503, headers={"Retry-After": "5"})
+    except Exception:
+        log.exception("unhandled error")
+        return web.json_response({"error": "internal error", "request_id": REQUEST_ID.get()}, status=500)
+
+
+def _keep_headers(exc: web.HTTPException) -> dict[str, str]:
+    return {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After", "Location")}
+
+
+async def run_cli_command(request: web.Request) -> web.Response:
+    """Run a CLI command inside the server, for `stepwatch ...` while serve holds the data dir."""
+    if request.remote not in ("127.0.0.1", "::1"):
+        return web.json_response({"error": "admin commands only from this machine"}, status=403)
+    supplied = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    if not hmac.compare_digest(supplied, request.app[ADMIN_TOKEN]):
+        return web.json_response({"error": "bad admin token"}, status=401)
+    body: Any = await request.json()
+    argv = body.get("argv") if isinstance(body, dict) else None
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        return web.json_response({"error": "argv must be a list of strings"}, status=400)
+    runner: AdminRunner = request.app[ADMIN_RUNNER]  # type: ignore[assignment]
+    store = request.app[keys.STORE]
+    code, output = await store.run(lambda _client: runner(argv, store))
+    return web.json_response({"exit_code": code, "output": output})

@@ -1,0 +1,66 @@
+"""The audit log: every change anyone makes, with who, when and why.
+
+Append-only in ClickHouse (`audit_log`); nothing in stepwatch updates or deletes a row.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from stepwatch.storage import query_rows
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    action: str
+    object: str
+    reason: str
+    details: dict[str, Any]
+
+
+def cli_actor() -> str:
+    """The actor name for a change made from the command line on the host."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def record(
+    client: Client, actor: str, action: str, obj: str, reason: str = "", details: dict[str, Any] | None = None
+) -> None:
+    client.insert(
+        "audit_log",
+        [[actor, action, obj, reason, json.dumps(details or {}, sort_keys=True, default=str)]],
+        column_names=["actor", "action", "object", "reason", "details"],
+    )
+
+
+def entries(
+    client: Client,
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    obj: str | None = None,
+    limit: int = 200,
+) -> list[AuditEntry]:
+    rows = query_rows(
+        client,
+        """
+        SELECT at, actor, action, object, reason, details FROM audit_log
+        WHERE ({action:String} = '' OR action = {action:String})
+          AND ({actor:String} = '' OR actor = {actor:String})
+          AND ({obj:String} = '' OR object = {obj:String})
+        ORDER BY at DESC LIMIT {limit:UInt32}
+        """,
+        {"action": action or "", "actor": actor or "", "obj": obj or "", "limit": limit},
+    )
+    return [AuditEntry(**{**row, "details": json.loads(row["details"] or "{}")}) for row in rows]

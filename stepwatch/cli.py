@@ -1,0 +1,291 @@
+"""The `stepwatch` command. Settings come from the environment here, and only here.
+
+Commands that use the store run against the configured ClickHouse. With the embedded engine
+only one process may open the data directory; while `stepwatch serve` holds it, every other
+command is sent to that server (over loopback, with the token it left in serve.json) and runs
+inside it, so operators can keep using the CLI. `serve` itself stops with a clear message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import re
+import signal
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import IO, Any
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from stepwatch import audit, migrations, sites, storage
+from stepwatch.errors import StepwatchError
+from stepwatch.settings import Settings, SettingsError
+
+Command = Callable[[argparse.Namespace, Client, IO[str]], int]
+
+
+class CliError(Exception):
+    """A message for the operator; the command exits non-zero."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run(sys.argv[1:] if argv is None else argv))
+
+
+def run(argv: list[str], environ: dict[str, str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        settings = Settings.from_env(environ)
+        if args.func is cmd_serve:
+            return cmd_serve(args, settings)
+        return run_with_store(argv, args, settings, sys.stdout)
+    except SettingsError as exc:
+        print(f"stepwatch: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (CliError, StepwatchError) as exc:
+        print(f"stepwatch: {exc}", file=sys.stderr)
+        return 1
+    except (storage.StoreLocked, storage.StorageUnavailable) as exc:
+        print(f"stepwatch: {exc}", file=sys.stderr)
+        return 2
+
+
+def run_with_store(argv: list[str], args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
+    if settings.embedded:
+        info = storage.read_serve_info(settings.data_dir.resolve())
+        if info is not None:
+            return _forward(info, argv, out)
+    client = storage.connect(settings)
+    try:
+        migrations.apply_pending(client, settings.retention_days)
+        return int(args.func(args, client, out))
+    finally:
+        client.close()
+
+
+def _forward(info: storage.ServeInfo, argv: list[str], out: IO[str]) -> int:
+    request = urllib.request.Request(
+        info.url.rstrip("/") + "/v1/admin/cli",
+        data=json.dumps({"argv": argv}).encode(),
+        headers={"Authorization": f"Bearer {info.token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            answer = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise CliError(
+            f"the data directory is held by stepwatch serve (process {info.pid}, {info.url}), "
+            f"and sending the command to it failed: {exc}"
+        ) from None
+    out.write(answer.get("output", ""))
+    return int(answer.get("exit_code", 1))
+
+
+def run_in_server(argv: list[str], store: storage.Store) -> tuple[int, str]:
+    """The admin runner given to the app: run a forwarded command on the server's own client."""
+    out = io.StringIO()
+    try:
+        args = build_parser().parse_args(argv)
+        if args.func is cmd_serve:
+            return 1, "stepwatch serve is already running\n"
+        code = int(args.func(args, store.client(), out))
+    except SystemExit as exc:  # argparse: the client validated argv already, so this is rare
+        code = int(exc.code or 0)
+    except (CliError, StepwatchError) as exc:
+        out.write(f"stepwatch: {exc}\n")
+        code = 1
+    except ClickHouseError as exc:
+        out.write(f"stepwatch: ClickHouse refused: {_first_line(exc)}\n")
+        code = 1
+    return code, out.getvalue()
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from stepwatch import logs
+    from stepwatch.app import ADMIN_TOKEN, create_app
+
+    logs.configure(settings.log_level)
+    data_dir = settings.data_dir.resolve()
+    if settings.embedded:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        holder = storage.read_serve_info(data_dir)
+        if holder is not None:
+            raise storage.StoreLocked(data_dir, holder.pid, holder.url)
+
+    async def serve() -> None:
+        app = create_app(settings, admin_runner=run_in_server)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        host = settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        url = f"http://{host}:{port}"
+        if settings.embedded:
+            storage.write_serve_info(data_dir, storage.ServeInfo(os.getpid(), url, app[ADMIN_TOKEN]))
+        print(f"stepwatch is serving on {url} (storage: {_describe(settings)})", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            if settings.embedded:
+                storage.remove_serve_info(data_dir)
+            await runner.cleanup()
+
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        raise CliError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+    return 0
+
+
+def _describe(settings: Settings) -> str:
+    if settings.embedded:
+        return f"embedded ClickHouse in {settings.data_dir.resolve()}"
+    return "ClickHouse server " + storage._redact(settings.clickhouse_url or "")
+
+
+# -- store commands --------------------------------------------------------------------------
+
+
+def cmd_migrate(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    # run_with_store has applied pending migrations already; report the ledger.
+    done = migrations.applied_versions(client)
+    for migration in migrations.discover():
+        mark = "applied" if migration.version in done else "pending"
+        out.write(f"{migration.version:04d}_{migration.name}: {mark}\n")
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    if not READ_QUERY.match(args.query):
+        raise CliError("stepwatch sql runs read queries only (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS)")
+    try:
+        result = client.query(args.query)
+    except ClickHouseError as exc:
+        raise CliError(f"ClickHouse refused the query: {_first_line(exc)}") from None
+    names = list(result.column_names)
+    if args.format == "json":
+        rows = [dict(zip(names, row, strict=True)) for row in result.result_rows]
+        out.write(json.dumps(rows, default=_json_default, ensure_ascii=False) + "\n")
+    else:
+        out.write("\t".join(names) + "\n")
+        for row in result.result_rows:
+            out.write("\t".join(_tsv(v) for v in row) + "\n")
+    return 0
+
+
+# A per-query readonly setting would be cleaner, but on the chdb backend it sticks to the
+# connection (clickhouse-connect applies it with SET and cannot undo it in readonly mode).
+READ_QUERY = re.compile(r"^\s*(\(\s*)*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _tsv(value: Any) -> str:
+    text = _json_default(value) if not isinstance(value, str | int | float) else str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def cmd_sites_add(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    site = sites.add_site(client, args.name, args.origin, args.require_signed_identity,
+                          actor=audit.cli_actor(), reason=args.reason)  # fmt: skip
+    if args.json:
+        out.write(json.dumps({"name": site.name, "key": site.key, "secret": site.secret,
+                              "origins": list(site.origins), "require_identity": site.require_identity}) + "\n")  # fmt: skip
+        return 0
+    out.write(f"site {site.name} created\n  key:    {site.key}   (public: goes in the tracker snippet)\n")
+    out.write(f"  secret: {site.secret}   (private: for signing manager ids on your CRM's backend)\n")
+    out.write(f'  snippet: <script async src="https://STEPWATCH_HOST/tracker.js" data-site="{site.key}"></script>\n')
+    return 0
+
+
+def cmd_sites_list(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    listed = sites.list_sites(client)
+    if args.json:
+        out.write(json.dumps([{"name": s.name, "key": s.key, "origins": list(s.origins), "enabled": s.enabled,
+                               "require_identity": s.require_identity} for s in listed]) + "\n")  # fmt: skip
+        return 0
+    out.write("name\tenabled\tsigned identity\tkey\torigins\n")
+    for s in listed:
+        out.write(f"{s.name}\t{'yes' if s.enabled else 'no'}\t{'required' if s.require_identity else 'no'}\t"
+                  f"{s.key}\t{' '.join(s.origins)}\n")  # fmt: skip
+    return 0
+
+
+def cmd_sites_disable(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    sites.set_enabled(client, args.name, False, actor=audit.cli_actor(), reason=args.reason)
+    out.write(f"site {args.name} disabled: its events are refused from now on\n")
+    return 0
+
+
+def cmd_sites_enable(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    sites.set_enabled(client, args.name, True, actor=audit.cli_actor(), reason=args.reason)
+    out.write(f"site {args.name} enabled\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stepwatch",
+        description="Process monitor for CRM teams. Configuration: STEPWATCH_* environment variables (see README).",
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the collector and dashboards (applies pending migrations first)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate", help="apply pending schema migrations and list them")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("sql", help="run a read-only query and print the rows")
+    p.add_argument("query")
+    p.add_argument("--format", choices=["tsv", "json"], default="tsv")
+    p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("sites", help="manage the CRM sites allowed to send events")
+    site_sub = p.add_subparsers(title="site commands", metavar="ACTION", required=True)
+    a = site_sub.add_parser("add", help="create a site and print its key (and secret)")
+    a.add_argument("name")
+    a.add_argument("--origin", action="append", required=True, help="allowed page origin; repeat for several")
+    a.add_argument("--require-signed-identity", action="store_true", help="accept only HMAC-signed manager ids")
+    a.add_argument("--reason", default="", help="why (kept in the audit log)")
+    a.add_argument("--json", action="store_true", help="print the site as JSON")
+    a.set_defaults(func=cmd_sites_add)
+    a = site_sub.add_parser("list", help="list sites")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_sites_list)
+    for name, func, text in (("disable", cmd_sites_disable, "refuse a site's events from now on"),
+                             ("enable", cmd_sites_enable, "accept a disabled site's events again")):  # fmt: skip
+        a = site_sub.add_parser(name, help=text)
+        a.add_argument("name")
+        a.add_argument("--reason", default="", help="why (kept in the audit log)")
+        a.set_defaults(func=func)
+    return parser

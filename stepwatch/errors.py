@@ -1,0 +1,34 @@
+"""Domain errors, shared by every part and mapped to HTTP statuses in one middleware.
+
+    StepwatchError
+    ├── InvalidInput      400  a value does not fit (bad band, unknown step, bad origin ...)
+    ├── NotFound          404  no such site, flag, assignment ...
+    ├── Forbidden         403  the actor may not do this
+    └── Conflict          409  the thing exists already, or the transition is not allowed
+
+Storage failures are not domain errors: see stepwatch.storage.StorageUnavailable.
+"""
+
+from __future__ import annotations
+
+
+class StepwatchError(Exception):
+    """Base of the errors a user can cause and be told about."""
+
+    status = 400
+
+
+class InvalidInput(StepwatchError):
+    status = 400
+
+
+class NotFound(StepwatchError):
+    status = 404
+
+
+class Forbidden(StepwatchError):
+    status = 403
+
+
+class Conflict(StepwatchError):
+    status = 409

@@ -1,0 +1,112 @@
+"""stepwatch's configuration: one frozen, typed object.
+
+It is built from the environment in exactly one place, the CLI entry point
+(`Settings.from_env()`); tests construct `Settings(...)` directly. Every field has a
+default and a one-line description, and the README's configuration table lists every
+field (tests/test_docs.py fails when one is missing).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "STEPWATCH_"
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value that does not fit its setting."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_dir: Path = Field(
+        Path("./stepwatch-data"),
+        description="Directory of the embedded ClickHouse engine, the ingest spool and the server lock file.",
+    )
+    clickhouse_url: str | None = Field(
+        None,
+        description="ClickHouse server URL (e.g. http://user:pass@host:8123/stepwatch); unset = embedded engine.",
+    )
+    database: str = Field(
+        "stepwatch",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        description="ClickHouse database name (a path in STEPWATCH_CLICKHOUSE_URL takes precedence).",
+    )
+    host: str = Field("127.0.0.1", description="Address `stepwatch serve` listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port `stepwatch serve` listens on.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level; logs are JSON lines on stderr."
+    )
+    retention_days: int = Field(
+        400, ge=1, le=36500, description="Days step visits are kept (ClickHouse TTL); older events are refused."
+    )
+    max_batch_events: int = Field(500, ge=1, le=100_000, description="Most events in one POST /v1/events.")
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest POST /v1/events body in bytes."
+    )
+    clock_skew_s: int = Field(
+        300, ge=0, le=86_400, description="How far in the future an event's timestamp may be, in seconds."
+    )
+    max_duration_ms: int = Field(
+        12 * 3600 * 1000, ge=1, description="Largest active, idle or hidden time one visit may report, in ms."
+    )
+    rate_limit_site: float = Field(
+        2000.0, ge=0, description="Requests per second one site may send (token bucket, burst 2x); 0 = no limit."
+    )
+    rate_limit_address: float = Field(
+        50.0, ge=0, description="Requests per second one client address may send (burst 2x); 0 = no limit."
+    )
+    trust_forwarded_for: bool = Field(
+        False, description="Take the client address from X-Forwarded-For (only behind a trusted proxy)."
+    )
+    group_commit_rows: int = Field(
+        20_000, ge=1, description="Rows that trigger an insert of the pending events at once."
+    )
+    group_commit_ms: float = Field(
+        5.0, ge=0, description="How long the first pending event waits for others to share its insert, in ms."
+    )
+    spool_dir: Path | None = Field(
+        None, description="Where events wait while ClickHouse is unavailable; unset = DATA_DIR/spool."
+    )
+    spool_max_bytes: int = Field(
+        1024**3, ge=1024, description="Largest size of the spool; beyond it ingest answers 503."
+    )
+    spool_retry_s: float = Field(
+        2.0, gt=0, description="Seconds between attempts to drain the spool into ClickHouse."
+    )
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool_dir if self.spool_dir is not None else self.data_dir / "spool"
+
+    @property
+    def embedded(self) -> bool:
+        return not self.clickhouse_url
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every `STEPWATCH_<FIELD>` variable that is set; the rest keep their defaults."""
+        environ = os.environ if environ is None else environ
+        values = {
+            name: environ[env_name(name)]
+            for name in cls.model_fields
+            if environ.get(env_name(name), "") != ""
+        }
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{env_name(str(err['loc'][0]))}: {err['msg']}" if err["loc"] else err["msg"]
+                for err in exc.errors()
+            )
+            raise SettingsError(problems) from None
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()

@@ -1,0 +1,115 @@
+"""Sites: the CRM deployments allowed to send events, with their keys and allowed origins.
+
+A site has a public ingest key (it sits in the tracker snippet, so it is no secret), a list of
+origins whose pages may send events, and, when `require_identity` is set, a secret with which
+the CRM's backend signs the manager id (see collector/identity.py). Changes are audited.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from clickhouse_connect.driver.client import Client
+
+from stepwatch import audit
+from stepwatch.errors import Conflict, InvalidInput, NotFound
+from stepwatch.storage import query_rows
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    key: str
+    secret: str
+    salt: str
+    origins: tuple[str, ...]
+    require_identity: bool
+    enabled: bool
+    version: int
+
+    def allows_origin(self, origin: str | None) -> bool:
+        return origin is not None and normalize_origin(origin, strict=False) in self.origins
+
+
+def normalize_origin(origin: str, strict: bool = True) -> str:
+    """`https://CRM.example.com:443/` -> `https://crm.example.com`; raises InvalidInput if strict."""
+    parts = urlsplit(origin.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or (parts.path not in ("", "/")):
+        if strict:
+            raise InvalidInput(f"an origin is scheme://host[:port], e.g. https://crm.example.com; got {origin!r}")
+        return ""
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    try:
+        port = parts.port
+    except ValueError:
+        if strict:
+            raise InvalidInput(f"bad port in origin {origin!r}") from None
+        return ""
+    netloc = parts.hostname.lower() + (f":{port}" if port and port != default_port else "")
+    return f"{parts.scheme}://{netloc}"
+
+
+def list_sites(client: Client) -> list[Site]:
+    rows = query_rows(
+        client,
+        "SELECT name, key, secret, salt, origins, require_identity, enabled, version FROM sites FINAL ORDER BY name",
+    )
+    return [Site(**{**row, "origins": tuple(row["origins"])}) for row in rows]
+
+
+def get_site(client: Client, name: str) -> Site:
+    for site in list_sites(client):
+        if site.name == name:
+            return site
+    raise NotFound(f"no site named {name!r}")
+
+
+def add_site(
+    client: Client, name: str, origins: list[str], require_identity: bool = False, *, actor: str, reason: str = ""
+) -> Site:
+    if not _NAME.match(name):
+        raise InvalidInput("a site name is 1-63 characters of a-z, 0-9, _ and -, starting with a letter or digit")
+    if not origins:
+        raise InvalidInput("a site needs at least one allowed origin (--origin https://crm.example.com)")
+    if any(site.name == name for site in list_sites(client)):
+        raise Conflict(f"a site named {name!r} exists already")
+    site = Site(
+        name=name,
+        key="pk_" + secrets.token_urlsafe(18),
+        secret="sk_" + secrets.token_urlsafe(32),
+        salt=secrets.token_hex(16),
+        origins=tuple(dict.fromkeys(normalize_origin(o) for o in origins)),
+        require_identity=require_identity,
+        enabled=True,
+        version=time.time_ns(),
+    )
+    _write(client, site)
+    audit.record(client, actor, "site.add", name, reason,
+                 {"origins": list(site.origins), "require_identity": require_identity})  # fmt: skip
+    return site
+
+
+def set_enabled(client: Client, name: str, enabled: bool, *, actor: str, reason: str = "") -> Site:
+    site = get_site(client, name)
+    changed = Site(**{**site.__dict__, "enabled": enabled, "version": time.time_ns()})
+    _write(client, changed)
+    audit.record(client, actor, "site.enable" if enabled else "site.disable", name, reason,
+                 {"enabled": [site.enabled, enabled]})  # fmt: skip
+    return changed
+
+
+def _write(client: Client, site: Site) -> None:
+    client.insert(
+        "sites",
+        [[site.name, site.key, site.secret, site.salt, list(site.origins), site.require_identity, site.enabled,
+          datetime.now(UTC), site.version]],  # fmt: skip
+        column_names=["name", "key", "secret", "salt", "origins", "require_identity", "enabled", "created_at",
+                      "version"],  # fmt: skip
+    )
