@@ -23,7 +23,7 @@ from typing import Any
 from collector import metrics
 from collector.spool import Spool, SpoolFull
 from stepwatch import migrations
-from stepwatch.storage import Store, StorageUnavailable, insert_session_events, insert_visits
+from stepwatch.storage import StorageUnavailable, Store, insert_session_events, insert_visits
 
 log = logging.getLogger("stepwatch.collector")
 

@@ -21,8 +21,8 @@ from stepwatch.storage import StorageUnavailable, Store
 
 log = logging.getLogger("stepwatch.app")
 
-# An admin runner executes a CLI command (argv) inside the server and returns (exit code, output).
-AdminRunner = Callable[[list[str], Store], tuple[int, str]]
+# An admin runner executes a CLI command (argv) inside the server: (exit code, stdout, stderr).
+AdminRunner = Callable[[list[str], Store], tuple[int, str, str]]
 ADMIN_TOKEN = web.AppKey("admin_token", str)
 ADMIN_RUNNER = web.AppKey("admin_runner", object)
 
@@ -109,5 +109,5 @@ async def run_cli_command(request: web.Request) -> web.Response:
         return web.json_response({"error": "argv must be a list of strings"}, status=400)
     runner: AdminRunner = request.app[ADMIN_RUNNER]  # type: ignore[assignment]
     store = request.app[keys.STORE]
-    code, output = await store.run(lambda _client: runner(argv, store))
-    return web.json_response({"exit_code": code, "output": output})
+    code, output, errors = await store.run(lambda _client: runner(argv, store))
+    return web.json_response({"exit_code": code, "output": output, "errors": errors})

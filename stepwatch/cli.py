@@ -89,26 +89,27 @@ def _forward(info: storage.ServeInfo, argv: list[str], out: IO[str]) -> int:
             f"and sending the command to it failed: {exc}"
         ) from None
     out.write(answer.get("output", ""))
+    sys.stderr.write(answer.get("errors", ""))
     return int(answer.get("exit_code", 1))
 
 
-def run_in_server(argv: list[str], store: storage.Store) -> tuple[int, str]:
+def run_in_server(argv: list[str], store: storage.Store) -> tuple[int, str, str]:
     """The admin runner given to the app: run a forwarded command on the server's own client."""
-    out = io.StringIO()
+    out, err = io.StringIO(), io.StringIO()
     try:
         args = build_parser().parse_args(argv)
         if args.func is cmd_serve:
-            return 1, "stepwatch serve is already running\n"
+            return 1, "", "stepwatch: serve is already running\n"
         code = int(args.func(args, store.client(), out))
     except SystemExit as exc:  # argparse: the client validated argv already, so this is rare
         code = int(exc.code or 0)
     except (CliError, StepwatchError) as exc:
-        out.write(f"stepwatch: {exc}\n")
+        err.write(f"stepwatch: {exc}\n")
         code = 1
     except ClickHouseError as exc:
-        out.write(f"stepwatch: ClickHouse refused: {_first_line(exc)}\n")
+        err.write(f"stepwatch: ClickHouse refused: {_first_line(exc)}\n")
         code = 1
-    return code, out.getvalue()
+    return code, out.getvalue(), err.getvalue()
 
 
 def _first_line(exc: Exception) -> str:
@@ -218,8 +219,9 @@ def cmd_sites_add(args: argparse.Namespace, client: Client, out: IO[str]) -> int
     site = sites.add_site(client, args.name, args.origin, args.require_signed_identity,
                           actor=audit.cli_actor(), reason=args.reason)  # fmt: skip
     if args.json:
-        out.write(json.dumps({"name": site.name, "key": site.key, "secret": site.secret,
-                              "origins": list(site.origins), "require_identity": site.require_identity}) + "\n")  # fmt: skip
+        shown = {"name": site.name, "key": site.key, "secret": site.secret, "origins": list(site.origins),
+                 "require_identity": site.require_identity}  # fmt: skip
+        out.write(json.dumps(shown) + "\n")
         return 0
     out.write(f"site {site.name} created\n  key:    {site.key}   (public: goes in the tracker snippet)\n")
     out.write(f"  secret: {site.secret}   (private: for signing manager ids on your CRM's backend)\n")

@@ -60,18 +60,3 @@ def site(client: storage.Client) -> sites.Site:
 @pytest.fixture
 def signed_site(client: storage.Client) -> sites.Site:
     return sites.add_site(client, "secure", ["https://crm.example.com"], require_identity=True, actor="test")
-
-
-def run_cli(*argv: str, env: dict[str, str], timeout: float = 120) -> tuple[int, str, str]:
-    """Run the installed `stepwatch` command in a subprocess."""
-    import subprocess
-    import sys
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "stepwatch", *argv],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    return proc.returncode, proc.stdout, proc.stderr

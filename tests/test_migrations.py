@@ -1,0 +1,67 @@
+"""Migrations: unique numbers, applied once, idempotent, retention as configured, schema as reviewed."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from stepwatch import migrations, storage
+from stepwatch.settings import Settings
+
+SNAPSHOT = Path(__file__).parent / "fixtures" / "schema.sql"
+
+
+def test_migration_files_have_unique_numbered_names() -> None:
+    found = migrations.discover()
+    assert [m.version for m in found] == sorted({m.version for m in found})
+    assert found[0].version == 1
+    for path in migrations.MIGRATIONS_DIR.glob("*.sql"):
+        assert re.fullmatch(r"\d{4}_[a-z0-9_]+\.sql", path.name)
+
+
+def test_migrations_apply_once(settings: Settings) -> None:
+    client = storage.connect(settings)
+    try:
+        first = migrations.apply_pending(client, settings.retention_days)
+        assert [m.version for m in first] == [m.version for m in migrations.discover()]
+        assert migrations.apply_pending(client, settings.retention_days) == []
+        ledger = client.query("SELECT version, count() FROM schema_migrations GROUP BY version").result_rows
+        assert all(count == 1 for _, count in ledger)
+    finally:
+        client.command(f"DROP DATABASE {settings.database}")
+        client.close()
+
+
+def test_every_statement_is_idempotent(client: storage.Client) -> None:
+    for migration in migrations.discover():
+        for statement in migration.statements():
+            client.command(statement)  # already applied by the fixture: must not fail
+
+
+def test_retention_setting_becomes_the_ttl(client: storage.Client) -> None:
+    migrations.apply_retention(client, 30)
+    for table in migrations.RETENTION_TABLES:
+        ddl = client.command(f"SHOW CREATE TABLE {table}")
+        assert "toIntervalDay(30)" in str(ddl)
+
+
+def test_visits_view_has_the_columns_of_the_raw_table(client: storage.Client) -> None:
+    def columns(table: str) -> dict[str, str]:
+        rows = client.query("SELECT name, type FROM system.columns WHERE database = currentDatabase() "
+                            "AND table = {t:String}", parameters={"t": table}).result_rows  # fmt: skip
+        return dict(rows)
+
+    raw, view = columns("step_visits"), columns("visits")
+    assert set(view) == set(storage.VISIT_COLUMNS)
+    assert all(raw[name] == kind for name, kind in view.items())
+
+
+def test_schema_matches_the_reviewed_snapshot(client: storage.Client, settings: Settings) -> None:
+    """Schema changes show up in review: regenerate with STEPWATCH_UPDATE_SNAPSHOT=1."""
+    rows = client.query("SELECT name, create_table_query FROM system.tables WHERE database = currentDatabase() "
+                        "ORDER BY name").result_rows  # fmt: skip
+    text = "\n\n".join(ddl.replace(f"{settings.database}.", "") + ";" for _, ddl in rows) + "\n"
+    if os.environ.get("STEPWATCH_UPDATE_SNAPSHOT"):
+        SNAPSHOT.write_text(text)
+    assert text == SNAPSHOT.read_text()
