@@ -14,6 +14,7 @@ from aiohttp import web
 
 from collector import keys, views
 from collector.directory import SiteDirectory
+from collector.events import Validator
 from collector.ratelimit import RateLimiter
 from collector.spool import Spool
 from collector.writer import EventWriter
@@ -31,7 +32,7 @@ def setup(app: web.Application) -> None:
     try:
         from tracker_js import TRACKER_PATH
 
-        app.router.add_get("/tracker.js", views.TrackerScript(TRACKER_PATH.read_bytes()))
+        app.router.add_get("/tracker.js", views.TrackerScript(TRACKER_PATH.read_bytes()).serve)
     except (ImportError, OSError):
         pass  # not built yet: the route is missing rather than broken
     app.cleanup_ctx.append(_resources)
@@ -40,14 +41,16 @@ def setup(app: web.Application) -> None:
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings, store = app[keys.SETTINGS], app[keys.STORE]
     spool = Spool(settings.spool_path, settings.spool_max_bytes)
-    writer = EventWriter(store, spool, settings.group_commit_rows, settings.group_commit_ms,
-                         settings.spool_retry_s)  # fmt: skip
+    writer = EventWriter(store, spool, ack_mode=settings.ack_mode, group_rows=settings.group_commit_rows,
+                         group_ms=settings.group_commit_ms, flush_ms=settings.flush_ms,
+                         retry_s=settings.spool_retry_s)  # fmt: skip
     sites = SiteDirectory(store, settings.spool_path / "sites-snapshot.json")
     app[keys.WRITER] = writer
+    app[keys.VALIDATOR] = Validator(settings)
     app[keys.SITES] = sites
     app[keys.LIMITS] = keys.Limits(RateLimiter(settings.rate_limit_site), RateLimiter(settings.rate_limit_address))
     await sites.refresh()
-    await writer.drain()  # replay what a previous run acknowledged but had not stored
+    await writer.ship()  # replay what a previous run acknowledged but had not stored
     writer.start()
     refresher = asyncio.create_task(sites.run())
     yield

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from collector.directory import SiteDirectory
+from collector.events import Validator
 from collector.ratelimit import RateLimiter
 from collector.writer import EventWriter
 from stepwatch.settings import Settings
@@ -24,3 +25,4 @@ STORE = web.AppKey("store", Store)
 SITES = web.AppKey("sites", SiteDirectory)
 WRITER = web.AppKey("writer", EventWriter)
 LIMITS = web.AppKey("limits", Limits)
+VALIDATOR = web.AppKey("validator", Validator)

@@ -1,28 +1,43 @@
-"""The local spool: where acknowledged events wait while ClickHouse is unavailable.
+"""The spool: acknowledged events that are not in ClickHouse yet, on local disk.
 
-Append-only JSON-lines files in the spool directory, one line per group commit, fsynced
-before the requests in it are acknowledged. The drainer (collector/writer.py) rotates the
-current file, inserts closed files into ClickHouse in name order and deletes each file only
-after its insert succeeded. A crash at any point leaves files that are replayed at start; a
-replay may insert rows twice, which the storage's deduplication absorbs (exactly once on read).
-A torn last line (the process died while writing it) was never acknowledged and is skipped.
+In `wal` mode every group commit is written here and fsynced before its requests are answered;
+in `insert` mode only while ClickHouse is unavailable. The shipper (collector/writer.py)
+rotates the current file, inserts the closed files into ClickHouse in name order and deletes a
+file only after its insert succeeded. A crash at any point leaves files that are replayed at
+the next start; a replay may insert rows twice, which storage deduplication absorbs.
+
+A file is a sequence of records, one per group commit and table:
+
+    V <rows> <bytes>\\n<JSONEachRow block of step visits>\\n
+    S <rows> <bytes>\\n<JSONEachRow block of session events>\\n
+
+The block is exactly what is inserted into ClickHouse, so writing and replaying cost no work
+per row. A record cut short by a crash (fewer bytes than its header says) was never
+acknowledged, because the answer waits for the fsync, and is skipped.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO
 
-Rows = list[list[Any]]
+TABLES = {b"V": "visits", b"S": "sessions"}
 
 
 class SpoolFull(Exception):
     """The spool has reached STEPWATCH_SPOOL_MAX_BYTES."""
+
+
+@dataclass(frozen=True)
+class Record:
+    kind: str  # "visits" or "sessions"
+    rows: int
+    block: bytes
 
 
 class Spool:
@@ -30,56 +45,72 @@ class Spool:
         self.directory = directory
         self.max_bytes = max_bytes
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()  # append runs in an executor thread, rotate on another
+        self._lock = threading.Lock()  # appends run in the spool thread, rotation in the shipper
         self._current: Path | None = None
-        self._file: Any = None
-        self.bytes = sum(p.stat().st_size for p in self.files())
-        self.events = sum(len(v) + len(s) for path in self.files() for v, s in self.read(path))
+        self._file: IO[bytes] | None = None
+        self._rows = {path: sum(r.rows for r in self.read(path)) for path in self.files()}
+        self.bytes = sum(path.stat().st_size for path in self._rows)
+
+    @property
+    def events(self) -> int:
+        """Rows in the spool: acknowledged, not yet known to be in ClickHouse."""
+        return sum(self._rows.values())
 
     def files(self) -> list[Path]:
-        return sorted(self.directory.glob("spool-*.jsonl"))
+        return sorted(self.directory.glob("spool-*.log"))
 
-    def append(self, visits: list[tuple[Any, ...]], sessions: list[tuple[Any, ...]]) -> None:
-        """Write one record durably (fsync) or raise SpoolFull."""
-        line = (json.dumps({"v": visits, "s": sessions}, separators=(",", ":")) + "\n").encode()
+    def append(self, visits: bytes, visit_rows: int, sessions: bytes, session_rows: int) -> None:
+        """Write one group commit durably (fsync), or raise SpoolFull and write nothing."""
+        parts = []
+        if visit_rows:
+            parts += [b"V %d %d\n" % (visit_rows, len(visits)), visits, b"\n"]
+        if session_rows:
+            parts += [b"S %d %d\n" % (session_rows, len(sessions)), sessions, b"\n"]
+        data = b"".join(parts)
         with self._lock:
-            if self.bytes + len(line) > self.max_bytes:
+            if self.bytes + len(data) > self.max_bytes:
                 raise SpoolFull(f"spool is full ({self.bytes} bytes)")
             if self._file is None:
-                self._current = self.directory / f"spool-{time.time_ns():020d}.jsonl"
+                self._current = self.directory / f"spool-{time.time_ns():020d}.log"
                 self._file = open(self._current, "ab")  # noqa: SIM115 - kept open across appends
                 _fsync_dir(self.directory)
-            self._file.write(line)
+            assert self._current is not None
+            self._file.write(data)
             self._file.flush()
             os.fsync(self._file.fileno())
-            self.bytes += len(line)
-            self.events += len(visits) + len(sessions)
+            self.bytes += len(data)
+            self._rows[self._current] = self._rows.get(self._current, 0) + visit_rows + session_rows
 
     def rotate(self) -> list[Path]:
-        """Close the file being appended to; return every closed file, oldest first."""
+        """Close the file being appended to; return every file to ship, oldest first."""
         with self._lock:
             if self._file is not None:
                 self._file.close()
                 self._file, self._current = None, None
-            return self.files()
+            return sorted(self._rows)
 
     @staticmethod
-    def read(path: Path) -> Iterator[tuple[Rows, Rows]]:
+    def read(path: Path) -> Iterator[Record]:
         with open(path, "rb") as f:
-            for raw in f:
+            while header := f.readline():
                 try:
-                    record = json.loads(raw)
-                except ValueError:
-                    continue  # torn write from a crash: never acknowledged
-                yield record.get("v", []), record.get("s", [])
+                    tag, rows, size = header.split()
+                    kind = TABLES[tag]
+                    block = f.read(int(size))
+                    complete = len(block) == int(size) and f.read(1) == b"\n"
+                except (ValueError, KeyError):
+                    return  # a torn header: the rest of the file was never acknowledged
+                if not complete:
+                    return
+                yield Record(kind, int(rows), block)
 
     def remove(self, path: Path) -> None:
+        """Delete a file whose rows are in ClickHouse now."""
         with self._lock:
             size = path.stat().st_size
-            count = sum(len(v) + len(s) for v, s in self.read(path))
             path.unlink()
             self.bytes = max(0, self.bytes - size)
-            self.events = max(0, self.events - count)
+            self._rows.pop(path, None)
 
     def close(self) -> None:
         self.rotate()

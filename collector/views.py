@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import math
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
 
 from collector import keys, metrics
-from collector.events import Batch, batch_schema, validate_events
+from collector.events import BadBatch, ParsedBatch, batch_schema, check_events
 from collector.identity import IdentityRejected, verify
 from collector.spool import SpoolFull
 from stepwatch.sites import Site
@@ -79,15 +77,9 @@ async def post_events(request: web.Request) -> web.Response:
     if len(body) > settings.max_body_bytes:
         return error(413, f"body larger than {settings.max_body_bytes} bytes", request=request)
     try:
-        raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return error(400, "body is not valid JSON", request=request)
-    try:
-        batch = Batch.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return error(400, f"{where}: {first['msg']}" if where else first["msg"], request=request)
+        batch = request.app[keys.VALIDATOR].parse(body)
+    except BadBatch as exc:
+        return error(400, str(exc), request=request)
 
     site = request.app[keys.SITES].by_key(batch.site)
     if site is None or not site.enabled:
@@ -111,10 +103,10 @@ async def post_events(request: web.Request) -> web.Response:
         except IdentityRejected as exc:
             return error(401, str(exc), request=request)
 
-    checked = validate_events(batch.events, site=site.name, settings=settings, signed_manager=signed_manager)
+    checked = check_events(batch, site=site.name, settings=settings, signed_manager=signed_manager)
     rejected = [{"index": r.index, "reason": r.reason} for r in checked.rejected]
     if rejected:
-        metrics.EVENTS_REJECTED.labels(reason="invalid_event").inc(len(rejected))
+        metrics.INVALID_EVENTS.inc(len(rejected))
     if checked.accepted == 0 and rejected:
         return error(400, "no valid event in the batch", rejected=rejected, request=request)
 
@@ -123,16 +115,16 @@ async def post_events(request: web.Request) -> web.Response:
         await request.app[keys.WRITER].submit(checked.visits, checked.sessions)
     except SpoolFull:
         return error(503, "storage unavailable and spool full", headers={"Retry-After": "30"}, request=request)
-    metrics.EVENTS_ACCEPTED.labels(kind="visit").inc(len(checked.visits))
-    metrics.EVENTS_ACCEPTED.labels(kind="session").inc(len(checked.sessions))
+    metrics.VISITS_ACCEPTED.inc(len(checked.visits))
+    metrics.SESSIONS_ACCEPTED.inc(len(checked.sessions))
     response = web.json_response({"accepted": checked.accepted, "rejected": rejected})
     _cors(request, response)
     return response
 
 
-def _signed_manager(site: Site, batch: Batch) -> str:
+def _signed_manager(site: Site, batch: ParsedBatch) -> str:
     """The one manager the batch's identity token signs; IdentityRejected if none."""
-    managers = {e.get("manager") for e in batch.events if isinstance(e, dict) and isinstance(e.get("manager"), str)}
+    managers = {e["manager"] for e in batch.events if e is not None}
     if not batch.identity:
         verify(site.secret, "", None)  # raises: a token is required
     last: IdentityRejected | None = None
@@ -194,7 +186,7 @@ class TrackerScript:
         self.gzipped = gzip.compress(source, compresslevel=9, mtime=0)
         self.etag = '"' + hashlib.sha256(source).hexdigest()[:20] + '"'
 
-    async def __call__(self, request: web.Request) -> web.Response:
+    async def serve(self, request: web.Request) -> web.Response:
         headers = {
             "ETag": self.etag,
             "Cache-Control": "public, max-age=3600, stale-while-revalidate=86400",

@@ -1,14 +1,21 @@
-"""Group commit: many requests' events become one ClickHouse insert, acknowledged when durable.
+"""Group commit: many requests' events become one durable write, and one ClickHouse insert.
 
-A request hands its validated rows to `EventWriter.submit` and waits. The flusher takes
-everything pending once the first rows have waited `group_commit_ms` (or sooner when
-`group_commit_rows` are pending, or at once when an insert just finished and more queued up
-meanwhile) and inserts it in one call. Only when that insert succeeded, or, if ClickHouse is
-unavailable, when the rows are fsynced into the spool, do the waiting requests get their
-answer. If neither works (spool full) they get an error and the tracker retries later.
+A request hands its validated rows to `EventWriter.submit` and waits for its answer. The
+flusher takes everything pending once the first rows have waited `group_commit_ms` (sooner when
+`group_commit_rows` are pending; at once when rows queued up while the previous write ran) and
+makes it durable in one step, which depends on STEPWATCH_ACK_MODE:
 
-While ClickHouse is down, new batches go straight to the spool; the drainer retries every
-`spool_retry_s` and, once ClickHouse answers, inserts the spooled files and resumes normal mode.
+- `wal` (default): the rows are appended to the spool and fsynced, then acknowledged. The
+  shipper inserts the spool into ClickHouse every `flush_ms`, in large batches, and deletes
+  what it inserted. An fsynced log is the stronger promise (a ClickHouse insert is not fsynced
+  by default), the answer does not wait for ClickHouse, and ClickHouse gets the few large
+  inserts it prefers instead of one small part per group commit.
+- `insert`: the rows are inserted into ClickHouse, then acknowledged; the spool is used only
+  while ClickHouse is unavailable.
+
+Either way, when ClickHouse is down the rows wait in the spool (bounded: beyond it, SpoolFull
+and a 503), the shipper retries every `spool_retry_s`, and a restarted collector replays the
+spool before it serves. Rows inserted twice by a replay collapse in storage (exactly once).
 """
 
 from __future__ import annotations
@@ -23,24 +30,29 @@ from typing import Any
 from collector import metrics
 from collector.spool import Spool, SpoolFull
 from stepwatch import migrations
-from stepwatch.storage import StorageUnavailable, Store, insert_session_events, insert_visits
+from stepwatch.storage import Store, insert_session_events, insert_visits
 
 log = logging.getLogger("stepwatch.collector")
 
 
 @dataclass
 class _Pending:
-    visits: list[tuple[Any, ...]]
-    sessions: list[tuple[Any, ...]]
+    visits: bytes  # JSONEachRow blocks
+    visit_rows: int
+    sessions: bytes
+    session_rows: int
     done: asyncio.Future[str]
 
 
 class EventWriter:
-    def __init__(self, store: Store, spool: Spool, group_rows: int, group_ms: float, retry_s: float):
+    def __init__(self, store: Store, spool: Spool, *, ack_mode: str = "wal", group_rows: int = 20_000,
+                 group_ms: float = 5.0, flush_ms: float = 200.0, retry_s: float = 2.0):  # fmt: skip
         self.store = store
         self.spool = spool
+        self.ack_mode = ack_mode
         self.group_rows = group_rows
         self.group_s = group_ms / 1000
+        self.flush_s = flush_ms / 1000
         self.retry_s = retry_s
         self.storage_ok = True
         self._pending: list[_Pending] = []
@@ -48,27 +60,30 @@ class EventWriter:
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
         self._spool_io = ThreadPoolExecutor(1, thread_name_prefix="spool")
+        self._shipping = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._flush_loop()), asyncio.create_task(self._drain_loop())]
+        self._tasks = [asyncio.create_task(self._flush_loop()), asyncio.create_task(self._ship_loop())]
 
     async def stop(self) -> None:
-        """Flush what is pending, then stop. Spooled rows stay on disk for the next start."""
+        """Make what is pending durable, ship what can be shipped, then stop."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._pending:
             await self._flush(self._take())
+        if self.storage_ok:
+            await self.ship()
         self.spool.close()
         self._spool_io.shutdown(wait=True)
 
-    async def submit(self, visits: list[tuple[Any, ...]], sessions: list[tuple[Any, ...]]) -> str:
-        """Wait until the rows are durable; returns "stored" or "spooled", raises SpoolFull."""
+    async def submit(self, visits: list[bytes], sessions: list[bytes]) -> str:
+        """Wait until the rows (JSONEachRow lines) are durable: "stored" or "spooled"; raises SpoolFull."""
         if not visits and not sessions:
             return "stored"
         done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(visits, sessions, done))
+        self._pending.append(_Pending(b"\n".join(visits), len(visits), b"\n".join(sessions), len(sessions), done))
         self._pending_rows += len(visits) + len(sessions)
         self._wake.set()
         if self._pending_rows >= self.group_rows:
@@ -85,34 +100,39 @@ class EventWriter:
         while True:
             await self._wake.wait()
             if self._pending_rows < self.group_rows and self.group_s > 0:
-                try:  # let concurrent requests join this insert
+                try:  # an idle writer lets concurrent requests join this write
                     await asyncio.wait_for(self._full.wait(), self.group_s)
                 except TimeoutError:
                     pass
+            # Rows that arrive while this write runs are written right after it, without waiting.
             await self._flush(self._take())
 
     async def _flush(self, batch: list[_Pending]) -> None:
-        visits = [row for p in batch for row in p.visits]
-        sessions = [row for p in batch for row in p.sessions]
+        visits = b"\n".join(p.visits for p in batch if p.visit_rows)
+        sessions = b"\n".join(p.sessions for p in batch if p.session_rows)
+        visit_rows = sum(p.visit_rows for p in batch)
+        session_rows = sum(p.session_rows for p in batch)
         outcome: str | BaseException = "stored"
-        if self.storage_ok:
+        if self.ack_mode == "insert" and self.storage_ok:
             started = time.perf_counter()
             try:
                 await self.store.run(_insert_all, visits, sessions)
                 metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
+                metrics.BATCH_ROWS.observe(visit_rows + session_rows)
             except Exception as exc:  # any failure: keep the rows safe in the spool instead
                 log.warning("insert failed, spooling until ClickHouse is back", extra={"error": str(exc)})
                 self.storage_ok = False
-        if not self.storage_ok:
+        if self.ack_mode == "wal" or not self.storage_ok:
             outcome = "spooled"
             try:
-                await asyncio.get_running_loop().run_in_executor(self._spool_io, self.spool.append, visits, sessions)
+                await asyncio.get_running_loop().run_in_executor(
+                    self._spool_io, self.spool.append, visits, visit_rows, sessions, session_rows
+                )
             except SpoolFull as exc:
                 outcome = exc
             except OSError as exc:
                 outcome = SpoolFull(f"spool write failed: {exc}")
             metrics.SPOOL_BYTES.set(self.spool.bytes)
-        metrics.BATCH_ROWS.observe(len(visits) + len(sessions))
         for p in batch:
             if p.done.done():
                 continue
@@ -121,42 +141,69 @@ class EventWriter:
             else:
                 p.done.set_result(outcome)
 
-    async def _drain_loop(self) -> None:
+    async def _ship_loop(self) -> None:
         while True:
             try:
-                await self.drain()
+                await self.ship()
             except Exception:
-                log.exception("spool drain failed")
-            await asyncio.sleep(self.retry_s)
+                log.exception("shipping the spool failed")
+            healthy_wal = self.ack_mode == "wal" and self.storage_ok
+            await asyncio.sleep(self.flush_s if healthy_wal else self.retry_s)
 
-    async def drain(self) -> bool:
-        """Insert spooled files into ClickHouse; True when the spool is empty and storage answers."""
-        loop = asyncio.get_running_loop()
-        files = await loop.run_in_executor(self._spool_io, self.spool.rotate)
-        if not files and self.storage_ok:
-            return True
-        try:
-            await self.store.run(_migrate_and_ping)
-            for path in files:
-                for visits, sessions in self.spool.read(path):
-                    await self.store.run(_insert_all, [tuple(r) for r in visits], [tuple(r) for r in sessions])
-                await loop.run_in_executor(self._spool_io, self.spool.remove, path)
+    async def ship(self) -> bool:
+        """Insert the spool into ClickHouse; True when it is empty and ClickHouse answered."""
+        async with self._shipping:
+            loop = asyncio.get_running_loop()
+            files = await loop.run_in_executor(self._spool_io, self.spool.rotate)
+            if not files and self.storage_ok:
+                return True
+            try:
+                if not self.storage_ok:
+                    await self.store.run(_migrate)  # also proves ClickHouse answers again
+                for path in files:
+                    await self.store.run(_ship_file, path)
+                    await loop.run_in_executor(self._spool_io, self.spool.remove, path)
                 metrics.SPOOL_BYTES.set(self.spool.bytes)
-        except (StorageUnavailable, Exception) as exc:
-            if self.storage_ok:
-                log.warning("spool drain deferred", extra={"error": str(exc)})
-            self.storage_ok = False
-            return False
-        if not self.storage_ok:
-            log.info("ClickHouse is back; spool drained")
-        self.storage_ok = True
-        return not self.spool.files()
+            except Exception as exc:
+                if self.storage_ok:
+                    log.warning("ClickHouse unavailable; events wait in the spool", extra={"error": str(exc)})
+                self.storage_ok = False
+                return False
+            if not self.storage_ok:
+                log.info("ClickHouse is back; spool drained")
+            self.storage_ok = True
+            return not self.spool.files()
 
 
-def _insert_all(client: Any, visits: list[tuple[Any, ...]], sessions: list[tuple[Any, ...]]) -> None:
+def _insert_all(client: Any, visits: bytes, sessions: bytes) -> None:
     insert_visits(client, visits)
     insert_session_events(client, sessions)
 
 
-def _migrate_and_ping(client: Any) -> None:
+SHIP_BLOCK_BYTES = 32 * 1024 * 1024  # one insert per table per this many bytes of a spool file
+
+
+def _ship_file(client: Any, path: Any) -> None:
+    """Insert one spool file: its records joined into a few large inserts (ClickHouse prefers them)."""
+    pending: dict[str, list[bytes]] = {"visits": [], "sessions": []}
+    size = 0
+
+    def flush() -> None:
+        nonlocal size
+        started = time.perf_counter()
+        insert_visits(client, b"\n".join(pending["visits"]))
+        insert_session_events(client, b"\n".join(pending["sessions"]))
+        metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
+        pending["visits"], pending["sessions"], size = [], [], 0
+
+    for record in Spool.read(path):
+        pending[record.kind].append(record.block)
+        size += len(record.block)
+        metrics.BATCH_ROWS.observe(record.rows)
+        if size >= SHIP_BLOCK_BYTES:
+            flush()
+    flush()
+
+
+def _migrate(client: Any) -> None:
     migrations.apply_pending(client)

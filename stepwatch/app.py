@@ -69,8 +69,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response.headers["X-Request-Id"] = request_id
         return response
     finally:
-        log.debug("request", extra={"method": request.method, "path": request.path,
-                                    "ms": round((time.perf_counter() - started) * 1000, 2)})  # fmt: skip
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("request", extra={"method": request.method, "path": request.path,
+                                        "ms": round((time.perf_counter() - started) * 1000, 2)})  # fmt: skip
         REQUEST_ID.reset(token)
 
 

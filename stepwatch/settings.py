@@ -65,6 +65,14 @@ class Settings(BaseModel):
     trust_forwarded_for: bool = Field(
         False, description="Take the client address from X-Forwarded-For (only behind a trusted proxy)."
     )
+    ack_mode: Literal["wal", "insert"] = Field(
+        "wal",
+        description="When a batch is acknowledged: wal = once fsynced to the local spool, "
+        "insert = once inserted into ClickHouse.",
+    )
+    flush_ms: float = Field(
+        200.0, gt=0, description="wal mode: how often acknowledged events are inserted into ClickHouse, in ms."
+    )
     group_commit_rows: int = Field(
         20_000, ge=1, description="Rows that trigger an insert of the pending events at once."
     )
@@ -72,7 +80,7 @@ class Settings(BaseModel):
         5.0, ge=0, description="How long the first pending event waits for others to share its insert, in ms."
     )
     spool_dir: Path | None = Field(
-        None, description="Where events wait while ClickHouse is unavailable; unset = DATA_DIR/spool."
+        None, description="The spool: acknowledged events not yet in ClickHouse; unset = DATA_DIR/spool."
     )
     spool_max_bytes: int = Field(
         1024**3, ge=1024, description="Largest size of the spool; beyond it ingest answers 503."

@@ -1,0 +1,240 @@
+"""Ingest benchmark: durable events per second through the real collector on the embedded engine.
+
+    python benchmarks/ingest.py --seconds 20 --json
+
+Starts `stepwatch serve` on a fresh data directory (rate limits off), and posts batches of 50
+realistic events (visits with checkpoints, session starts and ends) from concurrent keep-alive
+connections on loopback with `wrk` (Debian package; installed if missing). A 200 means the events
+are inserted in ClickHouse, so events_per_s is durable throughput. In the same run and on the same
+machine it measures two references: a bare aiohttp handler that only reads the same bodies
+(bare_requests_per_s), and clickhouse-connect inserting the same rows directly into the embedded
+engine in batches like the collector's group commits (raw_insert_rows_per_s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+STEPS = ["identification", "needs", "products", "offer", "contract", "payment", "closing"]
+
+BARE_APP = textwrap.dedent("""
+    import sys
+    from aiohttp import web
+
+    async def handle(request):
+        await request.read()
+        return web.json_response({"accepted": 50, "rejected": []})
+
+    app = web.Application(client_max_size=2 * 1024 * 1024)
+    app.router.add_post("/v1/events", handle)
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+""")
+
+WRK_SCRIPT = textwrap.dedent("""
+    local bodies = {}
+    for line in io.lines(os.getenv("BENCH_BODIES")) do bodies[#bodies + 1] = line end
+    local i = 0
+    request = function()
+      i = i % #bodies + 1
+      return wrk.format("POST", "/v1/events", {["Content-Type"] = "text/plain",
+                        ["Origin"] = "https://crm.example.com"}, bodies[i])
+    end
+    done = function(summary, latency, requests)
+      local non2xx = summary.errors.status
+      io.write(string.format('WRKJSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, '
+        .. '"non2xx": %d, "socket_errors": %d}\\n', summary.requests, summary.duration,
+        latency:percentile(50), latency:percentile(99), non2xx,
+        summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+    end
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_bodies(site_key: str, count: int, per_batch: int, seed: int = 1) -> list[dict[str, Any]]:
+    """Batches as a tracker sends them: visits of one manager, some checkpoints, session events."""
+    rng = random.Random(seed)
+    now = int(time.time() * 1000)
+    bodies = []
+    for _ in range(count):
+        manager = f"manager-{rng.randint(1, 200)}"
+        session = str(uuid.uuid4())
+        events: list[dict[str, Any]] = [{
+            "type": "session", "event_id": str(uuid.uuid4()), "action": "start", "session_id": session,
+            "manager": manager, "customer": uuid.uuid4().hex * 2, "process": "sales", "at": now - 3_600_000,
+            "outcome": "", "tracker": "1.0.0"}]  # fmt: skip
+        while len(events) < per_batch:
+            step = rng.choice(STEPS)
+            visit_id = str(uuid.uuid4())
+            active = int(rng.lognormvariate(11, 0.6))
+            for seq in range(rng.randint(1, 3)):
+                if len(events) >= per_batch:
+                    break
+                events.append({
+                    "type": "visit", "visit_id": visit_id, "seq": seq, "final": False, "manager": manager,
+                    "session_id": session, "customer": uuid.uuid4().hex * 2, "process": "sales", "step": step,
+                    "path": f"/clients/:customer/{step}", "started_at": now - rng.randint(60_000, 3_000_000),
+                    "active_ms": active * (seq + 1) // 3, "idle_ms": rng.randint(0, 60_000),
+                    "hidden_ms": rng.randint(0, 20_000), "tracker": "1.0.0"})  # fmt: skip
+        bodies.append({"site": site_key, "events": events})
+    return bodies
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True)
+    return shutil.which("wrk") or "wrk"
+
+
+def run_wrk(url: str, seconds: float, connections: int, bodies_path: Path, script: Path) -> dict[str, Any]:
+    env = {**os.environ, "BENCH_BODIES": str(bodies_path)}
+    out = subprocess.run(
+        [ensure_wrk(), "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "-s", str(script), url],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
+    result = json.loads(line.removeprefix("WRKJSON "))
+    result["requests_per_s"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def wait_for(url: str, timeout: float = 60) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def raw_insert_rate(bodies: list[dict[str, Any]], seconds: float, batch_rows: int) -> float:
+    """clickhouse-connect inserting the collector's rows straight into the embedded engine."""
+    from collector.events import check_events, parse_batch
+    from stepwatch import migrations, storage
+    from stepwatch.settings import Settings
+
+    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="sw-raw-")), rate_limit_site=0, rate_limit_address=0)
+    client = storage.connect(settings)
+    migrations.apply_pending(client)
+    visits: list[bytes] = []
+    sessions: list[bytes] = []
+    for body in bodies:
+        checked = check_events(parse_batch(json.dumps(body).encode()), site="bench", settings=settings)
+        visits += checked.visits
+        sessions += checked.sessions
+    rows = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for i in range(0, len(visits), batch_rows):
+            chunk = visits[i:i + batch_rows]
+            storage.insert_visits(client, chunk)
+            rows += len(chunk)
+        storage.insert_session_events(client, sessions)
+        rows += len(sessions)
+    elapsed = time.perf_counter() - started
+    client.close()
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
+    return rows / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=50, help="events per request")
+    parser.add_argument("--json", action="store_true", help="print only the JSON result")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="sw-bench-"))
+    env = {**os.environ, "STEPWATCH_DATA_DIR": str(work / "data"), "STEPWATCH_RATE_LIMIT_SITE": "0",
+           "STEPWATCH_RATE_LIMIT_ADDRESS": "0", "STEPWATCH_LOG_LEVEL": "WARNING"}  # fmt: skip
+    cli = [sys.executable, "-m", "stepwatch"]
+    site = json.loads(subprocess.run([*cli, "sites", "add", "bench", "--origin", "https://crm.example.com", "--json"],
+                                     env=env, capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    bodies = make_bodies(site["key"], 2000, args.batch)
+    bodies_path = work / "bodies.jsonl"
+    bodies_path.write_text("\n".join(json.dumps(b, separators=(",", ":")) for b in bodies) + "\n")
+    script = work / "post.lua"
+    script.write_text(WRK_SCRIPT)
+
+    port = free_port()
+    collector = subprocess.Popen([*cli, "serve"], env={**env, "STEPWATCH_PORT": str(port)},
+                                 stdout=subprocess.DEVNULL, stderr=open(work / "serve.log", "w"))  # fmt: skip
+    try:
+        wait_for(f"http://127.0.0.1:{port}/healthz")
+        run_wrk(f"http://127.0.0.1:{port}", 3, args.connections, bodies_path, script)  # warm-up
+        measured = run_wrk(f"http://127.0.0.1:{port}", args.seconds, args.connections, bodies_path, script)
+        rss = peak_rss_mb(collector.pid)
+    finally:
+        collector.terminate()
+        collector.wait(60)
+
+    port = free_port()
+    bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)])
+    try:
+        time.sleep(1.5)  # the bare app has no health route; it starts in well under a second
+        run_wrk(f"http://127.0.0.1:{port}", 2, args.connections, bodies_path, script)
+        bare_result = run_wrk(f"http://127.0.0.1:{port}", args.seconds, args.connections, bodies_path, script)
+    finally:
+        bare.terminate()
+        bare.wait(30)
+
+    raw_rate = raw_insert_rate(bodies[:400], min(args.seconds, 10), 20_000)
+    shutil.rmtree(work, ignore_errors=True)
+
+    result = {
+        "events_per_s": round(measured["requests_per_s"] * args.batch),
+        "requests_per_s": round(measured["requests_per_s"]),
+        "p50_ms": round(measured["p50_us"] / 1000, 2),
+        "p99_ms": round(measured["p99_us"] / 1000, 2),
+        "rss_mb": round(rss, 1),
+        "non_2xx": measured["non2xx"],
+        "socket_errors": measured["socket_errors"],
+        "bare_requests_per_s": round(bare_result["requests_per_s"]),
+        "collector_vs_bare": round(measured["requests_per_s"] / bare_result["requests_per_s"], 3),
+        "raw_insert_rows_per_s": round(raw_rate),
+        "seconds": args.seconds,
+        "connections": args.connections,
+        "events_per_request": args.batch,
+        "cpus": os.cpu_count(),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>24}: {value}")
+
+
+if __name__ == "__main__":
+    main()
