@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 import orjson
 from pydantic import Field, StrictBool, StringConstraints, TypeAdapter, ValidationError
-from typing_extensions import NotRequired, TypedDict, get_type_hints
+from typing_extensions import TypedDict, get_type_hints
 
 from stepwatch.settings import Settings
 
