@@ -26,6 +26,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/v1/events", views.post_events)
     app.router.add_route("OPTIONS", "/v1/events", views.preflight)
     app.router.add_get("/v1/schema", views.schema)
+    app.router.add_get("/v1/config/{site_key}", views.tracker_config)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/readyz", views.readyz)
     app.router.add_get("/metrics", views.prometheus)

@@ -1,4 +1,4 @@
-"""The collector's in-memory view of the sites, refreshed from ClickHouse every few seconds.
+"""The collector's in-memory view of the sites and their processes, refreshed every few seconds.
 
 Looking a site up must not cost a query per request, and ingest must go on while ClickHouse
 is down, even across a restart: every refresh also writes a snapshot next to the spool
@@ -8,13 +8,26 @@ is down, even across a restart: every refresh also writes a snapshot next to the
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from stepwatch import processes
+from stepwatch.errors import InvalidInput
 from stepwatch.sites import Site, list_sites
 from stepwatch.storage import Store
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """What GET /v1/config/{site_key} answers, serialized once per refresh."""
+
+    body: bytes
+    etag: str
+    origins: tuple[str, ...]
 
 log = logging.getLogger("stepwatch.collector")
 
@@ -26,6 +39,7 @@ class SiteDirectory:
         self.refresh_s = refresh_s
         self._by_key: dict[str, Site] = {}
         self._origins: frozenset[str] = frozenset()
+        self._configs: dict[str, TrackerConfig] = {}
 
     def by_key(self, key: str) -> Site | None:
         return self._by_key.get(key)
@@ -36,20 +50,30 @@ class SiteDirectory:
 
         return normalize_origin(origin, strict=False) in self._origins
 
-    def _set(self, sites: list[Site]) -> None:
+    def config(self, key: str) -> TrackerConfig | None:
+        return self._configs.get(key)
+
+    def _set(self, sites: list[Site], by_site: dict[str, processes.Process] | None = None) -> None:
         self._by_key = {site.key: site for site in sites}
         self._origins = frozenset(o for site in sites if site.enabled for o in site.origins)
+        if by_site is not None:
+            self._configs = {
+                site.key: tracker_config(site, by_site[site.name])
+                for site in sites
+                if site.enabled and site.name in by_site
+            }
 
     async def refresh(self) -> bool:
         try:
             sites = await self.store.run(list_sites)
+            by_site = await self.store.run(processes.all_latest)
         except Exception as exc:
             if not self._by_key:
                 self._load_snapshot()
             log.warning("cannot refresh sites", extra={"error": str(exc)})
             return False
-        self._set(sites)
-        await asyncio.get_running_loop().run_in_executor(None, self._save_snapshot, sites)
+        self._set(sites, by_site)
+        await asyncio.get_running_loop().run_in_executor(None, self._save_snapshot, sites, by_site)
         return True
 
     async def run(self) -> None:
@@ -57,17 +81,40 @@ class SiteDirectory:
             await asyncio.sleep(self.refresh_s)
             await self.refresh()
 
-    def _save_snapshot(self, sites: list[Site]) -> None:
+    def _save_snapshot(self, sites: list[Site], by_site: dict[str, processes.Process]) -> None:
         self.snapshot.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.snapshot.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump([site.__dict__ for site in sites], f)
+            json.dump({
+                "sites": [site.__dict__ for site in sites],
+                "processes": {name: {"version": p.version, **p.definition()} for name, p in by_site.items()},
+            }, f)  # fmt: skip
         os.replace(tmp, self.snapshot)
 
     def _load_snapshot(self) -> None:
         try:
             raw = json.loads(self.snapshot.read_text())
-            self._set([Site(**{**item, "origins": tuple(item["origins"])}) for item in raw])
-        except (OSError, ValueError, TypeError, KeyError):
+            sites = [Site(**{**item, "origins": tuple(item["origins"])}) for item in raw["sites"]]
+            by_site = {}
+            for name, definition in raw["processes"].items():
+                version = definition.pop("version")
+                by_site[name] = replace(processes.from_definition(definition, name), version=version)
+            self._set(sites, by_site)
+        except (OSError, ValueError, TypeError, KeyError, InvalidInput):
             pass
+
+
+def tracker_config(site: Site, process: processes.Process) -> TrackerConfig:
+    """The tracker's view of a site: its steps' URL rules and options, nothing private."""
+    config = {
+        "site": site.key,
+        "process": process.key,
+        "version": process.version,
+        "require_identity": site.require_identity,
+        "salt": site.salt,
+        **asdict(process.tracker),
+        "steps": [{"key": step.key, "patterns": list(step.patterns)} for step in process.steps],
+    }
+    body = json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
+    return TrackerConfig(body, '"' + hashlib.sha256(body).hexdigest()[:20] + '"', site.origins)

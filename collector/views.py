@@ -150,6 +150,26 @@ async def preflight(request: web.Request) -> web.Response:
     })  # fmt: skip
 
 
+async def tracker_config(request: web.Request) -> web.Response:
+    """GET /v1/config/{site_key}: the site's steps and URL rules for the tracker (cacheable)."""
+    config = request.app[keys.SITES].config(request.match_info["site_key"])
+    if config is None:
+        return error(404, "no enabled site with this key, or its process is not loaded yet", request=request)
+    headers = {"ETag": config.etag, "Cache-Control": "public, max-age=300", "Vary": "Origin"}
+    origin = request.headers.get("Origin")
+    if origin and _normalized_in(origin, config.origins):
+        headers["Access-Control-Allow-Origin"] = origin
+    if config.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=config.body, content_type="application/json", headers=headers)
+
+
+def _normalized_in(origin: str, origins: tuple[str, ...]) -> bool:
+    from stepwatch.sites import normalize_origin
+
+    return normalize_origin(origin, strict=False) in origins
+
+
 async def schema(request: web.Request) -> web.Response:
     return web.json_response(batch_schema(request.app[keys.SETTINGS].max_batch_events))
 

@@ -24,7 +24,7 @@ from typing import IO, Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from stepwatch import audit, migrations, sites, storage
+from stepwatch import audit, migrations, processes, sites, storage
 from stepwatch.errors import StepwatchError
 from stepwatch.settings import Settings, SettingsError
 
@@ -254,6 +254,46 @@ def cmd_sites_enable(args: argparse.Namespace, client: Client, out: IO[str]) -> 
     return 0
 
 
+def cmd_process_load(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    try:
+        text = open(args.file, encoding="utf-8").read()  # noqa: SIM115
+    except OSError as exc:
+        raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
+    site_name = args.site or _site_in_toml(text)
+    if not site_name:
+        raise CliError("which site? give --site NAME (or site = \"NAME\" in the file)")
+    sites.get_site(client, site_name)  # NotFound if there is no such site
+    process = processes.parse(text, site_name)
+    stored, changed = processes.load(client, process, actor=audit.cli_actor(), reason=args.reason)
+    state = f"loaded as version {stored.version}" if changed else f"unchanged (version {stored.version})"
+    out.write(f"process {stored.key} of site {site_name}: {len(stored.steps)} steps, {state}\n")
+    return 0
+
+
+def _site_in_toml(text: str) -> str | None:
+    import tomllib
+
+    try:
+        value = tomllib.loads(text).get("site")
+    except tomllib.TOMLDecodeError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def cmd_process_show(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    sites.get_site(client, args.site)
+    process = processes.latest(client, args.site)
+    if process is None:
+        raise CliError(f"site {args.site} has no process yet: stepwatch process load FILE --site {args.site}")
+    if args.json:
+        out.write(json.dumps({"site": args.site, "version": process.version, **process.definition()}) + "\n")
+    else:
+        loaded = process.loaded_at.isoformat(timespec="seconds") if process.loaded_at else "?"
+        out.write(f"# site {args.site}, version {process.version}, loaded {loaded} by {process.loaded_by}\n")
+        out.write(process.to_toml())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stepwatch",
@@ -290,4 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("name")
         a.add_argument("--reason", default="", help="why (kept in the audit log)")
         a.set_defaults(func=func)
+
+    p = sub.add_parser("process", help="load and show a site's process definition (steps and URL rules)")
+    process_sub = p.add_subparsers(title="process commands", metavar="ACTION", required=True)
+    a = process_sub.add_parser("load", help="load a TOML process definition (a new version when it changed)")
+    a.add_argument("file")
+    a.add_argument("--site", help="the site it belongs to (default: site = ... in the file)")
+    a.add_argument("--reason", default="", help="why (kept in the audit log)")
+    a.set_defaults(func=cmd_process_load)
+    a = process_sub.add_parser("show", help="print a site's current process definition as TOML")
+    a.add_argument("site")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_process_show)
     return parser

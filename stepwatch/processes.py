@@ -1,0 +1,209 @@
+"""Process definitions: the ordered steps of serving a client on one site, and how to recognise them.
+
+A definition is written in TOML (see examples/sales_desk.toml), loaded with
+`stepwatch process load FILE --site SITE`, stored in ClickHouse as a new version when it
+changed (with who and why, in the audit log), and served to the tracker by the collector at
+`GET /v1/config/{site_key}`. The analysis adds time bands per step to the same steps.
+
+URL patterns match a path segment by segment: a literal segment matches itself, `*` matches any
+one segment, `{customer}` any one segment and captures it as the customer reference, any other
+`{name}` any one segment, kept in the sanitized path as `:name`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from stepwatch import audit
+from stepwatch.errors import InvalidInput, NotFound
+from stepwatch.storage import query_rows
+
+KEY = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+SEGMENT = re.compile(r"^(\*|\{[a-z_][a-z0-9_]{0,31}\}|[A-Za-z0-9_.~\-]+)$")
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    title: str
+    patterns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    idle_ms: int = 30_000
+    checkpoint_ms: int = 15_000
+    session_timeout_ms: int = 30 * 60_000
+
+
+@dataclass(frozen=True)
+class Process:
+    site: str
+    key: str
+    title: str
+    steps: tuple[Step, ...]
+    tracker: TrackerOptions = field(default_factory=TrackerOptions)
+    version: int = 0
+    loaded_at: datetime | None = None
+    loaded_by: str = ""
+
+    def step(self, key: str) -> Step:
+        for step in self.steps:
+            if step.key == key:
+                return step
+        raise NotFound(f"process {self.key} of site {self.site} has no step {key!r}")
+
+    def definition(self) -> dict[str, Any]:
+        """What is versioned: everything but the version's own bookkeeping."""
+        return {
+            "process": self.key,
+            "title": self.title,
+            "tracker": asdict(self.tracker),
+            "steps": [{"key": s.key, "title": s.title, "patterns": list(s.patterns)} for s in self.steps],
+        }
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.definition())
+
+
+def parse(text: str, site: str) -> Process:
+    """Read a TOML definition; InvalidInput with the first problem found."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"not valid TOML: {exc}") from None
+    return from_definition(raw, site)
+
+
+def from_definition(raw: dict[str, Any], site: str) -> Process:
+    unknown = set(raw) - {"process", "title", "tracker", "steps", "site"}
+    if unknown:
+        raise InvalidInput(f"unknown keys in the process definition: {', '.join(sorted(unknown))}")
+    key = raw.get("process")
+    if not isinstance(key, str) or not KEY.match(key):
+        raise InvalidInput("`process` must be a key of 1-64 letters, digits, _ . : -, e.g. process = \"sales\"")
+    title = raw.get("title", key)
+    if not isinstance(title, str) or len(title) > 200:
+        raise InvalidInput("`title` must be a string of at most 200 characters")
+    steps_raw = raw.get("steps")
+    if not isinstance(steps_raw, list) or not steps_raw:
+        raise InvalidInput("a process needs at least one [[steps]] table")
+    steps = [_step(i, s) for i, s in enumerate(steps_raw, start=1)]
+    seen: set[str] = set()
+    for step in steps:
+        if step.key in seen:
+            raise InvalidInput(f"step key {step.key!r} appears twice")
+        seen.add(step.key)
+    return Process(site=site, key=key, title=title, steps=tuple(steps), tracker=_tracker(raw.get("tracker", {})))
+
+
+def _step(number: int, raw: Any) -> Step:
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"step {number}: must be a table")
+    unknown = set(raw) - {"key", "title", "patterns"}
+    if unknown:
+        raise InvalidInput(f"step {number}: unknown keys {', '.join(sorted(unknown))}")
+    key = raw.get("key")
+    if not isinstance(key, str) or not KEY.match(key):
+        raise InvalidInput(f"step {number}: `key` must be 1-64 letters, digits, _ . : -")
+    title = raw.get("title", key)
+    if not isinstance(title, str) or len(title) > 200:
+        raise InvalidInput(f"step {key}: `title` must be a string of at most 200 characters")
+    patterns = raw.get("patterns", [])
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise InvalidInput(f"step {key}: `patterns` must be a list of URL paths")
+    for pattern in patterns:
+        check_pattern(pattern, key)
+    return Step(key=key, title=title, patterns=tuple(patterns))
+
+
+def check_pattern(pattern: str, step: str) -> None:
+    if not pattern.startswith("/") or len(pattern) > 300:
+        raise InvalidInput(f"step {step}: pattern {pattern!r} must be a path starting with /")
+    segments = [s for s in pattern.split("/")[1:] if s != ""]
+    names = [s for s in segments if s.startswith("{")]
+    for segment in segments:
+        if not SEGMENT.match(segment):
+            raise InvalidInput(f"step {step}: pattern {pattern!r}: segment {segment!r} is not a literal, * or {{name}}")
+    if len(names) != len(set(names)):
+        raise InvalidInput(f"step {step}: pattern {pattern!r} names a segment twice")
+
+
+def _tracker(raw: Any) -> TrackerOptions:
+    if not isinstance(raw, dict):
+        raise InvalidInput("[tracker] must be a table")
+    limits = {"idle_ms": (1_000, 3_600_000), "checkpoint_ms": (1_000, 600_000),
+              "session_timeout_ms": (60_000, 24 * 3_600_000)}  # fmt: skip
+    unknown = set(raw) - set(limits)
+    if unknown:
+        raise InvalidInput(f"[tracker]: unknown keys {', '.join(sorted(unknown))}")
+    for name, value in raw.items():
+        low, high = limits[name]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise InvalidInput(f"[tracker] {name} must be an integer from {low} to {high}")
+    return TrackerOptions(**raw)
+
+
+# -- storage --------------------------------------------------------------------------------
+
+
+def load(client: Client, process: Process, *, actor: str, reason: str = "") -> tuple[Process, bool]:
+    """Store the definition as the site's next version; (stored, changed). Unchanged: no new version."""
+    current = latest(client, process.site)
+    if current is not None and current.definition() == process.definition():
+        return current, False
+    version = (current.version if current else 0) + 1
+    client.insert(
+        "processes",
+        [[process.site, process.key, version, json.dumps(process.definition(), sort_keys=True), actor, reason]],
+        column_names=["site", "process", "version", "definition", "loaded_by", "reason"],
+    )
+    audit.record(client, actor, "process.load", f"{process.site}/{process.key}", reason,
+                 {"version": version, "steps": [s.key for s in process.steps]})  # fmt: skip
+    stored = latest(client, process.site)
+    assert stored is not None
+    return stored, True
+
+
+def latest(client: Client, site: str) -> Process | None:
+    rows = query_rows(
+        client,
+        "SELECT site, version, definition, loaded_at, loaded_by FROM processes "
+        "WHERE site = {site:String} ORDER BY version DESC LIMIT 1",
+        {"site": site},
+    )
+    return _from_row(rows[0]) if rows else None
+
+
+def all_latest(client: Client) -> dict[str, Process]:
+    """The current process of every site, by site name (the collector caches this)."""
+    rows = query_rows(
+        client,
+        "SELECT site, version, definition, loaded_at, loaded_by FROM processes "
+        "ORDER BY site, version DESC LIMIT 1 BY site",
+    )
+    return {row["site"]: _from_row(row) for row in rows}
+
+
+def history(client: Client, site: str) -> list[dict[str, Any]]:
+    return query_rows(
+        client,
+        "SELECT version, process, loaded_at, loaded_by, reason FROM processes WHERE site = {site:String} "
+        "ORDER BY version DESC",
+        {"site": site},
+    )
+
+
+def _from_row(row: dict[str, Any]) -> Process:
+    process = from_definition(json.loads(row["definition"]), row["site"])
+    return Process(**{**process.__dict__, "version": row["version"], "loaded_at": row["loaded_at"],
+                      "loaded_by": row["loaded_by"]})  # fmt: skip
