@@ -24,7 +24,7 @@ from typing import IO, Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from stepwatch import audit, migrations, processes, sites, storage
+from stepwatch import audit, migrations, processes, sites, storage, teams
 from stepwatch.errors import StepwatchError
 from stepwatch.settings import Settings, SettingsError
 
@@ -294,6 +294,33 @@ def cmd_process_show(args: argparse.Namespace, client: Client, out: IO[str]) -> 
     return 0
 
 
+def cmd_teams_add(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    sites.get_site(client, args.site)
+    teams.add_team(client, args.site, args.name, args.title, actor=audit.cli_actor(), reason=args.reason)
+    out.write(f"team {args.name} added to site {args.site}\n")
+    return 0
+
+
+def cmd_teams_assign(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    sites.get_site(client, args.site)
+    teams.assign(client, args.site, args.team, args.managers, actor=audit.cli_actor(), reason=args.reason)
+    out.write(f"{len(args.managers)} manager(s) now in team {args.team} of site {args.site}\n")
+    return 0
+
+
+def cmd_teams_list(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    sites.get_site(client, args.site)
+    members = teams.members(client, args.site)
+    listed = {name: {"title": title, "managers": sorted(m for m, t in members.items() if t == name)}
+              for name, title in teams.list_teams(client, args.site).items()}  # fmt: skip
+    if args.json:
+        out.write(json.dumps(listed) + "\n")
+        return 0
+    for name, team in listed.items():
+        out.write(f"{name}\t{team['title']}\t{len(team['managers'])} managers\t{' '.join(team['managers'])}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stepwatch",
@@ -342,4 +369,23 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("site")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_process_show)
+
+    p = sub.add_parser("teams", help="manage teams of managers (the analysis compares peers within a team)")
+    team_sub = p.add_subparsers(title="team commands", metavar="ACTION", required=True)
+    a = team_sub.add_parser("add", help="create a team")
+    a.add_argument("name")
+    a.add_argument("--site", required=True)
+    a.add_argument("--title", default="", help="display name (default: the name)")
+    a.add_argument("--reason", default="", help="why (kept in the audit log)")
+    a.set_defaults(func=cmd_teams_add)
+    a = team_sub.add_parser("assign", help="put managers (ids as the tracker reports them) in a team")
+    a.add_argument("team", help='the team; "" removes the managers from their team')
+    a.add_argument("managers", nargs="+", metavar="MANAGER_ID")
+    a.add_argument("--site", required=True)
+    a.add_argument("--reason", default="", help="why (kept in the audit log)")
+    a.set_defaults(func=cmd_teams_assign)
+    a = team_sub.add_parser("list", help="list a site's teams and their managers")
+    a.add_argument("--site", required=True)
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_teams_list)
     return parser

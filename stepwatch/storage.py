@@ -255,3 +255,54 @@ class Store:
             except Exception:  # closing is best effort
                 pass
         self._clients.clear()
+
+
+# -- what the analysis reads -------------------------------------------------------------------
+
+# Which time of a visit is compared with the bands (STEPWATCH_ANALYSIS_METRIC). Fixed
+# expressions, chosen by name: nothing from outside is written into the SQL.
+METRIC_EXPRESSIONS = {
+    "visible": "active_ms + idle_ms",
+    "active": "active_ms",
+    "wall": "active_ms + idle_ms + hidden_ms",
+}
+
+
+@dataclass(frozen=True)
+class PairTimes:
+    """One manager's times on one step: one value per service session, with the session's day."""
+
+    manager: str
+    step: str
+    times_ms: Any  # numpy int64 array
+    days: Any  # numpy datetime64[D] array, aligned with times_ms
+
+
+def session_step_times(client: Client, site: str, since: Any, until: Any, metric: str = "visible") -> list[PairTimes]:
+    """Per manager x step, the time of each service session on the step within [since, until).
+
+    A session's time on a step is the sum of its visits to the step (a manager may come back to a
+    step within one session), each visit counted once (the `visits` view keeps its latest report).
+    """
+    import numpy as np
+
+    expression = METRIC_EXPRESSIONS[metric]
+    result = client.query(
+        f"""
+        SELECT manager, step, groupArray(t) AS times, groupArray(d) AS days
+        FROM (
+            SELECT manager, step, session_id, sum({expression}) AS t, toDate(min(started_at)) AS d
+            FROM visits
+            WHERE site = {{site:String}}
+              AND started_at >= {{since:DateTime64(3, 'UTC')}} AND started_at < {{until:DateTime64(3, 'UTC')}}
+            GROUP BY manager, step, session_id
+        )
+        GROUP BY manager, step
+        ORDER BY manager, step
+        """,
+        parameters={"site": site, "since": since, "until": until},
+    )
+    return [
+        PairTimes(manager, step, np.asarray(times, dtype=np.int64), np.asarray(days, dtype="datetime64[D]"))
+        for manager, step, times, days in result.result_rows
+    ]
