@@ -24,7 +24,9 @@ def add_team(client: Client, site: str, name: str, title: str = "", *, actor: st
         raise InvalidInput("a team name is 1-63 letters, digits, _ . -, starting with a letter or digit")
     if name in list_teams(client, site):
         raise Conflict(f"team {name!r} exists already on site {site}")
-    client.insert("teams", [[site, name, title or name, time.time_ns()]], column_names=["site", "name", "title", "version"])
+    client.insert(
+        "teams", [[site, name, title or name, time.time_ns()]], column_names=["site", "name", "title", "version"]
+    )
     audit.record(client, actor, "team.add", f"{site}/{name}", reason, {"title": title or name})
 
 
