@@ -47,8 +47,8 @@ def run(argv: list[str], environ: dict[str, str] | None = None) -> int:
         return 2
     try:
         settings = Settings.from_env(environ)
-        if args.func is cmd_serve:
-            return cmd_serve(args, settings)
+        if args.func in (cmd_serve, cmd_demo):
+            return int(args.func(args, settings))
         return run_with_store(argv, args, settings, sys.stdout)
     except SettingsError as exc:
         print(f"stepwatch: configuration error: {exc}", file=sys.stderr)
@@ -98,8 +98,8 @@ def run_in_server(argv: list[str], store: storage.Store) -> tuple[int, str, str]
     out, err = io.StringIO(), io.StringIO()
     try:
         args = build_parser().parse_args(argv)
-        if args.func is cmd_serve:
-            return 1, "", "stepwatch: serve is already running\n"
+        if args.func in (cmd_serve, cmd_demo):
+            return 1, "", "stepwatch: serve is already running on this data directory\n"
         code = int(args.func(args, store.client(), out))
     except SystemExit as exc:  # argparse: the client validated argv already, so this is rare
         code = int(exc.code or 0)
@@ -116,7 +116,41 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-# -- serve ----------------------------------------------------------------------------------
+# -- serve and demo -------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from stepwatch import demo
+
+    if settings.embedded:
+        holder = storage.read_serve_info(settings.data_dir.resolve())
+        if holder is not None:
+            raise storage.StoreLocked(settings.data_dir.resolve(), holder.pid, holder.url)
+    client = storage.connect(settings)
+    truth = None
+    try:
+        migrations.apply_pending(client, settings.retention_days)
+        if not demo.exists(client):
+            origin = f"http://{settings.host}:{settings.port or 8000}"
+            truth = demo.build(client, seed=args.seed, managers=args.managers, days=args.days, origin=origin)
+    finally:
+        client.close()
+    if truth is None:
+        print(f"demo data exists already in this store (site {demo.SITE}); not creating it again", flush=True)
+        return 0 if args.no_serve else cmd_serve(args, settings)
+    if args.truth:
+        demo.write_truth(truth, Path(args.truth))
+    slow = sum(p.kind == "slow" for p in truth.planted)
+    fast = sum(p.kind == "fast" for p in truth.planted)
+    print(f"demo site {truth.site}: {len(truth.managers)} managers in {len(set(truth.managers.values()))} teams, "
+          f"{truth.sessions} service sessions, {truth.visits} step visits over {args.days} days; "
+          f"planted {slow} slow and {fast} fast drawdowns", flush=True)  # fmt: skip
+    if args.no_serve:
+        return 0
+    return cmd_serve(args, settings)
+
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -330,6 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the collector and dashboards (applies pending migrations first)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="create a demo organisation with a realistic history, then serve")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--managers", type=int, default=24)
+    p.add_argument("--days", type=int, default=42)
+    p.add_argument("--truth", metavar="FILE", help="write what was planted (drawdowns, skills) as JSON")
+    p.add_argument("--no-serve", action="store_true", help="only create the data")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("migrate", help="apply pending schema migrations and list them")
     p.set_defaults(func=cmd_migrate)

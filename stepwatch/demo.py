@@ -1,0 +1,193 @@
+"""A realistic demo organisation and history, with planted drawdowns whose truth is known.
+
+`stepwatch demo` builds a site with the example sales process, teams of managers of different
+skill, and weeks of service sessions in business hours: right-skewed step times with
+day-of-week effects, idle and hidden time, checkpoints and a few duplicate deliveries (so the
+exactly-once path is exercised), a few planted slow and fast drawdowns and, for coaching,
+improvements after a date. Everything is written through the same storage functions the
+collector uses. `--truth FILE` writes what was planted, for benchmarks and tests.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from clickhouse_connect.driver.client import Client
+
+from stepwatch import processes, sites, storage, teams
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sales_desk.toml"
+SITE = "demo"
+# Typical visible time per step, in seconds, and how often a session goes through it.
+STEP_SECONDS = {"identification": 70, "needs": 260, "products": 320, "offer": 240, "contract": 200,
+                "payment": 100, "closing": 60}  # fmt: skip
+DAY_OF_WEEK = [1.08, 1.0, 0.98, 1.0, 0.95, 1.0, 1.0]  # Monday slowest, Friday quickest
+TEAM_NAMES = ["north", "south", "east", "west"]
+
+
+@dataclass(frozen=True)
+class Planted:
+    manager: str
+    step: str
+    kind: str  # "slow", "fast" or "improvement"
+    factor: float  # multiplies the manager's time on the step
+    since: date
+
+
+@dataclass
+class DemoTruth:
+    seed: int
+    site: str
+    managers: dict[str, str] = field(default_factory=dict)  # manager -> team
+    skill: dict[str, float] = field(default_factory=dict)
+    planted: list[Planted] = field(default_factory=list)
+    visits: int = 0
+    sessions: int = 0
+
+
+def exists(client: Client) -> bool:
+    """Whether the store holds demo history already (the demo is not built twice)."""
+    return bool(client.command("SELECT count() > 0 FROM step_visits WHERE site = {site:String}",
+                               parameters={"site": SITE}))  # fmt: skip
+
+
+def build(client: Client, *, seed: int = 7, managers: int = 24, days: int = 42,
+          today: date | None = None, origin: str = "http://127.0.0.1:8000") -> DemoTruth:  # fmt: skip
+    """Create the demo site, process, teams and history in the store behind `client`."""
+    rng = np.random.default_rng(seed)
+    today = today or datetime.now(UTC).date()
+    truth = DemoTruth(seed=seed, site=SITE)
+    if not any(s.name == SITE for s in sites.list_sites(client)):
+        sites.add_site(client, SITE, [origin, origin.replace("127.0.0.1", "localhost")], actor="demo",
+                       reason="demo data")  # fmt: skip
+    processes.load(client, processes.parse(EXAMPLE.read_text(), SITE), actor="demo", reason="demo data")
+
+    names = [f"m-{i + 1:03d}" for i in range(managers)]
+    team_count = max(1, min(len(TEAM_NAMES), managers // 6))
+    existing = teams.list_teams(client, SITE)
+    for t in TEAM_NAMES[:team_count]:
+        if t not in existing:
+            teams.add_team(client, SITE, t, f"{t.title()} desk", actor="demo", reason="demo data")
+    for i, name in enumerate(names):
+        truth.managers[name] = TEAM_NAMES[i % team_count]
+        truth.skill[name] = float(np.exp(rng.normal(0, 0.12)))
+    for t in TEAM_NAMES[:team_count]:
+        members = [m for m, team in truth.managers.items() if team == t]
+        teams.assign(client, SITE, t, members, actor="demo", reason="demo data")
+
+    truth.planted = _plant(rng, names, today, days)
+    visit_rows: list[bytes] = []
+    session_rows: list[bytes] = []
+    for visits, session_events in _history(rng, truth, today, days):
+        visit_rows += visits
+        session_rows += session_events
+        if len(visit_rows) >= 50_000:
+            storage.insert_visits(client, b"\n".join(visit_rows))
+            visit_rows = []
+    storage.insert_visits(client, b"\n".join(visit_rows))
+    storage.insert_session_events(client, b"\n".join(session_rows))
+    return truth
+
+
+def _plant(rng: np.random.Generator, names: list[str], today: date, days: int) -> list[Planted]:
+    steps = list(STEP_SECONDS)
+    chosen = rng.permutation(len(names))
+    planted = []
+    count = max(1, len(names) // 8)
+    for i in range(count):  # slow drawdowns that began two to three weeks ago
+        planted.append(Planted(names[chosen[i]], str(rng.choice(steps)), "slow", float(rng.uniform(1.6, 2.0)),
+                               today - timedelta(days=int(rng.integers(14, 22)))))  # fmt: skip
+    for i in range(count, count + max(1, count // 2)):  # suspiciously fast: possible skipped work
+        planted.append(Planted(names[chosen[i]], str(rng.choice(["needs", "contract", "offer"])), "fast",
+                               float(rng.uniform(0.3, 0.45)), today - timedelta(days=days)))  # fmt: skip
+    for i in range(count + max(1, count // 2), count + max(1, count // 2) + count):  # slow, then improved
+        planted.append(Planted(names[chosen[i % len(names)]], str(rng.choice(steps)), "improvement", 0.8,
+                               today - timedelta(days=10)))  # fmt: skip
+    return planted
+
+
+def _factor(truth: DemoTruth, manager: str, step: str, day: date) -> float:
+    factor = 1.0
+    for p in truth.planted:
+        if p.manager == manager and p.step == step:
+            if p.kind == "improvement":
+                factor *= 1.5 if day < p.since else 1.5 * p.factor  # slow before, 20% better after
+            elif day >= p.since:
+                factor *= p.factor
+    return factor
+
+
+def _history(rng: np.random.Generator, truth: DemoTruth, today: date,
+             days: int) -> Iterator[tuple[list[bytes], list[bytes]]]:  # fmt: skip
+    prefix = b'{"site":"' + SITE.encode() + b'","source":"demo",'
+    for offset in range(days, 0, -1):
+        day = today - timedelta(days=offset)
+        if day.weekday() >= 5:
+            continue
+        visits: list[bytes] = []
+        session_events: list[bytes] = []
+        for manager, skill in truth.skill.items():
+            clock = datetime(day.year, day.month, day.day, 9, tzinfo=UTC).timestamp() + rng.uniform(0, 1800)
+            for _ in range(int(rng.integers(6, 11))):
+                session_id = str(uuid.uuid4())
+                customer = uuid.uuid4().hex
+                truth.sessions += 1
+                session_events.append(_row(prefix, {"event_id": str(uuid.uuid4()), "action": "start",
+                    "session_id": session_id, "manager": manager, "customer": customer, "process": "sales",
+                    "at": round(clock, 3)}))  # fmt: skip
+                for step, seconds in STEP_SECONDS.items():
+                    if step in ("contract", "payment") and rng.random() < 0.35:
+                        break  # no sale: the session ends after the offer
+                    typical = seconds * skill * DAY_OF_WEEK[day.weekday()] * _factor(truth, manager, step, day)
+                    visible = float(rng.lognormal(np.log(typical), 0.45))
+                    idle = visible * float(rng.uniform(0.02, 0.2))
+                    hidden = float(rng.exponential(8)) if rng.random() < 0.2 else 0.0
+                    for report in _reports(rng, {
+                        "visit_id": str(uuid.uuid4()), "manager": manager, "session_id": session_id,
+                        "customer": customer, "process": "sales", "step": step,
+                        "path": f"/clients/:customer/{step}", "started_at": round(clock, 3),
+                        "active_ms": int((visible - idle) * 1000), "idle_ms": int(idle * 1000),
+                        "hidden_ms": int(hidden * 1000), "tracker": "demo",
+                    }):  # fmt: skip
+                        visits.append(_row(prefix, report))
+                    truth.visits += 1
+                    clock += visible + hidden + float(rng.uniform(2, 20))
+                outcome = "sale" if rng.random() < 0.55 else "no_sale"
+                session_events.append(_row(prefix, {"event_id": str(uuid.uuid4()), "action": "end",
+                    "session_id": session_id, "manager": manager, "customer": customer, "process": "sales",
+                    "at": round(clock, 3), "outcome": outcome}))  # fmt: skip
+                clock += float(rng.uniform(60, 900))
+        yield visits, session_events
+
+
+def _reports(rng: np.random.Generator, visit: dict[str, Any]) -> list[dict[str, Any]]:
+    """The reports a tracker would send: sometimes checkpoints first, rarely a duplicate delivery."""
+    final = {**visit, "seq": 0, "final": True}
+    reports = []
+    if rng.random() < 0.1:  # a checkpoint taken halfway, then the final report
+        reports.append({**visit, "seq": 0, "final": False, "active_ms": visit["active_ms"] // 2,
+                        "idle_ms": visit["idle_ms"] // 2, "hidden_ms": visit["hidden_ms"] // 2})  # fmt: skip
+        final["seq"] = 1
+    reports.append(final)
+    if rng.random() < 0.01:
+        reports.append(final)  # the same report delivered twice
+    return reports
+
+
+def _row(prefix: bytes, fields: dict[str, Any]) -> bytes:
+    return prefix + orjson.dumps(fields)[1:]
+
+
+def write_truth(truth: DemoTruth, path: Path) -> None:
+    data = asdict(truth)
+    for p in data["planted"]:
+        p["since"] = p["since"].isoformat()
+    path.write_text(json.dumps(data, indent=2) + "\n")

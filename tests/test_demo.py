@@ -1,0 +1,42 @@
+"""The demo organisation: realistic, exactly-once, reproducible, built once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stepwatch import demo, storage, teams
+from tests.helpers import run_cli
+
+
+def test_demo_history_is_realistic_and_counted_once(client: storage.Client) -> None:
+    truth = demo.build(client, seed=3, managers=12, days=21)
+    rows = storage.query_rows(client, "SELECT count() AS n, uniqExact(visit_id) AS ids FROM visits")
+    assert rows == [{"n": truth.visits, "ids": truth.visits}]  # checkpoints and duplicates count once
+    raw = storage.query_rows(client, "SELECT count() AS n FROM step_visits")[0]["n"]
+    assert raw >= truth.visits
+    assert storage.query_rows(client, "SELECT count() AS n FROM service_sessions")[0]["n"] == truth.sessions
+    assert len(teams.members(client, demo.SITE)) == 12
+    assert {p.kind for p in truth.planted} == {"slow", "fast", "improvement"}
+    weekend = storage.query_rows(client, "SELECT count() AS n FROM visits WHERE toDayOfWeek(started_at) >= 6")
+    assert weekend == [{"n": 0}]
+    # right-skewed: the mean of a step's times is well above its median
+    skew = storage.query_rows(client, "SELECT avg(active_ms + idle_ms) / median(active_ms + idle_ms) AS r FROM visits "
+                                      "WHERE step = 'offer'")  # fmt: skip
+    assert skew[0]["r"] > 1.05
+    assert demo.exists(client)
+
+
+def test_demo_command_builds_once_and_writes_the_truth(tmp_path: Path) -> None:
+    env = {"STEPWATCH_DATA_DIR": str(tmp_path / "data")}
+    truth_file = tmp_path / "truth.json"
+    code, out, err = run_cli("demo", "--no-serve", "--managers", "8", "--days", "14", "--truth", str(truth_file),
+                             env=env)  # fmt: skip
+    assert code == 0, err
+    assert "8 managers" in out
+    truth = json.loads(truth_file.read_text())
+    assert truth["seed"] == 7 and len(truth["managers"]) == 8 and truth["planted"]
+    code, out, _ = run_cli("demo", "--no-serve", env=env)
+    assert code == 0 and "exists already" in out
+    code, out, _ = run_cli("sql", "SELECT count() AS n FROM visits", "--format", "json", env=env)
+    assert json.loads(out) == [{"n": truth["visits"]}]
