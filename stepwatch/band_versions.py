@@ -19,7 +19,7 @@ from stepwatch.storage import query_rows
 
 
 @dataclass(frozen=True)
-class BandVersion:
+class StoredBand:
     site: str
     step: str
     team: str  # "" = the default for every team
@@ -53,7 +53,7 @@ def add_version(
     })  # fmt: skip
 
 
-def versions(client: Client, site: str, step: str | None = None) -> list[BandVersion]:
+def versions(client: Client, site: str, step: str | None = None) -> list[StoredBand]:
     """Every version of a site's bands (one step's, if given), oldest first."""
     rows = query_rows(
         client,
@@ -62,9 +62,9 @@ def versions(client: Client, site: str, step: str | None = None) -> list[BandVer
         "ORDER BY step, team, effective_from, set_at",
         {"site": site, "step": step or ""},
     )
-    return [BandVersion(**row) for row in rows]
+    return [StoredBand(**row) for row in rows]
 
 
-def _values(version: BandVersion) -> dict[str, Any]:
+def _values(version: StoredBand) -> dict[str, Any]:
     return {"min_ms": version.min_ms, "reference_ms": version.reference_ms, "max_ms": version.max_ms,
             "effective_from": version.effective_from.isoformat()}  # fmt: skip

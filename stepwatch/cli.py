@@ -19,12 +19,13 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from typing import IO, Any
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from stepwatch import audit, migrations, processes, sites, storage, teams
+from stepwatch import audit, band_versions, migrations, processes, sites, storage, teams
 from stepwatch.errors import StepwatchError
 from stepwatch.settings import Settings, SettingsError
 
@@ -355,6 +356,136 @@ def cmd_teams_list(args: argparse.Namespace, client: Client, out: IO[str]) -> in
     return 0
 
 
+def parse_duration(text: str) -> int:
+    """"240", "240s", "4m", "4m30s", "1500ms", "1h" -> milliseconds (a bare number is seconds)."""
+    value = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return round(float(value) * 1000)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        raise CliError(f"not a duration: {text!r} (examples: 90, 90s, 4m, 4m30s, 1500ms)")
+    scale = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+    return round(sum(float(n) * scale[u] for n, u in parts))
+
+
+def format_duration(ms: float) -> str:
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+def _parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
+
+
+def cmd_bands_set(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    from analysis.bands import Band, BandError
+
+    process = _process_of(client, args.site)
+    process.step(args.step)  # NotFound names the step
+    if args.team and args.team not in teams.list_teams(client, args.site):
+        raise CliError(f"no team {args.team!r} on site {args.site}")
+    try:
+        band = Band(parse_duration(args.min), parse_duration(args.reference), parse_duration(args.max))
+    except BandError as exc:
+        raise CliError(f"band refused: {exc}") from None
+    effective = _parse_date(args.effective_from) if args.effective_from else datetime.now(UTC).date()
+    band_versions.add_version(client, args.site, args.step, args.team, band.min_ms, band.reference_ms, band.max_ms,
+                              effective, actor=audit.cli_actor(), reason=args.reason)  # fmt: skip
+    who = f"team {args.team}" if args.team else "every team"
+    out.write(f"band of {args.step} for {who} from {effective}: min {format_duration(band.min_ms)}, "
+              f"reference {format_duration(band.reference_ms)}, max {format_duration(band.max_ms)}\n")  # fmt: skip
+    return 0
+
+
+def cmd_bands_list(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    sites.get_site(client, args.site)
+    listed = band_versions.versions(client, args.site, args.step)
+    if args.json:
+        out.write(json.dumps([v.__dict__ for v in listed], default=_json_default) + "\n")
+        return 0
+    out.write("step\tteam\tfrom\tmin\treference\tmax\tset by\treason\n")
+    for v in listed:
+        out.write(_line(v.step, v.team or "(all)", v.effective_from, format_duration(v.min_ms),
+                        format_duration(v.reference_ms), format_duration(v.max_ms), v.set_by, v.reason))  # fmt: skip
+    return 0
+
+
+def cmd_bands_suggest(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    import numpy as np
+
+    from analysis.bands import BandError, suggest_band
+
+    process = _process_of(client, args.site)
+    until = _parse_date(args.until) + timedelta(days=1) if args.until else datetime.now(UTC).date() + timedelta(days=1)
+    since = _parse_date(args.since) if args.since else until - timedelta(days=29)
+    if args.apply and not args.reason.strip():
+        raise CliError("--apply needs --reason (kept in the audit log)")
+    pairs = storage.session_step_times(client, args.site, _midnight(since), _midnight(until), args.metric)
+    rows = []
+    for step in process.steps:
+        own = [p for p in pairs if p.step == step.key]
+        if not own:
+            rows.append({"step": step.key, "n": 0, "error": "no sessions in the period"})
+            continue
+        times = np.concatenate([p.times_ms for p in own])
+        managers = np.concatenate([np.full(len(p.times_ms), p.manager) for p in own])
+        try:
+            suggestion = suggest_band(times, managers=managers)
+        except BandError as exc:
+            rows.append({"step": step.key, "n": int(times.size), "error": str(exc)})
+            continue
+        band = suggestion.band
+        rows.append({"step": step.key, "n": suggestion.n, "managers": suggestion.managers,
+                     "min_ms": band.min_ms, "reference_ms": band.reference_ms, "max_ms": band.max_ms,
+                     "reference_ci_ms": suggestion.reference_ci_ms, "method": suggestion.method})  # fmt: skip
+    if args.json:
+        out.write(json.dumps({"site": args.site, "since": since.isoformat(), "until": (until - timedelta(days=1))
+                              .isoformat(), "metric": args.metric, "steps": rows}) + "\n")  # fmt: skip
+    else:
+        out.write(f"suggested bands for {args.site}, sessions from {since} to {until - timedelta(days=1)} "
+                  f"({args.metric} time; min/reference/max = P10/median/P90, each manager weighted equally)\n")
+        out.write("step\tsessions\tmanagers\tmin\treference\tmax\treference 95% CI\n")
+        for row in rows:
+            if "error" in row:
+                out.write(f"{row['step']}\t{row['n']}\t-\t-\t-\t-\t({row['error']})\n")
+                continue
+            ci = row["reference_ci_ms"]
+            ci_text = f"{format_duration(ci[0])}-{format_duration(ci[1])}" if ci else "-"
+            out.write(_line(row["step"], row["n"], row["managers"], format_duration(row["min_ms"]),
+                            format_duration(row["reference_ms"]), format_duration(row["max_ms"]), ci_text))  # fmt: skip
+    if args.apply:
+        today = datetime.now(UTC).date()
+        applied = [r for r in rows if "error" not in r]
+        for row in applied:
+            band_versions.add_version(client, args.site, row["step"], "", row["min_ms"], row["reference_ms"],
+                                      row["max_ms"], today, actor=audit.cli_actor(), reason=args.reason)  # fmt: skip
+        out.write(f"applied {len(applied)} bands from {today}\n")
+    return 0
+
+
+def _line(*values: Any) -> str:
+    """One row of a tab-separated table."""
+    return "\t".join(str(v) for v in values) + "\n"
+
+
+def _process_of(client: Client, site: str) -> processes.Process:
+    sites.get_site(client, site)
+    process = processes.latest(client, site)
+    if process is None:
+        raise CliError(f"site {site} has no process yet: stepwatch process load FILE --site {site}")
+    return process
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stepwatch",
@@ -430,4 +561,31 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--site", required=True)
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_teams_list)
+
+    p = sub.add_parser("bands", help="the min, reference and max time of each step (versioned, audited)")
+    band_sub = p.add_subparsers(title="band commands", metavar="ACTION", required=True)
+    a = band_sub.add_parser("set", help="set a step's band from a date (durations: 90, 90s, 4m, 4m30s, 1500ms)")
+    a.add_argument("site")
+    a.add_argument("step")
+    a.add_argument("--min", required=True)
+    a.add_argument("--reference", required=True)
+    a.add_argument("--max", required=True)
+    a.add_argument("--reason", required=True, help="why (kept in the audit log)")
+    a.add_argument("--team", default="", help="override for one team (default: every team)")
+    a.add_argument("--from", dest="effective_from", help="date it takes effect, YYYY-MM-DD (default: today)")
+    a.set_defaults(func=cmd_bands_set)
+    a = band_sub.add_parser("list", help="every version of a site's bands")
+    a.add_argument("site")
+    a.add_argument("--step")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_bands_list)
+    a = band_sub.add_parser("suggest", help="propose bands from the data, shown as a table first")
+    a.add_argument("site")
+    a.add_argument("--since", help="first day, YYYY-MM-DD (default: 30 days before --until)")
+    a.add_argument("--until", help="last day, YYYY-MM-DD (default: today)")
+    a.add_argument("--metric", choices=["visible", "active", "wall"], default="visible")
+    a.add_argument("--apply", action="store_true", help="record the suggestions as the bands from today")
+    a.add_argument("--reason", default="", help="why (needed with --apply)")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_bands_suggest)
     return parser

@@ -1,0 +1,76 @@
+"""Bands from the command line: set (consistency enforced, audited), list, suggest and apply."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stepwatch.cli import CliError, parse_duration
+from tests.helpers import run_cli
+
+
+@pytest.mark.parametrize(("text", "ms"), [("90", 90_000), ("90s", 90_000), ("4m", 240_000), ("4m30s", 270_000),
+                                          ("1500ms", 1_500), ("1h", 3_600_000), ("2.5", 2_500)])  # fmt: skip
+def test_durations(text: str, ms: int) -> None:
+    assert parse_duration(text) == ms
+
+
+@pytest.mark.parametrize("text", ["", "4 minutes", "m4", "-3", "4x"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(CliError):
+        parse_duration(text)
+
+
+@pytest.fixture(scope="module")
+def demo_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    env = {"STEPWATCH_DATA_DIR": str(tmp_path_factory.mktemp("bands") / "data")}
+    code, _, err = run_cli("demo", "--no-serve", "--managers", "12", "--days", "28", env=env)
+    assert code == 0, err
+    return env
+
+
+def test_set_checks_consistency_and_audits(demo_env: dict[str, str]) -> None:
+    env = demo_env
+    code, _, err = run_cli("bands", "set", "demo", "offer", "--min", "5m", "--reference", "4m", "--max", "6m",
+                           "--reason", "x", env=env)  # fmt: skip
+    assert code == 1 and "min must be at most reference" in err
+    code, _, err = run_cli("bands", "set", "demo", "offer", "--min", "0", "--reference", "4m", "--max", "6m",
+                           "--reason", "x", env=env)  # fmt: skip
+    assert code == 1 and "more than 0" in err
+    code, _, err = run_cli("bands", "set", "demo", "nope", "--min", "1", "--reference", "2", "--max", "3",
+                           "--reason", "x", env=env)  # fmt: skip
+    assert code == 1 and "no step 'nope'" in err
+    code, _, err = run_cli("bands", "set", "demo", "offer", "--min", "1m", "--reference", "4m", "--max", "6m",
+                           "--reason", " ", env=env)  # fmt: skip
+    assert code == 1 and "reason" in err
+    code, out, err = run_cli("bands", "set", "demo", "offer", "--min", "1m", "--reference", "4m", "--max", "6m",
+                             "--reason", "agreed with sales", "--from", "2026-01-05", env=env)  # fmt: skip
+    assert code == 0, err
+    code, out, err = run_cli("bands", "set", "demo", "offer", "--min", "1m", "--reference", "3m", "--max", "5m",
+                             "--reason", "north is faster", "--team", "north", env=env)  # fmt: skip
+    assert code == 0, err
+    code, out, _ = run_cli("bands", "list", "demo", "--step", "offer", "--json", env=env)
+    listed = json.loads(out)
+    assert [(b["team"], b["reference_ms"], b["reason"]) for b in listed] == [
+        ("", 240_000, "agreed with sales"), ("north", 180_000, "north is faster")]  # fmt: skip
+    code, out, _ = run_cli("sql", "SELECT actor, object, reason, details FROM audit_log WHERE action = 'band.set' "
+                           "ORDER BY at", "--format", "json", env=env)  # fmt: skip
+    audited = json.loads(out)
+    assert audited[0]["actor"].startswith("cli:") and audited[0]["object"] == "demo/offer"
+    assert json.loads(audited[1]["details"])["after"]["reference_ms"] == 180_000
+
+
+def test_suggest_shows_a_table_then_applies(demo_env: dict[str, str]) -> None:
+    code, out, err = run_cli("bands", "suggest", "demo", "--json", env=demo_env)
+    assert code == 0, err
+    suggested = {row["step"]: row for row in json.loads(out)["steps"]}
+    offer = suggested["offer"]
+    assert offer["min_ms"] < offer["reference_ms"] < offer["max_ms"]
+    assert 150_000 < offer["reference_ms"] < 330_000  # the demo's offer step takes about 4 minutes
+    code, out, _ = run_cli("bands", "suggest", "demo", env=demo_env)
+    assert "offer" in out and "reference 95% CI" in out
+    code, _, err = run_cli("bands", "suggest", "demo", "--apply", env=demo_env)
+    assert code == 1 and "--reason" in err
+    code, out, err = run_cli("bands", "suggest", "demo", "--apply", "--reason", "first bands", env=demo_env)
+    assert code == 0 and "applied 7 bands" in out, err
