@@ -80,7 +80,7 @@ def make_bodies(site_key: str, count: int, per_batch: int, seed: int = 1) -> lis
         events: list[dict[str, Any]] = [{
             "type": "session", "event_id": str(uuid.uuid4()), "action": "start", "session_id": session,
             "manager": manager, "customer": uuid.uuid4().hex * 2, "process": "sales", "at": now - 3_600_000,
-            "outcome": "", "tracker": "1.0.0"}]  # fmt: skip
+            "outcome": "", "tracker": "1.0.0"}]
         while len(events) < per_batch:
             step = rng.choice(STEPS)
             visit_id = str(uuid.uuid4())
@@ -93,7 +93,7 @@ def make_bodies(site_key: str, count: int, per_batch: int, seed: int = 1) -> lis
                     "session_id": session, "customer": uuid.uuid4().hex * 2, "process": "sales", "step": step,
                     "path": f"/clients/:customer/{step}", "started_at": now - rng.randint(60_000, 3_000_000),
                     "active_ms": active * (seq + 1) // 3, "idle_ms": rng.randint(0, 60_000),
-                    "hidden_ms": rng.randint(0, 20_000), "tracker": "1.0.0"})  # fmt: skip
+                    "hidden_ms": rng.randint(0, 20_000), "tracker": "1.0.0"})
         bodies.append({"site": site_key, "events": events})
     return bodies
 
@@ -178,10 +178,10 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="sw-bench-"))
     env = {**os.environ, "STEPWATCH_DATA_DIR": str(work / "data"), "STEPWATCH_RATE_LIMIT_SITE": "0",
-           "STEPWATCH_RATE_LIMIT_ADDRESS": "0", "STEPWATCH_LOG_LEVEL": "WARNING"}  # fmt: skip
+           "STEPWATCH_RATE_LIMIT_ADDRESS": "0", "STEPWATCH_LOG_LEVEL": "WARNING"}
     cli = [sys.executable, "-m", "stepwatch"]
     site = json.loads(subprocess.run([*cli, "sites", "add", "bench", "--origin", "https://crm.example.com", "--json"],
-                                     env=env, capture_output=True, text=True, check=True).stdout)  # fmt: skip
+                                     env=env, capture_output=True, text=True, check=True).stdout)
     bodies = make_bodies(site["key"], 2000, args.batch)
     bodies_path = work / "bodies.jsonl"
     bodies_path.write_text("\n".join(json.dumps(b, separators=(",", ":")) for b in bodies) + "\n")
@@ -190,7 +190,7 @@ def main() -> None:
 
     port = free_port()
     collector = subprocess.Popen([*cli, "serve"], env={**env, "STEPWATCH_PORT": str(port)},
-                                 stdout=subprocess.DEVNULL, stderr=open(work / "serve.log", "w"))  # fmt: skip
+                                 stdout=subprocess.DEVNULL, stderr=open(work / "serve.log", "w"))
     try:
         wait_for(f"http://127.0.0.1:{port}/healthz")
         run_wrk(f"http://127.0.0.1:{port}", 3, args.connections, bodies_path, script)  # warm-up

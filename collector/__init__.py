@@ -44,7 +44,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     spool = Spool(settings.spool_path, settings.spool_max_bytes)
     writer = EventWriter(store, spool, ack_mode=settings.ack_mode, group_rows=settings.group_commit_rows,
                          group_ms=settings.group_commit_ms, flush_ms=settings.flush_ms,
-                         retry_s=settings.spool_retry_s)  # fmt: skip
+                         retry_s=settings.spool_retry_s)
     sites = SiteDirectory(store, settings.spool_path / "sites-snapshot.json")
     app[keys.WRITER] = writer
     app[keys.VALIDATOR] = Validator(settings)

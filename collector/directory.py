@@ -89,7 +89,7 @@ class SiteDirectory:
             json.dump({
                 "sites": [site.__dict__ for site in sites],
                 "processes": {name: {"version": p.version, **p.definition()} for name, p in by_site.items()},
-            }, f)  # fmt: skip
+            }, f)
         os.replace(tmp, self.snapshot)
 
     def _load_snapshot(self) -> None:

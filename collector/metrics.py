@@ -18,15 +18,15 @@ EVENTS_REJECTED = Counter(
 REQUEST_EVENTS = Histogram(
     "stepwatch_request_events", "Events per POST /v1/events.", buckets=(1, 5, 10, 25, 50, 100, 250, 500),
     registry=REGISTRY,
-)  # fmt: skip
+)
 BATCH_ROWS = Histogram(
     "stepwatch_group_commit_rows", "Rows per group commit (one durable write).",
     buckets=(1, 10, 100, 500, 1000, 5000, 10_000, 50_000), registry=REGISTRY,
-)  # fmt: skip
+)
 INSERT_SECONDS = Histogram(
     "stepwatch_insert_seconds", "Latency of one ClickHouse insert.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5), registry=REGISTRY,
-)  # fmt: skip
+)
 SPOOL_BYTES = Gauge("stepwatch_spool_bytes", "Bytes waiting in the spool for ClickHouse.", registry=REGISTRY)
 
 # Children bound once: a label lookup per request is measurable at tens of thousands of events a second.

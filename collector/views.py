@@ -32,7 +32,7 @@ ALLOWED_TYPES = ("application/json", "text/plain")
 
 
 def error(status: int, reason: str, *, rejected: list[Any] | None = None, headers: dict[str, str] | None = None,
-          request: web.Request | None = None) -> web.Response:  # fmt: skip
+          request: web.Request | None = None) -> web.Response:
     body: dict[str, Any] = {"error": reason}
     if rejected is not None:
         body["accepted"] = 0
@@ -46,7 +46,7 @@ def error(status: int, reason: str, *, rejected: list[Any] | None = None, header
 
 def _reason_label(status: int) -> str:
     return {400: "bad_request", 401: "unauthorized", 403: "origin", 413: "too_large", 415: "content_type",
-            429: "rate_limited", 503: "unavailable"}.get(status, str(status))  # fmt: skip
+            429: "rate_limited", 503: "unavailable"}.get(status, str(status))
 
 
 def _cors(request: web.Request, response: web.StreamResponse) -> None:
@@ -90,7 +90,7 @@ async def post_events(request: web.Request) -> web.Response:
 
     limits = request.app[keys.LIMITS]
     wait = max(limits.site.check(site.name),
-               limits.address.check(client_address(request, settings.trust_forwarded_for)))  # fmt: skip
+               limits.address.check(client_address(request, settings.trust_forwarded_for)))
     if wait > 0:
         return error(429, "rate limited", headers={"Retry-After": str(max(1, math.ceil(wait)))}, request=request)
     if len(batch.events) > settings.max_batch_events:
@@ -147,7 +147,7 @@ async def preflight(request: web.Request) -> web.Response:
         "Access-Control-Allow-Headers": "Content-Type",
         "Access-Control-Max-Age": "86400",
         "Vary": "Origin",
-    })  # fmt: skip
+    })
 
 
 async def tracker_config(request: web.Request) -> web.Response:

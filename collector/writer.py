@@ -46,7 +46,7 @@ class _Pending:
 
 class EventWriter:
     def __init__(self, store: Store, spool: Spool, *, ack_mode: str = "wal", group_rows: int = 20_000,
-                 group_ms: float = 5.0, flush_ms: float = 200.0, retry_s: float = 2.0):  # fmt: skip
+                 group_ms: float = 5.0, flush_ms: float = 200.0, retry_s: float = 2.0):
         self.store = store
         self.spool = spool
         self.ack_mode = ack_mode

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import secrets
@@ -37,6 +39,8 @@ def create_app(
     app[ADMIN_TOKEN] = secrets.token_urlsafe(32)
     app.cleanup_ctx.append(storage_ctx)
     collector.setup(app)
+    if settings.analysis_interval_s > 0:
+        app.cleanup_ctx.append(analysis_schedule)
     if admin_runner is not None:
         app[ADMIN_RUNNER] = admin_runner
         app.router.add_post("/v1/admin/cli", run_cli_command)
@@ -56,6 +60,31 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     store.close()
 
 
+async def analysis_schedule(app: web.Application) -> AsyncIterator[None]:
+    """Run the analysis every STEPWATCH_ANALYSIS_INTERVAL_S, off the event loop."""
+    from stepwatch import analysis_run
+
+    settings, store = app[keys.SETTINGS], app[keys.STORE]
+
+    async def loop() -> None:
+        await asyncio.sleep(min(5.0, settings.analysis_interval_s))  # let ingest settle first
+        while True:
+            started = time.perf_counter()
+            try:
+                runs = await store.run(lambda client: analysis_run.analyze(client, settings))
+                log.info("analysis ran", extra={"sites": len(runs), "seconds": round(time.perf_counter() - started, 2),
+                                                "drawdowns": sum(len(r.result.drawdowns) for r in runs)})
+            except Exception:
+                log.exception("analysis failed")
+            await asyncio.sleep(settings.analysis_interval_s)
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -71,7 +100,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("request", extra={"method": request.method, "path": request.path,
-                                        "ms": round((time.perf_counter() - started) * 1000, 2)})  # fmt: skip
+                                        "ms": round((time.perf_counter() - started) * 1000, 2)})
         REQUEST_ID.reset(token)
 
 

@@ -35,7 +35,7 @@ class StoredBand:
 def add_version(
     client: Client, site: str, step: str, team: str, min_ms: int, reference_ms: int, max_ms: int,
     effective_from: date, *, actor: str, reason: str,
-) -> None:  # fmt: skip
+) -> None:
     """Record a band version; the caller has checked consistency (analysis.bands.Band)."""
     if not reason.strip():
         raise InvalidInput("a band change needs a reason (--reason)")
@@ -50,7 +50,7 @@ def add_version(
         "before": _values(previous) if previous else None,
         "after": {"min_ms": min_ms, "reference_ms": reference_ms, "max_ms": max_ms,
                   "effective_from": effective_from.isoformat()},
-    })  # fmt: skip
+    })
 
 
 def versions(client: Client, site: str, step: str | None = None) -> list[StoredBand]:
@@ -67,4 +67,4 @@ def versions(client: Client, site: str, step: str | None = None) -> list[StoredB
 
 def _values(version: StoredBand) -> dict[str, Any]:
     return {"min_ms": version.min_ms, "reference_ms": version.reference_ms, "max_ms": version.max_ms,
-            "effective_from": version.effective_from.isoformat()}  # fmt: skip
+            "effective_from": version.effective_from.isoformat()}

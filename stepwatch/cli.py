@@ -25,7 +25,7 @@ from typing import IO, Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from stepwatch import audit, band_versions, migrations, processes, sites, storage, teams
+from stepwatch import audit, band_versions, flag_store, migrations, processes, sites, storage, teams
 from stepwatch.errors import StepwatchError
 from stepwatch.settings import Settings, SettingsError
 
@@ -37,7 +37,12 @@ class CliError(Exception):
 
 
 def main(argv: list[str] | None = None) -> None:
-    sys.exit(run(sys.argv[1:] if argv is None else argv))
+    try:
+        code = run(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:  # `stepwatch stats | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
 
 
 def run(argv: list[str], environ: dict[str, str] | None = None) -> int:
@@ -68,6 +73,7 @@ def run_with_store(argv: list[str], args: argparse.Namespace, settings: Settings
         if info is not None:
             return _forward(info, argv, out)
     client = storage.connect(settings)
+    args.settings = settings
     try:
         migrations.apply_pending(client, settings.retention_days)
         return int(args.func(args, client, out))
@@ -101,6 +107,7 @@ def run_in_server(argv: list[str], store: storage.Store) -> tuple[int, str, str]
         args = build_parser().parse_args(argv)
         if args.func in (cmd_serve, cmd_demo):
             return 1, "", "stepwatch: serve is already running on this data directory\n"
+        args.settings = store.settings
         code = int(args.func(args, store.client(), out))
     except SystemExit as exc:  # argparse: the client validated argv already, so this is rare
         code = int(exc.code or 0)
@@ -147,7 +154,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     fast = sum(p.kind == "fast" for p in truth.planted)
     print(f"demo site {truth.site}: {len(truth.managers)} managers in {len(set(truth.managers.values()))} teams, "
           f"{truth.sessions} service sessions, {truth.visits} step visits over {args.days} days; "
-          f"planted {slow} slow and {fast} fast drawdowns", flush=True)  # fmt: skip
+          f"planted {slow} slow and {fast} fast drawdowns", flush=True)
     if args.no_serve:
         return 0
     return cmd_serve(args, settings)
@@ -252,10 +259,10 @@ def _tsv(value: Any) -> str:
 
 def cmd_sites_add(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
     site = sites.add_site(client, args.name, args.origin, args.require_signed_identity,
-                          actor=audit.cli_actor(), reason=args.reason)  # fmt: skip
+                          actor=audit.cli_actor(), reason=args.reason)
     if args.json:
         shown = {"name": site.name, "key": site.key, "secret": site.secret, "origins": list(site.origins),
-                 "require_identity": site.require_identity}  # fmt: skip
+                 "require_identity": site.require_identity}
         out.write(json.dumps(shown) + "\n")
         return 0
     out.write(f"site {site.name} created\n  key:    {site.key}   (public: goes in the tracker snippet)\n")
@@ -268,12 +275,12 @@ def cmd_sites_list(args: argparse.Namespace, client: Client, out: IO[str]) -> in
     listed = sites.list_sites(client)
     if args.json:
         out.write(json.dumps([{"name": s.name, "key": s.key, "origins": list(s.origins), "enabled": s.enabled,
-                               "require_identity": s.require_identity} for s in listed]) + "\n")  # fmt: skip
+                               "require_identity": s.require_identity} for s in listed]) + "\n")
         return 0
     out.write("name\tenabled\tsigned identity\tkey\torigins\n")
     for s in listed:
         out.write(f"{s.name}\t{'yes' if s.enabled else 'no'}\t{'required' if s.require_identity else 'no'}\t"
-                  f"{s.key}\t{' '.join(s.origins)}\n")  # fmt: skip
+                  f"{s.key}\t{' '.join(s.origins)}\n")
     return 0
 
 
@@ -347,7 +354,7 @@ def cmd_teams_list(args: argparse.Namespace, client: Client, out: IO[str]) -> in
     sites.get_site(client, args.site)
     members = teams.members(client, args.site)
     listed = {name: {"title": title, "managers": sorted(m for m, t in members.items() if t == name)}
-              for name, title in teams.list_teams(client, args.site).items()}  # fmt: skip
+              for name, title in teams.list_teams(client, args.site).items()}
     if args.json:
         out.write(json.dumps(listed) + "\n")
         return 0
@@ -396,10 +403,10 @@ def cmd_bands_set(args: argparse.Namespace, client: Client, out: IO[str]) -> int
         raise CliError(f"band refused: {exc}") from None
     effective = _parse_date(args.effective_from) if args.effective_from else datetime.now(UTC).date()
     band_versions.add_version(client, args.site, args.step, args.team, band.min_ms, band.reference_ms, band.max_ms,
-                              effective, actor=audit.cli_actor(), reason=args.reason)  # fmt: skip
+                              effective, actor=audit.cli_actor(), reason=args.reason)
     who = f"team {args.team}" if args.team else "every team"
     out.write(f"band of {args.step} for {who} from {effective}: min {format_duration(band.min_ms)}, "
-              f"reference {format_duration(band.reference_ms)}, max {format_duration(band.max_ms)}\n")  # fmt: skip
+              f"reference {format_duration(band.reference_ms)}, max {format_duration(band.max_ms)}\n")
     return 0
 
 
@@ -412,7 +419,7 @@ def cmd_bands_list(args: argparse.Namespace, client: Client, out: IO[str]) -> in
     out.write("step\tteam\tfrom\tmin\treference\tmax\tset by\treason\n")
     for v in listed:
         out.write(_line(v.step, v.team or "(all)", v.effective_from, format_duration(v.min_ms),
-                        format_duration(v.reference_ms), format_duration(v.max_ms), v.set_by, v.reason))  # fmt: skip
+                        format_duration(v.reference_ms), format_duration(v.max_ms), v.set_by, v.reason))
     return 0
 
 
@@ -443,10 +450,10 @@ def cmd_bands_suggest(args: argparse.Namespace, client: Client, out: IO[str]) ->
         band = suggestion.band
         rows.append({"step": step.key, "n": suggestion.n, "managers": suggestion.managers,
                      "min_ms": band.min_ms, "reference_ms": band.reference_ms, "max_ms": band.max_ms,
-                     "reference_ci_ms": suggestion.reference_ci_ms, "method": suggestion.method})  # fmt: skip
+                     "reference_ci_ms": suggestion.reference_ci_ms, "method": suggestion.method})
     if args.json:
         out.write(json.dumps({"site": args.site, "since": since.isoformat(), "until": (until - timedelta(days=1))
-                              .isoformat(), "metric": args.metric, "steps": rows}) + "\n")  # fmt: skip
+                              .isoformat(), "metric": args.metric, "steps": rows}) + "\n")
     else:
         out.write(f"suggested bands for {args.site}, sessions from {since} to {until - timedelta(days=1)} "
                   f"({args.metric} time; min/reference/max = P10/median/P90, each manager weighted equally)\n")
@@ -458,14 +465,114 @@ def cmd_bands_suggest(args: argparse.Namespace, client: Client, out: IO[str]) ->
             ci = row["reference_ci_ms"]
             ci_text = f"{format_duration(ci[0])}-{format_duration(ci[1])}" if ci else "-"
             out.write(_line(row["step"], row["n"], row["managers"], format_duration(row["min_ms"]),
-                            format_duration(row["reference_ms"]), format_duration(row["max_ms"]), ci_text))  # fmt: skip
+                            format_duration(row["reference_ms"]), format_duration(row["max_ms"]), ci_text))
     if args.apply:
         today = datetime.now(UTC).date()
         applied = [r for r in rows if "error" not in r]
         for row in applied:
             band_versions.add_version(client, args.site, row["step"], "", row["min_ms"], row["reference_ms"],
-                                      row["max_ms"], today, actor=audit.cli_actor(), reason=args.reason)  # fmt: skip
+                                      row["max_ms"], today, actor=audit.cli_actor(), reason=args.reason)
         out.write(f"applied {len(applied)} bands from {today}\n")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    from stepwatch import analysis_run
+
+    settings = args.settings
+    until = _parse_date(args.until) if args.until else None
+    show = sys.stderr.isatty() and out is sys.stdout
+
+    def progress(message: str) -> None:
+        if show:
+            sys.stderr.write(f"\r\033[K{message}")
+            sys.stderr.flush()
+
+    runs = analysis_run.analyze(client, settings, until=until, only_site=args.site, progress=progress)
+    if show:
+        sys.stderr.write("\r\033[K")
+    if args.site and not runs:
+        sites.get_site(client, args.site)
+    for run in runs:
+        counts: dict[str, int] = {}
+        for a in run.result.assessments:
+            counts[a.status] = counts.get(a.status, 0) + 1
+        out.write(f"{run.site}: {run.window.since} to {run.window.until}, {len(run.result.assessments)} manager x step"
+                  f" pairs ({', '.join(f'{n} {k}' for k, n in sorted(counts.items())) or 'none'}), "
+                  f"{len(run.result.drawdowns)} drawdowns\n")
+        if run.without_band:
+            out.write(f"  {len({s for _, s, _ in run.without_band})} step(s) have no band yet: "
+                      f"stepwatch bands suggest {run.site}\n")
+        for d in run.result.drawdowns:
+            who = d.manager or f"team {d.team} ({len(d.managers)} managers)"
+            out.write(f"  #{d.severity} {d.kind:8s} {who:24s} {d.step:16s} median {format_duration(d.median_ms)} "
+                      f"vs reference {format_duration(d.band.reference_ms)}, {d.minutes_lost_per_week:.0f} min/week"
+                      f"{', since ' + str(d.start_date) if d.start_date else ''}\n")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    from stepwatch import analysis_run
+
+    settings = args.settings
+    until = _parse_date(args.until) if args.until else datetime.now(UTC).date()
+    since = _parse_date(args.since) if args.since else until - timedelta(days=settings.analysis_window_days - 1)
+    if since > until:
+        raise CliError("--since must be on or before --until")
+    names = [args.site] if args.site else [s.name for s in sites.list_sites(client) if s.enabled]
+    if args.site:
+        sites.get_site(client, args.site)
+    from analysis.stats import Window
+
+    rows = []
+    for name in names:
+        run = analysis_run.run_site(client, name, settings, Window(since, until))
+        rows += [r for r in analysis_run.stats_rows(client, run) if not args.team or r["team"] == args.team]
+    if args.json:
+        for row in rows:
+            out.write(json.dumps(row, default=_json_default) + "\n")
+        return 0
+    out.write(_line("manager", "step", "n", "median", "p90", "reference", "status", "min lost/week"))
+    for r in rows:
+        median = format_duration(r["median_ms"]) if r["median_ms"] is not None else "-"
+        p90 = format_duration(r["p90_ms"]) if r["p90_ms"] is not None else "-"
+        reference = format_duration(r["band"]["reference_ms"]) if r["band"] else "-"
+        lost = f"{r['minutes_lost_per_week']:.0f}" if r["minutes_lost_per_week"] is not None else "-"
+        out.write(_line(r["manager"], r["step"], r["n"], median, p90, reference, r["status"], lost))
+    return 0
+
+
+def cmd_flags_list(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    sites.get_site(client, args.site)
+    listed = flag_store.current(client, args.site, args.status)
+    if args.json:
+        out.write(json.dumps([f.__dict__ for f in listed], default=_json_default) + "\n")
+        return 0
+    out.write(_line("flag", "status", "kind", "team", "manager", "step", "median", "reference", "min lost/week"))
+    for f in listed:
+        out.write(_line(f.flag_id, f.status, f.kind, f.team, f.manager or "(team)", f.step,
+                        format_duration(f.median_ms),
+                        format_duration(f.reference_ms), f"{f.minutes_lost_per_week:.0f}"))
+    return 0
+
+
+def cmd_flags_show(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    flag = flag_store.get(client, args.flag_id)
+    shown = {**flag.__dict__, "history": flag_store.history(client, flag.flag_id)}
+    out.write(json.dumps(shown, default=_json_default, indent=2) + "\n")
+    return 0
+
+
+def cmd_flags_move(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    from analysis.flags import InvalidTransition, transition
+
+    flag = flag_store.get(client, args.flag_id)
+    try:
+        target = transition(flag.status, args.target, args.reason)
+    except InvalidTransition as exc:
+        raise CliError(str(exc)) from None
+    flag_store.change_status(client, flag, target.value, actor=audit.cli_actor(), reason=args.reason or "")
+    out.write(f"flag {flag.flag_id}: {flag.status} -> {target.value}\n")
     return 0
 
 
@@ -525,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_sites_list)
     for name, func, text in (("disable", cmd_sites_disable, "refuse a site's events from now on"),
-                             ("enable", cmd_sites_enable, "accept a disabled site's events again")):  # fmt: skip
+                             ("enable", cmd_sites_enable, "accept a disabled site's events again")):
         a = site_sub.add_parser(name, help=text)
         a.add_argument("name")
         a.add_argument("--reason", default="", help="why (kept in the audit log)")
@@ -588,4 +695,36 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--reason", default="", help="why (needed with --apply)")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_bands_suggest)
+
+    p = sub.add_parser("analyze", help="run the analysis once: compare with the bands, open and resolve flags")
+    p.add_argument("--site")
+    p.add_argument("--until", help="last day of the window, YYYY-MM-DD (default: today)")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("stats", help="per manager x step: sessions, median, p90, band, status, minutes lost")
+    p.add_argument("--site")
+    p.add_argument("--team")
+    p.add_argument("--since", help="first day, YYYY-MM-DD (default: the analysis window before --until)")
+    p.add_argument("--until", help="last day, YYYY-MM-DD (default: today)")
+    p.add_argument("--json", action="store_true", help="one JSON object per manager x step")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("flags", help="drawdown flags: list, show, acknowledge, dismiss")
+    flag_sub = p.add_subparsers(title="flag commands", metavar="ACTION", required=True)
+    a = flag_sub.add_parser("list", help="a site's flags, most costly first")
+    a.add_argument("site")
+    a.add_argument("--status", choices=["open", "acknowledged", "coaching", "resolved", "dismissed"])
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_flags_list)
+    a = flag_sub.add_parser("show", help="one flag with its history")
+    a.add_argument("flag_id")
+    a.set_defaults(func=cmd_flags_show)
+    for name, target, text in (("ack", "acknowledged", "acknowledge a flag"),
+                               ("dismiss", "dismissed", "dismiss a flag (a reason is required)"),
+                               ("resolve", "resolved", "mark a flag resolved"),
+                               ("reopen", "open", "reopen a resolved or dismissed flag (a reason is required)")):
+        a = flag_sub.add_parser(name, help=text)
+        a.add_argument("flag_id")
+        a.add_argument("--reason", default="")
+        a.set_defaults(func=cmd_flags_move, target=target)
     return parser

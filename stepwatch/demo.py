@@ -28,7 +28,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sales_desk.toml
 SITE = "demo"
 # Typical visible time per step, in seconds, and how often a session goes through it.
 STEP_SECONDS = {"identification": 70, "needs": 260, "products": 320, "offer": 240, "contract": 200,
-                "payment": 100, "closing": 60}  # fmt: skip
+                "payment": 100, "closing": 60}
 DAY_OF_WEEK = [1.08, 1.0, 0.98, 1.0, 0.95, 1.0, 1.0]  # Monday slowest, Friday quickest
 TEAM_NAMES = ["north", "south", "east", "west"]
 
@@ -56,18 +56,18 @@ class DemoTruth:
 def exists(client: Client) -> bool:
     """Whether the store holds demo history already (the demo is not built twice)."""
     return bool(client.command("SELECT count() > 0 FROM step_visits WHERE site = {site:String}",
-                               parameters={"site": SITE}))  # fmt: skip
+                               parameters={"site": SITE}))
 
 
 def build(client: Client, *, seed: int = 7, managers: int = 24, days: int = 42,
-          today: date | None = None, origin: str = "http://127.0.0.1:8000") -> DemoTruth:  # fmt: skip
+          today: date | None = None, origin: str = "http://127.0.0.1:8000") -> DemoTruth:
     """Create the demo site, process, teams and history in the store behind `client`."""
     rng = np.random.default_rng(seed)
     today = today or datetime.now(UTC).date()
     truth = DemoTruth(seed=seed, site=SITE)
     if not any(s.name == SITE for s in sites.list_sites(client)):
         sites.add_site(client, SITE, [origin, origin.replace("127.0.0.1", "localhost")], actor="demo",
-                       reason="demo data")  # fmt: skip
+                       reason="demo data")
     processes.load(client, processes.parse(EXAMPLE.read_text(), SITE), actor="demo", reason="demo data")
 
     names = [f"m-{i + 1:03d}" for i in range(managers)]
@@ -102,15 +102,15 @@ def _plant(rng: np.random.Generator, names: list[str], today: date, days: int) -
     chosen = rng.permutation(len(names))
     planted = []
     count = max(1, len(names) // 8)
-    for i in range(count):  # slow drawdowns that began two to three weeks ago
+    for i in range(count):  # slow drawdowns that began three to four weeks ago: persistent by now
         planted.append(Planted(names[chosen[i]], str(rng.choice(steps)), "slow", float(rng.uniform(1.6, 2.0)),
-                               today - timedelta(days=int(rng.integers(14, 22)))))  # fmt: skip
+                               today - timedelta(days=int(rng.integers(22, 30)))))
     for i in range(count, count + max(1, count // 2)):  # suspiciously fast: possible skipped work
         planted.append(Planted(names[chosen[i]], str(rng.choice(["needs", "contract", "offer"])), "fast",
-                               float(rng.uniform(0.3, 0.45)), today - timedelta(days=days)))  # fmt: skip
+                               float(rng.uniform(0.3, 0.45)), today - timedelta(days=days)))
     for i in range(count + max(1, count // 2), count + max(1, count // 2) + count):  # slow, then improved
         planted.append(Planted(names[chosen[i % len(names)]], str(rng.choice(steps)), "improvement", 0.8,
-                               today - timedelta(days=10)))  # fmt: skip
+                               today - timedelta(days=10)))
     return planted
 
 
@@ -126,7 +126,7 @@ def _factor(truth: DemoTruth, manager: str, step: str, day: date) -> float:
 
 
 def _history(rng: np.random.Generator, truth: DemoTruth, today: date,
-             days: int) -> Iterator[tuple[list[bytes], list[bytes]]]:  # fmt: skip
+             days: int) -> Iterator[tuple[list[bytes], list[bytes]]]:
     prefix = b'{"site":"' + SITE.encode() + b'","source":"demo",'
     for offset in range(days, 0, -1):
         day = today - timedelta(days=offset)
@@ -142,7 +142,7 @@ def _history(rng: np.random.Generator, truth: DemoTruth, today: date,
                 truth.sessions += 1
                 session_events.append(_row(prefix, {"event_id": str(uuid.uuid4()), "action": "start",
                     "session_id": session_id, "manager": manager, "customer": customer, "process": "sales",
-                    "at": round(clock, 3)}))  # fmt: skip
+                    "at": round(clock, 3)}))
                 for step, seconds in STEP_SECONDS.items():
                     if step in ("contract", "payment") and rng.random() < 0.35:
                         break  # no sale: the session ends after the offer
@@ -156,14 +156,14 @@ def _history(rng: np.random.Generator, truth: DemoTruth, today: date,
                         "path": f"/clients/:customer/{step}", "started_at": round(clock, 3),
                         "active_ms": int((visible - idle) * 1000), "idle_ms": int(idle * 1000),
                         "hidden_ms": int(hidden * 1000), "tracker": "demo",
-                    }):  # fmt: skip
+                    }):
                         visits.append(_row(prefix, report))
                     truth.visits += 1
                     clock += visible + hidden + float(rng.uniform(2, 20))
                 outcome = "sale" if rng.random() < 0.55 else "no_sale"
                 session_events.append(_row(prefix, {"event_id": str(uuid.uuid4()), "action": "end",
                     "session_id": session_id, "manager": manager, "customer": customer, "process": "sales",
-                    "at": round(clock, 3), "outcome": outcome}))  # fmt: skip
+                    "at": round(clock, 3), "outcome": outcome}))
                 clock += float(rng.uniform(60, 900))
         yield visits, session_events
 
@@ -174,7 +174,7 @@ def _reports(rng: np.random.Generator, visit: dict[str, Any]) -> list[dict[str, 
     reports = []
     if rng.random() < 0.1:  # a checkpoint taken halfway, then the final report
         reports.append({**visit, "seq": 0, "final": False, "active_ms": visit["active_ms"] // 2,
-                        "idle_ms": visit["idle_ms"] // 2, "hidden_ms": visit["hidden_ms"] // 2})  # fmt: skip
+                        "idle_ms": visit["idle_ms"] // 2, "hidden_ms": visit["hidden_ms"] // 2})
         final["seq"] = 1
     reports.append(final)
     if rng.random() < 0.01:

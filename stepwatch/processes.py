@@ -142,7 +142,7 @@ def _tracker(raw: Any) -> TrackerOptions:
     if not isinstance(raw, dict):
         raise InvalidInput("[tracker] must be a table")
     limits = {"idle_ms": (1_000, 3_600_000), "checkpoint_ms": (1_000, 600_000),
-              "session_timeout_ms": (60_000, 24 * 3_600_000)}  # fmt: skip
+              "session_timeout_ms": (60_000, 24 * 3_600_000)}
     unknown = set(raw) - set(limits)
     if unknown:
         raise InvalidInput(f"[tracker]: unknown keys {', '.join(sorted(unknown))}")
@@ -168,7 +168,7 @@ def load(client: Client, process: Process, *, actor: str, reason: str = "") -> t
         column_names=["site", "process", "version", "definition", "loaded_by", "reason"],
     )
     audit.record(client, actor, "process.load", f"{process.site}/{process.key}", reason,
-                 {"version": version, "steps": [s.key for s in process.steps]})  # fmt: skip
+                 {"version": version, "steps": [s.key for s in process.steps]})
     stored = latest(client, process.site)
     assert stored is not None
     return stored, True
@@ -206,4 +206,4 @@ def history(client: Client, site: str) -> list[dict[str, Any]]:
 def _from_row(row: dict[str, Any]) -> Process:
     process = from_definition(json.loads(row["definition"]), row["site"])
     return Process(**{**process.__dict__, "version": row["version"], "loaded_at": row["loaded_at"],
-                      "loaded_by": row["loaded_by"]})  # fmt: skip
+                      "loaded_by": row["loaded_by"]})

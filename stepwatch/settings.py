@@ -89,6 +89,27 @@ class Settings(BaseModel):
         2.0, gt=0, description="Seconds between attempts to drain the spool into ClickHouse."
     )
 
+    analysis_window_days: int = Field(14, ge=7, le=366, description="Days of sessions each analysis compares.")
+    analysis_metric: Literal["visible", "active", "wall"] = Field(
+        "visible", description="Time compared with the bands: visible (active + idle), active, or wall (with hidden)."
+    )
+    analysis_interval_s: float = Field(
+        300.0, ge=0, description="How often `stepwatch serve` runs the analysis, in seconds; 0 = never."
+    )
+    analysis_min_sessions: int = Field(
+        20, ge=1, description="Sessions of a step in the window below which a manager is `insufficient`."
+    )
+    analysis_fdr: float = Field(0.05, gt=0, lt=1, description="False-discovery rate of the peer comparison (BH).")
+    analysis_material: float = Field(
+        0.10, ge=0, lt=1, description="How far above the reference a median must be to flag slowness (0.10 = 10%)."
+    )
+    analysis_persistent_periods: int = Field(
+        3, ge=0, le=4, description="Weekly periods out of the last 4 in drawdown for a flag to be persistent."
+    )
+    analysis_systemic_share: float = Field(
+        0.40, gt=0, le=1, description="Share of a team slow on a step that makes one step-level (systemic) flag."
+    )
+
     @property
     def spool_path(self) -> Path:
         return self.spool_dir if self.spool_dir is not None else self.data_dir / "spool"

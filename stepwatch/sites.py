@@ -92,7 +92,7 @@ def add_site(
     )
     _write(client, site)
     audit.record(client, actor, "site.add", name, reason,
-                 {"origins": list(site.origins), "require_identity": require_identity})  # fmt: skip
+                 {"origins": list(site.origins), "require_identity": require_identity})
     return site
 
 
@@ -101,7 +101,7 @@ def set_enabled(client: Client, name: str, enabled: bool, *, actor: str, reason:
     changed = Site(**{**site.__dict__, "enabled": enabled, "version": time.time_ns()})
     _write(client, changed)
     audit.record(client, actor, "site.enable" if enabled else "site.disable", name, reason,
-                 {"enabled": [site.enabled, enabled]})  # fmt: skip
+                 {"enabled": [site.enabled, enabled]})
     return changed
 
 
@@ -109,7 +109,7 @@ def _write(client: Client, site: Site) -> None:
     client.insert(
         "sites",
         [[site.name, site.key, site.secret, site.salt, list(site.origins), site.require_identity, site.enabled,
-          datetime.now(UTC), site.version]],  # fmt: skip
+          datetime.now(UTC), site.version]],
         column_names=["name", "key", "secret", "salt", "origins", "require_identity", "enabled", "created_at",
-                      "version"],  # fmt: skip
+                      "version"],
     )

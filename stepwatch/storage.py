@@ -155,11 +155,11 @@ def remove_serve_info(data_dir: Path) -> None:
 VISIT_COLUMNS = (
     "site", "visit_id", "seq", "final", "manager", "session_id", "customer", "process", "step",
     "path", "started_at", "active_ms", "idle_ms", "hidden_ms", "tracker", "source",
-)  # fmt: skip
+)
 SESSION_EVENT_COLUMNS = (
     "site", "event_id", "session_id", "action", "manager", "customer", "process", "at", "outcome",
     "tracker", "source",
-)  # fmt: skip
+)
 
 
 def insert_visits(client: Client, block: bytes) -> None:

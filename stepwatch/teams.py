@@ -33,7 +33,7 @@ def add_team(client: Client, site: str, name: str, title: str = "", *, actor: st
 def list_teams(client: Client, site: str) -> dict[str, str]:
     """Team name -> title."""
     rows = query_rows(client, "SELECT name, title FROM teams FINAL WHERE site = {site:String} ORDER BY name",
-                      {"site": site})  # fmt: skip
+                      {"site": site})
     return {row["name"]: row["title"] for row in rows}
 
 
@@ -52,7 +52,7 @@ def assign(client: Client, site: str, team: str, managers: list[str], *, actor: 
     )
     for manager in managers:
         audit.record(client, actor, "team.assign", f"{site}/{manager}", reason,
-                     {"team": [before.get(manager, ""), team]})  # fmt: skip
+                     {"team": [before.get(manager, ""), team]})
 
 
 def members(client: Client, site: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from tests.helpers import run_cli
 
 
 @pytest.mark.parametrize(("text", "ms"), [("90", 90_000), ("90s", 90_000), ("4m", 240_000), ("4m30s", 270_000),
-                                          ("1500ms", 1_500), ("1h", 3_600_000), ("2.5", 2_500)])  # fmt: skip
+                                          ("1500ms", 1_500), ("1h", 3_600_000), ("2.5", 2_500)])
 def test_durations(text: str, ms: int) -> None:
     assert parse_duration(text) == ms
 
@@ -33,29 +33,29 @@ def demo_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def test_set_checks_consistency_and_audits(demo_env: dict[str, str]) -> None:
     env = demo_env
     code, _, err = run_cli("bands", "set", "demo", "offer", "--min", "5m", "--reference", "4m", "--max", "6m",
-                           "--reason", "x", env=env)  # fmt: skip
+                           "--reason", "x", env=env)
     assert code == 1 and "min must be at most reference" in err
     code, _, err = run_cli("bands", "set", "demo", "offer", "--min", "0", "--reference", "4m", "--max", "6m",
-                           "--reason", "x", env=env)  # fmt: skip
+                           "--reason", "x", env=env)
     assert code == 1 and "more than 0" in err
     code, _, err = run_cli("bands", "set", "demo", "nope", "--min", "1", "--reference", "2", "--max", "3",
-                           "--reason", "x", env=env)  # fmt: skip
+                           "--reason", "x", env=env)
     assert code == 1 and "no step 'nope'" in err
     code, _, err = run_cli("bands", "set", "demo", "offer", "--min", "1m", "--reference", "4m", "--max", "6m",
-                           "--reason", " ", env=env)  # fmt: skip
+                           "--reason", " ", env=env)
     assert code == 1 and "reason" in err
     code, out, err = run_cli("bands", "set", "demo", "offer", "--min", "1m", "--reference", "4m", "--max", "6m",
-                             "--reason", "agreed with sales", "--from", "2026-01-05", env=env)  # fmt: skip
+                             "--reason", "agreed with sales", "--from", "2026-01-05", env=env)
     assert code == 0, err
     code, out, err = run_cli("bands", "set", "demo", "offer", "--min", "1m", "--reference", "3m", "--max", "5m",
-                             "--reason", "north is faster", "--team", "north", env=env)  # fmt: skip
+                             "--reason", "north is faster", "--team", "north", env=env)
     assert code == 0, err
     code, out, _ = run_cli("bands", "list", "demo", "--step", "offer", "--json", env=env)
     listed = json.loads(out)
     assert [(b["team"], b["reference_ms"], b["reason"]) for b in listed] == [
-        ("", 240_000, "agreed with sales"), ("north", 180_000, "north is faster")]  # fmt: skip
+        ("", 240_000, "agreed with sales"), ("north", 180_000, "north is faster")]
     code, out, _ = run_cli("sql", "SELECT actor, object, reason, details FROM audit_log WHERE action = 'band.set' "
-                           "ORDER BY at", "--format", "json", env=env)  # fmt: skip
+                           "ORDER BY at", "--format", "json", env=env)
     audited = json.loads(out)
     assert audited[0]["actor"].startswith("cli:") and audited[0]["object"] == "demo/offer"
     assert json.loads(audited[1]["details"])["after"]["reference_ms"] == 180_000

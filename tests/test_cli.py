@@ -35,7 +35,7 @@ def test_sites_add_list_disable_are_audited(env: dict[str, str]) -> None:
     code, out, _ = run_cli("sites", "list", "--json", env=env)
     assert [(s["name"], s["enabled"]) for s in json.loads(out)] == [("crm", False)]
     code, out, _ = run_cli("sql", "SELECT action, object, reason FROM audit_log ORDER BY at", "--format", "json",
-                           env=env)  # fmt: skip
+                           env=env)
     assert json.loads(out) == [
         {"action": "site.add", "object": "crm", "reason": ""},
         {"action": "site.disable", "object": "crm", "reason": "pilot over"},
@@ -95,7 +95,7 @@ def test_engine_held_by_another_process_is_named(env: dict[str, str]) -> None:
          f"import clickhouse_connect, sys, time; c = clickhouse_connect.get_client(dsn='chdb://{data}'); "
          "print('open', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
         code, _, err = run_cli("sql", "SELECT 1", env=env)

@@ -22,7 +22,7 @@ def test_demo_history_is_realistic_and_counted_once(client: storage.Client) -> N
     assert weekend == [{"n": 0}]
     # right-skewed: the mean of a step's times is well above its median
     skew = storage.query_rows(client, "SELECT avg(active_ms + idle_ms) / median(active_ms + idle_ms) AS r FROM visits "
-                                      "WHERE step = 'offer'")  # fmt: skip
+                                      "WHERE step = 'offer'")
     assert skew[0]["r"] > 1.05
     assert demo.exists(client)
 
@@ -31,7 +31,7 @@ def test_demo_command_builds_once_and_writes_the_truth(tmp_path: Path) -> None:
     env = {"STEPWATCH_DATA_DIR": str(tmp_path / "data")}
     truth_file = tmp_path / "truth.json"
     code, out, err = run_cli("demo", "--no-serve", "--managers", "8", "--days", "14", "--truth", str(truth_file),
-                             env=env)  # fmt: skip
+                             env=env)
     assert code == 0, err
     assert "8 managers" in out
     truth = json.loads(truth_file.read_text())

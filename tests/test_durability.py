@@ -29,13 +29,13 @@ def test_sigkill_after_acknowledgement_loses_nothing(tmp_path: Path) -> None:
 
     # ClickHouse unreachable: a server URL where nothing listens.
     down = {**embedded, "STEPWATCH_CLICKHOUSE_URL": f"http://127.0.0.1:{free_port()}/stepwatch",
-            "STEPWATCH_SPOOL_RETRY_S": "3600"}  # fmt: skip
+            "STEPWATCH_SPOOL_RETRY_S": "3600"}
     now = int(time.time() * 1000)
     ids = {step: str(uuid.uuid4()) for step in ("offer", "contract", "payment")}
     visits = [{"type": "visit", "visit_id": ids[step], "seq": seq, "final": seq == 1, "manager": "m-1",
                "session_id": "s-1", "process": "sales", "step": step, "started_at": now - 60_000,
                "active_ms": 1000 * (seq + 1), "idle_ms": 0, "hidden_ms": 0}
-              for step in ("offer", "contract", "payment") for seq in (0, 1)]  # fmt: skip
+              for step in ("offer", "contract", "payment") for seq in (0, 1)]
     batch = {"site": key, "events": visits}
     with serve(down, tmp_path) as collector:
         status, body = http("POST", collector.url + "/v1/events", batch, {"Content-Type": "text/plain"})
@@ -48,7 +48,7 @@ def test_sigkill_after_acknowledgement_loses_nothing(tmp_path: Path) -> None:
 
     with serve(embedded, tmp_path) as collector:  # replays the spool at start
         code, out, err = run_cli("sql", "SELECT step, seq, active_ms FROM visits ORDER BY step", "--format", "json",
-                                 env=embedded)  # fmt: skip
+                                 env=embedded)
         assert code == 0, err
         assert json.loads(out) == [
             {"step": "contract", "seq": 1, "active_ms": 2000},

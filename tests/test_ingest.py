@@ -68,7 +68,7 @@ async def api(aiohttp_client: Any, settings: Settings, client: storage.Client, s
 
 
 async def post(api: Any, site_key: str, events: list[dict[str, Any]], *, content_type: str = "text/plain",
-               origin: str | None = ORIGIN, identity: str | None = None) -> Any:  # fmt: skip
+               origin: str | None = ORIGIN, identity: str | None = None) -> Any:
     body: dict[str, Any] = {"site": site_key, "events": events}
     if identity is not None:
         body["identity"] = identity
@@ -97,7 +97,7 @@ async def test_valid_batch_is_stored_and_acknowledged(api: Any, site: sites.Site
     offer = next(r for r in rows if r["step"] == "offer")
     assert (offer["site"], offer["manager"], offer["active_ms"], offer["idle_ms"], offer["hidden_ms"]) == (
         "crm", "manager-42", 1234, 5000, 1000,
-    )  # fmt: skip
+    )
     assert offer["source"] == "tracker"
     sessions = stored(client, "SELECT session_id, manager, ended FROM service_sessions")
     assert sessions == [{"session_id": "s-1", "manager": "manager-42", "ended": False}]
@@ -145,7 +145,7 @@ async def test_checkpoints_count_once_with_the_highest_seq(api: Any, site: sites
     visit_id = str(uuid.uuid4())
     started = now_ms() - 120_000
     checkpoints = [visit(visit_id=visit_id, started_at=started, seq=s, active_ms=15_000 * s, final=s == 3)
-                   for s in range(4)]  # fmt: skip
+                   for s in range(4)]
     # out of order, in separate requests, with one repeated: order of arrival must not matter
     for event in [checkpoints[0], checkpoints[2], checkpoints[3], checkpoints[1], checkpoints[2]]:
         assert (await post(api, site.key, [event])).status == 200
@@ -283,7 +283,7 @@ async def test_fuzzed_bodies_never_cause_a_500(api: Any, site: sites.Site) -> No
     samples: list[Any] = [None, True, 1e308, "", [], {}, {"site": None}, {"site": site.key, "events": [None]},
                           {"site": site.key, "events": [[]]}, {"site": site.key, "events": ["x" * 10]},
                           {"site": site.key, "events": [{"type": "visit", "visit_id": None}]},
-                          {"site": site.key, "identity": 5, "events": []}, {"site": ["a"], "events": []}]  # fmt: skip
+                          {"site": site.key, "identity": 5, "events": []}, {"site": ["a"], "events": []}]
     for _ in range(60):
         event = visit()
         key = rng.choice(list(event))
@@ -300,7 +300,7 @@ async def test_fuzzed_bodies_never_cause_a_500(api: Any, site: sites.Site) -> No
 async def test_preflight_for_an_allowed_origin(api: Any) -> None:
     response = await api.options("/v1/events", headers={
         "Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type",
-    })  # fmt: skip
+    })
     assert response.status == 204
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
@@ -309,7 +309,7 @@ async def test_preflight_for_an_allowed_origin(api: Any) -> None:
 
 async def test_preflight_for_another_origin_is_refused(api: Any) -> None:
     response = await api.options("/v1/events", headers={
-        "Origin": "https://evil.example.org", "Access-Control-Request-Method": "POST"})  # fmt: skip
+        "Origin": "https://evil.example.org", "Access-Control-Request-Method": "POST"})
     assert response.status == 403
     assert "Access-Control-Allow-Origin" not in response.headers
 
@@ -505,7 +505,7 @@ async def test_health_ready_metrics_schema(api: Any, site: sites.Site) -> None:
     assert ready.status == 200 and (await ready.json())["storage"] == "ok"
     text = await (await api.get("/metrics")).text()
     for name in ("stepwatch_events_accepted_total", "stepwatch_events_rejected_total", "stepwatch_group_commit_rows",
-                 "stepwatch_insert_seconds", "stepwatch_spool_bytes", 'reason="invalid_event"'):  # fmt: skip
+                 "stepwatch_insert_seconds", "stepwatch_spool_bytes", 'reason="invalid_event"'):
         assert name in text
     schema = await (await api.get("/v1/schema")).json()
     assert schema["properties"]["events"]["maxItems"] == 500

@@ -49,7 +49,7 @@ def test_retention_setting_becomes_the_ttl(client: storage.Client) -> None:
 def test_visits_view_has_the_columns_of_the_raw_table(client: storage.Client) -> None:
     def columns(table: str) -> dict[str, str]:
         rows = client.query("SELECT name, type FROM system.columns WHERE database = currentDatabase() "
-                            "AND table = {t:String}", parameters={"t": table}).result_rows  # fmt: skip
+                            "AND table = {t:String}", parameters={"t": table}).result_rows
         return dict(rows)
 
     raw, view = columns("step_visits"), columns("visits")
@@ -60,7 +60,7 @@ def test_visits_view_has_the_columns_of_the_raw_table(client: storage.Client) ->
 def test_schema_matches_the_reviewed_snapshot(client: storage.Client, settings: Settings) -> None:
     """Schema changes show up in review: regenerate with STEPWATCH_UPDATE_SNAPSHOT=1."""
     rows = client.query("SELECT name, create_table_query FROM system.tables WHERE database = currentDatabase() "
-                        "ORDER BY name").result_rows  # fmt: skip
+                        "ORDER BY name").result_rows
     text = "\n\n".join(ddl.replace(f"{settings.database}.", "") + ";" for _, ddl in rows) + "\n"
     if os.environ.get("STEPWATCH_UPDATE_SNAPSHOT"):
         SNAPSHOT.write_text(text)

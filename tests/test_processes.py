@@ -24,7 +24,7 @@ def test_the_example_parses_into_the_seven_sales_steps() -> None:
     process = processes.parse(EXAMPLE.read_text(), "crm")
     assert [s.key for s in process.steps] == [
         "identification", "needs", "products", "offer", "contract", "payment", "closing",
-    ]  # fmt: skip
+    ]
     assert process.step("offer").title == "Offer"
     assert process.tracker.idle_ms == 30_000
 
@@ -61,9 +61,9 @@ def test_loading_versions_only_real_changes_and_audits(client: storage.Client, s
     assert processes.latest(client, "crm") == second
     assert [h["version"] for h in processes.history(client, "crm")] == [2, 1]
     actions = storage.query_rows(client, "SELECT actor, action, reason FROM audit_log WHERE action = 'process.load' "
-                                          "ORDER BY at")  # fmt: skip
+                                          "ORDER BY at")
     assert actions == [{"actor": "ann", "action": "process.load", "reason": "v1"},
-                       {"actor": "bob", "action": "process.load", "reason": "rename"}]  # fmt: skip
+                       {"actor": "bob", "action": "process.load", "reason": "rename"}]
 
 
 def test_show_prints_back_what_was_loaded(tmp_path: Path) -> None:

@@ -27,11 +27,11 @@ def test_teams_and_membership(client: storage.Client, site: sites.Site) -> None:
     with pytest.raises(NotFound):
         teams.assign(client, "crm", "west", ["m-3"], actor="bob")
     moves = storage.query_rows(client, "SELECT object, details FROM audit_log WHERE action = 'team.assign' "
-                                       "ORDER BY at")  # fmt: skip
+                                       "ORDER BY at")
     assert [(m["object"], json.loads(m["details"])["team"]) for m in moves] == [
         ("crm/m-1", ["", "north"]), ("crm/m-2", ["", "north"]), ("crm/m-2", ["north", "south"]),
         ("crm/m-1", ["north", ""]),
-    ]  # fmt: skip
+    ]
 
 
 def test_teams_cli(tmp_path: Path) -> None:

@@ -1,0 +1,402 @@
+"""Drawdown flags: which manager x step pairs are slow or fast, which steps are systemic, and the
+lifecycle of a flag. Pure rules over plain inputs; docs/analysis.md gives the reasons.
+
+A run takes every manager x step pair of one site and window at once, because the
+Benjamini-Hochberg correction is over all the peer tests of the run:
+
+    result = assess(pairs, Thresholds(), window)
+    result.drawdowns  # flags, most costly first
+    result.assessments  # every pair, flagged or not, with its reasons
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from enum import StrEnum
+from typing import Literal
+
+import numpy as np
+
+from analysis.bands import Band
+from analysis.stats import (
+    Direction,
+    DriftMethod,
+    StepSummary,
+    Window,
+    bh_qvalues,
+    daily_medians,
+    drift_start,
+    minutes_lost_per_week,
+    slower_than_peers_p,
+    summarize,
+    weekly_medians,
+)
+
+Status = Literal["ok", "slow", "fast", "insufficient"]
+Kind = Literal["slow", "fast", "systemic"]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The settings of the rules; each default is argued in docs/analysis.md."""
+
+    min_sessions: int = 20
+    min_peer_sessions: int = 20
+    fdr: float = 0.05
+    material: float = 0.10
+    persistent_periods: int = 3
+    persistence_window: int = 4
+    min_sessions_per_period: int = 5
+    systemic_share: float = 0.40
+    systemic_min_managers: int = 2
+    drift_method: DriftMethod = "ewma"
+    ewma_lambda: float = 0.2
+    ewma_limit: float = 3.0
+    resolve_after_periods: int = 2
+
+    def __post_init__(self) -> None:
+        checks = {
+            "min_sessions": self.min_sessions >= 1, "min_peer_sessions": self.min_peer_sessions >= 1,
+            "fdr": 0 < self.fdr < 1, "material": 0 <= self.material < 1,
+            "persistent_periods": 0 <= self.persistent_periods <= self.persistence_window,
+            "persistence_window": self.persistence_window >= 1,
+            "min_sessions_per_period": self.min_sessions_per_period >= 1,
+            "systemic_share": 0 < self.systemic_share <= 1, "systemic_min_managers": self.systemic_min_managers >= 1,
+            "ewma_lambda": 0 < self.ewma_lambda <= 1, "ewma_limit": self.ewma_limit > 0,
+            "resolve_after_periods": self.resolve_after_periods >= 1,
+        }  # fmt: skip
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"threshold {name} is out of range (got {getattr(self, name)!r})")
+
+
+@dataclass(frozen=True, eq=False)
+class PairInput:
+    """One manager on one step: the window's sessions and the history for persistence.
+
+    `durations_ms` are the sessions in the window. `daily_*` cover the persistence lookback (the
+    window or longer) and `weekly_medians_ms` the last `persistence_window` weekly periods, oldest
+    first, None for a period with too few sessions. `pair_from_sessions` builds all of it from
+    per-session rows. The peers of a pair are the other pairs of the run with the same team and
+    step, so pass every pair, including those with few sessions.
+    """
+
+    team: str
+    manager: str
+    step: str
+    band: Band
+    durations_ms: np.ndarray
+    daily_days: np.ndarray
+    daily_medians_ms: np.ndarray
+    weekly_medians_ms: tuple[float | None, ...]
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The verdict on one pair, flagged or not; `reasons` say why in words."""
+
+    team: str
+    manager: str
+    step: str
+    status: Status
+    band: Band
+    summary: StepSummary | None
+    p_value: float | None
+    q_value: float | None
+    periods_in_drawdown: int
+    start_date: date | None
+    reasons: tuple[str, ...]
+
+    @property
+    def n(self) -> int:
+        return 0 if self.summary is None else self.summary.n
+
+
+@dataclass(frozen=True)
+class Drawdown:
+    """A flag. `manager` is None for a systemic flag, whose slow managers are in `managers`.
+
+    `impact_minutes_per_week` ranks flags (severity 1 is the most costly): minutes lost per week
+    for slow and systemic flags, and for fast ones the minutes per week under the reference, i.e.
+    the work that may be skipped.
+    """
+
+    kind: Kind
+    team: str
+    step: str
+    manager: str | None
+    managers: tuple[str, ...]
+    window: Window
+    n: int
+    median_ms: float
+    band: Band
+    q_value: float | None
+    start_date: date | None
+    periods_in_drawdown: int
+    minutes_lost_per_week: float
+    impact_minutes_per_week: float
+    severity: int
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    window: Window
+    assessments: tuple[Assessment, ...]
+    drawdowns: tuple[Drawdown, ...]
+
+
+def pair_from_sessions(*, team: str, manager: str, step: str, band: Band, durations_ms: np.ndarray,
+                       days: np.ndarray | Sequence[date], window: Window,
+                       thresholds: Thresholds | None = None) -> PairInput:  # fmt: skip
+    """A PairInput from per-session rows covering the persistence lookback (e.g. the last 28 days)."""
+    t = thresholds or Thresholds()
+    times = np.asarray(durations_ms, dtype=float)
+    day_values = np.asarray(days, dtype="datetime64[D]")
+    since, until = np.datetime64(window.since, "D"), np.datetime64(window.until, "D")
+    mine = (day_values >= since) & (day_values <= until)
+    history = day_values <= until
+    daily_days, daily = daily_medians(times[history], day_values[history])
+    weekly = weekly_medians(
+        times[history], day_values[history], window.until,
+        periods=t.persistence_window, min_sessions=t.min_sessions_per_period,
+    )  # fmt: skip
+    return PairInput(team, manager, step, band, times[mine], daily_days, daily, weekly)
+
+
+def assess(pairs: Sequence[PairInput], thresholds: Thresholds, window: Window) -> RunResult:
+    """Assess every pair of a run, correct the peer tests together, and raise the flags."""
+    summaries = [summarize(p.durations_ms, p.band, window.days) if p.durations_ms.size else None for p in pairs]
+    peers = _peer_sessions(pairs, summaries, thresholds)
+    p_values: list[float | None] = []
+    for pair, summary, peer_times in zip(pairs, summaries, peers, strict=True):
+        tested = summary is not None and summary.n >= thresholds.min_sessions
+        tested = tested and peer_times.size >= thresholds.min_peer_sessions
+        p_values.append(slower_than_peers_p(pair.durations_ms, peer_times) if tested else None)
+    tested_idx = [i for i, p in enumerate(p_values) if p is not None]
+    q_all = bh_qvalues([p_values[i] for i in tested_idx])
+    q_values: list[float | None] = [None] * len(pairs)
+    for i, q in zip(tested_idx, q_all, strict=True):
+        q_values[i] = float(q)
+
+    assessments = [
+        _assess_pair(pair, summary, p, q, thresholds)
+        for pair, summary, p, q in zip(pairs, summaries, p_values, q_values, strict=True)
+    ]
+    drawdowns = _rank(_flags(pairs, assessments, thresholds, window))
+    return RunResult(window=window, assessments=tuple(assessments), drawdowns=drawdowns)
+
+
+def _peer_sessions(pairs: Sequence[PairInput], summaries: list[StepSummary | None], t: Thresholds) -> list[np.ndarray]:
+    """For each pair, the window sessions of the other managers of its team on its step.
+
+    Managers with enough data whose median is outside the band are left out: a peer who may be
+    skipping work would make everyone else look slow, and a slow one would hide a second. The
+    comparison is with the team's normal work.
+    """
+    normal: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, (pair, summary) in enumerate(zip(pairs, summaries, strict=True)):
+        if summary is None:
+            continue
+        outside = summary.median_ms < pair.band.min_ms or summary.median_ms > pair.band.max_ms
+        if not (summary.n >= t.min_sessions and outside):
+            normal[(pair.team, pair.step)].append(i)
+    result = []
+    for i, pair in enumerate(pairs):
+        others = [pairs[j].durations_ms for j in normal[(pair.team, pair.step)] if j != i]
+        result.append(np.concatenate(others) if others else np.empty(0))
+    return result
+
+
+def _assess_pair(pair: PairInput, summary: StepSummary | None, p: float | None, q: float | None,
+                 t: Thresholds) -> Assessment:  # fmt: skip
+    band = pair.band
+
+    def verdict(status: Status, reasons: list[str], periods: int = 0, start: date | None = None) -> Assessment:
+        return Assessment(pair.team, pair.manager, pair.step, status, band, summary, p, q, periods, start,
+                          tuple(reasons))  # fmt: skip
+
+    if summary is None or summary.n < t.min_sessions:
+        n = 0 if summary is None else summary.n
+        return verdict("insufficient", [f"{n} sessions in the window, fewer than the {t.min_sessions} needed"])
+
+    median = summary.median_ms
+    reasons: list[str] = []
+    direction: Direction | None = None
+    if median > band.max_ms:
+        direction = "slow"
+        reasons.append(f"median {_s(median)} is above the max band {_s(band.max_ms)}")
+    elif q is not None and q <= t.fdr and median >= (1 + t.material) * band.reference_ms:
+        direction = "slow"
+        above = median / band.reference_ms - 1
+        reasons.append(f"slower than the team's other managers (q = {q:.3g}) and {above:.0%} above the reference")
+    elif median < band.min_ms:
+        direction = "fast"
+        reasons.append(f"median {_s(median)} is below the min band {_s(band.min_ms)}: possible skipped work")
+    if direction is None:
+        if q is not None and q <= t.fdr:
+            return verdict("ok", ["slower than the peers, but the median is within the materiality threshold"])
+        return verdict("ok", ["within the band"])
+
+    periods = _drawdown_periods(pair.weekly_medians_ms, band, direction, t)
+    of = t.persistence_window
+    if periods < t.persistent_periods:
+        return verdict("ok", [*reasons, f"but only in {periods} of the last {of} weeks: not persistent"], periods)
+    start = drift_start(
+        pair.daily_days, pair.daily_medians_ms, band.reference_ms, direction=direction,
+        method=t.drift_method, ewma_lambda=t.ewma_lambda, ewma_limit=t.ewma_limit,
+    )  # fmt: skip
+    reasons.append(f"in {periods} of the last {of} weeks")
+    reasons.append(f"began on {start.isoformat()}" if start else "start not dated: daily medians show no clear change")
+    return verdict(direction, reasons, periods, start)
+
+
+def _drawdown_periods(weekly: tuple[float | None, ...], band: Band, direction: Direction, t: Thresholds) -> int:
+    """Weeks whose median is materially off the reference in the flag's direction."""
+    recent = weekly[-t.persistence_window :]
+    if direction == "slow":
+        return sum(1 for m in recent if m is not None and m >= (1 + t.material) * band.reference_ms)
+    return sum(1 for m in recent if m is not None and m <= (1 - t.material) * band.reference_ms)
+
+
+def _flags(pairs: Sequence[PairInput], assessments: list[Assessment], t: Thresholds, window: Window) -> list[Drawdown]:
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, a in enumerate(assessments):
+        if a.status != "insufficient":
+            groups[(a.team, a.step)].append(i)
+    systemic: set[tuple[str, str]] = set()
+    flags: list[Drawdown] = []
+    for (team, step), members in groups.items():
+        slow = [i for i in members if assessments[i].status == "slow"]
+        if len(slow) >= t.systemic_min_managers and len(slow) >= t.systemic_share * len(members):
+            systemic.add((team, step))
+            flags.append(_systemic_flag(pairs, assessments, members, slow, window))
+
+    for a in assessments:
+        if a.status not in ("slow", "fast") or (a.status == "slow" and (a.team, a.step) in systemic):
+            continue
+        assert a.summary is not None
+        lost = a.summary.minutes_lost_per_week
+        under = minutes_lost_per_week(a.band.reference_ms, a.summary.median_ms, a.summary.n, window.days)
+        flags.append(Drawdown(
+            kind=a.status, team=a.team, step=a.step, manager=a.manager, managers=(a.manager,), window=window,
+            n=a.summary.n, median_ms=a.summary.median_ms, band=a.band, q_value=a.q_value, start_date=a.start_date,
+            periods_in_drawdown=a.periods_in_drawdown, minutes_lost_per_week=lost,
+            impact_minutes_per_week=lost if a.status == "slow" else under, severity=0, reasons=a.reasons,
+        ))  # fmt: skip
+    return flags
+
+
+def _systemic_flag(pairs: Sequence[PairInput], assessments: list[Assessment], members: list[int], slow: list[int],
+                   window: Window) -> Drawdown:  # fmt: skip
+    """One step-level flag for the team: every member's sessions, every member's lost minutes."""
+    first = assessments[slow[0]]
+    times = np.concatenate([pairs[i].durations_ms for i in members])
+    lost = sum(assessments[i].summary.minutes_lost_per_week for i in members)  # type: ignore[union-attr]
+    starts = [assessments[i].start_date for i in slow if assessments[i].start_date is not None]
+    names = tuple(sorted(assessments[i].manager for i in slow))
+    reason = (f"{len(slow)} of {len(members)} managers with enough data are slow on this step: "
+              "check the step, its CRM page or its band")  # fmt: skip
+    return Drawdown(
+        kind="systemic", team=first.team, step=first.step, manager=None, managers=names, window=window,
+        n=int(times.size), median_ms=float(np.median(times)), band=first.band, q_value=None,
+        start_date=min(starts) if starts else None,
+        periods_in_drawdown=min(assessments[i].periods_in_drawdown for i in slow),
+        minutes_lost_per_week=lost, impact_minutes_per_week=lost, severity=0, reasons=(reason,),
+    )  # fmt: skip
+
+
+def _rank(flags: list[Drawdown]) -> tuple[Drawdown, ...]:
+    kind_order = {"systemic": 0, "slow": 1, "fast": 2}
+    flags.sort(key=lambda f: (-f.impact_minutes_per_week, kind_order[f.kind], f.team, f.step, f.manager or ""))
+    return tuple(replace(f, severity=rank) for rank, f in enumerate(flags, start=1))
+
+
+def _s(ms: float) -> str:
+    return f"{ms / 1000:.0f} s"
+
+
+# --- Lifecycle -------------------------------------------------------------------------------
+
+
+class FlagStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    COACHING = "coaching"
+    RESOLVED = "resolved"
+    DISMISSED = "dismissed"
+
+
+#: Where a flag may go from each status. Back to OPEN from a closed status is a reopen: a recurrence.
+_S = FlagStatus
+ALLOWED: dict[FlagStatus, frozenset[FlagStatus]] = {
+    _S.OPEN: frozenset({_S.ACKNOWLEDGED, _S.COACHING, _S.RESOLVED, _S.DISMISSED}),
+    _S.ACKNOWLEDGED: frozenset({_S.COACHING, _S.RESOLVED, _S.DISMISSED}),
+    _S.COACHING: frozenset({_S.RESOLVED, _S.DISMISSED}),
+    _S.RESOLVED: frozenset({_S.OPEN}),
+    _S.DISMISSED: frozenset({_S.OPEN}),
+}
+ACTIVE = frozenset({FlagStatus.OPEN, FlagStatus.ACKNOWLEDGED, FlagStatus.COACHING})
+#: A dismissal or a reopen must say why: the audit log is read by people who were not there.
+REASON_REQUIRED = frozenset({FlagStatus.DISMISSED, FlagStatus.OPEN})
+
+
+class InvalidTransition(ValueError):
+    """A flag cannot move from its status to the one asked for (or needs a reason)."""
+
+
+def transition(current: FlagStatus | str, target: FlagStatus | str, reason: str | None = None) -> FlagStatus:
+    """The new status if the move is allowed; raises InvalidTransition with the allowed moves otherwise."""
+    now, to = _status(current), _status(target)
+    if to not in ALLOWED[now]:
+        allowed = ", ".join(sorted(s.value for s in ALLOWED[now]))
+        raise InvalidTransition(f"a flag cannot go from {now.value} to {to.value} (from {now.value}: {allowed})")
+    if to in REASON_REQUIRED and not (reason and reason.strip()):
+        verb = "dismiss" if to is FlagStatus.DISMISSED else "reopen"
+        raise InvalidTransition(f"a reason is required to {verb} a flag")
+    return to
+
+
+@dataclass(frozen=True)
+class AutoUpdate:
+    """What a new analysis period does to a stored flag; `note` goes to the audit log when it changed."""
+
+    status: FlagStatus
+    periods_without_condition: int
+    changed: bool = False
+    note: str | None = None
+
+
+def auto_update(current: FlagStatus | str, condition_holds_now: bool, periods_without_condition: int, *,
+                resolve_after: int = 2) -> AutoUpdate:  # fmt: skip
+    """Resolve a flag whose condition has not held for `resolve_after` periods; reopen a recurrence.
+
+    `periods_without_condition` is the stored count of consecutive earlier periods without the
+    condition; the returned one is the count to store. A resolved flag reopens as soon as the
+    condition holds again (resolving claims the problem is gone). A dismissed one reopens only if
+    the condition went away for `resolve_after` periods and came back: the dismissal covered the
+    condition as it was, a new episode deserves a new look.
+    """
+    now = _status(current)
+    if periods_without_condition < 0:
+        raise ValueError(f"periods_without_condition must be 0 or more (got {periods_without_condition})")
+    without = 0 if condition_holds_now else periods_without_condition + 1
+    if now in ACTIVE and without >= resolve_after:
+        note = f"condition absent for {without} periods: resolved automatically"
+        return AutoUpdate(transition(now, FlagStatus.RESOLVED, note), without, True, note)
+    recurred = now is FlagStatus.RESOLVED or periods_without_condition >= resolve_after
+    if now in (FlagStatus.RESOLVED, FlagStatus.DISMISSED) and condition_holds_now and recurred:
+        note = "condition recurred: reopened"
+        return AutoUpdate(transition(now, FlagStatus.OPEN, note), without, True, note)
+    return AutoUpdate(now, without)
+
+
+def _status(value: FlagStatus | str) -> FlagStatus:
+    try:
+        return FlagStatus(value)
+    except ValueError:
+        known = ", ".join(s.value for s in FlagStatus)
+        raise InvalidTransition(f"unknown flag status {value!r} (known: {known})") from None

@@ -1,0 +1,195 @@
+"""Synthetic service sessions with known drawdowns, for the detection benchmark and the tests.
+
+A population is a site with teams of managers working through the steps of serving a client on
+weekdays. A session time is lognormal around the step's typical time, scaled by the manager's
+skill, the day of the week, the team's day (busy days are slow for everyone), the manager's day,
+and now and then an interruption that multiplies it several times: heavily right-skewed like
+real step times. Normal managers differ from the typical time by at most 8%, less than the 10%
+materiality threshold, so any flag on them is false.
+
+Four weeks of baseline propose the bands (`suggest_band`, balanced); the next four weeks are
+the analysed history, whose last 14 days are the window. Planted drawdowns start in the first
+days of the history, so they cover the 3 of 4 weeks the persistence rule asks for, and move the
+manager's true median to 1.25 - 1.6 x the max band (slow) or 0.5 - 0.75 x the min band (fast),
+on pairs with at least 30 sessions in the window. One team x step per planted population has
+most of its managers slowed at once: a systemic drawdown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Literal
+
+import numpy as np
+
+from analysis.bands import Band, suggest_band
+from analysis.flags import PairInput, Thresholds, pair_from_sessions
+from analysis.stats import Window
+
+#: step -> (typical seconds, log-scale spread of sessions, share of client sessions reaching it)
+STEPS: dict[str, tuple[float, float, float]] = {
+    "identification": (45, 0.50, 1.0),
+    "needs": (240, 0.55, 0.95),
+    "products": (300, 0.50, 0.9),
+    "offer": (420, 0.60, 0.8),
+    "contract": (600, 0.45, 0.6),
+    "payment": (150, 0.50, 0.6),
+    "closing": (90, 0.55, 0.9),
+}
+WEEKDAY_EFFECT = (1.08, 1.02, 1.0, 0.98, 0.94)  # Monday backlog ... Friday routine
+NORMAL_SPREAD = 0.077  # log 1.08: normal managers stay within 8% of the typical time
+BASELINE_DAYS = HISTORY_DAYS = 28
+WINDOW_DAYS = 14
+MIN_PLANTED_SESSIONS = 30
+#: Daily medians start this many days before the 4 analysed weeks, so that a start date is found
+#: in the middle of the series rather than on its first day, where it would be right by construction.
+DATING_LEAD_DAYS = 14
+
+
+@dataclass(frozen=True)
+class Plant:
+    """A drawdown put into the data: the truth the benchmark scores flags against."""
+
+    team: str
+    manager: str
+    step: str
+    kind: Literal["slow", "fast"]
+    start: date
+    systemic: bool
+
+
+@dataclass(frozen=True, eq=False)
+class Population:
+    window: Window
+    bands: dict[str, Band]
+    pairs: tuple[PairInput, ...]
+    plants: tuple[Plant, ...]
+
+
+def simulate(
+    seed: int,
+    *,
+    plant: bool = True,
+    teams: int = 6,
+    slow_share: float = 0.05,
+    fast_share: float = 0.03,
+    until: date = date(2025, 3, 28),
+    thresholds: Thresholds | None = None,
+) -> Population:
+    """One synthetic site; with `plant=False` nothing is planted (a null population)."""
+    rng = np.random.default_rng(seed)
+    first = until - timedelta(days=BASELINE_DAYS + HISTORY_DAYS - 1)
+    all_days = np.array([first + timedelta(days=i) for i in range(BASELINE_DAYS + HISTORY_DAYS)], dtype="datetime64[D]")
+    weekdays = all_days[np.array([d.weekday() < 5 for d in all_days.astype(object)])]
+    history_start = np.datetime64(until - timedelta(days=HISTORY_DAYS - 1), "D")
+    window = Window(until - timedelta(days=WINDOW_DAYS - 1), until)
+
+    # sessions[(team, manager, step)] = (days, log seconds without drawdown), true median seconds
+    sessions: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
+    true_median: dict[tuple[str, str, str], float] = {}
+    for t in range(teams):
+        team = f"team-{t + 1}"
+        team_effect = rng.normal(0, 0.02)
+        team_day = rng.normal(0, 0.05, size=weekdays.size)
+        for m in range(int(rng.integers(5, 10))):
+            manager = f"{team}/manager-{m + 1}"
+            skill, rate = rng.normal(0, 0.04), rng.uniform(1.5, 4.5)
+            manager_day = rng.normal(0, 0.04, size=weekdays.size)
+            for step, (seconds, sigma, reach) in STEPS.items():
+                offset = float(np.clip(team_effect + skill + rng.normal(0, 0.02), -NORMAL_SPREAD, NORMAL_SPREAD))
+                counts = rng.poisson(rate * reach, size=weekdays.size)
+                day_idx = np.repeat(np.arange(weekdays.size), counts)
+                weekday = np.array([WEEKDAY_EFFECT[d.weekday()] for d in weekdays[day_idx].astype(object)])
+                log_s = (np.log(seconds) + offset + np.log(weekday) + team_day[day_idx] + manager_day[day_idx]
+                         + rng.normal(0, sigma, size=day_idx.size))  # fmt: skip
+                interrupted = rng.random(day_idx.size) < 0.015
+                log_s[interrupted] += np.log(rng.uniform(3, 8, size=int(interrupted.sum())))
+                sessions[(team, manager, step)] = (weekdays[day_idx], log_s)
+                true_median[(team, manager, step)] = seconds * float(np.exp(offset))
+
+    bands = {}
+    for step in STEPS:
+        times, who = [], []
+        for (_, manager, s), (days, log_s) in sessions.items():
+            if s == step:
+                baseline = days < history_start
+                times.append(np.exp(log_s[baseline]) * 1000)
+                who.extend([manager] * int(baseline.sum()))
+        bands[step] = suggest_band(np.concatenate(times), managers=np.array(who)).band
+
+    plants = _plant(rng, sessions, true_median, bands, window, history_start, slow_share, fast_share) if plant else []
+    pairs = _pairs(sessions, bands, window, history_start, thresholds or Thresholds())
+    return Population(window=window, bands=bands, pairs=pairs, plants=tuple(plants))
+
+
+def _plant(
+    rng: np.random.Generator,
+    sessions: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]],
+    true_median: dict[tuple[str, str, str], float],
+    bands: dict[str, Band],
+    window: Window,
+    history_start: np.datetime64,
+    slow_share: float,
+    fast_share: float,
+) -> list[Plant]:
+    since = np.datetime64(window.since, "D")
+    window_n = {key: int(np.sum(days >= since)) for key, (days, _) in sessions.items()}
+    eligible = [key for key, n in window_n.items() if n >= MIN_PLANTED_SESSIONS]
+    plants: list[Plant] = []
+
+    def slow_down(key: tuple[str, str, str], kind: Literal["slow", "fast"], systemic: bool) -> None:
+        days, log_s = sessions[key]
+        band = bands[key[2]]
+        target = band.max_ms * rng.uniform(1.25, 1.6) if kind == "slow" else band.min_ms * rng.uniform(0.5, 0.75)
+        start = history_start + np.timedelta64(int(rng.integers(0, 4)), "D")
+        after = days >= start
+        shifted = log_s.copy()
+        shifted[after] += np.log(target / 1000 / true_median[key])
+        sessions[key] = (days, shifted)
+        plants.append(Plant(key[0], key[1], key[2], kind, _date(start), systemic))
+
+    # the systemic case: a team x step where at least half of the managers with enough data can be slowed
+    by_step: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    for key in sessions:
+        if window_n[key] >= 20:
+            by_step.setdefault((key[0], key[2]), []).append(key)
+    candidates = sorted(
+        k for k, keys in by_step.items()
+        if len(keys) >= 3 and sum(window_n[x] >= MIN_PLANTED_SESSIONS for x in keys) >= 0.5 * len(keys)
+    )  # fmt: skip
+    taken: set[tuple[str, str]] = set()
+    if candidates:
+        chosen = candidates[int(rng.integers(len(candidates)))]
+        taken.add(chosen)
+        for key in by_step[chosen]:
+            if window_n[key] >= MIN_PLANTED_SESSIONS:
+                slow_down(key, "slow", True)
+
+    rest = [key for key in eligible if (key[0], key[2]) not in taken]
+    order = rng.permutation(len(rest))
+    n_slow, n_fast = round(slow_share * len(window_n)), round(fast_share * len(window_n))
+    for i, idx in enumerate(order[: n_slow + n_fast]):
+        slow_down(rest[idx], "slow" if i < n_slow else "fast", False)
+    return plants
+
+
+def _pairs(
+    sessions: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]],
+    bands: dict[str, Band],
+    window: Window,
+    history_start: np.datetime64,
+    thresholds: Thresholds,
+) -> tuple[PairInput, ...]:
+    pairs = []
+    for (team, manager, step), (days, log_s) in sessions.items():
+        keep = days >= history_start - np.timedelta64(DATING_LEAD_DAYS, "D")
+        pairs.append(pair_from_sessions(
+            team=team, manager=manager, step=step, band=bands[step],
+            durations_ms=np.round(np.exp(log_s[keep]) * 1000), days=days[keep], window=window, thresholds=thresholds,
+        ))  # fmt: skip
+    return tuple(pairs)
+
+
+def _date(day: np.datetime64) -> date:
+    return date.fromisoformat(str(day.astype("datetime64[D]")))

@@ -1,0 +1,239 @@
+"""The statistics behind drawdown flags, on plain arrays of session times in milliseconds.
+
+One session time is one manager's time on one step within one service session (the sum of that
+session's visits to the step). Step times are heavily right-skewed, so everything here works
+with medians and quantiles, rank tests, and log time; never with means and standard deviations
+of raw times, which a handful of abandoned sessions would dominate.
+
+Quantiles are numpy's default (linear interpolation, "type 7"), which is ClickHouse's
+`quantileExactInclusive`; use that function when computing the same figures in SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Literal
+
+import numpy as np
+from scipy import stats
+
+from analysis.bands import Band
+
+Direction = Literal["slow", "fast"]
+DriftMethod = Literal["ewma", "cusum"]
+
+MS_PER_MINUTE = 60_000
+#: For normal data the median moving range is 0.954 sigma: |X1 - X2| ~ |N(0, 2 sigma^2)|.
+MEDIAN_MOVING_RANGE_TO_SIGMA = 0.954
+
+
+@dataclass(frozen=True)
+class Window:
+    """The analysed days, both ends included."""
+
+    since: date
+    until: date
+
+    def __post_init__(self) -> None:
+        if self.since > self.until:
+            raise ValueError(f"window since must be on or before until (got {self.since} > {self.until})")
+
+    @property
+    def days(self) -> int:
+        return (self.until - self.since).days + 1
+
+
+@dataclass(frozen=True)
+class StepSummary:
+    """One manager on one step over a window."""
+
+    n: int
+    median_ms: float
+    p25_ms: float
+    p75_ms: float
+    p90_ms: float
+    share_above_max: float
+    share_below_min: float
+    minutes_lost_per_week: float
+
+
+def summarize(durations_ms: np.ndarray, band: Band, window_days: int) -> StepSummary:
+    """Quantiles, shares outside the band and minutes lost per week for one manager and step."""
+    times = _times(durations_ms)
+    if times.size == 0:
+        raise ValueError("no sessions to summarize")
+    p25, median, p75, p90 = np.percentile(times, [25, 50, 75, 90])
+    return StepSummary(
+        n=int(times.size),
+        median_ms=float(median),
+        p25_ms=float(p25),
+        p75_ms=float(p75),
+        p90_ms=float(p90),
+        share_above_max=float(np.mean(times > band.max_ms)),
+        share_below_min=float(np.mean(times < band.min_ms)),
+        minutes_lost_per_week=minutes_lost_per_week(float(median), band.reference_ms, int(times.size), window_days),
+    )
+
+
+def minutes_lost_per_week(median_ms: float, reference_ms: float, n: int, window_days: int) -> float:
+    """(median - reference), when positive, times sessions per week, in minutes.
+
+    The time a week of this manager's sessions would save if the typical session took the
+    reference time. Median-based so that one abandoned three-hour session does not rank a manager
+    first, and zero for a manager at the reference (a sum of each session's excess over the
+    reference would not be: right skew makes it positive for everyone).
+    """
+    if window_days <= 0:
+        raise ValueError(f"window_days must be positive (got {window_days})")
+    excess = max(0.0, median_ms - reference_ms)
+    return excess * n * 7.0 / window_days / MS_PER_MINUTE
+
+
+def slower_than_peers_p(manager_ms: np.ndarray, peers_ms: np.ndarray) -> float:
+    """One-sided Mann-Whitney U p-value for 'this manager's times tend to be longer than the peers''."""
+    mine, peers = _times(manager_ms), _times(peers_ms)
+    if mine.size == 0 or peers.size == 0:
+        raise ValueError(f"both samples need sessions (got {mine.size} and {peers.size})")
+    if np.all(mine == mine[0]) and np.all(peers == mine[0]):
+        return 1.0  # nothing to rank: all sessions took the same time
+    return float(stats.mannwhitneyu(mine, peers, alternative="greater").pvalue)
+
+
+def bh_qvalues(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values: flag where q <= the false-discovery rate."""
+    p = np.asarray(p_values, dtype=float)
+    if p.size == 0:
+        return p
+    if np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
+        raise ValueError("p-values must be between 0 and 1")
+    order = np.argsort(p)
+    ranked = p[order] * p.size / np.arange(1, p.size + 1)
+    # the running minimum from the largest p down keeps q monotone in p
+    q_sorted = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
+    q = np.empty_like(q_sorted)
+    q[order] = q_sorted
+    return q
+
+
+def daily_medians(durations_ms: np.ndarray, days: np.ndarray | Sequence[date]) -> tuple[np.ndarray, np.ndarray]:
+    """(days, median time of each day), days sorted, one entry per day with sessions."""
+    times = _times(durations_ms)
+    day_values = np.asarray(days, dtype="datetime64[D]")
+    if day_values.shape != times.shape:
+        raise ValueError(f"one day per session is needed (got {day_values.size} for {times.size})")
+    unique_days, codes = np.unique(day_values, return_inverse=True)
+    medians = np.array([np.median(times[codes == i]) for i in range(unique_days.size)], dtype=float)
+    return unique_days, medians
+
+
+def weekly_medians(
+    durations_ms: np.ndarray,
+    days: np.ndarray | Sequence[date],
+    until: date,
+    *,
+    periods: int = 4,
+    min_sessions: int = 5,
+) -> tuple[float | None, ...]:
+    """Median of each of the last `periods` 7-day periods ending on `until`, oldest first.
+
+    None for a period with fewer than `min_sessions` sessions: a median of two sessions says
+    nothing about a week, and the persistence rule counts None as 'not a drawdown week'.
+    """
+    times = _times(durations_ms)
+    day_values = np.asarray(days, dtype="datetime64[D]")
+    if day_values.shape != times.shape:
+        raise ValueError(f"one day per session is needed (got {day_values.size} for {times.size})")
+    end = np.datetime64(until, "D")
+    result: list[float | None] = []
+    for k in range(periods):
+        last = end - np.timedelta64(7 * (periods - 1 - k), "D")
+        in_week = (day_values > last - np.timedelta64(7, "D")) & (day_values <= last)
+        week = times[in_week]
+        result.append(float(np.median(week)) if week.size >= min_sessions else None)
+    return tuple(result)
+
+
+def drift_start(
+    days: np.ndarray | Sequence[date],
+    medians_ms: np.ndarray | Sequence[float],
+    reference_ms: float,
+    *,
+    direction: Direction = "slow",
+    method: DriftMethod = "ewma",
+    ewma_lambda: float = 0.2,
+    ewma_limit: float = 3.0,
+    cusum_k: float = 0.5,
+    cusum_h: float = 4.0,
+    min_sigma: float = 0.02,
+) -> date | None:
+    """The day the drawdown began, from daily medians of log time, or None if none shows.
+
+    The chart runs on x = log(daily median / reference), so a 20% drawdown is the same size on a
+    1-minute step and a 20-minute one. Its noise sigma is estimated from the median moving range
+    of x, which a single step change barely moves (a standard deviation would be inflated by
+    the very drawdown it is meant to detect); `min_sigma` keeps very regular data from alarming
+    on a 1% wobble. EWMA: z_t = lambda x_t + (1 - lambda) z_(t-1) from z_0 = 0, alarm above
+    `ewma_limit` sigma_z(t). CUSUM: S_t = max(0, S_(t-1) + x_t / sigma - k), alarm above h.
+    The start is then the least-squares change point of the days up to the latest alarm.
+    """
+    day_values = np.asarray(days, dtype="datetime64[D]")
+    values = np.asarray(medians_ms, dtype=float)
+    if day_values.shape != values.shape:
+        raise ValueError(f"one median per day is needed (got {values.size} for {day_values.size})")
+    if values.size < 3 or reference_ms <= 0 or np.any(values <= 0):
+        return None  # too few days to estimate the noise; non-positive times have no log
+    order = np.argsort(day_values)
+    day_values, values = day_values[order], values[order]
+    x = np.log(values / reference_ms)
+    if direction == "fast":
+        x = -x
+    sigma = max(float(np.median(np.abs(np.diff(x)))) / MEDIAN_MOVING_RANGE_TO_SIGMA, min_sigma)
+
+    alarm = np.zeros(x.size, dtype=bool)
+    level = 0.0
+    for t, value in enumerate(x):
+        if method == "ewma":
+            level = ewma_lambda * value + (1 - ewma_lambda) * level
+            spread = ewma_lambda / (2 - ewma_lambda) * (1 - (1 - ewma_lambda) ** (2 * (t + 1)))
+            limit = ewma_limit * sigma * np.sqrt(spread)
+        else:
+            level = max(0.0, level + value / sigma - cusum_k)
+            limit = cusum_h
+        alarm[t] = level > limit
+    if not alarm.any():
+        return None
+    return _as_date(day_values[_change_point(x, int(np.flatnonzero(alarm)[-1]))])
+
+
+def _change_point(x: np.ndarray, last_alarm: int) -> int:
+    """The day a single upward shift most likely began: the least-squares split of the series.
+
+    The chart says there is a drawdown; the split dates it. The first day the chart left its
+    target dates it too early whenever the manager sat a little above the reference before (small
+    daily samples of a skewed time are biased up): the split compares the days with each other,
+    not with the reference. The shift must begin by the alarm; if the days before the best split
+    are already nearer the drawdown level than the reference, it began before the data did.
+    """
+    n = x.size
+    sums = np.concatenate([[0.0], np.cumsum(x)])
+    tau = np.arange(1, min(last_alarm, n - 1) + 1)
+    if tau.size == 0:
+        return 0
+    before, after = sums[tau] / tau, (sums[n] - sums[tau]) / (n - tau)
+    best = int(np.argmax((after - before) * np.sqrt(tau * (n - tau) / n)))
+    return 0 if before[best] > after[best] / 2 else int(tau[best])
+
+
+def _times(durations_ms: np.ndarray | Sequence[float]) -> np.ndarray:
+    times = np.asarray(durations_ms, dtype=float)
+    if times.ndim != 1:
+        raise ValueError("session times must be a flat array")
+    if np.any(~np.isfinite(times)):
+        raise ValueError("session times must be finite")
+    return times
+
+
+def _as_date(day: np.datetime64) -> date:
+    return date(1970, 1, 1) + timedelta(days=int(day.astype("datetime64[D]").astype(np.int64)))

@@ -1,0 +1,219 @@
+"""Running the analysis over stored data: stats for a window, and flags kept in step with it.
+
+This composes the parts: it reads session times, teams and band versions from storage, hands
+plain arrays to the analysis rules (analysis/flags.py), and stores what they decide. Used by
+`stepwatch analyze`, `stepwatch stats`, and the schedule inside `stepwatch serve`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from clickhouse_connect.driver.client import Client
+
+from analysis.bands import Band, BandVersion, band_in_force
+from analysis.flags import (
+    Assessment,
+    Drawdown,
+    PairInput,
+    RunResult,
+    Thresholds,
+    assess,
+    auto_update,
+    pair_from_sessions,
+)
+from analysis.stats import Window
+from stepwatch import band_versions, flag_store, processes, sites, storage, teams
+from stepwatch.settings import Settings
+
+ANALYSIS_ACTOR = "analysis"
+# Persistence looks at the last four weekly periods, so sessions are read this far back.
+LOOKBACK_DAYS = 28
+
+
+def thresholds(settings: Settings) -> Thresholds:
+    return Thresholds(
+        min_sessions=settings.analysis_min_sessions,
+        fdr=settings.analysis_fdr,
+        material=settings.analysis_material,
+        persistent_periods=settings.analysis_persistent_periods,
+        systemic_share=settings.analysis_systemic_share,
+    )
+
+
+@dataclass(frozen=True)
+class SiteRun:
+    site: str
+    window: Window
+    result: RunResult
+    without_band: tuple[tuple[str, str, Any], ...]  # (manager, step, window times) of steps with no band yet
+    teams: dict[str, str]
+
+    def assessment(self, manager: str, step: str) -> Assessment | None:
+        return next((a for a in self.result.assessments if a.manager == manager and a.step == step), None)
+
+
+def window_ending(until: date, days: int) -> Window:
+    return Window(until - timedelta(days=days - 1), until)
+
+
+def run_site(client: Client, site: str, settings: Settings, window: Window) -> SiteRun:
+    """Assess every manager x step of a site over a window (nothing is written)."""
+    process = processes.latest(client, site)
+    steps = {s.key for s in process.steps} if process else set()
+    members = teams.members(client, site)
+    versions: dict[str, list[BandVersion]] = defaultdict(list)
+    for stored in band_versions.versions(client, site):
+        versions[stored.step].append(BandVersion(
+            stored.effective_from, stored.team or None, Band(stored.min_ms, stored.reference_ms, stored.max_ms)))
+    lookback = min(window.since, window.until - timedelta(days=LOOKBACK_DAYS - 1))
+    rows = storage.session_step_times(client, site, _midnight(lookback), _midnight(window.until + timedelta(days=1)),
+                                      settings.analysis_metric)
+    limits = thresholds(settings)
+    pairs: list[PairInput] = []
+    without_band = []
+    for row in rows:
+        if steps and row.step not in steps:
+            continue  # a step the current process no longer has
+        team = members.get(row.manager, "")
+        version = band_in_force(versions.get(row.step, []), window.until, team or None)
+        if version is None:
+            in_window = (row.days >= np.datetime64(window.since)) & (row.days <= np.datetime64(window.until))
+            without_band.append((row.manager, row.step, row.times_ms[in_window]))
+            continue
+        pairs.append(pair_from_sessions(team=team, manager=row.manager, step=row.step, band=version.band,
+                                        durations_ms=row.times_ms, days=row.days, window=window,
+                                        thresholds=limits))
+    return SiteRun(site, window, assess(pairs, limits, window), tuple(without_band), members)
+
+
+def analyze(client: Client, settings: Settings, *, until: date | None = None, only_site: str | None = None,
+            progress: Callable[[str], None] | None = None) -> list[SiteRun]:
+    """Run the analysis for every enabled site and bring the stored flags in line with it."""
+    until = until or datetime.now(UTC).date()
+    window = window_ending(until, settings.analysis_window_days)
+    runs = []
+    for site in sites.list_sites(client):
+        if not site.enabled or (only_site and site.name != only_site):
+            continue
+        if progress:
+            progress(f"{site.name}: assessing {window.since} to {window.until}")
+        run = run_site(client, site.name, settings, window)
+        sync_flags(client, run, limits=thresholds(settings))
+        if progress:
+            progress(f"{site.name}: {len(run.result.assessments)} manager x step pairs, "
+                     f"{len(run.result.drawdowns)} drawdowns")
+        runs.append(run)
+    return runs
+
+
+def sync_flags(client: Client, run: SiteRun, limits: Thresholds, now: datetime | None = None) -> None:
+    """Open new flags, refresh the figures of standing ones, resolve or reopen by the rules."""
+    now = now or datetime.now(UTC)
+    period = run.window.until - timedelta(days=run.window.until.weekday())  # the week being analysed
+    stored = {f.identity: f for f in flag_store.current(client, run.site)}
+    seen = set()
+    writes: list[flag_store.StoredFlag] = []
+    for drawdown in run.result.drawdowns:
+        identity = (drawdown.kind, drawdown.team, drawdown.step, drawdown.manager or "")
+        seen.add(identity)
+        figures = _figures(drawdown)
+        flag = stored.get(identity)
+        if flag is None:
+            flag = flag_store.StoredFlag(flag_id=str(uuid.uuid4()), site=run.site, kind=drawdown.kind,
+                                         team=drawdown.team, step=drawdown.step, manager=drawdown.manager or "",
+                                         status="open", opened_at=now, updated_at=now, resolved_at=None,
+                                         periods_without_condition=0, last_period=period, version=0,
+                                         **figures)
+            flag_store.record_event(client, flag, "", "open", actor=ANALYSIS_ACTOR, reason="; ".join(drawdown.reasons))
+            writes.append(flag)
+            continue
+        update = auto_update(flag.status, True, flag.periods_without_condition,
+                             resolve_after=limits.resolve_after_periods)
+        if update.changed:
+            flag_store.record_event(client, flag, flag.status, update.status, actor=ANALYSIS_ACTOR,
+                                    reason=update.note or "")
+        writes.append(replace(flag, **figures, status=update.status, updated_at=now, last_period=period,
+                              periods_without_condition=0,
+                              resolved_at=None if update.status == "open" else flag.resolved_at))
+    for identity, flag in stored.items():
+        if identity in seen or flag.last_period >= period:
+            continue  # the condition holds, or this week was counted already
+        update = auto_update(flag.status, False, flag.periods_without_condition,
+                             resolve_after=limits.resolve_after_periods)
+        if update.changed:
+            flag_store.record_event(client, flag, flag.status, update.status, actor=ANALYSIS_ACTOR,
+                                    reason=update.note or "")
+        writes.append(replace(flag, status=update.status, updated_at=now, last_period=period,
+                              periods_without_condition=update.periods_without_condition,
+                              resolved_at=now if update.status == "resolved" and update.changed
+                              else flag.resolved_at))
+    flag_store.write(client, writes)
+
+
+def _figures(drawdown: Drawdown) -> dict[str, Any]:
+    return {
+        "managers": drawdown.managers,
+        "window_start": drawdown.window.since,
+        "window_end": drawdown.window.until,
+        "n": drawdown.n,
+        "median_ms": float(drawdown.median_ms),
+        "min_ms": drawdown.band.min_ms,
+        "reference_ms": drawdown.band.reference_ms,
+        "max_ms": drawdown.band.max_ms,
+        "q_value": drawdown.q_value,
+        "start_date": drawdown.start_date,
+        "periods_in_drawdown": drawdown.periods_in_drawdown,
+        "minutes_lost_per_week": float(drawdown.minutes_lost_per_week),
+        "severity": drawdown.severity,
+        "reasons": drawdown.reasons,
+    }
+
+
+def stats_rows(client: Client, run: SiteRun) -> list[dict[str, Any]]:
+    """One object per manager x step, as `stepwatch stats --json` prints them."""
+    flags = {(f.manager, f.step): f.flag_id for f in flag_store.current(client, run.site)
+             if f.kind in ("slow", "fast") and f.status in ("open", "acknowledged", "coaching")}
+    rows = []
+    for a in run.result.assessments:
+        summary = a.summary
+        rows.append({
+            "site": run.site,
+            "team": a.team,
+            "manager": a.manager,
+            "step": a.step,
+            "n": a.n,
+            "median_ms": None if summary is None else round(float(summary.median_ms), 1),
+            "p25_ms": None if summary is None else round(float(summary.p25_ms), 1),
+            "p75_ms": None if summary is None else round(float(summary.p75_ms), 1),
+            "p90_ms": None if summary is None else round(float(summary.p90_ms), 1),
+            "share_above_max": None if summary is None else round(float(summary.share_above_max), 4),
+            "share_below_min": None if summary is None else round(float(summary.share_below_min), 4),
+            "band": {"min_ms": a.band.min_ms, "reference_ms": a.band.reference_ms, "max_ms": a.band.max_ms},
+            "status": a.status,
+            "q_value": a.q_value,
+            "minutes_lost_per_week": None if summary is None else round(float(summary.minutes_lost_per_week), 2),
+            "flag_id": flags.get((a.manager, a.step)),
+            "reasons": list(a.reasons),
+        })
+    for manager, step, times in run.without_band:
+        if times.size == 0:
+            continue
+        p25, median, p75, p90 = np.percentile(times, [25, 50, 75, 90])
+        rows.append({"site": run.site, "team": run.teams.get(manager, ""), "manager": manager, "step": step,
+                     "n": int(times.size), "median_ms": round(float(median), 1), "p25_ms": round(float(p25), 1),
+                     "p75_ms": round(float(p75), 1), "p90_ms": round(float(p90), 1), "share_above_max": None,
+                     "share_below_min": None, "band": None, "status": "no_band", "q_value": None,
+                     "minutes_lost_per_week": None, "flag_id": None,
+                     "reasons": ["the step has no band yet: stepwatch bands suggest / bands set"]})
+    return sorted(rows, key=lambda r: (r["manager"], r["step"]))
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)

@@ -1,0 +1,285 @@
+"""Drawdown rules on hand-made pairs, and every flag transition, valid and invalid."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from analysis.bands import Band
+from analysis.flags import (
+    ALLOWED,
+    AutoUpdate,
+    FlagStatus,
+    InvalidTransition,
+    PairInput,
+    Thresholds,
+    assess,
+    auto_update,
+    pair_from_sessions,
+    transition,
+)
+from analysis.stats import Window, slower_than_peers_p
+
+BAND = Band(min_ms=100_000, reference_ms=200_000, max_ms=400_000)
+WINDOW = Window(date(2025, 3, 15), date(2025, 3, 28))
+DAYS = np.array([date(2025, 3, 1) + timedelta(days=i) for i in range(28)], dtype="datetime64[D]")
+T = Thresholds()
+
+
+def spread(median: float, n: int = 31, sigma: float = 0.2) -> np.ndarray:
+    """n session times, symmetric in log around `median` (exactly the median for odd n)."""
+    return np.round(median * np.exp(sigma * stats.norm.ppf((np.arange(n) + 0.5) / n)))
+
+
+def pair(
+    manager: str,
+    median: float,
+    *,
+    n: int = 31,
+    weekly: tuple[float | None, ...] | None = None,
+    daily: np.ndarray | None = None,
+    team: str = "north",
+    step: str = "offer",
+    sigma: float = 0.2,
+) -> PairInput:
+    return PairInput(
+        team=team, manager=manager, step=step, band=BAND, durations_ms=spread(median, n, sigma),
+        daily_days=DAYS, daily_medians_ms=np.full(28, median) if daily is None else daily,
+        weekly_medians_ms=(median,) * 4 if weekly is None else weekly,
+    )
+
+
+def team_of(*pairs: PairInput, normal: int = 4) -> list[PairInput]:
+    """The given pairs plus `normal` managers at the reference, same team and step."""
+    first = pairs[0]
+    peers = [pair(f"normal-{i}", 200_000, team=first.team, step=first.step) for i in range(normal)]
+    return [*pairs, *peers]
+
+
+def verdicts(pairs: list[PairInput], thresholds: Thresholds = T) -> dict[str, object]:
+    result = assess(pairs, thresholds, WINDOW)
+    return {a.manager: a for a in result.assessments}
+
+
+def test_slow_by_band_is_flagged_with_minutes_lost() -> None:
+    result = assess(team_of(pair("ana", 500_000)), T, WINDOW)
+    [flag] = result.drawdowns
+    assert (flag.kind, flag.manager, flag.step, flag.n, flag.median_ms) == ("slow", "ana", "offer", 31, 500_000)
+    assert flag.window == WINDOW and flag.band == BAND and flag.severity == 1
+    assert flag.minutes_lost_per_week == pytest.approx(300_000 * 31 * 7 / 14 / 60_000)
+    assert flag.impact_minutes_per_week == flag.minutes_lost_per_week
+    assert flag.q_value is not None and flag.q_value < 0.05
+    assert flag.periods_in_drawdown == 4
+    assert "above the max band" in flag.reasons[0]
+
+
+def test_slow_by_peers_needs_significance_and_materiality() -> None:
+    ana = verdicts(team_of(pair("ana", 260_000)))["ana"]  # 30% above the reference, under the max
+    assert ana.status == "slow"  # type: ignore[attr-defined]
+    assert "slower than the team's other managers" in ana.reasons[0]  # type: ignore[attr-defined]
+
+
+def test_significantly_slower_but_not_material_is_ok() -> None:
+    ana = verdicts(team_of(pair("ana", 215_000, n=301)))["ana"]  # 7.5% above the reference
+    assert ana.q_value < 0.05  # type: ignore[attr-defined]
+    assert ana.status == "ok"  # type: ignore[attr-defined]
+    assert "materiality" in ana.reasons[0]  # type: ignore[attr-defined]
+
+
+def test_material_but_not_significant_is_ok() -> None:
+    ana = verdicts(team_of(pair("ana", 260_000, sigma=1.5), normal=1))["ana"]
+    assert ana.q_value > 0.05 and ana.status == "ok"  # type: ignore[attr-defined]
+
+
+def test_too_few_sessions_is_insufficient_and_never_flagged() -> None:
+    result = assess(team_of(pair("ana", 1_000_000, n=19)), T, WINDOW)
+    ana = next(a for a in result.assessments if a.manager == "ana")
+    assert ana.status == "insufficient" and ana.q_value is None and ana.n == 19
+    assert result.drawdowns == ()
+
+
+def test_a_pair_without_sessions_in_the_window_is_insufficient() -> None:
+    empty = PairInput("north", "ana", "offer", BAND, np.array([]), DAYS[:0], np.array([]), (None,) * 4)
+    result = assess([empty], T, WINDOW)
+    assert result.assessments[0].status == "insufficient" and result.assessments[0].summary is None
+
+
+def test_min_sessions_is_a_setting() -> None:
+    ana = verdicts(team_of(pair("ana", 500_000, n=19)), Thresholds(min_sessions=15))["ana"]
+    assert ana.status == "slow"  # type: ignore[attr-defined]
+
+
+def test_fast_is_flagged_as_possible_skipped_work() -> None:
+    result = assess(team_of(pair("bo", 80_000)), T, WINDOW)
+    [flag] = result.drawdowns
+    assert (flag.kind, flag.manager, flag.minutes_lost_per_week) == ("fast", "bo", 0.0)
+    assert flag.impact_minutes_per_week == pytest.approx(120_000 * 31 * 7 / 14 / 60_000)
+    assert "skipped work" in flag.reasons[0]
+
+
+def test_slow_in_two_of_four_weeks_is_not_persistent() -> None:
+    ana = verdicts(team_of(pair("ana", 500_000, weekly=(None, 200_000, 500_000, 500_000))))["ana"]
+    assert ana.status == "ok" and ana.periods_in_drawdown == 2  # type: ignore[attr-defined]
+    assert "not persistent" in ana.reasons[-1]  # type: ignore[attr-defined]
+
+
+def test_slow_in_three_of_four_weeks_is_persistent() -> None:
+    ana = verdicts(team_of(pair("ana", 500_000, weekly=(200_000, 230_000, 500_000, 500_000))))["ana"]
+    assert ana.status == "slow" and ana.periods_in_drawdown == 3  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("method", ["ewma", "cusum"])
+def test_the_start_date_comes_from_the_daily_medians(method: str) -> None:
+    wobble = np.exp(0.08 * np.sin(np.arange(28) * 2.1))
+    daily = 200_000 * wobble * np.where(np.arange(28) >= 12, 2.5, 1.0)
+    [flag] = assess(team_of(pair("ana", 500_000, daily=daily)), Thresholds(drift_method=method), WINDOW).drawdowns
+    assert flag.start_date == date(2025, 3, 13)
+    assert "began on 2025-03-13" in flag.reasons
+
+
+def test_a_drawdown_without_a_visible_change_is_not_dated() -> None:
+    [flag] = assess(team_of(pair("ana", 500_000, daily=np.full(28, 200_000.0))), T, WINDOW).drawdowns
+    assert flag.start_date is None and "start not dated" in flag.reasons[-1]
+
+
+def test_a_large_share_of_the_team_slow_is_one_systemic_flag() -> None:
+    pairs = team_of(pair("ana", 500_000), pair("bo", 450_000), normal=3)  # 2 of 5 = 40%
+    result = assess(pairs, T, WINDOW)
+    [flag] = result.drawdowns
+    assert (flag.kind, flag.manager, flag.managers, flag.team, flag.step) == (
+        "systemic", None, ("ana", "bo"), "north", "offer"
+    )
+    assert flag.n == 5 * 31
+    assert {a.manager: a.status for a in result.assessments}["ana"] == "slow"  # the assessment keeps the verdict
+
+
+def test_a_small_share_of_the_team_slow_is_flagged_per_manager() -> None:
+    pairs = team_of(pair("ana", 500_000), pair("bo", 450_000), normal=4)  # 2 of 6 = 33%
+    result = assess(pairs, T, WINDOW)
+    assert sorted((f.kind, f.manager) for f in result.drawdowns) == [("slow", "ana"), ("slow", "bo")]
+
+
+def test_systemic_needs_the_minimum_number_of_slow_managers() -> None:
+    result = assess([pair("ana", 500_000), pair("bo", 200_000)], T, WINDOW)  # 1 of 2, but only one person
+    assert [(f.kind, f.manager) for f in result.drawdowns] == [("slow", "ana")]
+
+
+def test_the_peer_group_leaves_out_managers_outside_the_band() -> None:
+    pairs = [pair("ana", 230_000), pair("normal", 200_000), pair("skipper", 60_000), pair("slowpoke", 900_000)]
+    ana = verdicts(pairs)["ana"]
+    expected = slower_than_peers_p(spread(230_000), spread(200_000))
+    assert ana.p_value == pytest.approx(expected)  # type: ignore[attr-defined]
+
+
+def test_bh_runs_over_all_tests_of_the_run() -> None:
+    pairs = [*team_of(pair("ana", 260_000)), *team_of(pair("cy", 240_000, step="needs"))]
+    result = assess(pairs, T, WINDOW)
+    tested = [a for a in result.assessments if a.p_value is not None]
+    assert len(tested) == 10
+    expected = stats.false_discovery_control([a.p_value for a in tested], method="bh")
+    np.testing.assert_allclose([a.q_value for a in tested], expected, rtol=1e-12)
+
+
+def test_flags_are_ranked_by_impact() -> None:
+    pairs = [*team_of(pair("ana", 500_000)), *team_of(pair("cy", 900_000, team="south")), *team_of(pair("bo", 80_000))]
+    ranked = [(f.severity, f.manager) for f in assess(pairs, T, WINDOW).drawdowns]
+    assert ranked == [(1, "cy"), (2, "ana"), (3, "bo")]
+
+
+def test_pair_from_sessions_splits_window_and_history() -> None:
+    days = np.repeat(DAYS, 2)
+    times = np.where(days >= np.datetime64(WINDOW.since), 500_000.0, 200_000.0)
+    built = pair_from_sessions(team="north", manager="ana", step="offer", band=BAND, durations_ms=times, days=days,
+                               window=WINDOW)
+    assert built.durations_ms.size == 28 and set(built.durations_ms) == {500_000.0}
+    assert built.daily_days.size == 28
+    assert built.weekly_medians_ms == (200_000.0, 200_000.0, 500_000.0, 500_000.0)
+
+
+def test_thresholds_are_checked() -> None:
+    with pytest.raises(ValueError, match="threshold fdr is out of range"):
+        Thresholds(fdr=0)
+    with pytest.raises(ValueError, match="threshold persistent_periods is out of range"):
+        Thresholds(persistent_periods=5)
+
+
+# --- lifecycle ---------------------------------------------------------------------------------
+
+VALID = sorted((a, b) for a, targets in ALLOWED.items() for b in targets)
+INVALID = sorted((a, b) for a, b in itertools.product(FlagStatus, FlagStatus) if b not in ALLOWED[a])
+
+
+def test_the_transition_table() -> None:
+    S = FlagStatus
+    assert VALID == sorted([
+        (S.OPEN, S.ACKNOWLEDGED), (S.OPEN, S.COACHING), (S.OPEN, S.RESOLVED), (S.OPEN, S.DISMISSED),
+        (S.ACKNOWLEDGED, S.COACHING), (S.ACKNOWLEDGED, S.RESOLVED), (S.ACKNOWLEDGED, S.DISMISSED),
+        (S.COACHING, S.RESOLVED), (S.COACHING, S.DISMISSED),
+        (S.RESOLVED, S.OPEN), (S.DISMISSED, S.OPEN),
+    ])
+
+
+@pytest.mark.parametrize(("current", "target"), VALID)
+def test_every_valid_transition(current: FlagStatus, target: FlagStatus) -> None:
+    assert transition(current, target, "because") is target
+    assert transition(current.value, target.value, "because") is target
+
+
+@pytest.mark.parametrize(("current", "target"), INVALID)
+def test_every_invalid_transition_is_rejected(current: FlagStatus, target: FlagStatus) -> None:
+    with pytest.raises(InvalidTransition, match=f"cannot go from {current.value} to {target.value}"):
+        transition(current, target, "because")
+
+
+@pytest.mark.parametrize("reason", [None, "", "   "])
+@pytest.mark.parametrize("current", [FlagStatus.OPEN, FlagStatus.ACKNOWLEDGED, FlagStatus.COACHING])
+def test_dismissing_needs_a_reason(current: FlagStatus, reason: str | None) -> None:
+    with pytest.raises(InvalidTransition, match="a reason is required to dismiss a flag"):
+        transition(current, FlagStatus.DISMISSED, reason)
+
+
+@pytest.mark.parametrize("current", [FlagStatus.RESOLVED, FlagStatus.DISMISSED])
+def test_reopening_needs_a_reason(current: FlagStatus) -> None:
+    with pytest.raises(InvalidTransition, match="a reason is required to reopen a flag"):
+        transition(current, FlagStatus.OPEN)
+
+
+def test_resolving_by_hand_needs_no_reason() -> None:
+    assert transition("coaching", "resolved") is FlagStatus.RESOLVED
+
+
+def test_unknown_status_is_rejected() -> None:
+    with pytest.raises(InvalidTransition, match="unknown flag status 'closed'"):
+        transition("open", "closed", "x")
+    assert issubclass(InvalidTransition, ValueError)
+
+
+@pytest.mark.parametrize("current", [FlagStatus.OPEN, FlagStatus.ACKNOWLEDGED, FlagStatus.COACHING])
+def test_an_active_flag_resolves_itself_after_two_periods_without_its_condition(current: FlagStatus) -> None:
+    assert auto_update(current, False, 0) == AutoUpdate(current, 1)
+    resolved = auto_update(current, False, 1)
+    assert (resolved.status, resolved.periods_without_condition, resolved.changed) == (FlagStatus.RESOLVED, 2, True)
+    assert resolved.note == "condition absent for 2 periods: resolved automatically"
+    assert auto_update(current, True, 1) == AutoUpdate(current, 0)  # the count restarts when it holds again
+
+
+def test_a_resolved_flag_reopens_when_its_condition_recurs() -> None:
+    reopened = auto_update(FlagStatus.RESOLVED, True, 5)
+    assert (reopened.status, reopened.changed, reopened.note) == (FlagStatus.OPEN, True, "condition recurred: reopened")
+    assert auto_update(FlagStatus.RESOLVED, False, 5) == AutoUpdate(FlagStatus.RESOLVED, 6)
+
+
+def test_a_dismissed_flag_reopens_only_on_a_new_episode() -> None:
+    assert auto_update(FlagStatus.DISMISSED, True, 0) == AutoUpdate(FlagStatus.DISMISSED, 0)
+    assert auto_update(FlagStatus.DISMISSED, True, 1) == AutoUpdate(FlagStatus.DISMISSED, 0)
+    assert auto_update(FlagStatus.DISMISSED, True, 2).status is FlagStatus.OPEN
+    assert auto_update(FlagStatus.DISMISSED, False, 3) == AutoUpdate(FlagStatus.DISMISSED, 4)
+
+
+def test_auto_update_checks_its_count() -> None:
+    with pytest.raises(ValueError, match="periods_without_condition must be 0 or more"):
+        auto_update(FlagStatus.OPEN, False, -1)

@@ -1,0 +1,167 @@
+"""The analysis over stored data: events in, stats and flags out, exactly as computed by hand."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from analysis.stats import Window
+from collector import keys
+from stepwatch import analysis_run, band_versions, demo, flag_store, processes, sites, storage, teams
+from stepwatch.app import create_app
+from stepwatch.settings import Settings
+from tests.test_processes import EXAMPLE
+
+TODAY = datetime.now(UTC).date()
+
+
+def visit(manager: str, session: str, step: str, day: date, active: int, idle: int = 0, hidden: int = 0,
+          seq: int = 0, visit_id: str | None = None) -> dict[str, Any]:
+    started = datetime(day.year, day.month, day.day, 10, tzinfo=UTC).timestamp() * 1000
+    return {"type": "visit", "visit_id": visit_id or str(uuid.uuid4()), "seq": seq, "manager": manager,
+            "session_id": session, "process": "sales", "step": step, "started_at": int(started),
+            "active_ms": active, "idle_ms": idle, "hidden_ms": hidden}
+
+
+async def test_tiny_dataset_from_tracker_events_to_stats(
+    aiohttp_client: Any, settings: Settings, client: storage.Client, site: sites.Site
+) -> None:
+    """Three sessions on the offer step, one visited twice, with checkpoints and a replayed batch."""
+    processes.load(client, processes.parse(EXAMPLE.read_text(), site.name), actor="test")
+    band_versions.add_version(client, site.name, "offer", "", 60_000, 120_000, 240_000, TODAY - timedelta(days=30),
+                              actor="test", reason="test")
+    api = await aiohttp_client(create_app(settings))
+    day = TODAY - timedelta(days=1)
+    checkpointed = str(uuid.uuid4())
+    events = [
+        visit("m-1", "s1", "offer", day, 90_000, idle=10_000, hidden=5_000),      # s1: 100 s visible
+        visit("m-1", "s2", "offer", day, 150_000),                                # s2: 150 s + 30 s below
+        visit("m-1", "s2", "offer", day, 20_000, idle=10_000),
+        visit("m-1", "s3", "offer", day, 15_000, seq=0, visit_id=checkpointed),   # s3: checkpoints of one visit
+        visit("m-1", "s3", "offer", day, 30_000, seq=1, visit_id=checkpointed),
+        visit("m-1", "s3", "offer", day, 300_000, idle=20_000, seq=2, visit_id=checkpointed),  # final: 320 s
+    ]
+    for _ in range(2):  # the same batch delivered twice
+        body = json.dumps({"site": site.key, "events": events}).encode()
+        response = await api.post("/v1/events", data=io.BytesIO(body), headers={"Content-Type": "text/plain"})
+        assert response.status == 200
+    await api.server.app[keys.WRITER].ship()
+
+    run = analysis_run.run_site(client, site.name, settings, Window(TODAY - timedelta(days=13), TODAY))
+    rows = {(r["manager"], r["step"]): r for r in analysis_run.stats_rows(client, run)}
+    offer = rows[("m-1", "offer")]
+    assert offer["n"] == 3
+    assert offer["median_ms"] == 180_000  # sessions: 100 s, 180 s, 320 s
+    assert offer["p90_ms"] == pytest.approx(np.percentile([100_000, 180_000, 320_000], 90))
+    assert offer["status"] == "insufficient"  # 3 sessions < 20
+    assert offer["band"] == {"min_ms": 60_000, "reference_ms": 120_000, "max_ms": 240_000}
+    assert offer["share_above_max"] == pytest.approx(1 / 3, abs=1e-4)
+
+    wall = settings.model_copy(update={"analysis_metric": "wall"})
+    run = analysis_run.run_site(client, site.name, wall, Window(TODAY - timedelta(days=13), TODAY))
+    assert next(r for r in analysis_run.stats_rows(client, run) if r["step"] == "offer")["median_ms"] == 180_000
+    active = settings.model_copy(update={"analysis_metric": "active"})
+    run = analysis_run.run_site(client, site.name, active, Window(TODAY - timedelta(days=13), TODAY))
+    assert next(r for r in analysis_run.stats_rows(client, run) if r["step"] == "offer")["median_ms"] == 170_000
+
+
+def test_the_band_in_force_on_the_last_day_is_used(client: storage.Client, site: sites.Site,
+                                                   settings: Settings) -> None:
+    processes.load(client, processes.parse(EXAMPLE.read_text(), site.name), actor="test")
+    teams.add_team(client, site.name, "north", actor="test")
+    teams.assign(client, site.name, "north", ["m-1"], actor="test")
+    rows = [visit("m-1", f"s{i}", "offer", TODAY - timedelta(days=2), 100_000) for i in range(3)]
+    rows += [visit("m-2", f"t{i}", "offer", TODAY - timedelta(days=2), 100_000) for i in range(3)]
+    from collector.events import check_events, parse_batch
+
+    checked = check_events(parse_batch(json.dumps({"site": "k", "events": rows}).encode()), site=site.name,
+                           settings=settings)
+    storage.insert_visits(client, b"\n".join(checked.visits))
+    window = Window(TODAY - timedelta(days=13), TODAY)
+    assert {r["status"] for r in analysis_run.stats_rows(client, analysis_run.run_site(client, site.name, settings,
+                                                                                        window))} == {"no_band"}
+    add = band_versions.add_version
+    add(client, site.name, "offer", "", 1000, 50_000, 90_000, TODAY - timedelta(days=40), actor="t", reason="old")
+    add(client, site.name, "offer", "", 1000, 60_000, 90_000, TODAY - timedelta(days=5), actor="t", reason="new")
+    add(client, site.name, "offer", "", 1000, 70_000, 90_000, TODAY + timedelta(days=5), actor="t", reason="future")
+    add(client, site.name, "offer", "north", 1000, 80_000, 95_000, TODAY - timedelta(days=20), actor="t", reason="n")
+    rows_by_manager = {r["manager"]: r for r in analysis_run.stats_rows(
+        client, analysis_run.run_site(client, site.name, settings, window))}
+    assert rows_by_manager["m-2"]["band"]["reference_ms"] == 60_000  # the default in force today
+    assert rows_by_manager["m-1"]["band"]["reference_ms"] == 80_000  # the team's override
+    earlier = Window(TODAY - timedelta(days=30), TODAY - timedelta(days=10))
+    old = analysis_run.run_site(client, site.name, settings, earlier)
+    assert old.result.assessments == () or all(a.band.reference_ms != 60_000 for a in old.result.assessments)
+
+
+@pytest.fixture
+def demo_truth(client: storage.Client) -> demo.DemoTruth:
+    return demo.build(client, seed=11, managers=18, days=35)
+
+
+@pytest.fixture
+def demo_client(client: storage.Client, demo_truth: demo.DemoTruth) -> storage.Client:
+    from analysis.bands import suggest_band
+
+    window = Window(TODAY - timedelta(days=34), TODAY)
+    pairs = storage.session_step_times(client, demo.SITE, datetime(window.since.year, window.since.month,
+                                       window.since.day, tzinfo=UTC), datetime.now(UTC) + timedelta(days=1))
+    for step in demo.STEP_SECONDS:
+        times = np.concatenate([p.times_ms for p in pairs if p.step == step])
+        managers = np.concatenate([np.full(p.times_ms.size, p.manager) for p in pairs if p.step == step])
+        band = suggest_band(times, managers=managers).band
+        band_versions.add_version(client, demo.SITE, step, "", band.min_ms, band.reference_ms, band.max_ms,
+                                  TODAY - timedelta(days=60), actor="test", reason="test")
+    return client
+
+
+def test_analyze_opens_flags_for_the_planted_drawdowns_once(
+    demo_client: storage.Client, demo_truth: demo.DemoTruth, settings: Settings
+) -> None:
+    runs = analysis_run.analyze(demo_client, settings)
+    flags = flag_store.current(demo_client, demo.SITE)
+    assert flags and all(f.status == "open" for f in flags)
+    flagged = {(f.kind, f.manager, f.step) for f in flags}
+    # a planted slowdown is flagged on its own, or inside a systemic flag when much of the team is slow
+    flagged |= {("slow", m, f.step) for f in flags if f.kind == "systemic" for m in f.managers}
+    for planted in demo_truth.planted:
+        if planted.kind in ("slow", "fast"):
+            assert (planted.kind, planted.manager, planted.step) in flagged, planted
+    assert len(flags) == len(runs[0].result.drawdowns)
+    events = storage.query_rows(demo_client, "SELECT count() AS n FROM flag_events")[0]["n"]
+    analysis_run.analyze(demo_client, settings)  # idempotent: nothing new opens, nothing is logged again
+    assert len(flag_store.current(demo_client, demo.SITE)) == len(flags)
+    assert storage.query_rows(demo_client, "SELECT count() AS n FROM flag_events")[0]["n"] == events
+
+
+def test_flags_resolve_after_two_quiet_periods_and_reopen_when_it_recurs(
+    demo_client: storage.Client, settings: Settings
+) -> None:
+    analysis_run.analyze(demo_client, settings)
+    flag = flag_store.current(demo_client, demo.SITE)[0]
+    run = analysis_run.run_site(demo_client, demo.SITE, settings, analysis_run.window_ending(TODAY, 14))
+    quiet = analysis_run.SiteRun(run.site, run.window, type(run.result)(run.window, run.result.assessments, ()),
+                                 run.without_band, run.teams)
+    limits = analysis_run.thresholds(settings)
+    for weeks in (1, 2):  # two later weekly periods without the condition
+        later = analysis_run.SiteRun(quiet.site, analysis_run.window_ending(TODAY + timedelta(weeks=weeks), 14),
+                                     quiet.result, quiet.without_band, quiet.teams)
+        analysis_run.sync_flags(demo_client, later, limits)
+    resolved = flag_store.get(demo_client, flag.flag_id)
+    assert resolved.status == "resolved" and resolved.resolved_at is not None
+    history = flag_store.history(demo_client, flag.flag_id)
+    assert [(h["from_status"], h["to_status"], h["actor"]) for h in history] == [
+        ("", "open", "analysis"), ("open", "resolved", "analysis")]
+    assert "resolved automatically" in history[-1]["reason"]
+
+    analysis_run.sync_flags(demo_client, run, limits)  # the condition is back
+    assert flag_store.get(demo_client, flag.flag_id).status == "open"
+    assert flag_store.history(demo_client, flag.flag_id)[-1]["reason"] == "condition recurred: reopened"
+    kpi = flag_store.resolution_times(demo_client, demo.SITE)
+    assert kpi and kpi[0]["resolved"] >= 1

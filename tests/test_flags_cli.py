@@ -1,0 +1,83 @@
+"""analyze, stats and the flag lifecycle from the command line, and the schedule inside serve."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import http, run_cli, serve
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    env = {"STEPWATCH_DATA_DIR": str(tmp_path_factory.mktemp("flags") / "data")}
+    assert run_cli("demo", "--no-serve", "--managers", "12", "--days", "35", env=env)[0] == 0
+    assert run_cli("bands", "suggest", "demo", "--apply", "--reason", "first bands", env=env)[0] == 0
+    return env
+
+
+def test_analyze_reports_and_stats_prints_one_object_per_pair(env: dict[str, str]) -> None:
+    code, out, err = run_cli("analyze", env=env)
+    assert code == 0, err
+    assert "manager x step pairs" in out and "drawdowns" in out
+    code, out, err = run_cli("stats", "--site", "demo", "--json", env=env)
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == len({(r["manager"], r["step"]) for r in rows}) > 12
+    for row in rows:
+        assert {"manager", "step", "n", "median_ms", "p90_ms", "band", "status", "minutes_lost_per_week",
+                "flag_id"} <= set(row)
+        assert row["status"] in ("ok", "slow", "fast", "insufficient")
+    flagged = [r for r in rows if r["flag_id"]]
+    assert flagged and all(r["status"] in ("slow", "fast") for r in flagged)
+    code, out, _ = run_cli("stats", "--site", "demo", "--team", "north", "--json", env=env)
+    assert {json.loads(line)["team"] for line in out.splitlines()} == {"north"}
+    code, _, err = run_cli("stats", "--since", "2026-02-01", "--until", "2026-01-01", env=env)
+    assert code == 1 and "--since" in err
+
+
+def test_every_flag_transition_and_every_refusal(env: dict[str, str]) -> None:
+    run_cli("analyze", env=env)
+    code, out, _ = run_cli("flags", "list", "demo", "--status", "open", "--json", env=env)
+    flags = json.loads(out)
+    assert len(flags) >= 2
+    first, second = flags[0]["flag_id"], flags[1]["flag_id"]
+
+    def move(action: str, flag: str, *extra: str) -> tuple[int, str]:
+        code, out, err = run_cli("flags", action, flag, *extra, env=env)
+        return code, out + err
+
+    assert move("dismiss", first)[0] == 1  # a reason is required
+    assert move("ack", first) == (0, f"flag {first}: open -> acknowledged\n")
+    code, text = move("ack", first)
+    assert code == 1 and "cannot go from acknowledged to acknowledged" in text
+    assert move("resolve", first)[0] == 0
+    code, text = move("ack", first)
+    assert code == 1 and "from resolved" in text
+    assert move("reopen", first)[0] == 1  # needs a reason
+    assert move("reopen", first, "--reason", "came back in review")[0] == 0
+    assert move("dismiss", second, "--reason", "new CRM page for this step")[0] == 0
+    code, text = move("ack", "00000000-0000-0000-0000-000000000000")
+    assert code == 1 and "no flag" in text
+
+    code, out, _ = run_cli("flags", "show", first, env=env)
+    history = json.loads(out)["history"]
+    assert [(h["from_status"], h["to_status"]) for h in history] == [
+        ("", "open"), ("open", "acknowledged"), ("acknowledged", "resolved"), ("resolved", "open")]
+    assert history[1]["actor"].startswith("cli:")
+    code, out, _ = run_cli("sql", "SELECT reason FROM audit_log WHERE action = 'flag.dismissed'", "--format", "json",
+                           env=env)
+    assert json.loads(out) == [{"reason": "new CRM page for this step"}]
+
+
+def test_serve_runs_the_analysis_on_a_schedule(env: dict[str, str], tmp_path: Path) -> None:
+    run_cli("sql", "SELECT 1", env=env)
+    with serve({**env, "STEPWATCH_ANALYSIS_INTERVAL_S": "1"}, tmp_path) as server:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "analysis ran" not in server.logs():
+            time.sleep(0.5)
+        assert "analysis ran" in server.logs()
+        assert http("GET", server.url + "/healthz")[0] == 200
