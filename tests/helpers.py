@@ -49,7 +49,7 @@ def serve(env: dict[str, str], tmp: Path, timeout: float = 60) -> Iterator[Serve
             [sys.executable, "-m", "stepwatch", "serve"],
             env={**os.environ, "STEPWATCH_HOST": "127.0.0.1", "STEPWATCH_PORT": "0", **env},
             stdout=subprocess.PIPE, stderr=stderr, text=True,
-        )  # fmt: skip
+        )
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     url = ""
