@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from typing import Literal
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from analysis.bands import Band
 
@@ -98,7 +98,33 @@ def slower_than_peers_p(manager_ms: np.ndarray, peers_ms: np.ndarray) -> float:
         raise ValueError(f"both samples need sessions (got {mine.size} and {peers.size})")
     if np.all(mine == mine[0]) and np.all(peers == mine[0]):
         return 1.0  # nothing to rank: all sessions took the same time
-    return float(stats.mannwhitneyu(mine, peers, alternative="greater").pvalue)
+    if min(mine.size, peers.size) <= 8:
+        return float(stats.mannwhitneyu(mine, peers, alternative="greater").pvalue)
+    return _mann_whitney_greater_asymptotic(mine, peers)
+
+
+def _mann_whitney_greater_asymptotic(mine: np.ndarray, peers: np.ndarray) -> float:
+    """scipy's asymptotic method (tie-corrected, with continuity correction), without its overhead.
+
+    A run tests every manager x step (1,600 tests for 200 managers and 8 steps); scipy's generic
+    wrapper costs about 2 ms a call, this about 0.1 ms, for the same p-value to the last bits.
+    """
+    n1, n2 = mine.size, peers.size
+    combined = np.concatenate([mine, peers])
+    order = np.argsort(combined, kind="quicksort")
+    inverse = np.empty(order.size, dtype=np.intp)
+    inverse[order] = np.arange(order.size)
+    ordered = combined[order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]]
+    dense = first.cumsum()[inverse]
+    bounds = np.r_[np.nonzero(first)[0], ordered.size]
+    ranks = 0.5 * (bounds[dense] + bounds[dense - 1] + 1)  # average ranks of ties, 1-based
+    u = ranks[:n1].sum() - n1 * (n1 + 1) / 2
+    ties = np.diff(bounds).astype(float)
+    n = n1 + n2
+    sigma = np.sqrt(n1 * n2 / 12 * ((n + 1) - (ties**3 - ties).sum() / (n * (n - 1))))
+    z = (u - n1 * n2 / 2 - 0.5) / sigma
+    return float(np.clip(special.ndtr(-z), 0.0, 1.0))
 
 
 def bh_qvalues(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -123,9 +149,14 @@ def daily_medians(durations_ms: np.ndarray, days: np.ndarray | Sequence[date]) -
     day_values = np.asarray(days, dtype="datetime64[D]")
     if day_values.shape != times.shape:
         raise ValueError(f"one day per session is needed (got {day_values.size} for {times.size})")
-    unique_days, codes = np.unique(day_values, return_inverse=True)
-    medians = np.array([np.median(times[codes == i]) for i in range(unique_days.size)], dtype=float)
-    return unique_days, medians
+    if times.size == 0:
+        return day_values, times
+    # One sort by (day, time), then each day's middle element(s): no loop over days.
+    order = np.lexsort((times, day_values))
+    ordered_days, ordered_times = day_values[order], times[order]
+    unique_days, starts, counts = np.unique(ordered_days, return_index=True, return_counts=True)
+    medians = (ordered_times[starts + (counts - 1) // 2] + ordered_times[starts + counts // 2]) / 2
+    return unique_days, medians.astype(float)
 
 
 def weekly_medians(

@@ -55,6 +55,7 @@ def _cors(request: web.Request, response: web.StreamResponse) -> None:
     origin = request.headers.get("Origin")
     if origin:
         response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After"  # the tracker honours it
         response.headers["Vary"] = "Origin"
 
 

@@ -73,7 +73,8 @@ def run_site(client: Client, site: str, settings: Settings, window: Window) -> S
         versions[stored.step].append(BandVersion(
             stored.effective_from, stored.team or None, Band(stored.min_ms, stored.reference_ms, stored.max_ms)))
     lookback = min(window.since, window.until - timedelta(days=LOOKBACK_DAYS - 1))
-    rows = storage.session_step_times(client, site, _midnight(lookback), _midnight(window.until + timedelta(days=1)),
+    storage.refresh_session_steps(client, site)
+    rows = storage.session_step_times(client, site, lookback, window.until + timedelta(days=1),
                                       settings.analysis_metric)
     limits = thresholds(settings)
     pairs: list[PairInput] = []
@@ -213,7 +214,3 @@ def stats_rows(client: Client, run: SiteRun) -> list[dict[str, Any]]:
                      "minutes_lost_per_week": None, "flag_id": None,
                      "reasons": ["the step has no band yet: stepwatch bands suggest / bands set"]})
     return sorted(rows, key=lambda r: (r["manager"], r["step"]))
-
-
-def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)

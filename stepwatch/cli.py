@@ -433,7 +433,8 @@ def cmd_bands_suggest(args: argparse.Namespace, client: Client, out: IO[str]) ->
     since = _parse_date(args.since) if args.since else until - timedelta(days=29)
     if args.apply and not args.reason.strip():
         raise CliError("--apply needs --reason (kept in the audit log)")
-    pairs = storage.session_step_times(client, args.site, _midnight(since), _midnight(until), args.metric)
+    storage.refresh_session_steps(client, args.site)
+    pairs = storage.session_step_times(client, args.site, since, until, args.metric)
     rows = []
     for step in process.steps:
         own = [p for p in pairs if p.step == step.key]
@@ -587,10 +588,6 @@ def _process_of(client: Client, site: str) -> processes.Process:
     if process is None:
         raise CliError(f"site {site} has no process yet: stepwatch process load FILE --site {site}")
     return process
-
-
-def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def build_parser() -> argparse.ArgumentParser:

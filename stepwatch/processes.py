@@ -127,8 +127,12 @@ def _step(number: int, raw: Any) -> Step:
 
 
 def check_pattern(pattern: str, step: str) -> None:
+    """The tracker matches a pattern against the whole path, so the path's shape must be exact."""
     if not pattern.startswith("/") or len(pattern) > 300:
         raise InvalidInput(f"step {step}: pattern {pattern!r} must be a path starting with /")
+    if "//" in pattern:
+        raise InvalidInput(f"step {step}: pattern {pattern!r} has an empty segment (a double /)")
+    # a trailing / is kept: it matches only paths that end with one, as the tracker compares whole paths
     segments = [s for s in pattern.split("/")[1:] if s != ""]
     names = [s for s in segments if s.startswith("{")]
     for segment in segments:

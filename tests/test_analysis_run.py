@@ -110,8 +110,8 @@ def demo_client(client: storage.Client, demo_truth: demo.DemoTruth) -> storage.C
     from analysis.bands import suggest_band
 
     window = Window(TODAY - timedelta(days=34), TODAY)
-    pairs = storage.session_step_times(client, demo.SITE, datetime(window.since.year, window.since.month,
-                                       window.since.day, tzinfo=UTC), datetime.now(UTC) + timedelta(days=1))
+    storage.refresh_session_steps(client, demo.SITE)
+    pairs = storage.session_step_times(client, demo.SITE, window.since, TODAY + timedelta(days=1))
     for step in demo.STEP_SECONDS:
         times = np.concatenate([p.times_ms for p in pairs if p.step == step])
         managers = np.concatenate([np.full(p.times_ms.size, p.manager) for p in pairs if p.step == step])
@@ -165,3 +165,31 @@ def test_flags_resolve_after_two_quiet_periods_and_reopen_when_it_recurs(
     assert flag_store.history(demo_client, flag.flag_id)[-1]["reason"] == "condition recurred: reopened"
     kpi = flag_store.resolution_times(demo_client, demo.SITE)
     assert kpi and kpi[0]["resolved"] >= 1
+
+
+def test_the_daily_preaggregate_follows_late_checkpoints_and_skips_quiet_runs(
+    client: storage.Client, site: sites.Site, settings: Settings
+) -> None:
+    from collector.events import check_events, parse_batch
+
+    def insert(events: list[dict[str, Any]]) -> None:
+        checked = check_events(parse_batch(json.dumps({"site": "k", "events": events}).encode()), site=site.name,
+                               settings=settings)
+        storage.insert_visits(client, b"\n".join(checked.visits))
+
+    day = TODAY - timedelta(days=3)
+    visit_id = str(uuid.uuid4())
+    insert([visit("m-1", "s1", "offer", day, 10_000, seq=0, visit_id=visit_id),
+            visit("m-1", "s2", "offer", day - timedelta(days=1), 5_000)])
+    assert storage.refresh_session_steps(client, site.name) == 2
+    # a quiet run redoes at most the days of the last millisecond it saw (idempotent), nothing else
+    assert storage.refresh_session_steps(client, site.name) <= 2
+
+    def times() -> list[int]:
+        pairs = storage.session_step_times(client, site.name, day - timedelta(days=5), TODAY + timedelta(days=1))
+        return sorted(int(t) for p in pairs for t in p.times_ms)
+
+    assert times() == [5_000, 10_000]
+    insert([visit("m-1", "s1", "offer", day, 40_000, seq=3, visit_id=visit_id)])  # a late checkpoint, same visit
+    assert storage.refresh_session_steps(client, site.name) >= 1
+    assert times() == [5_000, 40_000]

@@ -167,3 +167,21 @@ def test_drift_start_needs_a_few_days() -> None:
 def test_drift_start_is_not_pulled_early_by_a_manager_a_little_above_the_reference() -> None:
     daily = step_change(15, 1.6) * 1.06  # 6% above the reference all along, then a drawdown on day 15
     assert drift_start(DAYS, daily, 120_000) == DAYS[15]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_peer_test_equals_scipy_with_ties_and_sizes(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    mine = np.round(rng.lognormal(5, 0.5, size=int(rng.integers(9, 200))), int(rng.integers(0, 2)))
+    peers = np.round(rng.lognormal(5.1, 0.5, size=int(rng.integers(9, 900))), int(rng.integers(0, 2)))
+    expected = stats.mannwhitneyu(mine, peers, alternative="greater").pvalue
+    assert slower_than_peers_p(mine, peers) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+
+
+def test_daily_medians_equal_numpy_per_day() -> None:
+    rng = np.random.default_rng(3)
+    days = np.datetime64("2026-01-01") + rng.integers(0, 9, size=300).astype("timedelta64[D]")
+    times = rng.lognormal(5, 1, size=300)
+    got_days, got = daily_medians(times, days)
+    assert list(got_days) == sorted(set(days))
+    assert np.allclose(got, [np.median(times[days == d]) for d in got_days])

@@ -317,6 +317,7 @@ async def test_preflight_for_another_origin_is_refused(api: Any) -> None:
 async def test_answers_carry_the_origin_so_the_tracker_can_read_them(api: Any, site: sites.Site) -> None:
     response = await post(api, site.key, [visit()])
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert response.headers["Access-Control-Expose-Headers"] == "Retry-After"
 
 
 async def test_origin_match_ignores_default_port_and_case(api: Any, site: sites.Site) -> None:

@@ -37,6 +37,7 @@ BAD = {
     "bad step key": ('process = "p"\n[[steps]]\nkey = "a b"', "`key`"),
     "relative pattern": ('process = "p"\n[[steps]]\nkey = "a"\npatterns = ["clients"]', "starting with /"),
     "bad segment": ('process = "p"\n[[steps]]\nkey = "a"\npatterns = ["/a/{Bad Name}"]', "segment"),
+    "double slash": ('process = "p"\n[[steps]]\nkey = "a"\npatterns = ["/clients//x"]', "empty segment"),
     "repeated name": ('process = "p"\n[[steps]]\nkey = "a"\npatterns = ["/{x}/{x}"]', "twice"),
     "unknown key": ('process = "p"\ncolour = 1\n[[steps]]\nkey = "a"', "unknown keys"),
     "idle too short": ('process = "p"\n[tracker]\nidle_ms = 5\n[[steps]]\nkey = "a"', "idle_ms"),

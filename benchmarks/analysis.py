@@ -1,0 +1,151 @@
+"""Analysis benchmark: the full analysis, an incremental run and `stats` over 10 million step visits.
+
+    python benchmarks/analysis.py --visits 10000000 --json
+
+Builds a site on a fresh embedded engine: 200 managers in 8 teams, a process of 8 steps with
+bands, and 90 days of right-skewed step times with a few planted drawdowns. The visits are
+generated inside ClickHouse (INSERT ... SELECT FROM numbers()), because producing 10 million
+rows in Python would measure the generator, not the analysis. Then it times, in this process:
+the full analysis (`stepwatch analyze`: every manager x step, flags opened), an incremental run
+after one new day of data arrives, and `stepwatch stats` for one team (p50/p95 of 20 calls),
+and reports the peak RSS of the process (which includes the embedded ClickHouse engine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+# This file is named like the `analysis` package it measures: keep its folder off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+STEPS = ["greeting", "identification", "needs", "products", "offer", "contract", "payment", "closing"]
+BASE_SECONDS = [40, 70, 260, 320, 240, 200, 100, 60]
+
+
+def generate(client, site: str, managers: int, visits: int, days: int, end: datetime, offset_days: int = 0) -> None:
+    """`visits` step visits: sessions of 8 steps, managers round-robin, spread over `days` days before `end`."""
+    sessions = visits // len(STEPS)
+    per_day = max(1, sessions // (managers * days))
+    base = "[" + ",".join(str(s) for s in BASE_SECONDS) + "]"
+    steps = "[" + ",".join(f"'{s}'" for s in STEPS) + "]"
+    first_day = int((end - timedelta(days=days)).timestamp())
+    client.command(f"""
+        INSERT INTO step_visits (site, visit_id, seq, final, manager, session_id, customer, process, step, path,
+                                 started_at, active_ms, idle_ms, hidden_ms, tracker, source)
+        SELECT '{site}', generateUUIDv4(number), 0, true, manager, session_id, '', 'bench', step,
+               concat('/clients/:customer/', step), started, toUInt32(t * 0.9), toUInt32(t * 0.1), 0, 'bench', 'bench'
+        FROM (
+            SELECT number,
+                   intDiv(number, {len(STEPS)}) + {offset_days * managers * per_day} AS s,
+                   number % {len(STEPS)} AS k,
+                   concat('m-', leftPad(toString(s % {managers}), 3, '0')) AS manager,
+                   concat('b-', toString(s)) AS session_id,
+                   {steps}[k + 1] AS step,
+                   intDiv(s, {managers * per_day}) AS day,
+                   toDateTime64({first_day} + day * 86400 + 9 * 3600 + (intDiv(s, {managers}) % {per_day}) * 420
+                                + k * 45, 3, 'UTC') AS started,
+                   -- skill of the manager, planted slowdowns on a few pairs over the last 30 days
+                   exp((cityHash64(manager) % 1000) / 1000 * 0.4 - 0.2)
+                     * if(cityHash64(manager, step) % 40 = 0 AND day >= {days - 30}, 1.7, 1.0) AS factor,
+                   {base}[k + 1] * 1000 * factor * exp(randNormal(0, 0.45)) AS t
+            FROM numbers({visits})
+        )
+        SETTINGS max_insert_threads = 2
+    """)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--visits", type=int, default=10_000_000)
+    parser.add_argument("--managers", type=int, default=200)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--stats-calls", type=int, default=20)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    from analysis.stats import Window
+    from stepwatch import analysis_run, band_versions, migrations, processes, sites, storage, teams
+    from stepwatch.settings import Settings
+
+    work = Path(tempfile.mkdtemp(prefix="sw-analysis-"))
+    settings = Settings(data_dir=work / "data", analysis_interval_s=0)
+    client = storage.connect(settings)
+    migrations.apply_pending(client, settings.retention_days)
+    site = "bench"
+    sites.add_site(client, site, ["https://crm.example.com"], actor="bench")
+    definition = {"process": "bench", "steps": [{"key": s, "patterns": [f"/clients/{{customer}}/{s}"]} for s in STEPS]}
+    processes.load(client, processes.from_definition(definition, site), actor="bench")
+    names = [f"m-{i:03d}" for i in range(args.managers)]
+    for t in range(8):
+        teams.add_team(client, site, f"team-{t}", actor="bench")
+        teams.assign(client, site, f"team-{t}", names[t::8], actor="bench")
+    today = datetime.now(UTC).date()
+    for step, seconds in zip(STEPS, BASE_SECONDS, strict=True):
+        band_versions.add_version(client, site, step, "", int(seconds * 450), seconds * 1000, int(seconds * 1900),
+                                  today - timedelta(days=args.days + 1), actor="bench", reason="benchmark")
+
+    end = datetime(today.year, today.month, today.day, tzinfo=UTC)  # data up to yesterday
+    started = time.perf_counter()
+    generate(client, site, args.managers, args.visits, args.days, end)
+    generated_s = time.perf_counter() - started
+    stored = client.command("SELECT count() FROM step_visits")
+
+    yesterday = today - timedelta(days=1)
+    started = time.perf_counter()
+    runs = analysis_run.analyze(client, settings, until=yesterday, only_site=site)
+    full_s = time.perf_counter() - started
+    drawdowns = len(runs[0].result.drawdowns)
+    pairs = len(runs[0].result.assessments)
+
+    # one new day arrives; the next scheduled run covers it
+    day_visits = args.visits // args.days
+    generate(client, site, args.managers, day_visits, 1, end + timedelta(days=1), offset_days=args.days)
+    started = time.perf_counter()
+    analysis_run.analyze(client, settings, until=today, only_site=site)
+    incremental_s = time.perf_counter() - started
+
+    window = analysis_run.window_ending(today, settings.analysis_window_days)
+    timings = []
+    for _ in range(args.stats_calls):
+        started = time.perf_counter()
+        run = analysis_run.run_site(client, site, settings, Window(window.since, window.until))
+        rows = [r for r in analysis_run.stats_rows(client, run) if r["team"] == "team-3"]
+        timings.append((time.perf_counter() - started) * 1000)
+    timings.sort()
+    p95 = timings[min(len(timings) - 1, int(round(0.95 * (len(timings) - 1))))]
+
+    result = {
+        "visits": int(stored),
+        "managers": args.managers,
+        "steps": len(STEPS),
+        "days": args.days,
+        "pairs": pairs,
+        "drawdowns": drawdowns,
+        "generate_s": round(generated_s, 2),
+        "full_analysis_s": round(full_s, 2),
+        "incremental_after_one_day_s": round(incremental_s, 2),
+        "stats_team_rows": len(rows),
+        "stats_p50_ms": round(statistics.median(timings), 1),
+        "stats_p95_ms": round(p95, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    client.close()
+    shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>28}: {value}")
+
+
+if __name__ == "__main__":
+    main()

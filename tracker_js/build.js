@@ -1,0 +1,49 @@
+// Combines src/*.js into one function, minifies it and writes dist/tracker.js (or --out FILE).
+// The same sources and the pinned terser give the same bytes on every machine:
+// tests/test_tracker_build.py checks that, and the size the collector serves.
+'use strict'
+const fs = require('fs')
+const path = require('path')
+const zlib = require('zlib')
+const { execFileSync } = require('child_process')
+const { minify } = require('terser')
+
+// Every file only declares functions and state, except the last line of track.js, which asks for
+// the config: its answer comes after all of them have run. This order gzips smallest.
+const SOURCES = ['config.js', 'networking.js', 'track.js', 'engagement.js']
+const LIMIT = 2048 // bytes, gzipped
+const out = process.argv.includes('--out') ? process.argv[process.argv.indexOf('--out') + 1] : path.join(__dirname, 'dist', 'tracker.js')
+
+// The collector compresses with Python's gzip (level 9), whose zlib often differs from node's by
+// a few bytes: report Python's figure when python3 is there.
+function gzippedSize(file) {
+  try {
+    const script = 'import gzip,sys; print(len(gzip.compress(open(sys.argv[1],"rb").read(), 9, mtime=0)))'
+    return { bytes: Number(execFileSync('python3', ['-c', script, file]).toString()), by: "Python's gzip" }
+  } catch (e) {
+    return { bytes: zlib.gzipSync(fs.readFileSync(file), { level: 9 }).length, by: "node's zlib" }
+  }
+}
+
+async function build() {
+  const code = SOURCES.map((name) => fs.readFileSync(path.join(__dirname, 'src', name), 'utf8')).join('\n')
+  // The try/catch keeps even a failure at start-up (say, no script tag found) out of the host page.
+  const wrapped = `!function(){try{\n${code}\n}catch(e){}}()`
+  const result = await minify(wrapped, {
+    ecma: 2020,
+    compress: { passes: 3, unsafe: true, unsafe_arrows: true, pure_getters: true },
+    // Properties named _likeThis are private to the tracker; anything stored or sent keeps its name.
+    mangle: { properties: { regex: /^_/ } },
+    format: { comments: false }
+  })
+  fs.mkdirSync(path.dirname(out), { recursive: true })
+  fs.writeFileSync(out, result.code + '\n')
+  const size = gzippedSize(out)
+  console.log(`${path.relative(process.cwd(), out)}: ${result.code.length + 1} bytes, ${size.bytes} gzipped by ${size.by} (limit ${LIMIT})`)
+  if (size.bytes > LIMIT) process.exitCode = 1
+}
+
+build().catch((error) => {
+  console.error(error)
+  process.exitCode = 1
+})

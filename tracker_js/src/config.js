@@ -1,0 +1,89 @@
+// Where the tracker was loaded from, the site's config, local storage, and which step a URL is.
+// The build wraps src/*.js (in the order of build.js) in one function: these names are private.
+
+var VERSION = '1.0.0'
+var doc = document
+var loc = location
+var perf = performance
+var origin = Math.round(perf.timeOrigin) // epoch ms at performance.now() == 0: epoch = origin + t
+var script = doc.currentScript || doc.querySelector('script[data-site]')
+var site = script.dataset.site
+var base = script.dataset.api || new URL(script.src).origin
+// The state sits in localStorage under the site key: q queue, d dropped events, s session.
+// Without localStorage (blocked) it lives here: the page is still measured, the queue is lost
+// on reload.
+var memory = { q: [], d: 0 }
+var config
+
+// Entry points run in the host page's event loop: an error of ours must never reach it.
+function guard(fn) {
+  return function () {
+    try {
+      return fn.apply(this, arguments)
+    } catch (e) {}
+  }
+}
+
+// performance.now() is monotonic; wall-clock time is origin + now(), never read from Date.
+// Whole milliseconds, so that the active, idle and hidden parts of a visit add up exactly.
+function now() {
+  return perf.now() | 0
+}
+
+function load() {
+  try {
+    memory = JSON.parse(localStorage[site])
+  } catch (e) {}
+  return memory
+}
+
+// (Without localStorage, load() returns `memory` itself, which callers change in place.)
+function save(state) {
+  try {
+    localStorage[site] = JSON.stringify(state)
+  } catch (e) {}
+}
+
+function loadConfig(ready) {
+  fetch(base + '/v1/config/' + site)
+    .then(function (response) {
+      return response.json()
+    })
+    .then(function (config) {
+      config.steps && ready(config)
+    })
+    .catch(guard) // any function will do: an unreachable collector must not reach the page's console
+}
+
+// A segment that looks like an identifier: all digits, an e-mail address (has an @), or 8+
+// characters with a digit among them, which covers UUIDs and hex or base64 ids.
+function clean(segment) {
+  return /^\d+$|@|^(?=.*\d).{8}/.test(segment) ? ':id' : segment
+}
+
+// First pattern (in config order) that matches the whole path. A pattern becomes a regular
+// expression: each `*` or `{name}` stands for one non-empty segment.
+function match(path) {
+  var found
+  var param = /\*|{(\w+)}/g
+  config.steps.some(function (step) {
+    return step.patterns.some(function (pattern) {
+      var i = 0
+      var customer
+      var parts = RegExp('^' + pattern.replace(param, '([^/]+)') + '$').exec(path)
+      return (
+        parts &&
+        (found = {
+          _step: step.key,
+          _path: pattern.replace(param, function (all, name) {
+            var part = parts[++i]
+            if (name == 'customer') customer = part
+            return name ? ':' + name : clean(part)
+          }),
+          _customer: customer
+        })
+      )
+    })
+  })
+  return found
+}
