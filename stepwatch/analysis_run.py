@@ -7,6 +7,7 @@ plain arrays to the analysis rules (analysis/flags.py), and stores what they dec
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -107,6 +108,7 @@ def analyze(client: Client, settings: Settings, *, until: date | None = None, on
             progress(f"{site.name}: assessing {window.since} to {window.until}")
         run = run_site(client, site.name, settings, window)
         sync_flags(client, run, limits=thresholds(settings))
+        save_stats(client, run)
         if progress:
             progress(f"{site.name}: {len(run.result.assessments)} manager x step pairs, "
                      f"{len(run.result.drawdowns)} drawdowns")
@@ -156,6 +158,30 @@ def sync_flags(client: Client, run: SiteRun, limits: Thresholds, now: datetime |
                               resolved_at=now if update.status == "resolved" and update.changed
                               else flag.resolved_at))
     flag_store.write(client, writes)
+
+
+def save_stats(client: Client, run: SiteRun) -> None:
+    """Keep the run's per-pair figures, so `stats` and the dashboards read them instead of recomputing."""
+    now = datetime.now(UTC)
+    rows = stats_rows(client, run)
+    if rows:
+        client.insert("pair_stats", [[run.site, now, run.window.since, run.window.until, r["team"], r["manager"],
+                                      r["step"], json.dumps(r, default=str)] for r in rows],
+                      column_names=["site", "run_at", "window_start", "window_end", "team", "manager", "step", "row"])
+
+
+def saved_stats(client: Client, site: str) -> tuple[Window, datetime, list[dict[str, Any]]] | None:
+    """The latest run's rows for a site: (window, run time, rows), or None before the first run."""
+    result = storage.query_rows(
+        client,
+        "SELECT window_start, window_end, run_at, row FROM pair_stats WHERE site = {site:String} "
+        "AND run_at = (SELECT max(run_at) FROM pair_stats WHERE site = {site:String}) ORDER BY manager, step",
+        {"site": site},
+    )
+    if not result:
+        return None
+    first = result[0]
+    return Window(first["window_start"], first["window_end"]), first["run_at"], [json.loads(r["row"]) for r in result]
 
 
 def _figures(drawdown: Drawdown) -> dict[str, Any]:

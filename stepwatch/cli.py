@@ -527,8 +527,16 @@ def cmd_stats(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
 
     rows = []
     for name in names:
-        run = analysis_run.run_site(client, name, settings, Window(since, until))
-        rows += [r for r in analysis_run.stats_rows(client, run) if not args.team or r["team"] == args.team]
+        saved = None if args.fresh or args.since or args.until else analysis_run.saved_stats(client, name)
+        if saved is not None and saved[0].until == until:
+            # The latest scheduled run covers this window: read it rather than recompute.
+            site_rows = saved[2]
+            if not args.json:
+                out.write(f"# {name}: as analysed at {saved[1]:%Y-%m-%d %H:%M} UTC (--fresh to recompute)\n")
+        else:
+            site_rows = analysis_run.stats_rows(client, analysis_run.run_site(client, name, settings,
+                                                                              Window(since, until)))
+        rows += [r for r in site_rows if not args.team or r["team"] == args.team]
     if args.json:
         for row in rows:
             out.write(json.dumps(row, default=_json_default) + "\n")
@@ -704,6 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", help="first day, YYYY-MM-DD (default: the analysis window before --until)")
     p.add_argument("--until", help="last day, YYYY-MM-DD (default: today)")
     p.add_argument("--json", action="store_true", help="one JSON object per manager x step")
+    p.add_argument("--fresh", action="store_true", help="recompute now instead of reading the latest analysis")
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("flags", help="drawdown flags: list, show, acknowledge, dismiss")

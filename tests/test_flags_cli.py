@@ -81,3 +81,13 @@ def test_serve_runs_the_analysis_on_a_schedule(env: dict[str, str], tmp_path: Pa
             time.sleep(0.5)
         assert "analysis ran" in server.logs()
         assert http("GET", server.url + "/healthz")[0] == 200
+
+
+def test_stats_reads_the_latest_analysis_and_recomputes_on_request(env: dict[str, str]) -> None:
+    run_cli("analyze", env=env)
+    code, saved, _ = run_cli("stats", "--site", "demo", "--json", env=env)
+    code, fresh, _ = run_cli("stats", "--site", "demo", "--json", "--fresh", env=env)
+    strip = [{k: v for k, v in json.loads(line).items() if k != "flag_id"} for line in saved.splitlines()]
+    assert strip == [{k: v for k, v in json.loads(line).items() if k != "flag_id"} for line in fresh.splitlines()]
+    code, out, _ = run_cli("stats", "--site", "demo", env=env)
+    assert out.startswith("# demo: as analysed at")
