@@ -66,21 +66,21 @@ def _missing_cli_commands(env: dict[str, str]) -> list[str]:
     return missing
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def servers() -> Iterator[Loop]:
     loop = Loop()
     yield loop
     loop.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def crm(servers: Loop) -> CrmServer:
     server = CrmServer()
     server.url = servers.serve(server.app())
     return server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def collector(servers: Loop, crm: CrmServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
     assert TRACKER_JS.exists(), "tracker_js/dist/tracker.js is missing: run `npm run build` in tracker_js/"
     with ExitStack() as stack:
@@ -126,7 +126,9 @@ def collector(servers: Loop, crm: CrmServer, tmp_path_factory: pytest.TempPathFa
 # The browser
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running while it is open,
+# and the asyncio tests that run after this folder need it closed.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM}")
@@ -134,7 +136,7 @@ def playwright() -> Iterator[Any]:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Any) -> Iterator[Any]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield browser
