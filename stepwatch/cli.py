@@ -572,6 +572,18 @@ def cmd_flags_show(args: argparse.Namespace, client: Client, out: IO[str]) -> in
     return 0
 
 
+def cmd_flags_kpi(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    sites.get_site(client, args.site)
+    rows = flag_store.resolution_times(client, args.site)
+    if args.json:
+        out.write(json.dumps(rows) + "\n")
+        return 0
+    out.write(_line("team", "flags resolved", "median hours to resolve", "p90 hours"))
+    for r in rows:
+        out.write(_line(r["team"] or "(none)", r["resolved"], f"{r['median_hours']:.1f}", f"{r['p90_hours']:.1f}"))
+    return 0
+
+
 def cmd_flags_move(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
     from analysis.flags import InvalidTransition, transition
 
@@ -722,6 +734,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--status", choices=["open", "acknowledged", "coaching", "resolved", "dismissed"])
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_flags_list)
+    a = flag_sub.add_parser("kpi", help="per team: median and 90th percentile time from a flag's opening to resolution")
+    a.add_argument("site")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_flags_kpi)
     a = flag_sub.add_parser("show", help="one flag with its history")
     a.add_argument("flag_id")
     a.set_defaults(func=cmd_flags_show)

@@ -71,6 +71,10 @@ def test_every_flag_transition_and_every_refusal(env: dict[str, str]) -> None:
     code, out, _ = run_cli("sql", "SELECT reason FROM audit_log WHERE action = 'flag.dismissed'", "--format", "json",
                            env=env)
     assert json.loads(out) == [{"reason": "new CRM page for this step"}]
+    code, out, err = run_cli("flags", "kpi", "demo", "--json", env=env)
+    assert code == 0, err
+    kpi = json.loads(out)
+    assert sum(r["resolved"] for r in kpi) == 1 and kpi[0]["median_hours"] >= 0
 
 
 def test_serve_runs_the_analysis_on_a_schedule(env: dict[str, str], tmp_path: Path) -> None:
