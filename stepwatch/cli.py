@@ -141,8 +141,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     try:
         migrations.apply_pending(client, settings.retention_days)
         if not demo.exists(client):
+            from stepwatch import analysis_run
+
             origin = f"http://{settings.host}:{settings.port or 8000}"
             truth = demo.build(client, seed=args.seed, managers=args.managers, days=args.days, origin=origin)
+            today = datetime.now(UTC).date()
+            demo.set_bands(client, truth, today, args.days)
+            runs = analysis_run.analyze(client, settings, only_site=demo.SITE)
+            flagged = len(runs[0].result.drawdowns) if runs else 0
     finally:
         client.close()
     if truth is None:
@@ -154,7 +160,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     fast = sum(p.kind == "fast" for p in truth.planted)
     print(f"demo site {truth.site}: {len(truth.managers)} managers in {len(set(truth.managers.values()))} teams, "
           f"{truth.sessions} service sessions, {truth.visits} step visits over {args.days} days; "
-          f"planted {slow} slow and {fast} fast drawdowns", flush=True)
+          f"planted {slow} slow and {fast} fast drawdowns; the analysis flags {flagged} drawdowns "
+          f"(stepwatch flags list {truth.site})", flush=True)
     if args.no_serve:
         return 0
     return cmd_serve(args, settings)

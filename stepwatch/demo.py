@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import processes, sites, storage, teams
+from stepwatch import band_versions, processes, sites, storage, teams
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sales_desk.toml"
 SITE = "demo"
@@ -78,7 +78,7 @@ def build(client: Client, *, seed: int = 7, managers: int = 24, days: int = 42,
             teams.add_team(client, SITE, t, f"{t.title()} desk", actor="demo", reason="demo data")
     for i, name in enumerate(names):
         truth.managers[name] = TEAM_NAMES[i % team_count]
-        truth.skill[name] = float(np.exp(rng.normal(0, 0.12)))
+        truth.skill[name] = float(np.exp(rng.normal(0, 0.08)))
     for t in TEAM_NAMES[:team_count]:
         members = [m for m, team in truth.managers.items() if team == t]
         teams.assign(client, SITE, t, members, actor="demo", reason="demo data")
@@ -95,6 +95,34 @@ def build(client: Client, *, seed: int = 7, managers: int = 24, days: int = 42,
     storage.insert_visits(client, b"\n".join(visit_rows))
     storage.insert_session_events(client, b"\n".join(session_rows))
     return truth
+
+
+def set_bands(client: Client, truth: DemoTruth, today: date, days: int) -> int:
+    """Give every step a band suggested from the weeks before anything was planted, as a director
+    would after a pilot; returns how many steps got one."""
+    from analysis.bands import BandError, suggest_band
+
+    storage.refresh_session_steps(client, SITE)
+    quiet_until = min((p.since for p in truth.planted if p.kind != "improvement"), default=today)
+    since = today - timedelta(days=days)
+    if (quiet_until - since).days < 7:
+        quiet_until = today  # too short a history to leave the planted weeks out
+    pairs = storage.session_step_times(client, SITE, since, quiet_until)
+    count = 0
+    for step in STEP_SECONDS:
+        own = [p for p in pairs if p.step == step]
+        if not own:
+            continue
+        times = np.concatenate([p.times_ms for p in own])
+        managers = np.concatenate([np.full(p.times_ms.size, p.manager) for p in own])
+        try:
+            band = suggest_band(times, managers=managers).band
+        except BandError:
+            continue
+        band_versions.add_version(client, SITE, step, "", band.min_ms, band.reference_ms, band.max_ms, since,
+                                  actor="demo", reason="suggested from the pilot weeks")
+        count += 1
+    return count
 
 
 def _plant(rng: np.random.Generator, names: list[str], today: date, days: int) -> list[Planted]:
