@@ -283,3 +283,25 @@ def test_a_dismissed_flag_reopens_only_on_a_new_episode() -> None:
 def test_auto_update_checks_its_count() -> None:
     with pytest.raises(ValueError, match="periods_without_condition must be 0 or more"):
         auto_update(FlagStatus.OPEN, False, -1)
+
+
+def test_ranking_a_team_once_gives_each_managers_own_scipy_p_value() -> None:
+    from analysis.flags import _peer_p_values
+    from analysis.stats import summarize
+
+    rng = np.random.default_rng(5)
+    band = Band(20_000, 60_000, 120_000)
+    window = Window(date(2026, 3, 2), date(2026, 3, 15))
+    scale = {"a": 1.0, "b": 1.1, "c": 0.95, "d": 3.0, "e": 1.0}  # d is outside the band: not a peer
+    pairs = []
+    for manager, factor in scale.items():
+        times = np.round(rng.lognormal(np.log(60_000 * factor), 0.4, size=40), -3)  # rounded: many ties
+        pairs.append(PairInput("north", manager, "offer", band, times, np.array([], dtype="datetime64[D]"),
+                               np.array([]), (None,) * 4))
+    summaries = [summarize(p.durations_ms, band, window.days) for p in pairs]
+    got = _peer_p_values(pairs, summaries, Thresholds())
+    normal = [p for p in pairs if p.manager != "d"]
+    for pair, p_value in zip(pairs, got, strict=True):
+        peers = np.concatenate([q.durations_ms for q in normal if q is not pair])
+        expected = stats.mannwhitneyu(pair.durations_ms, peers, alternative="greater").pvalue
+        assert p_value == pytest.approx(expected, rel=1e-9, abs=1e-15), pair.manager
