@@ -279,15 +279,17 @@ def refresh_session_steps(client: Client, site: str) -> int:
     last refresh. Returns how many days were recomputed (0 when nothing arrived)."""
     mark = client.command("SELECT max(watermark) FROM analysis_state FINAL WHERE site = {site:String}",
                           parameters={"site": site})
+    # The new watermark stops a second short of now: rows still arriving with the same millisecond
+    # as the newest row seen are taken next time, and a bulk load sharing one timestamp is not
+    # redone on every run. Recomputing a day twice is harmless (idempotent).
     new = client.query(
-        "SELECT max(received_at), groupUniqArray(toDate(started_at)) FROM step_visits "
-        "WHERE site = {site:String} AND received_at >= {mark:DateTime64(3, 'UTC')}",
+        "SELECT least(max(received_at), now64(3) - INTERVAL 1 SECOND), groupUniqArray(toDate(started_at)) "
+        "FROM step_visits WHERE site = {site:String} AND received_at > {mark:DateTime64(3, 'UTC')}",
         parameters={"site": site, "mark": mark or "1970-01-01 00:00:00"},
     ).result_rows[0]
     latest, days = new
     if not days:
         return 0
-    # Rows of the boundary millisecond are taken again next time (>=): recomputing a day is idempotent.
     client.command(
         """
         INSERT INTO session_steps (site, day, manager, step, session_id, visible_ms, active_ms, wall_ms)
