@@ -43,8 +43,10 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level; logs are JSON lines on stderr."
     )
+    # ClickHouse's DateTime, which a TTL is computed in, ends in 2106: a longer retention wraps around
+    # and would delete rows as they arrive.
     retention_days: int = Field(
-        400, ge=1, le=36500, description="Days step visits are kept (ClickHouse TTL); older events are refused."
+        400, ge=1, le=25_000, description="Days step visits are kept (ClickHouse TTL); older events are refused."
     )
     max_batch_events: int = Field(500, ge=1, le=100_000, description="Most events in one POST /v1/events.")
     max_body_bytes: int = Field(

@@ -54,8 +54,8 @@ def test_set_checks_consistency_and_audits(demo_env: dict[str, str]) -> None:
     listed = [b for b in json.loads(out) if b["set_by"].startswith("cli:")]  # the demo set its own first
     assert [(b["team"], b["reference_ms"], b["reason"]) for b in listed] == [
         ("", 240_000, "agreed with sales"), ("north", 180_000, "north is faster")]
-    code, out, _ = run_cli("sql", "SELECT actor, object, reason, details FROM audit_log WHERE action = 'band.set' AND actor LIKE 'cli:%' "
-                           "ORDER BY at", "--format", "json", env=env)
+    code, out, _ = run_cli("sql", "SELECT actor, object, reason, details FROM audit_log "
+                           "WHERE action = 'band.set' AND actor LIKE 'cli:%' ORDER BY at", "--format", "json", env=env)
     audited = json.loads(out)
     assert audited[0]["actor"].startswith("cli:") and audited[0]["object"] == "demo/offer"
     assert json.loads(audited[1]["details"])["after"]["reference_ms"] == 180_000

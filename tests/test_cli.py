@@ -106,3 +106,8 @@ def test_engine_held_by_another_process_is_named(env: dict[str, str]) -> None:
         holder.communicate()
     time.sleep(0.2)
     assert run_cli("sql", "SELECT 1", env=env)[0] == 0
+
+
+def test_a_retention_beyond_clickhouse_datetime_is_refused(env: dict[str, str]) -> None:
+    code, _, err = run_cli("sql", "SELECT 1", env={**env, "STEPWATCH_RETENTION_DAYS": "36500"})
+    assert code == 2 and "STEPWATCH_RETENTION_DAYS" in err
