@@ -123,6 +123,7 @@ def sync_flags(client: Client, run: SiteRun, limits: Thresholds, now: datetime |
     stored = {f.identity: f for f in flag_store.current(client, run.site)}
     seen = set()
     writes: list[flag_store.StoredFlag] = []
+    changes: list[flag_store.StatusChange] = []
     for drawdown in run.result.drawdowns:
         identity = (drawdown.kind, drawdown.team, drawdown.step, drawdown.manager or "")
         seen.add(identity)
@@ -134,14 +135,13 @@ def sync_flags(client: Client, run: SiteRun, limits: Thresholds, now: datetime |
                                          status="open", opened_at=now, updated_at=now, resolved_at=None,
                                          periods_without_condition=0, last_period=period, version=0,
                                          **figures)
-            flag_store.record_event(client, flag, "", "open", actor=ANALYSIS_ACTOR, reason="; ".join(drawdown.reasons))
+            changes.append(flag_store.StatusChange(flag, "", "open", ANALYSIS_ACTOR, "; ".join(drawdown.reasons)))
             writes.append(flag)
             continue
         update = auto_update(flag.status, True, flag.periods_without_condition,
                              resolve_after=limits.resolve_after_periods)
         if update.changed:
-            flag_store.record_event(client, flag, flag.status, update.status, actor=ANALYSIS_ACTOR,
-                                    reason=update.note or "")
+            changes.append(flag_store.StatusChange(flag, flag.status, update.status, ANALYSIS_ACTOR, update.note or ""))
         writes.append(replace(flag, **figures, status=update.status, updated_at=now, last_period=period,
                               periods_without_condition=0,
                               resolved_at=None if update.status == "open" else flag.resolved_at))
@@ -151,13 +151,13 @@ def sync_flags(client: Client, run: SiteRun, limits: Thresholds, now: datetime |
         update = auto_update(flag.status, False, flag.periods_without_condition,
                              resolve_after=limits.resolve_after_periods)
         if update.changed:
-            flag_store.record_event(client, flag, flag.status, update.status, actor=ANALYSIS_ACTOR,
-                                    reason=update.note or "")
+            changes.append(flag_store.StatusChange(flag, flag.status, update.status, ANALYSIS_ACTOR, update.note or ""))
         writes.append(replace(flag, status=update.status, updated_at=now, last_period=period,
                               periods_without_condition=update.periods_without_condition,
                               resolved_at=now if update.status == "resolved" and update.changed
                               else flag.resolved_at))
     flag_store.write(client, writes)
+    flag_store.record_events(client, changes)
 
 
 def save_stats(client: Client, run: SiteRun) -> None:

@@ -37,11 +37,18 @@ def cli_actor() -> str:
 def record(
     client: Client, actor: str, action: str, obj: str, reason: str = "", details: dict[str, Any] | None = None
 ) -> None:
-    client.insert(
-        "audit_log",
-        [[actor, action, obj, reason, json.dumps(details or {}, sort_keys=True, default=str)]],
-        column_names=["actor", "action", "object", "reason", "details"],
-    )
+    record_many(client, [(actor, action, obj, reason, details)])
+
+
+def record_many(client: Client, changes: list[tuple[str, str, str, str, dict[str, Any] | None]]) -> None:
+    """Several changes (actor, action, object, reason, details) in one insert, e.g. an analysis run's."""
+    if changes:
+        client.insert(
+            "audit_log",
+            [[actor, action, obj, reason, json.dumps(details or {}, sort_keys=True, default=str)]
+             for actor, action, obj, reason, details in changes],
+            column_names=["actor", "action", "object", "reason", "details"],
+        )
 
 
 def entries(

@@ -103,14 +103,34 @@ def change_status(client: Client, flag: StoredFlag, to_status: str, *, actor: st
     return changed
 
 
+@dataclass(frozen=True)
+class StatusChange:
+    flag: StoredFlag
+    from_status: str
+    to_status: str
+    actor: str
+    reason: str
+
+
 def record_event(
     client: Client, flag: StoredFlag, from_status: str, to_status: str, *, actor: str, reason: str
 ) -> None:
-    client.insert("flag_events", [[flag.flag_id, flag.site, actor, from_status, to_status, reason]],
+    record_events(client, [StatusChange(flag, from_status, to_status, actor, reason)])
+
+
+def record_events(client: Client, changes: list[StatusChange]) -> None:
+    """Status changes into flag_events and the audit log, one insert each (a run opens hundreds)."""
+    if not changes:
+        return
+    client.insert("flag_events", [[c.flag.flag_id, c.flag.site, c.actor, c.from_status, c.to_status, c.reason]
+                                  for c in changes],
                   column_names=["flag_id", "site", "actor", "from_status", "to_status", "reason"])
-    audit.record(client, actor, f"flag.{to_status}", flag.flag_id, reason,
-                 {"from": from_status, "to": to_status, "kind": flag.kind, "step": flag.step,
-                  "manager": flag.manager, "team": flag.team})
+    audit.record_many(client, [
+        (c.actor, f"flag.{c.to_status}", c.flag.flag_id, c.reason,
+         {"from": c.from_status, "to": c.to_status, "kind": c.flag.kind, "step": c.flag.step,
+          "manager": c.flag.manager, "team": c.flag.team})
+        for c in changes
+    ])
 
 
 def history(client: Client, flag_id: str) -> list[dict[str, Any]]:
