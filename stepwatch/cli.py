@@ -150,6 +150,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             demo.set_bands(client, truth, today, args.days)
             runs = analysis_run.analyze(client, settings, only_site=demo.SITE)
             flagged = len(runs[0].result.drawdowns) if runs else 0
+            logins = demo.create_accounts(client, truth)
     finally:
         client.close()
     if truth is None:
@@ -163,6 +164,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
           f"{truth.sessions} service sessions, {truth.visits} step visits over {args.days} days; "
           f"planted {slow} slow and {fast} fast drawdowns; the analysis flags {flagged} drawdowns "
           f"(stepwatch flags list {truth.site})", flush=True)
+    print("accounts (one per role; the passwords are shown only now):")
+    for name, role, password in logins:
+        print(f"  {role:9s} {name:10s} password {password}", flush=True)
     if args.no_serve:
         return 0
     return cmd_serve(args, settings)

@@ -214,6 +214,26 @@ def _row(prefix: bytes, fields: dict[str, Any]) -> bytes:
     return prefix + orjson.dumps(fields)[1:]
 
 
+def create_accounts(client: Client, truth: DemoTruth) -> list[tuple[str, str, str]]:
+    """One account per role, with generated passwords: (name, role, password)."""
+    from stepwatch import users
+
+    first_team = sorted(set(truth.managers.values()))[0]
+    first_manager = next(m for m, t in sorted(truth.managers.items()) if t == first_team)
+    wanted = [("admin", "admin", (), ""), ("director", "director", tuple(sorted(set(truth.managers.values()))), ""),
+              ("trainer", "trainer", (), ""), ("manager", "manager", (first_team,), first_manager)]
+    logins = []
+    existing = {u.name for u in users.list_users(client)}
+    for name, role, teams_led, manager_id in wanted:
+        if name in existing:
+            continue
+        password = users.new_password()
+        users.add_user(client, name, role, password, teams=teams_led, manager_id=manager_id, actor="demo",
+                       reason="demo data")
+        logins.append((name, role, password))
+    return logins
+
+
 def write_truth(truth: DemoTruth, path: Path) -> None:
     data = asdict(truth)
     for p in data["planted"]:

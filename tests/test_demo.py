@@ -34,6 +34,9 @@ def test_demo_command_builds_once_and_writes_the_truth(tmp_path: Path) -> None:
                              env=env)
     assert code == 0, err
     assert "8 managers" in out
+    assert all(f"{role} " in out for role in ("admin", "director", "trainer", "manager"))
+    code, listed, _ = run_cli("users", "list", "--json", env=env)
+    assert sorted(u["role"] for u in json.loads(listed)) == ["admin", "director", "manager", "trainer"]
     truth = json.loads(truth_file.read_text())
     assert truth["seed"] == 7 and len(truth["managers"]) == 8 and truth["planted"]
     code, out, _ = run_cli("demo", "--no-serve", env=env)
