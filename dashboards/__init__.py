@@ -1,0 +1,41 @@
+"""The dashboards: server-rendered pages (jinja2) for directors, trainers and managers, each with a
+JSON twin under /api/v1 and CSV export of its tables; sign-in, roles and scopes.
+
+`setup(app)` adds the routes to the application made by stepwatch.app.create_app.
+Where things live: auth.py (who is asking), access.py (whose data they may see), web.py (how a
+page is served three ways), i18n.py + messages.toml (every word, en and ru), charts.py (SVG),
+pages/ (one module per page), templates/ and static/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from collector import keys
+from dashboards import account, auth
+from dashboards import web as pages_web
+from dashboards.pages import audit
+
+STATIC = Path(__file__).with_name("static")
+PAGES = [audit]
+
+__all__ = ["setup"]
+
+
+def setup(app: web.Application) -> None:
+    settings = app[keys.SETTINGS]
+    secret = auth.secret_key(settings)
+    app[auth.SESSIONS] = auth.Sessions(secret, settings.session_hours)
+    app[auth.THROTTLE] = auth.LoginThrottle(settings.login_attempts_account, settings.login_attempts_address)
+    pages_web.setup(app, secret)
+    app.router.add_get("/", account.home)
+    app.router.add_get("/login", account.login_form)
+    app.router.add_post("/login", account.login)
+    app.router.add_post("/logout", account.logout)
+    pages_web.add_action(app, "/account/language", account.set_language, roles=pages_web.ALL_ROLES,
+                         name="account_language")
+    app.router.add_static("/static/", STATIC, name="static", append_version=False)
+    for page in PAGES:
+        page.register(app)

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 import collector
+import dashboards
 from collector import keys
 from stepwatch import migrations
 from stepwatch.errors import StepwatchError
@@ -39,6 +40,7 @@ def create_app(
     app[ADMIN_TOKEN] = secrets.token_urlsafe(32)
     app.cleanup_ctx.append(storage_ctx)
     collector.setup(app)
+    dashboards.setup(app)
     if settings.analysis_interval_s > 0:
         app.cleanup_ctx.append(analysis_schedule)
     if admin_runner is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import getpass
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -57,17 +57,23 @@ def entries(
     action: str | None = None,
     actor: str | None = None,
     obj: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
     limit: int = 200,
 ) -> list[AuditEntry]:
+    """The newest entries first; `action` matches a prefix ("flag." finds every flag change)."""
     rows = query_rows(
         client,
         """
         SELECT at, actor, action, object, reason, details FROM audit_log
-        WHERE ({action:String} = '' OR action = {action:String})
+        WHERE ({action:String} = '' OR startsWith(action, {action:String}))
           AND ({actor:String} = '' OR actor = {actor:String})
           AND ({obj:String} = '' OR object = {obj:String})
+          AND ({since:Nullable(Date)} IS NULL OR toDate(at) >= {since:Nullable(Date)})
+          AND ({until:Nullable(Date)} IS NULL OR toDate(at) <= {until:Nullable(Date)})
         ORDER BY at DESC LIMIT {limit:UInt32}
         """,
-        {"action": action or "", "actor": actor or "", "obj": obj or "", "limit": limit},
+        {"action": action or "", "actor": actor or "", "obj": obj or "", "since": since, "until": until,
+         "limit": limit},
     )
     return [AuditEntry(**{**row, "details": json.loads(row["details"] or "{}")}) for row in rows]

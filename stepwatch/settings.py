@@ -112,6 +112,25 @@ class Settings(BaseModel):
         0.40, gt=0, le=1, description="Share of a team slow on a step that makes one step-level (systemic) flag."
     )
 
+    secret_key: str | None = Field(
+        None,
+        min_length=16,
+        description="Key that signs login cookies; unset = a random key kept in DATA_DIR/secret_key. "
+        "Give every instance behind a load balancer the same key.",
+    )
+    session_hours: float = Field(12.0, gt=0, le=24 * 30, description="How long a login lasts, in hours.")
+    login_attempts_account: int = Field(
+        5, ge=1, description="Failed logins per account in 15 minutes before further attempts wait."
+    )
+    login_attempts_address: int = Field(
+        20, ge=1, description="Failed logins per client address in 15 minutes before further attempts wait."
+    )
+    sso_header: str | None = Field(
+        None,
+        description="Header with the user name set by a trusted reverse proxy (single sign-on); unset = off. "
+        "Only set it when the proxy strips this header from clients.",
+    )
+
     @property
     def spool_path(self) -> Path:
         return self.spool_dir if self.spool_dir is not None else self.data_dir / "spool"

@@ -78,6 +78,14 @@ def set_password(client: Client, name: str, password: str, *, actor: str, reason
     audit.record(client, actor, "user.passwd", name, reason)
 
 
+def set_language(client: Client, name: str, language: str, *, actor: str) -> None:
+    if language not in LANGUAGES:
+        raise InvalidInput(f"language must be one of {', '.join(LANGUAGES)}")
+    user = get_user(client, name)
+    _write(client, replace(user, language=language, version=time.time_ns()))
+    audit.record(client, actor, "user.language", name, "", {"language": language})
+
+
 def check_password(client: Client, name: str, password: str) -> User | None:
     """The user if the password is theirs and the account is active; None otherwise (same cost)."""
     try:

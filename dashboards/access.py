@@ -1,0 +1,56 @@
+"""Whose data a user may see: the scope every page and action filters by.
+
+admin     everything
+director  the managers of the teams they lead (users.teams), and those teams' flags
+manager   their own manager id only
+trainer   the managers with a coaching assignment given to them (nobody else's figures)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clickhouse_connect.driver.client import Client
+
+from stepwatch import teams
+from stepwatch.errors import Forbidden
+from stepwatch.users import User
+
+
+@dataclass(frozen=True)
+class Scope:
+    teams: frozenset[str] | None  # None = every team
+    managers: frozenset[str] | None  # None = every manager
+    team_of: dict[str, str]  # manager -> team, for the whole site
+
+    def sees_manager(self, manager: str) -> bool:
+        return self.managers is None or manager in self.managers
+
+    def sees_team(self, team: str) -> bool:
+        return self.teams is None or team in self.teams
+
+    def require_manager(self, manager: str) -> None:
+        if not self.sees_manager(manager):
+            raise Forbidden("this manager's figures are outside what your account may see")
+
+
+def scope_of(client: Client, user: User, site: str) -> Scope:
+    team_of = teams.members(client, site) if site else {}
+    if user.role == "admin":
+        return Scope(None, None, team_of)
+    if user.role == "director":
+        led = frozenset(user.teams)
+        return Scope(led, frozenset(m for m, t in team_of.items() if t in led), team_of)
+    if user.role == "manager":
+        return Scope(frozenset(), frozenset([user.manager_id]), team_of)
+    return Scope(frozenset(), frozenset(trainees(client, user)), team_of)
+
+
+def trainees(client: Client, user: User) -> set[str]:
+    """The managers with a coaching assignment given to this trainer (empty before coaching exists)."""
+    try:
+        from coaching import assignments
+    except ImportError:
+        return set()
+    finder = getattr(assignments, "trainees", None)
+    return set(finder(client, user.name)) if finder else set()

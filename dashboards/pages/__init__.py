@@ -1,0 +1,1 @@
+"""One module per page; each has `register(app)` adding its page (and JSON twin) and its actions."""

@@ -1,0 +1,319 @@
+"""The page framework: every page is one handler that returns data, shown three ways.
+
+    add_page(app, "/drawdowns", handler, roles=...)   registers
+        GET /drawdowns              the HTML page (jinja2 template, server-rendered)
+        GET /api/v1/drawdowns       its JSON twin: the same data, the same permission checks
+        ...?format=csv              the page's main table as CSV, on either path
+
+    add_action(app, "/flags/{flag_id}/ack", handler, roles=...) registers
+        POST /flags/{flag_id}/ack          an HTML form post: CSRF token, then a redirect back
+        POST /api/v1/flags/{flag_id}/ack   the JSON twin: body JSON, Bearer token or cookie + X-CSRF-Token
+
+Anonymous HTML requests are redirected to the login page; anonymous API requests get 401. A role
+not listed gets 403; finer checks (whose data) raise stepwatch.errors.Forbidden in the handler.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+from uuid import UUID
+
+import jinja2
+import orjson
+from aiohttp import web
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from collector import keys
+from dashboards import auth
+from dashboards.auth import Viewer
+from dashboards.i18n import Translator
+from stepwatch import sites
+from stepwatch.errors import StepwatchError
+
+API = "/api/v1"
+ALL_ROLES = ("admin", "director", "trainer", "manager")
+FLASH_COOKIE = "stepwatch_flash"
+TEMPLATES = Path(__file__).with_name("templates")
+
+# The navigation: (path, message key, roles that see the link).
+NAV: list[tuple[str, str, tuple[str, ...]]] = [
+    ("/overview", "nav.overview", ("admin", "director")),
+    ("/drawdowns", "nav.drawdowns", ("admin", "director")),
+    ("/steps", "nav.steps", ("admin", "director")),
+    ("/coaching", "nav.coaching", ("admin", "director", "trainer")),
+    ("/me", "nav.me", ("manager",)),
+    ("/process", "nav.process", ("admin", "director")),
+    ("/audit", "nav.audit", ("admin", "director")),
+]
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass
+class Page:
+    """What a page handler returns: the data, and how to show it."""
+
+    template: str
+    data: dict[str, Any]
+    title: str = ""  # a message key or plain text shown in <title> and <h1>
+    table: str | None = None  # the key in `data` whose rows ?format=csv exports
+    columns: list[str] | None = None  # CSV columns (default: the keys of the first row)
+    context: dict[str, Any] = field(default_factory=dict)  # extras for the template only (not in JSON)
+
+
+PageHandler = Callable[[web.Request, Viewer], Awaitable[Page]]
+ActionHandler = Callable[[web.Request, Viewer, dict[str, Any]], Awaitable[dict[str, Any]]]
+JINJA = web.AppKey("jinja", jinja2.Environment)
+LANGUAGE = web.RequestKey("language", str)  # the language of a page shown before sign-in
+LOGIN_CSRF = web.RequestKey("login_csrf", str)  # the login form's CSRF token
+FLASH = web.AppKey("flash_serializer", URLSafeTimedSerializer)
+
+
+def setup(app: web.Application, secret: str) -> None:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["query_string"] = query_string
+    app[JINJA] = env
+    app[FLASH] = URLSafeTimedSerializer(secret, salt="stepwatch.flash")
+
+
+def query_string(query: Any, **changes: Any) -> str:
+    """The current query with some parameters changed (None removes one), for links and CSV export."""
+    merged = {k: v for k, v in dict(query).items() if k not in changes}
+    merged.update({k: v for k, v in changes.items() if v is not None})
+    return urlencode(merged)
+
+
+def add_page(app: web.Application, path: str, handler: PageHandler, *, roles: Iterable[str], name: str) -> None:
+    allowed = tuple(roles)
+
+    async def html(request: web.Request) -> web.StreamResponse:
+        who = await auth.viewer(request)
+        if who is None:
+            raise web.HTTPSeeOther("/login?next=" + quote(request.path_qs, safe=""))
+        try:
+            _check_role(who, allowed)
+            page = await handler(request, who)
+        except StepwatchError as exc:
+            return render_error(request, who, exc.status, str(exc))
+        if request.query.get("format") == "csv":
+            return csv_response(page, name)
+        return render(request, who, page)
+
+    async def api(request: web.Request) -> web.StreamResponse:
+        who = await auth.viewer(request)
+        if who is None:
+            return json_response({"error": "sign in, or send an API token: Authorization: Bearer ..."}, status=401)
+        _check_role(who, allowed)
+        page = await handler(request, who)
+        if request.query.get("format") == "csv":
+            return csv_response(page, name)
+        return json_response(page.data)
+
+    app.router.add_get(path, html, name=name)
+    app.router.add_get(API + path, api, name=name + "_api")
+
+
+def add_action(app: web.Application, path: str, handler: ActionHandler, *, roles: Iterable[str], name: str) -> None:
+    allowed = tuple(roles)
+
+    async def form(request: web.Request) -> web.StreamResponse:
+        who = await auth.viewer(request)
+        if who is None:
+            raise web.HTTPSeeOther("/login")
+        fields = dict(await request.post())
+        back = safe_next(str(fields.pop("next", "")) or urlsplit(request.headers.get("Referer", "")).path or "/")
+        if not auth.csrf_ok(request, who, str(fields.pop("csrf", ""))):
+            return render_error(request, who, 403, Translator(who.user.language)("error.csrf"))
+        try:
+            _check_role(who, allowed)
+            result = await handler(request, who, fields)
+        except StepwatchError as exc:
+            if exc.status == 403:
+                return render_error(request, who, 403, str(exc))
+            response = web.HTTPSeeOther(back)
+            set_flash(request, response, {"error": str(exc), "field": getattr(exc, "field", None),
+                                          "values": {k: str(v) for k, v in fields.items()}, "action": name})
+            raise response from None
+        response = web.HTTPSeeOther(result.get("redirect") or back)
+        set_flash(request, response, {"ok": result.get("message", ""), "action": name})
+        raise response
+
+    async def api(request: web.Request) -> web.StreamResponse:
+        who = await auth.viewer(request)
+        if who is None:
+            return json_response({"error": "sign in, or send an API token: Authorization: Bearer ..."}, status=401)
+        if not auth.csrf_ok(request, who, request.headers.get("X-CSRF-Token")):
+            return json_response({"error": "missing or wrong X-CSRF-Token header"}, status=403)
+        _check_role(who, allowed)
+        fields = await read_body(request)
+        result = await handler(request, who, fields)
+        result.pop("redirect", None)
+        return json_response(result)
+
+    app.router.add_post(path, form, name=name)
+    app.router.add_post(API + path, api, name=name + "_api")
+
+
+async def read_body(request: web.Request) -> dict[str, Any]:
+    if request.content_type == "application/json":
+        try:
+            body = await request.json(loads=orjson.loads)
+        except ValueError:
+            raise web.HTTPBadRequest(reason="the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(reason="the body must be a JSON object")
+        return body
+    return dict(await request.post())
+
+
+def _check_role(who: Viewer, allowed: tuple[str, ...]) -> None:
+    if who.role not in allowed:
+        from stepwatch.errors import Forbidden
+
+        raise Forbidden(f"the {who.role} role may not open this")
+
+
+def safe_next(target: str) -> str:
+    """Only a path on this site: never an open redirect to another host."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+# --- showing a page -------------------------------------------------------------------------------------------
+
+
+def render(request: web.Request, who: Viewer | None, page: Page, status: int = 200) -> web.Response:
+    env = request.app[JINJA]
+    language = who.user.language if who else request.get(LANGUAGE, "en")
+    _ = Translator(language)
+    flash = take_flash(request)
+    context = {
+        "_": _,
+        "page": page,
+        "data": page.data,
+        "viewer": who,
+        "csrf": who.csrf if who else request.get(LOGIN_CSRF, ""),
+        "nav": [(path, key) for path, key, roles in NAV if who and who.role in roles and path in _routes(request)],
+        "path": request.path,
+        "query": request.query,
+        "flash": flash,
+        "api_path": API + request.path_qs if who else "",
+        **page.context,
+    }
+    body = env.get_template(page.template).render(context)
+    response = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+    response.headers.update(SECURITY_HEADERS)
+    if flash is not None:
+        response.del_cookie(FLASH_COOKIE, path="/")
+    return response
+
+
+def render_error(request: web.Request, who: Viewer | None, status: int, message: str) -> web.Response:
+    return render(request, who, Page("error.html", {"status": status, "error": message}, title=f"error.{status}"
+                                     if status in (400, 403, 404, 409, 429) else "error.other"), status=status)
+
+
+def _routes(request: web.Request) -> set[str]:
+    return {r.resource.canonical for r in request.app.router.routes() if r.resource is not None}
+
+
+def csv_response(page: Page, name: str) -> web.Response:
+    rows = page.data.get(page.table or "", []) if page.table else []
+    columns = page.columns or (list(rows[0]) if rows else [])
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_cell(row.get(c)) for c in columns])
+    response = web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8")
+    response.headers["Content-Disposition"] = f'attachment; filename="stepwatch-{name}.csv"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        value = "; ".join(str(v) for v in value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value  # a spreadsheet must not run a cell as a formula
+    return value
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, UUID | set | frozenset | tuple):
+        return str(value) if isinstance(value, UUID) else list(value)
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    body = orjson.dumps(data, default=_default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    response = web.Response(body=body, status=status, content_type="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- flash messages: what happened to the last form, shown once on the next page -------------------------------
+
+
+def set_flash(request: web.Request, response: web.StreamResponse, message: dict[str, Any]) -> None:
+    value = request.app[FLASH].dumps(message)
+    response.set_cookie(FLASH_COOKIE, value, max_age=60, httponly=True, samesite="Lax",
+                        secure=auth.is_https(request), path="/")
+
+
+def take_flash(request: web.Request) -> dict[str, Any] | None:
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw:
+        return None
+    try:
+        message = request.app[FLASH].loads(raw, max_age=120)
+    except BadSignature:
+        return None
+    return message if isinstance(message, dict) else None
+
+
+# --- helpers for page handlers --------------------------------------------------------------------------------
+
+
+async def run(request: web.Request, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a storage function off the event loop (the chdb engine has no async client)."""
+    return await request.app[keys.STORE].run(fn, *args, **kwargs)
+
+
+async def chosen_site(request: web.Request) -> tuple[str, list[str]]:
+    """The site this page shows (`?site=`, else the first one) and all site names, for the picker."""
+    names = [s.name for s in await run(request, sites.list_sites)]
+    wanted = request.query.get("site", "")
+    if wanted and wanted in names:
+        return wanted, names
+    if wanted:
+        from stepwatch.errors import NotFound
+
+        raise NotFound(f"no site named {wanted!r}")
+    return (names[0] if names else ""), names
