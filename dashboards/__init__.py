@@ -16,10 +16,8 @@ from aiohttp import web
 from collector import keys
 from dashboards import account, auth
 from dashboards import web as pages_web
-from dashboards.pages import audit
 
 STATIC = Path(__file__).with_name("static")
-PAGES = [audit]
 
 __all__ = ["setup"]
 
@@ -37,5 +35,16 @@ def setup(app: web.Application) -> None:
     pages_web.add_action(app, "/account/language", account.set_language, roles=pages_web.ALL_ROLES,
                          name="account_language")
     app.router.add_static("/static/", STATIC, name="static", append_version=False)
-    for page in PAGES:
-        page.register(app)
+    for module in pages():
+        module.register(app)
+
+
+def pages() -> list:
+    """Every module of dashboards/pages/, each adding its own routes: a new page is a new file there."""
+    import importlib
+    import pkgutil
+
+    from dashboards import pages as package
+
+    return [importlib.import_module(f"dashboards.pages.{info.name}")
+            for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name)]
