@@ -35,11 +35,11 @@ def setup(app: web.Application) -> None:
     pages_web.add_action(app, "/account/language", account.set_language, roles=pages_web.ALL_ROLES,
                          name="account_language")
     app.router.add_static("/static/", STATIC, name="static", append_version=False)
-    for module in pages():
+    for module in page_modules():
         module.register(app)
 
 
-def pages() -> list:
+def page_modules() -> list:
     """Every module of dashboards/pages/, each adding its own routes: a new page is a new file there."""
     import importlib
     import pkgutil
