@@ -112,7 +112,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except StepwatchError as exc:
-        return web.json_response({"error": str(exc)}, status=exc.status)
+        body = {"error": str(exc), **({"field": exc.field} if exc.field else {})}
+        return web.json_response(body, status=exc.status)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 
 class StepwatchError(Exception):
-    """Base of the errors a user can cause and be told about."""
+    """Base of the errors a user can cause and be told about; `field` names the form field at fault."""
 
     status = 400
+
+    def __init__(self, message: str = "", *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class InvalidInput(StepwatchError):

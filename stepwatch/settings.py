@@ -90,6 +90,12 @@ class Settings(BaseModel):
     spool_retry_s: float = Field(
         2.0, gt=0, description="Seconds between attempts to drain the spool into ClickHouse."
     )
+    webhook_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="URL that coaching notifications are POSTed to (JSON with a Slack-compatible text field); "
+        "unset = no notifications.",
+    )
 
     analysis_window_days: int = Field(14, ge=7, le=366, description="Days of sessions each analysis compares.")
     analysis_metric: Literal["visible", "active", "wall"] = Field(
