@@ -1,0 +1,336 @@
+"""Did the coaching work? The statistics, on plain arrays of session times in milliseconds.
+
+One value is one service session's time on the coached step (as in analysis/stats.py). The
+manager's sessions in a window before the assignment are compared with those in a window after
+the coaching was done; the same windows of peers who were not coached on that step say how much
+of the change everyone had (a season, a new CRM page), and only the rest is credited:
+
+    result = evaluate(pre_ms, post_ms, [PeerTimes("m-7", pre7, post7), ...], post_days=14)
+    result.verdict  # improved, no_change, worse or insufficient_data
+
+Pure: no database, no web. docs/coaching.md gives the reasons for each rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Literal
+
+import numpy as np
+from scipy import stats
+
+from analysis.stats import Window
+
+Verdict = Literal["improved", "no_change", "worse", "insufficient_data"]
+VERDICTS: tuple[Verdict, ...] = ("improved", "no_change", "worse", "insufficient_data")
+#: 0 = the evaluation right after the coaching; 30 and 60 = days after it was done: did it last?
+CHECKPOINTS = (0, 30, 60)
+MS_PER_MINUTE = 60_000
+LOG_FLOOR_MS = 100.0
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """The settings of the verdict; each default is argued in docs/coaching.md."""
+
+    min_sessions: int = 20  # the manager's sessions in each window (as the analysis's min_sessions)
+    min_peer_sessions: int = 10  # a peer's sessions in each window to count as a peer
+    alpha: float = 0.05  # one-sided level of both tests of a verdict
+    trim: float = 0.10  # share cut from each end for the trimmed mean of log time
+    resamples: int = 2000
+    seed: int = 6
+
+    def __post_init__(self) -> None:
+        checks = {
+            "min_sessions": self.min_sessions >= 2, "min_peer_sessions": self.min_peer_sessions >= 2,
+            "alpha": 0 < self.alpha < 0.5, "trim": 0 <= self.trim < 0.5, "resamples": self.resamples >= 100,
+        }  # fmt: skip
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"criterion {name} is out of range (got {getattr(self, name)!r})")
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The days compared, both ends included: before the assignment, and after the coaching."""
+
+    pre: Window
+    post: Window
+
+
+def windows(assigned_on: date, done_on: date, *, pre_days: int = 14, post_days: int = 14,
+            checkpoint: int = 0) -> Windows:
+    """Pre: the `pre_days` before the day of the assignment. Post: the `post_days` after the day it
+    was done (checkpoint 0), or the `post_days` ending `checkpoint` days after it (a follow-up).
+    The days of the coaching itself, from the assignment to the day it was done, are in neither."""
+    if done_on < assigned_on:
+        raise ValueError(f"done ({done_on}) before assigned ({assigned_on})")
+    if pre_days < 1 or post_days < 1:
+        raise ValueError("windows need at least one day")
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint must be one of {CHECKPOINTS} (got {checkpoint})")
+    pre = Window(assigned_on - timedelta(days=pre_days), assigned_on - timedelta(days=1))
+    end = done_on + timedelta(days=checkpoint or post_days)
+    start = max(done_on + timedelta(days=1), end - timedelta(days=post_days - 1))
+    return Windows(pre, Window(start, end))
+
+
+@dataclass(frozen=True)
+class PeerTimes:
+    """One peer's sessions on the step in the same two windows."""
+
+    manager: str
+    pre_ms: np.ndarray
+    post_ms: np.ndarray
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the windows say. Percentages: negative = faster. `None` where there was too little data."""
+
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    pre_n: int
+    post_n: int
+    pre_median_ms: float | None
+    post_median_ms: float | None
+    change_pct: float | None  # post median / pre median - 1, in %
+    median_diff_ms: float | None  # post median - pre median
+    median_diff_ci_ms: tuple[float, float] | None  # bootstrap 95% interval
+    p_value: float | None  # one-sided Mann-Whitney: post sessions tend to be shorter than pre
+    minutes_saved_per_week: float | None  # (pre - post median) x post sessions per week; negative = lost
+    peers: tuple[str, ...]  # the peers compared against (enough sessions in both windows)
+    peers_pre_median_ms: float | None
+    peers_post_median_ms: float | None
+    peers_change_pct: float | None
+    relative_effect_pct: float | None  # difference-in-differences: manager's change beyond the peers', in %
+    relative_effect_ci_pct: tuple[float, float] | None  # bootstrap 90% interval (= the one-sided 5% test)
+    relative_effect_p: float | None  # one-sided bootstrap p that the manager did not gain on the peers
+    target_max_ms: int | None
+    target_met: bool | None  # post median at most the target (None: no target, or too little data)
+
+    @property
+    def figures(self) -> dict[str, object]:
+        """Every field, JSON-ready."""
+        return {name: (list(value) if isinstance(value, tuple) else value)
+                for name, value in self.__dict__.items()}
+
+
+def evaluate(
+    pre_ms: np.ndarray | Sequence[float],
+    post_ms: np.ndarray | Sequence[float],
+    peers: Sequence[PeerTimes] = (),
+    *,
+    post_days: int,
+    target_max_ms: int | None = None,
+    criteria: Criteria | None = None,
+) -> Evaluation:
+    """Compare the manager's pre and post sessions, and their change with the peers' change.
+
+    Verdict `improved` needs both one-sided tests at `alpha`: the manager's own sessions got
+    shorter (Mann-Whitney), and they got shorter by more than the peers' did (the difference in
+    differences of the trimmed mean of log time, bootstrapped). `worse` is the mirror image.
+    """
+    c = criteria or Criteria()
+    pre, post = _times(pre_ms), _times(post_ms)
+    pre_median = float(np.median(pre)) if pre.size else None
+    post_median = float(np.median(post)) if post.size else None
+    both = pre_median is not None and post_median is not None
+    change = _pct(post_median / pre_median) if both and pre_median else None  # type: ignore[operator]
+    diff = post_median - pre_median if both else None  # type: ignore[operator]
+    saved = None
+    if both and post_days > 0:
+        saved = (pre_median - post_median) * post.size * 7.0 / post_days / MS_PER_MINUTE  # type: ignore[operator]
+    usable = [p for p in peers
+              if _times(p.pre_ms).size >= c.min_peer_sessions and _times(p.post_ms).size >= c.min_peer_sessions]
+    peer_pre = np.concatenate([_times(p.pre_ms) for p in usable]) if usable else np.empty(0)
+    peer_post = np.concatenate([_times(p.post_ms) for p in usable]) if usable else np.empty(0)
+    peer_pre_median = float(np.median(peer_pre)) if peer_pre.size else None
+    peer_post_median = float(np.median(peer_post)) if peer_post.size else None
+    base = dict(
+        pre_n=int(pre.size), post_n=int(post.size), pre_median_ms=pre_median, post_median_ms=post_median,
+        change_pct=change, median_diff_ms=diff, minutes_saved_per_week=saved,
+        peers=tuple(p.manager for p in usable), peers_pre_median_ms=peer_pre_median,
+        peers_post_median_ms=peer_post_median,
+        peers_change_pct=_pct(peer_post_median / peer_pre_median) if peer_pre_median and peer_post_median else None,
+        target_max_ms=target_max_ms,
+    )
+
+    short = []
+    if pre.size < c.min_sessions:
+        short.append(f"{pre.size} sessions before the coaching (at least {c.min_sessions} needed)")
+    if post.size < c.min_sessions:
+        short.append(f"{post.size} sessions after it (at least {c.min_sessions} needed)")
+    if short:
+        return Evaluation(verdict="insufficient_data", reasons=tuple(short), median_diff_ci_ms=None, p_value=None,
+                          relative_effect_pct=None, relative_effect_ci_pct=None, relative_effect_p=None,
+                          target_met=None, **base)  # type: ignore[arg-type]
+
+    rng = np.random.default_rng(c.seed)
+    ci = _median_diff_interval(pre, post, c.resamples, rng)
+    p_faster = float(stats.mannwhitneyu(post, pre, alternative="less").pvalue)
+    p_slower = float(stats.mannwhitneyu(post, pre, alternative="greater").pvalue)
+    target_met = None if target_max_ms is None else bool(post_median <= target_max_ms)  # type: ignore[operator]
+    own = f"median {_s(pre_median)} before, {_s(post_median)} after ({change:+.0f}%, one-sided p {p_faster:.3g})"
+    if not usable:
+        return Evaluation(
+            verdict="insufficient_data",
+            reasons=(own, f"no peer with at least {c.min_peer_sessions} sessions in both windows: a change "
+                          "everyone had (a season, a new CRM page) cannot be told apart from the coaching's"),
+            median_diff_ci_ms=ci, p_value=p_faster, relative_effect_pct=None, relative_effect_ci_pct=None,
+            relative_effect_p=None, target_met=target_met, **base)  # type: ignore[arg-type]
+
+    did, did_boot = _difference_in_differences(pre, post, usable, c.trim, c.resamples, rng)
+    p_gain = float((np.count_nonzero(did_boot >= 0) + 1) / (did_boot.size + 1))
+    p_loss = float((np.count_nonzero(did_boot <= 0) + 1) / (did_boot.size + 1))
+    low, high = np.percentile(did_boot, [100 * c.alpha, 100 * (1 - c.alpha)])
+    relative = _pct(math.exp(did))
+    relative_ci = (_pct(math.exp(low)), _pct(math.exp(high)))
+    peers_text = (f"peers ({len(usable)}) {base['peers_change_pct']:+.0f}%; relative to them {relative:+.0f}% "
+                  f"({100 - 200 * c.alpha:.0f}% interval {relative_ci[0]:+.0f}% to {relative_ci[1]:+.0f}%, "
+                  f"one-sided p {p_gain:.3g})")
+    if p_faster < c.alpha and p_gain < c.alpha:
+        verdict: Verdict = "improved"
+        why = "faster after the coaching, and by more than the peers"
+    elif p_slower < c.alpha and p_loss < c.alpha:
+        verdict = "worse"
+        why = "slower after the coaching, and by more than the peers"
+    else:
+        verdict = "no_change"
+        why = "no change beyond chance and beyond the peers' own change"
+        if p_faster < c.alpha:
+            why = "faster after the coaching, but the peers got faster as much: not credited to the coaching"
+        elif p_gain < c.alpha:
+            why = "better than the peers only because they got slower: the manager's own time did not fall"
+    reasons = [why, own, peers_text]
+    if target_met is not None:
+        reasons.append(f"target: median at most {_s(target_max_ms)}: {'met' if target_met else 'not met'}")
+    return Evaluation(verdict=verdict, reasons=tuple(reasons), median_diff_ci_ms=ci, p_value=p_faster,
+                      relative_effect_pct=relative, relative_effect_ci_pct=relative_ci, relative_effect_p=p_gain,
+                      target_met=target_met, **base)  # type: ignore[arg-type]
+
+
+def _difference_in_differences(pre: np.ndarray, post: np.ndarray, peers: Sequence[PeerTimes], trim: float,
+                               resamples: int, rng: np.random.Generator) -> tuple[float, np.ndarray]:
+    """(estimate, bootstrap replicates) of the manager's change in log time minus the peers' mean change.
+
+    Each peer's change is their own post minus pre (a peer away for one window does not shift the
+    peers' level), and the peers' change is the mean over peers. Sessions are resampled within
+    each manager and window.
+    """
+    own = _trimmed_log(post, trim) - _trimmed_log(pre, trim)
+    own_boot = _boot_trimmed_log(post, trim, resamples, rng) - _boot_trimmed_log(pre, trim, resamples, rng)
+    peer_changes, peer_boot = [], np.zeros(resamples)
+    for p in peers:
+        a, b = _times(p.pre_ms), _times(p.post_ms)
+        peer_changes.append(_trimmed_log(b, trim) - _trimmed_log(a, trim))
+        peer_boot += _boot_trimmed_log(b, trim, resamples, rng) - _boot_trimmed_log(a, trim, resamples, rng)
+    return own - float(np.mean(peer_changes)), own_boot - peer_boot / len(peers)
+
+
+def _log(times: np.ndarray) -> np.ndarray:
+    # A session can spend 0 ms on a step (a click through); log time needs a floor.
+    return np.log(np.maximum(times, LOG_FLOOR_MS))
+
+
+def _trimmed_log(times: np.ndarray, trim: float) -> float:
+    return float(stats.trim_mean(_log(times), trim))
+
+
+def _boot_trimmed_log(times: np.ndarray, trim: float, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Trimmed means of log time of `resamples` bootstrap samples (scipy's trim_mean, vectorised)."""
+    logs = _log(times)
+    n = logs.size
+    cut = int(trim * n)
+    sample = np.sort(logs[rng.integers(0, n, size=(resamples, n))], axis=1)
+    return sample[:, cut:n - cut].mean(axis=1)
+
+
+def _median_diff_interval(pre: np.ndarray, post: np.ndarray, resamples: int,
+                          rng: np.random.Generator) -> tuple[float, float]:
+    boot = (np.median(post[rng.integers(0, post.size, size=(resamples, post.size))], axis=1)
+            - np.median(pre[rng.integers(0, pre.size, size=(resamples, pre.size))], axis=1))
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return float(low), float(high)
+
+
+# --- Effectiveness across assignments ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Effectiveness:
+    """How a course or a mentor did across their evaluated assignments."""
+
+    assignments: int  # evaluated, whatever the verdict
+    conclusive: int  # with a verdict other than insufficient_data
+    improved: int
+    share_improved: float | None  # of the conclusive ones
+    share_improved_ci: tuple[float, float] | None  # Wilson 95% interval
+    median_effect_pct: float | None  # median relative effect (against peers), in %; negative = faster
+    median_effect_ci_pct: tuple[float, float] | None  # distribution-free 95% interval of that median
+    lasted: int  # improved at the evaluation and still improved at the latest follow-up
+    followed_up: int  # improved at the evaluation and followed up since
+
+
+def effectiveness(verdicts: Sequence[str], effects_pct: Sequence[float | None],
+                  latest_follow_up: Sequence[str | None] | None = None) -> Effectiveness:
+    """Summarise assignments: share improved (Wilson interval) and median effect (order-statistic
+    interval, which needs at least 6 effects for 95%: with fewer, no interval is claimed)."""
+    if len(verdicts) != len(effects_pct):
+        raise ValueError("one effect per verdict")
+    follow = list(latest_follow_up) if latest_follow_up is not None else [None] * len(verdicts)
+    conclusive = [v for v in verdicts if v != "insufficient_data"]
+    improved = sum(v == "improved" for v in conclusive)
+    share = improved / len(conclusive) if conclusive else None
+    effects = np.sort(np.array([e for e in effects_pct if e is not None], dtype=float))
+    followed = [f for v, f in zip(verdicts, follow, strict=True) if v == "improved" and f is not None]
+    return Effectiveness(
+        assignments=len(verdicts), conclusive=len(conclusive), improved=improved, share_improved=share,
+        share_improved_ci=_wilson(improved, len(conclusive)) if conclusive else None,
+        median_effect_pct=float(np.median(effects)) if effects.size else None,
+        median_effect_ci_pct=_median_interval(effects),
+        lasted=sum(f == "improved" for f in followed), followed_up=len(followed),
+    )
+
+
+def _wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _median_interval(sorted_values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
+    """[x_(l), x_(n-l+1)] with P(Binomial(n, 1/2) < l) <= (1 - level) / 2: covers the median with at
+    least `level`, whatever the distribution."""
+    n = sorted_values.size
+    if n == 0:
+        return None
+    low = int(stats.binom.ppf((1 - level) / 2, n, 0.5))
+    if low < 1:
+        return None
+    return float(sorted_values[low - 1]), float(sorted_values[n - low])
+
+
+def _times(values: np.ndarray | Sequence[float]) -> np.ndarray:
+    times = np.asarray(values, dtype=float).ravel()
+    if times.size and (not np.all(np.isfinite(times)) or np.any(times < 0)):
+        raise ValueError("session times must be finite milliseconds, 0 or more")
+    return times
+
+
+def _pct(ratio: float) -> float:
+    return (ratio - 1.0) * 100.0
+
+
+def _s(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s"

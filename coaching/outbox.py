@@ -1,0 +1,195 @@
+"""Webhook notifications: written to the `outbox` table with the change, delivered later.
+
+An action never waits for the webhook: `enqueue` only inserts a row (and nothing at all when
+STEPWATCH_WEBHOOK_URL is unset). `deliver_due(client, settings)`, run periodically by the server,
+POSTs the messages that are due to the configured URL and records each attempt: delivered, or
+the error and the time of the next try, with exponential backoff (30 s, 1 min, 2 min ... capped
+at 6 h) up to MAX_ATTEMPTS, after which the message is given up (`failed`) until someone retries
+it. Delivery is at least once: each message carries its id (`message_id` in the body and the
+`X-Stepwatch-Message-Id` header) so a receiver can drop a repeat.
+
+The body is JSON with a Slack-compatible `text` field, so a Slack or Mattermost incoming
+webhook shows the sentence as it is and other systems read the structured fields.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from coaching._store import aware, iso, utc
+from stepwatch.errors import Conflict, NotFound
+from stepwatch.settings import Settings
+from stepwatch.storage import query_rows
+
+MAX_ATTEMPTS = 10
+FIRST_RETRY_S = 30.0
+LONGEST_RETRY_S = 6 * 3600.0
+POST_TIMEOUT_S = 10.0
+COLUMNS = ("message_id", "site", "topic", "object", "body", "created_at", "attempts", "next_attempt_at",
+           "last_error", "delivered_at", "version")
+
+#: post(url, body, headers): deliver one message, raise any exception when it was not accepted.
+Poster = Callable[[str, bytes, dict[str, str]], None]
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    message_id: str
+    site: str
+    topic: str
+    object: str
+    body: str
+    created_at: datetime
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str
+    delivered_at: datetime | None
+    version: int
+
+    @property
+    def status(self) -> str:
+        """delivered; pending (not tried yet, or waiting for its next try after a failure); failed (given up)."""
+        if self.delivered_at is not None:
+            return "delivered"
+        return "pending" if self.next_attempt_at is not None else "failed"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"message_id": self.message_id, "site": self.site, "topic": self.topic, "object": self.object,
+                "status": self.status, "attempts": self.attempts, "created_at": iso(self.created_at),
+                "next_attempt_at": iso(self.next_attempt_at) if self.next_attempt_at else None,
+                "last_error": self.last_error,
+                "delivered_at": iso(self.delivered_at) if self.delivered_at else None,
+                "body": json.loads(self.body)}
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    attempted: int = 0
+    delivered: int = 0
+    failed: int = 0  # failed this time and will be retried
+    given_up: int = 0  # failed for the last time
+
+
+def enqueue(client: Client, settings: Settings, *, site: str, topic: str, obj: str, body: dict[str, Any],
+            now: datetime | None = None) -> OutboxMessage | None:
+    """Queue a notification for the webhook; None (nothing stored) when no webhook is configured."""
+    if not settings.webhook_url:
+        return None
+    now = now or datetime.now(UTC)
+    message_id = str(uuid.uuid4())
+    message = OutboxMessage(message_id=message_id, site=site, topic=topic, object=obj,
+                            body=json.dumps({**body, "message_id": message_id}, default=str), created_at=now,
+                            attempts=0, next_attempt_at=now, last_error="", delivered_at=None, version=time.time_ns())
+    _write(client, message)
+    return message
+
+
+def deliver_due(client: Client, settings: Settings, post: Poster | None = None, *, now: datetime | None = None,
+                limit: int = 50) -> DeliveryReport:
+    """POST the messages whose time has come; the function to run periodically (e.g. every 30 s)."""
+    if not settings.webhook_url:
+        return DeliveryReport()
+    post = post or post_json
+    now = now or datetime.now(UTC)
+    report = DeliveryReport()
+    for message in _due(client, now, limit):
+        headers = {"Content-Type": "application/json", "X-Stepwatch-Message-Id": message.message_id,
+                   "User-Agent": "stepwatch-webhook"}
+        attempts = message.attempts + 1
+        try:
+            post(settings.webhook_url, message.body.encode(), headers)
+        except Exception as exc:  # any failure of the receiver or the network is recorded, never raised
+            error = _describe(exc)
+            last = attempts >= MAX_ATTEMPTS
+            _write(client, replace(message, attempts=attempts, last_error=error, version=time.time_ns(),
+                                   next_attempt_at=None if last else now + backoff(attempts)))
+            report = replace(report, attempted=report.attempted + 1, failed=report.failed + (not last),
+                             given_up=report.given_up + last)
+            continue
+        _write(client, replace(message, attempts=attempts, last_error="", delivered_at=now, next_attempt_at=None,
+                               version=time.time_ns()))
+        report = replace(report, attempted=report.attempted + 1, delivered=report.delivered + 1)
+    return report
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait after the `attempts`-th failed try: 30 s, 1 min, 2 min, 4 min ... at most 6 h."""
+    return timedelta(seconds=min(FIRST_RETRY_S * 2 ** (attempts - 1), LONGEST_RETRY_S))
+
+
+def messages(client: Client, *, site: str | None = None, status: str | None = None,
+             limit: int = 100) -> list[OutboxMessage]:
+    """The newest messages first, optionally only delivered, pending or failed ones."""
+    if status not in (None, "delivered", "pending", "failed"):
+        raise ValueError(f"unknown status {status!r}")
+    rows = query_rows(
+        client,
+        f"SELECT {', '.join(COLUMNS)} FROM outbox FINAL WHERE ({{site:String}} = '' OR site = {{site:String}}) "
+        "AND ({status:String} = '' OR multiIf(delivered_at IS NOT NULL, 'delivered', next_attempt_at IS NOT NULL, "
+        "'pending', 'failed') = {status:String}) ORDER BY created_at DESC LIMIT {limit:UInt32}",
+        {"site": site or "", "status": status or "", "limit": limit},
+    )
+    return [_message(r) for r in rows]
+
+
+def retry(client: Client, message_id: str, *, now: datetime | None = None) -> OutboxMessage:
+    """Put a failed message back in the queue, to be tried at the next delivery."""
+    rows = query_rows(client, f"SELECT {', '.join(COLUMNS)} FROM outbox FINAL WHERE message_id = {{id:UUID}}",
+                      {"id": message_id})
+    if not rows:
+        raise NotFound(f"no outbox message {message_id}")
+    message = _message(rows[0])
+    if message.status != "failed":
+        raise Conflict(f"message {message_id} is {message.status}: only a failed message is retried")
+    again = replace(message, next_attempt_at=now or datetime.now(UTC), version=time.time_ns())
+    _write(client, again)
+    return again
+
+
+def post_json(url: str, body: bytes, headers: dict[str, str]) -> None:
+    """The default poster: urllib (stdlib), 10 s timeout; any status but 2xx is a failure."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=POST_TIMEOUT_S) as response:  # noqa: S310 - configured URL
+        if not 200 <= response.status < 300:
+            raise RuntimeError(f"HTTP {response.status}")
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"[:500]
+    if isinstance(exc, urllib.error.URLError):
+        return f"cannot reach the webhook: {exc.reason}"[:500]
+    return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:500]
+
+
+def _due(client: Client, now: datetime, limit: int) -> list[OutboxMessage]:
+    rows = query_rows(
+        client,
+        f"SELECT {', '.join(COLUMNS)} FROM outbox FINAL WHERE delivered_at IS NULL AND next_attempt_at IS NOT NULL "
+        "AND next_attempt_at <= {now:DateTime64(3, 'UTC')} ORDER BY created_at LIMIT {limit:UInt32}",
+        {"now": utc(now), "limit": limit},
+    )
+    return [_message(r) for r in rows]
+
+
+def _write(client: Client, m: OutboxMessage) -> None:
+    client.insert("outbox", [[m.message_id, m.site, m.topic, m.object, m.body, utc(m.created_at), m.attempts,
+                              utc(m.next_attempt_at) if m.next_attempt_at else None, m.last_error,
+                              utc(m.delivered_at) if m.delivered_at else None, m.version]],
+                  column_names=list(COLUMNS))
+
+
+def _message(row: dict[str, Any]) -> OutboxMessage:
+    return OutboxMessage(**{**row, "message_id": str(row["message_id"]), "created_at": aware(row["created_at"]),
+                            "next_attempt_at": aware(row["next_attempt_at"]) if row["next_attempt_at"] else None,
+                            "delivered_at": aware(row["delivered_at"]) if row["delivered_at"] else None})

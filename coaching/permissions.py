@@ -1,0 +1,176 @@
+"""Who may do what with coaching: pure functions of the acting account and the assignment.
+
+    admin     everything
+    director  assigns, cancels, evaluates and sees the assignments of the teams they lead
+    trainer   schedules, marks done, evaluates and sees what is assigned to them (as mentor)
+    manager   sees their own assignments and marks their self-paced courses done
+
+The catalog: courses are added by admins, directors and trainers; mentors are set by admins and
+directors (and a trainer may set the steps they coach themselves). Each refusal is a
+stepwatch.errors.Forbidden (403) whose message says why. The acting account is anything with the
+fields of stepwatch.users.User that matter here (name, role, teams, manager_id, disabled):
+a User from a login or a token, `Operator` for the command line on the host, or `ActingAs` for
+`--as USER`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from coaching.lifecycle import CoachingAssignment
+from stepwatch.errors import Forbidden
+
+Action = Literal["view", "assign", "schedule", "done", "cancel", "evaluate", "courses", "mentors", "effectiveness"]
+ACTIONS: tuple[str, ...] = ("view", "assign", "schedule", "done", "cancel", "evaluate", "courses", "mentors",
+                            "effectiveness")
+
+
+class Account(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def teams(self) -> tuple[str, ...]: ...
+    @property
+    def manager_id(self) -> str: ...
+    @property
+    def disabled(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Operator:
+    """Whoever runs a command on the host: the data directory is theirs, so they act as an admin
+    (the name is stepwatch.audit.cli_actor(), e.g. cli:ops)."""
+
+    name: str
+    role: str = "admin"
+    teams: tuple[str, ...] = ()
+    manager_id: str = ""
+    disabled: bool = False
+    via: str = ""
+
+
+@dataclass(frozen=True)
+class ActingAs:
+    """An account's rights, used by someone else's channel (`--as USER` on the host): the audit log
+    records the account and, in `via`, who used it."""
+
+    name: str
+    role: str
+    teams: tuple[str, ...]
+    manager_id: str
+    disabled: bool
+    via: str
+
+    @classmethod
+    def of(cls, user: Account, via: str) -> ActingAs:
+        return cls(user.name, user.role, tuple(user.teams), user.manager_id, user.disabled, via)
+
+
+def refusal(user: Account, action: str, assignment: CoachingAssignment | None = None, *,
+            team: str | None = None) -> str | None:
+    """Why `user` may not do `action` (on `assignment`, or for a manager of `team` when assigning),
+    or None when they may."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    who = f"{user.name} ({user.role})"
+    if user.disabled:
+        return f"the account {user.name} is disabled"
+    if user.role == "admin":
+        return None
+    if action in ("view", "schedule", "done", "cancel", "evaluate") and assignment is None:
+        raise ValueError(f"{action} needs the assignment")
+    if action == "view":
+        return _view(user, assignment, who)  # type: ignore[arg-type]
+    if action == "assign":
+        if user.role != "director":
+            return f"{who} cannot assign coaching: directors assign it for the teams they lead"
+        if not team:
+            return f"{who} cannot assign coaching to a manager who is in no team"
+        if team not in user.teams:
+            return f"{who} does not lead team {team} ({_led(user)})"
+        return None
+    if action == "cancel":
+        if user.role != "director":
+            return f"{who} cannot cancel coaching: the director of the team does"
+        return _leads(user, assignment, who)  # type: ignore[arg-type]
+    if action == "schedule":
+        if user.role == "trainer" and assignment.mentor == user.name:  # type: ignore[union-attr]
+            return None
+        return _trainer_only(who, assignment, "schedules the meeting")  # type: ignore[arg-type]
+    if action == "done":
+        a: CoachingAssignment = assignment  # type: ignore[assignment]
+        if user.role == "trainer" and a.mentor == user.name:
+            return None
+        if user.role == "manager" and user.manager_id == a.manager:
+            if a.kind == "course" and a.self_paced:
+                return None
+            return f"{who} cannot mark this done: it is {_what(a)}, recorded by the trainer {a.mentor}"
+        if a.kind == "course" and a.self_paced:
+            return f"{who} cannot mark this done: the manager {a.manager} marks a self-paced course done"
+        return _trainer_only(who, a, "marks it done")
+    if action == "evaluate":
+        a = assignment  # type: ignore[assignment]
+        if user.role == "director":
+            return _leads(user, a, who)
+        if user.role == "trainer" and a.mentor == user.name:
+            return None
+        return f"{who} cannot evaluate this assignment: the director of team {a.team or '-'} or its trainer can"
+    if action == "courses":
+        return None if user.role in ("director", "trainer") else f"{who} cannot change the course catalog"
+    if action == "mentors":
+        return None if user.role == "director" else f"{who} cannot change who mentors what"
+    if action == "effectiveness":
+        return None if user.role in ("director", "trainer") else f"{who} cannot see coaching effectiveness"
+    raise AssertionError(action)
+
+
+def require(user: Account, action: str, assignment: CoachingAssignment | None = None, *,
+            team: str | None = None) -> None:
+    """Raise Forbidden (403) with the reason when `user` may not do `action`."""
+    reason = refusal(user, action, assignment, team=team)
+    if reason is not None:
+        raise Forbidden(reason)
+
+
+def can(user: Account, action: str, assignment: CoachingAssignment | None = None, *,
+        team: str | None = None) -> bool:
+    return refusal(user, action, assignment, team=team) is None
+
+
+def visible(user: Account, assignments: Iterable[CoachingAssignment]) -> list[CoachingAssignment]:
+    """The assignments `user` may see."""
+    return [a for a in assignments if can(user, "view", a)]
+
+
+def _view(user: Account, a: CoachingAssignment, who: str) -> str | None:
+    if user.role == "director":
+        return _leads(user, a, who)
+    if user.role == "trainer":
+        if a.mentor == user.name:
+            return None
+        return f"{who} sees only what is assigned to them (this is {a.mentor or 'nobody'}'s)"
+    if user.role == "manager":
+        return None if user.manager_id and user.manager_id == a.manager else f"{who} sees only their own coaching"
+    return f"{who} has no access to coaching"
+
+
+def _leads(user: Account, a: CoachingAssignment, who: str) -> str | None:
+    return None if a.team and a.team in user.teams else f"{who} does not lead team {a.team or '-'} ({_led(user)})"
+
+
+def _trainer_only(who: str, a: CoachingAssignment, does: str) -> str:
+    if not a.mentor:
+        return f"{who} cannot do that: this self-paced course has no trainer"
+    return f"{who} cannot do that: the trainer {a.mentor} {does}"
+
+
+def _led(user: Account) -> str:
+    return f"leads {', '.join(user.teams)}" if user.teams else "leads no team"
+
+
+def _what(a: CoachingAssignment) -> str:
+    return "a mentor meeting" if a.kind == "mentor_meeting" else "a course led by a trainer"

@@ -1,0 +1,142 @@
+"""The coaching statistics on hand-made data: figures against numpy and scipy, the verdict rules,
+difference-in-differences against a seasonal shift, windows, effectiveness."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from coaching.evaluation import Criteria, PeerTimes, effectiveness, evaluate, windows
+
+
+def lognormal(seed: int, n: int, median_s: float, sigma: float = 0.4) -> np.ndarray:
+    return np.random.default_rng(seed).lognormal(np.log(median_s * 1000), sigma, n)
+
+
+def peers(factor: float, count: int = 5, n: int = 60) -> list[PeerTimes]:
+    return [PeerTimes(f"p{i}", lognormal(100 + i, n, 240), lognormal(200 + i, n, 240 * factor)) for i in range(count)]
+
+
+def test_figures_match_numpy_and_scipy() -> None:
+    pre = np.array([300, 320, 250, 410, 380, 290, 305, 330, 600, 275, 310, 295, 350, 360, 280, 340, 300, 315, 325,
+                    290], dtype=float) * 1000
+    post = np.array([250, 240, 260, 300, 230, 245, 270, 255, 500, 235, 265, 250, 240, 280, 260, 225, 245, 255, 238,
+                     262, 248], dtype=float) * 1000
+    result = evaluate(pre, post, peers(1.0), post_days=14)
+    assert result.pre_n == 20 and result.post_n == 21
+    assert result.pre_median_ms == np.median(pre) and result.post_median_ms == np.median(post)
+    assert result.change_pct == pytest.approx((np.median(post) / np.median(pre) - 1) * 100)
+    assert result.median_diff_ms == pytest.approx(np.median(post) - np.median(pre))
+    assert result.p_value == pytest.approx(stats.mannwhitneyu(post, pre, alternative="less").pvalue)
+    per_week = 21 * 7 / 14
+    assert result.minutes_saved_per_week == pytest.approx((np.median(pre) - np.median(post)) * per_week / 60_000)
+    low, high = result.median_diff_ci_ms  # type: ignore[misc]
+    assert low <= result.median_diff_ms <= high < 0
+    assert result.verdict == "improved"
+    assert evaluate(pre, post, peers(1.0), post_days=14) == result  # seeded: the same figures every time
+
+
+def test_exact_relative_effect_when_the_manager_is_scaled_and_the_peers_are_not() -> None:
+    pre = lognormal(1, 50, 300)
+    steady = [PeerTimes(f"p{i}", lognormal(10 + i, 40, 250), lognormal(10 + i, 40, 250)) for i in range(4)]
+    result = evaluate(pre, pre * 0.8, steady, post_days=14)
+    assert result.relative_effect_pct == pytest.approx(-20.0)  # log-time trimmed means move by exactly log 0.8
+    assert result.peers_change_pct == pytest.approx(0.0)
+    low, high = result.relative_effect_ci_pct  # type: ignore[misc]
+    assert low < -20 < high < 0
+    assert result.relative_effect_p < 0.05 and result.verdict == "improved"  # type: ignore[operator]
+
+
+def test_a_seasonal_speed_up_of_everyone_is_not_credited() -> None:
+    pre, post = lognormal(1, 60, 300), lognormal(2, 60, 300 * 0.8)
+    alone = evaluate(pre, post, peers(1.0), post_days=14)
+    assert alone.verdict == "improved"
+    seasonal = evaluate(pre, post, peers(0.8), post_days=14)  # the whole team got 20% faster
+    assert alone.p_value == seasonal.p_value < 0.05  # the manager's own time fell as much ...
+    assert seasonal.verdict == "no_change"  # ... but so did everyone's
+    assert seasonal.relative_effect_ci_pct[0] < 0 < seasonal.relative_effect_ci_pct[1]  # type: ignore[index]
+    assert "peers got faster as much" in seasonal.reasons[0]
+
+
+def test_gaining_on_peers_who_slowed_down_is_not_improved() -> None:
+    pre, post = lognormal(1, 60, 300), lognormal(2, 60, 300)
+    result = evaluate(pre, post, peers(1.3), post_days=14)
+    assert result.relative_effect_pct < 0 and result.relative_effect_p < 0.05  # type: ignore[operator]
+    assert result.verdict == "no_change"
+    assert "own time did not fall" in result.reasons[0]
+
+
+def test_worse() -> None:
+    result = evaluate(lognormal(1, 60, 300), lognormal(2, 60, 420), peers(1.0), post_days=14)
+    assert result.verdict == "worse" and result.minutes_saved_per_week < 0  # type: ignore[operator]
+
+
+def test_no_change() -> None:
+    result = evaluate(lognormal(1, 60, 300), lognormal(2, 60, 300), peers(1.0), post_days=14)
+    assert result.verdict == "no_change"
+
+
+@pytest.mark.parametrize(("pre_n", "post_n", "peer_n", "reason"), [
+    (19, 60, 60, "19 sessions before"),
+    (60, 5, 60, "5 sessions after"),
+    (60, 60, 9, "no peer with at least 10 sessions"),
+])
+def test_insufficient_data(pre_n: int, post_n: int, peer_n: int, reason: str) -> None:
+    result = evaluate(lognormal(1, pre_n, 300), lognormal(2, post_n, 200), peers(1.0, n=peer_n), post_days=14,
+                      target_max_ms=250_000)
+    assert result.verdict == "insufficient_data"
+    assert any(reason in r for r in result.reasons)
+    assert result.relative_effect_pct is None
+
+
+def test_target_met_on_the_post_median() -> None:
+    pre, post = lognormal(1, 60, 300), lognormal(2, 60, 230)
+    median = float(np.median(post))
+    assert evaluate(pre, post, peers(1.0), post_days=14, target_max_ms=int(median) + 1).target_met is True
+    assert evaluate(pre, post, peers(1.0), post_days=14, target_max_ms=int(median) - 1).target_met is False
+    assert evaluate(pre, post, peers(1.0), post_days=14).target_met is None
+
+
+def test_zero_time_sessions_are_allowed_and_negative_ones_refused() -> None:
+    pre = np.r_[lognormal(1, 40, 300), [0.0]]
+    assert evaluate(pre, lognormal(2, 40, 250), peers(1.0), post_days=14).verdict in ("improved", "no_change")
+    with pytest.raises(ValueError, match="0 or more"):
+        evaluate(-pre, pre, post_days=14)
+
+
+def test_windows_leave_the_coaching_days_out() -> None:
+    w = windows(date(2026, 3, 10), date(2026, 3, 13))
+    assert (w.pre.since, w.pre.until) == (date(2026, 2, 24), date(2026, 3, 9))
+    assert (w.post.since, w.post.until) == (date(2026, 3, 14), date(2026, 3, 27))
+    follow = windows(date(2026, 3, 10), date(2026, 3, 13), checkpoint=30)
+    assert (follow.post.since, follow.post.until) == (date(2026, 3, 30), date(2026, 4, 12))
+    assert follow.pre == w.pre
+    assert windows(date(2026, 3, 10), date(2026, 3, 10), pre_days=28, post_days=7).pre.days == 28
+    with pytest.raises(ValueError):
+        windows(date(2026, 3, 10), date(2026, 3, 9))
+    with pytest.raises(ValueError):
+        windows(date(2026, 3, 10), date(2026, 3, 12), checkpoint=45)
+
+
+def test_effectiveness_share_and_median_with_intervals() -> None:
+    verdicts = ["improved"] * 6 + ["no_change"] * 3 + ["worse", "insufficient_data"]
+    effects = [-25.0, -20.0, -18.0, -30.0, -15.0, -22.0, -3.0, 2.0, -5.0, 12.0, None]
+    summary = effectiveness(verdicts, effects, ["improved", None, "no_change", None, None, None] + [None] * 5)
+    assert (summary.assignments, summary.conclusive, summary.improved) == (11, 10, 6)
+    assert summary.share_improved == pytest.approx(0.6)
+    low, high = summary.share_improved_ci  # type: ignore[misc]
+    assert 0.3 < low < 0.6 < high < 0.9  # Wilson interval for 6 of 10: 0.31 to 0.83
+    assert summary.median_effect_pct == pytest.approx(float(np.median([e for e in effects if e is not None])))
+    assert summary.median_effect_ci_pct == (-25.0, 2.0)  # order statistics 2 and 9 of the 10 sorted
+    assert (summary.followed_up, summary.lasted) == (2, 1)
+    few = effectiveness(["improved"] * 3, [-20.0, -10.0, -15.0])
+    assert few.median_effect_ci_pct is None  # 5 or fewer effects cannot pin a median at 95%
+    assert effectiveness([], []).share_improved is None
+
+
+def test_criteria_are_checked() -> None:
+    with pytest.raises(ValueError, match="alpha"):
+        Criteria(alpha=0.7)
