@@ -22,7 +22,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from stepwatch import migrations, storage
-from stepwatch.cli import _accounts, _admin, _analysis, _eventlog, _serve, _sites
+from stepwatch.cli import _accounts, _admin, _analysis, _coaching, _eventlog, _serve, _sites
 from stepwatch.cli._common import CliError, _first_line, format_duration, parse_duration
 from stepwatch.cli._serve import cmd_demo, cmd_serve
 from stepwatch.errors import StepwatchError
@@ -124,6 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Process monitor for CRM teams. Configuration: STEPWATCH_* environment variables (see README).",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for part in (_serve, _admin, _sites, _analysis, _accounts, _eventlog):
+    for part in (_serve, _admin, _sites, _analysis, _coaching, _accounts, _eventlog):
         part.register(sub)
     return parser
