@@ -239,3 +239,70 @@ def write_truth(truth: DemoTruth, path: Path) -> None:
     for p in data["planted"]:
         p["since"] = p["since"].isoformat()
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+COURSES = (  # title, steps, self-paced
+    ("Client identification", ("identification",), True),
+    ("Needs discovery", ("needs", "products"), True),
+    ("Offer basics", ("offer",), True),
+    ("Contract, payment and closing", ("contract", "payment", "closing"), True),
+    ("Offer and contract workshop", ("offer", "contract"), False),
+)
+
+
+def seed_coaching(client: Client, settings: Any, truth: DemoTruth, *, today: date | None = None) -> list[str]:
+    """A coaching catalog and a few assignments: every planted improvement was coached with a
+    self-paced course that ended the day before it, and is evaluated now (whatever the data says);
+    slow drawdowns get a mentor meeting assigned from their flag, the first one scheduled. Call it
+    after the analysis and create_accounts (it uses the director and trainer accounts when they
+    exist). Returns the ids of the assignments made; makes none when the demo has some already."""
+    from coaching import assignments, catalog, measure
+    from coaching.lifecycle import Target
+    from coaching.permissions import Operator
+    from stepwatch import flag_store, users
+
+    today = today or datetime.now(UTC).date()
+    if assignments.list_assignments(client, SITE):
+        return []
+    demo = Operator("demo")
+    accounts = {u.role: u for u in users.list_users(client) if not u.disabled}
+    director, trainer = accounts.get("director", demo), accounts.get("trainer")
+    existing = catalog.list_courses(client, SITE, include_retired=True)
+    course_of: dict[str, catalog.Course] = {}
+    for title, steps, self_paced in COURSES:
+        course = next((c for c in existing if c.title == title), None)
+        if course is None:
+            course = catalog.add_course(client, demo, site=SITE, title=title, steps=list(steps), expected_minutes=60,
+                                        self_paced=self_paced, link="https://lms.example.com/stepwatch-demo",
+                                        reason="demo data")
+        for step in steps:
+            if course.self_paced:
+                course_of[step] = course
+    if trainer is not None:
+        catalog.set_mentor(client, demo, site=SITE, name=trainer.name, steps=list(STEP_SECONDS), reason="demo data")
+    made = []
+    start = datetime(today.year, today.month, today.day, 9, tzinfo=UTC)
+    for plant in (p for p in truth.planted if p.kind == "improvement"):
+        course = course_of.get(plant.step)
+        if course is None or course.retired:
+            continue
+        assigned = start - timedelta(days=(today - plant.since).days + 4)  # 4 days of coaching, then better
+        a = assignments.assign(client, settings, director, site=SITE, manager=plant.manager, step=plant.step,
+                               kind="course", course_id=course.course_id, due=assigned.date() + timedelta(days=3),
+                               target=Target(int(STEP_SECONDS[plant.step] * 1000 * 1.3), 21), post_days=10,
+                               note="demo: slow on this step for weeks", now=assigned)
+        assignments.mark_done(client, settings, demo, a.assignment_id, now=assigned + timedelta(days=3, hours=8))
+        measure.evaluate_assignment(client, settings, a.assignment_id, now=start)
+        made.append(a.assignment_id)
+    if trainer is not None:
+        flags = [f for f in flag_store.current(client, SITE)
+                 if f.kind == "slow" and f.status in ("open", "acknowledged")]
+        for i, flag in enumerate(flags[:3]):
+            a = assignments.assign(client, settings, director, site=SITE, manager=flag.manager, step=flag.step,
+                                   kind="mentor_meeting", mentor=trainer.name, due=today + timedelta(days=7),
+                                   target=Target(flag.reference_ms, 28), flag_id=flag.flag_id,
+                                   note="demo: assigned from the drawdown flag")
+            if i == 0:
+                assignments.schedule(client, settings, trainer, a.assignment_id, start + timedelta(days=1, hours=1))
+            made.append(a.assignment_id)
+    return made
