@@ -1,0 +1,353 @@
+"""Charts drawn on the server as SVG: no script, no styles inline, every text escaped.
+
+    bullet(...)     a step's median against its band: min, reference, max (linear scale)
+    histogram(...)  the distribution of session times on a log time scale, the band shaded behind
+    boxes(...)      one row per manager: P10-P90 whisker, P25-P75 box, median, on one log scale
+    weekly(...)     weekly medians over time, the band drawn as a shaded area
+
+Each returns markupsafe.Markup: an <svg role="img"> with an aria-label and a <title> that say
+what it shows, and the values written as text in the drawing. Colours are the Okabe-Ito palette
+(safe for the common colour-vision deficiencies) and never carry meaning alone: a median above the
+band is also a ▲ and the word, below is a ▼. Words come from messages/charts.toml through the
+page's Translator, so a chart speaks the viewer's language.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from babel import dates as babel_dates
+from markupsafe import Markup, escape
+
+from dashboards.i18n import Translator
+
+SVG_NS = "http://www.w3.org/2000/svg"
+INK, MUTED, GRID = "#1b1f24", "#57606a", "#d0d7de"
+BLUE, VERMILLION, GREEN, ORANGE, SKY = "#0072b2", "#d55e00", "#009e73", "#e69f00", "#56b4e9"
+BAND_FILL, BELOW_FILL, ABOVE_FILL = "#d5ede5", "#e3eef7", "#fbe9cf"  # tints of green, blue, orange
+# Nice ticks of a time axis (ms): 1 s ... 4 h.
+TIME_TICKS = (1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 60_000, 120_000, 300_000, 600_000, 1_200_000,
+              1_800_000, 3_600_000, 7_200_000, 14_400_000)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A band in milliseconds, as the charts need it."""
+
+    min_ms: float
+    reference_ms: float
+    max_ms: float
+
+
+@dataclass(frozen=True)
+class BoxRow:
+    label: str
+    n: int
+    p10_ms: float
+    p25_ms: float
+    median_ms: float
+    p75_ms: float
+    p90_ms: float
+    band: Limits | None
+
+
+def position(value: float | None, band: Limits | None) -> str | None:
+    """'below', 'within' or 'above' the band; None without a value or a band."""
+    if value is None or band is None:
+        return None
+    return "above" if value > band.max_ms else "below" if value < band.min_ms else "within"
+
+
+# --- drawing helpers -------------------------------------------------------------------------------------------
+
+
+def _n(x: float) -> str:
+    return f"{x:.1f}".rstrip("0").rstrip(".") if math.isfinite(x) else "0"
+
+
+def _el(tag: str, content: str | Markup = "", **attrs: object) -> Markup:
+    """One element; attribute names `class_` -> class, `stroke_width` -> stroke-width; values escaped."""
+    parts = [tag]
+    for key, value in attrs.items():
+        if value is None:
+            continue
+        name = key.rstrip("_").replace("_", "-")
+        text = _n(value) if isinstance(value, float) else str(value)
+        parts.append(f'{name}="{escape(text)}"')
+    opening = "<" + " ".join(parts)
+    if not content:
+        return Markup(opening + "/>")
+    return Markup(f"{opening}>{escape(content)}</{tag}>")
+
+
+def _text(x: float, y: float, text: str, *, anchor: str = "start", size: int | None = None,
+          weight: str | None = None, fill: str | None = None) -> Markup:
+    return _el("text", text, x=x, y=y, text_anchor=anchor, font_size=size, font_weight=weight, fill=fill)
+
+
+def _svg(width: int, height: int, label: str, body: Iterable[Markup], css: str) -> Markup:
+    inner = Markup("").join(body)
+    return Markup(
+        f'<svg xmlns="{SVG_NS}" class="chart {escape(css)}" role="img" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" aria-label="{escape(label)}">'
+    ) + _el("title", label) + inner + Markup("</svg>")
+
+
+def _mark(kind: str | None, x: float, y: float, size: float = 5) -> Markup:
+    """The shape of a position: ▲ above the band, ▼ below, ● within (or no band)."""
+    if kind in ("above", "below"):
+        tip, base = (y - size, y + size) if kind == "above" else (y + size, y - size)
+        return _el("polygon", points=f"{_n(x - size)},{_n(base)} {_n(x + size)},{_n(base)} {_n(x)},{_n(tip)}",
+                   fill=VERMILLION if kind == "above" else BLUE, stroke=INK, stroke_width=0.5)
+    return _el("circle", cx=x, cy=y, r=size * 0.8, fill=INK if kind is None else GREEN, stroke=INK, stroke_width=0.5)
+
+
+_SYMBOL = {"above": "▲", "below": "▼", "within": "●"}
+
+
+def _word(_: Translator, kind: str | None) -> str:
+    return "" if kind is None else f"{_SYMBOL[kind]} {_('band.' + kind)}"
+
+
+class _LogScale:
+    """Milliseconds to x on a log axis between two nice ticks around the values."""
+
+    def __init__(self, values: Iterable[float], x0: float, x1: float):
+        positive = [v for v in values if v and v > 0 and math.isfinite(v)] or [1_000.0, 60_000.0]
+        low, high = min(positive), max(positive)
+        self.low = max((t for t in TIME_TICKS if t <= low), default=min(low, TIME_TICKS[0]) / 2)
+        self.high = min((t for t in TIME_TICKS if t >= high), default=high * 1.5)
+        if self.high <= self.low:
+            self.high = self.low * 10
+        self.x0, self.x1 = x0, x1
+
+    def __call__(self, ms: float) -> float:
+        ms = min(max(ms, self.low), self.high)
+        share = math.log(ms / self.low) / math.log(self.high / self.low)
+        return self.x0 + share * (self.x1 - self.x0)
+
+    def ticks(self) -> list[float]:
+        inside = [t for t in TIME_TICKS if self.low <= t <= self.high]
+        every = math.ceil(len(inside) / 6)  # at most six labels, so they never overlap
+        return inside[::every]
+
+
+def _log_axis(scale: _LogScale, _: Translator, y: float, top: float) -> list[Markup]:
+    out = [_el("line", x1=scale.x0, y1=y, x2=scale.x1, y2=y, stroke=MUTED)]
+    for tick in scale.ticks():
+        x = scale(tick)
+        # labels at the ends of the axis grow inwards, so they are never cut by the drawing's edge
+        anchor = "start" if x - scale.x0 < 20 else "end" if scale.x1 - x < 20 else "middle"
+        out.append(_el("line", x1=x, y1=top, x2=x, y2=y + 4, stroke=GRID))
+        out.append(_text(x, y + 15, _.minutes(tick), anchor=anchor, size=10, fill=MUTED))
+    return out
+
+
+def _band_lines(scale: _LogScale, band: Limits, _: Translator, top: float, bottom: float) -> list[Markup]:
+    """The band shaded between min and max, the reference as a solid line, all three named."""
+    x_min, x_ref, x_max = scale(band.min_ms), scale(band.reference_ms), scale(band.max_ms)
+    return [
+        _el("rect", x=x_min, y=top, width=max(x_max - x_min, 1.0), height=bottom - top, fill=BAND_FILL,
+            class_="band"),
+        _el("line", x1=x_min, y1=top, x2=x_min, y2=bottom, stroke=GREEN, stroke_dasharray="3 2"),
+        _el("line", x1=x_max, y1=top, x2=x_max, y2=bottom, stroke=GREEN, stroke_dasharray="3 2"),
+        _el("line", x1=x_ref, y1=top, x2=x_ref, y2=bottom, stroke=INK, stroke_width=1.5),
+    ]
+
+
+def _band_sentence(_: Translator, band: Limits | None) -> str:
+    if band is None:
+        return _("charts.no_band")
+    return _("charts.band", min=_.minutes(band.min_ms), reference=_.minutes(band.reference_ms),
+             max=_.minutes(band.max_ms))
+
+
+# --- the charts ------------------------------------------------------------------------------------------------
+
+
+def bullet(_: Translator, *, label: str, median_ms: float | None, band: Limits | None, width: int = 380) -> Markup:
+    """The median as a bar against the band's zones (below min, within, above max) and the reference."""
+    where = position(median_ms, band)
+    summary = _("charts.bullet_label", label=label,
+                median=_.minutes(median_ms) if median_ms is not None else _("charts.no_data"),
+                band=_band_sentence(_, band)) + (f" ({_word(_, where)})" if where else "")
+    x0, x1, top, height = 4.0, width - 100.0, 4.0, 20.0
+    values = [v for v in (median_ms, band.max_ms * 1.25 if band else None) if v]
+    domain = max(values, default=60_000.0) * 1.05
+
+    def x(ms: float) -> float:
+        return x0 + min(ms, domain) / domain * (x1 - x0)
+
+    body: list[Markup] = []
+    if band is not None:
+        body += [
+            _el("rect", x=x0, y=top, width=x(band.min_ms) - x0, height=height, fill=BELOW_FILL),
+            _el("rect", x=x(band.min_ms), y=top, width=max(x(band.max_ms) - x(band.min_ms), 1.0), height=height,
+                fill=BAND_FILL),
+            _el("rect", x=x(band.max_ms), y=top, width=x1 - x(band.max_ms), height=height, fill=ABOVE_FILL),
+            _el("line", x1=x(band.min_ms), y1=top, x2=x(band.min_ms), y2=top + height, stroke=GREEN,
+                stroke_dasharray="3 2"),
+            _el("line", x1=x(band.max_ms), y1=top, x2=x(band.max_ms), y2=top + height, stroke=GREEN,
+                stroke_dasharray="3 2"),
+        ]
+    else:
+        body.append(_el("rect", x=x0, y=top, width=x1 - x0, height=height, fill="#f2f2f2"))
+    if median_ms is not None:
+        body.append(_el("rect", x=x0, y=top + 7, width=max(x(median_ms) - x0, 1.0), height=6, fill=INK))
+        body.append(_mark(where, x(median_ms), top + 10))
+        body.append(_text(x1 + 8, top + 14, f"{_SYMBOL.get(where or '', '')} {_.minutes(median_ms)}".strip(),
+                          weight="600"))
+    if band is not None:
+        body.append(_el("line", x1=x(band.reference_ms), y1=top - 3, x2=x(band.reference_ms), y2=top + height + 3,
+                        stroke=INK, stroke_width=2.5))
+    body.append(_text(x0, top + height + 16, _band_sentence(_, band), size=10, fill=MUTED))
+    return _svg(width, int(top + height + 22), summary, body, "bullet")
+
+
+def histogram(_: Translator, *, label: str, bins: Sequence[tuple[float, float, int]], band: Limits | None,
+              median_ms: float | None = None, width: int = 380, height: int = 150) -> Markup:
+    """Sessions per bin of a log time axis (bins: from_ms, to_ms, sessions); the band shaded behind."""
+    total = sum(b[2] for b in bins)
+    summary = _("charts.histogram_label", label=label, n=_.num(total), band=_band_sentence(_, band))
+    if median_ms is not None:
+        summary += " " + _("charts.median_is", median=_.minutes(median_ms))
+    top, bottom = 22.0, height - 22.0
+    values = [v for b in bins for v in b[:2]] + ([band.min_ms, band.max_ms] if band else [])
+    scale = _LogScale(values, 8.0, width - 8.0)
+    body: list[Markup] = []
+    if band is not None:
+        body += _band_lines(scale, band, _, top, bottom)
+    peak = max((b[2] for b in bins), default=0)
+    for low, high, count in bins:
+        if not count:
+            continue
+        xa, xb = scale(low), scale(high)
+        bar = (bottom - top - 12) * count / peak
+        rect = _el("rect", _el("title", _("charts.bin", low=_.minutes(low), high=_.minutes(high), n=_.num(count))),
+                   x=xa + 0.5, y=bottom - bar, width=max(xb - xa - 1, 1.0), height=bar, fill=BLUE, fill_opacity=0.85)
+        body.append(rect)
+        if xb - xa >= 12:
+            body.append(_text((xa + xb) / 2, bottom - bar - 3, _.num(count), anchor="middle", size=9))
+    if not bins:
+        body.append(_text(width / 2, (top + bottom) / 2, _("charts.no_data"), anchor="middle", fill=MUTED))
+    if median_ms is not None:
+        xm = scale(median_ms)
+        body.append(_el("line", x1=xm, y1=top - 4, x2=xm, y2=bottom, stroke=INK, stroke_dasharray="1 2"))
+        body.append(_text(xm, top - 5, _("charts.median_short", median=_.minutes(median_ms)), anchor="middle",
+                          size=10))
+    body += _log_axis(scale, _, bottom, top)
+    return _svg(width, height, summary, body, "histogram")
+
+
+def box_domain(rows: Iterable[BoxRow]) -> tuple[float, float]:
+    """The time range that holds every row and band: pass it to several boxes() charts to share one axis."""
+    values = [v for r in rows for v in (r.p10_ms, r.p90_ms, *((r.band.min_ms, r.band.max_ms) if r.band else ()))]
+    return (min(values), max(values)) if values else (1_000.0, 60_000.0)
+
+
+def boxes(_: Translator, *, label: str, rows: Sequence[BoxRow], domain: tuple[float, float] | None = None,
+          width: int = 640, row_height: int = 20) -> Markup:
+    """One row per manager: P10-P90 line, P25-P75 box, the median as a shape, each row's band behind."""
+    summary = _("charts.boxes_label", label=label, n=_.num(len(rows)))
+    left, right = 132.0, width - 86.0
+    scale = _LogScale(domain or box_domain(rows), left, right)
+    top = 6.0
+    bottom = top + row_height * max(len(rows), 1)
+    body: list[Markup] = []
+    for i, row in enumerate(rows):
+        y = top + i * row_height
+        mid = y + row_height / 2
+        where = position(row.median_ms, row.band)
+        parts: list[Markup] = [_el("title", _("charts.box_row", label=row.label, n=_.num(row.n),
+                                               p25=_.minutes(row.p25_ms), median=_.minutes(row.median_ms),
+                                               p75=_.minutes(row.p75_ms), band=_band_sentence(_, row.band))
+                                         + (f" ({_word(_, where)})" if where else ""))]
+        if row.band is not None:
+            xa, xb = scale(row.band.min_ms), scale(row.band.max_ms)
+            parts.append(_el("rect", x=xa, y=y + 1, width=max(xb - xa, 1.0), height=row_height - 2, fill=BAND_FILL))
+            parts.append(_el("line", x1=scale(row.band.reference_ms), y1=y + 1, x2=scale(row.band.reference_ms),
+                             y2=y + row_height - 1, stroke=INK))
+        parts += [
+            _el("line", x1=scale(row.p10_ms), y1=mid, x2=scale(row.p90_ms), y2=mid, stroke=MUTED),
+            _el("rect", x=scale(row.p25_ms), y=mid - 4, width=max(scale(row.p75_ms) - scale(row.p25_ms), 1.0),
+                height=8, fill=SKY, stroke=BLUE),
+            _mark(where, scale(row.median_ms), mid, 4.5),
+            _text(left - 6, mid + 4, row.label if len(row.label) <= 18 else row.label[:17] + "…", anchor="end",
+                  size=11),
+            _text(right + 8, mid + 4, f"{_SYMBOL.get(where or '', '')} {_.minutes(row.median_ms)}".strip(), size=11),
+        ]
+        body.append(_el("g", Markup("").join(parts)))
+    if not rows:
+        body.append(_text((left + right) / 2, top + 14, _("charts.no_data"), anchor="middle", fill=MUTED))
+    body += _log_axis(scale, _, bottom, top)
+    return _svg(width, int(bottom + 22), summary, body, "boxes")
+
+
+def weekly(_: Translator, *, label: str, weeks: Sequence[tuple[date, int, float | None]],
+           bands: Sequence[Limits | None], min_sessions: int = 5, width: int = 420, height: int = 170) -> Markup:
+    """Weekly medians (week, sessions, median_ms) as a line with shaped points, each week's band shaded.
+
+    `bands[i]` is the band in force in week i. A week with fewer than `min_sessions` sessions is drawn
+    hollow: its median says little (the analysis does not count it either).
+    """
+    summary = _("charts.weekly_label", label=label, n=_.num(len(weeks)))
+    left, right, top, bottom = 44.0, width - 10.0, 14.0, height - 30.0
+    peak = max([w[2] or 0 for w in weeks] + [b.max_ms for b in bands if b] + [1_000.0]) * 1.15
+    step = (right - left) / max(len(weeks), 1)
+
+    def x(i: int) -> float:
+        return left + step * (i + 0.5)
+
+    def y(ms: float) -> float:
+        return bottom - min(ms, peak) / peak * (bottom - top)
+
+    body: list[Markup] = []
+    for tick in _linear_ticks(peak):
+        body.append(_el("line", x1=left, y1=y(tick), x2=right, y2=y(tick), stroke=GRID, stroke_width=0.5))
+        body.append(_text(left - 4, y(tick) + 3, _.minutes(tick), anchor="end", size=9, fill=MUTED))
+    for i, band in enumerate(bands):
+        if band is None:
+            continue
+        xa, xb = left + step * i, left + step * (i + 1)
+        body.append(_el("rect", x=xa, y=y(band.max_ms), width=xb - xa, height=y(band.min_ms) - y(band.max_ms),
+                        fill=BAND_FILL, class_="band"))
+        body.append(_el("line", x1=xa, y1=y(band.reference_ms), x2=xb, y2=y(band.reference_ms), stroke=GREEN,
+                        stroke_width=1.5, stroke_dasharray="4 2"))
+    points = [(x(i), y(m), i) for i, (_w, _n_, m) in enumerate(weeks) if m is not None]
+    if len(points) > 1:
+        body.append(_el("polyline", points=" ".join(f"{_n(px)},{_n(py)}" for px, py, _i in points), fill="none",
+                        stroke=INK, stroke_width=1.5))
+    label_every = max(1, math.ceil(len(weeks) / max(1, int((right - left) // 44))))
+    for i, (week, sessions, median) in enumerate(weeks):
+        band = bands[i] if i < len(bands) else None
+        if i % label_every == 0:
+            body.append(_text(x(i), bottom + 14, _short_date(_, week), anchor="middle", size=9, fill=MUTED))
+        if median is None:
+            continue
+        where = position(median, band)
+        tip = _("charts.week", week=_.date(week), median=_.minutes(median), n=_.num(sessions),
+                band=_band_sentence(_, band)) + (f" ({_word(_, where)})" if where else "")
+        mark = _mark(where, x(i), y(median), 4.5)
+        if sessions < min_sessions:
+            mark = _el("circle", cx=x(i), cy=y(median), r=3.5, fill="#ffffff", stroke=INK, stroke_width=1.2)
+        body.append(_el("g", _el("title", tip) + mark))
+        # values as text: every week when there is room, else every other week and always the last
+        if step >= 40 or (len(weeks) - 1 - i) % 2 == 0:
+            body.append(_text(x(i), y(median) - 8, _.minutes(median), anchor="middle", size=8))
+    if not weeks:
+        body.append(_text((left + right) / 2, (top + bottom) / 2, _("charts.no_data"), anchor="middle", fill=MUTED))
+    body.append(_el("line", x1=left, y1=bottom, x2=right, y2=bottom, stroke=MUTED))
+    return _svg(width, height, summary, body, "weekly")
+
+
+def _linear_ticks(peak: float) -> list[float]:
+    raw = peak / 4
+    nice = min((t for t in TIME_TICKS if t >= raw), default=TIME_TICKS[-1])
+    return [nice * k for k in range(0, int(peak // nice) + 1)]
+
+
+def _short_date(_: Translator, value: date) -> str:
+    return babel_dates.format_date(value, format="d MMM", locale=_.language)

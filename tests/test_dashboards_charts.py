@@ -1,0 +1,114 @@
+"""The SVG charts: well-formed XML, every label escaped, values written as text, shapes besides colours."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import date, timedelta
+
+import pytest
+from markupsafe import Markup
+
+from dashboards import charts
+from dashboards.charts import BoxRow, Limits
+from dashboards.i18n import Translator
+
+NS = {"svg": charts.SVG_NS}
+EVIL = '<script>alert(1)</script> & "quotes"'
+BAND = Limits(60_000, 120_000, 240_000)
+en, ru = Translator("en"), Translator("ru")
+
+
+def parse(svg: Markup) -> ET.Element:
+    assert isinstance(svg, Markup)
+    root = ET.fromstring(str(svg))  # raises on anything that is not well-formed XML
+    assert root.tag == f"{{{charts.SVG_NS}}}svg"
+    assert root.get("role") == "img" and root.get("aria-label")
+    title = root.find("svg:title", NS)
+    assert title is not None and title.text == root.get("aria-label")
+    return root
+
+
+def texts(root: ET.Element) -> list[str]:
+    return ["".join(t.itertext()) for t in root.iter(f"{{{charts.SVG_NS}}}text")]
+
+
+def every_chart(label: str, _: Translator = en) -> list[Markup]:
+    weeks = [(date(2026, 9, 7) + timedelta(weeks=i), 10 if i else 2, 100_000.0 + 20_000 * i) for i in range(12)]
+    return [
+        charts.bullet(_, label=label, median_ms=300_000, band=BAND),
+        charts.bullet(_, label=label, median_ms=None, band=None),
+        charts.histogram(_, label=label, bins=[(60_000, 71_352, 3), (71_352, 84_853, 12)], band=BAND,
+                         median_ms=75_000),
+        charts.histogram(_, label=label, bins=[], band=None),
+        charts.boxes(_, label=label, rows=[BoxRow(label, 30, 50_000, 60_000, 70_000, 90_000, 130_000, BAND)]),
+        charts.boxes(_, label=label, rows=[]),
+        charts.weekly(_, label=label, weeks=weeks, bands=[BAND] * 12),
+        charts.weekly(_, label=label, weeks=[], bands=[]),
+    ]
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_every_chart_is_well_formed_and_escapes_its_label(index: int) -> None:
+    svg = every_chart(EVIL)[index]
+    assert "<script>" not in str(svg) and "&lt;script&gt;" in str(svg)
+    root = parse(svg)
+    assert EVIL in root.get("aria-label", "")  # the parser gives the text back exactly
+    for element in root.iter():
+        assert "style" not in element.attrib  # the page's CSP forbids inline styles
+
+
+def test_a_box_row_label_is_escaped_in_the_drawing_too() -> None:
+    root = parse(charts.boxes(en, label="offer", rows=[BoxRow("<b>m1</b>", 30, 5e4, 6e4, 7e4, 9e4, 1.3e5, BAND)]))
+    assert "<b>m1</b>" in texts(root)
+    assert any("<b>m1</b>" in (t.text or "") for t in root.iter(f"{{{charts.SVG_NS}}}title"))
+
+
+def test_the_bullet_writes_the_median_and_the_band_and_marks_the_side_by_shape() -> None:
+    root = parse(charts.bullet(en, label="Offer", median_ms=300_000, band=BAND))
+    written = " ".join(texts(root))
+    assert "▲ 5.0 min" in written  # the median, with the shape of "above"
+    assert "min 1.0 min, reference 2.0 min, max 4.0 min" in written
+    assert "above the maximum" in root.get("aria-label", "")
+    assert root.find("svg:polygon", NS) is not None  # the triangle, not only a colour
+    below = parse(charts.bullet(en, label="Offer", median_ms=30_000, band=BAND))
+    assert "▼ 30 s" in " ".join(texts(below)) and "below the minimum" in below.get("aria-label", "")
+    within = parse(charts.bullet(en, label="Offer", median_ms=100_000, band=BAND))
+    assert within.find("svg:circle", NS) is not None and "within the band" in within.get("aria-label", "")
+
+
+def test_the_histogram_uses_a_log_axis_and_writes_counts() -> None:
+    root = parse(charts.histogram(en, label="Offer", bins=[(60_000, 71_352, 3), (71_352, 84_853, 12)], band=BAND,
+                                  median_ms=75_000))
+    written = texts(root)
+    assert "3" in written and "12" in written and "median 1.2 min" in written
+    ticks = [t for t in written if t.endswith("min") or t.endswith(" s")]
+    assert "1.0 min" in ticks and "2.0 min" in ticks and "5.0 min" in ticks  # 1, 2, 5: a log scale's ticks
+    bars = [r for r in root.iter(f"{{{charts.SVG_NS}}}rect") if r.find("svg:title", NS) is not None]
+    assert [r.find("svg:title", NS).text for r in bars] == ["1.0 min to 1.2 min: 3 sessions",
+                                                            "1.2 min to 1.4 min: 12 sessions"]
+    # on a log axis equal ratios take equal widths: 1-2 min as wide as 2-4 min
+    scale = charts._LogScale([60_000, 240_000], 0, 100)
+    assert scale(120_000) - scale(60_000) == pytest.approx(scale(240_000) - scale(120_000))
+
+
+def test_the_weekly_chart_shades_the_band_and_marks_thin_weeks() -> None:
+    weeks = [(date(2026, 9, 7) + timedelta(weeks=i), 10 if i else 2, 100_000.0 + 20_000 * i) for i in range(12)]
+    bands = [None] * 2 + [BAND] * 10
+    root = parse(charts.weekly(en, label="Offer", weeks=weeks, bands=bands))
+    shaded = [r for r in root.iter(f"{{{charts.SVG_NS}}}rect") if r.get("class") == "band"]
+    assert len(shaded) == 10  # the weeks with a band in force
+    tips = [t.text for t in root.iter(f"{{{charts.SVG_NS}}}title")]
+    assert any(t and t.startswith("Week of Sep 7, 2026: median 1.7 min, 2 sessions; no band set") for t in tips)
+    assert any(t and "(▲ above the maximum)" in t for t in tips)  # 320 s and more > 240 s
+    assert "5.3 min" in texts(root)  # the last week's median, written
+
+
+def test_charts_speak_the_viewers_language() -> None:
+    root = parse(charts.bullet(ru, label="Оффер", median_ms=252_000, band=BAND))
+    assert "4,2 мин" in " ".join(texts(root)) and "медиана" in root.get("aria-label", "")
+
+
+def test_position() -> None:
+    assert charts.position(None, BAND) is None and charts.position(100_000, None) is None
+    assert [charts.position(v, BAND) for v in (59_999, 60_000, 240_000, 240_001)] == [
+        "below", "within", "within", "above"]
