@@ -1,0 +1,250 @@
+"""The overview page: headline numbers, the heatmap against the bands and the costliest drawdowns, as
+HTML, JSON and CSV, for the teams each role may see; readable with 200 managers x 10 steps."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from datetime import timedelta
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+
+from stepwatch import analysis_run, overview_figures, sites, storage, teams
+from stepwatch.app import create_app
+from stepwatch.settings import Settings
+from tests.dashboard_data import TODAY, make_flag, stats_row, store_pair_stats, tiny_site
+from tests.web_helpers import login, make_accounts
+
+SECRET = "test-secret-key-0123456789abcdef"
+XSS = "<script>alert(1)</script>"
+
+
+@pytest.fixture
+async def api(aiohttp_client: Any, settings: Settings, client: storage.Client, site: sites.Site) -> Any:
+    make_accounts(client)
+    return await aiohttp_client(create_app(settings.model_copy(update={"secret_key": SECRET})))
+
+
+@pytest.fixture
+def analysed(client: storage.Client, settings: Settings, site: sites.Site) -> None:
+    """The tiny site of tests/dashboard_data.py, analysed: m1 slow on the offer, m3 fast."""
+    tiny_site(client, settings)
+    analysis_run.analyze(client, settings)
+
+
+class Tables(HTMLParser):
+    """The tables of a page: caption, header cells (with scope) and the text of every row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[dict[str, Any]] = []
+        self._cell: list[str] | None = None
+        self._row: list[str] | None = None
+        self._caption = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.tables.append({"caption": "", "scopes": [], "rows": [], "classes": dict(attrs).get("class", "")})
+        elif tag == "caption":
+            self._caption = True
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th"):
+            self._cell = []
+            if tag == "th":
+                self.tables[-1]["scopes"].append(dict(attrs).get("scope"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "caption":
+            self._caption = False
+        elif tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.tables[-1]["rows"].append(self._row)
+            self._row = None
+
+    def handle_data(self, data: str) -> None:
+        if self._caption:
+            self.tables[-1]["caption"] += data
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def tables_of(html: str) -> list[dict[str, Any]]:
+    parser = Tables()
+    parser.feed(html)
+    return parser.tables
+
+
+async def test_admin_sees_every_team_in_html_json_and_csv(api: Any, analysed: None) -> None:
+    await login(api, "ada")
+    response = await api.get("/overview")
+    assert response.status == 200
+    html = await response.text()
+    data = await (await api.get("/api/v1/overview")).json()
+
+    assert data["window"]["source"] == "analysis"
+    assert {(c["manager"], c["step"]) for c in data["heatmap"]} == {
+        (m, s) for m in ("m1", "m2", "m3") for s in ("offer", "needs")}
+    grades = {(c["manager"], c["step"]): c["grade"] for c in data["heatmap"]}
+    assert grades[("m1", "offer")] == "above-3"  # about 400 s against a maximum of 240 s
+    assert grades[("m2", "offer")] == "within" and grades[("m3", "offer")] == "below"
+    kpis = data["kpis"]
+    assert kpis["sessions"] == 3 * 2 * 13 and kpis["days"] == 14  # the window's 13 days with sessions
+    assert kpis["sessions_per_day"] == pytest.approx(78 / 14, abs=0.05)
+    assert kpis["median_service_ms"] == 600_000
+    assert kpis["active_flags"] == 2
+    top = data["top_drawdowns"]
+    assert [(d["manager"], d["kind"]) for d in top] == [("m1", "slow"), ("m3", "fast")]  # most minutes first
+
+    heat, drawdowns = tables_of(html)
+    assert "heat" in heat["classes"] and "3 managers" in heat["caption"]
+    assert heat["scopes"][:3] == ["col", "col", "col"] and "rowgroup" in heat["scopes"] and "row" in heat["scopes"]
+    m1 = next(r for r in heat["rows"] if r[0] == "m1")
+    assert "far above the maximum" in " ".join(m1)  # a shape and words, not colour alone
+    assert "▲▲▲" in html and "▼" in html and "●" in html
+    assert [r[1] for r in drawdowns["rows"][1:]] == ["m1", "m3"]
+    assert 'href="/managers/m1?site=crm"' in html and 'href="/steps/offer?site=crm"' in html
+
+    exported = await api.get("/overview?format=csv")
+    assert exported.status == 200 and exported.content_type == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(await exported.text())))
+    assert len(rows) == len(data["heatmap"]) and rows[0].keys() >= {"manager", "step", "median_ms", "grade"}
+    assert {r["grade"] for r in rows} == {c["grade"] for c in data["heatmap"]}
+    exported = await api.get("/api/v1/overview?format=csv&table=top_drawdowns")
+    rows = list(csv.DictReader(io.StringIO(await exported.text())))
+    assert [r["manager"] for r in rows] == ["m1", "m3"] and float(rows[0]["minutes_lost_per_week"]) > 0
+
+
+async def test_a_director_sees_only_the_teams_they_lead(api: Any, analysed: None) -> None:
+    await login(api, "dora")  # leads north: m1 and m2
+    data = await (await api.get("/api/v1/overview")).json()
+    assert {c["manager"] for c in data["heatmap"]} == {"m1", "m2"}
+    assert data["teams"] == ["north"]
+    assert [d["manager"] for d in data["top_drawdowns"]] == ["m1"]
+    assert data["kpis"]["active_flags"] == 1
+    assert data["kpis"]["sessions"] == 2 * 2 * 13
+    html = await (await api.get("/overview")).text()
+    assert "m3" not in html
+    refused = await api.get("/api/v1/overview?team=south")
+    assert refused.status == 403 and "error" in await refused.json()
+    assert (await api.get("/overview?team=south")).status == 403
+    csv_text = await (await api.get("/overview?format=csv")).text()
+    assert "m3" not in csv_text
+
+
+async def test_filters_by_team_step_and_dates(api: Any, analysed: None, client: storage.Client) -> None:
+    await login(api, "ada")
+    data = await (await api.get("/api/v1/overview?team=south&step=offer")).json()
+    assert [(c["manager"], c["step"]) for c in data["heatmap"]] == [("m3", "offer")]
+    assert [s["key"] for s in data["steps"]] == ["offer"]
+    assert [d["manager"] for d in data["top_drawdowns"]] == ["m3"]
+
+    since, until = TODAY - timedelta(days=7), TODAY - timedelta(days=1)
+    data = await (await api.get(f"/api/v1/overview?since={since}&until={until}&step=offer")).json()
+    assert data["window"] == {"since": since.isoformat(), "until": until.isoformat(), "source": "range",
+                              "analysed_at": None}
+    cells = {c["manager"]: c for c in data["heatmap"]}
+    assert {c["n"] for c in cells.values()} == {14}  # 7 days x 2 sessions
+    week = sorted(130_000 + (back * 7 + hour) % 11 * 1000 for back in range(1, 8) for hour in (10, 14))
+    assert cells["m2"]["median_ms"] == (week[6] + week[7]) / 2
+    assert cells["m1"]["grade"] == "few"  # 14 sessions < 20: not judged
+    assert cells["m1"]["reference_ms"] == 120_000 and cells["m1"]["status"] is None
+    assert data["kpis"]["sessions"] == 3 * 2 * 7
+
+    assert (await api.get("/api/v1/overview?since=2026-02-01&until=2026-01-01")).status == 400
+    bad = await api.get("/api/v1/overview?since=yesterday")
+    assert bad.status == 400 and (await bad.json())["field"] == "since"
+    assert (await api.get("/api/v1/overview?team=nowhere")).status == 404
+    assert (await api.get("/api/v1/overview?step=nowhere")).status == 404
+    assert (await api.get("/api/v1/overview?site=nowhere")).status == 404
+
+
+def test_range_figures_are_the_analysis_figures(client: storage.Client, settings: Settings, site: sites.Site
+                                                ) -> None:
+    """The quantiles ClickHouse computes over the pre-aggregate match the analysis's own, pair by pair."""
+    tiny_site(client, settings)
+    (run,) = analysis_run.analyze(client, settings)
+    stored = {(r["manager"], r["step"]): r for r in analysis_run.stats_rows(client, run)}
+    cells = overview_figures.range_cells(client, "crm", run.window.since, run.window.until, managers=None)
+    assert len(cells) == len(stored) == 6
+    for cell in cells:
+        row = stored[(cell["manager"], cell["step"])]
+        assert cell["n"] == row["n"]
+        assert cell["median_ms"] == pytest.approx(row["median_ms"], abs=0.1)
+        assert cell["p90_ms"] == pytest.approx(row["p90_ms"], abs=0.1)
+    assert overview_figures.range_cells(client, "crm", run.window.since, run.window.until, managers=[]) == []
+
+
+async def test_resolution_times_follow_the_flags_resolved(api: Any, client: storage.Client) -> None:
+    make_flag(client, "crm", manager="m1", status="resolved")
+    make_flag(client, "crm", manager="m3", team="south", status="resolved")
+    make_flag(client, "crm", manager="m2", status="acknowledged")
+    await login(api, "ada")
+    kpis = (await (await api.get("/api/v1/overview")).json())["kpis"]
+    assert kpis["resolved_flags"] == 2 and kpis["active_flags"] == 1
+    assert 71.9 < kpis["median_hours_to_resolve"] < 72.1  # opened three days ago, resolved now
+    api.session.cookie_jar.clear()
+    await login(api, "dora")
+    kpis = (await (await api.get("/api/v1/overview")).json())["kpis"]
+    assert kpis["resolved_flags"] == 1
+
+
+@pytest.mark.parametrize(("name", "status"), [("ada", 200), ("dora", 200), ("tom", 403), ("max", 403),
+                                              ("sam", 403)])
+async def test_permissions_per_role(api: Any, name: str, status: int) -> None:
+    await login(api, name)
+    assert (await api.get("/overview", allow_redirects=False)).status == status
+    assert (await api.get("/api/v1/overview")).status == status
+    assert (await api.get("/overview?format=csv", allow_redirects=False)).status == status
+
+
+async def test_anonymous_is_sent_to_login_and_the_api_answers_401(api: Any) -> None:
+    page = await api.get("/overview?team=north", allow_redirects=False)
+    assert page.status == 303 and page.headers["Location"].startswith("/login?next=")
+    twin = await api.get("/api/v1/overview")
+    assert twin.status == 401 and "error" in await twin.json()
+
+
+async def test_script_in_a_manager_id_or_step_name_is_escaped(api: Any, client: storage.Client) -> None:
+    teams.assign(client, "crm", "north", [XSS], actor="test")
+    store_pair_stats(client, "crm", [stats_row("crm", "north", XSS, XSS, 500_000)], TODAY - timedelta(days=13), TODAY)
+    make_flag(client, "crm", manager=XSS, step=XSS)
+    await login(api, "ada")
+    html = await (await api.get("/overview")).text()
+    assert XSS not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "/managers/%3Cscript%3Ealert%281%29%3C%2Fscript%3E" in html
+
+
+async def test_two_hundred_managers_by_ten_steps_stay_one_grouped_table(api: Any, client: storage.Client,
+                                                                        settings: Settings) -> None:
+    steps = [f"step{i:02d}" for i in range(10)]
+    managers = [f"mgr-{i:03d}" for i in range(200)]
+    for name in ("east", "west"):
+        teams.add_team(client, "crm", name, actor="test")
+    teams.assign(client, "crm", "east", managers[:100], actor="test")
+    teams.assign(client, "crm", "west", managers[100:], actor="test")
+    rows = [stats_row("crm", "east" if i < 100 else "west", m, s, 40_000 + (i * 37 + j * 101) % 400 * 1000,
+                      n=10 + (i + j) % 40)
+            for i, m in enumerate(managers) for j, s in enumerate(steps)]
+    store_pair_stats(client, "crm", rows, TODAY - timedelta(days=13), TODAY)
+    await login(api, "ada")
+    started = time.perf_counter()
+    response = await api.get("/overview")
+    elapsed = time.perf_counter() - started
+    html = await response.text()
+    assert response.status == 200
+    (heat,) = [t for t in tables_of(html) if "heat" in t["classes"]]
+    assert "200 managers, 10 steps" in heat["caption"]
+    body = [r for r in heat["rows"][1:] if len(r) == 11]
+    assert len(body) == 200 and all(len(r) == 11 for r in body)
+    assert heat["scopes"].count("rowgroup") == 2  # grouped by team: east and west
+    assert "sticky" in (await (await api.get("/static/app.css")).text())
+    grades = {c["grade"] for c in (await (await api.get("/api/v1/overview")).json())["heatmap"]}
+    assert {"below", "within", "above-1", "above-2", "above-3", "few"} <= grades
+    assert elapsed < 2.0  # generous for a shared test machine; the benchmark measures the real figure
