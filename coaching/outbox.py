@@ -95,14 +95,22 @@ def enqueue(client: Client, settings: Settings, *, site: str, topic: str, obj: s
 
 
 def deliver_due(client: Client, settings: Settings, post: Poster | None = None, *, now: datetime | None = None,
-                limit: int = 50) -> DeliveryReport:
-    """POST the messages whose time has come; the function to run periodically (e.g. every 30 s)."""
+                limit: int = 50, budget_s: float = 20.0) -> DeliveryReport:
+    """POST the messages whose time has come; the function to run periodically (e.g. every 30 s).
+
+    It stops starting new deliveries after `budget_s` seconds, so a webhook that hangs until
+    each timeout holds the calling worker for at most about budget + one timeout; the rest wait
+    for the next run.
+    """
     if not settings.webhook_url:
         return DeliveryReport()
     post = post or post_json
     now = now or datetime.now(UTC)
     report = DeliveryReport()
+    started = time.monotonic()
     for message in _due(client, now, limit):
+        if time.monotonic() - started > budget_s:
+            break
         headers = {"Content-Type": "application/json", "X-Stepwatch-Message-Id": message.message_id,
                    "User-Agent": "stepwatch-webhook"}
         attempts = message.attempts + 1

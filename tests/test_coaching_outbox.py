@@ -145,3 +145,21 @@ def test_no_webhook_no_messages(client: storage.Client, settings: Settings, org:
 def test_backoff_doubles_up_to_six_hours() -> None:
     assert [outbox.backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [30, 60, 120, 240]
     assert outbox.backoff(20) == timedelta(hours=6)
+
+
+def test_a_slow_webhook_holds_the_worker_for_the_budget_only(client: storage.Client, settings: Settings,
+                                                             org: Org) -> None:
+    import time
+
+    hooked = settings.model_copy(update={"webhook_url": "http://hooks.example.com/x"})
+    a = assign(client, hooked, org)
+    assignments.cancel(client, hooked, org.dana, a.assignment_id, reason="twice")
+    seen: list[str] = []
+
+    def slow(url: str, body: bytes, headers: dict[str, str]) -> None:
+        seen.append(url)
+        time.sleep(0.2)
+
+    assert outbox.deliver_due(client, hooked, slow, budget_s=0.1) == outbox.DeliveryReport(attempted=1, delivered=1)
+    assert seen == ["http://hooks.example.com/x"]
+    assert outbox.deliver_due(client, hooked, slow).delivered == 1  # the other one, next run
