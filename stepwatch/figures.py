@@ -1,0 +1,349 @@
+"""What the dashboards show about step times, aggregated in ClickHouse: read-only queries.
+
+A page asks for the figures of one manager (every step) or of one step (every visible manager):
+quantiles over a window, a histogram on a log time scale, weekly medians, visits by source, the
+latest analysis verdicts, flag histories and a suggested band. Each function is one query that
+aggregates inside ClickHouse, so what crosses into Python is a few hundred numbers whatever the
+number of sessions behind them; every value is bound as a query parameter.
+
+Session times come from the daily pre-aggregate `session_steps` (see storage.refresh_session_steps),
+i.e. as of the latest analysis run (`stepwatch serve` runs it every 5 minutes). A session's time
+on a step is the sum of its days' rows, each day's newest version (argMax over computed_at), so
+the figures are exact whether or not ClickHouse has merged a recomputed day yet. Quantiles are
+`quantileExactInclusive`: linear interpolation, the same as numpy and the analysis.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+from clickhouse_connect.driver.client import Client
+
+from stepwatch.storage import METRIC_COLUMNS, query_rows
+
+#: Histogram bins on a log time scale: 4 per doubling (each bin 19% wider than the one before),
+#: fine enough to show a shape, coarse enough that 30 sessions do not look like noise.
+BINS_PER_DOUBLING = 4
+#: Quantiles of a distribution, in the order `Distribution` lists them.
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+# grouping(k, bin, week) of each grouping set: a bit is 1 where that column is NOT grouped on.
+_BY_KEY, _BY_KEY_BIN, _BY_KEY_WEEK, _BY_BIN, _BY_WEEK = 0b011, 0b001, 0b010, 0b101, 0b110
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Session times of one manager x step (or one step) over a window, in milliseconds."""
+
+    n: int
+    p10_ms: float | None = None
+    p25_ms: float | None = None
+    median_ms: float | None = None
+    p75_ms: float | None = None
+    p90_ms: float | None = None
+    above_max: int | None = None  # sessions slower than the band's max (None: no band given)
+    below_min: int | None = None
+
+
+@dataclass(frozen=True)
+class Bin:
+    """Sessions whose time is in [from_ms, to_ms): one bar of a log-scale histogram."""
+
+    from_ms: float
+    to_ms: float
+    sessions: int
+
+
+@dataclass(frozen=True)
+class Week:
+    week: date  # its Monday
+    sessions: int
+    median_ms: float
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A distribution, histogram and weekly medians per key (a step or a manager), and overall."""
+
+    by_key: dict[str, Distribution] = field(default_factory=dict)
+    bins_by_key: dict[str, list[Bin]] = field(default_factory=dict)
+    weeks_by_key: dict[str, list[Week]] = field(default_factory=dict)
+    bins: list[Bin] = field(default_factory=list)  # every key together (detail=False)
+    weeks: list[Week] = field(default_factory=list)
+
+
+def bin_edges(index: int) -> tuple[float, float]:
+    """Bin `index` covers [1 s x 2^(index/4), 1 s x 2^((index+1)/4)); bin 0 starts at one second."""
+    return (1000 * 2 ** (index / BINS_PER_DOUBLING), 1000 * 2 ** ((index + 1) / BINS_PER_DOUBLING))
+
+
+def _sessions(column: str, where: str) -> str:
+    """Per service session: its time on a step (k = the grouping key) and its first day in the range."""
+    return f"""
+        SELECT manager, step, session_id, min(day) AS d, sum(t) AS t FROM (
+            SELECT manager, step, session_id, day, argMax({column}, computed_at) AS t
+            FROM session_steps WHERE {where}
+            GROUP BY manager, step, session_id, day
+        )
+        GROUP BY manager, step, session_id"""
+
+
+def _filters(site: str, since: date, until: date, manager: str | None, step: str | None,
+             managers: Collection[str] | None) -> tuple[str, dict[str, Any]]:
+    where = ["site = {site:String}", "day >= {since:Date}", "day < {end:Date}"]
+    parameters: dict[str, Any] = {"site": site, "since": since, "end": until + timedelta(days=1)}
+    if manager is not None:
+        where.append("manager = {manager:String}")
+        parameters["manager"] = manager
+    if step is not None:
+        where.append("step = {step:String}")
+        parameters["step"] = step
+    if managers is not None:
+        where.append("has({managers:Array(String)}, manager)")
+        parameters["managers"] = sorted(managers)
+    return " AND ".join(where), parameters
+
+
+def distributions(
+    client: Client, site: str, *, key: Literal["step", "manager"], since: date, until: date,
+    trend_since: date | None = None, metric: str = "visible", manager: str | None = None, step: str | None = None,
+    managers: Collection[str] | None = None, limits: Mapping[str, tuple[int, int]] | None = None,
+    default_limits: tuple[int, int] | None = None, detail: bool = True,
+) -> Figures:
+    """Quantiles per key over [since, until]; histogram of that window and weekly medians from
+    trend_since (a Monday; None: no weekly medians) to until, per key when `detail`, else for all
+    keys together.
+
+    `key` is what the figures are grouped by: "step" for one manager's page (manager=...), "manager"
+    for one step's page (step=..., managers=the visible ones, None = all). `limits` gives each key's
+    band (min_ms, max_ms) for the counts of sessions outside it, `default_limits` the band of the
+    keys not in `limits` (none: not counted). One query (GROUPING SETS).
+    """
+    if managers is not None and not managers:
+        return Figures()
+    if key not in ("step", "manager"):
+        raise ValueError(f"figures are grouped by step or manager, not {key!r}")
+    column = METRIC_COLUMNS[metric]
+    where, parameters = _filters(site, min(since, trend_since or since), until, manager, step, managers)
+    limits = dict(limits or {})
+    parameters.update({
+        "window": since, "per_doubling": BINS_PER_DOUBLING,
+        "limit_keys": list(limits), "limit_mins": [int(v[0]) for v in limits.values()],
+        "limit_maxes": [int(v[1]) for v in limits.values()],
+        "default_min": int(default_limits[0]) if default_limits else 0,
+        "default_max": int(default_limits[1]) if default_limits else 0,
+    })
+    sets = "(k), (k, bin), (k, week)" if detail else "(k), (bin), (week)"
+    # without a trend every session falls in one dummy week: grouping() needs the column all the same
+    week = "toMonday(d)" if trend_since is not None else "toDate(0)"
+    rows = client.query(
+        f"""
+        SELECT grouping(k, bin, week) AS g, k, bin, week,
+               countIf(d >= {{window:Date}}) AS n_window,
+               quantilesExactInclusiveIf({", ".join(map(str, QUANTILES))})(t, d >= {{window:Date}}) AS q,
+               countIf(d >= {{window:Date}} AND t > transform(k, {{limit_keys:Array(String)}},
+                                                            {{limit_maxes:Array(UInt64)}}, {{default_max:UInt64}}))
+                   AS above,
+               countIf(d >= {{window:Date}} AND t < transform(k, {{limit_keys:Array(String)}},
+                                                            {{limit_mins:Array(UInt64)}}, {{default_min:UInt64}}))
+                   AS below,
+               count() AS n_all, quantileExactInclusive(0.5)(t) AS median_all
+        FROM (
+            SELECT toString({key}) AS k, d, t, {week} AS week,
+                   toInt32(floor(log2(greatest(t, 1) / 1000) * {{per_doubling:UInt8}})) AS bin
+            FROM ({_sessions(column, where)})
+        )
+        GROUP BY GROUPING SETS ({sets})
+        ORDER BY g, k, bin, week
+        """,
+        parameters=parameters,
+    ).result_rows
+    figures = Figures()
+    for g, k, bin_index, week, n_window, q, above, below, n_all, median_all in rows:
+        if g == _BY_KEY:
+            has_band = k in limits or default_limits is not None
+            figures.by_key[k] = Distribution(n_window, *_quantiles(q, n_window),
+                                             above_max=int(above) if has_band else None,
+                                             below_min=int(below) if has_band else None)
+        elif g in (_BY_KEY_BIN, _BY_BIN) and n_window:
+            target = figures.bins_by_key.setdefault(k, []) if g == _BY_KEY_BIN else figures.bins
+            target.append(Bin(*bin_edges(int(bin_index)), int(n_window)))
+        elif g in (_BY_KEY_WEEK, _BY_WEEK) and trend_since is not None and week >= trend_since:
+            target_weeks = figures.weeks_by_key.setdefault(k, []) if g == _BY_KEY_WEEK else figures.weeks
+            target_weeks.append(Week(week, int(n_all), float(median_all)))
+    return figures
+
+
+def _quantiles(values: list[float], n: int) -> list[float | None]:
+    if not n:
+        return [None] * len(QUANTILES)
+    return [None if v is None or math.isnan(v) else float(v) for v in values]
+
+
+def visit_sources(client: Client, site: str, since: date, until: date, *, manager: str | None = None,
+                  step: str | None = None, managers: Collection[str] | None = None,
+                  ) -> dict[tuple[str, str], dict[str, int]]:
+    """Visits per manager x step from [since, until], tracked by the tracker or imported from an
+    event log (`source` = import:<file>), each visit counted once whatever its checkpoints."""
+    if managers is not None and not managers:
+        return {}
+    where = ["site = {site:String}", "toDate(started_at) >= {since:Date}", "toDate(started_at) < {end:Date}"]
+    parameters: dict[str, Any] = {"site": site, "since": since, "end": until + timedelta(days=1)}
+    if manager is not None:
+        where.append("manager = {manager:String}")
+        parameters["manager"] = manager
+    if step is not None:
+        where.append("step = {step:String}")
+        parameters["step"] = step
+    if managers is not None:
+        where.append("has({managers:Array(String)}, manager)")
+        parameters["managers"] = sorted(managers)
+    rows = query_rows(
+        client,
+        f"""
+        SELECT manager, toString(step) AS step,
+               uniqExactIf(visit_id, NOT startsWith(source, 'import:')) AS tracked,
+               uniqExactIf(visit_id, startsWith(source, 'import:')) AS imported
+        FROM step_visits WHERE {" AND ".join(where)}
+        GROUP BY manager, step
+        """,
+        parameters,
+    )
+    return {(r["manager"], r["step"]): {"tracked": int(r["tracked"]), "imported": int(r["imported"])} for r in rows}
+
+
+@dataclass(frozen=True)
+class LatestRun:
+    """The rows of the site's latest analysis run (as `stepwatch stats --json` prints them)."""
+
+    run_at: datetime | None
+    window_start: date | None
+    window_end: date | None
+    rows: list[dict[str, Any]]
+
+
+def latest_stats(client: Client, site: str, *, manager: str | None = None, step: str | None = None,
+                 managers: Collection[str] | None = None) -> LatestRun:
+    """The latest analysis run's verdicts (status, flag, minutes lost) for one manager or one step:
+    the rows analysis_run.save_stats wrote, read for the few pairs a page shows instead of all."""
+    if managers is not None and not managers:
+        return LatestRun(None, None, None, [])
+    parameters: dict[str, Any] = {"site": site, "manager": manager or "", "step": step or "",
+                                  "managers": sorted(managers or ()), "all": managers is None}
+    rows = query_rows(
+        client,
+        """
+        SELECT run_at, window_start, window_end, row FROM pair_stats
+        WHERE site = {site:String} AND run_at = (SELECT max(run_at) FROM pair_stats WHERE site = {site:String})
+          AND ({manager:String} = '' OR manager = {manager:String}) AND ({step:String} = '' OR step = {step:String})
+          AND ({all:Bool} OR has({managers:Array(String)}, manager))
+        ORDER BY manager, step
+        """,
+        parameters,
+    )
+    if not rows:
+        return LatestRun(None, None, None, [])
+    first = rows[0]
+    return LatestRun(first["run_at"], first["window_start"], first["window_end"], [json.loads(r["row"]) for r in rows])
+
+
+def steps_outside(client: Client, site: str, *, managers: Collection[str] | None, min_sessions: int,
+                  ) -> tuple[LatestRun, dict[str, dict[str, int]]]:
+    """Per step, from the latest analysis run: managers with sessions, with enough sessions
+    (>= min_sessions), with a median above the band's max or below its min, and with an open flag.
+    Counted in ClickHouse from the stored rows, for the managers given (None = every manager)."""
+    if managers is not None and not managers:
+        return LatestRun(None, None, None, []), {}
+    rows = query_rows(
+        client,
+        """
+        SELECT step, any(run_at) AS run_at, any(window_start) AS window_start, any(window_end) AS window_end,
+               count() AS managers, countIf(is_enough) AS enough,
+               countIf(is_enough AND has_band AND med > JSONExtractFloat(row, 'band', 'max_ms')) AS above,
+               countIf(is_enough AND has_band AND med < JSONExtractFloat(row, 'band', 'min_ms')) AS below,
+               countIf(JSONExtractString(row, 'flag_id') != '') AS flagged
+        FROM (
+            SELECT step, run_at, window_start, window_end, row, JSONExtractFloat(row, 'median_ms') AS med,
+                   JSONExtractUInt(row, 'n') >= {min_sessions:UInt32} AS is_enough,
+                   JSONHas(row, 'band', 'max_ms') AS has_band
+            FROM pair_stats
+            WHERE site = {site:String} AND run_at = (SELECT max(run_at) FROM pair_stats WHERE site = {site:String})
+              AND ({all:Bool} OR has({managers:Array(String)}, manager))
+        )
+        GROUP BY step ORDER BY step
+        """,
+        {"site": site, "min_sessions": min_sessions, "all": managers is None, "managers": sorted(managers or ())},
+    )
+    if not rows:
+        return LatestRun(None, None, None, []), {}
+    run = LatestRun(rows[0]["run_at"], rows[0]["window_start"], rows[0]["window_end"], [])
+    return run, {r["step"]: {k: int(r[k]) for k in ("managers", "enough", "above", "below", "flagged")}
+                 for r in rows}
+
+
+def flag_histories(client: Client, site: str, flag_ids: Collection[str]) -> dict[str, list[dict[str, Any]]]:
+    """Status changes of several flags in one query (flag_store.history reads one flag)."""
+    if not flag_ids:
+        return {}
+    rows = query_rows(
+        client,
+        "SELECT toString(flag_id) AS flag_id, at, actor, from_status, to_status, reason FROM flag_events "
+        "WHERE site = {site:String} AND has({ids:Array(String)}, toString(flag_id)) ORDER BY flag_id, at",
+        {"site": site, "ids": sorted(flag_ids)},
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        found.setdefault(row.pop("flag_id"), []).append(row)
+    return found
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A proposed band for one step: P10 / median / P90 of session times, every manager weighted equally."""
+
+    min_ms: int
+    reference_ms: int
+    max_ms: int
+    n: int
+    managers: int
+    since: date
+    until: date
+
+
+def suggested_band(client: Client, site: str, step: str, since: date, until: date, *, metric: str = "visible",
+                   managers: Collection[str] | None = None, min_sessions: int = 20) -> Suggestion | None:
+    """The band `stepwatch bands suggest` proposes (analysis.bands.suggest_band, method "balanced"),
+    computed in ClickHouse: each session weighs 1 / its manager's sessions, and each quantile is the
+    first time whose cumulative weight reaches it (inverted CDF, the same tolerance). Sessions of
+    zero time are left out (suggest_band refuses them). None below `min_sessions` sessions.
+
+    The 95% interval of the reference that the CLI prints comes from 400 resamples of every
+    session; at millions of sessions that is seconds of work, so a page leaves it to the CLI.
+    """
+    if managers is not None and not managers:
+        return None
+    where, parameters = _filters(site, since, until, None, step, managers)
+    row = client.query(
+        f"""
+        SELECT count() AS n, uniqExact(manager) AS managers,
+               minIf(t, cum >= 0.1 - 1e-9), minIf(t, cum >= 0.5 - 1e-9), minIf(t, cum >= 0.9 - 1e-9)
+        FROM (
+            SELECT manager, t, sum(w) OVER (ORDER BY t, manager, session_id ROWS BETWEEN UNBOUNDED PRECEDING
+                                            AND CURRENT ROW) / sum(w) OVER () AS cum
+            FROM (
+                SELECT manager, session_id, t, 1 / count() OVER (PARTITION BY manager) AS w
+                FROM ({_sessions(METRIC_COLUMNS[metric], where)}) WHERE t > 0
+            )
+        )
+        """,
+        parameters=parameters,
+    ).result_rows[0]
+    n, count_managers, p10, p50, p90 = row
+    if n < min_sessions:
+        return None
+    return Suggestion(max(1, int(p10)), max(1, int(p50)), max(1, int(p90)), int(n), int(count_managers), since, until)
