@@ -1,0 +1,227 @@
+"""Manager page: one manager's step times against the bands, over the weeks, and their flags.
+
+    GET /managers/{manager}?site=&since=&until=      (JSON twin: /api/v1/managers/{manager})
+
+Per step: a bullet chart of the median against min, reference and max; the distribution of the
+window's sessions on a log time scale; weekly medians with the band in force each week; visits
+tracked by the tracker vs imported from an event log. Then the manager's flags and their history.
+
+Who: an admin; a director for the managers of the teams they lead; a trainer for the managers
+assigned to them; a manager for themselves only (access.scope_of). Anyone else gets 403 with the
+reason. `manager_data` is also what "My figures" (/me) shows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+from clickhouse_connect.driver.client import Client
+
+from analysis.bands import Band, BandVersion, band_in_force
+from collector import keys
+from dashboards import access, charts
+from dashboards.auth import Viewer
+from dashboards.i18n import Translator
+from dashboards.web import Page, add_page, chosen_site, run
+from stepwatch import band_versions, figures, flag_store, processes
+from stepwatch.errors import InvalidInput, NotFound
+from stepwatch.settings import Settings
+from stepwatch.users import User
+
+TREND_WEEKS = 12
+MAX_DAYS = 366
+ACTIVE_FLAG = ("open", "acknowledged", "coaching")
+STEP_COLUMNS = ["step", "title", "n", "p10_ms", "p25_ms", "median_ms", "p75_ms", "p90_ms", "band_min_ms",
+                "band_reference_ms", "band_max_ms", "band_team", "position", "share_above_max", "share_below_min",
+                "status", "minutes_lost_per_week", "visits_tracked", "visits_imported"]
+FLAG_COLUMNS = ["flag_id", "kind", "step", "team", "status", "opened_at", "updated_at", "resolved_at", "n",
+                "median_ms", "min_ms", "reference_ms", "max_ms", "minutes_lost_per_week", "start_date",
+                "periods_in_drawdown", "q_value", "managers"]
+
+
+def csv_table(query: Mapping[str, str]) -> tuple[str, list[str]]:
+    """Which table ?format=csv exports: the steps (default) or, with &table=flags, the flags."""
+    return ("flags", FLAG_COLUMNS) if query.get("table") == "flags" else ("steps", STEP_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Period:
+    """The window whose sessions are summarised (both days included), and where the weekly trend starts."""
+
+    since: date
+    until: date
+    trend_since: date  # a Monday, TREND_WEEKS weeks back from the week of `until`
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"since": self.since, "until": self.until, "trend_since": self.trend_since}
+
+
+def period_of(query: Mapping[str, str], settings: Settings, today: date | None = None) -> Period:
+    """`?since=&until=` (dates), by default the analysis window ending today."""
+    today = today or datetime.now(UTC).date()
+    until = _day(query.get("until", ""), "until") or today
+    since = _day(query.get("since", ""), "since") or until - timedelta(days=settings.analysis_window_days - 1)
+    if since > until:
+        raise InvalidInput("since must be on or before until", field="since")
+    if (until - since).days >= MAX_DAYS:
+        raise InvalidInput(f"a window is at most {MAX_DAYS} days", field="since")
+    monday = until - timedelta(days=until.weekday())
+    return Period(since, until, monday - timedelta(weeks=TREND_WEEKS - 1))
+
+
+def _day(text: str, name: str) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a date like 2026-11-23", field=name) from None
+
+
+def band_versions_by_step(client: Client, site: str, step: str | None = None) -> dict[str, list[BandVersion]]:
+    by_step: dict[str, list[BandVersion]] = defaultdict(list)
+    for v in band_versions.versions(client, site, step):
+        by_step[v.step].append(BandVersion(v.effective_from, v.team or None, Band(v.min_ms, v.reference_ms, v.max_ms)))
+    return by_step
+
+
+def band_dict(version: BandVersion | None) -> dict[str, Any] | None:
+    if version is None:
+        return None
+    b = version.band
+    return {"min_ms": b.min_ms, "reference_ms": b.reference_ms, "max_ms": b.max_ms, "team": version.team or "",
+            "effective_from": version.effective_from}
+
+
+def limits_of(band: dict[str, Any] | None) -> charts.Limits | None:
+    return None if band is None else charts.Limits(band["min_ms"], band["reference_ms"], band["max_ms"])
+
+
+def manager_data(client: Client, settings: Settings, user: User, site: str, manager: str,
+                 period: Period, *, unknown_is_404: bool = True) -> dict[str, Any]:
+    """Everything the manager page (and /me) shows, if `user` may see `manager`; Forbidden otherwise.
+
+    A manager id with no sessions, no team and no analysis is NotFound (a typo), unless
+    `unknown_is_404` is off: a new manager's own page is simply empty."""
+    scope = access.scope_of(client, user, site)
+    scope.require_manager(manager)
+    team = scope.team_of.get(manager, "")
+    process = processes.latest(client, site)
+    versions = band_versions_by_step(client, site)
+    bands = {step: band_dict(band_in_force(v, period.until, team or None)) for step, v in versions.items()}
+    found = figures.distributions(
+        client, site, key="step", manager=manager, since=period.since, until=period.until,
+        trend_since=period.trend_since, metric=settings.analysis_metric,
+        limits={s: (b["min_ms"], b["max_ms"]) for s, b in bands.items() if b})
+    sources = figures.visit_sources(client, site, period.since, period.until, manager=manager)
+    latest = figures.latest_stats(client, site, manager=manager)
+    verdicts = {r["step"]: r for r in latest.rows}
+    titles = {s.key: s.title for s in process.steps} if process else {}
+    order = list(titles) + sorted(set(found.by_key) - set(titles))
+    if unknown_is_404 and not found.by_key and not sources and manager not in scope.team_of and not verdicts:
+        raise NotFound(f"no sessions of manager {manager!r} on site {site} from {period.trend_since} to {period.until}")
+    weeks = [period.trend_since + timedelta(weeks=i) for i in range(TREND_WEEKS)]
+    steps = []
+    for step in order:
+        dist = found.by_key.get(step, figures.Distribution(0))
+        band, verdict = bands.get(step), verdicts.get(step, {})
+        visits = {"tracked": 0, "imported": 0, **sources.get((manager, step), {})}
+        by_week = {w.week: w for w in found.weeks_by_key.get(step, [])}
+        steps.append({
+            "step": step, "title": titles.get(step, step), "n": dist.n,
+            "p10_ms": dist.p10_ms, "p25_ms": dist.p25_ms, "median_ms": dist.median_ms, "p75_ms": dist.p75_ms,
+            "p90_ms": dist.p90_ms,
+            "band_min_ms": band and band["min_ms"], "band_reference_ms": band and band["reference_ms"],
+            "band_max_ms": band and band["max_ms"], "band_team": band and band["team"],
+            "position": charts.position(dist.median_ms, limits_of(band)),
+            "share_above_max": _share(dist.above_max, dist.n), "share_below_min": _share(dist.below_min, dist.n),
+            "status": verdict.get("status"), "minutes_lost_per_week": verdict.get("minutes_lost_per_week"),
+            "flag_id": verdict.get("flag_id"),
+            "visits_tracked": visits["tracked"], "visits_imported": visits["imported"],
+            "histogram": [{"from_ms": round(b.from_ms, 1), "to_ms": round(b.to_ms, 1), "sessions": b.sessions}
+                          for b in found.bins_by_key.get(step, [])],
+            "weekly": [{"week": w, "sessions": by_week[w].sessions if w in by_week else 0,
+                        "median_ms": by_week[w].median_ms if w in by_week else None,
+                        "band": band_dict(band_in_force(versions.get(step, []), min(w + timedelta(days=6),
+                                                                                      period.until), team or None))}
+                       for w in weeks],
+        })
+    flags = [f for f in flag_store.current(client, site) if f.manager == manager or manager in f.managers]
+    histories = figures.flag_histories(client, site, [f.flag_id for f in flags])
+    return {
+        "site": site, "manager": manager, "team": team, "period": period.as_dict(),
+        "metric": settings.analysis_metric,
+        "analysis": {"run_at": latest.run_at, "since": latest.window_start, "until": latest.window_end}
+        if latest.run_at else None,
+        "steps": steps,
+        "flags": [_flag(f, scope, histories.get(f.flag_id, [])) for f in flags],
+    }
+
+
+def _share(count: int | None, n: int) -> float | None:
+    return None if count is None or not n else round(count / n, 4)
+
+
+def _flag(f: flag_store.StoredFlag, scope: access.Scope, history: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "flag_id": f.flag_id, "kind": f.kind, "step": f.step, "team": f.team, "status": f.status,
+        "active": f.status in ACTIVE_FLAG, "opened_at": f.opened_at, "updated_at": f.updated_at,
+        "resolved_at": f.resolved_at, "window_start": f.window_start, "window_end": f.window_end, "n": f.n,
+        "median_ms": f.median_ms, "min_ms": f.min_ms, "reference_ms": f.reference_ms, "max_ms": f.max_ms,
+        "q_value": f.q_value, "start_date": f.start_date, "periods_in_drawdown": f.periods_in_drawdown,
+        "minutes_lost_per_week": f.minutes_lost_per_week, "reasons": list(f.reasons),
+        # a systemic flag names the team's slow managers: only those this account may see
+        "managers": [m for m in f.managers if scope.sees_manager(m)],
+        "history": history,
+    }
+
+
+def step_charts(_: Translator, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The three SVG charts of every step (HTML only: the JSON twin carries the numbers)."""
+    drawn = {}
+    for s in data["steps"]:
+        if not s["n"] and not any(w["sessions"] for w in s["weekly"]):
+            continue  # no sessions in the window or the trend: the page says so in words
+        band = limits_of(s["band_min_ms"] and {"min_ms": s["band_min_ms"], "reference_ms": s["band_reference_ms"],
+                                               "max_ms": s["band_max_ms"]})
+        label = s["title"]
+        drawn[s["step"]] = {
+            "bullet": charts.bullet(_, label=label, median_ms=s["median_ms"], band=band),
+            "histogram": charts.histogram(_, label=label, bins=[(b["from_ms"], b["to_ms"], b["sessions"])
+                                                                for b in s["histogram"]],
+                                          band=band, median_ms=s["median_ms"]),
+            "weekly": charts.weekly(_, label=label,
+                                    weeks=[(w["week"], w["sessions"], w["median_ms"]) for w in s["weekly"]],
+                                    bands=[limits_of(w["band"]) for w in s["weekly"]]),
+        }
+    return drawn
+
+
+def segment(value: str) -> str:
+    """A value as one URL path segment (a manager id may hold '/', '?' or '<')."""
+    return quote(value, safe="")
+
+
+async def manager_page(request: web.Request, who: Viewer) -> Page:
+    manager = request.match_info["manager"]
+    site, names = await chosen_site(request)
+    settings = request.app[keys.SETTINGS]
+    period = period_of(request.query, settings)
+    data = await run(request, manager_data, settings, who.user, site, manager, period)
+    data["sites"] = names
+    _ = Translator(who.user.language)
+    table, columns = csv_table(request.query)
+    return Page("manager.html", data, title="manager.title", table=table, columns=columns,
+                context={"charts": step_charts(_, data), "segment": segment, "own": False,
+                         "heading": _("manager.heading", manager=manager)})
+
+
+def register(app: web.Application) -> None:
+    add_page(app, "/managers/{manager}", manager_page, roles=("admin", "director", "trainer", "manager"),
+             name="manager")

@@ -1,0 +1,39 @@
+"""My figures: a manager account's own step times against the bands, and its own flags.
+
+    GET /me?site=&since=&until=      (JSON twin: /api/v1/me)
+
+The same figures as the manager page, always for the manager id linked to the account: there is
+no parameter naming a manager, so nobody else's data can be asked for. Other roles get 403 with
+the reason (they open /managers/{manager} instead).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from collector import keys
+from dashboards.auth import Viewer
+from dashboards.i18n import Translator
+from dashboards.pages.manager import csv_table, manager_data, period_of, segment, step_charts
+from dashboards.web import ALL_ROLES, Page, add_page, chosen_site, run
+from stepwatch.errors import Forbidden
+
+
+async def me_page(request: web.Request, who: Viewer) -> Page:
+    if who.role != "manager" or not who.user.manager_id:
+        raise Forbidden(f"My figures are the own figures of a manager account; a {who.role} account has none "
+                        "(a manager's figures are at /managers/<manager id>)")
+    site, names = await chosen_site(request)
+    settings = request.app[keys.SETTINGS]
+    period = period_of(request.query, settings)
+    data = await run(request, manager_data, settings, who.user, site, who.user.manager_id, period,
+                     unknown_is_404=False)
+    data["sites"] = names
+    table, columns = csv_table(request.query)
+    return Page("me.html", data, title="me.title", table=table, columns=columns,
+                context={"charts": step_charts(Translator(who.user.language), data), "segment": segment})
+
+
+def register(app: web.Application) -> None:
+    # every role may ask; only a manager account gets figures, the others a 403 that says why
+    add_page(app, "/me", me_page, roles=ALL_ROLES, name="me")
