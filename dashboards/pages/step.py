@@ -1,0 +1,315 @@
+"""Step pages: the steps of a site, and one step's managers against its band, with the band editor.
+
+    GET  /steps?site=                              (JSON twin: /api/v1/steps)
+    GET  /steps/{step}?site=&since=&until=         (JSON twin: /api/v1/steps/{step})
+    POST /steps/{step}/bands                       (JSON API: /api/v1/steps/{step}/bands)
+
+The list counts, per step, the managers whose median in the latest analysis is outside the band.
+A step's page shows every visible manager's distribution (P10, quartiles, median, P90) against
+the band in force for their team, the distribution of all their sessions on a log scale, the
+band's history, and a suggested band (P10 / median / P90, every manager weighted equally).
+
+Who sees: admin, director (the managers of the teams they lead), trainer (the managers assigned
+to them). A manager account gets 403: these pages compare managers with each other.
+Who changes bands: an admin any band (the default of every team, or a team's override); a
+director only the overrides of the teams they lead. Every change needs a reason and is audited
+(band_versions.add_version writes the audit entry: who, when, why, before and after).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from clickhouse_connect.driver.client import Client
+
+from analysis.bands import Band, BandError, band_in_force
+from collector import keys
+from dashboards import access, charts
+from dashboards.auth import Viewer
+from dashboards.i18n import Translator
+from dashboards.pages.manager import Period, band_dict, band_versions_by_step, limits_of, period_of, segment
+from dashboards.web import ALL_ROLES, Page, add_action, add_page, chosen_site, run
+from stepwatch import band_versions, figures, processes, sites, teams
+from stepwatch.errors import Forbidden, InvalidInput, NotFound
+from stepwatch.settings import Settings
+from stepwatch.users import User
+
+VIEW_ROLES = ("admin", "director", "trainer")
+EDIT_ROLES = ("admin", "director")
+SUGGEST_DAYS = 30  # as `stepwatch bands suggest` by default
+MAX_REASON = 500
+LIST_COLUMNS = ["step", "title", "band_min_ms", "band_reference_ms", "band_max_ms", "overrides", "managers",
+                "enough", "above", "below", "outside", "flagged"]
+MANAGER_COLUMNS = ["manager", "team", "n", "p10_ms", "p25_ms", "median_ms", "p75_ms", "p90_ms", "band_min_ms",
+                   "band_reference_ms", "band_max_ms", "band_team", "position", "share_above_max", "share_below_min",
+                   "status", "flag_id", "visits_tracked", "visits_imported"]
+HISTORY_COLUMNS = ["effective_from", "team", "min_ms", "reference_ms", "max_ms", "set_at", "set_by", "reason"]
+
+
+def _viewer_only(who: Viewer) -> None:
+    if who.role not in VIEW_ROLES:
+        raise Forbidden("step pages compare managers with each other; a manager account sees its own figures at /me")
+
+
+# --- the list of steps -----------------------------------------------------------------------------------------
+
+
+def steps_data(client: Client, settings: Settings, user: User, site: str) -> dict[str, Any]:
+    scope = access.scope_of(client, user, site)
+    process = processes.latest(client, site)
+    versions = band_versions_by_step(client, site)
+    today = datetime.now(UTC).date()
+    run, counts = figures.steps_outside(client, site, managers=scope.managers,
+                                        min_sessions=settings.analysis_min_sessions)
+    titles = {s.key: s.title for s in process.steps} if process else {}
+    rows = []
+    for step in list(titles) + sorted(set(counts) - set(titles)):
+        default = band_dict(band_in_force(versions.get(step, []), today, None))
+        overrides = {v.team for v in versions.get(step, []) if v.team and v.effective_from <= today}
+        c = counts.get(step, {"managers": 0, "enough": 0, "above": 0, "below": 0, "flagged": 0})
+        rows.append({"step": step, "title": titles.get(step, step),
+                     "band_min_ms": default and default["min_ms"], "band_reference_ms": default and
+                     default["reference_ms"], "band_max_ms": default and default["max_ms"],
+                     "overrides": len(overrides), **c, "outside": c["above"] + c["below"]})
+    return {"site": site, "min_sessions": settings.analysis_min_sessions,
+            "analysis": {"run_at": run.run_at, "since": run.window_start, "until": run.window_end}
+            if run.run_at else None, "steps": rows}
+
+
+async def steps_page(request: web.Request, who: Viewer) -> Page:
+    _viewer_only(who)
+    site, names = await chosen_site(request)
+    data = await run(request, steps_data, request.app[keys.SETTINGS], who.user, site)
+    data["sites"] = names
+    return Page("steps.html", data, title="step.list_title", table="steps", columns=LIST_COLUMNS,
+                context={"segment": segment})
+
+
+# --- one step --------------------------------------------------------------------------------------------------
+
+
+def step_data(client: Client, settings: Settings, user: User, site: str, step: str, period: Period) -> dict[str, Any]:
+    scope = access.scope_of(client, user, site)
+    process = processes.latest(client, site)
+    versions = band_versions_by_step(client, site, step).get(step, [])
+    titles = {s.key: s.title for s in process.steps} if process else {}
+    if step not in titles and not versions:
+        raise NotFound(f"site {site} has no step {step!r}")
+    site_teams = teams.list_teams(client, site)
+    by_team = {t: band_dict(band_in_force(versions, period.until, t)) for t in site_teams}
+    default = band_dict(band_in_force(versions, period.until, None))
+    visible = scope.managers
+    team_band = {m: by_team.get(t) or default for m, t in scope.team_of.items()}
+
+    def band_of(manager: str) -> dict[str, Any] | None:
+        return team_band.get(manager, default)
+
+    latest = figures.latest_stats(client, site, step=step, managers=visible)
+    verdicts = {r["manager"]: r for r in latest.rows}
+    limits = {m: (b["min_ms"], b["max_ms"]) for m, b in team_band.items() if b}
+    found = figures.distributions(client, site, key="manager", step=step, managers=visible, since=period.since,
+                                  until=period.until, metric=settings.analysis_metric, limits=limits,
+                                  default_limits=default and (default["min_ms"], default["max_ms"]), detail=False)
+    sources = figures.visit_sources(client, site, period.since, period.until, step=step, managers=visible)
+    managers = []
+    for manager in sorted(set(found.by_key) | set(verdicts)):
+        dist = found.by_key.get(manager, figures.Distribution(0))
+        band, verdict = band_of(manager), verdicts.get(manager, {})
+        visits = {"tracked": 0, "imported": 0, **sources.get((manager, step), {})}
+        managers.append({
+            "manager": manager, "team": scope.team_of.get(manager, ""), "n": dist.n, "p10_ms": dist.p10_ms,
+            "p25_ms": dist.p25_ms, "median_ms": dist.median_ms, "p75_ms": dist.p75_ms, "p90_ms": dist.p90_ms,
+            "band_min_ms": band and band["min_ms"], "band_reference_ms": band and band["reference_ms"],
+            "band_max_ms": band and band["max_ms"], "band_team": band and band["team"],
+            "position": charts.position(dist.median_ms, limits_of(band)),
+            "share_above_max": None if dist.above_max is None or not dist.n else round(dist.above_max / dist.n, 4),
+            "share_below_min": None if dist.below_min is None or not dist.n else round(dist.below_min / dist.n, 4),
+            "status": verdict.get("status"), "flag_id": verdict.get("flag_id"),
+            "visits_tracked": visits["tracked"], "visits_imported": visits["imported"],
+        })
+    editable = editable_teams(user, site_teams)
+    suggestion = None
+    if editable:
+        since = period.until - timedelta(days=SUGGEST_DAYS - 1)
+        found_suggestion = figures.suggested_band(client, site, step, since, period.until,
+                                                  metric=settings.analysis_metric, managers=visible)
+        suggestion = found_suggestion and {
+            "min_ms": found_suggestion.min_ms, "reference_ms": found_suggestion.reference_ms,
+            "max_ms": found_suggestion.max_ms, "n": found_suggestion.n, "managers": found_suggestion.managers,
+            "since": found_suggestion.since, "until": found_suggestion.until}
+    return {
+        "site": site, "step": step, "title": titles.get(step, step), "period": period.as_dict(),
+        "metric": settings.analysis_metric,
+        "analysis": {"run_at": latest.run_at, "since": latest.window_start, "until": latest.window_end}
+        if latest.run_at else None,
+        "band": default,
+        "team_bands": [{"team": t, **b} for t, b in by_team.items() if b and b["team"]],
+        "history": [{"team": v.team, "min_ms": v.min_ms, "reference_ms": v.reference_ms, "max_ms": v.max_ms,
+                     "effective_from": v.effective_from, "set_at": v.set_at, "set_by": v.set_by, "reason": v.reason}
+                    for v in reversed(band_versions.versions(client, site, step))],
+        "managers": managers,
+        "histogram": [{"from_ms": round(b.from_ms, 1), "to_ms": round(b.to_ms, 1), "sessions": b.sessions}
+                      for b in found.bins],
+        "visits": {"tracked": sum(m["visits_tracked"] for m in managers),
+                   "imported": sum(m["visits_imported"] for m in managers)},
+        "suggestion": suggestion,
+        "editable_teams": editable,
+    }
+
+
+def editable_teams(user: User, site_teams: dict[str, str]) -> list[str]:
+    """Which bands this account may set: "" is the default of every team (an admin's), else a team."""
+    if user.role == "admin":
+        return ["", *site_teams]
+    if user.role == "director":
+        return [t for t in user.teams if t in site_teams]
+    return []
+
+
+def step_charts(_: Translator, data: dict[str, Any]) -> dict[str, Any]:
+    band = limits_of(data["band"])
+    groups: dict[str, list[charts.BoxRow]] = {}
+    for m in data["managers"]:
+        if not m["n"]:
+            continue
+        row_band = limits_of(m["band_min_ms"] and {"min_ms": m["band_min_ms"], "reference_ms": m["band_reference_ms"],
+                                                   "max_ms": m["band_max_ms"]})
+        groups.setdefault(m["team"], []).append(charts.BoxRow(m["manager"], m["n"], m["p10_ms"], m["p25_ms"],
+                                                              m["median_ms"], m["p75_ms"], m["p90_ms"], row_band))
+    domain = charts.box_domain(row for rows in groups.values() for row in rows)  # one axis for every team
+    return {
+        "histogram": charts.histogram(_, label=data["title"], bins=[(b["from_ms"], b["to_ms"], b["sessions"])
+                                                                    for b in data["histogram"]], band=band),
+        "teams": [(team, charts.boxes(_, label=f"{data['title']} · {team or _('step.no_team')}", rows=rows,
+                                      domain=domain))
+                  for team, rows in sorted(groups.items())],
+    }
+
+
+async def step_page(request: web.Request, who: Viewer) -> Page:
+    _viewer_only(who)
+    step = request.match_info["step"]
+    site, names = await chosen_site(request)
+    settings = request.app[keys.SETTINGS]
+    period = period_of(request.query, settings)
+    data = await run(request, step_data, settings, who.user, site, step, period)
+    data["sites"] = names
+    _ = Translator(who.user.language)
+    history = request.query.get("table") == "history"  # ?format=csv&table=history: the band's versions
+    return Page("step.html", data, title="step.title", table="history" if history else "managers",
+                columns=HISTORY_COLUMNS if history else MANAGER_COLUMNS,
+                context={"charts": step_charts(_, data), "segment": segment, "today": datetime.now(UTC).date(),
+                         "duration_text": duration_text})
+
+
+# --- the band editor -------------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:[.,]\d+)?)\s*(ms|h|min|m|s)")
+_SCALE = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000}
+
+
+def parse_duration(value: Any, name: str) -> int:
+    """"240", "240s", "4m", "4m30s", "4 min", "1500ms", "1h" -> milliseconds (a bare number is seconds),
+    as `stepwatch bands set` reads them; InvalidInput naming the field otherwise."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"{name} must be a duration like 90s, 4m or 4m30s", field=name)
+    if isinstance(value, int | float):
+        if value < 0 or value != value:
+            raise InvalidInput(f"{name} must be a positive duration", field=name)
+        return round(value * 1000)
+    text = str(value or "").strip().lower()
+    if not text:
+        raise InvalidInput(f"{name} is required (a duration like 90s, 4m or 4m30s)", field=name)
+    if re.fullmatch(r"\d+(?:[.,]\d+)?", text):
+        return round(float(text.replace(",", ".")) * 1000)
+    parts = _DURATION.findall(text)
+    if not parts or re.sub(r"\s+", "", "".join(n + u for n, u in parts)) != re.sub(r"\s+", "", text):
+        raise InvalidInput(f"{name}: {str(value)[:40]!r} is not a duration (examples: 90, 90s, 4m, 4m30s, 1500ms)",
+                           field=name)
+    return round(sum(float(n.replace(",", ".")) * _SCALE[u] for n, u in parts))
+
+
+def duration_text(ms: int | float | None) -> str:
+    """Milliseconds as the editor shows them: 4m30s, 45s, 1500ms (parse_duration reads it back)."""
+    if ms is None:
+        return ""
+    ms = round(ms)
+    if ms % 1000:
+        return f"{ms}ms"
+    minutes, seconds = divmod(ms // 1000, 60)
+    return (f"{minutes}m" if minutes else "") + (f"{seconds}s" if seconds or not minutes else "")
+
+
+def band_of_fields(fields: dict[str, Any]) -> Band:
+    """min / reference / max from a form (durations) or JSON (min_ms... in ms, or durations); consistency
+    errors name the field at fault."""
+    values = {}
+    for name in ("min", "reference", "max"):
+        if f"{name}_ms" in fields:
+            raw = fields[f"{name}_ms"]
+            if isinstance(raw, bool) or not isinstance(raw, int):
+                raise InvalidInput(f"{name}_ms must be a whole number of milliseconds", field=f"{name}_ms")
+            values[name] = raw
+        else:
+            values[name] = parse_duration(fields.get(name), name)
+    try:
+        return Band(values["min"], values["reference"], values["max"])
+    except BandError as exc:
+        message = str(exc)
+        name = message.split(" ", 1)[0]
+        raise InvalidInput(message, field=f"{name}_ms" if f"{name}_ms" in fields else name) from None
+
+
+def save_band(client: Client, user: User, site: str, step: str, band: Band, team: str, effective_from: date,
+              reason: str) -> None:
+    process = processes.latest(client, site)
+    if process is None or step not in {s.key for s in process.steps}:
+        raise NotFound(f"site {site} has no step {step!r}")
+    site_teams = teams.list_teams(client, site)
+    if team and team not in site_teams:
+        raise InvalidInput(f"no team {team!r} on site {site}", field="team")
+    if user.role == "director" and (not team or team not in user.teams):
+        led = ", ".join(user.teams) or "none"
+        raise Forbidden(f"a director may set only the band overrides of the teams they lead ({led}); "
+                        "the default band of every team is an administrator's")
+    band_versions.add_version(client, site, step, team, band.min_ms, band.reference_ms, band.max_ms, effective_from,
+                              actor=user.name, reason=reason)
+
+
+async def set_band(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
+    step = request.match_info["step"]
+    site = str(fields.get("site") or request.query.get("site") or "")
+    if not site:
+        names = [s.name for s in await run(request, sites.list_sites)]
+        if len(names) != 1:
+            raise InvalidInput("name the site: site=...", field="site")
+        site = names[0]
+    band = band_of_fields(fields)
+    team = str(fields.get("team") or "").strip()
+    effective_text = str(fields.get("effective_from") or "").strip()
+    try:
+        effective = date.fromisoformat(effective_text) if effective_text else datetime.now(UTC).date()
+    except ValueError:
+        raise InvalidInput("effective_from must be a date like 2026-11-23", field="effective_from") from None
+    reason = str(fields.get("reason") or "").strip()
+    if not reason:
+        raise InvalidInput("a band change needs a reason: it is kept in the audit log", field="reason")
+    if len(reason) > MAX_REASON:
+        raise InvalidInput(f"a reason is at most {MAX_REASON} characters", field="reason")
+    await run(request, save_band, who.user, site, step, band, team, effective, reason)
+    _ = Translator(who.user.language)
+    return {
+        "site": site, "step": step, "team": team, "min_ms": band.min_ms, "reference_ms": band.reference_ms,
+        "max_ms": band.max_ms, "effective_from": effective,
+        "message": _("step.band_saved", step=step, team=team or _("step.every_team"), date=_.date(effective)),
+        "redirect": f"/steps/{segment(step)}?site={segment(site)}",
+    }
+
+
+def register(app: web.Application) -> None:
+    add_page(app, "/steps", steps_page, roles=ALL_ROLES, name="steps")
+    add_page(app, "/steps/{step}", step_page, roles=ALL_ROLES, name="step")
+    add_action(app, "/steps/{step}/bands", set_band, roles=EDIT_ROLES, name="step_bands")

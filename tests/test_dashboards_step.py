@@ -1,0 +1,366 @@
+"""The step pages and the band editor: who sees which managers, who may change which band, every change
+audited with its reason, consistency errors next to their field, and the JSON API for scripts."""
+
+from __future__ import annotations
+
+import re
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from analysis.bands import suggest_band
+from dashboards.pages.step import duration_text, parse_duration
+from stepwatch import audit, band_versions, figures, migrations, sites, storage, users
+from stepwatch.app import create_app
+from stepwatch.errors import InvalidInput
+from stepwatch.settings import Settings
+from tests.figures_helpers import EVIL, EVIL_TITLE, TODAY, build, put, sessions, spread
+from tests.web_helpers import csrf_of, login
+
+SECRET = "test-secret-key-0123456789abcdef"
+SVG = re.compile(r"<svg .*?</svg>", re.S)
+
+
+@pytest.fixture(scope="module")
+def shared(engine_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, storage.Client]]:
+    """One store for the tests that only read (accounts cost 2 s of Argon2id each build)."""
+    settings = Settings(data_dir=engine_dir, database=f"t_{uuid.uuid4().hex[:12]}",
+                        spool_dir=tmp_path_factory.mktemp("spool"), rate_limit_site=0, rate_limit_address=0,
+                        analysis_interval_s=0, secret_key=SECRET)
+    client = storage.connect(settings)
+    migrations.apply_pending(client, settings.retention_days)
+    sites.add_site(client, "crm", ["https://crm.example.com"], actor="test")
+    build(client, settings)
+    yield settings, client
+    client.command(f"DROP DATABASE IF EXISTS {settings.database}")
+    client.close()
+
+
+@pytest.fixture
+async def api(aiohttp_client: Any, shared: tuple[Settings, storage.Client]) -> Any:
+    return await aiohttp_client(create_app(shared[0]))
+
+
+@pytest.fixture
+async def fresh(aiohttp_client: Any, settings: Settings, client: storage.Client, site: sites.Site) -> Any:
+    """A store of its own, for the tests that change bands."""
+    build(client, settings, analyze=False)
+    return await aiohttp_client(create_app(settings.model_copy(update={"secret_key": SECRET,
+                                                                       "analysis_interval_s": 0})))
+
+
+def newest(client: storage.Client, step: str) -> band_versions.StoredBand:
+    return max(band_versions.versions(client, "crm", step), key=lambda v: v.set_at)
+
+
+# --- the list of steps -----------------------------------------------------------------------------------------
+
+
+async def test_the_list_counts_managers_outside_the_band_per_step(api: Any) -> None:
+    await login(api, "ada")
+    data = await (await api.get("/api/v1/steps?site=crm")).json()
+    assert [s["step"] for s in data["steps"]][:3] == ["identification", "needs", "products"]
+    offer = next(s for s in data["steps"] if s["step"] == "offer")
+    # m1 within, m2 above north's max, m3 below the min, EVIL too few sessions (6 < 20)
+    assert (offer["managers"], offer["enough"], offer["above"], offer["below"], offer["outside"],
+            offer["flagged"]) == (4, 3, 1, 1, 2, 2)
+    assert (offer["band_reference_ms"], offer["overrides"]) == (120_000, 1)
+    html = await (await api.get("/steps?site=crm")).text()
+    assert "<h1>Steps</h1>" in html and f"{EVIL_TITLE}" not in html and "Offer &lt;script&gt;" in html
+    csv = await (await api.get("/steps?site=crm&format=csv")).text()
+    assert csv.splitlines()[0] == ("step,title,band_min_ms,band_reference_ms,band_max_ms,overrides,managers,enough,"
+                                   "above,below,outside,flagged")
+
+
+async def test_a_director_counts_only_the_teams_they_lead(api: Any) -> None:
+    await login(api, "dora")
+    offer = next(s for s in (await (await api.get("/api/v1/steps")).json())["steps"] if s["step"] == "offer")
+    assert (offer["managers"], offer["above"], offer["below"]) == (2, 1, 0)  # m1 and m2 of north
+    api.session.cookie_jar.clear()
+    await login(api, "tom")
+    offer = next(s for s in (await (await api.get("/api/v1/steps")).json())["steps"] if s["step"] == "offer")
+    assert offer["managers"] == 0  # a trainer with nobody assigned sees no one
+
+
+# --- one step --------------------------------------------------------------------------------------------------
+
+
+async def test_a_steps_page_shows_every_visible_manager_against_their_band(api: Any) -> None:
+    await login(api, "ada")
+    data = await (await api.get("/api/v1/steps/offer?site=crm")).json()
+    rows = {m["manager"]: m for m in data["managers"]}
+    assert set(rows) == {"m1", "m2", "m3", EVIL}
+    assert rows["m1"]["band_team"] == "north" and rows["m1"]["band_max_ms"] == 300_000
+    assert rows["m3"]["band_max_ms"] == 240_000 and rows["m3"]["position"] == "below"
+    assert rows[EVIL]["band_max_ms"] == 240_000 and rows[EVIL]["team"] == ""  # no team: the default band
+    times = [t for i, t in enumerate(spread(40_000, 56)) if i % 28 < 14]
+    assert rows["m3"]["median_ms"] == pytest.approx(np.percentile(times, 50))
+    assert rows["m3"]["share_below_min"] == 1.0 and rows["m3"]["status"] == "fast" and rows["m3"]["flag_id"]
+    assert sum(b["sessions"] for b in data["histogram"]) == sum(m["n"] for m in data["managers"])
+    assert data["band"]["reference_ms"] == 120_000
+    assert [(b["team"], b["reference_ms"]) for b in data["team_bands"]] == [("north", 150_000)]
+    assert [(h["team"], h["reason"]) for h in data["history"]] == [("north", "north works differently"),
+                                                                   ("", "pilot")]
+    assert data["suggestion"]["n"] >= 20 and data["editable_teams"] == ["", "north", "south"]
+    html = await (await api.get("/steps/offer?site=crm")).text()
+    for svg in SVG.findall(html):
+        ET.fromstring(svg)
+    assert len(SVG.findall(html)) == 4  # the histogram and one box chart per team (none, north, south)
+    assert "north works differently" in html and 'action="/steps/offer/bands"' in html
+    csv = (await (await api.get("/steps/offer?site=crm&format=csv")).text()).splitlines()
+    assert csv[0].startswith("manager,team,n,p10_ms") and len(csv) == 5
+    history = (await (await api.get("/steps/offer?site=crm&format=csv&table=history")).text()).splitlines()
+    assert history[0] == "effective_from,team,min_ms,reference_ms,max_ms,set_at,set_by,reason"
+    assert history[1].startswith(f"{(TODAY - timedelta(days=20)).isoformat()},north,60000,150000,300000,")
+
+
+@pytest.mark.parametrize(("name", "status", "managers"), [
+    ("ada", 200, {"m1", "m2", "m3", EVIL}), ("dora", 200, {"m1", "m2"}), ("tom", 200, set()),
+    ("max", 403, None), ("sam", 403, None)])
+async def test_who_sees_a_step_and_whom_on_it(api: Any, name: str, status: int, managers: set[str] | None) -> None:
+    await login(api, name)
+    for path in ("/steps?site=crm", "/steps/offer?site=crm"):
+        page = await api.get(path, allow_redirects=False)
+        twin = await api.get("/api/v1" + path)
+        assert page.status == twin.status == status, path
+    if status == 403:
+        assert "compare managers with each other" in (await twin.json())["error"]
+        return
+    data = await twin.json()
+    assert {m["manager"] for m in data["managers"]} == managers
+    html = await page.text()
+    assert ('action="/steps/offer/bands"' in html) == (name in ("ada", "dora"))  # the editor, only to editors
+    if name == "dora":
+        assert data["editable_teams"] == ["north"]
+
+
+async def test_anonymous_step_pages_and_actions(api: Any) -> None:
+    for path in ("/steps", "/steps/offer"):
+        assert (await api.get(path, allow_redirects=False)).status == 303
+        assert (await api.get("/api/v1" + path)).status == 401
+    assert (await api.post("/steps/offer/bands", data={}, allow_redirects=False)).headers["Location"] == "/login"
+    assert (await api.post("/api/v1/steps/offer/bands", json={})).status == 401
+
+
+async def test_an_unknown_step_is_404_and_its_name_escaped(api: Any) -> None:
+    await login(api, "ada")
+    page = await api.get("/steps/%3Cscript%3Ealert(1)%3C%2Fscript%3E?site=crm")
+    html = await page.text()
+    assert page.status == 404 and "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert (await api.get("/api/v1/steps/nope?site=crm")).status == 404
+
+
+async def test_a_script_in_a_manager_id_is_escaped_on_the_step_page(api: Any) -> None:
+    await login(api, "ada")
+    html = await (await api.get("/steps/offer?site=crm")).text()
+    assert "<script>alert" not in html
+    assert f'href="/managers/{"%3Cscript%3Ealert%281%29%3C%2Fscript%3E"}?site=crm"' in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;</a>" in html  # the table
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;: 6 sessions" in html  # the box chart's tooltip
+
+
+def test_the_suggestion_is_the_one_the_cli_computes(shared: tuple[Settings, storage.Client]) -> None:
+    settings, client = shared
+    since, until = TODAY - timedelta(days=29), TODAY
+    pairs = [p for p in storage.session_step_times(client, "crm", since, until + timedelta(days=1))
+             if p.step == "offer"]
+    times = np.concatenate([p.times_ms for p in pairs])
+    owners = np.concatenate([np.full(p.times_ms.size, p.manager) for p in pairs])
+    expected = suggest_band(times, managers=owners)
+    found = figures.suggested_band(client, "crm", "offer", since, until)
+    assert found is not None
+    assert (found.min_ms, found.reference_ms, found.max_ms) == (
+        expected.band.min_ms, expected.band.reference_ms, expected.band.max_ms)
+    assert (found.n, found.managers) == (expected.n, expected.managers) == (174, 4)
+    director = figures.suggested_band(client, "crm", "offer", since, until, managers={"m1", "m2"})
+    assert director is not None and director.managers == 2
+    assert figures.suggested_band(client, "crm", "offer", since, until, managers={EVIL}) is None  # 6 < 20
+
+
+# --- the band editor -------------------------------------------------------------------------------------------
+
+
+async def test_an_admin_changes_a_band_with_a_reason_and_it_is_audited(fresh: Any, client: storage.Client) -> None:
+    await login(fresh, "ada")
+    page = await (await fresh.get("/steps/offer?site=crm")).text()
+    assert 'value="1m"' in page and 'value="2m"' in page and 'value="4m"' in page  # the band in force, as text
+    response = await fresh.post("/steps/offer/bands", allow_redirects=False, data={
+        "csrf": csrf_of(page), "site": "crm", "min": "45s", "reference": "2m30s", "max": "5m", "team": "",
+        "effective_from": TODAY.isoformat(), "reason": "new CRM offer screen", "next": "/steps/offer?site=crm"})
+    assert response.status == 303 and response.headers["Location"] == "/steps/offer?site=crm"
+    latest = newest(client, "offer")
+    assert (latest.team, latest.min_ms, latest.reference_ms, latest.max_ms, latest.set_by, latest.reason) == (
+        "", 45_000, 150_000, 300_000, "ada", "new CRM offer screen")
+    (entry,) = audit.entries(client, action="band.set", actor="ada")
+    assert entry.object == "crm/offer" and entry.reason == "new CRM offer screen"
+    assert entry.details["before"]["reference_ms"] == 120_000 and entry.details["after"]["reference_ms"] == 150_000
+    after = await (await fresh.get("/steps/offer?site=crm")).text()
+    assert "Band of offer saved for every team" in after and "new CRM offer screen" in after
+
+
+async def test_the_band_form_needs_its_csrf_token(api: Any, shared: tuple[Settings, storage.Client]) -> None:
+    client = shared[1]
+    await login(api, "ada")
+    before = len(band_versions.versions(client, "crm", "offer"))
+    fields = {"site": "crm", "min": "1m", "reference": "2m", "max": "4m", "reason": "forged"}
+    assert (await api.post("/steps/offer/bands", data=fields, allow_redirects=False)).status == 403
+    forged = await api.post("/steps/offer/bands", data={**fields, "csrf": "not-the-token"}, allow_redirects=False)
+    assert forged.status == 403
+    cookie_api = await api.post("/api/v1/steps/offer/bands", json=fields)  # a cookie login, no X-CSRF-Token
+    assert cookie_api.status == 403
+    assert len(band_versions.versions(client, "crm", "offer")) == before
+
+
+@pytest.mark.parametrize(("fields", "field", "words"), [
+    ({"min": "5m", "reference": "2m", "max": "6m"}, "min", "min must be at most reference"),
+    ({"min": "1m", "reference": "7m", "max": "6m"}, "reference", "reference must be at most max"),
+    ({"min": "0", "reference": "2m", "max": "6m"}, "min", "min must be more than 0"),
+    ({"min": "1m", "reference": "two minutes", "max": "6m"}, "reference", "is not a duration"),
+    ({"min": "1m", "reference": "2m", "max": ""}, "max", "max is required"),
+    ({"min": "1m", "reference": "2m", "max": "6m", "reason": "  "}, "reason", "needs a reason"),
+    ({"min": "1m", "reference": "2m", "max": "6m", "team": "west"}, "team", "no team 'west'"),
+    ({"min": "1m", "reference": "2m", "max": "6m", "effective_from": "soon"}, "effective_from", "a date like"),
+])
+async def test_an_inconsistent_band_is_refused_next_to_its_field_keeping_what_was_typed(
+        api: Any, shared: tuple[Settings, storage.Client], fields: dict[str, str], field: str, words: str) -> None:
+    client = shared[1]
+    await login(api, "ada")
+    before = len(band_versions.versions(client, "crm", "offer"))
+    page = await (await api.get("/steps/offer?site=crm")).text()
+    posted = {"csrf": csrf_of(page), "site": "crm", "reason": "tighter", "next": "/steps/offer?site=crm", **fields}
+    response = await api.post("/steps/offer/bands", data=posted, allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"] == "/steps/offer?site=crm"
+    shown = await (await api.get(response.headers["Location"])).text()
+    error = re.search(rf'<p class="field-error" id="error-{field}" role="alert">([^<]*)</p>', shown)
+    assert error is not None and words in error.group(1).replace("&#39;", "'")
+    assert 'aria-invalid="true"' in shown
+    if field in ("min", "reference", "max"):
+        assert f'value="{fields[field]}"' in shown  # what was typed stays in the form
+    assert len(band_versions.versions(client, "crm", "offer")) == before
+
+
+async def test_a_director_sets_only_overrides_of_the_teams_they_lead(fresh: Any, client: storage.Client) -> None:
+    await login(fresh, "dora")
+    page = await (await fresh.get("/steps/offer?site=crm")).text()
+    assert '<option value="north"' in page and '<option value=""' not in page and '"south"' not in page
+    base = {"csrf": csrf_of(page), "site": "crm", "min": "1m", "reference": "2m", "max": "5m", "reason": "coached"}
+    ok = await fresh.post("/steps/offer/bands", data={**base, "team": "north"}, allow_redirects=False)
+    assert ok.status == 303
+    assert newest(client, "offer").team == "north"
+    for team in ("", "south"):
+        refused = await fresh.post("/steps/offer/bands", data={**base, "team": team}, allow_redirects=False)
+        assert refused.status == 403 and "teams they lead (north)" in await refused.text()
+    assert [v.team for v in band_versions.versions(client, "crm", "offer")].count("south") == 0
+
+
+@pytest.mark.parametrize("name", ["tom", "max"])
+async def test_trainers_and_managers_may_not_change_bands(api: Any, shared: tuple[Settings, storage.Client],
+                                                         name: str) -> None:
+    client = shared[1]
+    await login(api, name)
+    csrf = csrf_of(await (await api.get("/me" if name == "max" else "/steps")).text())
+    response = await api.post("/steps/offer/bands", allow_redirects=False, data={
+        "csrf": csrf, "site": "crm", "min": "1m", "reference": "2m", "max": "5m", "team": "north", "reason": "x"})
+    assert response.status == 403
+    token = users.create_token(client, name, "script", actor="test")
+    api_answer = await api.post("/api/v1/steps/offer/bands", headers={"Authorization": f"Bearer {token}"},
+                                json={"site": "crm", "min_ms": 1, "reference_ms": 2, "max_ms": 3, "reason": "x"})
+    assert api_answer.status == 403 and f"the {'trainer' if name == 'tom' else 'manager'} role" in (
+        await api_answer.json())["error"]
+
+
+async def test_the_json_api_sets_bands_for_scripts_with_a_token(fresh: Any, client: storage.Client) -> None:
+    token = users.create_token(client, "ada", "bands script", actor="test")
+    headers = {"Authorization": f"Bearer {token}"}
+    ok = await fresh.post("/api/v1/steps/needs/bands", headers=headers, json={
+        "site": "crm", "min_ms": 90_000, "reference_ms": 180_000, "max_ms": 360_000, "team": "south",
+        "effective_from": (TODAY + timedelta(days=7)).isoformat(), "reason": "south's needs step is shorter"})
+    body = await ok.json()
+    assert ok.status == 200, body
+    assert {k: body[k] for k in ("site", "step", "team", "min_ms", "reference_ms", "max_ms", "effective_from")} == {
+        "site": "crm", "step": "needs", "team": "south", "min_ms": 90_000, "reference_ms": 180_000,
+        "max_ms": 360_000, "effective_from": (TODAY + timedelta(days=7)).isoformat()}
+    assert "redirect" not in body
+    stored = newest(client, "needs")
+    assert (stored.team, stored.reference_ms, stored.set_by) == ("south", 180_000, "ada")
+    durations = await fresh.post("/api/v1/steps/needs/bands", headers=headers, json={
+        "site": "crm", "min": "1m", "reference": 150, "max": "4m30s", "reason": "durations as text"})
+    assert durations.status == 200 and (await durations.json())["reference_ms"] == 150_000
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"min_ms": 300_000, "reference_ms": 120_000, "max_ms": 400_000}, "min_ms"),
+    ({"min_ms": 60_000, "reference_ms": 120_000, "max_ms": 100_000}, "reference_ms"),
+    ({"min_ms": "60000", "reference_ms": 120_000, "max_ms": 400_000}, "min_ms"),
+    ({"min": "a minute", "reference": "2m", "max": "4m"}, "min"),
+    ({"min_ms": 60_000, "reference_ms": 120_000, "max_ms": 400_000, "reason": ""}, "reason"),
+    ({"min_ms": 60_000, "reference_ms": 120_000, "max_ms": 400_000, "team": "nobody"}, "team"),
+])
+async def test_the_json_api_answers_400_naming_the_field(api: Any, shared: tuple[Settings, storage.Client],
+                                                          body: dict[str, Any], field: str) -> None:
+    token = users.create_token(shared[1], "ada", "bands script", actor="test")
+    response = await api.post("/api/v1/steps/offer/bands", headers={"Authorization": f"Bearer {token}"},
+                              json={"site": "crm", "reason": "a test", **body})
+    answer = await response.json()
+    assert response.status == 400 and answer["field"] == field and answer["error"]
+
+
+async def test_the_json_api_refuses_an_unknown_step_or_site(api: Any,
+                                                            shared: tuple[Settings, storage.Client]) -> None:
+    token = users.create_token(shared[1], "ada", "bands script", actor="test")
+    headers = {"Authorization": f"Bearer {token}"}
+    band = {"min_ms": 60_000, "reference_ms": 120_000, "max_ms": 240_000, "reason": "r"}
+    assert (await api.post("/api/v1/steps/nope/bands", headers=headers, json={"site": "crm", **band})).status == 404
+    assert (await api.post("/api/v1/steps/offer/bands", headers=headers,
+                           json={"site": "elsewhere", **band})).status == 404
+
+
+async def test_applying_the_suggestion_records_it_with_its_reason(fresh: Any, client: storage.Client) -> None:
+    await login(fresh, "ada")
+    data = await (await fresh.get("/api/v1/steps/offer?site=crm")).json()
+    suggestion = data["suggestion"]
+    page = await (await fresh.get("/steps/offer?site=crm")).text()
+    form = re.search(r'<input type="hidden" name="form" value="suggestion">.*?</form>', page, re.S)
+    assert form is not None and f'value="{suggestion["reference_ms"]}ms"' in form.group(0)
+    response = await fresh.post("/steps/offer/bands", allow_redirects=False, data={
+        "csrf": csrf_of(page), "site": "crm", "form": "suggestion", "min": f"{suggestion['min_ms']}ms",
+        "reference": f"{suggestion['reference_ms']}ms", "max": f"{suggestion['max_ms']}ms", "team": "",
+        "reason": "the pilot's practice", "next": "/steps/offer?site=crm"})
+    assert response.status == 303
+    latest = newest(client, "offer")
+    assert (latest.min_ms, latest.reference_ms, latest.max_ms) == (
+        suggestion["min_ms"], suggestion["reference_ms"], suggestion["max_ms"])
+    assert audit.entries(client, action="band.set", actor="ada")[0].reason == "the pilot's practice"
+    missing = await fresh.post("/steps/offer/bands", allow_redirects=False, data={
+        "csrf": csrf_of(page), "site": "crm", "form": "suggestion", "min": "1m", "reference": "2m", "max": "4m",
+        "reason": "", "next": "/steps/offer?site=crm"})
+    shown = await (await fresh.get(missing.headers["Location"])).text()
+    suggestion_form = shown[shown.index('name="form" value="suggestion"'):]
+    assert 'id="error-reason"' in suggestion_form  # the error shows by the form that was sent
+
+
+async def test_new_sessions_of_an_unbanded_manager_count_against_the_default(fresh: Any, client: storage.Client,
+                                                                             settings: Settings) -> None:
+    put(client, settings, "crm", sessions("m7", "offer", spread(500_000, 30), tag="late"))
+    storage.refresh_session_steps(client, "crm")
+    await login(fresh, "ada")
+    rows = {m["manager"]: m for m in (await (await fresh.get("/api/v1/steps/offer?site=crm")).json())["managers"]}
+    assert rows["m7"]["band_max_ms"] == 240_000 and rows["m7"]["position"] == "above"
+    assert rows["m7"]["share_above_max"] == 1.0 and rows["m7"]["status"] is None  # not analysed yet
+
+
+def test_durations_read_as_the_cli_reads_them() -> None:
+    assert [parse_duration(v, "min") for v in ("90", "90s", "4m", "4m30s", "4 min", "1500ms", "1h", "2,5", 1.5)] == [
+        90_000, 90_000, 240_000, 270_000, 240_000, 1_500, 3_600_000, 2_500, 1_500]
+    for bad in ("", "soon", "4x", "-3", True):
+        with pytest.raises(InvalidInput) as caught:
+            parse_duration(bad, "max")
+        assert caught.value.field == "max"
+    for ms in (1_500, 45_000, 60_000, 270_000, 3_600_000, 61_234):
+        assert parse_duration(duration_text(ms), "min") == ms
