@@ -15,6 +15,7 @@ Every change is also recorded in the audit log and, when a webhook is configured
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -39,6 +40,8 @@ from coaching.permissions import Account
 from stepwatch import audit, flag_store, processes, sites, teams, users
 from stepwatch.errors import Conflict, InvalidInput, NotFound
 from stepwatch.settings import Settings
+
+_WRITE_LOCK = threading.Lock()
 
 
 def assign(
@@ -196,10 +199,18 @@ def _change(client: Client, settings: Settings, user: Account, current: Coaching
 
 def _append(client: Client, settings: Settings, user: Account, current: CoachingAssignment | None,
             event: CoachingEvent) -> CoachingAssignment:
-    """Check, write, confirm, then audit and notify. Returns the new state."""
+    """Check, write, confirm, then audit and notify. Returns the new state.
+
+    Within this process a lock makes read-check-write atomic; between processes (several servers
+    on one ClickHouse) the fold's rule decides a race and the loser is told after its write.
+    """
     after = apply(current, event)  # raises when the rules refuse it
-    _store.insert_event(client, after.site, event)
-    stored = fold_all(_store.events(client, assignment_id=event.assignment_id)).get(event.assignment_id)
+    with _WRITE_LOCK:
+        latest = fold_all(_store.events(client, assignment_id=event.assignment_id)).get(event.assignment_id)
+        if (latest.version if latest else None) != (current.version if current else None):
+            raise Conflict(f"assignment {event.assignment_id} changed meanwhile: reload it and try again")
+        _store.insert_event(client, after.site, event)
+        stored = fold_all(_store.events(client, assignment_id=event.assignment_id)).get(event.assignment_id)
     if stored is None or event.event_id not in {e.event_id for e in stored.history}:
         raise Conflict(f"assignment {event.assignment_id} was changed by someone else at the same time: reload it "
                        "and try again")

@@ -187,18 +187,29 @@ def test_permissions_per_role(client: storage.Client, settings: Settings, org: O
         assignments.cancel(client, settings, disabled, m.assignment_id, reason="x")
 
 
-def test_a_racing_change_loses_and_is_told(client: storage.Client, settings: Settings, org: Org) -> None:
+def test_a_racing_change_loses_and_is_told(client: storage.Client, settings: Settings, org: Org,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     a = meeting(client, settings, org)
-    winner = CoachingEvent(a.assignment_id, 1, str(uuid.uuid4()), datetime.now(UTC) - timedelta(seconds=1), "tom",
+    winner = CoachingEvent(a.assignment_id, 1, str(uuid.uuid4()), datetime.now(UTC) - timedelta(seconds=1), "dana",
                            "cancelled", "someone else was first", {})
-    _store.insert_event(client, org.site, winner)  # written after we read `a`, but earlier
-    late = CoachingEvent(a.assignment_id, 1, str(uuid.uuid4()), datetime.now(UTC), "tom", "scheduled", "",
-                         {"meeting_at": at(today() + timedelta(days=1)).isoformat()})
+    insert = _store.insert_event
+
+    def another_server_writes_first(client: storage.Client, site: str, event: CoachingEvent) -> None:
+        insert(client, site, winner)  # another process, between our check and our write, with an earlier time
+        insert(client, site, event)
+
+    monkeypatch.setattr(_store, "insert_event", another_server_writes_first)
     with pytest.raises(Conflict, match="at the same time"):
-        assignments._append(client, settings, org.tom, a, late)
+        assignments.schedule(client, settings, org.tom, a.assignment_id, at(today() + timedelta(days=1)))
+    monkeypatch.setattr(_store, "insert_event", insert)
     shown = assignments.get(client, a.assignment_id)
     assert shown.state == "cancelled" and [e.type for e in shown.history] == ["assigned", "cancelled"]
+    assert len(_store.events(client, assignment_id=a.assignment_id)) == 3  # the loser's row stays, ignored
     assert "coaching.scheduled" not in audit_actions(client, a.assignment_id)
+    with pytest.raises(Conflict, match="changed meanwhile"):  # a stale state is refused before writing
+        assignments._append(client, settings, org.tom, a, CoachingEvent(
+            a.assignment_id, 1, str(uuid.uuid4()), datetime.now(UTC), "tom", "scheduled", "",
+            {"meeting_at": at(today() + timedelta(days=1)).isoformat()}))
 
 
 def _history(client: storage.Client, org: Org, *, coached_factor: float, peer_factor: float = 1.0,
