@@ -1,4 +1,4 @@
-"""The read queries behind the overview page: figures aggregated in ClickHouse, a few rows out.
+"""The read queries behind the overview and drawdowns pages: aggregated in ClickHouse, a few rows out.
 
 Expected query patterns, all per site and over a range of days, filtered to the managers (or
 teams) the viewer may see:
@@ -7,7 +7,9 @@ teams) the viewer may see:
 - the same figures over any range of days, as quantiles of per-session step times computed from
   the daily pre-aggregate (`session_steps`), never from raw visits;
 - the headline numbers: service sessions per day and their median duration (`session_events`),
-  active flags, and the median and 90th percentile time from a flag's opening to its resolution.
+  active flags, and the median and 90th percentile time from a flag's opening to its resolution;
+- flags filtered, sorted and paged in ClickHouse (a site's flags accumulate: every resolved and
+  dismissed one stays).
 
 Every value is bound as a query parameter. `managers=None` means every manager of the site; an
 empty list means nobody (a director who leads no team sees nothing, not everything).
@@ -21,9 +23,14 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from stepwatch.flag_store import COLUMNS as FLAG_COLUMNS
+from stepwatch.flag_store import StoredFlag
 from stepwatch.storage import METRIC_COLUMNS, query_rows
 
 ACTIVE_STATUSES = ("open", "acknowledged", "coaching")
+# How flags may be sorted: a name in, a fixed ORDER BY out (nothing from outside enters the SQL).
+FLAG_ORDER = {"impact": "minutes_lost_per_week DESC, opened_at, flag_id",
+              "age": "opened_at, minutes_lost_per_week DESC, flag_id"}
 
 
 @dataclass(frozen=True)
@@ -83,33 +90,29 @@ def range_cells(client: Client, site: str, since: date, until: date, *, managers
     """Per manager x step, sessions, median and 90th percentile of the session times from `since` to
     `until` (both included), as of the last refresh of the pre-aggregate.
 
-    A session's time on a step is the sum of its daily rows (a session may run past midnight), each
-    day's newest version (two refreshes at once may leave two); quantiles interpolate linearly, like
-    the analysis (numpy's default = quantileExactInclusive).
+    One row of the pre-aggregate is one session's time on a step on one day, its newest version
+    (FINAL). A session that runs past midnight therefore counts once per day here, where the
+    analysis sums its days: summing sessions exactly needs a GROUP BY over session ids that costs
+    ten times as much (measured: 0.2 s against 0.02 s for two weeks of a million visits), for a
+    difference only a service at midnight makes. Quantiles interpolate linearly, like the analysis
+    (numpy's default = quantileExactInclusive).
     """
     column = METRIC_COLUMNS[metric]  # a column chosen by name: nothing from outside enters the SQL
-    return query_rows(
+    rows = query_rows(
         client,
         f"""
-        SELECT manager, step, count() AS n,
-               quantileExactInclusive(0.5)(t) AS median_ms, quantileExactInclusive(0.9)(t) AS p90_ms
-        FROM (
-            SELECT manager, step, session_id, sum(t) AS t
-            FROM (
-                SELECT manager, step, session_id, day, argMax({column}, computed_at) AS t
-                FROM session_steps
-                WHERE site = {{site:String}} AND day >= {{since:Date}} AND day <= {{until:Date}}
-                  AND ({{everyone:Bool}} OR manager IN {{managers:Array(String)}})
-                  AND ({{step:String}} = '' OR step = {{step:String}})
-                GROUP BY manager, step, session_id, day
-            )
-            GROUP BY manager, step, session_id
-        )
+        SELECT manager, step, count() AS n, quantilesExactInclusive(0.5, 0.9)({column}) AS q
+        FROM session_steps FINAL
+        WHERE site = {{site:String}} AND day >= {{since:Date}} AND day <= {{until:Date}}
+          AND ({{everyone:Bool}} OR manager IN {{managers:Array(String)}})
+          AND ({{step:String}} = '' OR step = {{step:String}})
         GROUP BY manager, step
         ORDER BY manager, step
         """,
         {"site": site, "since": since, "until": until, "step": step, **_who(managers)},
     )
+    return [{"manager": r["manager"], "step": r["step"], "n": r["n"], "median_ms": r["q"][0], "p90_ms": r["q"][1]}
+            for r in rows]
 
 
 def headline(client: Client, site: str, since: date, until: date, *, managers: list[str] | None,
@@ -185,3 +188,43 @@ def headline(client: Client, site: str, since: date, until: date, *, managers: l
 
 def _nan(value: Any) -> bool:
     return value is None or value != value
+
+
+@dataclass(frozen=True)
+class FlagPage:
+    flags: list[StoredFlag]
+    total: int  # flags matching the filters, on every page
+
+
+def find_flags(client: Client, site: str, *, teams: list[str] | None, statuses: tuple[str, ...] | list[str],
+               kind: str = "", step: str = "", team: str = "", manager: str = "", sort: str = "impact",
+               limit: int | None = None, offset: int = 0) -> FlagPage:
+    """A site's flags of the given teams (None = every team) and statuses, filtered, sorted and paged.
+
+    `manager` matches part of a manager id, in any case, or of any manager of a systemic flag.
+    """
+    where = """
+        site = {site:String} AND status IN {statuses:Array(String)}
+        AND ({all_teams:Bool} OR team IN {teams:Array(String)})
+        AND ({kind:String} = '' OR kind = {kind:String}) AND ({step:String} = '' OR step = {step:String})
+        AND ({team:String} = '' OR team = {team:String})
+        AND ({needle:String} = '' OR positionCaseInsensitiveUTF8(manager, {needle:String}) > 0
+             OR arrayExists(m -> positionCaseInsensitiveUTF8(m, {needle:String}) > 0, managers))
+    """
+    parameters = {"site": site, "statuses": list(statuses), "all_teams": teams is None, "teams": list(teams or []),
+                  "kind": kind, "step": step, "team": team, "needle": manager,
+                  "limit": 2**32 - 1 if limit is None else limit, "offset": offset}
+    rows = query_rows(
+        client,
+        f"SELECT {', '.join(FLAG_COLUMNS)}, (SELECT count() FROM flags FINAL WHERE {where}) AS total "
+        f"FROM flags FINAL WHERE {where} ORDER BY {FLAG_ORDER[sort]} "
+        "LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
+        parameters,
+    )
+    if not rows and offset:
+        total = int(client.command(f"SELECT count() FROM flags FINAL WHERE {where}", parameters=parameters))
+    else:
+        total = int(rows[0]["total"]) if rows else 0
+    flags = [StoredFlag(**{**{k: v for k, v in row.items() if k != "total"}, "flag_id": str(row["flag_id"]),
+                           "managers": tuple(row["managers"]), "reasons": tuple(row["reasons"])}) for row in rows]
+    return FlagPage(flags, total)

@@ -230,3 +230,19 @@ async def test_script_in_a_manager_id_or_step_name_is_escaped(api: Any, client: 
         assert "/managers/%3Cscript%3Ealert%281%29%3C%2Fscript%3E" in html
     detail = await (await api.get(f"/api/v1/drawdowns/{flag}")).json()
     assert detail["flag"]["manager"] == XSS  # JSON carries the value itself: escaping is the HTML's job
+
+
+async def test_the_list_is_paged_and_the_export_has_every_flag(api: Any, client: storage.Client) -> None:
+    made = [make_flag(client, "crm", manager=f"m-{i:03d}", minutes_lost=float(i)) for i in range(105)]
+    await login(api, "ada")
+    first = await (await api.get("/api/v1/drawdowns")).json()
+    assert (first["total"], first["page"], first["pages"], len(first["flags"])) == (105, 1, 2, 100)
+    assert first["flags"][0]["flag_id"] == made[-1].flag_id  # the costliest first
+    second = await (await api.get("/api/v1/drawdowns?page=2")).json()
+    assert [f["flag_id"] for f in second["flags"]] == [f.flag_id for f in reversed(made[:5])]
+    html = await (await api.get("/drawdowns")).text()
+    assert 'rel="next"' in html and "page 1 of 2" in html
+    assert (await api.get("/api/v1/drawdowns?page=3")).status == 400
+    assert (await api.get("/api/v1/drawdowns?page=zero")).status == 400
+    exported = list(csv.DictReader(io.StringIO(await (await api.get("/drawdowns?format=csv")).text())))
+    assert len(exported) == 105

@@ -19,9 +19,18 @@ from analysis.flags import ALLOWED, FlagStatus, InvalidTransition, transition
 from dashboards.access import scope_of
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
-from dashboards.pages.overview import FLAG_WORDS, ROLES, grade, lookups, segment, team_filter
+from dashboards.pages.overview import (
+    FLAG_WORDS,
+    ROLES,
+    Labels,
+    grade,
+    lookups,
+    segment,
+    team_filter,
+    teams_in_view,
+)
 from dashboards.web import ActionHandler, Page, add_action, add_page, chosen_site, run
-from stepwatch import flag_store
+from stepwatch import flag_store, overview_figures
 from stepwatch.errors import Conflict, Forbidden, InvalidInput, NotFound
 from stepwatch.users import User
 
@@ -30,6 +39,7 @@ STATUSES = tuple(s.value for s in FlagStatus)
 ACTIVE = ("open", "acknowledged", "coaching")
 SORTS = ("impact", "age")
 MAX_REASON = 2000
+PER_PAGE = 100  # flags per page of the list; CSV exports every flag that matches
 # The moves a person makes from this page (coaching is started from a coaching assignment).
 MOVES = {"ack": FlagStatus.ACKNOWLEDGED, "resolve": FlagStatus.RESOLVED, "dismiss": FlagStatus.DISMISSED,
          "reopen": FlagStatus.OPEN}
@@ -73,27 +83,41 @@ async def drawdowns_page(request: web.Request, who: Viewer) -> Page:
     }
     found = await run(request, lookups, who.user, site, with_run=False, with_bands=False)
     team_filter(found.scope, filters["team"], found.team_names)
-    flags = await run(request, flag_store.current, site)
-    now = datetime.now(UTC)
     wanted_status = ACTIVE if filters["status"] == "active" else STATUSES if filters["status"] == "all" \
         else (filters["status"],)
-    needle = filters["manager"].casefold()
-    rows = [flag_row(f, now) for f in flags
-            if found.scope.sees_team(f.team) and f.status in wanted_status
-            and (not filters["team"] or f.team == filters["team"])
-            and (not filters["step"] or f.step == filters["step"])
-            and (not filters["kind"] or f.kind == filters["kind"])
-            and (not needle or any(needle in m.casefold() for m in (f.manager, *f.managers)))]
-    if filters["sort"] == "age":
-        rows.sort(key=lambda r: (r["opened_at"], -r["minutes_lost_per_week"]))
-    else:
-        rows.sort(key=lambda r: (-r["minutes_lost_per_week"], r["opened_at"]))
-    steps = found.steps + [{"key": k, "title": k} for k in sorted({f.step for f in flags}
-                                                                   - {s["key"] for s in found.steps})]
+    everything = q.get("format") == "csv"  # an export has every flag that matches, a page PER_PAGE
+    number = _page_number(q.get("page", "1"))
+    found_flags = await run(request, overview_figures.find_flags, site, teams=teams_in_view(found.scope, ""),
+                            statuses=wanted_status, kind=filters["kind"], step=filters["step"], team=filters["team"],
+                            manager=filters["manager"], sort=filters["sort"],
+                            limit=None if everything else PER_PAGE, offset=0 if everything else (number - 1) * PER_PAGE)
+    pages = max(1, -(-found_flags.total // PER_PAGE))
+    if number > pages:
+        raise InvalidInput(f"page must be from 1 to {pages}", field="page")
+    now = datetime.now(UTC)
+    rows = [flag_row(f, now) for f in found_flags.flags]
+    steps = found.steps + ([{"key": filters["step"], "title": filters["step"]}]
+                           if filters["step"] and filters["step"] not in {s["key"] for s in found.steps} else [])
     data = {"site": site, "sites": site_names, "filters": filters, "teams": found.team_names, "steps": steps,
-            "kinds": list(KINDS), "statuses": list(STATUSES), "flags": rows}
+            "kinds": list(KINDS), "statuses": list(STATUSES), "total": found_flags.total, "page": number,
+            "pages": pages, "per_page": PER_PAGE, "flags": rows}
+    labels = Labels(Translator(who.user.language))
+    shown = [(r, {"median": labels.minutes(r["median_ms"]), "max": labels.minutes(r["max_ms"]),
+                  "lost": labels.num(r["minutes_lost_per_week"]), "opened": labels.date(r["opened_at"]),
+                  "age": labels.num(r["age_days"])}) for r in rows] if not everything else []
     return Page("drawdowns.html", data, title="drawdowns.title", table="flags", columns=COLUMNS,
-                context={"seg": segment, "words": FLAG_WORDS, "step_titles": {s["key"]: s["title"] for s in steps}})
+                context={"seg": segment, "words": FLAG_WORDS, "shown": shown,
+                         "step_titles": {s["key"]: s["title"] for s in steps}})
+
+
+def _page_number(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise InvalidInput("page must be a whole number from 1", field="page")
+    return number
 
 
 def _flag_id(request: web.Request) -> str:

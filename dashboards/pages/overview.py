@@ -79,6 +79,40 @@ def day_param(text: str, name: str) -> date | None:
         raise InvalidInput(f"{name} must be a date like 2026-11-23", field=name) from None
 
 
+class Labels:
+    """Durations, numbers and dates for the language, each distinct shown value formatted once per page.
+
+    Formatting one number with Babel costs about 40 us; a page of 2,000 cells or 300 flags would
+    spend most of its time on it, while the distinct values shown (rounded as displayed) are few.
+    """
+
+    def __init__(self, translator: Translator):
+        self._ = translator
+        self._seen: dict[tuple[Any, ...], str] = {}
+
+    def _once(self, key: tuple[Any, ...], make: Any) -> str:
+        if key not in self._seen:
+            self._seen[key] = make()
+        return self._seen[key]
+
+    def minutes(self, ms: float | None) -> str:
+        if ms is None:
+            return self._.minutes(None)
+        shown = round(ms / 1000) if abs(ms) < 60_000 else round(ms / 60_000, 1)
+        return self._once(("min", abs(ms) < 60_000, shown), lambda: self._.minutes(ms))
+
+    def num(self, value: float | None, digits: int = 0) -> str:
+        if value is None:
+            return self._.num(None)
+        return self._once(("num", round(value, digits), digits), lambda: self._.num(value, digits))
+
+    def date(self, value: date | datetime | None) -> str:
+        if value is None:
+            return self._.date(None)
+        day = value.date() if isinstance(value, datetime) else value
+        return self._once(("date", day), lambda: self._.date(day))
+
+
 @dataclass(frozen=True)
 class Lookups:
     """The small tables a page filters by, read together in one trip to the worker thread."""
@@ -157,20 +191,17 @@ async def overview_page(request: web.Request, who: Viewer) -> Page:
             raise InvalidInput(f"choose at most {MAX_RANGE_DAYS} days", field="since")
         cells_call = run(request, overview_figures.range_cells, site, since, until, managers=managers, step=step,
                          metric=settings.analysis_metric)
-    raw_cells, kpis, flags = await asyncio.gather(
+    raw_cells, kpis, top = await asyncio.gather(
         cells_call,
         run(request, overview_figures.headline, site, since, until, managers=managers, teams=flag_teams),
-        run(request, flag_store.current, site),
+        run(request, overview_figures.find_flags, site, teams=flag_teams, statuses=overview_figures.ACTIVE_STATUSES,
+            step=step, limit=TOP_DRAWDOWNS),
     )
 
     min_sessions = settings.analysis_min_sessions
     cells = [_cell(c, found, source, until, min_sessions) for c in raw_cells]
     shown_steps = [s for s in found.steps if not step or s["key"] == step]
     shown_steps += [{"key": k, "title": k} for k in sorted({c["step"] for c in cells} - set(step_keys))]
-    top = [_drawdown(f) for f in flags
-           if f.status in overview_figures.ACTIVE_STATUSES and found.scope.sees_team(f.team)
-           and (not team or f.team == team) and (not step or f.step == step)]
-    top.sort(key=lambda d: (-d["minutes_lost_per_week"], d["opened_at"]))
     data = {
         "site": site,
         "sites": site_names,
@@ -183,9 +214,10 @@ async def overview_page(request: web.Request, who: Viewer) -> Page:
         "min_sessions": min_sessions,
         "kpis": kpis,
         "heatmap": cells,
-        "top_drawdowns": top[:TOP_DRAWDOWNS],
+        "top_drawdowns": [_drawdown(f) for f in top.flags],
     }
-    groups = _groups(cells, shown_steps, Translator(who.user.language))
+    labels = Labels(Translator(who.user.language))
+    groups = _groups(cells, shown_steps, labels)
     table = "top_drawdowns" if q.get("table") == "top_drawdowns" else "heatmap"
     return Page("overview.html", data, title="overview.title", table=table,
                 columns=DRAWDOWN_COLUMNS if table == "top_drawdowns" else HEATMAP_COLUMNS,
@@ -225,27 +257,16 @@ def _drawdown(f: flag_store.StoredFlag) -> dict[str, Any]:
             "grade": grade(f.median_ms, f.min_ms, f.max_ms)}
 
 
-def _groups(cells: list[dict[str, Any]], steps: list[dict[str, str]], _: Translator) -> list[dict[str, Any]]:
-    """The heatmap for the template: per team, per manager, one cell (grade, label) or None per step column.
-
-    Labels are formatted here, once per distinct shown value: formatting a number for the language
-    costs about 40 us, and 200 managers x 10 steps would spend most of the page's time on it.
-    """
-    labels: dict[tuple[bool, float], str] = {}
-
-    def label(ms: float) -> str:
-        key = (ms < 60_000, round(ms / 1000) if ms < 60_000 else round(ms / 60_000, 1))
-        if key not in labels:
-            labels[key] = _.minutes(ms)
-        return labels[key]
-
-    by_manager: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
+def _groups(cells: list[dict[str, Any]], steps: list[dict[str, str]], labels: Labels) -> list[dict[str, Any]]:
+    """The heatmap for the template: per team, (manager, cells) rows with one (grade, label) or None
+    per step column. Plain tuples: the template reads 2,000 cells, and every lookup counts."""
+    by_manager: dict[tuple[str, str], dict[str, tuple[str, str]]] = defaultdict(dict)
     for c in cells:
         if c["median_ms"] is not None:
-            by_manager[(c["team"], c["manager"])][c["step"]] = {"grade": c["grade"], "label": label(c["median_ms"])}
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            by_manager[(c["team"], c["manager"])][c["step"]] = (c["grade"], labels.minutes(c["median_ms"]))
+    groups: dict[str, list[tuple[str, list[tuple[str, str] | None]]]] = defaultdict(list)
     for (team, manager), row in sorted(by_manager.items(), key=lambda item: (item[0][0] == "", item[0])):
-        groups[team].append({"manager": manager, "cells": [row.get(s["key"]) for s in steps]})
+        groups[team].append((manager, [row.get(s["key"]) for s in steps]))
     return [{"team": team, "rows": rows} for team, rows in groups.items()]
 
 
