@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
+import coaching
 from stepwatch import teams
 from stepwatch.errors import Forbidden
 from stepwatch.users import User
@@ -43,14 +44,9 @@ def scope_of(client: Client, user: User, site: str) -> Scope:
         return Scope(led, frozenset(m for m, t in team_of.items() if t in led), team_of)
     if user.role == "manager":
         return Scope(frozenset(), frozenset([user.manager_id]), team_of)
-    return Scope(frozenset(), frozenset(trainees(client, user)), team_of)
+    return Scope(frozenset(), frozenset(trainees(client, user, site)), team_of)
 
 
-def trainees(client: Client, user: User) -> set[str]:
-    """The managers with a coaching assignment given to this trainer (empty before coaching exists)."""
-    try:
-        from coaching import assignments
-    except ImportError:
-        return set()
-    finder = getattr(assignments, "trainees", None)
-    return set(finder(client, user.name)) if finder else set()
+def trainees(client: Client, user: User, site: str) -> set[str]:
+    """The managers with a coaching assignment given to this trainer (as mentor), open or not."""
+    return {a.manager for a in coaching.list_assignments(client, site, mentor=user.name)} if site else set()

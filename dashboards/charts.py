@@ -351,3 +351,61 @@ def _linear_ticks(peak: float) -> list[float]:
 
 def _short_date(_: Translator, value: date) -> str:
     return babel_dates.format_date(value, format="d MMM", locale=_.language)
+
+
+def before_after(_: Translator, *, label: str, days: Sequence[date], manager_ms: Sequence[float | None],
+                 peers_ms: Sequence[float | None], pre: tuple[date, date], post: tuple[date, date] | None,
+                 target_ms: int, band_max_ms: int | None, width: int = 640, height: int = 200) -> Markup:
+    """Daily medians around a coaching: the manager (solid, ●) against their peers (dashed, ■), the
+    windows before and after shaded and named, the target and the band's maximum as lines."""
+    summary = _("charts.before_after_label", label=label, n=_.num(sum(m is not None for m in manager_ms)))
+    left, right, top, bottom = 48.0, width - 12.0, 18.0, height - 30.0
+    values = [v for v in (*manager_ms, *peers_ms) if v is not None]
+    peak = max(values + [float(target_ms), float(band_max_ms or 0), 1_000.0]) * 1.15
+    span = max(len(days), 1)
+
+    def x(i: float) -> float:
+        return left + (right - left) * (i + 0.5) / span
+
+    def y(ms: float) -> float:
+        return bottom - min(ms, peak) / peak * (bottom - top)
+
+    index = {d: i for i, d in enumerate(days)}
+    body: list[Markup] = []
+    for tick in _linear_ticks(peak):
+        body.append(_el("line", x1=left, y1=y(tick), x2=right, y2=y(tick), stroke=GRID, stroke_width=0.5))
+        body.append(_text(left - 4, y(tick) + 3, _.minutes(tick), anchor="end", size=9, fill=MUTED))
+    for window, key in ((pre, "charts.before"), (post, "charts.after")):
+        if window is None:
+            continue
+        inside = [index[d] for d in days if window[0] <= d <= window[1]]
+        if not inside:
+            continue
+        xa, xb = x(inside[0] - 0.5), x(inside[-1] + 0.5)
+        body.append(_el("rect", x=xa, y=top, width=xb - xa, height=bottom - top, fill=BELOW_FILL, class_="window"))
+        body.append(_text((xa + xb) / 2, top - 4, _(key), anchor="middle", size=10, weight="600"))
+    for value, key, colour in ((target_ms, "charts.target", GREEN), (band_max_ms, "charts.band_max", VERMILLION)):
+        if value:
+            body.append(_el("line", x1=left, y1=y(value), x2=right, y2=y(value), stroke=colour, stroke_width=1.2,
+                            stroke_dasharray="6 3"))
+            body.append(_text(right, y(value) - 3, _(key, value=_.minutes(value)), anchor="end", size=9, fill=colour))
+    for series, colour, dash, shape, name in ((peers_ms, MUTED, "4 3", "square", "charts.peers"),
+                                              (manager_ms, BLUE, None, "circle", "charts.manager")):
+        points = [(x(i), y(v), v, days[i]) for i, v in enumerate(series) if v is not None]
+        if len(points) > 1:
+            body.append(_el("polyline", points=" ".join(f"{_n(px)},{_n(py)}" for px, py, _v, _d in points),
+                            fill="none", stroke=colour, stroke_width=1.5, stroke_dasharray=dash))
+        for px, py, v, day in points:
+            tip = _el("title", f"{_(name)} {_.date(day)}: {_.minutes(v)}")
+            mark = (_el("circle", cx=px, cy=py, r=2.8, fill=colour) if shape == "circle"
+                    else _el("rect", x=px - 2.5, y=py - 2.5, width=5, height=5, fill=colour))
+            body.append(_el("g", tip + mark))
+    legend_y = bottom + 22
+    body.append(_el("circle", cx=left, cy=legend_y - 3, r=3, fill=BLUE))
+    body.append(_text(left + 8, legend_y, _("charts.manager"), size=10))
+    body.append(_el("rect", x=left + 118, y=legend_y - 6, width=6, height=6, fill=MUTED))
+    body.append(_text(left + 128, legend_y, _("charts.peers"), size=10))
+    if not values:
+        body.append(_text((left + right) / 2, (top + bottom) / 2, _("charts.no_data"), anchor="middle", fill=MUTED))
+    body.append(_el("line", x1=left, y1=bottom, x2=right, y2=bottom, stroke=MUTED))
+    return _svg(width, height + 6, summary, body, "before-after")

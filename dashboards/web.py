@@ -47,7 +47,7 @@ NAV: list[tuple[str, str, tuple[str, ...]]] = [
     ("/overview", "nav.overview", ("admin", "director")),
     ("/drawdowns", "nav.drawdowns", ("admin", "director")),
     ("/steps", "nav.steps", ("admin", "director")),
-    ("/coaching", "nav.coaching", ("admin", "director", "trainer")),
+    ("/coaching", "nav.coaching", ("admin", "director", "trainer", "manager")),
     ("/me", "nav.me", ("manager",)),
     ("/process", "nav.process", ("admin", "director")),
     ("/audit", "nav.audit", ("admin", "director")),

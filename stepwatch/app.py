@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+import coaching
 import collector
 import dashboards
 from collector import keys
@@ -28,6 +29,7 @@ log = logging.getLogger("stepwatch.app")
 AdminRunner = Callable[[list[str], Store], tuple[int, str, str]]
 ADMIN_TOKEN = web.AppKey("admin_token", str)
 ADMIN_RUNNER = web.AppKey("admin_runner", object)
+WEBHOOK_INTERVAL_S = 10.0
 
 
 def create_app(
@@ -43,6 +45,8 @@ def create_app(
     dashboards.setup(app)
     if settings.analysis_interval_s > 0:
         app.cleanup_ctx.append(analysis_schedule)
+    if settings.webhook_url:
+        app.cleanup_ctx.append(webhook_delivery)
     if admin_runner is not None:
         app[ADMIN_RUNNER] = admin_runner
         app.router.add_post("/v1/admin/cli", run_cli_command)
@@ -76,9 +80,32 @@ async def analysis_schedule(app: web.Application) -> AsyncIterator[None]:
                 runs = await store.run(lambda client: analysis_run.analyze(client, settings))
                 log.info("analysis ran", extra={"sites": len(runs), "seconds": round(time.perf_counter() - started, 2),
                                                 "drawdowns": sum(len(r.result.drawdowns) for r in runs)})
+                # Coaching whose window after it is over gets its verdict once the analysis has the data.
+                evaluated = await store.run(coaching.evaluate_due, settings)
+                if evaluated:
+                    log.info("coaching evaluated", extra={"evaluations": len(evaluated)})
             except Exception:
                 log.exception("analysis failed")
             await asyncio.sleep(settings.analysis_interval_s)
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def webhook_delivery(app: web.Application) -> AsyncIterator[None]:
+    """Deliver coaching notifications from the outbox every WEBHOOK_INTERVAL_S (retries back off)."""
+    settings, store = app[keys.SETTINGS], app[keys.STORE]
+
+    async def loop() -> None:
+        while True:
+            try:
+                await store.run(coaching.deliver_due, settings)
+            except Exception:
+                log.exception("webhook delivery failed")
+            await asyncio.sleep(WEBHOOK_INTERVAL_S)
 
     task = asyncio.create_task(loop())
     yield

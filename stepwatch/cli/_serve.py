@@ -39,6 +39,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             runs = analysis_run.analyze(client, settings, only_site=demo.SITE)
             flagged = len(runs[0].result.drawdowns) if runs else 0
             logins = demo.create_accounts(client, truth)
+            coached = demo.seed_coaching(client, settings, truth, today=today)
     finally:
         client.close()
     if truth is None:
@@ -52,6 +53,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
           f"{truth.sessions} service sessions, {truth.visits} step visits over {args.days} days; "
           f"planted {slow} slow and {fast} fast drawdowns; the analysis flags {flagged} drawdowns "
           f"(stepwatch flags list {truth.site})", flush=True)
+    print(f"coaching: {len(coached)} assignments (stepwatch coaching list {truth.site})", flush=True)
     print("accounts (one per role; the passwords are shown only now):")
     for name, role, password in logins:
         print(f"  {role:9s} {name:10s} password {password}", flush=True)

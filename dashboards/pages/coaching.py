@@ -1,0 +1,291 @@
+"""Coaching: the board (assignments by state and due date), one assignment with its history, its
+evaluations and a before/after chart, the assign form (usually opened from a drawdown flag), the
+catalog of courses and mentors, effectiveness per course and mentor, and failed notifications.
+
+Every rule lives in coaching/ (states, permissions, measurement); this module only reads forms and
+shows results. Each route has its JSON twin under /api/v1, which is the integration API for an LMS
+or HR system (listed in /openapi.json).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+import coaching
+from coaching import outbox
+from coaching.lifecycle import STATES
+from collector import keys
+from dashboards import charts
+from dashboards.auth import Viewer
+from dashboards.i18n import Translator
+from dashboards.web import ALL_ROLES, Page, add_action, add_page, chosen_site, run
+from stepwatch import band_versions, flag_store, processes, teams, users
+from stepwatch.errors import InvalidInput
+
+LEADS = ("admin", "director")
+
+
+# --- pages -------------------------------------------------------------------------------------------------
+
+
+async def board(request: web.Request, who: Viewer) -> Page:
+    site, site_names = await chosen_site(request)
+    q = request.query
+    state = q.get("state") or None
+    if state is not None and state not in STATES:
+        raise InvalidInput(f"state must be one of {', '.join(STATES)}", field="state")
+    found = await run(request, coaching.list_assignments, site, who.user, state=state,
+                      manager=q.get("manager") or None, step=q.get("step") or None, team=q.get("team") or None,
+                      mentor=q.get("mentor") or None) if site else []
+    rows = [_row(a) for a in found]
+    failed = []
+    if who.role in LEADS and site:
+        failed = [_message(m) for m in await run(request, outbox.messages, site=site, status="failed", limit=20)]
+    today = datetime.now(UTC).date()
+    data = {"site": site, "filters": {k: q.get(k, "") for k in ("state", "manager", "step", "team", "mentor")},
+            "assignments": rows, "failed_notifications": failed,
+            "overdue": sum(1 for r in rows if r["open"] and r["due"] < today)}
+    return Page("coaching_board.html", data, title="coaching.board_title", table="assignments",
+                columns=["assignment_id", "state", "manager", "team", "step", "kind", "course_id", "mentor", "due",
+                         "scheduled_for", "verdict", "target_met", "relative_effect_pct", "flag_id"],
+                context={"sites": site_names, "states": STATES, "today": today,
+                         "can_assign": who.role in LEADS})
+
+
+async def assignment_page(request: web.Request, who: Viewer) -> Page:
+    assignment_id = request.match_info["assignment_id"]
+    settings = request.app[keys.SETTINGS]
+    a = await run(request, coaching.get, assignment_id, who.user)
+    evaluations = await run(request, coaching.evaluations, a.assignment_id, who.user)
+    picture = await run(request, coaching.before_after, settings, a.assignment_id, who.user)
+    moves = coaching.actions(who.user, a)
+    data = {"assignment": a.as_dict(), "evaluations": [e.as_dict() for e in evaluations],
+            "before_after": picture.as_dict(), "actions": sorted(moves.allowed), "refused": moves.refused}
+    _ = Translator(who.user.language)
+    chart = charts.before_after(_, label=f"{a.manager} · {a.step}", days=picture.days,
+                                manager_ms=picture.manager_ms, peers_ms=picture.peers_ms, pre=picture.pre,
+                                post=picture.post, target_ms=picture.target_ms, band_max_ms=picture.band_max_ms)
+    return Page("coaching_assignment.html", data, title="coaching.assignment_title", table="evaluations",
+                columns=["checkpoint", "evaluated_at", "pre_since", "pre_until", "post_since", "post_until", "verdict",
+                         "target_met"],
+                context={"chart": chart, "now_local": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")})
+
+
+async def new_assignment(request: web.Request, who: Viewer) -> Page:
+    """The assign form; `?flag=` fills it from a drawdown flag, `?manager=&step=` from a page."""
+    site, site_names = await chosen_site(request)
+    q = request.query
+    prefill: dict[str, Any] = {"manager": q.get("manager", ""), "step": q.get("step", ""), "flag_id": "",
+                               "kind": "mentor_meeting", "target_minutes": "", "within_days": 21}
+    if q.get("flag"):
+        flag = await run(request, flag_store.get, q["flag"])
+        if who.role == "director" and flag.team not in who.user.teams:
+            from stepwatch.errors import Forbidden
+
+            raise Forbidden(f"flag {flag.flag_id} belongs to team {flag.team}, which you do not lead")
+        site = flag.site
+        prefill.update(manager=flag.manager, step=flag.step, flag_id=flag.flag_id,
+                       target_minutes=round(flag.reference_ms / 60_000, 1))
+    catalog = await run(request, _catalog, site, prefill["step"] or None)
+    if not prefill["target_minutes"] and prefill["step"]:
+        bands = await run(request, band_versions.versions, site, prefill["step"])
+        if bands:
+            prefill["target_minutes"] = round(bands[-1].reference_ms / 60_000, 1)
+    data = {"site": site, "prefill": prefill, **catalog,
+            "due_default": (datetime.now(UTC).date() + timedelta(days=14)).isoformat()}
+    return Page("coaching_new.html", data, title="coaching.new_title", context={"sites": site_names})
+
+
+async def catalog_page(request: web.Request, who: Viewer) -> Page:
+    site, site_names = await chosen_site(request)
+    data = {"site": site, **(await run(request, _catalog, site, None) if site else {"courses": [], "mentors": [],
+                                                                                   "steps": [], "trainers": []})}
+    return Page("coaching_catalog.html", data, title="coaching.catalog_title", table="courses",
+                context={"sites": site_names, "can_edit_courses": who.role in ("admin", "director", "trainer"),
+                         "can_edit_mentors": who.role in LEADS})
+
+
+async def effectiveness_page(request: web.Request, who: Viewer) -> Page:
+    site, site_names = await chosen_site(request)
+    by_course = await run(request, coaching.effectiveness_by, site, who.user, by="course") if site else []
+    by_mentor = await run(request, coaching.effectiveness_by, site, who.user, by="mentor") if site else []
+    rows = [r.as_dict() for r in [*by_course, *by_mentor]]
+    return Page("coaching_effectiveness.html", {"site": site, "rows": rows}, title="coaching.effectiveness_title",
+                table="rows", context={"sites": site_names})
+
+
+def _catalog(client: Any, site: str, step: str | None) -> dict[str, Any]:
+    process = processes.latest(client, site)
+    courses = [c.as_dict() for c in coaching.list_courses(client, site, step=step)]
+    mentors = [m.as_dict() for m in coaching.list_mentors(client, site, step=step)]
+    trainers = [u.name for u in users.list_users(client) if u.role == "trainer" and not u.disabled]
+    members = teams.members(client, site)
+    return {"courses": courses, "mentors": mentors, "trainers": trainers,
+            "steps": [s.key for s in process.steps] if process else [], "managers": sorted(members)}
+
+
+def _row(a: coaching.CoachingAssignment) -> dict[str, Any]:
+    return {"assignment_id": a.assignment_id, "state": a.state, "open": a.is_open, "manager": a.manager,
+            "team": a.team, "step": a.step, "kind": a.kind, "course_id": a.course_id, "mentor": a.mentor,
+            "due": a.due, "scheduled_for": a.scheduled_for, "verdict": a.verdict, "target_met": a.target_met,
+            "relative_effect_pct": a.relative_effect_pct, "flag_id": a.flag_id}
+
+
+def _message(m: outbox.OutboxMessage) -> dict[str, Any]:
+    return {"message_id": m.message_id, "topic": m.topic, "object": m.object, "created_at": m.created_at,
+            "attempts": m.attempts, "last_error": m.last_error}
+
+
+# --- actions -----------------------------------------------------------------------------------------------
+
+
+async def assign(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
+    settings = request.app[keys.SETTINGS]
+    site = str(fields.get("site", "")).strip()
+    if not site:
+        site, _names = await chosen_site(request)
+    minutes = _number(fields.get("target_minutes"), "target_minutes")
+    target = coaching.Target(max_ms=int(round(minutes * 60_000)), within_days=_integer(fields.get("within_days"),
+                                                                                      "within_days"))
+    a = await run(request, lambda client: coaching.assign(
+        client, settings, who.user, site=site, manager=_text(fields, "manager"), step=_text(fields, "step"),
+        kind=_text(fields, "kind"), due=_day(fields.get("due"), "due"), target=target,
+        course_id=str(fields.get("course_id", "") or ""), mentor=str(fields.get("mentor", "") or ""),
+        note=str(fields.get("note", "") or ""), flag_id=str(fields.get("flag_id", "") or ""),
+        pre_days=_integer(fields.get("pre_days", 14), "pre_days"),
+        post_days=_integer(fields.get("post_days", 14), "post_days")))
+    return {"assignment": a.as_dict(), "redirect": f"/coaching/assignments/{a.assignment_id}",
+            "message": Translator(who.user.language)("coaching.assigned")}
+
+
+async def schedule(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
+    when = _moment(fields.get("meeting_at"), "meeting_at")
+    return await _move(request, who, coaching.schedule, when, reason=str(fields.get("reason", "") or ""))
+
+
+async def done(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
+    return await _move(request, who, coaching.mark_done, note=str(fields.get("note", "") or ""))
+
+
+async def cancel(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
+    reason = str(fields.get("reason", "") or "").strip()
+    if not reason:
+        raise InvalidInput("say why the coaching is cancelled", field="reason")
+    return await _move(request, who, coaching.cancel, reason=reason)
+
+
+async def evaluate(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
+    settings = request.app[keys.SETTINGS]
+    assignment_id = request.match_info["assignment_id"]
+    stored = await run(request, coaching.evaluate_assignment, settings, assignment_id, who.user)
+    return {"evaluation": stored.as_dict(), "message": Translator(who.user.language)("coaching.evaluated",
+                                                                                     verdict=stored.verdict)}
+
+
+async def _move(request: web.Request, who: Viewer, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    settings = request.app[keys.SETTINGS]
+    a = await run(request, fn, settings, who.user, request.match_info["assignment_id"], *args, **kwargs)
+    return {"assignment": a.as_dict(), "message": Translator(who.user.language)("coaching.state_now",
+                                                                                state=a.state)}
+
+
+async def add_course(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
+    site = _text(fields, "site")
+    steps = _list(fields.get("steps"))
+    course = await run(request, lambda client: coaching.add_course(
+        client, who.user, site=site, title=_text(fields, "title"), steps=steps,
+        description=str(fields.get("description", "") or ""), link=str(fields.get("link", "") or ""),
+        expected_minutes=_integer(fields.get("expected_minutes", 0) or 0, "expected_minutes"),
+        self_paced=str(fields.get("self_paced", "")).lower() in ("1", "true", "on", "yes"),
+        reason=str(fields.get("reason", "") or "")))
+    return {"course": course.as_dict(), "message": Translator(who.user.language)("coaching.course_saved")}
+
+
+async def set_mentor(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
+    mentor = await run(request, lambda client: coaching.set_mentor(
+        client, who.user, site=_text(fields, "site"), name=_text(fields, "name"), steps=_list(fields.get("steps")),
+        reason=str(fields.get("reason", "") or "")))
+    return {"mentor": mentor.as_dict(), "message": Translator(who.user.language)("coaching.mentor_saved")}
+
+
+async def retry_notification(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
+    message = await run(request, outbox.retry, request.match_info["message_id"])
+    return {"message_id": message.message_id, "status": message.status,
+            "message": Translator(who.user.language)("coaching.retry_queued")}
+
+
+# --- reading form fields -----------------------------------------------------------------------------------
+
+
+def _text(fields: dict[str, Any], name: str) -> str:
+    value = str(fields.get(name, "") or "").strip()
+    if not value:
+        raise InvalidInput(f"{name} is required", field=name)
+    return value
+
+
+def _list(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [v.strip() for v in str(value or "").split(",") if v.strip()]
+
+
+def _number(value: Any, name: str) -> float:
+    try:
+        number = float(str(value).replace(",", "."))
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number", field=name) from None
+    if not number > 0:
+        raise InvalidInput(f"{name} must be more than 0", field=name)
+    return number
+
+
+def _integer(value: Any, name: str) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        raise InvalidInput(f"{name} must be a whole number", field=name) from None
+
+
+def _day(value: Any, name: str) -> date:
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidInput(f"{name} must be a date like 2026-12-01", field=name) from None
+
+
+def _moment(value: Any, name: str) -> datetime:
+    """A date and time from a form (taken as UTC, as the form says) or ISO 8601 with an offset from JSON."""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidInput(f"{name} must be a date and time like 2026-12-01T14:30", field=name) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def register(app: web.Application) -> None:
+    add_page(app, "/coaching", board, roles=ALL_ROLES, name="coaching")
+    add_page(app, "/coaching/new", new_assignment, roles=LEADS, name="coaching_new")
+    add_page(app, "/coaching/catalog", catalog_page, roles=("admin", "director", "trainer"), name="coaching_catalog")
+    add_page(app, "/coaching/effectiveness", effectiveness_page, roles=("admin", "director", "trainer"),
+             name="coaching_effectiveness")
+    add_page(app, "/coaching/assignments/{assignment_id}", assignment_page, roles=ALL_ROLES,
+             name="coaching_assignment")
+    add_action(app, "/coaching/assign", assign, roles=LEADS, name="coaching_assign")
+    add_action(app, "/coaching/assignments/{assignment_id}/schedule", schedule, roles=ALL_ROLES,
+               name="coaching_schedule")
+    add_action(app, "/coaching/assignments/{assignment_id}/done", done, roles=ALL_ROLES, name="coaching_done")
+    add_action(app, "/coaching/assignments/{assignment_id}/cancel", cancel, roles=ALL_ROLES, name="coaching_cancel")
+    add_action(app, "/coaching/assignments/{assignment_id}/evaluate", evaluate, roles=ALL_ROLES,
+               name="coaching_evaluate")
+    add_action(app, "/coaching/courses", add_course, roles=("admin", "director", "trainer"),
+               name="coaching_course_add")
+    add_action(app, "/coaching/mentors", set_mentor, roles=("admin", "director", "trainer"), name="coaching_mentor")
+    add_action(app, "/coaching/notifications/{message_id}/retry", retry_notification, roles=LEADS,
+               name="coaching_retry")
+
+
+

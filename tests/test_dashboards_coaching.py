@@ -1,0 +1,208 @@
+"""Coaching in the dashboards: board, assign form, transitions, refusals, JSON API, permissions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+import coaching
+from coaching.lifecycle import Target
+from stepwatch import storage
+from stepwatch.app import create_app
+from stepwatch.settings import Settings
+from tests.coaching_helpers import PASSWORD, ROOT, build_org, today
+from tests.web_helpers import csrf_of
+
+SECRET = "test-secret-key-0123456789abcdef"
+SCRIPT = "<script>alert(1)</script>"
+
+
+@pytest.fixture
+def org(client: storage.Client, site: Any) -> Any:
+    return build_org(client, site.name)
+
+
+@pytest.fixture
+async def api(aiohttp_client: Any, settings: Settings, org: Any) -> Any:
+    return await aiohttp_client(create_app(settings.model_copy(update={"secret_key": SECRET,
+                                                                       "analysis_interval_s": 0})))
+
+
+async def login(api: Any, name: str) -> str:
+    """Sign in through the form; returns the session's CSRF token."""
+    api.session.cookie_jar.clear()
+    form = await api.get("/login")
+    response = await api.post("/login", data={"name": name, "password": PASSWORD, "csrf": csrf_of(await form.text())},
+                              allow_redirects=False)
+    assert response.status == 303, await response.text()
+    return csrf_of(await (await api.get("/coaching")).text())
+
+
+def assign_meeting(client: storage.Client, settings: Settings, org: Any, manager: str = "m-1") -> Any:
+    return coaching.assign(client, settings, org.dana, site=org.site, manager=manager, step="offer",
+                           kind="mentor_meeting", mentor="tom", due=today() + timedelta(days=10),
+                           target=Target(240_000, 30), note="from the test")
+
+
+async def test_director_assigns_from_the_form_and_lands_on_the_assignment(api: Any, org: Any) -> None:
+    token = await login(api, "dana")
+    form = await (await api.get("/coaching/new?manager=m-1&step=offer")).text()
+    assert 'value="m-1" selected' in form and "Offer basics" in form
+    response = await api.post("/coaching/assign", data={
+        "csrf": token, "site": org.site, "manager": "m-1", "step": "offer", "kind": "mentor_meeting", "mentor": "tom",
+        "due": (today() + timedelta(days=7)).isoformat(), "target_minutes": "4", "within_days": "21"},
+        allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"].startswith("/coaching/assignments/")
+    page = await (await api.get(response.headers["Location"])).text()
+    assert "Coaching of m-1 on offer" in page and "assigned" in page and "<svg" in page
+
+
+async def test_a_refusal_is_shown_next_to_its_field(api: Any, org: Any) -> None:
+    token = await login(api, "dana")
+    response = await api.post("/coaching/assign", data={
+        "csrf": token, "site": org.site, "manager": "m-1", "step": "offer", "kind": "course",
+        "course_id": "closing-101",
+        "due": (today() + timedelta(days=7)).isoformat(), "target_minutes": "4", "within_days": "21",
+        "next": "/coaching/new"}, allow_redirects=False)
+    assert response.status == 303
+    page = await (await api.get("/coaching/new")).text()
+    assert 'class="field-error" id="error-course_id"' in page
+
+
+async def test_director_outside_the_team_gets_403_with_a_reason(api: Any, org: Any) -> None:
+    await login(api, "sam")  # leads south; m-1 is in north
+    token = csrf_of(await (await api.get("/coaching")).text())
+    response = await api.post("/api/v1/coaching/assign", headers={"X-CSRF-Token": token}, json={
+        "site": org.site, "manager": "m-1", "step": "offer", "kind": "mentor_meeting", "mentor": "tom",
+        "due": (today() + timedelta(days=7)).isoformat(), "target_minutes": 4, "within_days": 21})
+    assert response.status == 403 and "north" in (await response.json())["error"]
+
+
+async def test_trainer_schedules_and_marks_done_then_the_manager_sees_it(
+        api: Any, client: storage.Client, settings: Settings, org: Any) -> None:
+    a = assign_meeting(client, settings, org)
+    token = await login(api, "tom")
+    board = await (await api.get("/coaching")).text()
+    assert a.assignment_id in board
+    past = await api.post(f"/api/v1/coaching/assignments/{a.assignment_id}/schedule", headers={"X-CSRF-Token": token},
+                          json={"meeting_at": "2020-01-01T10:00"})
+    assert past.status in (400, 409) and "past" in (await past.json())["error"]
+    when = (today() + timedelta(days=2)).isoformat() + "T10:00"
+    ok = await api.post(f"/coaching/assignments/{a.assignment_id}/schedule", data={"csrf": token, "meeting_at": when},
+                        allow_redirects=False)
+    assert ok.status == 303
+    assert coaching.get(client, a.assignment_id).state == "scheduled"
+    early = await api.post(f"/api/v1/coaching/assignments/{a.assignment_id}/done", headers={"X-CSRF-Token": token},
+                           json={})
+    assert early.status == 409  # done before the meeting
+    await login(api, "max")
+    mine = await api.get("/api/v1/coaching")
+    assert [r["assignment_id"] for r in (await mine.json())["assignments"]] == [a.assignment_id]
+    detail = await api.get(f"/api/v1/coaching/assignments/{a.assignment_id}")
+    body = await detail.json()
+    assert body["assignment"]["state"] == "scheduled" and [e["type"] for e in body["assignment"]["history"]] == [
+        "assigned", "scheduled"]
+
+
+async def test_state_shown_is_the_state_folded_from_events(api: Any, client: storage.Client, settings: Settings,
+                                                           org: Any) -> None:
+    a = assign_meeting(client, settings, org)
+    coaching.cancel(client, settings, org.dana, a.assignment_id, reason="manager left")
+    await login(api, "ada")
+    shown = (await (await api.get(f"/api/v1/coaching/assignments/{a.assignment_id}")).json())["assignment"]
+    folded = coaching.get(client, a.assignment_id)
+    assert shown["state"] == folded.state == "cancelled"
+    assert shown["cancel_reason"] == "manager left"
+
+
+async def test_cancel_needs_a_reason(api: Any, client: storage.Client, settings: Settings, org: Any) -> None:
+    a = assign_meeting(client, settings, org)
+    token = await login(api, "dana")
+    response = await api.post(f"/api/v1/coaching/assignments/{a.assignment_id}/cancel",
+                              headers={"X-CSRF-Token": token}, json={})
+    assert response.status == 400 and (await response.json()).get("field") == "reason"
+
+
+async def test_csrf_is_required_on_coaching_forms(api: Any, client: storage.Client, settings: Settings,
+                                                  org: Any) -> None:
+    a = assign_meeting(client, settings, org)
+    await login(api, "dana")
+    response = await api.post(f"/coaching/assignments/{a.assignment_id}/cancel", data={"reason": "x"},
+                              allow_redirects=False)
+    assert response.status == 403
+    assert coaching.get(client, a.assignment_id).state == "assigned"
+
+
+@pytest.mark.parametrize(("user", "path", "status"), [
+    ("max", "/coaching/new", 403), ("tom", "/coaching/new", 403), ("dana", "/coaching/new", 200),
+    ("max", "/coaching/catalog", 403), ("tom", "/coaching/catalog", 200), ("max", "/coaching/effectiveness", 403),
+    ("dana", "/coaching/effectiveness", 200), ("tina", "/coaching", 200),
+])
+async def test_page_permissions(api: Any, user: str, path: str, status: int) -> None:
+    await login(api, user)
+    assert (await api.get(path, allow_redirects=False)).status == status
+    assert (await api.get("/api/v1" + path)).status == status
+
+
+async def test_other_managers_and_trainers_cannot_open_an_assignment(api: Any, client: storage.Client,
+                                                                     settings: Settings, org: Any) -> None:
+    a = assign_meeting(client, settings, org)
+    for user in ("mia", "tina", "sam"):
+        await login(api, user)
+        response = await api.get(f"/api/v1/coaching/assignments/{a.assignment_id}")
+        assert response.status == 403, user
+        assert (await response.json())["error"]
+
+
+async def test_trainer_sees_the_manager_page_of_who_they_coach(api: Any, client: storage.Client,
+                                                               settings: Settings, org: Any) -> None:
+    assign_meeting(client, settings, org)
+    await login(api, "tom")
+    assert (await api.get("/api/v1/managers/m-1")).status == 200
+    assert (await api.get("/api/v1/managers/m-2")).status == 403
+    await login(api, "tina")
+    assert (await api.get("/api/v1/managers/m-1")).status == 403
+
+
+async def test_catalog_through_the_api_with_a_token(api: Any, client: storage.Client, org: Any) -> None:
+    from stepwatch import users
+
+    token = users.create_token(client, "dana", "lms", actor="test")
+    headers = {"Authorization": f"Bearer {token}"}
+    made = await api.post("/api/v1/coaching/courses", headers=headers, json={
+        "site": org.site, "title": "Needs analysis", "steps": ["needs"], "expected_minutes": 30, "self_paced": True})
+    assert made.status == 200, await made.text()
+    listed = await (await api.get("/api/v1/coaching/catalog", headers=headers)).json()
+    assert "Needs analysis" in [c["title"] for c in listed["courses"]]
+    bad = await api.post("/api/v1/coaching/courses", headers=headers, json={"site": org.site, "title": "x",
+                                                                           "steps": ["no-such-step"]})
+    assert bad.status in (400, 404)
+
+
+async def test_names_with_markup_are_escaped(api: Any, client: storage.Client, org: Any) -> None:
+    coaching.add_course(client, ROOT, site=org.site, title=SCRIPT, steps=["offer"])
+    await login(api, "ada")
+    page = await (await api.get("/coaching/catalog")).text()
+    assert SCRIPT not in page and "&lt;script&gt;" in page
+
+
+async def test_failed_notifications_are_visible_and_can_be_retried(api: Any, client: storage.Client,
+                                                                    settings: Settings, org: Any) -> None:
+    from coaching import outbox
+
+    hooked = settings.model_copy(update={"webhook_url": "http://127.0.0.1:9/hook"})
+    assign_meeting(client, hooked, org)
+    now = datetime.now(UTC)
+    for _ in range(outbox.MAX_ATTEMPTS):  # every attempt fails (nothing listens on port 9) until it gives up
+        now += timedelta(hours=7)  # past the longest backoff
+        outbox.deliver_due(client, hooked, now=now)
+    failed = outbox.messages(client, site=org.site, status="failed")
+    assert failed, "the message should have failed for good"
+    token = await login(api, "ada")
+    board = await (await api.get("/api/v1/coaching")).json()
+    assert [m["message_id"] for m in board["failed_notifications"]] == [failed[0].message_id]
+    retried = await api.post(f"/api/v1/coaching/notifications/{failed[0].message_id}/retry",
+                             headers={"X-CSRF-Token": token}, json={})
+    assert retried.status == 200 and (await retried.json())["status"] == "pending"
