@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from collector import keys
-from dashboards import account, auth
+from dashboards import account, auth, openapi
 from dashboards import web as pages_web
 
 STATIC = Path(__file__).with_name("static")
@@ -35,6 +35,7 @@ def setup(app: web.Application) -> None:
     pages_web.add_action(app, "/account/language", account.set_language, roles=pages_web.ALL_ROLES,
                          name="account_language")
     app.router.add_static("/static/", STATIC, name="static", append_version=False)
+    app.router.add_get("/openapi.json", openapi.openapi)
     for module in page_modules():
         module.register(app)
 

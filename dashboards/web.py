@@ -83,6 +83,19 @@ LOGIN_CSRF = web.RequestKey("login_csrf", str)  # the login form's CSRF token
 FLASH = web.AppKey("flash_serializer", URLSafeTimedSerializer)
 
 
+@dataclass(frozen=True)
+class ApiRoute:
+    """One JSON route, as /openapi.json lists it."""
+
+    method: str
+    path: str
+    summary: str
+    roles: tuple[str, ...]
+
+
+API_ROUTES = web.AppKey("api_routes", list)
+
+
 def setup(app: web.Application, secret: str) -> None:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -94,6 +107,7 @@ def setup(app: web.Application, secret: str) -> None:
     env.globals["query_string"] = query_string
     app[JINJA] = env
     app[FLASH] = URLSafeTimedSerializer(secret, salt="stepwatch.flash")
+    app[API_ROUTES] = []
 
 
 def query_string(query: Any, **changes: Any) -> str:
@@ -131,6 +145,7 @@ def add_page(app: web.Application, path: str, handler: PageHandler, *, roles: It
 
     app.router.add_get(path, html, name=name)
     app.router.add_get(API + path, api, name=name + "_api")
+    app[API_ROUTES].append(ApiRoute("get", API + path, _summary(handler), allowed))
 
 
 def add_action(app: web.Application, path: str, handler: ActionHandler, *, roles: Iterable[str], name: str) -> None:
@@ -172,6 +187,12 @@ def add_action(app: web.Application, path: str, handler: ActionHandler, *, roles
 
     app.router.add_post(path, form, name=name)
     app.router.add_post(API + path, api, name=name + "_api")
+    app[API_ROUTES].append(ApiRoute("post", API + path, _summary(handler), allowed))
+
+
+def _summary(handler: Callable[..., Any]) -> str:
+    doc = (handler.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else handler.__name__.replace("_", " ")
 
 
 async def read_body(request: web.Request) -> dict[str, Any]:
