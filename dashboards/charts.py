@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 from babel import dates as babel_dates
 from markupsafe import Markup, escape
@@ -61,11 +62,43 @@ def position(value: float | None, band: Limits | None) -> str | None:
     return "above" if value > band.max_ms else "below" if value < band.min_ms else "within"
 
 
+@lru_cache(maxsize=8192)
+def _minutes(language: str, ms: float) -> str:
+    return Translator(language).minutes(ms)
+
+
+@lru_cache(maxsize=8192)
+def _num(language: str, value: float) -> str:
+    return Translator(language).num(value)
+
+
+class _Words:
+    """The page's Translator with its durations and numbers memoised (module-wide, per language): a
+    page of charts writes the same tick labels and counts hundreds of times, and each Babel call
+    looks the locale's symbols up again."""
+
+    def __init__(self, _: Translator):
+        self._, self.language = _, _.language
+
+    def __call__(self, key: str, **values: object) -> str:
+        return self._(key, **values)
+
+    def minutes(self, ms: float) -> str:
+        return _minutes(self.language, ms)
+
+    def num(self, value: float) -> str:
+        return _num(self.language, value)
+
+    def date(self, value: date) -> str:
+        return self._.date(value)
+
+
 # --- drawing helpers -------------------------------------------------------------------------------------------
 
 
 def _n(x: float) -> str:
-    return f"{x:.1f}".rstrip("0").rstrip(".") if math.isfinite(x) else "0"
+    text = f"{x:.1f}" if math.isfinite(x) else "0"
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _el(tag: str, content: str | Markup = "", **attrs: object) -> Markup:
@@ -170,6 +203,7 @@ def _band_sentence(_: Translator, band: Limits | None) -> str:
 
 def bullet(_: Translator, *, label: str, median_ms: float | None, band: Limits | None, width: int = 380) -> Markup:
     """The median as a bar against the band's zones (below min, within, above max) and the reference."""
+    _ = _Words(_)  # type: ignore[assignment]
     where = position(median_ms, band)
     summary = _("charts.bullet_label", label=label,
                 median=_.minutes(median_ms) if median_ms is not None else _("charts.no_data"),
@@ -210,6 +244,7 @@ def bullet(_: Translator, *, label: str, median_ms: float | None, band: Limits |
 def histogram(_: Translator, *, label: str, bins: Sequence[tuple[float, float, int]], band: Limits | None,
               median_ms: float | None = None, width: int = 380, height: int = 150) -> Markup:
     """Sessions per bin of a log time axis (bins: from_ms, to_ms, sessions); the band shaded behind."""
+    _ = _Words(_)  # type: ignore[assignment]
     total = sum(b[2] for b in bins)
     summary = _("charts.histogram_label", label=label, n=_.num(total), band=_band_sentence(_, band))
     if median_ms is not None:
@@ -251,6 +286,7 @@ def box_domain(rows: Iterable[BoxRow]) -> tuple[float, float]:
 def boxes(_: Translator, *, label: str, rows: Sequence[BoxRow], domain: tuple[float, float] | None = None,
           width: int = 640, row_height: int = 20) -> Markup:
     """One row per manager: P10-P90 line, P25-P75 box, the median as a shape, each row's band behind."""
+    _ = _Words(_)  # type: ignore[assignment]
     summary = _("charts.boxes_label", label=label, n=_.num(len(rows)))
     left, right = 132.0, width - 86.0
     scale = _LogScale(domain or box_domain(rows), left, right)
@@ -293,6 +329,7 @@ def weekly(_: Translator, *, label: str, weeks: Sequence[tuple[date, int, float 
     `bands[i]` is the band in force in week i. A week with fewer than `min_sessions` sessions is drawn
     hollow: its median says little (the analysis does not count it either).
     """
+    _ = _Words(_)  # type: ignore[assignment]
     summary = _("charts.weekly_label", label=label, n=_.num(len(weeks)))
     left, right, top, bottom = 44.0, width - 10.0, 14.0, height - 30.0
     peak = max([w[2] or 0 for w in weeks] + [b.max_ms for b in bands if b] + [1_000.0]) * 1.15
@@ -308,14 +345,18 @@ def weekly(_: Translator, *, label: str, weeks: Sequence[tuple[date, int, float 
     for tick in _linear_ticks(peak):
         body.append(_el("line", x1=left, y1=y(tick), x2=right, y2=y(tick), stroke=GRID, stroke_width=0.5))
         body.append(_text(left - 4, y(tick) + 3, _.minutes(tick), anchor="end", size=9, fill=MUTED))
-    for i, band in enumerate(bands):
-        if band is None:
+    first = 0
+    for i in range(1, len(bands) + 1):  # one shaded stretch per run of weeks under the same band
+        if i < len(bands) and bands[i] == bands[first]:
             continue
-        xa, xb = left + step * i, left + step * (i + 1)
-        body.append(_el("rect", x=xa, y=y(band.max_ms), width=xb - xa, height=y(band.min_ms) - y(band.max_ms),
-                        fill=BAND_FILL, class_="band"))
-        body.append(_el("line", x1=xa, y1=y(band.reference_ms), x2=xb, y2=y(band.reference_ms), stroke=GREEN,
-                        stroke_width=1.5, stroke_dasharray="4 2"))
+        band = bands[first]
+        if band is not None:
+            xa, xb = left + step * first, left + step * i
+            body.append(_el("rect", x=xa, y=y(band.max_ms), width=xb - xa, height=y(band.min_ms) - y(band.max_ms),
+                            fill=BAND_FILL, class_="band"))
+            body.append(_el("line", x1=xa, y1=y(band.reference_ms), x2=xb, y2=y(band.reference_ms), stroke=GREEN,
+                            stroke_width=1.5, stroke_dasharray="4 2"))
+        first = i
     points = [(x(i), y(m), i) for i, (_w, _n_, m) in enumerate(weeks) if m is not None]
     if len(points) > 1:
         body.append(_el("polyline", points=" ".join(f"{_n(px)},{_n(py)}" for px, py, _i in points), fill="none",

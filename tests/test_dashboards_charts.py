@@ -96,7 +96,10 @@ def test_the_weekly_chart_shades_the_band_and_marks_thin_weeks() -> None:
     bands = [None] * 2 + [BAND] * 10
     root = parse(charts.weekly(en, label="Offer", weeks=weeks, bands=bands))
     shaded = [r for r in root.iter(f"{{{charts.SVG_NS}}}rect") if r.get("class") == "band"]
-    assert len(shaded) == 10  # the weeks with a band in force
+    assert len(shaded) == 1  # one stretch: the ten weeks under the same band
+    assert float(shaded[0].get("x", 0)) > 44 and float(shaded[0].get("width", 0)) > 250
+    changed = parse(charts.weekly(en, label="Offer", weeks=weeks, bands=[BAND] * 6 + [Limits(6e4, 1.5e5, 3e5)] * 6))
+    assert len([r for r in changed.iter(f"{{{charts.SVG_NS}}}rect") if r.get("class") == "band"]) == 2
     tips = [t.text for t in root.iter(f"{{{charts.SVG_NS}}}title")]
     assert any(t and t.startswith("Week of Sep 7, 2026: median 1.7 min, 2 sessions; no band set") for t in tips)
     assert any(t and "(▲ above the maximum)" in t for t in tips)  # 320 s and more > 240 s
