@@ -107,7 +107,12 @@ async def test_a_steps_page_shows_every_visible_manager_against_their_band(api: 
     assert [(b["team"], b["reference_ms"]) for b in data["team_bands"]] == [("north", 150_000)]
     assert [(h["team"], h["reason"]) for h in data["history"]] == [("north", "north works differently"),
                                                                    ("", "pilot")]
-    assert data["suggestion"]["n"] >= 20 and data["editable_teams"] == ["", "north", "south"]
+    assert data["editable_teams"] == ["", "north", "south"]
+    assert data["suggestion"] is None and not data["suggested"]  # asked for with ?suggest=1
+    asked = await (await api.get("/api/v1/steps/offer?site=crm&suggest=1")).json()
+    assert asked["suggested"] and asked["suggestion"]["n"] == 174 and asked["suggestion"]["managers"] == 4
+    needs = await (await api.get("/api/v1/steps/needs?site=crm")).json()
+    assert [(m["manager"], m["visits_imported"]) for m in needs["managers"]] == [("m1", 10)]
     html = await (await api.get("/steps/offer?site=crm")).text()
     for svg in SVG.findall(html):
         ET.fromstring(svg)
@@ -323,15 +328,17 @@ async def test_the_json_api_refuses_an_unknown_step_or_site(api: Any,
 
 async def test_applying_the_suggestion_records_it_with_its_reason(fresh: Any, client: storage.Client) -> None:
     await login(fresh, "ada")
-    data = await (await fresh.get("/api/v1/steps/offer?site=crm")).json()
+    data = await (await fresh.get("/api/v1/steps/offer?site=crm&suggest=1")).json()
     suggestion = data["suggestion"]
-    page = await (await fresh.get("/steps/offer?site=crm")).text()
+    plain = await (await fresh.get("/steps/offer?site=crm")).text()
+    assert 'name="suggest" value="1"' in plain and 'value="suggestion"' not in plain  # a button asks for it
+    page = await (await fresh.get("/steps/offer?site=crm&suggest=1")).text()
     form = re.search(r'<input type="hidden" name="form" value="suggestion">.*?</form>', page, re.S)
     assert form is not None and f'value="{suggestion["reference_ms"]}ms"' in form.group(0)
     response = await fresh.post("/steps/offer/bands", allow_redirects=False, data={
         "csrf": csrf_of(page), "site": "crm", "form": "suggestion", "min": f"{suggestion['min_ms']}ms",
         "reference": f"{suggestion['reference_ms']}ms", "max": f"{suggestion['max_ms']}ms", "team": "",
-        "reason": "the pilot's practice", "next": "/steps/offer?site=crm"})
+        "reason": "the pilot's practice", "next": "/steps/offer?site=crm&suggest=1"})
     assert response.status == 303
     latest = newest(client, "offer")
     assert (latest.min_ms, latest.reference_ms, latest.max_ms) == (
@@ -339,7 +346,8 @@ async def test_applying_the_suggestion_records_it_with_its_reason(fresh: Any, cl
     assert audit.entries(client, action="band.set", actor="ada")[0].reason == "the pilot's practice"
     missing = await fresh.post("/steps/offer/bands", allow_redirects=False, data={
         "csrf": csrf_of(page), "site": "crm", "form": "suggestion", "min": "1m", "reference": "2m", "max": "4m",
-        "reason": "", "next": "/steps/offer?site=crm"})
+        "reason": "", "next": "/steps/offer?site=crm&suggest=1"})
+    assert missing.headers["Location"] == "/steps/offer?site=crm&suggest=1"
     shown = await (await fresh.get(missing.headers["Location"])).text()
     suggestion_form = shown[shown.index('name="form" value="suggestion"'):]
     assert 'id="error-reason"' in suggestion_form  # the error shows by the form that was sent

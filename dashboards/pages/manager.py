@@ -152,7 +152,7 @@ def manager_data(client: Client, settings: Settings, user: User, site: str, mana
                                                                                       period.until), team or None))}
                        for w in weeks],
         })
-    flags = [f for f in flag_store.current(client, site) if f.manager == manager or manager in f.managers]
+    flags = figures.flags_of(client, site, manager)
     histories = figures.flag_histories(client, site, [f.flag_id for f in flags])
     return {
         "site": site, "manager": manager, "team": team, "period": period.as_dict(),

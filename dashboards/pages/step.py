@@ -7,7 +7,8 @@
 The list counts, per step, the managers whose median in the latest analysis is outside the band.
 A step's page shows every visible manager's distribution (P10, quartiles, median, P90) against
 the band in force for their team, the distribution of all their sessions on a log scale, the
-band's history, and a suggested band (P10 / median / P90, every manager weighted equally).
+band's history, and on request (?suggest=1) a suggested band (P10 / median / P90 of the last 30
+days, every manager weighted equally).
 
 Who sees: admin, director (the managers of the teams they lead), trainer (the managers assigned
 to them). A manager account gets 403: these pages compare managers with each other.
@@ -25,7 +26,7 @@ from typing import Any
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
 
-from analysis.bands import Band, BandError, band_in_force
+from analysis.bands import MIN_SESSIONS_TO_SUGGEST, Band, BandError, band_in_force
 from collector import keys
 from dashboards import access, charts
 from dashboards.auth import Viewer
@@ -45,7 +46,7 @@ LIST_COLUMNS = ["step", "title", "band_min_ms", "band_reference_ms", "band_max_m
                 "enough", "above", "below", "outside", "flagged"]
 MANAGER_COLUMNS = ["manager", "team", "n", "p10_ms", "p25_ms", "median_ms", "p75_ms", "p90_ms", "band_min_ms",
                    "band_reference_ms", "band_max_ms", "band_team", "position", "share_above_max", "share_below_min",
-                   "status", "flag_id", "visits_tracked", "visits_imported"]
+                   "status", "flag_id", "visits_imported"]
 HISTORY_COLUMNS = ["effective_from", "team", "min_ms", "reference_ms", "max_ms", "set_at", "set_by", "reason"]
 
 
@@ -91,7 +92,10 @@ async def steps_page(request: web.Request, who: Viewer) -> Page:
 # --- one step --------------------------------------------------------------------------------------------------
 
 
-def step_data(client: Client, settings: Settings, user: User, site: str, step: str, period: Period) -> dict[str, Any]:
+def step_data(client: Client, settings: Settings, user: User, site: str, step: str, period: Period, *,
+              suggest: bool = False) -> dict[str, Any]:
+    """Everything the step page shows; the suggested band only when asked for (`suggest`): it sorts
+    a month of the step's sessions, which costs as much as the rest of the page."""
     scope = access.scope_of(client, user, site)
     process = processes.latest(client, site)
     versions = band_versions_by_step(client, site, step).get(step, [])
@@ -113,12 +117,12 @@ def step_data(client: Client, settings: Settings, user: User, site: str, step: s
     found = figures.distributions(client, site, key="manager", step=step, managers=visible, since=period.since,
                                   until=period.until, metric=settings.analysis_metric, limits=limits,
                                   default_limits=default and (default["min_ms"], default["max_ms"]), detail=False)
-    sources = figures.visit_sources(client, site, period.since, period.until, step=step, managers=visible)
+    imported = figures.visit_sources(client, site, period.since, period.until, step=step, managers=visible,
+                                     tracked=False)
     managers = []
     for manager in sorted(set(found.by_key) | set(verdicts)):
         dist = found.by_key.get(manager, figures.Distribution(0))
         band, verdict = band_of(manager), verdicts.get(manager, {})
-        visits = {"tracked": 0, "imported": 0, **sources.get((manager, step), {})}
         managers.append({
             "manager": manager, "team": scope.team_of.get(manager, ""), "n": dist.n, "p10_ms": dist.p10_ms,
             "p25_ms": dist.p25_ms, "median_ms": dist.median_ms, "p75_ms": dist.p75_ms, "p90_ms": dist.p90_ms,
@@ -128,14 +132,15 @@ def step_data(client: Client, settings: Settings, user: User, site: str, step: s
             "share_above_max": None if dist.above_max is None or not dist.n else round(dist.above_max / dist.n, 4),
             "share_below_min": None if dist.below_min is None or not dist.n else round(dist.below_min / dist.n, 4),
             "status": verdict.get("status"), "flag_id": verdict.get("flag_id"),
-            "visits_tracked": visits["tracked"], "visits_imported": visits["imported"],
+            "visits_imported": imported.get((manager, step), {}).get("imported", 0),
         })
     editable = editable_teams(user, site_teams)
     suggestion = None
-    if editable:
+    if editable and suggest:
         since = period.until - timedelta(days=SUGGEST_DAYS - 1)
         found_suggestion = figures.suggested_band(client, site, step, since, period.until,
-                                                  metric=settings.analysis_metric, managers=visible)
+                                                  metric=settings.analysis_metric, managers=visible,
+                                                  min_sessions=MIN_SESSIONS_TO_SUGGEST)
         suggestion = found_suggestion and {
             "min_ms": found_suggestion.min_ms, "reference_ms": found_suggestion.reference_ms,
             "max_ms": found_suggestion.max_ms, "n": found_suggestion.n, "managers": found_suggestion.managers,
@@ -153,8 +158,8 @@ def step_data(client: Client, settings: Settings, user: User, site: str, step: s
         "managers": managers,
         "histogram": [{"from_ms": round(b.from_ms, 1), "to_ms": round(b.to_ms, 1), "sessions": b.sessions}
                       for b in found.bins],
-        "visits": {"tracked": sum(m["visits_tracked"] for m in managers),
-                   "imported": sum(m["visits_imported"] for m in managers)},
+        "visits_imported": sum(m["visits_imported"] for m in managers),
+        "suggested": bool(editable and suggest),
         "suggestion": suggestion,
         "editable_teams": editable,
     }
@@ -195,7 +200,8 @@ async def step_page(request: web.Request, who: Viewer) -> Page:
     site, names = await chosen_site(request)
     settings = request.app[keys.SETTINGS]
     period = period_of(request.query, settings)
-    data = await run(request, step_data, settings, who.user, site, step, period)
+    data = await run(request, step_data, settings, who.user, site, step, period,
+                     suggest=request.query.get("suggest") == "1")
     data["sites"] = names
     _ = Translator(who.user.language)
     history = request.query.get("table") == "history"  # ?format=csv&table=history: the band's versions
