@@ -158,8 +158,15 @@ def pair_from_sessions(*, team: str, manager: str, step: str, band: Band, durati
     times = np.asarray(durations_ms, dtype=float)
     day_values = np.asarray(days, dtype="datetime64[D]")
     since, until = np.datetime64(window.since, "D"), np.datetime64(window.until, "D")
-    mine = (day_values >= since) & (day_values <= until)
-    history = day_values <= until
+    mine: slice | np.ndarray
+    history: slice | np.ndarray
+    if np.all(day_values[1:] >= day_values[:-1]):  # days ascending, as storage returns them: slices
+        first = int(np.searchsorted(day_values, since, side="left"))
+        last = int(np.searchsorted(day_values, until, side="right"))
+        mine, history = slice(first, last), slice(0, last)
+    else:
+        mine = (day_values >= since) & (day_values <= until)
+        history = day_values <= until
     daily_days, daily = daily_medians(times[history], day_values[history])
     weekly = weekly_medians(
         times[history], day_values[history], window.until,
@@ -222,13 +229,14 @@ class _RankedPool:
     """The sessions of one team's normal managers on one step, ranked once (average ranks for ties)."""
 
     def __init__(self, pairs: Sequence[PairInput], members: list[int]):
-        self.members = set(members)
         self.times = np.concatenate([pairs[j].durations_ms for j in members]).astype(float)
-        self.owner = np.concatenate([np.full(pairs[j].durations_ms.size, j) for j in members])
+        ends = np.cumsum([pairs[j].durations_ms.size for j in members])
+        # each member's sessions are one slice of the pool
+        self.span = {j: (int(end) - pairs[j].durations_ms.size, int(end)) for j, end in zip(members, ends, strict=True)}
         order = np.argsort(self.times, kind="quicksort")
         ordered = self.times[order]
-        first = np.r_[True, ordered[1:] != ordered[:-1]]
-        bounds = np.r_[np.nonzero(first)[0], ordered.size]
+        first = np.concatenate(([True], ordered[1:] != ordered[:-1]))
+        bounds = np.concatenate((np.nonzero(first)[0], [ordered.size]))
         dense = first.cumsum() - 1
         average = 0.5 * (bounds[dense] + bounds[dense + 1] + 1)  # 1-based average rank of each sorted value
         self.ranks = np.empty(ordered.size)
@@ -237,20 +245,21 @@ class _RankedPool:
         self.tie_term = float((ties**3 - ties).sum())
 
     def p_value(self, index: int, own: np.ndarray, min_peers: int) -> float | None:
-        if index not in self.members:
+        if index not in self.span:
             # a manager left out of the pool (median outside the band) against the whole pool
             return slower_than_peers_p(own, self.times) if self.times.size >= min_peers else None
+        start, end = self.span[index]
         n1 = own.size
         n2 = self.times.size - n1
         if n2 < min_peers:
             return None
         if min(n1, n2) <= 8:  # small samples: scipy's exact method, as slower_than_peers_p does
-            return slower_than_peers_p(own, self.times[self.owner != index])
+            return slower_than_peers_p(own, np.concatenate((self.times[:start], self.times[end:])))
         n = n1 + n2
         sigma = np.sqrt(n1 * n2 / 12 * ((n + 1) - self.tie_term / (n * (n - 1))))
         if sigma == 0:
             return 1.0  # every session took the same time: nothing to rank
-        u = self.ranks[self.owner == index].sum() - n1 * (n1 + 1) / 2
+        u = self.ranks[start:end].sum() - n1 * (n1 + 1) / 2
         return float(np.clip(special.ndtr(-(u - n1 * n2 / 2 - 0.5) / sigma), 0.0, 1.0))
 
 

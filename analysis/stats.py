@@ -71,8 +71,8 @@ def summarize(durations_ms: np.ndarray, band: Band, window_days: int) -> StepSum
         p25_ms=float(p25),
         p75_ms=float(p75),
         p90_ms=float(p90),
-        share_above_max=float(np.mean(times > band.max_ms)),
-        share_below_min=float(np.mean(times < band.min_ms)),
+        share_above_max=np.count_nonzero(times > band.max_ms) / times.size,
+        share_below_min=np.count_nonzero(times < band.min_ms) / times.size,
         minutes_lost_per_week=minutes_lost_per_week(float(median), band.reference_ms, int(times.size), window_days),
     )
 
@@ -144,7 +144,10 @@ def bh_qvalues(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
 
 
 def daily_medians(durations_ms: np.ndarray, days: np.ndarray | Sequence[date]) -> tuple[np.ndarray, np.ndarray]:
-    """(days, median time of each day), days sorted, one entry per day with sessions."""
+    """(days, median time of each day), days sorted, one entry per day with sessions.
+
+    Sessions already ordered by day, then time (as storage returns them) are not sorted again.
+    """
     times = _times(durations_ms)
     day_values = np.asarray(days, dtype="datetime64[D]")
     if day_values.shape != times.shape:
@@ -152,11 +155,23 @@ def daily_medians(durations_ms: np.ndarray, days: np.ndarray | Sequence[date]) -
     if times.size == 0:
         return day_values, times
     # One sort by (day, time), then each day's middle element(s): no loop over days.
-    order = np.lexsort((times, day_values))
-    ordered_days, ordered_times = day_values[order], times[order]
-    unique_days, starts, counts = np.unique(ordered_days, return_index=True, return_counts=True)
+    if _by_day_then_time(day_values, times):
+        ordered_days, ordered_times = day_values, times
+        starts = np.flatnonzero(ordered_days[1:] != ordered_days[:-1]) + 1
+        starts = np.concatenate(([0], starts))
+        unique_days, counts = ordered_days[starts], np.diff(starts, append=times.size)
+    else:
+        order = np.lexsort((times, day_values))
+        ordered_days, ordered_times = day_values[order], times[order]
+        unique_days, starts, counts = np.unique(ordered_days, return_index=True, return_counts=True)
     medians = (ordered_times[starts + (counts - 1) // 2] + ordered_times[starts + counts // 2]) / 2
     return unique_days, medians.astype(float)
+
+
+def _by_day_then_time(days: np.ndarray, times: np.ndarray) -> bool:
+    ints = days.view(np.int64)
+    day_step = ints[1:] - ints[:-1]
+    return bool(np.all((day_step > 0) | ((day_step == 0) & (times[1:] >= times[:-1]))))
 
 
 def weekly_medians(
@@ -177,13 +192,22 @@ def weekly_medians(
     if day_values.shape != times.shape:
         raise ValueError(f"one day per session is needed (got {day_values.size} for {times.size})")
     end = np.datetime64(until, "D")
-    result: list[float | None] = []
-    for k in range(periods):
-        last = end - np.timedelta64(7 * (periods - 1 - k), "D")
-        in_week = (day_values > last - np.timedelta64(7, "D")) & (day_values <= last)
-        week = times[in_week]
-        result.append(float(np.median(week)) if week.size >= min_sessions else None)
-    return tuple(result)
+    # the end of each period and of the one before it: (last - 7 days, last]
+    ends = end - np.timedelta64(7, "D") * np.arange(periods, -1, -1)
+    if bool(np.all(day_values[1:] >= day_values[:-1])):  # days ascending: each week is one slice
+        bounds = np.searchsorted(day_values, ends, side="right")
+        weeks = [times[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    else:
+        weeks = [times[(day_values > first) & (day_values <= last)]
+                 for first, last in zip(ends[:-1], ends[1:], strict=True)]
+    return tuple(_median(week) if week.size >= min_sessions else None for week in weeks)
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median of a non-empty 1-d float array (the same number), without its generic overhead."""
+    lo, hi = (values.size - 1) // 2, values.size // 2
+    part = np.partition(values, (lo, hi))
+    return float((part[lo] + part[hi]) / 2)
 
 
 def drift_start(

@@ -305,3 +305,17 @@ def test_ranking_a_team_once_gives_each_managers_own_scipy_p_value() -> None:
         peers = np.concatenate([q.durations_ms for q in normal if q is not pair])
         expected = stats.mannwhitneyu(pair.durations_ms, peers, alternative="greater").pvalue
         assert p_value == pytest.approx(expected, rel=1e-9, abs=1e-15), pair.manager
+
+
+def test_pair_from_sessions_is_the_same_whatever_the_order_of_the_sessions() -> None:
+    rng = np.random.default_rng(5)
+    days = np.datetime64(DAYS[0]) + rng.integers(0, 35, size=500).astype("timedelta64[D]")  # some past the window
+    times = np.round(rng.lognormal(12.5, 0.5, size=500), -3)
+    order = np.lexsort((times, days))
+    kwargs = {"team": "north", "manager": "ana", "step": "offer", "band": BAND, "window": WINDOW}
+    shuffled = pair_from_sessions(durations_ms=times, days=days, **kwargs)
+    in_order = pair_from_sessions(durations_ms=times[order], days=days[order], **kwargs)
+    assert np.array_equal(np.sort(shuffled.durations_ms), np.sort(in_order.durations_ms))
+    assert np.array_equal(shuffled.daily_days, in_order.daily_days)
+    assert np.array_equal(shuffled.daily_medians_ms, in_order.daily_medians_ms)
+    assert shuffled.weekly_medians_ms == in_order.weekly_medians_ms

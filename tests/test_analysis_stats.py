@@ -185,3 +185,26 @@ def test_daily_medians_equal_numpy_per_day() -> None:
     got_days, got = daily_medians(times, days)
     assert list(got_days) == sorted(set(days))
     assert np.allclose(got, [np.median(times[days == d]) for d in got_days])
+
+
+def test_sessions_already_in_order_give_the_same_figures_as_shuffled_ones() -> None:
+    """Storage returns sessions ordered by day, then time, and the statistics skip their own sort
+    then: the figures must be the very same numbers, ties and a session past `until` included."""
+    rng = np.random.default_rng(7)
+    until = date(2026, 1, 28)
+    days = np.datetime64("2026-01-01") + rng.integers(0, 30, size=2_000).astype("timedelta64[D]")
+    times = np.round(rng.lognormal(11, 0.6, size=2_000), -2)  # rounded: many ties
+    order = np.lexsort((times, days))
+    for size in (0, 1, 2, 7, 2_000):
+        shuffled_days, shuffled = days[:size], times[:size]
+        sorted_days, in_order = shuffled_days[order[order < size]], shuffled[order[order < size]]
+        got_days, got = daily_medians(in_order, sorted_days)
+        want_days, want = daily_medians(shuffled, shuffled_days)
+        assert np.array_equal(got_days, want_days) and np.array_equal(got, want)
+        for periods, least in ((4, 5), (2, 1)):
+            got_weeks = weekly_medians(in_order, sorted_days, until, periods=periods, min_sessions=least)
+            assert got_weeks == weekly_medians(shuffled, shuffled_days, until, periods=periods, min_sessions=least)
+            ends = [np.datetime64(until) - np.timedelta64(7 * (periods - k), "D") for k in range(periods + 1)]
+            weeks = [shuffled[(shuffled_days > first) & (shuffled_days <= last)]
+                     for first, last in zip(ends[:-1], ends[1:], strict=True)]
+            assert got_weeks == tuple(float(np.median(w)) if w.size >= least else None for w in weeks)
