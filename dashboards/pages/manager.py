@@ -209,6 +209,7 @@ def segment(value: str) -> str:
 
 
 async def manager_page(request: web.Request, who: Viewer) -> Page:
+    """One manager's step times against the bands, by week, and their flags (whom the account may see)."""
     manager = request.match_info["manager"]
     site, names = await chosen_site(request)
     settings = request.app[keys.SETTINGS]

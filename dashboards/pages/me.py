@@ -3,8 +3,8 @@
     GET /me?site=&since=&until=      (JSON twin: /api/v1/me)
 
 The same figures as the manager page, always for the manager id linked to the account: there is
-no parameter naming a manager, so nobody else's data can be asked for. Other roles get 403 with
-the reason (they open /managers/{manager} instead).
+no parameter naming a manager, so nobody else's data can be asked for. Other roles get 403 (they
+open /managers/{manager} instead).
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from collector import keys
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from dashboards.pages.manager import csv_table, manager_data, period_of, segment, step_charts
-from dashboards.web import ALL_ROLES, Page, add_page, chosen_site, run
+from dashboards.web import Page, add_page, chosen_site, run
 from stepwatch.errors import Forbidden
 
 
 async def me_page(request: web.Request, who: Viewer) -> Page:
-    if who.role != "manager" or not who.user.manager_id:
-        raise Forbidden(f"My figures are the own figures of a manager account; a {who.role} account has none "
-                        "(a manager's figures are at /managers/<manager id>)")
+    """A manager account's own step times against the bands, and its own flags (manager accounts only)."""
+    if not who.user.manager_id:
+        raise Forbidden("this manager account is linked to no manager id: stepwatch users add ... --manager-id")
     site, names = await chosen_site(request)
     settings = request.app[keys.SETTINGS]
     period = period_of(request.query, settings)
@@ -35,5 +35,5 @@ async def me_page(request: web.Request, who: Viewer) -> Page:
 
 
 def register(app: web.Application) -> None:
-    # every role may ask; only a manager account gets figures, the others a 403 that says why
-    add_page(app, "/me", me_page, roles=ALL_ROLES, name="me")
+    # other roles get 403 ("the admin role may not open this"): they have no figures of their own
+    add_page(app, "/me", me_page, roles=("manager",), name="me")

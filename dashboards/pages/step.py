@@ -32,7 +32,7 @@ from dashboards import access, charts
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from dashboards.pages.manager import Period, band_dict, band_versions_by_step, limits_of, period_of, segment
-from dashboards.web import ALL_ROLES, Page, add_action, add_page, chosen_site, run
+from dashboards.web import Page, add_action, add_page, chosen_site, run
 from stepwatch import band_versions, figures, processes, sites, teams
 from stepwatch.errors import Forbidden, InvalidInput, NotFound
 from stepwatch.settings import Settings
@@ -48,11 +48,6 @@ MANAGER_COLUMNS = ["manager", "team", "n", "p10_ms", "p25_ms", "median_ms", "p75
                    "band_reference_ms", "band_max_ms", "band_team", "position", "share_above_max", "share_below_min",
                    "status", "flag_id", "visits_imported"]
 HISTORY_COLUMNS = ["effective_from", "team", "min_ms", "reference_ms", "max_ms", "set_at", "set_by", "reason"]
-
-
-def _viewer_only(who: Viewer) -> None:
-    if who.role not in VIEW_ROLES:
-        raise Forbidden("step pages compare managers with each other; a manager account sees its own figures at /me")
 
 
 # --- the list of steps -----------------------------------------------------------------------------------------
@@ -81,7 +76,7 @@ def steps_data(client: Client, settings: Settings, user: User, site: str) -> dic
 
 
 async def steps_page(request: web.Request, who: Viewer) -> Page:
-    _viewer_only(who)
+    """The steps of a site with how many managers are outside each band (admin, director, trainer)."""
     site, names = await chosen_site(request)
     data = await run(request, steps_data, request.app[keys.SETTINGS], who.user, site)
     data["sites"] = names
@@ -195,7 +190,7 @@ def step_charts(_: Translator, data: dict[str, Any]) -> dict[str, Any]:
 
 
 async def step_page(request: web.Request, who: Viewer) -> Page:
-    _viewer_only(who)
+    """One step: every visible manager against the band, the band's history and (?suggest=1) a suggestion."""
     step = request.match_info["step"]
     site, names = await chosen_site(request)
     settings = request.app[keys.SETTINGS]
@@ -286,6 +281,7 @@ def save_band(client: Client, user: User, site: str, step: str, band: Band, team
 
 
 async def set_band(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
+    """Set a step's band from a date, with a reason (admin: any band; director: their teams' overrides)."""
     step = request.match_info["step"]
     site = str(fields.get("site") or request.query.get("site") or "")
     if not site:
@@ -316,6 +312,7 @@ async def set_band(request: web.Request, who: Viewer, fields: dict[str, Any]) ->
 
 
 def register(app: web.Application) -> None:
-    add_page(app, "/steps", steps_page, roles=ALL_ROLES, name="steps")
-    add_page(app, "/steps/{step}", step_page, roles=ALL_ROLES, name="step")
+    # a manager account gets 403: these pages compare managers with each other (its own are at /me)
+    add_page(app, "/steps", steps_page, roles=VIEW_ROLES, name="steps")
+    add_page(app, "/steps/{step}", step_page, roles=VIEW_ROLES, name="step")
     add_action(app, "/steps/{step}/bands", set_band, roles=EDIT_ROLES, name="step_bands")
