@@ -144,9 +144,7 @@ def _message(m: outbox.OutboxMessage) -> dict[str, Any]:
 
 async def assign(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
     settings = request.app[keys.SETTINGS]
-    site = str(fields.get("site", "")).strip()
-    if not site:
-        site, _names = await chosen_site(request)
+    site = await _site(request, fields)
     minutes = _number(fields.get("target_minutes"), "target_minutes")
     target = coaching.Target(max_ms=int(round(minutes * 60_000)), within_days=_integer(fields.get("within_days"),
                                                                                       "within_days"))
@@ -193,7 +191,7 @@ async def _move(request: web.Request, who: Viewer, fn: Any, *args: Any, **kwargs
 
 
 async def add_course(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
-    site = _text(fields, "site")
+    site = await _site(request, fields)
     steps = _list(fields.get("steps"))
     course = await run(request, lambda client: coaching.add_course(
         client, who.user, site=site, title=_text(fields, "title"), steps=steps,
@@ -205,8 +203,9 @@ async def add_course(request: web.Request, who: Viewer, fields: dict[str, Any]) 
 
 
 async def set_mentor(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
+    site = await _site(request, fields)
     mentor = await run(request, lambda client: coaching.set_mentor(
-        client, who.user, site=_text(fields, "site"), name=_text(fields, "name"), steps=_list(fields.get("steps")),
+        client, who.user, site=site, name=_text(fields, "name"), steps=_list(fields.get("steps")),
         reason=str(fields.get("reason", "") or "")))
     return {"mentor": mentor.as_dict(), "message": Translator(who.user.language)("coaching.mentor_saved")}
 
@@ -218,6 +217,17 @@ async def retry_notification(request: web.Request, who: Viewer, fields: dict[str
 
 
 # --- reading form fields -----------------------------------------------------------------------------------
+
+
+async def _site(request: web.Request, fields: dict[str, Any]) -> str:
+    """The form's site, else the one the page shows (the only site, or the first)."""
+    site = str(fields.get("site", "") or "").strip()
+    if site:
+        return site
+    site, _names = await chosen_site(request)
+    if not site:
+        raise InvalidInput("name the site: site=...", field="site")
+    return site
 
 
 def _text(fields: dict[str, Any], name: str) -> str:
