@@ -12,7 +12,10 @@ from typing import Any
 
 import orjson
 
-from stepwatch import analysis_run, band_versions, processes, storage
+from coaching import assignments, catalog
+from coaching.lifecycle import Target
+from coaching.permissions import Operator
+from stepwatch import analysis_run, band_versions, processes, storage, users
 from stepwatch.settings import Settings
 from tests.test_processes import EXAMPLE
 from tests.web_helpers import make_accounts
@@ -55,7 +58,7 @@ def build(client: storage.Client, settings: Settings, site: str = "crm", *, anal
 
     offer band 60 s / 120 s / 240 s for everyone, 60 s / 150 s / 300 s for team north (an override);
     m1 (north) ~200 s within, m2 (north) ~400 s above (flagged slow), m3 (south) ~40 s below,
-    EVIL (no team) a few sessions; m1 also has imported visits on needs.
+    EVIL (no team) a few sessions; m1 also has imported visits on needs. The trainer tom mentors m2.
     """
     make_accounts(client, site)
     text = EXAMPLE.read_text().replace('title = "Offer"', f'title = "{EVIL_TITLE}"')
@@ -73,3 +76,8 @@ def build(client: storage.Client, settings: Settings, site: str = "crm", *, anal
     storage.refresh_session_steps(client, site)
     if analyze:
         analysis_run.analyze(client, settings, only_site=site)
+    # the trainer tom mentors m2 on offer: the one manager a trainer's scope holds
+    catalog.set_mentor(client, Operator("test"), site=site, name="tom", steps=["offer"])
+    assignments.assign(client, settings, users.get_user(client, "dora"), site=site, manager="m2", step="offer",
+                       kind="mentor_meeting", mentor="tom", due=TODAY + timedelta(days=7),
+                       target=Target(max_ms=300_000, within_days=30))

@@ -136,7 +136,7 @@ async def test_flags_come_with_their_history(api: Any) -> None:
 PAGE_ACCESS = [  # (account, manager asked for, expected status)
     ("ada", "m1", 200), ("ada", "m3", 200),
     ("dora", "m1", 200), ("dora", "m2", 200), ("dora", "m3", 403), ("dora", EVIL, 403),
-    ("tom", "m1", 403),  # a trainer sees only the managers assigned to them (none here)
+    ("tom", "m2", 200), ("tom", "m1", 403),  # a trainer sees only the managers assigned to them (m2)
     ("max", "m1", 200), ("max", "m2", 403), ("max", "m3", 403),
     ("sam", "m3", 200), ("sam", "m1", 403),
 ]

@@ -85,7 +85,7 @@ async def test_a_director_counts_only_the_teams_they_lead(api: Any) -> None:
     api.session.cookie_jar.clear()
     await login(api, "tom")
     offer = next(s for s in (await (await api.get("/api/v1/steps")).json())["steps"] if s["step"] == "offer")
-    assert offer["managers"] == 0  # a trainer with nobody assigned sees no one
+    assert (offer["managers"], offer["above"]) == (1, 1)  # a trainer sees whom they mentor: m2
 
 
 # --- one step --------------------------------------------------------------------------------------------------
@@ -126,7 +126,7 @@ async def test_a_steps_page_shows_every_visible_manager_against_their_band(api: 
 
 
 @pytest.mark.parametrize(("name", "status", "managers"), [
-    ("ada", 200, {"m1", "m2", "m3", EVIL}), ("dora", 200, {"m1", "m2"}), ("tom", 200, set()),
+    ("ada", 200, {"m1", "m2", "m3", EVIL}), ("dora", 200, {"m1", "m2"}), ("tom", 200, {"m2"}),
     ("max", 403, None), ("sam", 403, None)])
 async def test_who_sees_a_step_and_whom_on_it(api: Any, name: str, status: int, managers: set[str] | None) -> None:
     await login(api, name)
