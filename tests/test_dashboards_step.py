@@ -223,14 +223,18 @@ async def test_the_band_form_needs_its_csrf_token(api: Any, shared: tuple[Settin
 
 
 @pytest.mark.parametrize(("fields", "field", "words"), [
-    ({"min": "5m", "reference": "2m", "max": "6m"}, "min", "min must be at most reference"),
-    ({"min": "1m", "reference": "7m", "max": "6m"}, "reference", "reference must be at most max"),
-    ({"min": "0", "reference": "2m", "max": "6m"}, "min", "min must be more than 0"),
-    ({"min": "1m", "reference": "two minutes", "max": "6m"}, "reference", "is not a duration"),
-    ({"min": "1m", "reference": "2m", "max": ""}, "max", "max is required"),
-    ({"min": "1m", "reference": "2m", "max": "6m", "reason": "  "}, "reason", "needs a reason"),
-    ({"min": "1m", "reference": "2m", "max": "6m", "team": "west"}, "team", "no team 'west'"),
-    ({"min": "1m", "reference": "2m", "max": "6m", "effective_from": "soon"}, "effective_from", "a date like"),
+    ({"min": "5m", "reference": "2m", "max": "6m"}, "min",
+     "The minimum (5.0 min) must be at most the reference (2.0 min)."),
+    ({"min": "1m", "reference": "7m", "max": "6m"}, "reference",
+     "The reference (7.0 min) must be at most the maximum (6.0 min)."),
+    ({"min": "0", "reference": "2m", "max": "6m"}, "min", "Minimum must be more than 0"),
+    ({"min": "1m", "reference": "two minutes", "max": "6m"}, "reference",
+     "Reference: “two minutes” is not a duration"),
+    ({"min": "1m", "reference": "2m", "max": ""}, "max", "Maximum is required"),
+    ({"min": "1m", "reference": "2m", "max": "6m", "reason": "  "}, "reason", "A band change needs a reason"),
+    ({"min": "1m", "reference": "2m", "max": "6m", "team": "west"}, "team", "There is no team “west” on site crm."),
+    ({"min": "1m", "reference": "2m", "max": "6m", "effective_from": "soon"}, "effective_from",
+     "The date must look like 2026-11-23."),
 ])
 async def test_an_inconsistent_band_is_refused_next_to_its_field_keeping_what_was_typed(
         api: Any, shared: tuple[Settings, storage.Client], fields: dict[str, str], field: str, words: str) -> None:
@@ -314,6 +318,16 @@ async def test_the_json_api_answers_400_naming_the_field(api: Any, shared: tuple
                               json={"site": "crm", "reason": "a test", **body})
     answer = await response.json()
     assert response.status == 400 and answer["field"] == field and answer["error"]
+
+
+async def test_errors_speak_the_accounts_language(fresh: Any, client: storage.Client) -> None:
+    users.set_language(client, "ada", "ru", actor="test")
+    token = users.create_token(client, "ada", "bands script", actor="test")
+    response = await fresh.post("/api/v1/steps/offer/bands", headers={"Authorization": f"Bearer {token}"},
+                                json={"site": "crm", "min": "5m", "reference": "2m", "max": "6m", "reason": "r"})
+    answer = await response.json()
+    assert response.status == 400 and answer == {"error": "Минимум (5,0 мин) не может быть больше эталона (2,0 мин).",
+                                                 "field": "min"}
 
 
 async def test_the_json_api_refuses_an_unknown_step_or_site(api: Any,

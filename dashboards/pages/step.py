@@ -210,26 +210,26 @@ async def step_page(request: web.Request, who: Viewer) -> Page:
 
 _DURATION = re.compile(r"(\d+(?:[.,]\d+)?)\s*(ms|h|min|m|s)")
 _SCALE = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000}
+FIELD_LABELS = {"min": "step.min", "reference": "step.reference", "max": "step.max"}
 
 
-def parse_duration(value: Any, name: str) -> int:
+def parse_duration(value: Any, name: str, _: Translator | None = None) -> int:
     """"240", "240s", "4m", "4m30s", "4 min", "1500ms", "1h" -> milliseconds (a bare number is seconds),
-    as `stepwatch bands set` reads them; InvalidInput naming the field otherwise."""
-    if isinstance(value, bool):
-        raise InvalidInput(f"{name} must be a duration like 90s, 4m or 4m30s", field=name)
-    if isinstance(value, int | float):
+    as `stepwatch bands set` reads them; InvalidInput naming the field otherwise, in `_`'s language."""
+    _ = _ or Translator("en")
+    label = _(FIELD_LABELS.get(name, "step.reference"))
+    if isinstance(value, int | float) and not isinstance(value, bool):
         if value < 0 or value != value:
-            raise InvalidInput(f"{name} must be a positive duration", field=name)
+            raise InvalidInput(_("step.error_positive", field=label), field=name)
         return round(value * 1000)
-    text = str(value or "").strip().lower()
+    text = "" if value is None or isinstance(value, bool) else str(value).strip().lower()
     if not text:
-        raise InvalidInput(f"{name} is required (a duration like 90s, 4m or 4m30s)", field=name)
+        raise InvalidInput(_("step.error_required", field=label), field=name)
     if re.fullmatch(r"\d+(?:[.,]\d+)?", text):
         return round(float(text.replace(",", ".")) * 1000)
     parts = _DURATION.findall(text)
     if not parts or re.sub(r"\s+", "", "".join(n + u for n, u in parts)) != re.sub(r"\s+", "", text):
-        raise InvalidInput(f"{name}: {str(value)[:40]!r} is not a duration (examples: 90, 90s, 4m, 4m30s, 1500ms)",
-                           field=name)
+        raise InvalidInput(_("step.error_duration", field=label, value=str(value)[:40]), field=name)
     return round(sum(float(n.replace(",", ".")) * _SCALE[u] for n, u in parts))
 
 
@@ -244,38 +244,49 @@ def duration_text(ms: int | float | None) -> str:
     return (f"{minutes}m" if minutes else "") + (f"{seconds}s" if seconds or not minutes else "")
 
 
-def band_of_fields(fields: dict[str, Any]) -> Band:
-    """min / reference / max from a form (durations) or JSON (min_ms... in ms, or durations); consistency
-    errors name the field at fault."""
-    values = {}
+def band_of_fields(fields: dict[str, Any], _: Translator | None = None) -> Band:
+    """min / reference / max from a form (durations) or JSON (min_ms... in ms, or durations); an error
+    names the field at fault (as sent: "min" or "min_ms") and says what is wrong in `_`'s language."""
+    _ = _ or Translator("en")
+    values, sent = {}, {}
     for name in ("min", "reference", "max"):
         if f"{name}_ms" in fields:
+            sent[name] = f"{name}_ms"
             raw = fields[f"{name}_ms"]
             if isinstance(raw, bool) or not isinstance(raw, int):
-                raise InvalidInput(f"{name}_ms must be a whole number of milliseconds", field=f"{name}_ms")
+                raise InvalidInput(_("step.error_whole_ms", field=f"{name}_ms"), field=f"{name}_ms")
             values[name] = raw
         else:
-            values[name] = parse_duration(fields.get(name), name)
+            sent[name] = name
+            values[name] = parse_duration(fields.get(name), name, _)
+    low, reference, high = values["min"], values["reference"], values["max"]
+    # the order of analysis.bands.Band's own checks, with the words of the viewer's language
+    if low <= 0:
+        raise InvalidInput(_("step.error_positive", field=_("step.min")), field=sent["min"])
+    if low > reference:
+        raise InvalidInput(_("step.error_min_above_reference", min=_.minutes(low), reference=_.minutes(reference)),
+                           field=sent["min"])
+    if reference > high:
+        raise InvalidInput(_("step.error_reference_above_max", reference=_.minutes(reference), max=_.minutes(high)),
+                           field=sent["reference"])
     try:
-        return Band(values["min"], values["reference"], values["max"])
-    except BandError as exc:
-        message = str(exc)
-        name = message.split(" ", 1)[0]
-        raise InvalidInput(message, field=f"{name}_ms" if f"{name}_ms" in fields else name) from None
+        return Band(low, reference, high)
+    except BandError as exc:  # a rule Band has that this page does not check itself
+        raise InvalidInput(str(exc)) from None
 
 
 def save_band(client: Client, user: User, site: str, step: str, band: Band, team: str, effective_from: date,
               reason: str) -> None:
+    _ = Translator(user.language)
+    sites.get_site(client, site)  # NotFound names the site
     process = processes.latest(client, site)
     if process is None or step not in {s.key for s in process.steps}:
-        raise NotFound(f"site {site} has no step {step!r}")
+        raise NotFound(_("step.error_no_step", site=site, step=step))
     site_teams = teams.list_teams(client, site)
     if team and team not in site_teams:
-        raise InvalidInput(f"no team {team!r} on site {site}", field="team")
+        raise InvalidInput(_("step.error_team", team=team, site=site), field="team")
     if user.role == "director" and (not team or team not in user.teams):
-        led = ", ".join(user.teams) or "none"
-        raise Forbidden(f"a director may set only the band overrides of the teams they lead ({led}); "
-                        "the default band of every team is an administrator's")
+        raise Forbidden(_("step.error_director", teams=", ".join(user.teams) or "–"))
     band_versions.add_version(client, site, step, team, band.min_ms, band.reference_ms, band.max_ms, effective_from,
                               actor=user.name, reason=reason)
 
@@ -283,26 +294,26 @@ def save_band(client: Client, user: User, site: str, step: str, band: Band, team
 async def set_band(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
     """Set a step's band from a date, with a reason (admin: any band; director: their teams' overrides)."""
     step = request.match_info["step"]
+    _ = Translator(who.user.language)
     site = str(fields.get("site") or request.query.get("site") or "")
     if not site:
         names = [s.name for s in await run(request, sites.list_sites)]
         if len(names) != 1:
-            raise InvalidInput("name the site: site=...", field="site")
+            raise InvalidInput(_("step.error_site"), field="site")
         site = names[0]
-    band = band_of_fields(fields)
+    band = band_of_fields(fields, _)
     team = str(fields.get("team") or "").strip()
     effective_text = str(fields.get("effective_from") or "").strip()
     try:
         effective = date.fromisoformat(effective_text) if effective_text else datetime.now(UTC).date()
     except ValueError:
-        raise InvalidInput("effective_from must be a date like 2026-11-23", field="effective_from") from None
+        raise InvalidInput(_("step.error_date"), field="effective_from") from None
     reason = str(fields.get("reason") or "").strip()
     if not reason:
-        raise InvalidInput("a band change needs a reason: it is kept in the audit log", field="reason")
+        raise InvalidInput(_("step.error_reason"), field="reason")
     if len(reason) > MAX_REASON:
-        raise InvalidInput(f"a reason is at most {MAX_REASON} characters", field="reason")
+        raise InvalidInput(_("step.error_reason_long", n=MAX_REASON), field="reason")
     await run(request, save_band, who.user, site, step, band, team, effective, reason)
-    _ = Translator(who.user.language)
     return {
         "site": site, "step": step, "team": team, "min_ms": band.min_ms, "reference_ms": band.reference_ms,
         "max_ms": band.max_ms, "effective_from": effective,
