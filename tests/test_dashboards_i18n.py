@@ -10,14 +10,20 @@ from dashboards.i18n import CATALOG_DIR, LANGUAGES, Translator, catalog
 DASHBOARDS = Path(__file__).resolve().parent.parent / "dashboards"
 # _("key"...) in templates and Python; keys built at run time ("role." + viewer.role) are listed below.
 USED = re.compile(r"""_\(\s*["']([a-z_]+\.[a-z0-9_.]+)["']""")
-DYNAMIC_PREFIXES = {"role.": ("admin", "director", "trainer", "manager"), "error.": ("400", "403", "404", "409",
-                                                                                    "429", "other")}
+DYNAMIC_PREFIXES = {
+    "role.": ("admin", "director", "trainer", "manager"),
+    "error.": ("400", "403", "404", "409", "429", "other"),
+    "coaching.state_": ("assigned", "scheduled", "done", "evaluated", "cancelled"),
+    "coaching.verdict_": ("improved", "no_change", "worse", "insufficient_data"),
+    "coaching.kind_": ("course", "mentor_meeting"),
+    "coaching.by_": ("course", "mentor"),
+}
 
 
 def used_keys() -> set[str]:
     keys: set[str] = set()
     for path in [*DASHBOARDS.rglob("*.html"), *DASHBOARDS.rglob("*.py")]:
-        keys.update(USED.findall(path.read_text()))
+        keys.update(k for k in USED.findall(path.read_text()) if not k.endswith(("_", ".")))  # prefixes: below
     for prefix, names in DYNAMIC_PREFIXES.items():
         keys.update(prefix + name for name in names)
     return keys

@@ -71,7 +71,7 @@ async def assignment_page(request: web.Request, who: Viewer) -> Page:
     return Page("coaching_assignment.html", data, title="coaching.assignment_title", table="evaluations",
                 columns=["checkpoint", "evaluated_at", "pre_since", "pre_until", "post_since", "post_until", "verdict",
                          "target_met"],
-                context={"chart": chart, "now_local": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")})
+                context={"chart": chart, "now_local": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")})
 
 
 async def new_assignment(request: web.Request, who: Viewer) -> Page:
@@ -79,7 +79,7 @@ async def new_assignment(request: web.Request, who: Viewer) -> Page:
     site, site_names = await chosen_site(request)
     q = request.query
     prefill: dict[str, Any] = {"manager": q.get("manager", ""), "step": q.get("step", ""), "flag_id": "",
-                               "kind": "mentor_meeting", "target_minutes": "", "within_days": 21}
+                               "kind": "mentor_meeting", "target_minutes": "", "within_days": 28}
     if q.get("flag"):
         flag = await run(request, flag_store.get, q["flag"])
         if who.role == "director" and flag.team not in who.user.teams:
@@ -95,7 +95,7 @@ async def new_assignment(request: web.Request, who: Viewer) -> Page:
         if bands:
             prefill["target_minutes"] = round(bands[-1].reference_ms / 60_000, 1)
     data = {"site": site, "prefill": prefill, **catalog,
-            "due_default": (datetime.now(UTC).date() + timedelta(days=14)).isoformat()}
+            "due_default": (datetime.now(UTC).date() + timedelta(days=7)).isoformat()}
     return Page("coaching_new.html", data, title="coaching.new_title", context={"sites": site_names})
 
 
@@ -160,7 +160,7 @@ async def assign(request: web.Request, who: Viewer, fields: dict[str, Any]) -> d
 
 
 async def schedule(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
-    when = _moment(fields.get("meeting_at"), "meeting_at")
+    when = _moment(fields.get("meeting_at"), "meeting_at")  # seconds are allowed: a meeting in a minute
     return await _move(request, who, coaching.schedule, when, reason=str(fields.get("reason", "") or ""))
 
 
