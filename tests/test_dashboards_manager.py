@@ -252,10 +252,14 @@ async def test_a_systemic_flag_names_only_the_managers_the_viewer_may_see(
         mine = await (await api.get("/api/v1/me?site=crm")).json()
         systemic = next(f for f in mine["flags"] if f["kind"] == "systemic")
         assert systemic["managers"] == ["m1"]  # not m2: a manager sees nobody else
+        assert systemic["median_ms"] is systemic["n"] is systemic["minutes_lost_per_week"] is None  # team figures
+        html = await (await api.get("/me?site=crm")).text()
+        assert "m2" not in html
         api.session.cookie_jar.clear()
         await login(api, "dora")
         theirs = await (await api.get("/api/v1/managers/m1?site=crm")).json()
-        assert next(f for f in theirs["flags"] if f["kind"] == "systemic")["managers"] == ["m1", "m2"]
+        systemic = next(f for f in theirs["flags"] if f["kind"] == "systemic")
+        assert systemic["managers"] == ["m1", "m2"] and systemic["minutes_lost_per_week"] == 50.0
     finally:
         client.command("DELETE FROM flags WHERE flag_id = {id:UUID}", parameters={"id": flag.flag_id})
 

@@ -169,14 +169,17 @@ def _share(count: int | None, n: int) -> float | None:
 
 
 def _flag(f: flag_store.StoredFlag, scope: access.Scope, history: list[dict[str, Any]]) -> dict[str, Any]:
+    # A systemic flag's figures are the whole team's sessions and it names the team's slow managers:
+    # an account that may not see all of them (a manager) gets the flag without those.
+    whole_team = all(scope.sees_manager(m) for m in f.managers)
     return {
         "flag_id": f.flag_id, "kind": f.kind, "step": f.step, "team": f.team, "status": f.status,
         "active": f.status in ACTIVE_FLAG, "opened_at": f.opened_at, "updated_at": f.updated_at,
-        "resolved_at": f.resolved_at, "window_start": f.window_start, "window_end": f.window_end, "n": f.n,
-        "median_ms": f.median_ms, "min_ms": f.min_ms, "reference_ms": f.reference_ms, "max_ms": f.max_ms,
+        "resolved_at": f.resolved_at, "window_start": f.window_start, "window_end": f.window_end,
+        "n": f.n if whole_team else None, "median_ms": f.median_ms if whole_team else None,
+        "min_ms": f.min_ms, "reference_ms": f.reference_ms, "max_ms": f.max_ms,
         "q_value": f.q_value, "start_date": f.start_date, "periods_in_drawdown": f.periods_in_drawdown,
-        "minutes_lost_per_week": f.minutes_lost_per_week, "reasons": list(f.reasons),
-        # a systemic flag names the team's slow managers: only those this account may see
+        "minutes_lost_per_week": f.minutes_lost_per_week if whole_team else None, "reasons": list(f.reasons),
         "managers": [m for m in f.managers if scope.sees_manager(m)],
         "history": history,
     }
