@@ -125,7 +125,7 @@ async def post_events(request: web.Request) -> web.Response:
 
 def _signed_manager(site: Site, batch: ParsedBatch) -> str:
     """The one manager the batch's identity token signs; IdentityRejected if none."""
-    managers = {e["manager"] for e in batch.events if e is not None}
+    managers = batch.managers()
     if not batch.identity:
         verify(site.secret, "", None)  # raises: a token is required
     last: IdentityRejected | None = None
