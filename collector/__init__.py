@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -54,8 +55,28 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await writer.ship()  # replay what a previous run acknowledged but had not stored
     writer.start()
     refresher = asyncio.create_task(sites.run())
+    thresholds = _quiet_gc()
     yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
     refresher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await refresher
     await writer.stop()
+
+
+def _quiet_gc() -> tuple[int, ...]:
+    """Keep CPython's cyclic garbage collector off the ingest path; returns the old thresholds.
+
+    Ingest allocates tens of thousands of objects a second. With the default thresholds the
+    collector ran about 60 times a second and, every few seconds, walked the whole heap (some
+    115,000 objects left by imports), each time a pause of 80 to 160 ms that every waiting
+    request paid. The objects alive now are frozen out of the collections (after collecting
+    the garbage among them), and the youngest generation waits for 10,000 new objects, not 700.
+    Reference counting still frees everything that is not in a cycle at once.
+    """
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, *thresholds[1:])
+    return thresholds
