@@ -40,9 +40,19 @@ class SiteDirectory:
         self._by_key: dict[str, Site] = {}
         self._origins: frozenset[str] = frozenset()
         self._configs: dict[str, TrackerConfig] = {}
+        self._allowed: dict[tuple[str, str], bool] = {}
 
     def by_key(self, key: str) -> Site | None:
         return self._by_key.get(key)
+
+    def allows_origin(self, site: Site, origin: str) -> bool:
+        """site.allows_origin, remembered until the next refresh (parsing an origin costs a URL parse)."""
+        known = self._allowed.get((site.key, origin))
+        if known is None:
+            if len(self._allowed) > 10_000:  # origins are chosen by the sender: bound what they cost
+                self._allowed.clear()
+            known = self._allowed[(site.key, origin)] = site.allows_origin(origin)
+        return known
 
     def origin_known(self, origin: str) -> bool:
         """Whether any enabled site allows this origin (answers CORS preflights)."""
@@ -55,6 +65,7 @@ class SiteDirectory:
 
     def _set(self, sites: list[Site], by_site: dict[str, processes.Process] | None = None) -> None:
         self._by_key = {site.key: site for site in sites}
+        self._allowed = {}
         self._origins = frozenset(o for site in sites if site.enabled for o in site.origins)
         if by_site is not None:
             self._configs = {
