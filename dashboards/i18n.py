@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from babel import Locale
 from babel import dates as babel_dates
 from babel import numbers as babel_numbers
 
@@ -35,11 +36,22 @@ def catalog() -> dict[str, dict[str, str]]:
     return merged
 
 
+@cache
+def _locale(language: str) -> Locale:
+    return Locale.parse(language)
+
+
+@cache
+def _pattern(pattern: str) -> babel_numbers.NumberPattern:
+    return babel_numbers.parse_pattern(pattern)  # a page formats thousands of numbers with a handful of patterns
+
+
 class Translator:
     """`_("key", n=3)` and the formatters of one language, handed to every template."""
 
     def __init__(self, language: str):
         self.language = language if language in LANGUAGES else "en"
+        self._locale = _locale(self.language)  # Babel parses a locale name on every call otherwise
 
     def __call__(self, key: str, **values: Any) -> str:
         entry = catalog().get(key)
@@ -52,13 +64,13 @@ class Translator:
         if value is None or (isinstance(value, float) and not math.isfinite(value)):
             return "–"
         pattern = "#,##0" + ("." + "0" * digits if digits else "")
-        return babel_numbers.format_decimal(value, format=pattern, locale=self.language)
+        return _pattern(pattern).apply(value, self._locale)
 
     def pct(self, share: float | None, digits: int = 0) -> str:
         if share is None:
             return "–"
         pattern = "#,##0" + ("." + "0" * digits if digits else "") + "%"
-        return babel_numbers.format_percent(share, format=pattern, locale=self.language)
+        return _pattern(pattern).apply(share, self._locale)
 
     def minutes(self, ms: float | None) -> str:
         """A step time: '4.2 min' / '4,2 мин'; seconds below a minute."""
@@ -78,9 +90,9 @@ class Translator:
     def date(self, value: date | datetime | None) -> str:
         if value is None:
             return "–"
-        return babel_dates.format_date(value, format="medium", locale=self.language)
+        return babel_dates.format_date(value, format="medium", locale=self._locale)
 
     def datetime(self, value: datetime | None) -> str:
         if value is None:
             return "–"
-        return babel_dates.format_datetime(value, format="short", tzinfo=babel_dates.UTC, locale=self.language) + " UTC"
+        return babel_dates.format_datetime(value, format="short", tzinfo=babel_dates.UTC, locale=self._locale) + " UTC"

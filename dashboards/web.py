@@ -46,7 +46,7 @@ TEMPLATES = Path(__file__).with_name("templates")
 NAV: list[tuple[str, str, tuple[str, ...]]] = [
     ("/overview", "nav.overview", ("admin", "director")),
     ("/drawdowns", "nav.drawdowns", ("admin", "director")),
-    ("/steps", "nav.steps", ("admin", "director")),
+    ("/steps", "nav.steps", ("admin", "director", "trainer")),
     ("/coaching", "nav.coaching", ("admin", "director", "trainer", "manager")),
     ("/me", "nav.me", ("manager",)),
     ("/process", "nav.process", ("admin", "director")),
