@@ -138,12 +138,16 @@ def headline(client: Client, site: str, since: date, until: date, *, managers: l
                    quantileExactInclusiveIf(0.5)(dateDiff('millisecond', started, ended),
                                                  has_start AND has_end AND ended >= started) AS median_service_ms
             FROM (
-                SELECT session_id, countIf(action = 'start') > 0 AS has_start, countIf(action = 'end') > 0 AS has_end,
+                -- Sessions are grouped by a hash of their id: half the time of grouping the strings
+                -- (measured at 10 million visits); two of a few hundred thousand sessions sharing a
+                -- 64-bit hash is about a one-in-a-billion event, and would merge two figures.
+                SELECT cityHash64(session_id) AS session, countIf(action = 'start') > 0 AS has_start,
+                       countIf(action = 'end') > 0 AS has_end,
                        minIf(at, action = 'start') AS started, maxIf(at, action = 'end') AS ended
                 FROM session_events
                 WHERE site = {site:String} AND at >= {start:DateTime64(3, 'UTC')} AND at < {end:DateTime64(3, 'UTC')}
                   AND ({everyone:Bool} OR manager IN {managers:Array(String)})
-                GROUP BY session_id
+                GROUP BY session
             )
         ) AS s
         CROSS JOIN (
