@@ -197,12 +197,12 @@ def _nan(value: Any) -> bool:
 @dataclass(frozen=True)
 class FlagPage:
     flags: list[StoredFlag]
-    total: int  # flags matching the filters, on every page
+    total: int  # flags matching the filters, on every page (or at least the flags shown, with count=False)
 
 
 def find_flags(client: Client, site: str, *, teams: list[str] | None, statuses: tuple[str, ...] | list[str],
                kind: str = "", step: str = "", team: str = "", manager: str = "", sort: str = "impact",
-               limit: int | None = None, offset: int = 0) -> FlagPage:
+               limit: int | None = None, offset: int = 0, count: bool = True) -> FlagPage:
     """A site's flags of the given teams (None = every team) and statuses, filtered, sorted and paged.
 
     `manager` matches part of a manager id, in any case, or of any manager of a systemic flag.
@@ -220,15 +220,15 @@ def find_flags(client: Client, site: str, *, teams: list[str] | None, statuses: 
                   "limit": 2**32 - 1 if limit is None else limit, "offset": offset}
     rows = query_rows(
         client,
-        f"SELECT {', '.join(FLAG_COLUMNS)}, (SELECT count() FROM flags FINAL WHERE {where}) AS total "
-        f"FROM flags FINAL WHERE {where} ORDER BY {FLAG_ORDER[sort]} "
+        f"SELECT {', '.join(FLAG_COLUMNS)} FROM flags FINAL WHERE {where} ORDER BY {FLAG_ORDER[sort]} "
         "LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
         parameters,
     )
-    if not rows and offset:
+    if count and limit is not None and (len(rows) == limit or (not rows and offset)):
+        # Only a full (or empty) page leaves the total unknown; counting is a second pass over the flags.
         total = int(client.command(f"SELECT count() FROM flags FINAL WHERE {where}", parameters=parameters))
     else:
-        total = int(rows[0]["total"]) if rows else 0
-    flags = [StoredFlag(**{**{k: v for k, v in row.items() if k != "total"}, "flag_id": str(row["flag_id"]),
+        total = offset + len(rows)
+    flags = [StoredFlag(**{**row, "flag_id": str(row["flag_id"]),
                            "managers": tuple(row["managers"]), "reasons": tuple(row["reasons"])}) for row in rows]
     return FlagPage(flags, total)

@@ -195,7 +195,7 @@ async def overview_page(request: web.Request, who: Viewer) -> Page:
         cells_call,
         run(request, overview_figures.headline, site, since, until, managers=managers, teams=flag_teams),
         run(request, overview_figures.find_flags, site, teams=flag_teams, statuses=overview_figures.ACTIVE_STATUSES,
-            step=step, limit=TOP_DRAWDOWNS),
+            step=step, limit=TOP_DRAWDOWNS, count=False),
     )
 
     min_sessions = settings.analysis_min_sessions
