@@ -206,3 +206,18 @@ async def test_failed_notifications_are_visible_and_can_be_retried(api: Any, cli
     retried = await api.post(f"/api/v1/coaching/notifications/{failed[0].message_id}/retry",
                              headers={"X-CSRF-Token": token}, json={})
     assert retried.status == 200 and (await retried.json())["status"] == "pending"
+
+
+async def test_the_manager_page_shows_coaching_history_with_a_before_after_chart(
+        api: Any, client: storage.Client, settings: Settings, org: Any) -> None:
+    a = coaching.assign(client, settings, org.dana, site=org.site, manager="m-1", step="offer", kind="course",
+                        course_id="offer-basics", due=today() + timedelta(days=3), target=Target(240_000, 30))
+    coaching.mark_done(client, settings, org.max, a.assignment_id)  # a self-paced course: the manager marks it
+    await login(api, "dana")
+    page = await (await api.get("/managers/m-1")).text()
+    assert "/coaching/assignments/" + a.assignment_id in page and 'class="chart before-after"' in page
+    twin = await (await api.get("/api/v1/managers/m-1")).json()
+    assert twin["coaching"][0]["assignment_id"] == a.assignment_id and twin["coaching"][0]["before_after"]
+    await login(api, "max")
+    mine = await (await api.get("/api/v1/me")).json()
+    assert [r["assignment_id"] for r in mine["coaching"]] == [a.assignment_id]

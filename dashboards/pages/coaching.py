@@ -117,6 +117,41 @@ async def effectiveness_page(request: web.Request, who: Viewer) -> Page:
                 table="rows", context={"sites": site_names})
 
 
+CHARTED = 3  # before/after charts on a manager page: the latest coaching that has an "after"
+
+
+def history(client: Any, settings: Any, user: Any, site: str, manager: str) -> list[dict[str, Any]]:
+    """A manager's coaching, newest first, for the manager page and My figures: each assignment the
+    viewer may see, with its before/after data when it is done or evaluated (the latest few)."""
+    found = coaching.list_assignments(client, site, user, manager=manager) if site else []
+    found = sorted(found, key=lambda a: a.assigned_at, reverse=True)
+    rows, charted = [], 0
+    for a in found:
+        row = {**_row(a), "assigned_at": a.assigned_at, "before_after": None}
+        if a.state in ("done", "evaluated") and charted < CHARTED:
+            row["before_after"] = coaching.before_after(client, settings, a.assignment_id, user).as_dict()
+            charted += 1
+        rows.append(row)
+    return rows
+
+
+def history_charts(_: Translator, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The before/after chart of each charted assignment, by assignment id."""
+    drawn = {}
+    for row in rows:
+        picture = row["before_after"]
+        if picture is None:
+            continue
+        days = [date.fromisoformat(d) for d in picture["days"]]
+        pre = tuple(date.fromisoformat(d) for d in picture["pre"])
+        post = tuple(date.fromisoformat(d) for d in picture["post"]) if picture.get("post") else None
+        drawn[row["assignment_id"]] = charts.before_after(
+            _, label=f"{row['manager']} · {row['step']}", days=days, manager_ms=picture["manager_ms"],
+            peers_ms=picture["peers_ms"], pre=pre, post=post, target_ms=picture["target_ms"],
+            band_max_ms=picture["band_max_ms"], width=560, height=170)
+    return drawn
+
+
 def _catalog(client: Any, site: str, step: str | None) -> dict[str, Any]:
     process = processes.latest(client, site)
     courses = [c.as_dict() for c in coaching.list_courses(client, site, step=step)]

@@ -28,6 +28,7 @@ from collector import keys
 from dashboards import access, charts
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
+from dashboards.pages import coaching as coaching_pages
 from dashboards.web import Page, add_page, chosen_site, run
 from stepwatch import band_versions, figures, flag_store, processes
 from stepwatch.errors import InvalidInput, NotFound
@@ -219,10 +220,12 @@ async def manager_page(request: web.Request, who: Viewer) -> Page:
     period = period_of(request.query, settings)
     data = await run(request, manager_data, settings, who.user, site, manager, period)
     data["sites"] = names
+    data["coaching"] = await run(request, coaching_pages.history, settings, who.user, site, manager)
     _ = Translator(who.user.language)
     table, columns = csv_table(request.query)
     return Page("manager.html", data, title="manager.title", table=table, columns=columns,
                 context={"charts": step_charts(_, data), "segment": segment, "own": False,
+                         "coaching_charts": coaching_pages.history_charts(_, data["coaching"]),
                          "heading": _("manager.heading", manager=manager)})
 
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from collector import keys
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
+from dashboards.pages import coaching as coaching_pages
 from dashboards.pages.manager import csv_table, manager_data, period_of, segment, step_charts
 from dashboards.web import Page, add_page, chosen_site, run
 from stepwatch.errors import Forbidden
@@ -29,9 +30,12 @@ async def me_page(request: web.Request, who: Viewer) -> Page:
     data = await run(request, manager_data, settings, who.user, site, who.user.manager_id, period,
                      unknown_is_404=False)
     data["sites"] = names
+    data["coaching"] = await run(request, coaching_pages.history, settings, who.user, site, who.user.manager_id)
+    _ = Translator(who.user.language)
     table, columns = csv_table(request.query)
     return Page("me.html", data, title="me.title", table=table, columns=columns,
-                context={"charts": step_charts(Translator(who.user.language), data), "segment": segment})
+                context={"charts": step_charts(_, data), "segment": segment,
+                         "coaching_charts": coaching_pages.history_charts(_, data["coaching"])})
 
 
 def register(app: web.Application) -> None:
