@@ -221,3 +221,35 @@ async def test_the_manager_page_shows_coaching_history_with_a_before_after_chart
     await login(api, "max")
     mine = await (await api.get("/api/v1/me")).json()
     assert [r["assignment_id"] for r in mine["coaching"]] == [a.assignment_id]
+
+
+async def test_serve_delivers_the_webhook_of_an_assignment_made_in_the_dashboards(
+        aiohttp_client: Any, aiohttp_server: Any, settings: Settings, org: Any, monkeypatch: Any) -> None:
+    import asyncio
+
+    from aiohttp import web
+
+    import stepwatch.app
+
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    server = await aiohttp_server(receiver)
+    monkeypatch.setattr(stepwatch.app, "WEBHOOK_INTERVAL_S", 0.2)
+    api = await aiohttp_client(create_app(settings.model_copy(update={
+        "secret_key": SECRET, "analysis_interval_s": 0, "webhook_url": str(server.make_url("/hook"))})))
+    token = await login(api, "dana")
+    response = await api.post("/api/v1/coaching/assign", headers={"X-CSRF-Token": token}, json={
+        "manager": "m-1", "step": "offer", "kind": "mentor_meeting", "mentor": "tom",
+        "due": (today() + timedelta(days=7)).isoformat(), "target_minutes": 4, "within_days": 30})
+    assert response.status == 200, await response.text()
+    for _ in range(100):
+        if received:
+            break
+        await asyncio.sleep(0.1)
+    assert received and "m-1" in received[0]["text"]
