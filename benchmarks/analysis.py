@@ -33,8 +33,9 @@ STEPS = ["greeting", "identification", "needs", "products", "offer", "contract",
 BASE_SECONDS = [40, 70, 260, 320, 240, 200, 100, 60]
 
 
-def generate(client, site: str, managers: int, visits: int, days: int, end: datetime, offset_days: int = 0) -> None:
-    """`visits` step visits: sessions of 8 steps, managers round-robin, spread over `days` days before `end`."""
+def generate(client, site: str, managers: int, visits: int, days: int, end: datetime, first_session: int = 0) -> None:
+    """`visits` step visits: sessions of 8 steps, managers round-robin, spread over the `days` days before
+    `end`, numbered from `first_session` (a later batch continues the numbering, so its sessions are new)."""
     sessions = visits // len(STEPS)
     per_day = max(1, sessions // (managers * days))
     base = "[" + ",".join(str(s) for s in BASE_SECONDS) + "]"
@@ -47,12 +48,12 @@ def generate(client, site: str, managers: int, visits: int, days: int, end: date
                concat('/clients/:customer/', step), started, toUInt32(t * 0.9), toUInt32(t * 0.1), 0, 'bench', 'bench'
         FROM (
             SELECT number,
-                   intDiv(number, {len(STEPS)}) + {offset_days * managers * per_day} AS s,
+                   intDiv(number, {len(STEPS)}) AS s,
                    number % {len(STEPS)} AS k,
                    concat('m-', leftPad(toString(s % {managers}), 3, '0')) AS manager,
-                   concat('b-', toString(s)) AS session_id,
+                   concat('b-', toString(s + {first_session})) AS session_id,
                    {steps}[k + 1] AS step,
-                   intDiv(s, {managers * per_day}) AS day,
+                   least(intDiv(s, {managers * per_day}), {days - 1}) AS day,
                    toDateTime64({first_day} + day * 86400 + 9 * 3600 + (intDiv(s, {managers}) % {per_day}) * 420
                                 + k * 45, 3, 'UTC') AS started,
                    -- skill of the manager, planted slowdowns on a few pairs over the last 30 days
@@ -142,7 +143,9 @@ def measure(data_dir: Path, args: argparse.Namespace) -> dict[str, float | int]:
     full_s = time.perf_counter() - started
 
     end = datetime(today.year, today.month, today.day, tzinfo=UTC)
-    generate(client, site, args.managers, args.visits // args.days, 1, end + timedelta(days=1), offset_days=args.days)
+    # today's visits, the day after the history: inside the new window, as a day of work arrives
+    generate(client, site, args.managers, args.visits // args.days, 1, end + timedelta(days=1),
+             first_session=args.visits // len(STEPS))
     started = time.perf_counter()
     analysis_run.analyze(client, settings, until=today, only_site=site)
     incremental_s = time.perf_counter() - started
