@@ -138,13 +138,16 @@ def test_versions_left_by_concurrent_refreshes_are_not_counted(history: storage.
         history.command("SYSTEM START MERGES session_steps")
 
 
-def test_many_repeated_sessions_and_a_pair_hash_collision(history: storage.Client,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage, "_REPEATED_AS_PARAMETER", 0)  # ClickHouse finds them again
+def test_the_fallbacks_give_the_same_figures(history: storage.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage, "_REPEATED_AS_PARAMETER", 0)  # many repeated sessions: ClickHouse finds them again
     assert_same(history)
     # every pair sharing one key: the read falls back to another hash of the same strings
     monkeypatch.setattr(storage, "_PAIR_KEYS", (("toUInt64(7)", "toUInt64(7)"), *storage._PAIR_KEYS[1:]))
     assert_same(history)
+    monkeypatch.undo()
+    monkeypatch.setattr(storage, "_TIME_BITS", 10)  # sessions too long to pack: ClickHouse sorts
+    assert_same(history)
+    assert_same(history, DAY + timedelta(days=1), TODAY)
 
 
 def test_the_read_comes_as_arrays_ordered_by_day_then_time(history: storage.Client) -> None:
