@@ -1,0 +1,202 @@
+"""Dashboards benchmark: server time of the pages over 10 million step visits.
+
+    python benchmarks/dashboards.py --visits 10000000 --json
+
+Builds the analysis benchmark's site on a fresh embedded engine (200 managers in 8 teams, 8 steps
+with bands, 90 days of visits generated inside ClickHouse, see benchmarks/analysis.py), adds a
+service session's start and end events for every session, fills the daily pre-aggregate and runs
+the analysis once (flags, stored figures), as `stepwatch serve` would have. Then it serves the
+application in this process and times each page as a signed-in admin and director: the time from
+sending the request to the last byte of the answer, over loopback (p50 and p95 of --calls calls
+after 3 warm-up calls). Pages of other parts are timed too when their routes exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+# This folder holds analysis.py, named like the `analysis` package: keep it off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+PASSWORD = "benchmark password 1"
+
+
+def _analysis_benchmark() -> Any:
+    spec = importlib.util.spec_from_file_location("analysis_benchmark", Path(__file__).with_name("analysis.py"))
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def session_events(client: Any, site: str, managers: int, visits: int, days: int, end: datetime, steps: int) -> None:
+    """A start and an end event for every session the analysis benchmark generated (same ids, times)."""
+    sessions = visits // steps
+    per_day = max(1, sessions // (managers * days))
+    first_day = int((end - timedelta(days=days)).timestamp())
+    client.command(f"""
+        INSERT INTO session_events (site, event_id, session_id, action, manager, customer, process, at, outcome,
+                                    tracker, source)
+        SELECT '{site}', generateUUIDv4(number), concat('b-', toString(s)), if(number % 2 = 0, 'start', 'end'),
+               concat('m-', leftPad(toString(s % {managers}), 3, '0')), '', 'bench',
+               toDateTime64({first_day} + intDiv(s, {managers * per_day}) * 86400 + 9 * 3600
+                            + (intDiv(s, {managers}) % {per_day}) * 420
+                            + if(number % 2 = 0, 0, 240 + cityHash64(s) % 600), 3, 'UTC'),
+               if(number % 2 = 0, '', 'sale'), 'bench', 'bench'
+        FROM (SELECT number, intDiv(number, 2) AS s FROM numbers({sessions * 2}))
+        SETTINGS max_insert_threads = 2
+    """)
+
+
+def build(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from stepwatch import analysis_run, band_versions, migrations, processes, sites, storage, teams, users
+    from stepwatch.settings import Settings
+
+    bench = _analysis_benchmark()
+    settings = Settings(data_dir=data_dir, analysis_interval_s=0)
+    client = storage.connect(settings)
+    migrations.apply_pending(client, settings.retention_days)
+    site = "bench"
+    sites.add_site(client, site, ["https://crm.example.com"], actor="bench")
+    definition = {"process": "bench",
+                  "steps": [{"key": s, "patterns": [f"/clients/{{customer}}/{s}"]} for s in bench.STEPS]}
+    processes.load(client, processes.from_definition(definition, site), actor="bench")
+    names = [f"m-{i:03d}" for i in range(args.managers)]
+    for t in range(8):
+        teams.add_team(client, site, f"team-{t}", actor="bench")
+        teams.assign(client, site, f"team-{t}", names[t::8], actor="bench")
+    today = datetime.now(UTC).date()
+    for step, seconds in zip(bench.STEPS, bench.BASE_SECONDS, strict=True):
+        band_versions.add_version(client, site, step, "", int(seconds * 450), seconds * 1000, int(seconds * 1900),
+                                  today - timedelta(days=args.days + 1), actor="bench", reason="benchmark")
+    users.add_user(client, "ada", "admin", PASSWORD, actor="bench")
+    users.add_user(client, "dora", "director", PASSWORD, teams=("team-3",), actor="bench")
+    users.add_user(client, "max", "manager", PASSWORD, teams=("team-3",), manager_id="m-003", actor="bench")
+
+    end = datetime(today.year, today.month, today.day, tzinfo=UTC)
+    started = time.perf_counter()
+    bench.generate(client, site, args.managers, args.visits, args.days, end)
+    session_events(client, site, args.managers, args.visits, args.days, end, len(bench.STEPS))
+    generated_s = time.perf_counter() - started
+    started = time.perf_counter()
+    runs = analysis_run.analyze(client, settings, until=today - timedelta(days=1), only_site=site)
+    analysis_s = time.perf_counter() - started
+    facts = {"visits": int(client.command("SELECT count() FROM step_visits")),
+             "session_events": int(client.command("SELECT count() FROM session_events")),
+             "managers": args.managers, "steps": len(bench.STEPS), "days": args.days,
+             "flags": len(runs[0].result.drawdowns), "generate_s": round(generated_s, 1),
+             "first_analysis_s": round(analysis_s, 1)}
+    client.close()
+    return facts
+
+
+async def measure(settings: Any, calls: int, since: str, until: str) -> dict[str, Any]:
+    from aiohttp import ClientSession, CookieJar
+    from aiohttp.test_utils import TestServer
+
+    from collector import keys
+    from stepwatch import flag_store
+    from stepwatch.app import create_app
+
+    app = create_app(settings)
+    server = TestServer(app)
+    await server.start_server()
+    routes = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
+    client = app[keys.STORE].client()
+    flag = next(f for f in flag_store.current(client, "bench") if f.team == "team-3")
+    pages = {
+        "ada": [("/overview", "overview"), ("/api/v1/overview", "overview JSON"),
+                (f"/overview?since={since}&until={until}", "overview, chosen dates"),
+                ("/overview?team=team-3", "overview, one team"), ("/drawdowns", "drawdowns"),
+                ("/drawdowns?status=all&sort=age", "drawdowns, any status by age"),
+                (f"/drawdowns/{flag.flag_id}", "a drawdown"), ("/process", "process")],
+        "dora": [("/overview", "overview (director)"), ("/drawdowns", "drawdowns (director)")],
+        "max": [],
+    }
+    # Pages of other parts, when they exist.
+    if "/managers/{manager}" in routes:
+        pages["ada"].append(("/managers/m-003", "a manager"))
+    if "/steps/{step}" in routes:
+        pages["ada"].append(("/steps/offer", "a step"))
+    if "/me" in routes:
+        pages["max"].append(("/me", "my figures (manager)"))
+    if "/audit" in routes:
+        pages["ada"].append(("/audit", "audit log"))
+    results: dict[str, Any] = {}
+    try:
+        for name, listed in pages.items():
+            async with ClientSession(base_url=str(server.make_url("")), cookie_jar=CookieJar(unsafe=True)) as http:
+                form = await (await http.get("/login")).text()
+                token = re.search(r'name="csrf" value="([^"]+)"', form)
+                assert token, "no login form"
+                signed_in = await http.post("/login", data={"name": name, "password": PASSWORD, "csrf": token.group(1)},
+                                            allow_redirects=False)
+                assert signed_in.status == 303, f"{name} could not sign in: {signed_in.status}"
+                for path, label in listed:
+                    timings, status, size = [], 0, 0
+                    for i in range(calls + 3):
+                        started = time.perf_counter()
+                        async with http.get(path) as response:
+                            body = await response.read()
+                            status, size = response.status, len(body)
+                        if i >= 3:
+                            timings.append((time.perf_counter() - started) * 1000)
+                    timings.sort()
+                    p95 = timings[min(len(timings) - 1, round(0.95 * (len(timings) - 1)))]
+                    results[label] = {"path": path, "status": status, "bytes": size,
+                                      "p50_ms": round(statistics.median(timings), 1), "p95_ms": round(p95, 1)}
+    finally:
+        await server.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--visits", type=int, default=10_000_000)
+    parser.add_argument("--managers", type=int, default=200)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--calls", type=int, default=30)
+    parser.add_argument("--data-dir", help="keep the data here (built once, reused when it exists)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    from stepwatch.settings import Settings
+
+    work = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="sw-dashboards-")) / "data"
+    facts_file = work / "benchmark.json"
+    if facts_file.exists():
+        facts = json.loads(facts_file.read_text())
+    else:
+        facts = build(work, args)
+        facts_file.write_text(json.dumps(facts))
+    settings = Settings(data_dir=work, analysis_interval_s=0, secret_key="benchmark-secret-key-0123456789")
+    today = datetime.now(UTC).date()
+    timings = asyncio.run(measure(settings, args.calls, str(today - timedelta(days=30)),
+                                  str(today - timedelta(days=1))))
+    if not args.data_dir:
+        shutil.rmtree(work.parent, ignore_errors=True)
+    result = {**facts, "pages": timings}
+    if args.json:
+        print(json.dumps(result))
+        return
+    for key, value in facts.items():
+        print(f"{key:>20}: {value}")
+    print(f"{'page':<34} {'status':>6} {'kB':>7} {'p50 ms':>8} {'p95 ms':>8}")
+    for label, t in timings.items():
+        print(f"{label:<34} {t['status']:>6} {t['bytes'] / 1024:>7.0f} {t['p50_ms']:>8} {t['p95_ms']:>8}")
+
+
+if __name__ == "__main__":
+    main()
