@@ -5,10 +5,15 @@
 Starts `stepwatch serve` on a fresh data directory (rate limits off), and posts batches of 50
 realistic events (visits with checkpoints, session starts and ends) from concurrent keep-alive
 connections on loopback with `wrk` (Debian package; installed if missing). A 200 means the events
-are inserted in ClickHouse, so events_per_s is durable throughput. In the same run and on the same
-machine it measures two references: a bare aiohttp handler that only reads the same bodies
-(bare_requests_per_s), and clickhouse-connect inserting the same rows directly into the embedded
-engine in batches like the collector's group commits (raw_insert_rows_per_s).
+are durable (fsynced in the collector's spool, the default `wal` acknowledgement; they reach
+ClickHouse within STEPWATCH_FLUSH_MS), so events_per_s is durable throughput. The warm-up lasts
+until the analysis that `serve` schedules 5 s after its start has run once (it then runs every
+5 minutes, so a 20 s window right after start would otherwise always contain it). In the same
+run and on the same machine it measures two references: a bare aiohttp handler that only reads
+the same bodies (bare_requests_per_s), and clickhouse-connect inserting the same rows directly
+into the embedded engine in batches like the collector's group commits (raw_insert_rows_per_s).
+It also reports the machine's load average before the run and the collector's CPU time per
+request (all its threads), which moves less than the rates when other work shares the machine.
 """
 
 from __future__ import annotations
@@ -131,6 +136,12 @@ def wait_for(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -176,9 +187,10 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     args = parser.parse_args()
 
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
     work = Path(tempfile.mkdtemp(prefix="sw-bench-"))
     env = {**os.environ, "STEPWATCH_DATA_DIR": str(work / "data"), "STEPWATCH_RATE_LIMIT_SITE": "0",
-           "STEPWATCH_RATE_LIMIT_ADDRESS": "0", "STEPWATCH_LOG_LEVEL": "WARNING"}
+           "STEPWATCH_RATE_LIMIT_ADDRESS": "0", "STEPWATCH_LOG_LEVEL": "INFO"}
     cli = [sys.executable, "-m", "stepwatch"]
     site = json.loads(subprocess.run([*cli, "sites", "add", "bench", "--origin", "https://crm.example.com", "--json"],
                                      env=env, capture_output=True, text=True, check=True).stdout)
@@ -189,12 +201,20 @@ def main() -> None:
     script.write_text(WRK_SCRIPT)
 
     port = free_port()
+    log = work / "serve.log"
     collector = subprocess.Popen([*cli, "serve"], env={**env, "STEPWATCH_PORT": str(port)},
-                                 stdout=subprocess.DEVNULL, stderr=open(work / "serve.log", "w"))
+                                 stdout=subprocess.DEVNULL, stderr=open(log, "w"))
     try:
         wait_for(f"http://127.0.0.1:{port}/healthz")
-        run_wrk(f"http://127.0.0.1:{port}", 3, args.connections, bodies_path, script)  # warm-up
+        idle_rss = peak_rss_mb(collector.pid)
+        warm_up = time.monotonic()
+        while True:  # until the first scheduled analysis has run (or 60 s)
+            run_wrk(f"http://127.0.0.1:{port}", 3, args.connections, bodies_path, script)
+            if '"analysis ran"' in log.read_text() or time.monotonic() - warm_up > 60:
+                break
+        cpu_before = cpu_seconds(collector.pid)
         measured = run_wrk(f"http://127.0.0.1:{port}", args.seconds, args.connections, bodies_path, script)
+        cpu_per_request = (cpu_seconds(collector.pid) - cpu_before) / max(1, measured["requests"])
         rss = peak_rss_mb(collector.pid)
     finally:
         collector.terminate()
@@ -219,6 +239,8 @@ def main() -> None:
         "p50_ms": round(measured["p50_us"] / 1000, 2),
         "p99_ms": round(measured["p99_us"] / 1000, 2),
         "rss_mb": round(rss, 1),
+        "idle_rss_mb": round(idle_rss, 1),
+        "collector_cpu_us_per_request": round(cpu_per_request * 1e6),
         "non_2xx": measured["non2xx"],
         "socket_errors": measured["socket_errors"],
         "bare_requests_per_s": round(bare_result["requests_per_s"]),
@@ -228,6 +250,7 @@ def main() -> None:
         "connections": args.connections,
         "events_per_request": args.batch,
         "cpus": os.cpu_count(),
+        "loadavg_before": load_before,
     }
     if args.json:
         print(json.dumps(result))
