@@ -37,6 +37,7 @@ from pydantic import Field, StrictBool, StringConstraints, TypeAdapter, Validati
 from typing_extensions import TypedDict, get_type_hints
 
 from stepwatch.settings import Settings
+from stepwatch.storage import SESSION_EVENT_COLUMNS, VISIT_COLUMNS
 
 Uuid = Annotated[
     str,
@@ -151,11 +152,17 @@ class ParsedBatch:
 
 @dataclass
 class ValidatedBatch:
-    """Valid events as JSONEachRow lines, ready for storage.insert_visits / insert_session_events."""
+    """Valid events as JSONEachRow lines, ready for storage.insert_visits / insert_session_events.
+
+    With `compact`, JSONCompactEachRow lines instead: one JSON array per row, every column of
+    storage.VISIT_COLUMNS / SESSION_EVENT_COLUMNS in that order. The collector stores those: the
+    rows are a third of the size, and ClickHouse parses them in half the CPU (no key per value).
+    """
 
     visits: list[bytes] = field(default_factory=list)
     sessions: list[bytes] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    compact: bool = False
 
     @property
     def accepted(self) -> int:
@@ -313,19 +320,22 @@ def _compiled_batch(settings: Settings, now: float, valid_for_s: int) -> _Compil
     short = Annotated[str, Meta(max_length=32)]
 
     # defstruct, not class statements: this module's annotations are strings (from __future__).
+    # Fields in the order of the table's columns (without site and source), for compact rows.
     visit = msgspec.defstruct("Visit", [
-        ("visit_id", uuid), ("seq", Annotated[int, Meta(ge=0, lt=2**31)]), ("manager", ident),
-        ("session_id", key), ("process", key), ("step", key), ("started_at", moment), ("active_ms", duration),
-        ("idle_ms", duration), ("hidden_ms", duration), ("final", bool, False), ("customer", customer, ""),
+        ("visit_id", uuid), ("seq", Annotated[int, Meta(ge=0, lt=2**31)]), ("final", bool, False),
+        ("manager", ident), ("session_id", key), ("customer", customer, ""), ("process", key), ("step", key),
         ("path", Annotated[str, Meta(max_length=512)], ""),  # and neither ? nor #
+        ("started_at", moment), ("active_ms", duration), ("idle_ms", duration), ("hidden_ms", duration),
         ("tracker", short, ""),
-    ], tag_field="type", tag="visit", gc=False)
+    ], tag_field="type", tag="visit", gc=False, kw_only=True)
     session = msgspec.defstruct("Session", [
-        ("event_id", uuid), ("action", Literal["start", "end"]), ("session_id", key), ("manager", ident),
-        ("process", key), ("at", moment), ("customer", customer, ""),
+        ("event_id", uuid), ("session_id", key), ("action", Literal["start", "end"]), ("manager", ident),
+        ("customer", customer, ""), ("process", key), ("at", moment),
         ("outcome", short, ""),  # and _OUTCOME_CHARS
         ("tracker", short, ""),
-    ], tag_field="type", tag="session", gc=False)
+    ], tag_field="type", tag="session", gc=False, kw_only=True)
+    assert visit.__struct_fields__ == VISIT_COLUMNS[1:-1], "the table's columns changed"
+    assert session.__struct_fields__ == SESSION_EVENT_COLUMNS[1:-1], "the table's columns changed"
     batch = msgspec.defstruct("CompiledBatch", [
         ("site", Annotated[str, Meta(min_length=1, max_length=128)]),
         ("events", list[visit | session]),  # type: ignore[valid-type]
@@ -335,6 +345,9 @@ def _compiled_batch(settings: Settings, now: float, valid_for_s: int) -> _Compil
 
 
 _ENCODE = msgspec.json.Encoder().encode
+_ASTUPLE = msgspec.structs.astuple
+# What a row holds for an optional field the event left out (ClickHouse's default for the column).
+_DEFAULTS = {"final": False, "customer": "", "path": "", "tracker": "", "outcome": ""}
 _VISIT_TAG, _SESSION_TAG = len(b'{"type":"visit",'), len(b'{"type":"session",')  # what msgspec writes first
 
 
@@ -351,9 +364,11 @@ def check_events(
     now_ms: int | None = None,
     signed_manager: str | None = None,
     source: str = "tracker",
+    compact: bool = False,
 ) -> ValidatedBatch:
-    """Apply the checks that need context (time, identity) and turn valid events into rows."""
-    out = ValidatedBatch()
+    """Apply the checks that need context (time, identity) and turn valid events into rows
+    (JSONCompactEachRow lines with `compact`, see ValidatedBatch)."""
+    out = ValidatedBatch(compact=compact)
     if parsed.visit_type is not None:
         return _check_compiled(parsed, out, site, source, signed_manager)
     prefix = b'{"site":' + orjson.dumps(site) + b',"source":' + orjson.dumps(source) + b","
@@ -367,10 +382,17 @@ def check_events(
         # ClickHouse reads a JSON number into DateTime64 as seconds: 1763884800.123 is exact to the ms.
         if kind == "visit":
             event["started_at"] = event["started_at"] / 1000
-            visits.append(prefix + dumps(event)[1:])
+            if compact:
+                visits.append(dumps([site, *(event.get(c, _DEFAULTS.get(c)) for c in VISIT_COLUMNS[1:-1]), source]))
+            else:
+                visits.append(prefix + dumps(event)[1:])
         else:
             event["at"] = event["at"] / 1000
-            sessions.append(prefix + dumps(event)[1:])
+            if compact:
+                sessions.append(
+                    dumps([site, *(event.get(c, _DEFAULTS.get(c)) for c in SESSION_EVENT_COLUMNS[1:-1]), source]))
+            else:
+                sessions.append(prefix + dumps(event)[1:])
     return out
 
 
@@ -378,13 +400,25 @@ def _check_compiled(
     parsed: ParsedBatch, out: ValidatedBatch, site: str, source: str, signed_manager: str | None
 ) -> ValidatedBatch:
     """Rows of a batch the compiled path checked: only the signed manager is left to compare."""
-    prefix = b'{"site":' + orjson.dumps(site) + b',"source":' + orjson.dumps(source) + b","
     visit, encode, visits, sessions = parsed.visit_type, _ENCODE, out.visits, out.sessions
-    for index, event in enumerate(parsed.events):
-        if signed_manager is not None and event.manager != signed_manager:
-            out.rejected.append(Rejection(index, "manager: differs from the signed identity"))
-        # As on the other paths: ClickHouse reads a JSON number into DateTime64 as seconds, and the
-        # row starts with the site and source instead of the event's type.
+    rejected = out.rejected if signed_manager is not None else None
+    # As on the other paths, ClickHouse reads a JSON number into DateTime64 as seconds.
+    if out.compact:  # [site, <the struct's fields: the columns in order>, source]
+        head, tail, astuple = b"[" + orjson.dumps(site) + b",", b"," + orjson.dumps(source) + b"]", _ASTUPLE
+        for index, event in enumerate(parsed.events):
+            if rejected is not None and event.manager != signed_manager:
+                rejected.append(Rejection(index, "manager: differs from the signed identity"))
+            elif type(event) is visit:
+                event.started_at = event.started_at / 1000
+                visits.append(head + encode(astuple(event))[1:-1] + tail)
+            else:
+                event.at = event.at / 1000
+                sessions.append(head + encode(astuple(event))[1:-1] + tail)
+        return out
+    prefix = b'{"site":' + orjson.dumps(site) + b',"source":' + orjson.dumps(source) + b","
+    for index, event in enumerate(parsed.events):  # the row starts with site and source, not the type
+        if rejected is not None and event.manager != signed_manager:
+            rejected.append(Rejection(index, "manager: differs from the signed identity"))
         elif type(event) is visit:
             event.started_at = event.started_at / 1000
             visits.append(prefix + encode(event)[_VISIT_TAG:])

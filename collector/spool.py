@@ -10,6 +10,11 @@ A file is a sequence of records, one per group commit and table:
 
     V <rows> <bytes>\\n<JSONEachRow block of step visits>\\n
     S <rows> <bytes>\\n<JSONEachRow block of session events>\\n
+    v <rows> <bytes>\\n<JSONCompactEachRow block of step visits, every column in order>\\n
+    s <rows> <bytes>\\n<JSONCompactEachRow block of session events, every column in order>\\n
+
+The collector writes the compact records (a third of the bytes; see collector/events.py);
+files written before it did hold V and S records, and are replayed as they are.
 
 The block is exactly what is inserted into ClickHouse, so writing and replaying cost no work
 per row. A record cut short by a crash (fewer bytes than its header says) was never
@@ -26,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-TABLES = {b"V": "visits", b"S": "sessions"}
+TABLES = {b"V": ("visits", False), b"S": ("sessions", False), b"v": ("visits", True), b"s": ("sessions", True)}
 
 
 class SpoolFull(Exception):
@@ -38,6 +43,7 @@ class Record:
     kind: str  # "visits" or "sessions"
     rows: int
     block: bytes
+    compact: bool = False  # JSONCompactEachRow rows of every column, else JSONEachRow
 
 
 class Spool:
@@ -59,13 +65,14 @@ class Spool:
     def files(self) -> list[Path]:
         return sorted(self.directory.glob("spool-*.log"))
 
-    def append(self, visits: bytes, visit_rows: int, sessions: bytes, session_rows: int) -> None:
+    def append(self, visits: bytes, visit_rows: int, sessions: bytes, session_rows: int,
+               compact: bool = False) -> None:
         """Write one group commit durably (fsync), or raise SpoolFull and write nothing."""
         parts = []
         if visit_rows:
-            parts += [b"V %d %d\n" % (visit_rows, len(visits)), visits, b"\n"]
+            parts += [b"v" if compact else b"V", b" %d %d\n" % (visit_rows, len(visits)), visits, b"\n"]
         if session_rows:
-            parts += [b"S %d %d\n" % (session_rows, len(sessions)), sessions, b"\n"]
+            parts += [b"s" if compact else b"S", b" %d %d\n" % (session_rows, len(sessions)), sessions, b"\n"]
         data = b"".join(parts)
         with self._lock:
             if self.bytes + len(data) > self.max_bytes:
@@ -95,14 +102,14 @@ class Spool:
             while header := f.readline():
                 try:
                     tag, rows, size = header.split()
-                    kind = TABLES[tag]
+                    kind, compact = TABLES[tag]
                     block = f.read(int(size))
                     complete = len(block) == int(size) and f.read(1) == b"\n"
                 except (ValueError, KeyError):
                     return  # a torn header: the rest of the file was never acknowledged
                 if not complete:
                     return
-                yield Record(kind, int(rows), block)
+                yield Record(kind, int(rows), block, compact)
 
     def remove(self, path: Path) -> None:
         """Delete a file whose rows are in ClickHouse now."""

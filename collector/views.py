@@ -111,7 +111,7 @@ async def post_events(request: web.Request) -> web.Response:
         except IdentityRejected as exc:
             return error(401, str(exc), request=request)
 
-    checked = check_events(batch, site=site.name, settings=settings, signed_manager=signed_manager)
+    checked = check_events(batch, site=site.name, settings=settings, signed_manager=signed_manager, compact=True)
     rejected = [{"index": r.index, "reason": r.reason} for r in checked.rejected]
     if rejected:
         metrics.INVALID_EVENTS.inc(len(rejected))
@@ -120,7 +120,7 @@ async def post_events(request: web.Request) -> web.Response:
 
     metrics.REQUEST_EVENTS.observe(len(batch.events))
     try:
-        await app[keys.WRITER].submit(checked.visits, checked.sessions)
+        await app[keys.WRITER].submit(checked.visits, checked.sessions, checked.compact)
     except SpoolFull:
         return error(503, "storage unavailable and spool full", headers={"Retry-After": "30"}, request=request)
     metrics.VISITS_ACCEPTED.inc(len(checked.visits))
