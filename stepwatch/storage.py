@@ -330,12 +330,13 @@ def refresh_session_steps(client: Client, site: str) -> int:
         )
     # The older rows go in the background (a lightweight delete waits for running merges of the
     # partition, seconds after an insert); until they are gone the reader keeps the newest row.
-    client.command(
-        "DELETE FROM session_steps WHERE site = {site:String} AND day IN {days:Array(Date)} "
-        "AND computed_at < {at:DateTime64(6, 'UTC')}",
-        parameters={"site": site, "days": days, "at": computed_at},
-        settings={"lightweight_deletes_sync": 0},
-    )
+    # A day seen for the first time (most days) has none: no delete, whose mutation would read
+    # every part of the table.
+    older = "site = {site:String} AND day IN {days:Array(Date)} AND computed_at < {at:DateTime64(6, 'UTC')}"
+    parameters = {"site": site, "days": days, "at": computed_at}
+    if client.command(f"SELECT count() FROM session_steps WHERE {older}", parameters=parameters):
+        client.command(f"DELETE FROM session_steps WHERE {older}", parameters=parameters,
+                       settings={"lightweight_deletes_sync": 0})
     client.command("INSERT INTO analysis_state (site, watermark) SELECT {site:String}, {mark:DateTime64(3, 'UTC')}",
                    parameters={"site": site, "mark": latest})
     return len(days)
