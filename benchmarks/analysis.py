@@ -66,6 +66,27 @@ def generate(client, site: str, managers: int, visits: int, days: int, end: date
     """)
 
 
+def setup_site(client, settings, managers: int, days: int) -> str:
+    """The benchmark's site on a fresh store: a process of 8 steps, `managers` managers in 8 teams and a
+    band per step in force from before the first of the `days` days. Returns the site's name."""
+    from stepwatch import band_versions, migrations, processes, sites, teams
+
+    migrations.apply_pending(client, settings.retention_days)
+    site = "bench"
+    sites.add_site(client, site, ["https://crm.example.com"], actor="bench")
+    definition = {"process": "bench", "steps": [{"key": s, "patterns": [f"/clients/{{customer}}/{s}"]} for s in STEPS]}
+    processes.load(client, processes.from_definition(definition, site), actor="bench")
+    names = [f"m-{i:03d}" for i in range(managers)]
+    for t in range(8):
+        teams.add_team(client, site, f"team-{t}", actor="bench")
+        teams.assign(client, site, f"team-{t}", names[t::8], actor="bench")
+    today = datetime.now(UTC).date()
+    for step, seconds in zip(STEPS, BASE_SECONDS, strict=True):
+        band_versions.add_version(client, site, step, "", int(seconds * 450), seconds * 1000, int(seconds * 1900),
+                                  today - timedelta(days=days + 1), actor="bench", reason="benchmark")
+    return site
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--visits", type=int, default=10_000_000)
@@ -79,25 +100,14 @@ def main() -> None:
         print(json.dumps(measure(Path(args.measure), args)))
         return
 
-    from stepwatch import band_versions, migrations, processes, sites, storage, teams
+    from stepwatch import storage
     from stepwatch.settings import Settings
 
     work = Path(tempfile.mkdtemp(prefix="sw-analysis-"))
     settings = Settings(data_dir=work / "data", analysis_interval_s=0)
     client = storage.connect(settings)
-    migrations.apply_pending(client, settings.retention_days)
-    site = "bench"
-    sites.add_site(client, site, ["https://crm.example.com"], actor="bench")
-    definition = {"process": "bench", "steps": [{"key": s, "patterns": [f"/clients/{{customer}}/{s}"]} for s in STEPS]}
-    processes.load(client, processes.from_definition(definition, site), actor="bench")
-    names = [f"m-{i:03d}" for i in range(args.managers)]
-    for t in range(8):
-        teams.add_team(client, site, f"team-{t}", actor="bench")
-        teams.assign(client, site, f"team-{t}", names[t::8], actor="bench")
+    site = setup_site(client, settings, args.managers, args.days)
     today = datetime.now(UTC).date()
-    for step, seconds in zip(STEPS, BASE_SECONDS, strict=True):
-        band_versions.add_version(client, site, step, "", int(seconds * 450), seconds * 1000, int(seconds * 1900),
-                                  today - timedelta(days=args.days + 1), actor="bench", reason="benchmark")
 
     end = datetime(today.year, today.month, today.day, tzinfo=UTC)  # data up to yesterday
     started = time.perf_counter()

@@ -61,26 +61,14 @@ def session_events(client: Any, site: str, managers: int, visits: int, days: int
 
 
 def build(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from stepwatch import analysis_run, band_versions, migrations, processes, sites, storage, teams, users
+    from stepwatch import analysis_run, storage, users
     from stepwatch.settings import Settings
 
     bench = _analysis_benchmark()
     settings = Settings(data_dir=data_dir, analysis_interval_s=0)
     client = storage.connect(settings)
-    migrations.apply_pending(client, settings.retention_days)
-    site = "bench"
-    sites.add_site(client, site, ["https://crm.example.com"], actor="bench")
-    definition = {"process": "bench",
-                  "steps": [{"key": s, "patterns": [f"/clients/{{customer}}/{s}"]} for s in bench.STEPS]}
-    processes.load(client, processes.from_definition(definition, site), actor="bench")
-    names = [f"m-{i:03d}" for i in range(args.managers)]
-    for t in range(8):
-        teams.add_team(client, site, f"team-{t}", actor="bench")
-        teams.assign(client, site, f"team-{t}", names[t::8], actor="bench")
+    site = bench.setup_site(client, settings, args.managers, args.days)
     today = datetime.now(UTC).date()
-    for step, seconds in zip(bench.STEPS, bench.BASE_SECONDS, strict=True):
-        band_versions.add_version(client, site, step, "", int(seconds * 450), seconds * 1000, int(seconds * 1900),
-                                  today - timedelta(days=args.days + 1), actor="bench", reason="benchmark")
     users.add_user(client, "ada", "admin", PASSWORD, actor="bench")
     users.add_user(client, "dora", "director", PASSWORD, teams=("team-3",), actor="bench")
     users.add_user(client, "max", "manager", PASSWORD, teams=("team-3",), manager_id="m-003", actor="bench")
