@@ -210,14 +210,18 @@ def _measure(client: Client, settings: Settings, a: CoachingAssignment, w: Windo
              criteria: Criteria) -> tuple[Evaluation, str]:
     pairs = storage.session_step_times(client, a.site, w.pre.since, w.post.until + timedelta(days=1),
                                        settings.analysis_metric)
-    split: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    # manager -> (times before, times after, their days before, their days after): the days let the
+    # evaluation allow for sessions of one day moving together
+    split: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
     pre_since, pre_until = np.datetime64(w.pre.since), np.datetime64(w.pre.until)
     post_since, post_until = np.datetime64(w.post.since), np.datetime64(w.post.until)
     for p in pairs:
         if p.step == a.step:
-            split[p.manager] = (p.times_ms[(p.days >= pre_since) & (p.days <= pre_until)],
-                                p.times_ms[(p.days >= post_since) & (p.days <= post_until)])
-    own = split.get(a.manager, (np.empty(0), np.empty(0)))
+            before = (p.days >= pre_since) & (p.days <= pre_until)
+            after = (p.days >= post_since) & (p.days <= post_until)
+            split[p.manager] = (p.times_ms[before], p.times_ms[after], p.days[before], p.days[after])
+    empty = np.empty(0)
+    own = split.get(a.manager, (empty, empty, empty.astype("datetime64[D]"), empty.astype("datetime64[D]")))
     candidates = _peer_candidates(client, a, w)
     scope = "team"
 
@@ -229,7 +233,8 @@ def _measure(client: Client, settings: Settings, a: CoachingAssignment, w: Windo
         scope = "site"
         chosen = [m for m in candidates["site"] if enough(m)]
     peers = [PeerTimes(m, *split[m]) for m in sorted(chosen)]
-    result = evaluate(own[0], own[1], peers, post_days=w.post.days, target_max_ms=a.target.max_ms, criteria=criteria)
+    result = evaluate(own[0], own[1], peers, post_days=w.post.days, target_max_ms=a.target.max_ms, criteria=criteria,
+                      pre_on=own[2], post_on=own[3])
     return result, scope
 
 

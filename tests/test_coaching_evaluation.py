@@ -8,6 +8,7 @@ from datetime import date
 import numpy as np
 import pytest
 from scipy import stats
+from scipy.stats import mstats
 
 from coaching.evaluation import Criteria, PeerTimes, effectiveness, evaluate, windows
 
@@ -61,12 +62,103 @@ def test_a_seasonal_speed_up_of_everyone_is_not_credited() -> None:
     assert "peers got faster as much" in seasonal.reasons[0]
 
 
-def test_gaining_on_peers_who_slowed_down_is_not_improved() -> None:
+def test_gaining_on_peers_who_slowed_down_is_credited_and_said_so() -> None:
+    # The verdict is the difference in differences: had the manager followed the peers, they would
+    # have slowed down by 30% too. The reason says that their own time did not fall.
     pre, post = lognormal(1, 60, 300), lognormal(2, 60, 300)
     result = evaluate(pre, post, peers(1.3), post_days=14)
+    assert result.p_value > 0.05  # type: ignore[operator]  # no fall of their own ...
     assert result.relative_effect_pct < 0 and result.relative_effect_p < 0.05  # type: ignore[operator]
-    assert result.verdict == "no_change"
+    assert result.verdict == "improved"  # ... but the peers' 30% slowdown did not happen to them
     assert "own time did not fall" in result.reasons[0]
+
+
+def _yuen_by_hand(times: np.ndarray, trim: float = 0.1) -> tuple[float, float]:
+    """Trimmed mean of log time and Yuen's variance of it, from scipy's trim_mean and winsorize."""
+    logs = np.log(times)
+    n, kept = logs.size, logs.size - 2 * int(trim * logs.size)
+    winsorised = np.asarray(mstats.winsorize(logs, limits=(trim, trim)))
+    return float(stats.trim_mean(logs, trim)), float(np.var(winsorised, ddof=1) * (n - 1) / (kept * (kept - 1)))
+
+
+def test_the_verdicts_test_by_hand() -> None:
+    pre, post = lognormal(1, 47, 300), lognormal(2, 53, 260)
+    group = [PeerTimes(f"p{i}", lognormal(30 + i, 20 + 15 * i, 240), lognormal(40 + i, 30 + 10 * i, 230))
+             for i in range(4)]
+    result = evaluate(pre, post, group, post_days=14)
+    own_pre, own_post = _yuen_by_hand(pre), _yuen_by_hand(post)
+    own = own_post[0] - own_pre[0]
+    # the manager's part is Yuen's trimmed two-sample statistic, as scipy computes it
+    yuen_t = stats.ttest_ind(np.log(post), np.log(pre), equal_var=False, trim=0.1).statistic
+    assert own / np.sqrt(own_pre[1] + own_post[1]) == pytest.approx(yuen_t)
+    changes, variances = [], []
+    for p in group:
+        a, b = _yuen_by_hand(p.pre_ms), _yuen_by_hand(p.post_ms)
+        changes.append(b[0] - a[0])
+        variances.append(a[1] + b[1])
+    weights = (1 / np.array(variances)) / np.sum(1 / np.array(variances))  # precision-weighted peers
+    did = own - weights @ changes
+    se = np.sqrt(own_pre[1] + own_post[1] + weights ** 2 @ variances)
+    assert result.relative_effect_pct == pytest.approx((np.exp(did) - 1) * 100)
+    assert result.relative_effect_p == pytest.approx(stats.norm.cdf(did / se))
+    z = stats.norm.ppf(0.95)
+    assert result.relative_effect_ci_pct == pytest.approx(((np.exp(did - z * se) - 1) * 100,
+                                                           (np.exp(did + z * se) - 1) * 100))
+    assert result.design_effect is None  # no days given: sessions taken as independent
+
+
+@pytest.mark.parametrize("factor", [0.70, 0.80, 0.85, 0.90, 0.95, 1.0, 1.1, 1.2, 1.3])
+@pytest.mark.parametrize("peer_factor", [0.8, 1.0, 1.25])
+def test_the_decision_rests_on_the_one_test_alone(factor: float, peer_factor: float) -> None:
+    pre, post = lognormal(1, 45, 300), lognormal(2, 45, 300 * factor)
+    result = evaluate(pre, post, peers(peer_factor, n=30), post_days=14)
+    p, (low, high) = result.relative_effect_p, result.relative_effect_ci_pct  # type: ignore[misc]
+    expected = "improved" if p < 0.05 else "worse" if 1 - p < 0.05 else "no_change"  # type: ignore[operator]
+    assert result.verdict == expected  # whatever the Mann-Whitney p says (result.p_value): the grid has
+    # Mann-Whitney p < 0.05 with no_change (peers 0.8) and p > 0.05 with improved (peers 1.25)
+    assert (high < 0) == (result.verdict == "improved") and (low > 0) == (result.verdict == "worse")
+
+
+def _with_bad_days(seed: int, n: int, median_s: float, day_sd: float) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    days = rng.integers(0, 10, n)
+    day_effect = rng.normal(0, day_sd, 10)
+    return np.exp(np.log(median_s * 1000) + day_effect[days] + rng.normal(0, 0.3, n)), days
+
+
+def test_sessions_sharing_a_day_widen_the_interval() -> None:
+    pre, pre_on = _with_bad_days(1, 80, 300, 0.25)
+    post, post_on = _with_bad_days(2, 80, 240, 0.25)
+    group = []
+    for i in range(4):
+        a, a_on = _with_bad_days(10 + i, 60, 240, 0.25)
+        b, b_on = _with_bad_days(20 + i, 60, 240, 0.25)
+        group.append(PeerTimes(f"p{i}", a, b, a_on, b_on + 100))
+    dated = evaluate(pre, post, group, post_days=14, pre_on=pre_on, post_on=post_on + 100)
+    undated = evaluate(pre, post, [PeerTimes(p.manager, p.pre_ms, p.post_ms) for p in group], post_days=14)
+    assert dated.relative_effect_pct == pytest.approx(undated.relative_effect_pct)  # the same estimate ...
+    assert dated.design_effect > 2  # type: ignore[operator]  # ... 8 sessions a day, strongly tied
+    assert dated.relative_effect_p > undated.relative_effect_p  # type: ignore[operator]  # ... less certain
+    width = [r.relative_effect_ci_pct[1] - r.relative_effect_ci_pct[0] for r in (dated, undated)]  # type: ignore[index]
+    assert width[0] > 1.3 * width[1]
+    assert "design effect" in dated.reasons[2]
+    days = np.array(["2026-03-02", "2026-03-03"] * 40, dtype="datetime64[D]")  # dates work as well as numbers
+    as_dates = evaluate(pre, post, group, post_days=14, pre_on=days, post_on=days)
+    assert as_dates.design_effect is not None
+    with pytest.raises(ValueError, match="79 session days for 80"):
+        evaluate(pre, post, group, post_days=14, pre_on=pre_on[1:], post_on=post_on)
+
+
+def test_no_day_effect_leaves_the_variance_alone() -> None:
+    pre, pre_on = _with_bad_days(1, 80, 300, 0.0)
+    post, post_on = _with_bad_days(2, 80, 240, 0.0)
+    group = []
+    for i in range(4):
+        a, a_on = _with_bad_days(10 + i, 60, 240, 0.0)
+        b, b_on = _with_bad_days(20 + i, 60, 240, 0.0)
+        group.append(PeerTimes(f"p{i}", a, b, a_on, b_on + 100))
+    result = evaluate(pre, post, group, post_days=14, pre_on=pre_on, post_on=post_on + 100)
+    assert 1.0 <= result.design_effect < 1.3  # type: ignore[operator]  # never below 1; near 1 without day effects
 
 
 def test_worse() -> None:
