@@ -368,7 +368,11 @@ def session_step_times(client: Client, site: str, since: Any, until: Any, metric
         found[kind].append(value)
     if not found[1]:
         return []
-    names = sorted((manager, step) for manager in found[1] for step in found[2])
+    if len(found[1]) * len(found[2]) < 1 << _PAIR_BITS:  # every manager x step: a superset, cheap
+        names = sorted((manager, step) for manager in found[1] for step in found[2])
+    else:  # a large site: the pairs that are there
+        names = sorted(client.query(f"SELECT DISTINCT toString(manager), toString(step) FROM session_steps "
+                                    f"WHERE {_RANGE}", parameters=parameters).result_rows)
     pair, keys = _pair_key(client, site, names)
     if len(names) < 1 << _PAIR_BITS and (until - since).days <= 1 << _DAY_BITS and int(found[3][0]) < 1 << _TIME_BITS:
         index, days, times = _read_packed(client, pair, keys, column, parameters)

@@ -148,6 +148,9 @@ def test_the_fallbacks_give_the_same_figures(history: storage.Client, monkeypatc
     monkeypatch.setattr(storage, "_TIME_BITS", 10)  # sessions too long to pack: ClickHouse sorts
     assert_same(history)
     assert_same(history, DAY + timedelta(days=1), TODAY)
+    monkeypatch.undo()
+    monkeypatch.setattr(storage, "_PAIR_BITS", 3)  # many managers x steps: the pairs that are there
+    assert_same(history)
 
 
 def test_the_read_comes_as_arrays_ordered_by_day_then_time(history: storage.Client) -> None:
