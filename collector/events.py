@@ -13,14 +13,15 @@ the first of three paths that accepts it:
    and this minute's time and duration limits built in; the character rules (UUIDs, keys,
    customer references, paths, control characters) are checked on whole batches at once, with
    C-level string operations instead of a regular expression per field; one msgspec call per
-   table encodes the rows. It only accepts what the pydantic contract accepts, and gives up on
+   event encodes its row. It only accepts what the pydantic contract accepts, and gives up on
    anything else (any backslash in the body, to begin with: then no string holds an escape).
 2. pydantic-core over the raw body (`validate_json`), with the same limits.
 3. A batch with an invalid event: each event validated on its own against the pydantic
    contract, and `check_events` applies the exact limits, with a reason for each rejected event.
 
-Valid events become JSONEachRow lines: the same bytes are inserted into ClickHouse (which
-parses them in C++) and written to the spool, so a spooled batch replays unchanged.
+Valid events become JSONEachRow lines, or for the collector JSONCompactEachRow lines (see
+ValidatedBatch): the same bytes are inserted into ClickHouse (which parses them in C++) and
+written to the spool, so a spooled batch replays unchanged.
 """
 
 from __future__ import annotations
