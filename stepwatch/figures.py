@@ -97,8 +97,9 @@ _FINAL_SETTINGS = "SETTINGS do_not_merge_across_partitions_select_final = 1"
 
 
 def _filters(site: str, since: date, until: date, manager: str | None, step: str | None,
-             managers: Collection[str] | None) -> tuple[str, dict[str, Any]]:
-    where = ["site = {site:String}", "day >= {since:Date}", "day < {end:Date}"]
+             managers: Collection[str] | None, day: str = "day") -> tuple[str, dict[str, Any]]:
+    """The WHERE clause and its parameters; `day` is the expression that gives a row's day."""
+    where = ["site = {site:String}", f"{day} >= {{since:Date}}", f"{day} < {{end:Date}}"]
     parameters: dict[str, Any] = {"site": site, "since": since, "end": until + timedelta(days=1)}
     if manager is not None:
         where.append("manager = {manager:String}")
@@ -200,26 +201,16 @@ def visit_sources(client: Client, site: str, since: date, until: date, *, manage
     imported ones are found by their source alone."""
     if managers is not None and not managers:
         return {}
-    where = ["site = {site:String}", "toDate(started_at) >= {since:Date}", "toDate(started_at) < {end:Date}"]
-    parameters: dict[str, Any] = {"site": site, "since": since, "end": until + timedelta(days=1)}
-    if manager is not None:
-        where.append("manager = {manager:String}")
-        parameters["manager"] = manager
-    if step is not None:
-        where.append("step = {step:String}")
-        parameters["step"] = step
-    if managers is not None:
-        where.append("has({managers:Array(String)}, manager)")
-        parameters["managers"] = sorted(managers)
+    where, parameters = _filters(site, since, until, manager, step, managers, day="toDate(started_at)")
     if not tracked:
-        where.append("startsWith(source, 'import:')")
+        where += " AND startsWith(source, 'import:')"
     rows = query_rows(
         client,
         f"""
         SELECT manager, toString(step) AS step,
                uniqExactIf(visit_id, NOT startsWith(source, 'import:')) AS tracked,
                uniqExactIf(visit_id, startsWith(source, 'import:')) AS imported
-        FROM step_visits WHERE {" AND ".join(where)}
+        FROM step_visits WHERE {where}
         GROUP BY manager, step
         """,
         parameters,
