@@ -35,7 +35,7 @@ from dashboards import auth
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from stepwatch import sites
-from stepwatch.errors import StepwatchError
+from stepwatch.errors import InvalidInput, StepwatchError
 
 API = "/api/v1"
 ALL_ROLES = ("admin", "director", "trainer", "manager")
@@ -338,3 +338,13 @@ async def chosen_site(request: web.Request) -> tuple[str, list[str]]:
 
         raise NotFound(f"no site named {wanted!r}")
     return (names[0] if names else ""), names
+
+
+def day_param(text: str, name: str) -> date | None:
+    """A day from a query parameter (empty: None); a bad one is an error next to its field."""
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a date like 2026-11-23", field=name) from None

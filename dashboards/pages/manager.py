@@ -29,7 +29,7 @@ from dashboards import access, charts
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from dashboards.pages import coaching as coaching_pages
-from dashboards.web import Page, add_page, chosen_site, run
+from dashboards.web import Page, add_page, chosen_site, day_param, run
 from stepwatch import band_versions, figures, flag_store, processes
 from stepwatch.errors import InvalidInput, NotFound
 from stepwatch.settings import Settings
@@ -66,23 +66,14 @@ class Period:
 def period_of(query: Mapping[str, str], settings: Settings, today: date | None = None) -> Period:
     """`?since=&until=` (dates), by default the analysis window ending today."""
     today = today or datetime.now(UTC).date()
-    until = _day(query.get("until", ""), "until") or today
-    since = _day(query.get("since", ""), "since") or until - timedelta(days=settings.analysis_window_days - 1)
+    until = day_param(query.get("until", ""), "until") or today
+    since = day_param(query.get("since", ""), "since") or until - timedelta(days=settings.analysis_window_days - 1)
     if since > until:
         raise InvalidInput("since must be on or before until", field="since")
     if (until - since).days >= MAX_DAYS:
         raise InvalidInput(f"a window is at most {MAX_DAYS} days", field="since")
     monday = until - timedelta(days=until.weekday())
     return Period(since, until, monday - timedelta(weeks=TREND_WEEKS - 1))
-
-
-def _day(text: str, name: str) -> date | None:
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a date like 2026-11-23", field=name) from None
 
 
 def band_versions_by_step(client: Client, site: str, step: str | None = None) -> dict[str, list[BandVersion]]:
@@ -135,14 +126,8 @@ def manager_data(client: Client, settings: Settings, user: User, site: str, mana
         visits = {"tracked": 0, "imported": 0, **sources.get((manager, step), {})}
         by_week = {w.week: w for w in found.weeks_by_key.get(step, [])}
         steps.append({
-            "step": step, "title": titles.get(step, step), "n": dist.n,
-            "p10_ms": dist.p10_ms, "p25_ms": dist.p25_ms, "median_ms": dist.median_ms, "p75_ms": dist.p75_ms,
-            "p90_ms": dist.p90_ms,
-            "band_min_ms": band and band["min_ms"], "band_reference_ms": band and band["reference_ms"],
-            "band_max_ms": band and band["max_ms"], "band_team": band and band["team"],
-            "position": charts.position(dist.median_ms, limits_of(band)),
-            "share_above_max": _share(dist.above_max, dist.n), "share_below_min": _share(dist.below_min, dist.n),
-            "status": verdict.get("status"), "minutes_lost_per_week": verdict.get("minutes_lost_per_week"),
+            "step": step, "title": titles.get(step, step), **stats_fields(dist, band, verdict),
+            "minutes_lost_per_week": verdict.get("minutes_lost_per_week"),
             "flag_id": verdict.get("flag_id"),
             "visits_tracked": visits["tracked"], "visits_imported": visits["imported"],
             "histogram": [{"from_ms": round(b.from_ms, 1), "to_ms": round(b.to_ms, 1), "sessions": b.sessions}
@@ -162,6 +147,20 @@ def manager_data(client: Client, settings: Settings, user: User, site: str, mana
         if latest.run_at else None,
         "steps": steps,
         "flags": [_flag(f, scope, histories.get(f.flag_id, [])) for f in flags],
+    }
+
+
+def stats_fields(dist: figures.Distribution, band: dict[str, Any] | None, verdict: Mapping[str, Any]) -> dict[str, Any]:
+    """One row's figures against its band, as the manager page (per step) and the step page (per manager)
+    show them: sessions, percentiles, the band in force, where the median falls, shares outside, verdict."""
+    return {
+        "n": dist.n, "p10_ms": dist.p10_ms, "p25_ms": dist.p25_ms, "median_ms": dist.median_ms,
+        "p75_ms": dist.p75_ms, "p90_ms": dist.p90_ms,
+        "band_min_ms": band and band["min_ms"], "band_reference_ms": band and band["reference_ms"],
+        "band_max_ms": band and band["max_ms"], "band_team": band and band["team"],
+        "position": charts.position(dist.median_ms, limits_of(band)),
+        "share_above_max": _share(dist.above_max, dist.n), "share_below_min": _share(dist.below_min, dist.n),
+        "status": verdict.get("status"),
     }
 
 

@@ -22,7 +22,7 @@ from collector import keys
 from dashboards.access import Scope, scope_of
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
-from dashboards.web import Page, add_page, chosen_site, run
+from dashboards.web import Page, add_page, chosen_site, day_param, run
 from stepwatch import band_versions, flag_store, overview_figures, processes, teams
 from stepwatch.errors import Forbidden, InvalidInput, NotFound
 from stepwatch.users import User
@@ -68,15 +68,6 @@ def grade(median_ms: float | None, min_ms: int | None, max_ms: int | None, *, n:
         return "within"
     ratio = median_ms / max_ms
     return "above-1" if ratio <= ABOVE_GRADES[0] else "above-2" if ratio <= ABOVE_GRADES[1] else "above-3"
-
-
-def day_param(text: str, name: str) -> date | None:
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a date like 2026-11-23", field=name) from None
 
 
 class Labels:
