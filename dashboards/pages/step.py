@@ -31,7 +31,15 @@ from collector import keys
 from dashboards import access, charts
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
-from dashboards.pages.manager import Period, band_dict, band_versions_by_step, limits_of, period_of, segment
+from dashboards.pages.manager import (
+    Period,
+    band_dict,
+    band_versions_by_step,
+    limits_of,
+    period_of,
+    segment,
+    stats_fields,
+)
 from dashboards.web import Page, add_action, add_page, chosen_site, run
 from stepwatch import band_versions, figures, processes, sites, teams
 from stepwatch.errors import Forbidden, InvalidInput, NotFound
@@ -119,14 +127,8 @@ def step_data(client: Client, settings: Settings, user: User, site: str, step: s
         dist = found.by_key.get(manager, figures.Distribution(0))
         band, verdict = band_of(manager), verdicts.get(manager, {})
         managers.append({
-            "manager": manager, "team": scope.team_of.get(manager, ""), "n": dist.n, "p10_ms": dist.p10_ms,
-            "p25_ms": dist.p25_ms, "median_ms": dist.median_ms, "p75_ms": dist.p75_ms, "p90_ms": dist.p90_ms,
-            "band_min_ms": band and band["min_ms"], "band_reference_ms": band and band["reference_ms"],
-            "band_max_ms": band and band["max_ms"], "band_team": band and band["team"],
-            "position": charts.position(dist.median_ms, limits_of(band)),
-            "share_above_max": None if dist.above_max is None or not dist.n else round(dist.above_max / dist.n, 4),
-            "share_below_min": None if dist.below_min is None or not dist.n else round(dist.below_min / dist.n, 4),
-            "status": verdict.get("status"), "flag_id": verdict.get("flag_id"),
+            "manager": manager, "team": scope.team_of.get(manager, ""), **stats_fields(dist, band, verdict),
+            "flag_id": verdict.get("flag_id"),
             "visits_imported": imported.get((manager, step), {}).get("imported", 0),
         })
     editable = editable_teams(user, site_teams)
