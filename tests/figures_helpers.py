@@ -7,7 +7,9 @@ Session times are fixed numbers, so a test can compute every figure by hand.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,10 +17,10 @@ import orjson
 from coaching import assignments, catalog
 from coaching.lifecycle import Target
 from coaching.permissions import Operator
-from stepwatch import analysis_run, band_versions, processes, storage, users
+from stepwatch import analysis_run, band_versions, migrations, processes, sites, storage, users
 from stepwatch.settings import Settings
 from tests.test_processes import EXAMPLE
-from tests.web_helpers import make_accounts
+from tests.web_helpers import SECRET, make_accounts
 
 TODAY = datetime.now(UTC).date()
 EVIL = "<script>alert(1)</script>"
@@ -81,3 +83,17 @@ def build(client: storage.Client, settings: Settings, site: str = "crm", *, anal
     assignments.assign(client, settings, users.get_user(client, "dora"), site=site, manager="m2", step="offer",
                        kind="mentor_meeting", mentor="tom", due=TODAY + timedelta(days=7),
                        target=Target(max_ms=300_000, within_days=30))
+
+
+def built_store(engine_dir: Path, spool_dir: Path) -> Iterator[tuple[Settings, storage.Client]]:
+    """A database of its own holding what `build` makes (analysed), for a module of read-only tests that
+    builds it once (five accounts cost 2 s of Argon2id); dropped afterwards. Use with `yield from`."""
+    settings = Settings(data_dir=engine_dir, database=f"t_{uuid.uuid4().hex[:12]}", spool_dir=spool_dir,
+                        rate_limit_site=0, rate_limit_address=0, analysis_interval_s=0, secret_key=SECRET)
+    client = storage.connect(settings)
+    migrations.apply_pending(client, settings.retention_days)
+    sites.add_site(client, "crm", ["https://crm.example.com"], actor="test")
+    build(client, settings)
+    yield settings, client
+    client.command(f"DROP DATABASE IF EXISTS {settings.database}")
+    client.close()

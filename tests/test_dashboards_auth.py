@@ -10,9 +10,7 @@ from dashboards.auth import LoginThrottle
 from stepwatch import sites, storage, users
 from stepwatch.app import create_app
 from stepwatch.settings import Settings
-from tests.web_helpers import PASSWORD, csrf_of, login, make_accounts, page_csrf
-
-SECRET = "test-secret-key-0123456789abcdef"
+from tests.web_helpers import PASSWORD, SECRET, csrf_of, login, make_accounts, page_csrf
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ from stepwatch import storage
 from stepwatch.app import create_app
 from stepwatch.settings import Settings
 from tests.coaching_helpers import PASSWORD, ROOT, build_org, today
-from tests.web_helpers import csrf_of
+from tests.web_helpers import SECRET, csrf_of
 
-SECRET = "test-secret-key-0123456789abcdef"
 SCRIPT = "<script>alert(1)</script>"
 
 

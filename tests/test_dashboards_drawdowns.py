@@ -14,9 +14,8 @@ from stepwatch import audit, flag_store, sites, storage, users
 from stepwatch.app import create_app
 from stepwatch.settings import Settings
 from tests.dashboard_data import load_process, make_flag
-from tests.web_helpers import csrf_of, login, make_accounts, page_csrf
+from tests.web_helpers import SECRET, csrf_of, login, make_accounts, page_csrf
 
-SECRET = "test-secret-key-0123456789abcdef"
 XSS = "<script>alert(1)</script>"
 
 

@@ -16,13 +16,12 @@ import numpy as np
 import pytest
 
 from dashboards.pages.manager import period_of
-from stepwatch import flag_store, migrations, sites, storage, users
+from stepwatch import flag_store, sites, storage, users
 from stepwatch.app import create_app
 from stepwatch.settings import Settings
-from tests.figures_helpers import EVIL, EVIL_TITLE, TODAY, build, spread
-from tests.web_helpers import login
+from tests.figures_helpers import EVIL, EVIL_TITLE, TODAY, built_store, spread
+from tests.web_helpers import SECRET, login
 
-SECRET = "test-secret-key-0123456789abcdef"
 SVG = re.compile(r"<svg .*?</svg>", re.S)
 
 
@@ -30,16 +29,7 @@ SVG = re.compile(r"<svg .*?</svg>", re.S)
 def shared(engine_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, storage.Client]]:
     """One store for the read-only tests of this module: five accounts cost 2 s of Argon2id, so the
     data is built once (through the collector's checks, the pre-aggregate and a real analysis run)."""
-    settings = Settings(data_dir=engine_dir, database=f"t_{uuid.uuid4().hex[:12]}",
-                        spool_dir=tmp_path_factory.mktemp("spool"), rate_limit_site=0, rate_limit_address=0,
-                        analysis_interval_s=0, secret_key=SECRET)
-    client = storage.connect(settings)
-    migrations.apply_pending(client, settings.retention_days)
-    sites.add_site(client, "crm", ["https://crm.example.com"], actor="test")
-    build(client, settings)
-    yield settings, client
-    client.command(f"DROP DATABASE IF EXISTS {settings.database}")
-    client.close()
+    yield from built_store(engine_dir, tmp_path_factory.mktemp("spool"))
 
 
 @pytest.fixture

@@ -16,9 +16,8 @@ from stepwatch import analysis_run, overview_figures, sites, storage, teams
 from stepwatch.app import create_app
 from stepwatch.settings import Settings
 from tests.dashboard_data import TODAY, make_flag, stats_row, store_pair_stats, tiny_site
-from tests.web_helpers import login, make_accounts
+from tests.web_helpers import SECRET, login, make_accounts
 
-SECRET = "test-secret-key-0123456789abcdef"
 XSS = "<script>alert(1)</script>"
 
 

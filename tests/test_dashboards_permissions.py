@@ -21,9 +21,8 @@ from stepwatch import storage
 from stepwatch.app import create_app
 from stepwatch.settings import Settings
 from tests.dashboard_data import load_process, make_flag, set_bands
-from tests.web_helpers import PASSWORD, csrf_of, make_accounts
+from tests.web_helpers import PASSWORD, SECRET, csrf_of, make_accounts
 
-SECRET = "test-secret-key-0123456789abcdef"
 ROLES = ("anonymous", "admin", "director", "trainer", "manager")
 # dora leads north (m1, m2); tom mentors m1 (north), tina mentors m3 (south); max is m1
 ACCOUNT = {"admin": "ada", "director": "dora", "trainer": "tom", "manager": "max"}

@@ -13,9 +13,8 @@ from stepwatch import processes, sites, storage
 from stepwatch.app import create_app
 from stepwatch.settings import Settings
 from tests.dashboard_data import load_process
-from tests.web_helpers import login, make_accounts
+from tests.web_helpers import SECRET, login, make_accounts
 
-SECRET = "test-secret-key-0123456789abcdef"
 XSS = "<script>alert(1)</script>"
 
 

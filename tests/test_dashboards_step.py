@@ -4,7 +4,6 @@ audited with its reason, consistency errors next to their field, and the JSON AP
 from __future__ import annotations
 
 import re
-import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import timedelta
@@ -16,30 +15,20 @@ import pytest
 
 from analysis.bands import suggest_band
 from dashboards.pages.step import duration_text, parse_duration
-from stepwatch import audit, band_versions, figures, migrations, sites, storage, users
+from stepwatch import audit, band_versions, figures, sites, storage, users
 from stepwatch.app import create_app
 from stepwatch.errors import InvalidInput
 from stepwatch.settings import Settings
-from tests.figures_helpers import EVIL, EVIL_TITLE, TODAY, build, put, sessions, spread
-from tests.web_helpers import csrf_of, login
+from tests.figures_helpers import EVIL, EVIL_TITLE, TODAY, build, built_store, put, sessions, spread
+from tests.web_helpers import SECRET, csrf_of, login
 
-SECRET = "test-secret-key-0123456789abcdef"
 SVG = re.compile(r"<svg .*?</svg>", re.S)
 
 
 @pytest.fixture(scope="module")
 def shared(engine_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, storage.Client]]:
     """One store for the tests that only read (accounts cost 2 s of Argon2id each build)."""
-    settings = Settings(data_dir=engine_dir, database=f"t_{uuid.uuid4().hex[:12]}",
-                        spool_dir=tmp_path_factory.mktemp("spool"), rate_limit_site=0, rate_limit_address=0,
-                        analysis_interval_s=0, secret_key=SECRET)
-    client = storage.connect(settings)
-    migrations.apply_pending(client, settings.retention_days)
-    sites.add_site(client, "crm", ["https://crm.example.com"], actor="test")
-    build(client, settings)
-    yield settings, client
-    client.command(f"DROP DATABASE IF EXISTS {settings.database}")
-    client.close()
+    yield from built_store(engine_dir, tmp_path_factory.mktemp("spool"))
 
 
 @pytest.fixture

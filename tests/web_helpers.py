@@ -8,6 +8,7 @@ from typing import Any
 from stepwatch import storage, teams, users
 
 PASSWORD = "correct horse battery"
+SECRET = "test-secret-key-0123456789abcdef"  # the app's signing key in the tests
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 
 
