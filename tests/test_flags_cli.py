@@ -41,10 +41,11 @@ def test_analyze_reports_and_stats_prints_one_object_per_pair(env: dict[str, str
 
 def test_every_flag_transition_and_every_refusal(env: dict[str, str]) -> None:
     run_cli("analyze", env=env)
-    code, out, _ = run_cli("flags", "list", "demo", "--status", "open", "--json", env=env)
+    code, out, _ = run_cli("flags", "list", "demo", "--json", env=env)
     flags = json.loads(out)
-    assert len(flags) >= 2
-    first, second = flags[0]["flag_id"], flags[1]["flag_id"]
+    # The demo coaches some slow flags already (status coaching); a dismissal may end those too.
+    first = next(f["flag_id"] for f in flags if f["status"] == "open")
+    second = next(f["flag_id"] for f in flags if f["status"] in ("open", "coaching") and f["flag_id"] != first)
 
     def move(action: str, flag: str, *extra: str) -> tuple[int, str]:
         code, out, err = run_cli("flags", action, flag, *extra, env=env)
