@@ -86,10 +86,11 @@ def write(client: Client, flags: list[StoredFlag]) -> None:
     if not flags:
         return
     version = time.time_ns()
-    rows = [[getattr(replace(f, version=version + i), c) for c in COLUMNS] for i, f in enumerate(flags)]
-    for row in rows:
-        row[COLUMNS.index("managers")] = list(row[COLUMNS.index("managers")])
-        row[COLUMNS.index("reasons")] = list(row[COLUMNS.index("reasons")])
+    rows = []
+    for i, f in enumerate(flags):  # one copy of each flag, not one per column
+        values = {c: getattr(f, c) for c in COLUMNS}
+        values.update(version=version + i, managers=list(f.managers), reasons=list(f.reasons))
+        rows.append([values[c] for c in COLUMNS])
     client.insert("flags", rows, column_names=list(COLUMNS))
 
 
