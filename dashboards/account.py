@@ -7,7 +7,7 @@ from aiohttp import web
 from dashboards import auth
 from dashboards.auth import Viewer
 from dashboards.i18n import LANGUAGES, Translator
-from dashboards.web import LANGUAGE, LOGIN_CSRF, Page, render, run, safe_next
+from dashboards.web import LANGUAGE, LOGIN_CSRF, Page, render, route_paths, run, safe_next
 from stepwatch import users
 
 HOME = {"admin": "/overview", "director": "/overview", "trainer": "/coaching", "manager": "/me"}
@@ -18,7 +18,7 @@ async def home(request: web.Request) -> web.StreamResponse:
     if who is None:
         raise web.HTTPSeeOther("/login")
     target = HOME.get(who.role, "/overview")
-    if target not in {r.resource.canonical for r in request.app.router.routes() if r.resource is not None}:
+    if target not in route_paths(request):
         target = "/overview" if who.role in ("admin", "director") else "/me" if who.role == "manager" else "/login"
     raise web.HTTPSeeOther(target)
 

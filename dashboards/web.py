@@ -94,6 +94,7 @@ class ApiRoute:
 
 
 API_ROUTES = web.AppKey("api_routes", list)
+ROUTE_PATHS = web.AppKey("route_paths", set)  # every route's path, read once the router is complete
 
 
 def setup(app: web.Application, secret: str) -> None:
@@ -108,6 +109,7 @@ def setup(app: web.Application, secret: str) -> None:
     app[JINJA] = env
     app[FLASH] = URLSafeTimedSerializer(secret, salt="stepwatch.flash")
     app[API_ROUTES] = []
+    app[ROUTE_PATHS] = set()
 
 
 def query_string(query: Any, **changes: Any) -> str:
@@ -236,7 +238,7 @@ def render(request: web.Request, who: Viewer | None, page: Page, status: int = 2
         "data": page.data,
         "viewer": who,
         "csrf": who.csrf if who else request.get(LOGIN_CSRF, ""),
-        "nav": [(path, key) for path, key, roles in NAV if who and who.role in roles and path in _routes(request)],
+        "nav": [(path, key) for path, key, roles in NAV if who and who.role in roles and path in route_paths(request)],
         "path": request.path,
         "query": request.query,
         "flash": flash,
@@ -256,8 +258,13 @@ def render_error(request: web.Request, who: Viewer | None, status: int, message:
                                      if status in (400, 403, 404, 409, 429) else "error.other"), status=status)
 
 
-def _routes(request: web.Request) -> set[str]:
-    return {r.resource.canonical for r in request.app.router.routes() if r.resource is not None}
+def route_paths(request: web.Request) -> set[str]:
+    """The paths the application serves (for links to pages that may not exist), collected once:
+    every page used to walk the whole router on each render."""
+    paths = request.app[ROUTE_PATHS]
+    if not paths:
+        paths.update(r.resource.canonical for r in request.app.router.routes() if r.resource is not None)
+    return paths
 
 
 def csv_response(page: Page, name: str) -> web.Response:

@@ -29,7 +29,7 @@ from dashboards.pages.overview import (
     team_filter,
     teams_in_view,
 )
-from dashboards.web import ActionHandler, Page, add_action, add_page, chosen_site, run
+from dashboards.web import ActionHandler, Page, add_action, add_page, chosen_site, route_paths, run
 from stepwatch import flag_store, overview_figures
 from stepwatch.errors import Conflict, Forbidden, InvalidInput, NotFound
 from stepwatch.users import User
@@ -165,7 +165,7 @@ async def drawdown_page(request: web.Request, who: Viewer) -> Page:
 
 def _coaching_link(request: web.Request, flag: flag_store.StoredFlag) -> str | None:
     """Where to assign coaching for this flag, once the coaching pages exist (they add /coaching/new)."""
-    paths = {r.resource.canonical for r in request.app.router.routes() if r.resource is not None}
+    paths = route_paths(request)
     return f"/coaching/new?flag={flag.flag_id}" if "/coaching/new" in paths else None
 
 
