@@ -90,29 +90,59 @@ def range_cells(client: Client, site: str, since: date, until: date, *, managers
     """Per manager x step, sessions, median and 90th percentile of the session times from `since` to
     `until` (both included), as of the last refresh of the pre-aggregate.
 
-    One row of the pre-aggregate is one session's time on a step on one day, its newest version
-    (FINAL). A session that runs past midnight therefore counts once per day here, where the
-    analysis sums its days: summing sessions exactly needs a GROUP BY over session ids that costs
-    ten times as much (measured: 0.2 s against 0.02 s for two weeks of a million visits), for a
-    difference only a service at midnight makes. Quantiles interpolate linearly, like the analysis
-    (numpy's default = quantileExactInclusive).
+    One row of the pre-aggregate is one session's time on a step on one day. A session that runs past
+    midnight therefore counts once per day here, where the analysis sums its days: summing sessions
+    exactly needs a GROUP BY over session ids that costs ten times as much (measured: 0.2 s against
+    0.02 s for two weeks of a million visits), for a difference only a service at midnight makes.
+    Quantiles interpolate linearly, like the analysis (numpy's default = quantileExactInclusive).
+
+    Grouped by the stored hash of (manager, step), a number, not the two strings: 75 ms against 120 ms
+    for 30 days of 10 million visits (two of a site's pairs sharing a 64-bit hash, about 1 in 10^13,
+    would show as one). Each day is read as its newest refresh, see `_newest_refresh`.
     """
     column = METRIC_COLUMNS[metric]  # a column chosen by name: nothing from outside enters the SQL
+    parameters = {"site": site, "since": since, "until": until, "step": step, **_who(managers)}
+    days, newest = _newest_refresh(client, parameters)
     rows = query_rows(
         client,
         f"""
-        SELECT manager, step, count() AS n, quantilesExactInclusive(0.5, 0.9)({column}) AS q
-        FROM session_steps FINAL
+        SELECT any(manager) AS manager_, any(step) AS step_, count() AS n,
+               quantilesExactInclusive(0.5, 0.9)({column}) AS q
+        FROM session_steps
         WHERE site = {{site:String}} AND day >= {{since:Date}} AND day <= {{until:Date}}
-          AND ({{everyone:Bool}} OR manager IN {{managers:Array(String)}})
-          AND ({{step:String}} = '' OR step = {{step:String}})
-        GROUP BY manager, step
-        ORDER BY manager, step
+          {_OLDER_ROWS_LEFT_OUT if days else ""}
+          {"" if managers is None else "AND manager IN {managers:Array(String)}"}
+          {"AND step = {step:String}" if step else ""}
+        GROUP BY pair
+        ORDER BY manager_, step_
         """,
-        {"site": site, "since": since, "until": until, "step": step, **_who(managers)},
+        {**parameters, "days": days, "newest": newest},
     )
-    return [{"manager": r["manager"], "step": r["step"], "n": r["n"], "median_ms": r["q"][0], "p90_ms": r["q"][1]}
+    return [{"manager": r["manager_"], "step": r["step_"], "n": r["n"], "median_ms": r["q"][0], "p90_ms": r["q"][1]}
             for r in rows]
+
+
+# Only for the days _newest_refresh names (a fixed fragment: the values are parameters).
+_OLDER_ROWS_LEFT_OUT = ("AND computed_at = transform(day, {days:Array(Date)}, "
+                        "{newest:Array(DateTime64(6, 'UTC'))}, computed_at)")
+
+
+def _newest_refresh(client: Client, parameters: dict[str, Any]) -> tuple[list[date], list[datetime]]:
+    """The days of the range that still hold rows of an older refresh, and each one's newest refresh.
+
+    A refresh of the pre-aggregate writes whole days, all with one `computed_at`, then deletes the
+    older rows of those days. In between, a day has two versions; the reader keeps the newest. That is
+    rare and brief, so the filter is only applied to such days (reading `computed_at` of every row
+    to compare it costs a third of the query).
+    """
+    rows = query_rows(
+        client,
+        "SELECT day, max(computed_at) AS newest FROM session_steps "
+        "WHERE site = {site:String} AND day >= {since:Date} AND day <= {until:Date} "
+        "GROUP BY day HAVING min(computed_at) < newest ORDER BY day",
+        parameters,
+    )
+    return [r["day"] for r in rows], [r["newest"] for r in rows]
 
 
 def headline(client: Client, site: str, since: date, until: date, *, managers: list[str] | None,

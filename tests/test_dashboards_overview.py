@@ -179,6 +179,25 @@ def test_range_figures_are_the_analysis_figures(client: storage.Client, settings
     assert overview_figures.range_cells(client, "crm", run.window.since, run.window.until, managers=[]) == []
 
 
+def test_range_figures_ignore_rows_of_an_older_refresh(client: storage.Client, settings: Settings,
+                                                      site: sites.Site) -> None:
+    """Between a refresh of the pre-aggregate and the delete of the rows it replaces, a day holds two
+    versions: only the newest counts."""
+    tiny_site(client, settings)
+    (run,) = analysis_run.analyze(client, settings)
+    since, until = run.window.since, run.window.until
+    before = overview_figures.range_cells(client, "crm", since, until, managers=None)
+    client.command(
+        "INSERT INTO session_steps (site, day, manager, step, session_id, visible_ms, active_ms, wall_ms, computed_at) "
+        "SELECT site, day, manager, step, session_id, visible_ms * 10, active_ms * 10, wall_ms * 10, "
+        "computed_at - INTERVAL 1 HOUR FROM session_steps WHERE site = 'crm' AND day = {day:Date}",
+        parameters={"day": since},
+    )
+    assert storage.query_rows(client, "SELECT uniqExact(computed_at) AS n FROM session_steps WHERE day = {day:Date}",
+                              {"day": since})[0]["n"] == 2
+    assert overview_figures.range_cells(client, "crm", since, until, managers=None) == before
+
+
 async def test_resolution_times_follow_the_flags_resolved(api: Any, client: storage.Client) -> None:
     make_flag(client, "crm", manager="m1", status="resolved")
     make_flag(client, "crm", manager="m3", team="south", status="resolved")
