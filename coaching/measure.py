@@ -21,7 +21,6 @@ from clickhouse_connect.driver.client import Client
 
 from analysis.bands import Band, BandVersion, band_in_force
 from analysis.flags import ACTIVE as ACTIVE_FLAG_STATUSES
-from analysis.stats import daily_medians
 from coaching import _store, assignments, permissions
 from coaching._store import StoredEvaluation
 from coaching.evaluation import (
@@ -184,21 +183,13 @@ def before_after(client: Client, settings: Settings, assignment_id: str, user: A
     w = windows(a.assigned_on, done or a.assigned_on, pre_days=a.pre_days, post_days=a.post_days)
     until = min(today, w.post.until) if done else today
     storage.refresh_session_steps(client, a.site)
-    pairs = [p for p in storage.session_step_times(client, a.site, w.pre.since, until + timedelta(days=1),
-                                                    settings.analysis_metric) if p.step == a.step]
     peers = _peer_candidates(client, a, w)
     days = [w.pre.since + timedelta(days=i) for i in range((until - w.pre.since).days + 1)]
-
-    def series(chosen: list[storage.PairTimes]) -> tuple[float | None, ...]:
-        if not chosen:
-            return tuple(None for _ in days)
-        got = dict(zip(*daily_medians(np.concatenate([p.times_ms for p in chosen]),
-                                      np.concatenate([p.days for p in chosen])), strict=True))
-        return tuple(float(got[np.datetime64(d)]) if np.datetime64(d) in got else None for d in days)
-
+    medians = storage.daily_step_medians(client, a.site, a.step, w.pre.since, until + timedelta(days=1), own=a.manager,
+                                         others=sorted(peers["team"]), metric=settings.analysis_metric)
     band = _band(client, a, until)
-    return BeforeAfter(a.assignment_id, tuple(days), series([p for p in pairs if p.manager == a.manager]),
-                       series([p for p in pairs if p.manager in peers["team"]]), (w.pre.since, w.pre.until),
+    return BeforeAfter(a.assignment_id, tuple(days), tuple(medians.get((d, True)) for d in days),
+                       tuple(medians.get((d, False)) for d in days), (w.pre.since, w.pre.until),
                        (w.post.since, w.post.until) if done else None, a.target.max_ms,
                        band.max_ms if band else None)
 
@@ -209,7 +200,7 @@ def before_after(client: Client, settings: Settings, assignment_id: str, user: A
 def _measure(client: Client, settings: Settings, a: CoachingAssignment, w: Windows,
              criteria: Criteria) -> tuple[Evaluation, str]:
     pairs = storage.session_step_times(client, a.site, w.pre.since, w.post.until + timedelta(days=1),
-                                       settings.analysis_metric)
+                                       settings.analysis_metric, step=a.step)
     # manager -> (times before, times after, their days before, their days after): the days let the
     # evaluation allow for sessions of one day moving together
     split: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}

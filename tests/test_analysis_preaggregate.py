@@ -153,6 +153,29 @@ def test_the_fallbacks_give_the_same_figures(history: storage.Client, monkeypatc
     assert_same(history)
 
 
+def test_one_step_reads_only_that_steps_sessions_with_the_same_figures(history: storage.Client) -> None:
+    since = DAY - timedelta(days=10)
+    every = {(p.manager, p.step): p for p in storage.session_step_times(history, "crm", since, TODAY)}
+    offer = storage.session_step_times(history, "crm", since, TODAY, step="offer")
+    assert sorted((p.manager, p.step) for p in offer) == [("ana", "offer"), ("ben", "offer")]
+    for pair in offer:
+        assert np.array_equal(pair.times_ms, every[(pair.manager, pair.step)].times_ms)
+        assert np.array_equal(pair.days, every[(pair.manager, pair.step)].days)
+    assert storage.session_step_times(history, "crm", since, TODAY, step="nowhere") == []
+
+
+def test_daily_medians_for_the_chart_are_the_medians_of_each_days_sessions(history: storage.Client) -> None:
+    since, until = DAY - timedelta(days=10), TODAY
+    medians = storage.daily_step_medians(history, "crm", "offer", since, until, own="ana", others=["ben"])
+    # the chart's medians count a session past midnight on each of its days (s4: 40 s, then 30 s)
+    assert medians[(DAY, True)] == float(np.median([40_000, 100_000, 180_000, 320_000]))
+    assert medians[(DAY + timedelta(days=1), True)] == 30_000.0
+    assert medians[(DAY, False)] == 55_000.0 and medians[(DAY + timedelta(days=2), False)] == 65_000.0
+    assert len(medians) == 4
+    assert storage.daily_step_medians(history, "crm", "offer", since, until, own="ana", others=[]) == {
+        k: v for k, v in medians.items() if k[1]}
+
+
 def test_the_read_comes_as_arrays_ordered_by_day_then_time(history: storage.Client) -> None:
     for pair in storage.session_step_times(history, "crm", DAY - timedelta(days=10), TODAY):
         assert pair.times_ms.dtype == np.int64 and pair.days.dtype == np.dtype("datetime64[D]")
