@@ -90,6 +90,46 @@ def build(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     return facts
 
 
+def seed_coaching(settings: Any, assignments_count: int = 40) -> None:
+    """A course, a mentor and `assignments_count` coaching assignments (half done 30 days ago and
+    evaluated, half open, made from flags where there are any), so the coaching pages have
+    something to show; skipped when the data directory has assignments already."""
+    from coaching import assignments, catalog, measure
+    from coaching.lifecycle import Target
+    from stepwatch import flag_store, storage, users
+
+    client = storage.connect(settings)
+    try:
+        if assignments.list_assignments(client, "bench"):
+            return
+        if "tom" not in {u.name for u in users.list_users(client)}:
+            users.add_user(client, "tom", "trainer", PASSWORD, actor="bench")
+        admin = users.get_user(client, "ada")
+        bench = _analysis_benchmark()
+        course = catalog.add_course(client, admin, site="bench", title="Offer without detours", steps=bench.STEPS,
+                                    expected_minutes=60, self_paced=True, reason="benchmark")
+        catalog.set_mentor(client, admin, site="bench", name="tom", steps=bench.STEPS, reason="benchmark")
+        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        flags = [f for f in flag_store.current(client, "bench") if f.kind == "slow" and f.manager]
+        for i in range(assignments_count):
+            manager, step = f"m-{i * 5:03d}", bench.STEPS[i % len(bench.STEPS)]
+            if i % 2:  # open, from a flag when one is left
+                flag = flags.pop() if flags else None
+                assignments.assign(client, settings, admin, site="bench", manager=flag.manager if flag else manager,
+                                   step=flag.step if flag else step, kind="mentor_meeting", mentor="tom",
+                                   due=now.date() + timedelta(days=7), target=Target(200_000, 28),
+                                   flag_id=flag.flag_id if flag else "", note="benchmark")
+                continue
+            assigned = now - timedelta(days=40)
+            a = assignments.assign(client, settings, admin, site="bench", manager=manager, step=step, kind="course",
+                                   course_id=course.course_id, due=assigned.date() + timedelta(days=5),
+                                   target=Target(200_000, 28), note="benchmark", now=assigned)
+            assignments.mark_done(client, settings, admin, a.assignment_id, now=assigned + timedelta(days=4))
+            measure.evaluate_assignment(client, settings, a.assignment_id, now=now)
+    finally:
+        client.close()
+
+
 async def measure(settings: Any, calls: int, since: str, until: str) -> dict[str, Any]:
     from aiohttp import ClientSession, CookieJar
     from aiohttp.test_utils import TestServer
@@ -122,6 +162,19 @@ async def measure(settings: Any, calls: int, since: str, until: str) -> dict[str
         pages["max"].append(("/me", "my figures (manager)"))
     if "/audit" in routes:
         pages["ada"].append(("/audit", "audit log"))
+    if "/steps" in routes:
+        pages["ada"].append(("/steps", "steps"))
+    if "/coaching" in routes:
+        from coaching import assignments
+
+        listed = assignments.list_assignments(client, "bench")
+        evaluated = next(a for a in listed if a.state == "evaluated")
+        open_flag = next(f for f in flag_store.current(client, "bench") if f.kind == "slow" and f.status == "open")
+        pages["ada"] += [("/coaching", "coaching board"), ("/coaching/catalog", "coaching catalog"),
+                         ("/coaching/effectiveness", "coaching effectiveness"),
+                         (f"/coaching/assignments/{evaluated.assignment_id}", "an evaluated assignment"),
+                         (f"/coaching/new?flag={open_flag.flag_id}", "assign from a flag")]
+        pages["tom"] = [("/coaching", "coaching board (trainer)")]
     results: dict[str, Any] = {}
     try:
         for name, listed in pages.items():
@@ -170,6 +223,7 @@ def main() -> None:
         facts = build(work, args)
         facts_file.write_text(json.dumps(facts))
     settings = Settings(data_dir=work, analysis_interval_s=0, secret_key="benchmark-secret-key-0123456789")
+    seed_coaching(settings)
     today = datetime.now(UTC).date()
     timings = asyncio.run(measure(settings, args.calls, str(today - timedelta(days=30)),
                                   str(today - timedelta(days=1))))

@@ -143,10 +143,19 @@ def cpu_seconds(pid: int) -> float:
 
 
 def peak_rss_mb(pid: int) -> float:
+    return memory_mb(pid)["VmHWM"]
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """The process's memory figures in MB: VmHWM (peak resident), RssAnon (heap, stacks: what it
+    allocated), RssFile (pages of mapped files, e.g. the engine's shared library, shared with the
+    page cache)."""
+    figures = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+        name, _, value = line.partition(":")
+        if name in ("VmHWM", "RssAnon", "RssFile"):
+            figures[name] = int(value.split()[0]) / 1024
+    return figures
 
 
 def raw_insert_rate(bodies: list[dict[str, Any]], seconds: float, batch_rows: int) -> float:
@@ -216,6 +225,7 @@ def main() -> None:
         measured = run_wrk(f"http://127.0.0.1:{port}", args.seconds, args.connections, bodies_path, script)
         cpu_per_request = (cpu_seconds(collector.pid) - cpu_before) / max(1, measured["requests"])
         rss = peak_rss_mb(collector.pid)
+        after = memory_mb(collector.pid)
     finally:
         collector.terminate()
         collector.wait(60)
@@ -240,6 +250,8 @@ def main() -> None:
         "p99_ms": round(measured["p99_us"] / 1000, 2),
         "rss_mb": round(rss, 1),
         "idle_rss_mb": round(idle_rss, 1),
+        "rss_anon_mb_at_end": round(after["RssAnon"], 1),
+        "rss_file_mb_at_end": round(after["RssFile"], 1),
         "collector_cpu_us_per_request": round(cpu_per_request * 1e6),
         "non_2xx": measured["non2xx"],
         "socket_errors": measured["socket_errors"],
