@@ -6,7 +6,7 @@ teams) the viewer may see:
 - the latest analysis run's figure per manager x step (`pair_stats`, a few thousand rows at most);
 - the same figures over any range of days, as quantiles of per-session step times computed from
   the daily pre-aggregate (`session_steps`), never from raw visits;
-- the headline numbers: service sessions per day and their median duration (`session_events`),
+- the headline numbers: service sessions per day and their median duration (`session_days`),
   active flags, and the median and 90th percentile time from a flag's opening to its resolution;
 - flags filtered, sorted and paged in ClickHouse (a site's flags accumulate: every resolved and
   dismissed one stays).
@@ -164,18 +164,16 @@ def headline(client: Client, site: str, since: date, until: date, *, managers: l
         SELECT s.sessions AS sessions, s.median_service_ms AS median_service_ms, f.active_flags AS active_flags,
                r.resolved AS resolved, r.median_hours AS median_hours, r.p90_hours AS p90_hours
         FROM (
-            SELECT countIf(has_start) AS sessions,
+            SELECT countIf(started IS NOT NULL) AS sessions,
                    quantileExactInclusiveIf(0.5)(dateDiff('millisecond', started, ended),
-                                                 has_start AND has_end AND ended >= started) AS median_service_ms
+                                                 started IS NOT NULL AND ended IS NOT NULL AND ended >= started
+                                                 ) AS median_service_ms
             FROM (
-                -- Sessions are grouped by a hash of their id: half the time of grouping the strings
-                -- (measured at 10 million visits); two of a few hundred thousand sessions sharing a
-                -- 64-bit hash is about a one-in-a-billion event, and would merge two figures.
-                SELECT cityHash64(session_id) AS session, countIf(action = 'start') > 0 AS has_start,
-                       countIf(action = 'end') > 0 AS has_end,
-                       minIf(at, action = 'start') AS started, maxIf(at, action = 'end') AS ended
-                FROM session_events
-                WHERE site = {site:String} AND at >= {start:DateTime64(3, 'UTC')} AND at < {end:DateTime64(3, 'UTC')}
+                -- session_days (migration 0013): a session's first start and last end per day, kept
+                -- on ingest; a session over midnight has a row on each of its days.
+                SELECT session, min(started) AS started, max(ended) AS ended
+                FROM session_days
+                WHERE site = {site:String} AND day >= {since:Date} AND day <= {until:Date}
                   AND ({everyone:Bool} OR manager IN {managers:Array(String)})
                 GROUP BY session
             )
@@ -201,7 +199,8 @@ def headline(client: Client, site: str, since: date, until: date, *, managers: l
             )
         ) AS r
         """,
-        {"site": site, "start": start, "end": end, "active": list(ACTIVE_STATUSES), "all_teams": teams is None,
+        {"site": site, "since": since, "until": until, "start": start, "end": end, "active": list(ACTIVE_STATUSES),
+         "all_teams": teams is None,
          "teams": list(teams or []), **_who(managers)},
     )
     row = rows[0]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 
@@ -196,6 +196,39 @@ def test_range_figures_ignore_rows_of_an_older_refresh(client: storage.Client, s
     assert storage.query_rows(client, "SELECT uniqExact(computed_at) AS n FROM session_steps WHERE day = {day:Date}",
                               {"day": since})[0]["n"] == 2
     assert overview_figures.range_cells(client, "crm", since, until, managers=None) == before
+
+
+def test_headline_sessions_follow_the_start_and_end_events(client: storage.Client, settings: Settings,
+                                                          site: sites.Site) -> None:
+    """The headline reads session_days, kept on ingest by a materialized view: a replayed batch counts
+    once, a session over midnight is timed when the range holds both its days, a range that cuts it
+    counts its start without a time, and the sessions stored before migration 0013 count."""
+    from stepwatch import migrations
+    from tests.dashboard_data import served, store_events
+
+    day = TODAY - timedelta(days=3)
+    noon = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    late = datetime(day.year, day.month, day.day, 23, 55, tzinfo=UTC)  # ends 10 minutes later, the next day
+    events = [*served("m1", "a", noon, {}), *served("m1", "b", noon + timedelta(hours=1), {}, ended=False),
+              *served("m2", "c", late, {})]
+    store_events(client, settings, "crm", events)
+    store_events(client, settings, "crm", events)  # replayed
+
+    def headline(since: date, until: date, managers: list[str] | None = None) -> tuple[int, float | None]:
+        found = overview_figures.headline(client, "crm", since, until, managers=managers, teams=None)
+        return found["sessions"], found["median_service_ms"]
+
+    assert headline(day, day + timedelta(days=1)) == (3, 600_000.0)  # a and c timed, b never ended
+    assert headline(day, day) == (3, 600_000.0)  # c's end is the next day: only a is timed
+    assert headline(day + timedelta(days=1), day + timedelta(days=1)) == (0, None)  # c's end alone
+    assert headline(day, day + timedelta(days=1), ["m2"]) == (1, 600_000.0)
+    assert headline(day, day, []) == (0, None)
+
+    client.command("TRUNCATE TABLE session_days")  # as on a store upgraded from before 0013
+    (backfill,) = [m for m in migrations.discover() if m.version == 13]
+    for statement in backfill.statements():
+        client.command(statement)
+    assert headline(day, day + timedelta(days=1)) == (3, 600_000.0)
 
 
 async def test_resolution_times_follow_the_flags_resolved(api: Any, client: storage.Client) -> None:
