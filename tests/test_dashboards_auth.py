@@ -167,3 +167,10 @@ async def test_pages_send_security_headers(api: Any) -> None:
     response = await api.get("/audit")
     assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+async def test_the_audit_log_refuses_a_bad_date_naming_the_field(api: Any) -> None:
+    await login(api, "ada")
+    bad = await api.get("/api/v1/audit?until=someday")
+    assert bad.status == 400 and (await bad.json())["field"] == "until"
+    assert (await api.get("/api/v1/audit?since=2026-11-01&until=2026-11-23")).status == 200

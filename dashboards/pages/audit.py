@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from aiohttp import web
 
 from dashboards.auth import Viewer
-from dashboards.web import Page, add_page, run
+from dashboards.web import Page, add_page, day_param, run
 from stepwatch import audit
-from stepwatch.errors import InvalidInput
 
 LIMIT = 500
 
@@ -17,22 +14,13 @@ LIMIT = 500
 async def audit_page(request: web.Request, who: Viewer) -> Page:
     q = request.query
     filters = {"actor": q.get("actor", ""), "action": q.get("action", ""), "object": q.get("object", ""),
-               "since": _day(q.get("since", ""), "since"), "until": _day(q.get("until", ""), "until")}
+               "since": day_param(q.get("since", ""), "since"), "until": day_param(q.get("until", ""), "until")}
     found = await run(request, audit.entries, action=filters["action"] or None, actor=filters["actor"] or None,
                       obj=filters["object"] or None, since=filters["since"], until=filters["until"], limit=LIMIT)
     rows = [{"at": e.at, "actor": e.actor, "action": e.action, "object": e.object, "reason": e.reason,
              "details": e.details} for e in found]
     return Page("audit.html", {"filters": filters, "entries": rows, "limit": LIMIT}, title="audit.title",
                 table="entries", columns=["at", "actor", "action", "object", "reason", "details"])
-
-
-def _day(text: str, name: str) -> date | None:
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a date like 2026-11-23") from None
 
 
 def register(app: web.Application) -> None:
