@@ -206,11 +206,10 @@ def _measure(client: Client, settings: Settings, a: CoachingAssignment, w: Windo
     split: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
     pre_since, pre_until = np.datetime64(w.pre.since), np.datetime64(w.pre.until)
     post_since, post_until = np.datetime64(w.post.since), np.datetime64(w.post.until)
-    for p in pairs:
-        if p.step == a.step:
-            before = (p.days >= pre_since) & (p.days <= pre_until)
-            after = (p.days >= post_since) & (p.days <= post_until)
-            split[p.manager] = (p.times_ms[before], p.times_ms[after], p.days[before], p.days[after])
+    for p in pairs:  # the coached step's pairs only
+        before = (p.days >= pre_since) & (p.days <= pre_until)
+        after = (p.days >= post_since) & (p.days <= post_until)
+        split[p.manager] = (p.times_ms[before], p.times_ms[after], p.days[before], p.days[after])
     empty = np.empty(0)
     own = split.get(a.manager, (empty, empty, empty.astype("datetime64[D]"), empty.astype("datetime64[D]")))
     candidates = _peer_candidates(client, a, w)

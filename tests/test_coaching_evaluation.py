@@ -126,15 +126,22 @@ def _with_bad_days(seed: int, n: int, median_s: float, day_sd: float) -> tuple[n
     return np.exp(np.log(median_s * 1000) + day_effect[days] + rng.normal(0, 0.3, n)), days
 
 
-def test_sessions_sharing_a_day_widen_the_interval() -> None:
-    pre, pre_on = _with_bad_days(1, 80, 300, 0.25)
-    post, post_on = _with_bad_days(2, 80, 240, 0.25)
+def _dated_assignment(day_sd: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[PeerTimes]]:
+    """A manager 20% faster after the coaching and 4 unchanged peers, 8 sessions a day on 10 days per
+    window (the post windows' days numbered from 100), days as slow or fast as `day_sd` says."""
+    pre, pre_on = _with_bad_days(1, 80, 300, day_sd)
+    post, post_on = _with_bad_days(2, 80, 240, day_sd)
     group = []
     for i in range(4):
-        a, a_on = _with_bad_days(10 + i, 60, 240, 0.25)
-        b, b_on = _with_bad_days(20 + i, 60, 240, 0.25)
+        a, a_on = _with_bad_days(10 + i, 60, 240, day_sd)
+        b, b_on = _with_bad_days(20 + i, 60, 240, day_sd)
         group.append(PeerTimes(f"p{i}", a, b, a_on, b_on + 100))
-    dated = evaluate(pre, post, group, post_days=14, pre_on=pre_on, post_on=post_on + 100)
+    return pre, pre_on, post, post_on + 100, group
+
+
+def test_sessions_sharing_a_day_widen_the_interval() -> None:
+    pre, pre_on, post, post_on, group = _dated_assignment(0.25)
+    dated = evaluate(pre, post, group, post_days=14, pre_on=pre_on, post_on=post_on)
     undated = evaluate(pre, post, [PeerTimes(p.manager, p.pre_ms, p.post_ms) for p in group], post_days=14)
     assert dated.relative_effect_pct == pytest.approx(undated.relative_effect_pct)  # the same estimate ...
     assert dated.design_effect > 2  # type: ignore[operator]  # ... 8 sessions a day, strongly tied
@@ -150,14 +157,8 @@ def test_sessions_sharing_a_day_widen_the_interval() -> None:
 
 
 def test_no_day_effect_leaves_the_variance_alone() -> None:
-    pre, pre_on = _with_bad_days(1, 80, 300, 0.0)
-    post, post_on = _with_bad_days(2, 80, 240, 0.0)
-    group = []
-    for i in range(4):
-        a, a_on = _with_bad_days(10 + i, 60, 240, 0.0)
-        b, b_on = _with_bad_days(20 + i, 60, 240, 0.0)
-        group.append(PeerTimes(f"p{i}", a, b, a_on, b_on + 100))
-    result = evaluate(pre, post, group, post_days=14, pre_on=pre_on, post_on=post_on + 100)
+    pre, pre_on, post, post_on, group = _dated_assignment(0.0)
+    result = evaluate(pre, post, group, post_days=14, pre_on=pre_on, post_on=post_on)
     assert 1.0 <= result.design_effect < 1.3  # type: ignore[operator]  # never below 1; near 1 without day effects
 
 
