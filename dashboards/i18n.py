@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import tomllib
 from datetime import date, datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,37 @@ def _pattern(pattern: str) -> babel_numbers.NumberPattern:
     return babel_numbers.parse_pattern(pattern)  # a page formats thousands of numbers with a handful of patterns
 
 
+def _decimals(digits: int) -> str:
+    return "#,##0" + ("." + "0" * digits if digits else "")
+
+
+NUM_PATTERNS = tuple(_decimals(d) for d in range(7))
+PCT_PATTERNS = tuple(p + "%" for p in NUM_PATTERNS)
+
+
+def _apply(language: str, pattern: str, value: float | int) -> str:
+    return _pattern(pattern).apply(value, _locale(language))
+
+
+# Babel's apply costs ~37 us a number and a step page formats ~2,000 of them, most of them the same few
+# hundred values (counts, ticks, band limits): memoise on the exact input. `typed` keeps 2 and 2.0
+# apart; equal floats are the same float except 0.0 and -0.0 (Babel writes "-0"), so a float zero
+# is never looked up. Values are formatted as given (never rounded first), so the text is Babel's.
+_apply_cached = lru_cache(maxsize=1 << 16, typed=True)(_apply)
+
+
+def _cacheable(value: object) -> bool:
+    kind = type(value)
+    return kind is int or (kind is float and value != 0)
+
+
+def formatted(language: str, pattern: str, value: float | int) -> str:
+    """Babel's `pattern` applied to `value` in `language`, memoised for plain ints and floats."""
+    if _cacheable(value):
+        return _apply_cached(language, pattern, value)
+    return _apply(language, pattern, value)
+
+
 class Translator:
     """`_("key", n=3)` and the formatters of one language, handed to every template."""
 
@@ -63,22 +94,22 @@ class Translator:
     def num(self, value: float | int | None, digits: int = 0) -> str:
         if value is None or (isinstance(value, float) and not math.isfinite(value)):
             return "–"
-        pattern = "#,##0" + ("." + "0" * digits if digits else "")
-        return _pattern(pattern).apply(value, self._locale)
+        pattern = NUM_PATTERNS[digits] if 0 <= digits < len(NUM_PATTERNS) else _decimals(digits)
+        return formatted(self.language, pattern, value)
 
     def pct(self, share: float | None, digits: int = 0) -> str:
         if share is None:
             return "–"
-        pattern = "#,##0" + ("." + "0" * digits if digits else "") + "%"
-        return _pattern(pattern).apply(share, self._locale)
+        pattern = PCT_PATTERNS[digits] if 0 <= digits < len(PCT_PATTERNS) else _decimals(digits) + "%"
+        return formatted(self.language, pattern, share)
 
     def minutes(self, ms: float | None) -> str:
         """A step time: '4.2 min' / '4,2 мин'; seconds below a minute."""
         if ms is None or (isinstance(ms, float) and not math.isfinite(ms)):
             return "–"
-        if abs(ms) < 60_000:
-            return self("unit.s", n=self.num(ms / 1000, 0))
-        return self("unit.min", n=self.num(ms / 60_000, 1))
+        if _cacheable(ms):  # the same few hundred times (ticks, band limits) on every page
+            return _minutes_cached(self.language, ms)
+        return _minutes(self, ms)
 
     def hours(self, seconds: float | None) -> str:
         if seconds is None:
@@ -96,3 +127,14 @@ class Translator:
         if value is None:
             return "–"
         return babel_dates.format_datetime(value, format="short", tzinfo=babel_dates.UTC, locale=self._locale) + " UTC"
+
+
+def _minutes(_: Translator, ms: float | int) -> str:
+    if abs(ms) < 60_000:
+        return _("unit.s", n=_.num(ms / 1000, 0))
+    return _("unit.min", n=_.num(ms / 60_000, 1))
+
+
+@lru_cache(maxsize=1 << 14, typed=True)
+def _minutes_cached(language: str, ms: float | int) -> str:
+    return _minutes(Translator(language), ms)

@@ -61,3 +61,78 @@ def test_numbers_and_dates_follow_the_language() -> None:
     assert en.date(date(2026, 11, 23)) == "Nov 23, 2026"
     assert ru.date(date(2026, 11, 23)).startswith("23 нояб. 2026")
     assert en.pct(0.25) == "25%"
+
+
+# Ties that Babel rounds half-even on Decimal(str(value)) (2.675 -> 2.68, 0.125 -> 0.12, 2.5 -> 2) where
+# Python's round() on the binary float does otherwise, signed zeros, big and negative values, ints.
+HARD_VALUES = [2.675, -2.675, 0.125, -0.125, 0.5, 1.5, 2.5, -2.5, 0.045, 1.005, 12345.6785, 1e6, -1e6, 1e15,
+               0.0, -0.0, -0.4, 0.0004, -0.0004, 0, 1, -1, 2, 2.0, 1_234_567, -1234.5, 0.9999, 59_999.5]
+
+
+def _babel(language: str, pattern: str, value: object) -> str:
+    from babel import Locale
+    from babel.numbers import parse_pattern
+
+    return parse_pattern(pattern).apply(value, Locale.parse(language))  # no cache of ours involved
+
+
+def test_memoised_numbers_are_exactly_babels() -> None:
+    from decimal import Decimal
+
+    values = [*HARD_VALUES, Decimal("2.675"), Decimal("-0"), Decimal("2.50")]
+    for language in LANGUAGES:
+        _ = Translator(language)
+        for digits in range(5):
+            pattern = "#,##0" + ("." + "0" * digits if digits else "")
+            for _round in range(2):  # the second time from the memo
+                for value in values:
+                    assert _.num(value, digits) == _babel(language, pattern, value), (language, digits, value)
+                    assert _.pct(value, digits) == _babel(language, pattern + "%", value), (language, digits, value)
+
+
+def test_a_negative_zero_stays_negative_after_a_zero_was_memoised() -> None:
+    # 0.0 == -0.0 and both hash alike, but Babel writes "0" and "-0": a memo keyed on equality alone
+    # would answer the second from the first.
+    for language in LANGUAGES:
+        _ = Translator(language)
+        assert (_.num(0.0), _.num(-0.0), _.num(0.0)) == ("0", "-0", "0")
+        assert _.pct(0.0) == "0%" and _.pct(-0.0) == "-0%"
+        assert _.minutes(0.0).startswith("0") and _.minutes(-0.0).startswith("-0")
+        assert _.num(2, 1) == _.num(2.0, 1) == _babel(language, "#,##0.0", 2.0)
+
+
+def test_minutes_match_the_unmemoised_formatting() -> None:
+    from dashboards import i18n
+
+    for language in LANGUAGES:
+        _ = Translator(language)
+        for ms in [0, 1, 499.999, 500, 1500, 2500, 59_499, 59_500, 59_999, 60_000, 62_999, 63_000, 65_999.9, 66_000,
+                   252_000, 3_600_000, -90_000, -0.0, 0.0, 14_400_000.5]:
+            for _round in range(2):
+                assert _.minutes(ms) == i18n._minutes(_, ms), (language, ms)
+                if abs(ms) < 60_000:
+                    expected = _("unit.s", n=_babel(language, "#,##0", ms / 1000))
+                else:
+                    expected = _("unit.min", n=_babel(language, "#,##0.0", ms / 60_000))
+                assert _.minutes(ms) == expected, (language, ms)
+
+
+def test_a_number_already_formatted_is_not_formatted_by_babel_again(monkeypatch) -> None:
+    from babel.numbers import NumberPattern
+
+    calls = []
+    apply = NumberPattern.apply
+
+    def counted(self, value, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(value)
+        return apply(self, value, *args, **kwargs)
+
+    monkeypatch.setattr(NumberPattern, "apply", counted)
+    _ = Translator("ru")
+    value = 98_765.4321  # a value no other test formats
+    first = [_.num(value, 2), _.pct(value, 1), _.minutes(value)]
+    assert len(calls) == 3
+    assert [_.num(value, 2), _.pct(value, 1), _.minutes(value)] == first
+    assert len(calls) == 3  # all three from the memo
+    assert Translator("ru").num(value, 2) == first[0] and len(calls) == 3  # shared by every page of the language
+    assert Translator("en").num(value, 2) == "98,765.43" and len(calls) == 4
