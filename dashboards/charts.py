@@ -18,7 +18,6 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
 
 from babel import dates as babel_dates
 from markupsafe import Markup, escape
@@ -62,37 +61,6 @@ def position(value: float | None, band: Limits | None) -> str | None:
     return "above" if value > band.max_ms else "below" if value < band.min_ms else "within"
 
 
-@lru_cache(maxsize=8192)
-def _minutes(language: str, ms: float) -> str:
-    return Translator(language).minutes(ms)
-
-
-@lru_cache(maxsize=8192)
-def _num(language: str, value: float) -> str:
-    return Translator(language).num(value)
-
-
-class _Words:
-    """The page's Translator with its durations and numbers memoised (module-wide, per language): a
-    page of charts writes the same tick labels and counts hundreds of times, and each Babel call
-    looks the locale's symbols up again."""
-
-    def __init__(self, _: Translator):
-        self._, self.language = _, _.language
-
-    def __call__(self, key: str, **values: object) -> str:
-        return self._(key, **values)
-
-    def minutes(self, ms: float) -> str:
-        return _minutes(self.language, ms)
-
-    def num(self, value: float) -> str:
-        return _num(self.language, value)
-
-    def date(self, value: date) -> str:
-        return self._.date(value)
-
-
 # --- drawing helpers -------------------------------------------------------------------------------------------
 
 
@@ -101,15 +69,34 @@ def _n(x: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+class _AttributeNames(dict[str, str]):
+    """`class_` -> class, `stroke_width` -> stroke-width, worked out once per keyword."""
+
+    def __missing__(self, key: str) -> str:
+        name = self[key] = key.rstrip("_").replace("_", "-")
+        return name
+
+
+_NAMES = _AttributeNames()
+
+
 def _el(tag: str, content: str | Markup = "", **attrs: object) -> Markup:
-    """One element; attribute names `class_` -> class, `stroke_width` -> stroke-width; values escaped."""
+    """One element; attribute names `class_` -> class, `stroke_width` -> stroke-width; values escaped.
+
+    A chart writes thousands of attributes, nearly all of them plain numbers: an int's or a float's
+    text (digits, '-', '.') has nothing to escape, so only other values go through escape()."""
     parts = [tag]
     for key, value in attrs.items():
         if value is None:
             continue
-        name = key.rstrip("_").replace("_", "-")
-        text = _n(value) if isinstance(value, float) else str(value)
-        parts.append(f'{name}="{escape(text)}"')
+        kind = type(value)
+        if kind is float:
+            parts.append(f'{_NAMES[key]}="{_n(value)}"')  # type: ignore[arg-type]
+        elif kind is int:
+            parts.append(f'{_NAMES[key]}="{value}"')
+        else:
+            text = _n(value) if isinstance(value, float) else str(value)  # a float subclass is written as a float
+            parts.append(f'{_NAMES[key]}="{escape(text)}"')
     opening = "<" + " ".join(parts)
     if not content:
         return Markup(opening + "/>")
@@ -203,7 +190,6 @@ def _band_sentence(_: Translator, band: Limits | None) -> str:
 
 def bullet(_: Translator, *, label: str, median_ms: float | None, band: Limits | None, width: int = 380) -> Markup:
     """The median as a bar against the band's zones (below min, within, above max) and the reference."""
-    _ = _Words(_)  # type: ignore[assignment]
     where = position(median_ms, band)
     summary = _("charts.bullet_label", label=label,
                 median=_.minutes(median_ms) if median_ms is not None else _("charts.no_data"),
@@ -244,7 +230,6 @@ def bullet(_: Translator, *, label: str, median_ms: float | None, band: Limits |
 def histogram(_: Translator, *, label: str, bins: Sequence[tuple[float, float, int]], band: Limits | None,
               median_ms: float | None = None, width: int = 380, height: int = 150) -> Markup:
     """Sessions per bin of a log time axis (bins: from_ms, to_ms, sessions); the band shaded behind."""
-    _ = _Words(_)  # type: ignore[assignment]
     total = sum(b[2] for b in bins)
     summary = _("charts.histogram_label", label=label, n=_.num(total), band=_band_sentence(_, band))
     if median_ms is not None:
@@ -286,7 +271,6 @@ def box_domain(rows: Iterable[BoxRow]) -> tuple[float, float]:
 def boxes(_: Translator, *, label: str, rows: Sequence[BoxRow], domain: tuple[float, float] | None = None,
           width: int = 640, row_height: int = 20) -> Markup:
     """One row per manager: P10-P90 line, P25-P75 box, the median as a shape, each row's band behind."""
-    _ = _Words(_)  # type: ignore[assignment]
     summary = _("charts.boxes_label", label=label, n=_.num(len(rows)))
     left, right = 132.0, width - 86.0
     scale = _LogScale(domain or box_domain(rows), left, right)
@@ -329,7 +313,6 @@ def weekly(_: Translator, *, label: str, weeks: Sequence[tuple[date, int, float 
     `bands[i]` is the band in force in week i. A week with fewer than `min_sessions` sessions is drawn
     hollow: its median says little (the analysis does not count it either).
     """
-    _ = _Words(_)  # type: ignore[assignment]
     summary = _("charts.weekly_label", label=label, n=_.num(len(weeks)))
     left, right, top, bottom = 44.0, width - 10.0, 14.0, height - 30.0
     peak = max([w[2] or 0 for w in weeks] + [b.max_ms for b in bands if b] + [1_000.0]) * 1.15

@@ -115,3 +115,57 @@ def test_position() -> None:
     assert charts.position(None, BAND) is None and charts.position(100_000, None) is None
     assert [charts.position(v, BAND) for v in (59_999, 60_000, 240_000, 240_001)] == [
         "below", "within", "within", "above"]
+
+
+def _el_as_before(tag: str, content: str | Markup = "", **attrs: object) -> Markup:
+    """charts._el as it was written before numbers skipped escape(): the reference output."""
+    from markupsafe import escape
+
+    parts = [tag]
+    for key, value in attrs.items():
+        if value is None:
+            continue
+        name = key.rstrip("_").replace("_", "-")
+        text = charts._n(value) if isinstance(value, float) else str(value)
+        parts.append(f'{name}="{escape(text)}"')
+    opening = "<" + " ".join(parts)
+    if not content:
+        return Markup(opening + "/>")
+    return Markup(f"{opening}>{escape(content)}</{tag}>")
+
+
+class _Float(float):
+    """A float subclass (as numpy's float64 is): written as a float, through the general path."""
+
+
+def test_an_element_writes_numbers_as_before_and_escapes_everything_else() -> None:
+    values: list[object] = [0, -3, 12, 10**20, True, 0.0, -0.0, 1.25, 2.05, -7.45, 1e-9, 123456.789, 1e16,
+                            float("nan"), float("inf"), _Float(1.25), _Float(3.0), "3 2", EVIL, Markup("<b>&amp;</b>"),
+                            None, ("a", 1)]
+    for value in values:
+        for content in ("", EVIL, Markup("<title>t</title>")):
+            attrs = {"x": value, "class_": value, "stroke_dasharray": value, "fill": charts.BLUE}
+            got = charts._el("rect", content, **attrs)
+            assert got == _el_as_before("rect", content, **attrs)
+            assert isinstance(got, Markup)
+    written = charts._el("text", EVIL, x=1.25, y=-0.0, font_size=10, class_=EVIL, data_x=Markup("<i>"))
+    assert written == Markup(
+        '<text x="1.2" y="-0" font-size="10" class="&lt;script&gt;alert(1)&lt;/script&gt; &amp; &#34;quotes&#34;" '
+        'data-x="&lt;i&gt;">&lt;script&gt;alert(1)&lt;/script&gt; &amp; &#34;quotes&#34;</text>')
+    ET.fromstring(f'<svg xmlns="{charts.SVG_NS}">{written}</svg>')  # well-formed
+
+
+def test_numeric_attributes_skip_escaping(monkeypatch: pytest.MonkeyPatch) -> None:
+    escaped: list[object] = []
+    real = charts.escape
+
+    def counted(value: object) -> Markup:
+        escaped.append(value)
+        return real(value)
+
+    monkeypatch.setattr(charts, "escape", counted)
+    line = charts._el("line", x1=1.5, y1=2, x2=300.25, y2=4, stroke_width=0.5)
+    assert line == Markup('<line x1="1.5" y1="2" x2="300.2" y2="4" stroke-width="0.5"/>')
+    assert escaped == []  # numbers have nothing to escape: a chart writes thousands of them
+    charts._el("line", x1=1.5, stroke=charts.BLUE)
+    assert escaped == [charts.BLUE]  # text still is escaped
