@@ -15,9 +15,10 @@ not listed gets 403; finer checks (whose data) raise stepwatch.errors.Forbidden 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from collector import keys
 from dashboards import auth
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
-from stepwatch import sites
+from stepwatch import sites, small_tables
 from stepwatch.errors import InvalidInput, StepwatchError
 
 API = "/api/v1"
@@ -123,6 +124,10 @@ def add_page(app: web.Application, path: str, handler: PageHandler, *, roles: It
     allowed = tuple(roles)
 
     async def html(request: web.Request) -> web.StreamResponse:
+        async with small_tables_snapshot(request):
+            return await html_page(request)
+
+    async def html_page(request: web.Request) -> web.StreamResponse:
         who = await auth.viewer(request)
         if who is None:
             raise web.HTTPSeeOther("/login?next=" + quote(request.path_qs, safe=""))
@@ -136,6 +141,10 @@ def add_page(app: web.Application, path: str, handler: PageHandler, *, roles: It
         return render(request, who, page)
 
     async def api(request: web.Request) -> web.StreamResponse:
+        async with small_tables_snapshot(request):
+            return await api_page(request)
+
+    async def api_page(request: web.Request) -> web.StreamResponse:
         who = await auth.viewer(request)
         if who is None:
             return json_response({"error": "sign in, or send an API token: Authorization: Bearer ..."}, status=401)
@@ -148,6 +157,18 @@ def add_page(app: web.Application, path: str, handler: PageHandler, *, roles: It
     app.router.add_get(path, html, name=name)
     app.router.add_get(API + path, api, name=name + "_api")
     app[API_ROUTES].append(ApiRoute("get", API + path, _summary(handler), allowed))
+
+
+@contextlib.asynccontextmanager
+async def small_tables_snapshot(request: web.Request) -> AsyncIterator[None]:
+    """A page (GET) reads the small tables as of now, answered from this process's memory of them
+    where they are unchanged (stepwatch/small_tables.py): one query instead of seven or eight."""
+    store = request.app[keys.STORE]
+    token = small_tables.begin(store.memory, await store.run(small_tables.versions))
+    try:
+        yield
+    finally:
+        small_tables.end(token)
 
 
 def add_action(app: web.Application, path: str, handler: ActionHandler, *, roles: Iterable[str], name: str) -> None:

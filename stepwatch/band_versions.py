@@ -13,7 +13,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import audit
+from stepwatch import audit, small_tables
 from stepwatch.errors import InvalidInput
 from stepwatch.storage import query_rows
 
@@ -53,6 +53,7 @@ def add_version(
     })
 
 
+@small_tables.remembered("bands")
 def versions(client: Client, site: str, step: str | None = None) -> list[StoredBand]:
     """Every version of a site's bands (one step's, if given), oldest first."""
     rows = query_rows(

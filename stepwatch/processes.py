@@ -21,7 +21,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import audit
+from stepwatch import audit, small_tables
 from stepwatch.errors import InvalidInput, NotFound
 from stepwatch.storage import query_rows
 
@@ -178,6 +178,7 @@ def load(client: Client, process: Process, *, actor: str, reason: str = "") -> t
     return stored, True
 
 
+@small_tables.remembered("processes")
 def latest(client: Client, site: str) -> Process | None:
     rows = query_rows(
         client,

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import audit
+from stepwatch import audit, small_tables
 from stepwatch.errors import Conflict, InvalidInput, NotFound
 from stepwatch.storage import query_rows
 
@@ -56,6 +56,7 @@ def normalize_origin(origin: str, strict: bool = True) -> str:
     return f"{parts.scheme}://{netloc}"
 
 
+@small_tables.remembered("sites")
 def list_sites(client: Client) -> list[Site]:
     rows = query_rows(
         client,

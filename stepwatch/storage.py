@@ -25,6 +25,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from stepwatch import small_tables
 from stepwatch.settings import Settings
 
 SERVE_FILE = "serve.json"
@@ -217,6 +218,7 @@ class Store:
         from concurrent.futures import ThreadPoolExecutor
 
         self.settings = settings
+        self.memory = small_tables.Memory()  # the small tables this process read (small_tables.py)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix=name)
         self._local = threading.local()
         self._clients: list[Client] = []
@@ -243,10 +245,13 @@ class Store:
 
     async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         import asyncio
+        import contextvars
         import functools
 
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(self.call, fn, *args, **kwargs))
+        context = contextvars.copy_context()  # the request's small-tables snapshot goes along (small_tables.py)
+        return await loop.run_in_executor(self._executor, functools.partial(context.run, self.call, fn, *args,
+                                                                            **kwargs))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

@@ -12,7 +12,7 @@ import time
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import audit
+from stepwatch import audit, small_tables
 from stepwatch.errors import Conflict, InvalidInput, NotFound
 from stepwatch.storage import query_rows
 
@@ -30,6 +30,7 @@ def add_team(client: Client, site: str, name: str, title: str = "", *, actor: st
     audit.record(client, actor, "team.add", f"{site}/{name}", reason, {"title": title or name})
 
 
+@small_tables.remembered("teams")
 def list_teams(client: Client, site: str) -> dict[str, str]:
     """Team name -> title."""
     rows = query_rows(client, "SELECT name, title FROM teams FINAL WHERE site = {site:String} ORDER BY name",
@@ -55,6 +56,7 @@ def assign(client: Client, site: str, team: str, managers: list[str], *, actor: 
                      {"team": [before.get(manager, ""), team]})
 
 
+@small_tables.remembered("team_members")
 def members(client: Client, site: str) -> dict[str, str]:
     """Manager id -> team, for managers currently in a team."""
     rows = query_rows(

@@ -17,7 +17,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import audit
+from stepwatch import audit, small_tables
 from stepwatch.errors import Conflict, InvalidInput, NotFound
 from stepwatch.storage import query_rows
 
@@ -40,6 +40,7 @@ class User:
     version: int
 
 
+@small_tables.remembered("users")
 def list_users(client: Client) -> list[User]:
     rows = query_rows(client, "SELECT name, role, teams, manager_id, password_hash, language, disabled, version "
                               "FROM users FINAL ORDER BY name")

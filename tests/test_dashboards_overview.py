@@ -198,6 +198,23 @@ def test_range_figures_ignore_rows_of_an_older_refresh(client: storage.Client, s
     assert overview_figures.range_cells(client, "crm", since, until, managers=None) == before
 
 
+def test_range_figures_name_their_pairs_from_session_pairs(client: storage.Client, settings: Settings,
+                                                           site: sites.Site) -> None:
+    """The figures are grouped by the pair hash and named from session_pairs, which the refresh fills
+    through a materialized view; a pair missing there (its rows landed between the two reads) is named
+    from the pre-aggregate itself."""
+    tiny_site(client, settings)
+    (run,) = analysis_run.analyze(client, settings)
+    since, until = run.window.since, run.window.until
+    pairs = storage.query_rows(client, "SELECT DISTINCT toString(manager) AS manager, toString(step) AS step "
+                                       "FROM session_pairs WHERE site = 'crm' ORDER BY manager, step")
+    cells = overview_figures.range_cells(client, "crm", since, until, managers=None)
+    assert [(c["manager"], c["step"]) for c in cells] == [(p["manager"], p["step"]) for p in pairs]
+    assert len(cells) == 6
+    client.command("TRUNCATE TABLE session_pairs")
+    assert overview_figures.range_cells(client, "crm", since, until, managers=None) == cells
+
+
 def test_headline_sessions_follow_the_start_and_end_events(client: storage.Client, settings: Settings,
                                                           site: sites.Site) -> None:
     """The headline reads session_days, kept on ingest by a materialized view: a replayed batch counts
