@@ -129,14 +129,9 @@ def range_cells(client: Client, site: str, since: date, until: date, *, managers
 def _pair_names(client: Client, site: str, since: date, until: date, pairs: list[int]) -> dict[int, tuple[str, str]]:
     """(manager, step) of each pair hash, from session_pairs; a pair not there yet (its refresh's rows
     landed between the two reads) is named from the pre-aggregate itself."""
-    if not pairs:
-        return {}
-    names = {pair: (manager, step) for pair, manager, step in client.query(
-        "SELECT pair, toString(any(manager)), toString(any(step)) FROM session_pairs WHERE site = {site:String} "
-        "AND pair IN {pairs:Array(UInt64)} GROUP BY pair",
-        parameters={"site": site, "pairs": pairs},
-    ).result_rows}
-    missing = [pair for pair in pairs if pair not in names]
+    known = site_pairs(client, site)
+    names = {pair: known[pair] for pair in pairs if pair in known}
+    missing = [pair for pair in pairs if pair not in known]
     if missing:
         names |= {pair: (manager, step) for pair, manager, step in client.query(
             "SELECT pair, toString(any(manager)), toString(any(step)) FROM session_steps "
@@ -145,6 +140,16 @@ def _pair_names(client: Client, site: str, since: date, until: date, pairs: list
             parameters={"site": site, "since": since, "until": until, "pairs": missing},
         ).result_rows}
     return names
+
+
+@small_tables.remembered("session_pairs")
+def site_pairs(client: Client, site: str) -> dict[int, tuple[str, str]]:
+    """Every manager x step pair of a site's pre-aggregate: pair hash -> (manager, step)."""
+    return {pair: (manager, step) for pair, manager, step in client.query(
+        "SELECT pair, toString(any(manager)), toString(any(step)) FROM session_pairs WHERE site = {site:String} "
+        "GROUP BY pair",
+        parameters={"site": site},
+    ).result_rows}
 
 
 # Only for the days _newest_refresh names (a fixed fragment: the values are parameters).
