@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 from babel import dates as babel_dates
 from markupsafe import Markup, escape
@@ -78,6 +79,16 @@ class _AttributeNames(dict[str, str]):
 
 
 _NAMES = _AttributeNames()
+# Markup(text) for a str that is already escaped, without Markup.__new__'s checks (a chart makes thousands)
+_new_str = str.__new__
+
+
+def _join(items: Iterable[Markup]) -> Markup:
+    """Markup("").join(items), without escape() on each item when every one is Markup already."""
+    items = list(items)
+    if all(type(item) is Markup for item in items):
+        return _new_str(Markup, "".join(items))
+    return Markup("").join(items)
 
 
 def _el(tag: str, content: str | Markup = "", **attrs: object) -> Markup:
@@ -99,8 +110,9 @@ def _el(tag: str, content: str | Markup = "", **attrs: object) -> Markup:
             parts.append(f'{_NAMES[key]}="{escape(text)}"')
     opening = "<" + " ".join(parts)
     if not content:
-        return Markup(opening + "/>")
-    return Markup(f"{opening}>{escape(content)}</{tag}>")
+        return _new_str(Markup, opening + "/>")
+    inner = content if type(content) is Markup else escape(content)
+    return _new_str(Markup, f"{opening}>{inner}</{tag}>")
 
 
 def _text(x: float, y: float, text: str, *, anchor: str = "start", size: int | None = None,
@@ -109,7 +121,7 @@ def _text(x: float, y: float, text: str, *, anchor: str = "start", size: int | N
 
 
 def _svg(width: int, height: int, label: str, body: Iterable[Markup], css: str) -> Markup:
-    inner = Markup("").join(body)
+    inner = _join(body)
     return Markup(
         f'<svg xmlns="{SVG_NS}" class="chart {escape(css)}" role="img" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" aria-label="{escape(label)}">'
@@ -143,11 +155,12 @@ class _LogScale:
         if self.high <= self.low:
             self.high = self.low * 10
         self.x0, self.x1 = x0, x1
+        self._log_span, self._width = math.log(self.high / self.low), x1 - x0  # the same for every value
 
     def __call__(self, ms: float) -> float:
         ms = min(max(ms, self.low), self.high)
-        share = math.log(ms / self.low) / math.log(self.high / self.low)
-        return self.x0 + share * (self.x1 - self.x0)
+        share = math.log(ms / self.low) / self._log_span
+        return self.x0 + share * self._width
 
     def ticks(self) -> list[float]:
         inside = [t for t in TIME_TICKS if self.low <= t <= self.high]
@@ -299,7 +312,7 @@ def boxes(_: Translator, *, label: str, rows: Sequence[BoxRow], domain: tuple[fl
                   size=11),
             _text(right + 8, mid + 4, f"{_SYMBOL.get(where or '', '')} {_.minutes(row.median_ms)}".strip(), size=11),
         ]
-        body.append(_el("g", Markup("").join(parts)))
+        body.append(_el("g", _join(parts)))
     if not rows:
         body.append(_text((left + right) / 2, top + 14, _("charts.no_data"), anchor="middle", fill=MUTED))
     body += _log_axis(scale, _, bottom, top)
@@ -374,7 +387,12 @@ def _linear_ticks(peak: float) -> list[float]:
 
 
 def _short_date(_: Translator, value: date) -> str:
-    return babel_dates.format_date(value, format="d MMM", locale=_.language)
+    return _short_date_in(_.language, value)
+
+
+@lru_cache(maxsize=4096)
+def _short_date_in(language: str, value: date) -> str:
+    return babel_dates.format_date(value, format="d MMM", locale=language)  # the same dozen weeks on every chart
 
 
 def before_after(_: Translator, *, label: str, days: Sequence[date], manager_ms: Sequence[float | None],

@@ -60,14 +60,14 @@ def _apply(language: str, pattern: str, value: float | int) -> str:
 
 # Babel's apply costs ~37 us a number and a step page formats ~2,000 of them, most of them the same few
 # hundred values (counts, ticks, band limits): memoise on the exact input. `typed` keeps 2 and 2.0
-# apart; equal floats are the same float except 0.0 and -0.0 (Babel writes "-0"), so a float zero
-# is never looked up. Values are formatted as given (never rounded first), so the text is Babel's.
+# apart; equal floats are the same float except 0.0 and -0.0 (Babel writes "-0"), so -0.0 is never
+# looked up (nor stored). Values are formatted as given (never rounded first), so the text is Babel's.
 _apply_cached = lru_cache(maxsize=1 << 16, typed=True)(_apply)
 
 
 def _cacheable(value: object) -> bool:
     kind = type(value)
-    return kind is int or (kind is float and value != 0)
+    return kind is int or (kind is float and (value != 0 or math.copysign(1.0, value) > 0))  # type: ignore[arg-type]
 
 
 def formatted(language: str, pattern: str, value: float | int) -> str:
@@ -121,6 +121,8 @@ class Translator:
     def date(self, value: date | datetime | None) -> str:
         if value is None:
             return "–"
+        if type(value) is date:  # a chart's weeks and days, again and again
+            return _date_cached(self.language, value)
         return babel_dates.format_date(value, format="medium", locale=self._locale)
 
     def datetime(self, value: datetime | None) -> str:
@@ -138,3 +140,8 @@ def _minutes(_: Translator, ms: float | int) -> str:
 @lru_cache(maxsize=1 << 14, typed=True)
 def _minutes_cached(language: str, ms: float | int) -> str:
     return _minutes(Translator(language), ms)
+
+
+@lru_cache(maxsize=4096)
+def _date_cached(language: str, value: date) -> str:
+    return babel_dates.format_date(value, format="medium", locale=_locale(language))

@@ -136,3 +136,19 @@ def test_a_number_already_formatted_is_not_formatted_by_babel_again(monkeypatch)
     assert len(calls) == 3  # all three from the memo
     assert Translator("ru").num(value, 2) == first[0] and len(calls) == 3  # shared by every page of the language
     assert Translator("en").num(value, 2) == "98,765.43" and len(calls) == 4
+
+
+def test_memoised_dates_are_exactly_babels() -> None:
+    from datetime import UTC, date, datetime, timedelta
+
+    from babel import Locale
+    from babel.dates import format_date
+
+    days = [date(2026, 1, 1) + timedelta(days=37 * i) for i in range(12)]
+    for language in LANGUAGES:
+        _ = Translator(language)
+        for _round in range(2):
+            for day in days:
+                assert _.date(day) == format_date(day, format="medium", locale=Locale.parse(language))
+            moment = datetime(2026, 12, 31, 23, 30, tzinfo=UTC)  # a datetime is formatted as before, not memoised
+            assert _.date(moment) == format_date(moment, format="medium", locale=Locale.parse(language))
