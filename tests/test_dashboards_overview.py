@@ -215,32 +215,6 @@ def test_range_figures_name_their_pairs_from_session_pairs(client: storage.Clien
     assert overview_figures.range_cells(client, "crm", since, until, managers=None) == cells
 
 
-def test_the_refresh_check_reads_the_day_versions_projection(client: storage.Client, settings: Settings,
-                                                            site: sites.Site) -> None:
-    """Which days hold an older refresh is answered from the projection of migration 0015, not from
-    every session row, and stays right once a refresh's delete has gone through (the projection is
-    rebuilt, so deleted rows leave it)."""
-    tiny_site(client, settings)
-    (run,) = analysis_run.analyze(client, settings)
-    since, until = run.window.since, run.window.until
-    parameters = {"site": "crm", "since": since, "until": until}
-    plan = "\n".join(row[0] for row in client.query(
-        "EXPLAIN SELECT day, max(computed_at) AS newest FROM session_steps WHERE site = {site:String} "
-        "AND day >= {since:Date} AND day <= {until:Date} GROUP BY day HAVING min(computed_at) < newest ORDER BY day",
-        parameters=parameters).result_rows)
-    assert "ReadFromMergeTree (day_versions)" in plan
-    client.command(
-        "INSERT INTO session_steps (site, day, manager, step, session_id, visible_ms, active_ms, wall_ms, computed_at) "
-        "SELECT site, day, manager, step, session_id, visible_ms, active_ms, wall_ms, computed_at - INTERVAL 1 HOUR "
-        "FROM session_steps WHERE site = 'crm' AND day = {day:Date}", parameters={"day": since})
-    days, _ = overview_figures._newest_refresh(client, parameters)
-    assert days == [since]
-    client.command("DELETE FROM session_steps WHERE site = 'crm' AND day = {day:Date} "
-                   "AND computed_at < (SELECT max(computed_at) FROM session_steps WHERE day = {day:Date})",
-                   parameters={"day": since}, settings={"lightweight_deletes_sync": 2})
-    assert overview_figures._newest_refresh(client, parameters) == ([], [])
-
-
 def test_headline_sessions_follow_the_start_and_end_events(client: storage.Client, settings: Settings,
                                                           site: sites.Site) -> None:
     """The headline reads session_days, kept on ingest by a materialized view: a replayed batch counts
