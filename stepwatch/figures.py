@@ -91,7 +91,8 @@ def _sessions(column: str, where: str) -> str:
 
     The time as a 32-bit number: a session's time on a step in a day is far below 2^32 ms (49 days;
     capped there), and the quantiles gather half the bytes (a step's page: about 10% less CPU)."""
-    return f"SELECT manager, step, day AS d, toUInt32(least({column}, 4294967295)) AS t FROM session_steps FINAL WHERE {where}"
+    return (f"SELECT manager, step, day AS d, toUInt32(least({column}, 4294967295)) AS t "
+            f"FROM session_steps FINAL WHERE {where}")
 
 
 # A row's partition (the month of its day) follows from its key, so FINAL need not merge across

@@ -92,64 +92,37 @@ def range_cells(client: Client, site: str, since: date, until: date, *, managers
     """Per manager x step, sessions, median and 90th percentile of the session times from `since` to
     `until` (both included), as of the last refresh of the pre-aggregate.
 
-    One row of the pre-aggregate is one session's time on a step on one day. A session that runs past
-    midnight therefore counts once per day here, where the analysis sums its days: summing sessions
-    exactly needs a GROUP BY over session ids that costs ten times as much (measured: 0.2 s against
-    0.02 s for two weeks of a million visits), for a difference only a service at midnight makes.
-    Quantiles interpolate linearly, like the analysis (numpy's default = quantileExactInclusive).
+    One session time is one session's time on a step on one day. A session that runs past midnight
+    therefore counts once per day here, where the analysis sums its days: summing sessions exactly
+    needs a GROUP BY over session ids that costs ten times as much (measured: 0.2 s against 0.02 s for
+    two weeks of a million visits), for a difference only a service at midnight makes. Quantiles
+    interpolate linearly, like the analysis (numpy's default = quantileExactInclusive).
 
-    Grouped by the stored hash of (manager, step), a number, and named afterwards from session_pairs
-    (migration 0014): carrying the two strings through the grouping cost a third of the query, and
-    FINAL more. The times are grouped as 32-bit numbers (half the memory to gather; a session's time
-    on a step in a day is far below 2^32 ms, 49 days, and larger values are capped there). About
-    80 ms against 110 for 30 days of 10 million visits. Two of a site's pairs sharing a 64-bit hash,
-    about 1 in 10^13, would show as one. Each day is read as its newest refresh, see `_newest_refresh`.
+    Read from pair_days (migration 0014): a day's session times of a pair come as arrays, so the
+    grouping handles about 30 arrays per pair for 30 days instead of every session row (100 ms of CPU
+    against 150 at 10 million visits; against 195 before the strings left the grouping of rows). Each
+    day is read as its newest refresh, see `_newest_refresh`.
     """
     column = METRIC_COLUMNS[metric]  # a column chosen by name: nothing from outside enters the SQL
     parameters = {"site": site, "since": since, "until": until, "step": step, **_who(managers)}
     days, newest = _newest_refresh(client, parameters)
-    rows = client.query(
+    rows = query_rows(
+        client,
         f"""
-        SELECT pair, count() AS n, quantilesExactInclusive(0.5, 0.9)(toUInt32(least({column}, 4294967295))) AS q
-        FROM session_steps
+        SELECT any(manager) AS manager_, any(step) AS step_, sum(length({column})) AS n,
+               quantilesExactInclusiveArray(0.5, 0.9)({column}) AS q
+        FROM pair_days
         WHERE site = {{site:String}} AND day >= {{since:Date}} AND day <= {{until:Date}}
           {_OLDER_ROWS_LEFT_OUT if days else ""}
           {"" if managers is None else "AND manager IN {managers:Array(String)}"}
           {"AND step = {step:String}" if step else ""}
         GROUP BY pair
+        ORDER BY manager_, step_
         """,
-        parameters={**parameters, "days": days, "newest": newest},
-    ).result_rows
-    names = _pair_names(client, site, since, until, [pair for pair, _, _ in rows])
-    cells = [{"manager": names[pair][0], "step": names[pair][1], "n": n, "median_ms": q[0], "p90_ms": q[1]}
-             for pair, n, q in rows]
-    return sorted(cells, key=lambda c: (c["manager"], c["step"]))
-
-
-def _pair_names(client: Client, site: str, since: date, until: date, pairs: list[int]) -> dict[int, tuple[str, str]]:
-    """(manager, step) of each pair hash, from session_pairs; a pair not there yet (its refresh's rows
-    landed between the two reads) is named from the pre-aggregate itself."""
-    known = site_pairs(client, site)
-    names = {pair: known[pair] for pair in pairs if pair in known}
-    missing = [pair for pair in pairs if pair not in known]
-    if missing:
-        names |= {pair: (manager, step) for pair, manager, step in client.query(
-            "SELECT pair, toString(any(manager)), toString(any(step)) FROM session_steps "
-            "WHERE site = {site:String} AND day >= {since:Date} AND day <= {until:Date} "
-            "AND pair IN {pairs:Array(UInt64)} GROUP BY pair",
-            parameters={"site": site, "since": since, "until": until, "pairs": missing},
-        ).result_rows}
-    return names
-
-
-@small_tables.remembered("session_pairs")
-def site_pairs(client: Client, site: str) -> dict[int, tuple[str, str]]:
-    """Every manager x step pair of a site's pre-aggregate: pair hash -> (manager, step)."""
-    return {pair: (manager, step) for pair, manager, step in client.query(
-        "SELECT pair, toString(any(manager)), toString(any(step)) FROM session_pairs WHERE site = {site:String} "
-        "GROUP BY pair",
-        parameters={"site": site},
-    ).result_rows}
+        {**parameters, "days": days, "newest": newest},
+    )
+    return [{"manager": r["manager_"], "step": r["step_"], "n": r["n"], "median_ms": r["q"][0], "p90_ms": r["q"][1]}
+            for r in rows]
 
 
 # Only for the days _newest_refresh names (a fixed fragment: the values are parameters).
@@ -162,22 +135,19 @@ def _newest_refresh(client: Client, parameters: dict[str, Any]) -> tuple[list[da
 
     A refresh of the pre-aggregate writes whole days, all with one `computed_at`, then deletes the
     older rows of those days. In between, a day has two versions; the reader keeps the newest. That is
-    rare and brief, so the filter is only applied to such days (reading `computed_at` of every row
-    to compare it costs a third of the query). The price: a refresh whose rows land between this
-    check and the read makes that one answer count its days twice (the medians barely move, the
-    session counts double); the next view is right. The analysis reads through storage's one-query
-    filter instead, which has no such gap for inserts.
+    rare and brief, so the filter is only applied to such days. The price: a refresh whose rows land
+    between this check and the read makes that one answer count its days twice (the medians barely
+    move, the session counts double); the next view is right. The analysis reads through storage's
+    one-query filter instead, which has no such gap for inserts.
     """
-    rows = client.query(
-        "SELECT day, max(computed_at) AS newest FROM session_steps "
+    rows = query_rows(
+        client,
+        "SELECT day, max(computed_at) AS newest FROM pair_days "
         "WHERE site = {site:String} AND day >= {since:Date} AND day <= {until:Date} "
         "GROUP BY day HAVING min(computed_at) < newest ORDER BY day",
-        parameters=parameters,
-        # The rows arrive ordered by day (the table's key after the site): grouping them as they
-        # stream by takes half the CPU of a hash table (30 against 64 ms for 30 days of 10 million visits).
-        settings={"optimize_aggregation_in_order": 1},
-    ).result_rows
-    return [day for day, _ in rows], [newest for _, newest in rows]
+        parameters,
+    )
+    return [r["day"] for r in rows], [r["newest"] for r in rows]
 
 
 def headline(client: Client, site: str, since: date, until: date, *, managers: list[str] | None,

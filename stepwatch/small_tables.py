@@ -1,8 +1,7 @@
 """Reads of small tables remembered while the table is unchanged, for the dashboards' GET requests.
 
 Every page reads the same few small tables before its own figures: the account, the sites, the
-teams and their members, the process, the bands, the latest analysis run (and, for the overview
-with chosen dates, the names of the manager x step pairs). Each read is a query of
+teams and their members, the process, the bands, the latest analysis run. Each read is a query of
 3-8 ms, most of it ClickHouse's work per query rather than per row, and a page made seven or eight
 of them one after the other (about 40 ms of a page on a 2-core machine; docs/performance.md).
 
@@ -32,7 +31,7 @@ from typing import Any, TypeVar
 from clickhouse_connect.driver.client import Client
 
 # The tables read through `remembered`; a function may only be remembered for tables listed here.
-TABLES = ("users", "sites", "teams", "team_members", "processes", "bands", "pair_stats", "session_pairs")
+TABLES = ("users", "sites", "teams", "team_members", "processes", "bands", "pair_stats")
 
 F = TypeVar("F", bound=Callable[..., Any])
 

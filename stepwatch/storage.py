@@ -341,8 +341,10 @@ def refresh_session_steps(client: Client, site: str) -> int:
     older = "site = {site:String} AND day IN {days:Array(Date)} AND computed_at < {at:DateTime64(6, 'UTC')}"
     parameters = {"site": site, "days": days, "at": computed_at}
     if client.command(f"SELECT count() FROM session_steps WHERE {older}", parameters=parameters):
-        client.command(f"DELETE FROM session_steps WHERE {older}", parameters=parameters,
-                       settings={"lightweight_deletes_sync": 0})
+        # pair_days (migration 0014) holds the same refreshes, copied by its materialized view
+        for table in ("pair_days", "session_steps"):
+            client.command(f"DELETE FROM {table} WHERE {older}", parameters=parameters,
+                           settings={"lightweight_deletes_sync": 0})
     client.command("INSERT INTO analysis_state (site, watermark) SELECT {site:String}, {mark:DateTime64(3, 'UTC')}",
                    parameters={"site": site, "mark": latest})
     return len(days)

@@ -198,21 +198,37 @@ def test_range_figures_ignore_rows_of_an_older_refresh(client: storage.Client, s
     assert overview_figures.range_cells(client, "crm", since, until, managers=None) == before
 
 
-def test_range_figures_name_their_pairs_from_session_pairs(client: storage.Client, settings: Settings,
-                                                           site: sites.Site) -> None:
-    """The figures are grouped by the pair hash and named from session_pairs, which the refresh fills
-    through a materialized view; a pair missing there (its rows landed between the two reads) is named
-    from the pre-aggregate itself."""
+def test_range_figures_follow_the_refreshes_of_the_pre_aggregate(client: storage.Client, settings: Settings,
+                                                                site: sites.Site) -> None:
+    """pair_days, which the heatmap reads, holds what session_steps holds (a materialized view copies
+    every refresh), and a refresh's delete of older rows reaches both tables."""
     tiny_site(client, settings)
     (run,) = analysis_run.analyze(client, settings)
     since, until = run.window.since, run.window.until
-    pairs = storage.query_rows(client, "SELECT DISTINCT toString(manager) AS manager, toString(step) AS step "
-                                       "FROM session_pairs WHERE site = 'crm' ORDER BY manager, step")
+    expected = storage.query_rows(
+        client,
+        "SELECT toString(manager) AS manager, toString(step) AS step, count() AS n, "
+        "quantilesExactInclusive(0.5, 0.9)(visible_ms) AS q FROM session_steps "
+        "WHERE site = 'crm' AND day >= {since:Date} AND day <= {until:Date} GROUP BY manager, step "
+        "ORDER BY manager, step", {"since": since, "until": until})
     cells = overview_figures.range_cells(client, "crm", since, until, managers=None)
-    assert [(c["manager"], c["step"]) for c in cells] == [(p["manager"], p["step"]) for p in pairs]
-    assert len(cells) == 6
-    client.command("TRUNCATE TABLE session_pairs")
-    assert overview_figures.range_cells(client, "crm", since, until, managers=None) == cells
+    assert [(c["manager"], c["step"], c["n"], c["median_ms"], c["p90_ms"]) for c in cells] == [
+        (r["manager"], r["step"], r["n"], r["q"][0], r["q"][1]) for r in expected]
+
+    # New visits on a day: the next refresh rewrites it, and its older rows leave both tables.
+    day = storage.query_rows(client, "SELECT max(day) AS d FROM session_steps")[0]["d"]
+    client.command("INSERT INTO step_visits SELECT * REPLACE (generateUUIDv4() AS visit_id, now64(3) AS received_at) "
+                   "FROM step_visits WHERE toDate(started_at) = {day:Date} LIMIT 3", parameters={"day": day})
+    assert storage.refresh_session_steps(client, "crm") >= 1
+    for _ in range(200):  # the deletes run in the background
+        if not client.command("SELECT count() FROM system.mutations WHERE database = currentDatabase() "
+                              "AND NOT is_done"):
+            break
+        time.sleep(0.05)
+    for table in ("session_steps", "pair_days"):
+        versions = storage.query_rows(client, f"SELECT uniqExact(computed_at) AS n FROM {table} "
+                                              "WHERE day = {day:Date}", {"day": day})
+        assert versions[0]["n"] == 1, table
 
 
 def test_headline_sessions_follow_the_start_and_end_events(client: storage.Client, settings: Settings,
