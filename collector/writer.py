@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collector import metrics
+from collector.memory import MemoryReleaser
 from collector.spool import Spool, SpoolFull
 from stepwatch import migrations
 from stepwatch.storage import SESSION_EVENT_COLUMNS, VISIT_COLUMNS, StorageUnavailable, Store
@@ -63,6 +64,7 @@ class EventWriter:
         self._spool_io = ThreadPoolExecutor(1, thread_name_prefix="spool")
         self._shipping = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self.release_memory = MemoryReleaser()
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._flush_loop()), asyncio.create_task(self._ship_loop())]
@@ -151,6 +153,17 @@ class EventWriter:
                 p.done.set_exception(outcome)
             else:
                 p.done.set_result(outcome)
+        if self.ack_mode == "insert" and self.storage_ok:
+            await self._release_memory()  # after the answers: they do not wait for it
+
+    async def _release_memory(self) -> None:
+        """After an insert its buffers are free: give them back to the system (collector.memory), in a
+        storage worker (malloc_trim takes the allocator's locks), at most once per its interval."""
+        if self.release_memory.due():
+            try:
+                await self.store.run(_release, self.release_memory)
+            except Exception:  # never a reason to fail an insert or to stop the writer
+                log.debug("releasing memory failed", exc_info=True)
 
     async def _ship_loop(self) -> None:
         while True:
@@ -174,6 +187,8 @@ class EventWriter:
                 for path in files:
                     await self.store.run(_ship_file, path)
                     await loop.run_in_executor(self._spool_io, self.spool.remove, path)
+                if files:
+                    await self._release_memory()
                 metrics.SPOOL_BYTES.set(self.spool.bytes)
             except Exception as exc:
                 if self.storage_ok:
@@ -242,6 +257,10 @@ def _ship_file(client: Any, path: Any) -> None:
         if size >= SHIP_BLOCK_BYTES:
             flush()
     flush()
+
+
+def _release(client: Any, release: MemoryReleaser) -> None:
+    release()
 
 
 def _migrate(client: Any) -> None:

@@ -69,6 +69,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from stepwatch.app import ADMIN_TOKEN, create_app
 
     logs.configure(settings.log_level)
+    from collector.memory import tune_allocators
+
+    tune_allocators(settings.embedded)  # before the engine loads and its threads start
     data_dir = settings.data_dir.resolve()
     if settings.embedded:
         data_dir.mkdir(parents=True, exist_ok=True)
