@@ -401,14 +401,17 @@ def daily_step_medians(client: Client, site: str, step: str, since: Any, until: 
     (excluded), of manager `own` (key (day, True)) and of the managers `others` pooled (key (day,
     False)), as of the last refresh_session_steps.
 
-    One query, computed in ClickHouse: about half the cost of reading the sessions with
-    session_step_times. A session past midnight counts on each of its days here (that function sums
-    it on its first), a difference a picture does not show; verdicts use session_step_times.
+    One query, computed in ClickHouse from pair_days (a day's session times per manager x step, as
+    arrays; migration 0014): a coaching assignment's page took 100 ms over session_steps' rows and
+    the newest-refresh filter over every step's rows, 15 here. A session past midnight counts on each
+    of its days here (session_step_times sums it on its first), a difference a picture does not show;
+    verdicts use session_step_times.
     """
     column = METRIC_COLUMNS[metric]
+    newest = f"(day, computed_at) IN (SELECT day, max(computed_at) FROM pair_days WHERE {_RANGE} GROUP BY day)"
     rows = client.query(
-        f"SELECT day, manager = {{own:String}} AS mine, quantileExactInclusive(0.5)({column}) "
-        f"FROM session_steps WHERE {_RANGE} AND step = {{step:String}} AND {_CURRENT} "
+        f"SELECT day, manager = {{own:String}} AS mine, quantileExactInclusiveArray(0.5)({column}) "
+        f"FROM pair_days WHERE {_RANGE} AND step = {{step:String}} AND {newest} "
         "AND manager IN {managers:Array(String)} GROUP BY day, mine",
         parameters={"site": site, "since": _day(since), "until": _day(until), "step": step, "own": own,
                     "managers": [own, *others]},
