@@ -14,6 +14,12 @@ the same bodies (bare_requests_per_s), and clickhouse-connect inserting the same
 into the embedded engine in batches like the collector's group commits (raw_insert_rows_per_s).
 It also reports the machine's load average before the run and the collector's CPU time per
 request (all its threads), which moves less than the rates when other work shares the machine.
+
+`ceiling_vs_bare` bounds the collector_vs_bare any collector on this engine and these cores could
+reach: the cores' CPU time divided by the least a durable request needs (the bare handler's CPU per
+request, the decoding and checking of its events, the engine's CPU to insert their rows, and wrk's
+CPU per request), against the bare handler's rate. It leaves out the spool, its fsync and all
+bookkeeping, so the real collector stays below it.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import socket
 import subprocess
@@ -113,6 +120,7 @@ def ensure_wrk() -> str:
 
 def run_wrk(url: str, seconds: float, connections: int, bodies_path: Path, script: Path) -> dict[str, Any]:
     env = {**os.environ, "BENCH_BODIES": str(bodies_path)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         [ensure_wrk(), "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "-s", str(script), url],
         env=env, capture_output=True, text=True, check=True,
@@ -120,6 +128,9 @@ def run_wrk(url: str, seconds: float, connections: int, bodies_path: Path, scrip
     line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
     result = json.loads(line.removeprefix("WRKJSON "))
     result["requests_per_s"] = result["requests"] / (result["duration_us"] / 1e6)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk's own CPU (the only child waited for)
+    used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    result["cpu_us_per_request"] = used * 1e6 / max(1, result["requests"])
     return result
 
 
@@ -158,9 +169,11 @@ def memory_mb(pid: int) -> dict[str, float]:
     return figures
 
 
-def raw_insert_rate(bodies: list[dict[str, Any]], seconds: float, batch_rows: int) -> float:
-    """clickhouse-connect inserting the collector's rows straight into the embedded engine."""
-    from collector.events import check_events, parse_batch
+def raw_insert_rate(bodies: list[dict[str, Any]], seconds: float, batch_rows: int) -> tuple[float, float, float]:
+    """clickhouse-connect inserting the collector's rows straight into the embedded engine: rows per
+    second, CPU microseconds per row (this process, all threads: the engine's included), and the CPU
+    microseconds the collector's own decoding, checking and encoding of one request's events takes."""
+    from collector.events import Validator, check_events, parse_batch
     from stepwatch import migrations, storage
     from stepwatch.settings import Settings
 
@@ -169,11 +182,23 @@ def raw_insert_rate(bodies: list[dict[str, Any]], seconds: float, batch_rows: in
     migrations.apply_pending(client)
     visits: list[bytes] = []
     sessions: list[bytes] = []
-    for body in bodies:
-        checked = check_events(parse_batch(json.dumps(body).encode()), site="bench", settings=settings)
+    raw_bodies = [json.dumps(body).encode() for body in bodies]
+    for body in raw_bodies:
+        checked = check_events(parse_batch(body), site="bench", settings=settings)
         visits += checked.visits
         sessions += checked.sessions
+    # What the collector must do to each request's events before storing them: decode, check, encode
+    # (as collector/views.py does: one Validator, rows as JSONCompactEachRow).
+    validator = Validator(settings)
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    for _ in range(10):
+        for body in raw_bodies:
+            check_events(validator.parse(body), site="bench", settings=settings, compact=True)
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    check_cpu = (cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime)
+    check_us_per_request = check_cpu * 1e6 / (10 * len(raw_bodies))
     rows = 0
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
         for i in range(0, len(visits), batch_rows):
@@ -183,9 +208,11 @@ def raw_insert_rate(bodies: list[dict[str, Any]], seconds: float, batch_rows: in
         storage.insert_session_events(client, sessions)
         rows += len(sessions)
     elapsed = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
     client.close()
     shutil.rmtree(settings.data_dir, ignore_errors=True)
-    return rows / elapsed
+    return rows / elapsed, cpu * 1e6 / max(1, rows), check_us_per_request
 
 
 def main() -> None:
@@ -235,12 +262,19 @@ def main() -> None:
     try:
         time.sleep(1.5)  # the bare app has no health route; it starts in well under a second
         run_wrk(f"http://127.0.0.1:{port}", 2, args.connections, bodies_path, script)
+        bare_cpu_before = cpu_seconds(bare.pid)
         bare_result = run_wrk(f"http://127.0.0.1:{port}", args.seconds, args.connections, bodies_path, script)
+        bare_cpu = (cpu_seconds(bare.pid) - bare_cpu_before) / max(1, bare_result["requests"])
     finally:
         bare.terminate()
         bare.wait(30)
 
-    raw_rate = raw_insert_rate(bodies[:400], min(args.seconds, 10), 20_000)
+    raw_rate, raw_cpu_per_row, check_us = raw_insert_rate(bodies[:400], min(args.seconds, 10), 20_000)
+    # The most a collector on this engine could reach against the bare handler on these cores: one
+    # that did only the bare handler's work, the decoding and checking of the events and the engine's
+    # insert of their rows (no spool, no fsync, no metrics), with wrk's CPU beside it.
+    floor_us = (bare_cpu * 1e6 + check_us + args.batch * raw_cpu_per_row + bare_result["cpu_us_per_request"])
+    ceiling_vs_bare = (os.cpu_count() or 1) * 1e6 / floor_us / bare_result["requests_per_s"]
     shutil.rmtree(work, ignore_errors=True)
 
     result = {
@@ -258,6 +292,11 @@ def main() -> None:
         "bare_requests_per_s": round(bare_result["requests_per_s"]),
         "collector_vs_bare": round(measured["requests_per_s"] / bare_result["requests_per_s"], 3),
         "raw_insert_rows_per_s": round(raw_rate),
+        "raw_insert_cpu_us_per_row": round(raw_cpu_per_row, 2),
+        "check_cpu_us_per_request": round(check_us),
+        "bare_cpu_us_per_request": round(bare_cpu * 1e6),
+        "wrk_cpu_us_per_request": round(bare_result["cpu_us_per_request"]),
+        "ceiling_vs_bare": round(ceiling_vs_bare, 3),
         "seconds": args.seconds,
         "connections": args.connections,
         "events_per_request": args.batch,

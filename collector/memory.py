@@ -43,10 +43,12 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 
-# Blocks of 256 KiB and more are mmapped and unmapped when freed, instead of staying in an arena (a
+# Blocks of 4 MiB and more are mmapped and unmapped when freed, instead of staying in an arena (a
 # fixed threshold also turns off glibc's dynamic one, which climbs to 32 MB); free memory at the top
 # of an arena beyond 1 MiB goes back to the system; 2 arenas for the few threads that allocate.
-GLIBC_MALLOPT = {M_MMAP_THRESHOLD: 256 * 1024, M_TRIM_THRESHOLD: 1024 * 1024, M_ARENA_MAX: 2}
+# 256 KiB saved a little more memory but cost 10-20% more CPU per request (an mmap and munmap for
+# every spool block; docs/performance.md).
+GLIBC_MALLOPT = {M_MMAP_THRESHOLD: 4 * 1024 * 1024, M_TRIM_THRESHOLD: 1024 * 1024, M_ARENA_MAX: 2}
 
 # The engine's jemalloc: freed pages go back to the system after 1 s instead of 5.
 ENGINE_MALLOC_CONF = "dirty_decay_ms:1000"

@@ -37,7 +37,7 @@ class FakeLibc:
 def test_tune_allocators_sets_glibc_and_the_engines_jemalloc() -> None:
     libc, environ = FakeLibc(), {}
     applied = memory.tune_allocators(True, environ, libc=libc, engine_loaded=False)
-    assert dict(libc.mallopts) == {memory.M_MMAP_THRESHOLD: 256 * 1024, memory.M_TRIM_THRESHOLD: 1024 * 1024,
+    assert dict(libc.mallopts) == {memory.M_MMAP_THRESHOLD: 4 * 1024 * 1024, memory.M_TRIM_THRESHOLD: 1024 * 1024,
                                    memory.M_ARENA_MAX: 2}
     assert environ == {"JE_MALLOC_CONF": memory.ENGINE_MALLOC_CONF}
     assert len(applied) == 2
@@ -70,7 +70,7 @@ def test_glibc_is_none_when_the_libc_is_not_glibc(monkeypatch: pytest.MonkeyPatc
 
 
 def test_mallopt_really_takes_effect_on_glibc() -> None:
-    """In a fresh interpreter: after tune_allocators a 300 KiB block is mmapped (glibc's default threshold,
+    """In a fresh interpreter: after tune_allocators a 5 MiB block is mmapped (glibc's default threshold,
     128 KiB but raised by the first free of a larger block, would have kept the second in the heap)."""
     if memory.glibc() is None or not hasattr(memory.glibc(), "mallinfo2"):
         pytest.skip("not glibc (2.33 or later)")
@@ -89,7 +89,7 @@ def test_mallopt_really_takes_effect_on_glibc() -> None:
             memory.tune_allocators(False, {}, libc=libc)
         libc.free(libc.malloc(8 << 20))  # frees a large mmapped block: glibc raises its dynamic threshold
         before = libc.mallinfo2().hblks
-        block = libc.malloc(300 * 1024)
+        block = libc.malloc(5 << 20)
         mmapped = libc.mallinfo2().hblks - before
         libc.free(block)
         print(json.dumps(mmapped))
