@@ -231,6 +231,32 @@ def test_range_figures_follow_the_refreshes_of_the_pre_aggregate(client: storage
         assert versions[0]["n"] == 1, table
 
 
+def test_pair_days_backfill_copies_each_days_newest_refresh(client: storage.Client, settings: Settings,
+                                                            site: sites.Site) -> None:
+    """Migration 0014 fills pair_days from a store that had session_steps before it: each day as its
+    newest refresh, so an older refresh waiting for its delete is not copied (nothing would delete it)."""
+    from stepwatch import migrations
+
+    tiny_site(client, settings)
+    (run,) = analysis_run.analyze(client, settings)
+    since, until = run.window.since, run.window.until
+    before = overview_figures.range_cells(client, "crm", since, until, managers=None)
+    client.command("TRUNCATE TABLE pair_days")  # as on a store upgraded from before 0014
+    client.command("DETACH TABLE pair_days_mv")  # an older refresh, as left behind before the upgrade
+    client.command(
+        "INSERT INTO session_steps (site, day, manager, step, session_id, visible_ms, active_ms, wall_ms, computed_at) "
+        "SELECT site, day, manager, step, session_id, visible_ms * 10, active_ms * 10, wall_ms * 10, "
+        "computed_at - INTERVAL 1 HOUR FROM session_steps WHERE site = 'crm' AND day = {day:Date}",
+        parameters={"day": since})
+    client.command("ATTACH TABLE pair_days_mv")
+    (backfill,) = [m for m in migrations.discover() if m.version == 14]
+    for statement in backfill.statements():
+        client.command(statement)
+    assert storage.query_rows(client, "SELECT uniqExact(computed_at) AS n FROM pair_days WHERE day = {day:Date}",
+                              {"day": since})[0]["n"] == 1
+    assert overview_figures.range_cells(client, "crm", since, until, managers=None) == before
+
+
 def test_headline_sessions_follow_the_start_and_end_events(client: storage.Client, settings: Settings,
                                                           site: sites.Site) -> None:
     """The headline reads session_days, kept on ingest by a materialized view: a replayed batch counts
