@@ -120,7 +120,7 @@ def ensure_wrk() -> str:
 
 def run_wrk(url: str, seconds: float, connections: int, bodies_path: Path, script: Path) -> dict[str, Any]:
     env = {**os.environ, "BENCH_BODIES": str(bodies_path)}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = own_cpu_seconds(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         [ensure_wrk(), "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "-s", str(script), url],
         env=env, capture_output=True, text=True, check=True,
@@ -128,8 +128,7 @@ def run_wrk(url: str, seconds: float, connections: int, bodies_path: Path, scrip
     line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
     result = json.loads(line.removeprefix("WRKJSON "))
     result["requests_per_s"] = result["requests"] / (result["duration_us"] / 1e6)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk's own CPU (the only child waited for)
-    used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    used = own_cpu_seconds(resource.RUSAGE_CHILDREN) - before  # wrk's own CPU (the only child waited for)
     result["cpu_us_per_request"] = used * 1e6 / max(1, result["requests"])
     return result
 
@@ -145,6 +144,12 @@ def wait_for(url: str, timeout: float = 60) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
+
+
+def own_cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    """User + system CPU time of this process (all threads), or of its waited-for children."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def cpu_seconds(pid: int) -> float:
@@ -190,15 +195,13 @@ def raw_insert_rate(bodies: list[dict[str, Any]], seconds: float, batch_rows: in
     # What the collector must do to each request's events before storing them: decode, check, encode
     # (as collector/views.py does: one Validator, rows as JSONCompactEachRow).
     validator = Validator(settings)
-    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = own_cpu_seconds()
     for _ in range(10):
         for body in raw_bodies:
             check_events(validator.parse(body), site="bench", settings=settings, compact=True)
-    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-    check_cpu = (cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime)
-    check_us_per_request = check_cpu * 1e6 / (10 * len(raw_bodies))
+    check_us_per_request = (own_cpu_seconds() - cpu_before) * 1e6 / (10 * len(raw_bodies))
     rows = 0
-    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = own_cpu_seconds()
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
         for i in range(0, len(visits), batch_rows):
@@ -208,8 +211,7 @@ def raw_insert_rate(bodies: list[dict[str, Any]], seconds: float, batch_rows: in
         storage.insert_session_events(client, sessions)
         rows += len(sessions)
     elapsed = time.perf_counter() - started
-    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
+    cpu = own_cpu_seconds() - cpu_before
     client.close()
     shutil.rmtree(settings.data_dir, ignore_errors=True)
     return rows / elapsed, cpu * 1e6 / max(1, rows), check_us_per_request

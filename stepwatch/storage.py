@@ -408,10 +408,9 @@ def daily_step_medians(client: Client, site: str, step: str, since: Any, until: 
     verdicts use session_step_times.
     """
     column = METRIC_COLUMNS[metric]
-    newest = f"(day, computed_at) IN (SELECT day, max(computed_at) FROM pair_days WHERE {_RANGE} GROUP BY day)"
     rows = client.query(
         f"SELECT day, manager = {{own:String}} AS mine, quantileExactInclusiveArray(0.5)({column}) "
-        f"FROM pair_days WHERE {_RANGE} AND step = {{step:String}} AND {newest} "
+        f"FROM pair_days WHERE {_RANGE} AND step = {{step:String}} AND {_newest_rows('pair_days')} "
         "AND manager IN {managers:Array(String)} GROUP BY day, mine",
         parameters={"site": site, "since": _day(since), "until": _day(until), "step": step, "own": own,
                     "managers": [own, *others]},
@@ -421,9 +420,15 @@ def daily_step_medians(client: Client, site: str, step: str, since: Any, until: 
 
 # The SQL of session_step_times, put together from these fixed fragments (no value is written in).
 _RANGE = "site = {site:String} AND day >= {since:Date} AND day < {until:Date}"
-# A refresh rewrites whole days, so each day's newest rows (highest computed_at) are the whole day;
-# older ones wait for their delete.
-_CURRENT = f"(day, computed_at) IN (SELECT day, max(computed_at) FROM session_steps WHERE {_RANGE} GROUP BY day)"
+
+
+def _newest_rows(table: str) -> str:
+    """A refresh rewrites whole days, so each day's newest rows (highest computed_at) are the whole day;
+    older ones wait for their delete. For session_steps and pair_days, which hold the same refreshes."""
+    return f"(day, computed_at) IN (SELECT day, max(computed_at) FROM {table} WHERE {_RANGE} GROUP BY day)"
+
+
+_CURRENT = _newest_rows("session_steps")
 # How a manager x step pair is keyed in the read: the stored hash, else (if two pairs of the range
 # share it, about 1 in 10^13) another hash of the same strings.
 _PAIR_KEYS = (("pair", "cityHash64(manager, step)"), ("sipHash64(manager, step)", "sipHash64(manager, step)"))
