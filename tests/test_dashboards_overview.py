@@ -260,8 +260,9 @@ def test_pair_days_backfill_copies_each_days_newest_refresh(client: storage.Clie
 def test_headline_sessions_follow_the_start_and_end_events(client: storage.Client, settings: Settings,
                                                           site: sites.Site) -> None:
     """The headline reads session_days, kept on ingest by a materialized view: a replayed batch counts
-    once, a session over midnight is timed when the range holds both its days, a range that cuts it
-    counts its start without a time, and the sessions stored before migration 0013 count."""
+    once, a start and an end stored apart make one timed session, a session over midnight is timed
+    when the range holds both its days, a range that cuts it counts its start without a time, and
+    the sessions stored before migration 0013 count."""
     from stepwatch import migrations
     from tests.dashboard_data import served, store_events
 
@@ -272,13 +273,17 @@ def test_headline_sessions_follow_the_start_and_end_events(client: storage.Clien
               *served("m2", "c", late, {})]
     store_events(client, settings, "crm", events)
     store_events(client, settings, "crm", events)  # replayed
+    apart = served("m1", "d", noon + timedelta(hours=2), {})  # its start and its end stored in two inserts
+    apart[-1]["at"] += 20 * 60_000  # served in 30 minutes
+    store_events(client, settings, "crm", apart[:1])
+    store_events(client, settings, "crm", apart[1:])
 
     def headline(since: date, until: date, managers: list[str] | None = None) -> tuple[int, float | None]:
         found = overview_figures.headline(client, "crm", since, until, managers=managers, teams=None)
         return found["sessions"], found["median_service_ms"]
 
-    assert headline(day, day + timedelta(days=1)) == (3, 600_000.0)  # a and c timed, b never ended
-    assert headline(day, day) == (3, 600_000.0)  # c's end is the next day: only a is timed
+    assert headline(day, day + timedelta(days=1)) == (4, 600_000.0)  # a, c and d timed, b never ended
+    assert headline(day, day) == (4, 1_200_000.0)  # c's end is the next day: only a and d are timed
     assert headline(day + timedelta(days=1), day + timedelta(days=1)) == (0, None)  # c's end alone
     assert headline(day, day + timedelta(days=1), ["m2"]) == (1, 600_000.0)
     assert headline(day, day, []) == (0, None)
@@ -287,7 +292,7 @@ def test_headline_sessions_follow_the_start_and_end_events(client: storage.Clien
     (backfill,) = [m for m in migrations.discover() if m.version == 13]
     for statement in backfill.statements():
         client.command(statement)
-    assert headline(day, day + timedelta(days=1)) == (3, 600_000.0)
+    assert headline(day, day + timedelta(days=1)) == (4, 600_000.0)
 
 
 async def test_resolution_times_follow_the_flags_resolved(api: Any, client: storage.Client) -> None:
