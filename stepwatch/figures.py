@@ -6,9 +6,11 @@ latest analysis verdicts, flag histories and a suggested band. Each function is 
 aggregates inside ClickHouse, so what crosses into Python is a few hundred numbers whatever the
 number of sessions behind them; every value is bound as a query parameter.
 
-Session times come from the daily pre-aggregate `session_steps` (see storage.refresh_session_steps),
-i.e. as of the latest analysis run (`stepwatch serve` runs it every 5 minutes), read with FINAL:
-one row per session, step and day, its newest version. That row is the unit here. The analysis
+Session times come from the daily pre-aggregate (see storage.refresh_session_steps), i.e. as of
+the latest analysis run (`stepwatch serve` runs it every 5 minutes): one session's time on a step
+in a day is the unit here. A manager's figures read `session_steps` (a row per session, FINAL),
+whose order finds one manager's rows; a step's read `pair_days` (a day's times of a manager x step
+as an array), where one step's rows are a few thousand arrays. The analysis
 sums a session's rows over the days (a session on a step on both sides of midnight is one
 session there, two here): summing needs a GROUP BY over every session of the range, which costs
 a step's page about ten times its whole budget at 10 million visits, for a case that business
@@ -28,7 +30,7 @@ from typing import Any, Literal
 from clickhouse_connect.driver.client import Client
 
 from stepwatch import flag_store
-from stepwatch.storage import METRIC_COLUMNS, query_rows
+from stepwatch.storage import METRIC_COLUMNS, OLDER_ROWS_LEFT_OUT, older_refreshes, query_rows
 
 #: Histogram bins on a log time scale: 4 per doubling (each bin 19% wider than the one before),
 #: fine enough to show a shape, coarse enough that 30 sessions do not look like noise.
@@ -130,7 +132,8 @@ def distributions(
     `key` is what the figures are grouped by: "step" for one manager's page (manager=...), "manager"
     for one step's page (step=..., managers=the visible ones, None = all). `limits` gives each key's
     band (min_ms, max_ms) for the counts of sessions outside it, `default_limits` the band of the
-    keys not in `limits` (none: not counted). One query (GROUPING SETS).
+    keys not in `limits` (none: not counted). One query (GROUPING SETS), and for a step's figures
+    (key="manager") a check for older refreshes before it.
     """
     if managers is not None and not managers:
         return Figures()
@@ -146,32 +149,14 @@ def distributions(
         "default_min": int(default_limits[0]) if default_limits else 0,
         "default_max": int(default_limits[1]) if default_limits else 0,
     })
-    sets = "(k), (k, bin), (k, week)" if detail else "(k), (bin), (week)"
-    # without a trend every session falls in one dummy week: grouping() needs the column all the same
-    week = "toMonday(d)" if trend_since is not None else "toDate(0)"
-    rows = client.query(
-        f"""
-        SELECT grouping(k, bin, week) AS g, k, bin, week,
-               countIf(d >= {{window:Date}}) AS n_window,
-               quantilesExactInclusiveIf({", ".join(map(str, QUANTILES))})(t, d >= {{window:Date}}) AS q,
-               countIf(d >= {{window:Date}} AND t > transform(k, {{limit_keys:Array(String)}},
-                                                            {{limit_maxes:Array(UInt64)}}, {{default_max:UInt64}}))
-                   AS above,
-               countIf(d >= {{window:Date}} AND t < transform(k, {{limit_keys:Array(String)}},
-                                                            {{limit_mins:Array(UInt64)}}, {{default_min:UInt64}}))
-                   AS below,
-               count() AS n_all, quantileExactInclusive(0.5)(t) AS median_all
-        FROM (
-            SELECT toString({key}) AS k, d, t, {week} AS week,
-                   toInt32(floor(log2(greatest(t, 1) / 1000) * {{per_doubling:UInt8}})) AS bin
-            FROM ({_sessions(column, where)})
-        )
-        GROUP BY GROUPING SETS ({sets})
-        ORDER BY g, k, bin, week
-        {_FINAL_SETTINGS}
-        """,
-        parameters=parameters,
-    ).result_rows
+    if key == "manager":  # one step: its days' session times as arrays, a few rows per manager
+        days, newest = older_refreshes(client, site, parameters["since"], until)
+        parameters.update(days=days, newest=newest)
+        sql = _pair_days_figures(key, column, where + (f" {OLDER_ROWS_LEFT_OUT}" if days else ""), detail,
+                                 trend=trend_since is not None)
+    else:
+        sql = _session_figures(key, column, where, detail, trend=trend_since is not None)
+    rows = client.query(sql, parameters=parameters).result_rows
     figures = Figures()
     for g, k, bin_index, week, n_window, q, above, below, n_all, median_all in rows:
         if g == _BY_KEY:
@@ -186,6 +171,71 @@ def distributions(
             target_weeks = figures.weeks_by_key.setdefault(k, []) if g == _BY_KEY_WEEK else figures.weeks
             target_weeks.append(Week(week, int(n_all), float(median_all)))
     return figures
+
+
+# The band limits of a row's key, and whether its day is in the window (not only in the trend).
+_LIMITS = ("transform(k, {limit_keys:Array(String)}, {limit_maxes:Array(UInt64)}, {default_max:UInt64}) AS high, "
+           "transform(k, {limit_keys:Array(String)}, {limit_mins:Array(UInt64)}, {default_min:UInt64}) AS low, "
+           "d >= {window:Date} AS in_window")
+
+
+def _bin(t: str) -> str:
+    return f"toInt32(floor(log2(greatest({t}, 1) / 1000) * {{per_doubling:UInt8}}))"
+
+
+def _session_figures(key: str, column: str, where: str, detail: bool, *, trend: bool) -> str:
+    """The figures from session_steps, a row per session, step and day (FINAL), in GROUPING SETS: by
+    key, key x bin and key x week (bin and week alone when not `detail`). Its order (day, manager,
+    step) finds one manager's rows in a few ranges per day."""
+    sets = "(k), (k, bin), (k, week)" if detail else "(k), (bin), (week)"
+    # without a trend every session falls in one dummy week: grouping() needs the column all the same
+    week = "toMonday(d)" if trend else "toDate(0)"
+    return f"""
+        SELECT grouping(k, bin, week) AS g, k, bin, week,
+               countIf(in_window) AS n_window,
+               quantilesExactInclusiveIf({", ".join(map(str, QUANTILES))})(t, in_window) AS q,
+               countIf(in_window AND t > high) AS above, countIf(in_window AND t < low) AS below,
+               count() AS n_all, quantileExactInclusive(0.5)(t) AS median_all
+        FROM (
+            SELECT k, d, t, {week} AS week, {_bin("t")} AS bin, {_LIMITS}
+            FROM (SELECT toString({key}) AS k, d, t FROM ({_sessions(column, where)}))
+        )
+        GROUP BY GROUPING SETS ({sets})
+        ORDER BY g, k, bin, week
+        {_FINAL_SETTINGS}
+        """
+
+
+def _pair_days_figures(key: str, column: str, where: str, detail: bool, *, trend: bool) -> str:
+    """The same figures (the same columns and groupings) from pair_days: a day's session times of a
+    manager x step as one array. A step's page gathers a few thousand arrays instead of every
+    session of the window, read from every step's rows (session_steps is ordered by day, manager,
+    step). `where` leaves out the older refreshes (storage.older_refreshes). Each part of the UNION
+    is one grouping set of _session_figures."""
+    rows = (f"SELECT k, d, t, {_LIMITS} FROM (SELECT toString({key}) AS k, day AS d, {column} AS t "
+            f"FROM pair_days WHERE {where})")
+    k = "k" if detail else "''"
+    by_week = f"""
+        UNION ALL
+        SELECT {_BY_KEY_WEEK if detail else _BY_WEEK} AS g, {k} AS k, 0 AS bin, toMonday(d) AS week, 0 AS n_window,
+               [] AS q, 0 AS above, 0 AS below, sum(length(t)) AS n_all,
+               quantileExactInclusiveArray(0.5)(t) AS median_all
+        FROM ({rows}) GROUP BY k, week"""
+    return f"""
+        SELECT g, k, bin, week, n_window, q, above, below, n_all, median_all FROM (
+            SELECT {_BY_KEY} AS g, k, 0 AS bin, toDate(0) AS week, sumIf(length(t), in_window) AS n_window,
+                   quantilesExactInclusiveArrayIf({", ".join(map(str, QUANTILES))})(t, in_window) AS q,
+                   sumIf(arrayCount(x -> x > high, t), in_window) AS above,
+                   sumIf(arrayCount(x -> x < low, t), in_window) AS below, 0 AS n_all, 0 AS median_all
+            FROM ({rows}) GROUP BY k
+            UNION ALL
+            SELECT {_BY_KEY_BIN if detail else _BY_BIN} AS g, {k} AS k, {_bin("x")} AS bin, toDate(0) AS week,
+                   count() AS n_window, [] AS q, 0 AS above, 0 AS below, 0 AS n_all, 0 AS median_all
+            FROM ({rows}) ARRAY JOIN t AS x WHERE in_window GROUP BY k, bin
+            {by_week if trend else ""}
+        )
+        ORDER BY g, k, bin, week
+        """
 
 
 def _quantiles(values: list[float], n: int) -> list[float | None]:

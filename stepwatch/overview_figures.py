@@ -26,7 +26,7 @@ from clickhouse_connect.driver.client import Client
 from stepwatch import small_tables
 from stepwatch.flag_store import COLUMNS as FLAG_COLUMNS
 from stepwatch.flag_store import StoredFlag
-from stepwatch.storage import METRIC_COLUMNS, query_rows
+from stepwatch.storage import METRIC_COLUMNS, OLDER_ROWS_LEFT_OUT, older_refreshes, query_rows
 
 ACTIVE_STATUSES = ("open", "acknowledged", "coaching")
 # How flags may be sorted: a name in, a fixed ORDER BY out (nothing from outside enters the SQL).
@@ -101,11 +101,11 @@ def range_cells(client: Client, site: str, since: date, until: date, *, managers
     Read from pair_days (migration 0014): a day's session times of a pair come as arrays, so the
     grouping handles about 30 arrays per pair for 30 days instead of every session row (100 ms of CPU
     against 150 at 10 million visits; against 195 before the strings left the grouping of rows). Each
-    day is read as its newest refresh, see `_newest_refresh`.
+    day is read as its newest refresh, see `storage.older_refreshes`.
     """
     column = METRIC_COLUMNS[metric]  # a column chosen by name: nothing from outside enters the SQL
     parameters = {"site": site, "since": since, "until": until, "step": step, **_who(managers)}
-    days, newest = _newest_refresh(client, parameters)
+    days, newest = older_refreshes(client, site, since, until)
     rows = query_rows(
         client,
         f"""
@@ -113,7 +113,7 @@ def range_cells(client: Client, site: str, since: date, until: date, *, managers
                quantilesExactInclusiveArray(0.5, 0.9)({column}) AS q
         FROM pair_days
         WHERE site = {{site:String}} AND day >= {{since:Date}} AND day <= {{until:Date}}
-          {_OLDER_ROWS_LEFT_OUT if days else ""}
+          {OLDER_ROWS_LEFT_OUT if days else ""}
           {"" if managers is None else "AND manager IN {managers:Array(String)}"}
           {"AND step = {step:String}" if step else ""}
         GROUP BY pair
@@ -123,31 +123,6 @@ def range_cells(client: Client, site: str, since: date, until: date, *, managers
     )
     return [{"manager": r["manager_"], "step": r["step_"], "n": r["n"], "median_ms": r["q"][0], "p90_ms": r["q"][1]}
             for r in rows]
-
-
-# Only for the days _newest_refresh names (a fixed fragment: the values are parameters).
-_OLDER_ROWS_LEFT_OUT = ("AND computed_at = transform(day, {days:Array(Date)}, "
-                        "{newest:Array(DateTime64(6, 'UTC'))}, computed_at)")
-
-
-def _newest_refresh(client: Client, parameters: dict[str, Any]) -> tuple[list[date], list[datetime]]:
-    """The days of the range that still hold rows of an older refresh, and each one's newest refresh.
-
-    A refresh of the pre-aggregate writes whole days, all with one `computed_at`, then deletes the
-    older rows of those days. In between, a day has two versions; the reader keeps the newest. That is
-    rare and brief, so the filter is only applied to such days. The price: a refresh whose rows land
-    between this check and the read makes that one answer count its days twice (the medians barely
-    move, the session counts double); the next view is right. The analysis reads through storage's
-    one-query filter instead, which has no such gap for inserts.
-    """
-    rows = query_rows(
-        client,
-        "SELECT day, max(computed_at) AS newest FROM pair_days "
-        "WHERE site = {site:String} AND day >= {since:Date} AND day <= {until:Date} "
-        "GROUP BY day HAVING min(computed_at) < newest ORDER BY day",
-        parameters,
-    )
-    return [r["day"] for r in rows], [r["newest"] for r in rows]
 
 
 def headline(client: Client, site: str, since: date, until: date, *, managers: list[str] | None,

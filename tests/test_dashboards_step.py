@@ -177,6 +177,39 @@ def test_the_suggestion_is_the_one_the_cli_computes(shared: tuple[Settings, stor
     assert figures.suggested_band(client, "crm", "offer", since, until, managers={EVIL}) is None  # 6 < 20
 
 
+def test_a_steps_figures_from_pair_days_are_those_of_its_sessions(client: storage.Client, settings: Settings,
+                                                                   site: sites.Site,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The figures by manager (a step's page) read pair_days, a day's session times as arrays; by
+    step (a manager's page) they read session_steps, a row per session. Both give the same numbers
+    in every grouping, and a day's older refresh, still waiting for its delete, counts in neither."""
+    build(client, settings, analyze=False)
+    day = TODAY - timedelta(days=3)
+    client.command(  # an older refresh of one day, ten times slower, as if its delete had not run yet
+        "INSERT INTO session_steps (site, day, manager, step, session_id, visible_ms, active_ms, wall_ms, computed_at) "
+        "SELECT site, day, manager, step, session_id, visible_ms * 10, active_ms * 10, wall_ms * 10, "
+        "computed_at - INTERVAL 1 HOUR FROM session_steps WHERE site = 'crm' AND day = {day:Date}",
+        parameters={"day": day})
+    monday = TODAY - timedelta(days=TODAY.weekday())
+    ask = {"key": "manager", "step": "offer", "since": TODAY - timedelta(days=13), "until": TODAY,
+           "trend_since": monday - timedelta(weeks=5), "limits": {"m1": (60_000, 300_000)},
+           "default_limits": (60_000, 240_000)}
+
+    def both(**changes: Any) -> tuple[figures.Figures, figures.Figures]:
+        from_arrays = figures.distributions(client, "crm", **{**ask, **changes})
+        with monkeypatch.context() as patch:
+            patch.setattr(figures, "_pair_days_figures", figures._session_figures)
+            return from_arrays, figures.distributions(client, "crm", **{**ask, **changes})
+
+    for changes in ({}, {"detail": False}, {"trend_since": None, "detail": False}, {"managers": {"m1", "m3"}}):
+        from_arrays, from_sessions = both(**changes)
+        assert from_arrays == from_sessions, changes
+    found, _ = both()
+    assert set(found.by_key) == {"m1", "m2", "m3", EVIL} and found.by_key["m1"].n == 28
+    assert found.by_key["m3"].below_min == 28 and found.by_key["m1"].above_max == 0
+    assert len(found.weeks_by_key["m1"]) == 5  # the weeks of its four weeks of sessions
+
+
 # --- the band editor -------------------------------------------------------------------------------------------
 
 
