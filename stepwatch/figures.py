@@ -132,8 +132,9 @@ def distributions(
     `key` is what the figures are grouped by: "step" for one manager's page (manager=...), "manager"
     for one step's page (step=..., managers=the visible ones, None = all). `limits` gives each key's
     band (min_ms, max_ms) for the counts of sessions outside it, `default_limits` the band of the
-    keys not in `limits` (none: not counted). One query (GROUPING SETS), and for a step's figures
-    (key="manager") a check for older refreshes before it.
+    keys not in `limits` (none: not counted). One query: GROUPING SETS over session_steps for a
+    manager's figures, their UNION over pair_days' arrays for a step's (key="manager"), after a
+    check for older refreshes.
     """
     if managers is not None and not managers:
         return Figures()

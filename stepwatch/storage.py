@@ -17,7 +17,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -401,31 +401,29 @@ def daily_step_medians(client: Client, site: str, step: str, since: Any, until: 
     (excluded), of manager `own` (key (day, True)) and of the managers `others` pooled (key (day,
     False)), as of the last refresh_session_steps.
 
-    One query, computed in ClickHouse from pair_days (a day's session times per manager x step, as
-    arrays; migration 0014): a coaching assignment's page took 100 ms over session_steps' rows and
-    the newest-refresh filter over every step's rows, 15 here. A session past midnight counts on each
+    Computed in ClickHouse from pair_days (a day's session times per manager x step, as arrays;
+    migration 0014), each day as its newest refresh (older_refreshes): a coaching assignment's page
+    took 100 ms over session_steps' rows, 15 here. A session past midnight counts on each
     of its days here (session_step_times sums it on its first), a difference a picture does not show;
     verdicts use session_step_times.
     """
     column = METRIC_COLUMNS[metric]
+    days, newest = older_refreshes(client, site, _day(since), _day(until) - timedelta(days=1))
     rows = client.query(
         f"SELECT day, manager = {{own:String}} AS mine, quantileExactInclusiveArray(0.5)({column}) "
-        f"FROM pair_days WHERE {_RANGE} AND step = {{step:String}} AND {newest_rows('pair_days')} "
+        f"FROM pair_days WHERE {_RANGE} AND step = {{step:String}} {OLDER_ROWS_LEFT_OUT if days else ''} "
         "AND manager IN {managers:Array(String)} GROUP BY day, mine",
         parameters={"site": site, "since": _day(since), "until": _day(until), "step": step, "own": own,
-                    "managers": [own, *others]},
+                    "managers": [own, *others], "days": days, "newest": newest},
     ).result_rows
     return {(day, bool(mine)): float(median) for day, mine, median in rows}
 
 
 # The SQL of session_step_times, put together from these fixed fragments (no value is written in).
 _RANGE = "site = {site:String} AND day >= {since:Date} AND day < {until:Date}"
-
-
-def newest_rows(table: str) -> str:
-    """A refresh rewrites whole days, so each day's newest rows (highest computed_at) are the whole day;
-    older ones wait for their delete. For session_steps and pair_days, which hold the same refreshes."""
-    return f"(day, computed_at) IN (SELECT day, max(computed_at) FROM {table} WHERE {_RANGE} GROUP BY day)"
+# A refresh rewrites whole days, so each day's newest rows (highest computed_at) are the whole day;
+# older ones wait for their delete. The analysis's filter: one query, no gap for a refresh to land in.
+_CURRENT = f"(day, computed_at) IN (SELECT day, max(computed_at) FROM session_steps WHERE {_RANGE} GROUP BY day)"
 
 
 def older_refreshes(client: Client, site: str, since: date, until: date) -> tuple[list[date], list[datetime]]:
@@ -433,10 +431,10 @@ def older_refreshes(client: Client, site: str, since: date, until: date) -> tupl
     refresh, and each one's newest refresh: for OLDER_ROWS_LEFT_OUT, the dashboards' filter.
 
     Rare and brief (a refresh's delete is on its way), so the filter applies to such days only,
-    after this check: as a subquery of the read (newest_rows), it cost a step's page 27 ms of the
+    after this check: as a subquery of the read (like _CURRENT), it cost a step's page 27 ms of the
     57. The price: a refresh whose rows land between this check and the read makes that one answer
     count its days twice (the medians barely move, the session counts double); the next view is
-    right. The analysis reads through newest_rows, which has no such gap for inserts.
+    right. The analysis reads through _CURRENT, which has no such gap for inserts.
     """
     rows = query_rows(
         client,
@@ -452,8 +450,6 @@ def older_refreshes(client: Client, site: str, since: date, until: date) -> tupl
 OLDER_ROWS_LEFT_OUT = ("AND computed_at = transform(day, {days:Array(Date)}, "
                        "{newest:Array(DateTime64(6, 'UTC'))}, computed_at)")
 
-
-_CURRENT = newest_rows("session_steps")
 # How a manager x step pair is keyed in the read: the stored hash, else (if two pairs of the range
 # share it, about 1 in 10^13) another hash of the same strings.
 _PAIR_KEYS = (("pair", "cityHash64(manager, step)"), ("sipHash64(manager, step)", "sipHash64(manager, step)"))

@@ -126,16 +126,33 @@ def test_late_reports_recompute_their_days_and_stay_exact(history: storage.Clien
 
 def test_versions_left_by_concurrent_refreshes_are_not_counted(history: storage.Client) -> None:
     """Two refreshes of the same days, the older rows not deleted yet: the newest version counts."""
-    history.command("SYSTEM STOP MERGES session_steps")  # deletes of the older rows wait
+    for table in ("session_steps", "pair_days"):
+        history.command(f"SYSTEM STOP MERGES {table}")  # deletes of the older rows wait
     try:
         history.command("TRUNCATE TABLE analysis_state")
         insert(history, [report("ana", "s8", "offer", at(DAY, 15), 33_000)])
         storage.refresh_session_steps(history, "crm")
-        versions = history.query("SELECT day, uniqExact(computed_at) FROM session_steps GROUP BY day").result_rows
-        assert any(count > 1 for _, count in versions)
+        for table in ("session_steps", "pair_days"):
+            versions = history.query(f"SELECT day, uniqExact(computed_at) FROM {table} GROUP BY day").result_rows
+            assert any(count > 1 for _, count in versions), table
         assert_same(history)
+        # the coaching chart's daily medians, from pair_days: each day as its newest refresh, not an
+        # older one (planted: ten times slower)
+        history.command(
+            "INSERT INTO session_steps (site, day, manager, step, session_id, visible_ms, active_ms, wall_ms, "
+            "computed_at) SELECT site, day, manager, step, session_id, visible_ms * 10, active_ms * 10, wall_ms * 10, "
+            "toDateTime64('2000-01-01 00:00:00', 6, 'UTC') FROM session_steps WHERE day = {day:Date}",
+            parameters={"day": DAY})
+        since, until = DAY - timedelta(days=10), TODAY
+        newest = history.query(
+            "SELECT day, manager = 'ana', quantileExactInclusiveArray(0.5)(visible_ms) FROM pair_days "
+            "WHERE (day, computed_at) IN (SELECT day, max(computed_at) FROM pair_days GROUP BY day) "
+            "AND step = 'offer' AND manager IN ('ana', 'ben') GROUP BY day, manager").result_rows
+        assert storage.daily_step_medians(history, "crm", "offer", since, until, own="ana", others=["ben"]) == {
+            (day, bool(mine)): median for day, mine, median in newest}
     finally:
-        history.command("SYSTEM START MERGES session_steps")
+        for table in ("session_steps", "pair_days"):
+            history.command(f"SYSTEM START MERGES {table}")
 
 
 def test_the_fallbacks_give_the_same_figures(history: storage.Client, monkeypatch: pytest.MonkeyPatch) -> None:
