@@ -30,7 +30,7 @@ from typing import Any, Literal
 from clickhouse_connect.driver.client import Client
 
 from stepwatch import flag_store
-from stepwatch.storage import METRIC_COLUMNS, OLDER_ROWS_LEFT_OUT, older_refreshes, query_rows
+from stepwatch.storage import METRIC_COLUMNS, older_refreshes_left_out, query_rows
 
 #: Histogram bins on a log time scale: 4 per doubling (each bin 19% wider than the one before),
 #: fine enough to show a shape, coarse enough that 30 sessions do not look like noise.
@@ -151,10 +151,9 @@ def distributions(
         "default_max": int(default_limits[1]) if default_limits else 0,
     })
     if key == "manager":  # one step: its days' session times as arrays, a few rows per manager
-        days, newest = older_refreshes(client, site, parameters["since"], until)
-        parameters.update(days=days, newest=newest)
-        sql = _pair_days_figures(key, column, where + (f" {OLDER_ROWS_LEFT_OUT}" if days else ""), detail,
-                                 trend=trend_since is not None)
+        newest_only, newest = older_refreshes_left_out(client, site, parameters["since"], until)
+        parameters.update(newest)
+        sql = _pair_days_figures(key, column, f"{where} {newest_only}", detail, trend=trend_since is not None)
     else:
         sql = _session_figures(key, column, where, detail, trend=trend_since is not None)
     rows = client.query(sql, parameters=parameters).result_rows
@@ -211,7 +210,7 @@ def _pair_days_figures(key: str, column: str, where: str, detail: bool, *, trend
     """The same figures (the same columns and groupings) from pair_days: a day's session times of a
     manager x step as one array. A step's page gathers a few thousand arrays instead of every
     session of the window, read from every step's rows (session_steps is ordered by day, manager,
-    step). `where` leaves out the older refreshes (storage.older_refreshes). Each part of the UNION
+    step). `where` leaves out the older refreshes (storage.older_refreshes_left_out). Each part of the UNION
     is one grouping set of _session_figures."""
     rows = (f"SELECT k, d, t, {_LIMITS} FROM (SELECT toString({key}) AS k, day AS d, {column} AS t "
             f"FROM pair_days WHERE {where})")

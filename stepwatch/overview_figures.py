@@ -26,7 +26,7 @@ from clickhouse_connect.driver.client import Client
 from stepwatch import small_tables
 from stepwatch.flag_store import COLUMNS as FLAG_COLUMNS
 from stepwatch.flag_store import StoredFlag
-from stepwatch.storage import METRIC_COLUMNS, OLDER_ROWS_LEFT_OUT, older_refreshes, query_rows
+from stepwatch.storage import METRIC_COLUMNS, older_refreshes_left_out, query_rows
 
 ACTIVE_STATUSES = ("open", "acknowledged", "coaching")
 # How flags may be sorted: a name in, a fixed ORDER BY out (nothing from outside enters the SQL).
@@ -101,11 +101,11 @@ def range_cells(client: Client, site: str, since: date, until: date, *, managers
     Read from pair_days (migration 0014): a day's session times of a pair come as arrays, so the
     grouping handles about 30 arrays per pair for 30 days instead of every session row (100 ms of CPU
     against 150 at 10 million visits; against 195 before the strings left the grouping of rows). Each
-    day is read as its newest refresh, see `storage.older_refreshes`.
+    day is read as its newest refresh, see `storage.older_refreshes_left_out`.
     """
     column = METRIC_COLUMNS[metric]  # a column chosen by name: nothing from outside enters the SQL
     parameters = {"site": site, "since": since, "until": until, "step": step, **_who(managers)}
-    days, newest = older_refreshes(client, site, since, until)
+    newest_only, newest = older_refreshes_left_out(client, site, since, until)
     rows = query_rows(
         client,
         f"""
@@ -113,13 +113,13 @@ def range_cells(client: Client, site: str, since: date, until: date, *, managers
                quantilesExactInclusiveArray(0.5, 0.9)({column}) AS q
         FROM pair_days
         WHERE site = {{site:String}} AND day >= {{since:Date}} AND day <= {{until:Date}}
-          {OLDER_ROWS_LEFT_OUT if days else ""}
+          {newest_only}
           {"" if managers is None else "AND manager IN {managers:Array(String)}"}
           {"AND step = {step:String}" if step else ""}
         GROUP BY pair
         ORDER BY manager_, step_
         """,
-        {**parameters, "days": days, "newest": newest},
+        {**parameters, **newest},
     )
     return [{"manager": r["manager_"], "step": r["step_"], "n": r["n"], "median_ms": r["q"][0], "p90_ms": r["q"][1]}
             for r in rows]

@@ -17,7 +17,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -402,19 +402,19 @@ def daily_step_medians(client: Client, site: str, step: str, since: Any, until: 
     False)), as of the last refresh_session_steps.
 
     Computed in ClickHouse from pair_days (a day's session times per manager x step, as arrays;
-    migration 0014), each day as its newest refresh (older_refreshes): a coaching assignment's page
+    migration 0014), each day as its newest refresh (older_refreshes_left_out): a coaching assignment's page
     took 100 ms over session_steps' rows, 15 here. A session past midnight counts on each
     of its days here (session_step_times sums it on its first), a difference a picture does not show;
     verdicts use session_step_times.
     """
     column = METRIC_COLUMNS[metric]
-    days, newest = older_refreshes(client, site, _day(since), _day(until) - timedelta(days=1))
+    newest_only, newest = older_refreshes_left_out(client, site, _day(since), _day(until) - timedelta(days=1))
     rows = client.query(
         f"SELECT day, manager = {{own:String}} AS mine, quantileExactInclusiveArray(0.5)({column}) "
-        f"FROM pair_days WHERE {_RANGE} AND step = {{step:String}} {OLDER_ROWS_LEFT_OUT if days else ''} "
+        f"FROM pair_days WHERE {_RANGE} AND step = {{step:String}} {newest_only} "
         "AND manager IN {managers:Array(String)} GROUP BY day, mine",
         parameters={"site": site, "since": _day(since), "until": _day(until), "step": step, "own": own,
-                    "managers": [own, *others], "days": days, "newest": newest},
+                    "managers": [own, *others], **newest},
     ).result_rows
     return {(day, bool(mine)): float(median) for day, mine, median in rows}
 
@@ -426,15 +426,16 @@ _RANGE = "site = {site:String} AND day >= {since:Date} AND day < {until:Date}"
 _CURRENT = f"(day, computed_at) IN (SELECT day, max(computed_at) FROM session_steps WHERE {_RANGE} GROUP BY day)"
 
 
-def older_refreshes(client: Client, site: str, since: date, until: date) -> tuple[list[date], list[datetime]]:
-    """The days from `since` to `until` (both included) whose pair_days rows still include an older
-    refresh, and each one's newest refresh: for OLDER_ROWS_LEFT_OUT, the dashboards' filter.
+def older_refreshes_left_out(client: Client, site: str, since: date, until: date) -> tuple[str, dict[str, Any]]:
+    """A condition ("AND ...", or "" when there is nothing to leave out) and its parameters that
+    read each day of pair_days from `since` to `until` (both included) as its newest refresh.
 
-    Rare and brief (a refresh's delete is on its way), so the filter applies to such days only,
-    after this check: as a subquery of the read (like _CURRENT), it cost a step's page 27 ms of the
-    57. The price: a refresh whose rows land between this check and the read makes that one answer
-    count its days twice (the medians barely move, the session counts double); the next view is
-    right. The analysis reads through _CURRENT, which has no such gap for inserts.
+    A day holds an older refresh's rows only while the refresh's delete is on its way, so the days
+    are found by this check first and the read filters only those: as a subquery of the read (like
+    _CURRENT), the filter cost a step's page 27 ms of the 57. The price: a refresh whose rows land
+    between this check and the read makes that one answer count its days twice (the medians barely
+    move, the session counts double); the next view is right. The analysis reads through _CURRENT,
+    which has no such gap for inserts.
     """
     rows = query_rows(
         client,
@@ -443,12 +444,9 @@ def older_refreshes(client: Client, site: str, since: date, until: date) -> tupl
         "GROUP BY day HAVING min(computed_at) < newest ORDER BY day",
         {"site": site, "since": since, "until": until},
     )
-    return [r["day"] for r in rows], [r["newest"] for r in rows]
-
-
-# Only for the days older_refreshes names (a fixed fragment: the values are parameters days, newest).
-OLDER_ROWS_LEFT_OUT = ("AND computed_at = transform(day, {days:Array(Date)}, "
-                       "{newest:Array(DateTime64(6, 'UTC'))}, computed_at)")
+    condition = ("AND computed_at = transform(day, {days:Array(Date)}, {newest:Array(DateTime64(6, 'UTC'))}, "
+                 "computed_at)") if rows else ""
+    return condition, {"days": [r["day"] for r in rows], "newest": [r["newest"] for r in rows]}
 
 # How a manager x step pair is keyed in the read: the stored hash, else (if two pairs of the range
 # share it, about 1 in 10^13) another hash of the same strings.
