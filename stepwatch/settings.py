@@ -8,12 +8,13 @@ field (tests/test_docs.py fails when one is missing).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "STEPWATCH_"
 
@@ -66,6 +67,11 @@ class Settings(BaseModel):
     )
     trust_forwarded_for: bool = Field(
         False, description="Take the client address from X-Forwarded-For (only behind a trusted proxy)."
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or CIDRs of the reverse proxies whose X-Forwarded-For and SSO "
+        "header are believed; empty = the direct peer when TRUST_FORWARDED_FOR is on, no SSO peer otherwise.",
     )
     ack_mode: Literal["wal", "insert"] = Field(
         "wal",
@@ -131,11 +137,40 @@ class Settings(BaseModel):
     login_attempts_address: int = Field(
         20, ge=1, description="Failed logins per client address in 15 minutes before further attempts wait."
     )
+    login_workers: int = Field(
+        2, ge=1, le=64, description="Threads that check login passwords (Argon2id), apart from the storage pool."
+    )
+    login_queue: int = Field(
+        16, ge=0, le=10_000, description="Logins that may wait for a password check; beyond it a login gets 429."
+    )
+    peer_group_min: int = Field(
+        5, ge=2, le=1000, description="Fewest peers an anonymous aggregate shown to a manager must cover."
+    )
+    hsts_seconds: int = Field(
+        31_536_000, ge=0, description="Strict-Transport-Security max-age sent over https, in seconds; 0 = none."
+    )
     sso_header: str | None = Field(
         None,
         description="Header with the user name set by a trusted reverse proxy (single sign-on); unset = off. "
-        "Only set it when the proxy strips this header from clients.",
+        "Believed only from TRUSTED_PROXIES.",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"{part.strip()!r} is not an IP address or CIDR") from None
+        return value
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """STEPWATCH_TRUSTED_PROXIES as networks (a bare address is a /32 or /128)."""
+        return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in self.trusted_proxies.split(",")
+                     if p.strip())
 
     @property
     def spool_path(self) -> Path:
