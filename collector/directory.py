@@ -17,7 +17,7 @@ from pathlib import Path
 
 from stepwatch import processes
 from stepwatch.errors import InvalidInput
-from stepwatch.sites import Site, list_sites
+from stepwatch.sites import Pseudonyms, Site, list_sites
 from stepwatch.storage import Store
 
 
@@ -41,6 +41,7 @@ class SiteDirectory:
         self._origins: frozenset[str] = frozenset()
         self._configs: dict[str, TrackerConfig] = {}
         self._allowed: dict[tuple[str, str], bool] = {}
+        self._pseudonyms: dict[str, Pseudonyms] = {}
 
     def by_key(self, key: str) -> Site | None:
         return self._by_key.get(key)
@@ -63,10 +64,22 @@ class SiteDirectory:
     def config(self, key: str) -> TrackerConfig | None:
         return self._configs.get(key)
 
+    def pseudonyms(self, site: Site) -> Pseudonyms | None:
+        """The site's customer pseudonyms; None while its key is unknown (a snapshot older than the key)."""
+        return self._pseudonyms.get(site.key)
+
     def _set(self, sites: list[Site], by_site: dict[str, processes.Process] | None = None) -> None:
         self._by_key = {site.key: site for site in sites}
         self._allowed = {}
         self._origins = frozenset(o for site in sites if site.enabled for o in site.origins)
+        # Kept across refreshes while the key stays the same: they remember what they computed.
+        before, self._pseudonyms = self._pseudonyms, {}
+        for site in sites:
+            known = before.get(site.key)
+            if known is not None and known.pseudonym_key == site.pseudonym_key:
+                self._pseudonyms[site.key] = known
+            elif site.pseudonym_key:
+                self._pseudonyms[site.key] = Pseudonyms(site.pseudonym_key)
         if by_site is not None:
             self._configs = {
                 site.key: tracker_config(site, by_site[site.name])

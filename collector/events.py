@@ -27,6 +27,7 @@ written to the spool, so a spooled batch replays unchanged.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import attrgetter
@@ -366,11 +367,16 @@ def check_events(
     signed_manager: str | None = None,
     source: str = "tracker",
     compact: bool = False,
+    pseudonyms: Callable[[str], str] | None = None,
 ) -> ValidatedBatch:
     """Apply the checks that need context (time, identity) and turn valid events into rows
-    (JSONCompactEachRow lines with `compact`, see ValidatedBatch)."""
+    (JSONCompactEachRow lines with `compact`, see ValidatedBatch). With `pseudonyms` (the site's
+    stepwatch.sites.Pseudonyms), each customer reference is stored as its pseudonym."""
     out = ValidatedBatch(compact=compact)
     if parsed.visit_type is not None:
+        if pseudonyms is not None:
+            for event in parsed.events:
+                event.customer = pseudonyms(event.customer)
         return _check_compiled(parsed, out, site, source, signed_manager)
     prefix = b'{"site":' + orjson.dumps(site) + b',"source":' + orjson.dumps(source) + b","
     events = parsed.events
@@ -380,6 +386,8 @@ def check_events(
     dumps = orjson.dumps
     for event in events:
         kind = event.pop("type")
+        if pseudonyms is not None and "customer" in event:
+            event["customer"] = pseudonyms(event["customer"])
         # ClickHouse reads a JSON number into DateTime64 as seconds: 1763884800.123 is exact to the ms.
         if kind == "visit":
             event["started_at"] = event["started_at"] / 1000

@@ -26,8 +26,10 @@ def verify(secret: str, manager: str, token: str | None, now: float | None = Non
     if not token:
         raise IdentityRejected("this site requires a signed identity (stepwatch('identify', id, token))")
     expires_text, _, signature = token.partition(".")
-    if not expires_text.isdigit() or len(signature) != 64:
-        raise IdentityRejected("identity token is malformed")
+    # isdigit() alone also takes other scripts' digits ("١٢٣", "²"), which int() reads or refuses;
+    # and hmac.compare_digest refuses non-ASCII text: ASCII only, then.
+    if not (token.isascii() and expires_text.isdigit() and len(expires_text) <= 12 and len(signature) == 64):
+        raise IdentityRejected("identity token is malformed: expected <expiry in Unix seconds>.<64 hex digits>")
     if int(expires_text) < (time.time() if now is None else now):
         raise IdentityRejected("identity token has expired")
     if not hmac.compare_digest(sign(secret, manager, int(expires_text)), token):

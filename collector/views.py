@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import ipaddress
 import math
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -26,6 +28,7 @@ from collector import keys, metrics
 from collector.events import BadBatch, ParsedBatch, batch_schema, check_events
 from collector.identity import IdentityRejected, verify
 from collector.spool import SpoolFull
+from stepwatch.settings import Settings
 from stepwatch.sites import Site
 from stepwatch.storage import ping
 
@@ -54,18 +57,76 @@ def _cors(request: web.Request, response: web.StreamResponse) -> None:
     # Answers carry the caller's origin so the tracker can read the status and stop retrying a 4xx;
     # whether events are accepted from that origin is decided per site, before anything is stored.
     origin = request.headers.get("Origin")
-    if origin:
+    if origin and origin != "null":  # sandboxed frames and file:// pages: anyone can be "null"
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = "Retry-After"  # the tracker honours it
         response.headers["Vary"] = "Origin"
 
 
-def client_address(request: web.Request, trust_forwarded_for: bool) -> str:
-    if trust_forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.remote or "unknown"
+def client_address(request: web.Request, settings: Settings) -> str:
+    """The address rate limits and login throttling count: see `forwarded_client`."""
+    forwarded = request.headers.getall("X-Forwarded-For", None)
+    if not forwarded:  # the common case: no proxy
+        return request.remote or "unknown"
+    return forwarded_client(request.remote, ",".join(forwarded), settings)
+
+
+def forwarded_client(remote: str | None, forwarded: str, settings: Settings) -> str:
+    """The client's address given the direct peer and the X-Forwarded-For header.
+
+    The header is believed only from a proxy: with STEPWATCH_TRUSTED_PROXIES set, only when the
+    direct peer is one of them; otherwise only with STEPWATCH_TRUST_FORWARDED_FOR on (the direct
+    peer is then the one proxy). Each proxy appends the address it received from, so the entries a
+    client writes itself are on the left: the header is read from the right, past the trusted
+    proxies, and the first address that is not one of them is the client. If every entry is a
+    trusted proxy, the left-most is. An entry that is no IP address ends the walk (what lies to
+    its left was not written by a trusted proxy), and the last trusted hop seen stands in.
+    """
+    peer = remote or "unknown"
+    networks = _networks(settings.trusted_proxies)
+    if networks:
+        if not _trusted(peer, networks):
+            return peer
+    elif not settings.trust_forwarded_for:
+        return peer
+    found = peer
+    for entry in reversed(forwarded.split(",")):
+        address = _address(entry)
+        if address is None:
+            break
+        found = address
+        if not _trusted(address, networks):
+            break
+    return found
+
+
+@lru_cache(maxsize=8)
+def _networks(trusted_proxies: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Settings.trusted_networks, parsed once (behind a proxy every request needs them)."""
+    return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in trusted_proxies.split(",") if p.strip())
+
+
+def _trusted(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def _address(entry: str) -> str | None:
+    """An X-Forwarded-For entry as an address (`1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `::1`), else None."""
+    text = entry.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    if len(text) > 45:  # the longest IPv6 text; bounds what a parse costs
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
 
 
 async def post_events(request: web.Request) -> web.Response:
@@ -79,8 +140,8 @@ async def post_events(request: web.Request) -> web.Response:
             return error(415, "content type must be application/json or text/plain", request=request)
     if request.content_length is not None and request.content_length > settings.max_body_bytes:
         return error(413, f"body larger than {settings.max_body_bytes} bytes", request=request)
-    body = await request.content.read(settings.max_body_bytes + 1)
-    if len(body) > settings.max_body_bytes:
+    body = await read_body(request, settings.max_body_bytes)
+    if body is None:
         return error(413, f"body larger than {settings.max_body_bytes} bytes", request=request)
     try:
         batch = app[keys.VALIDATOR].parse(body)
@@ -95,10 +156,12 @@ async def post_events(request: web.Request) -> web.Response:
     if origin is not None and not sites.allows_origin(site, origin):
         return error(403, f"origin {origin} is not allowed for this site", request=request)
 
+    # The address first: a request it refuses spends none of the site's tokens, so one client
+    # sending too much is refused alone instead of using up its site's share for everyone.
     limits = app[keys.LIMITS]
-    wait = limits.site.check(site.name)
-    if limits.address.rate > 0:
-        wait = max(wait, limits.address.check(client_address(request, settings.trust_forwarded_for)))
+    wait = limits.address.check(client_address(request, settings)) if limits.address.rate > 0 else 0.0
+    if wait == 0:
+        wait = limits.site.check(site.name)
     if wait > 0:
         return error(429, "rate limited", headers={"Retry-After": str(max(1, math.ceil(wait)))}, request=request)
     if len(batch.events) > settings.max_batch_events:
@@ -111,7 +174,11 @@ async def post_events(request: web.Request) -> web.Response:
         except IdentityRejected as exc:
             return error(401, str(exc), request=request)
 
-    checked = check_events(batch, site=site.name, settings=settings, signed_manager=signed_manager, compact=True)
+    pseudonyms = sites.pseudonyms(site)
+    if pseudonyms is None:  # the site's key comes with the next refresh from ClickHouse
+        return error(503, "this site's keys are not loaded yet", headers={"Retry-After": "30"}, request=request)
+    checked = check_events(batch, site=site.name, settings=settings, signed_manager=signed_manager, compact=True,
+                           pseudonyms=pseudonyms)
     rejected = [{"index": r.index, "reason": r.reason} for r in checked.rejected]
     if rejected:
         metrics.INVALID_EVENTS.inc(len(rejected))
@@ -129,6 +196,20 @@ async def post_events(request: web.Request) -> web.Response:
     response = web.Response(body=answer, content_type="application/json", charset="utf-8")
     _cors(request, response)
     return response
+
+
+async def read_body(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, however it arrives (in one piece or several, with a Content-Length or
+    chunked); None as soon as it grows past `limit`, without reading the rest."""
+    content = request.content
+    chunks = []
+    size = 0
+    while chunk := await content.readany():  # b"" only at the end of the body
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _signed_manager(site: Site, batch: ParsedBatch) -> str:

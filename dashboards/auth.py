@@ -196,7 +196,7 @@ def csrf_ok(request: web.Request, who: Viewer, supplied: str | None) -> bool:
 
 
 def address(request: web.Request) -> str:
-    return client_address(request, request.app[keys.SETTINGS].trust_forwarded_for)
+    return client_address(request, request.app[keys.SETTINGS])
 
 
 def set_session_cookie(request: web.Request, response: web.StreamResponse, value: str) -> None:

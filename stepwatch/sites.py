@@ -3,10 +3,17 @@
 A site has a public ingest key (it sits in the tracker snippet, so it is no secret), a list of
 origins whose pages may send events, and, when `require_identity` is set, a secret with which
 the CRM's backend signs the manager id (see collector/identity.py). Changes are audited.
+
+Customer references are pseudonymized twice. The tracker hashes them in the browser with the
+site's salt, which is public (it is in the tracker's configuration), so that hash alone can be
+reversed by trying every short reference. What is stored is the HMAC of that hash with the
+site's `pseudonym_key`, which never leaves the backend (`Pseudonyms`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 import time
@@ -33,9 +40,43 @@ class Site:
     require_identity: bool
     enabled: bool
     version: int
+    pseudonym_key: str = ""  # empty only in a sites snapshot written before the key existed
 
     def allows_origin(self, origin: str | None) -> bool:
         return origin is not None and normalize_origin(origin, strict=False) in self.origins
+
+
+class Pseudonyms:
+    """A site's stored form of customer references: the first 32 hex digits (128 bits) of
+    HMAC-SHA256(pseudonym_key, reference). The same reference always gives the same pseudonym, so a
+    customer's sessions still link; without the key, no guess of the reference can be checked.
+    An empty reference (no customer) stays empty. Results are remembered, as a session's events
+    repeat one reference."""
+
+    REMEMBERED = 10_000
+
+    def __init__(self, key: str):
+        if not key:
+            raise ValueError("a site without a pseudonym key cannot store customer references")
+        self.pseudonym_key = key
+        self._mac = hmac.new(key.encode(), digestmod=hashlib.sha256)
+        self._known: dict[str, str] = {"": ""}
+
+    def __call__(self, reference: str) -> str:
+        known = self._known.get(reference)
+        if known is None:
+            mac = self._mac.copy()
+            mac.update(reference.encode())
+            known = mac.hexdigest()[:32]
+            if len(self._known) >= self.REMEMBERED:
+                self._known = {"": ""}
+            self._known[reference] = known
+        return known
+
+
+def tracker_hash(salt: str, reference: str) -> str:
+    """What the tracker sends for a customer reference: hex(sha256(salt + ":" + reference))."""
+    return hashlib.sha256(f"{salt}:{reference}".encode()).hexdigest()
 
 
 def normalize_origin(origin: str, strict: bool = True) -> str:
@@ -60,7 +101,8 @@ def normalize_origin(origin: str, strict: bool = True) -> str:
 def list_sites(client: Client) -> list[Site]:
     rows = query_rows(
         client,
-        "SELECT name, key, secret, salt, origins, require_identity, enabled, version FROM sites FINAL ORDER BY name",
+        "SELECT name, key, secret, salt, origins, require_identity, enabled, version, pseudonym_key "
+        "FROM sites FINAL ORDER BY name",
     )
     return [Site(**{**row, "origins": tuple(row["origins"])}) for row in rows]
 
@@ -90,6 +132,7 @@ def add_site(
         require_identity=require_identity,
         enabled=True,
         version=time.time_ns(),
+        pseudonym_key=secrets.token_hex(32),
     )
     _write(client, site)
     audit.record(client, actor, "site.add", name, reason,
@@ -110,7 +153,7 @@ def _write(client: Client, site: Site) -> None:
     client.insert(
         "sites",
         [[site.name, site.key, site.secret, site.salt, list(site.origins), site.require_identity, site.enabled,
-          datetime.now(UTC), site.version]],
+          datetime.now(UTC), site.version, site.pseudonym_key]],
         column_names=["name", "key", "secret", "salt", "origins", "require_identity", "enabled", "created_at",
-                      "version"],
+                      "version", "pseudonym_key"],
     )
