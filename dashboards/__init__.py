@@ -16,6 +16,7 @@ from aiohttp import web
 from collector import keys
 from dashboards import account, auth, openapi
 from dashboards import web as pages_web
+from dashboards.i18n import LANGUAGES
 
 STATIC = Path(__file__).with_name("static")
 
@@ -33,7 +34,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/login", account.login)
     app.router.add_post("/logout", account.logout)
     pages_web.add_action(app, "/account/language", account.set_language, roles=pages_web.ALL_ROLES,
-                         name="account_language")
+                         name="account_language", body=(pages_web.choice("language", LANGUAGES, required=True),))
     app.router.add_static("/static/", STATIC, name="static", append_version=False)
     app.router.add_get("/openapi.json", openapi.openapi)
     for module in page_modules():

@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import math
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -36,7 +38,7 @@ from dashboards import auth
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from stepwatch import sites, small_tables
-from stepwatch.errors import InvalidInput, StepwatchError
+from stepwatch.errors import InvalidInput, NotFound, StepwatchError
 
 API = "/api/v1"
 ALL_ROLES = ("admin", "director", "trainer", "manager")
@@ -84,6 +86,188 @@ LOGIN_CSRF = web.RequestKey("login_csrf", str)  # the login form's CSRF token
 FLASH = web.AppKey("flash_serializer", URLSafeTimedSerializer)
 
 
+# --- what a route accepts: declared once, checked before the handler runs, listed in /openapi.json ---------------
+
+# The days ClickHouse's Date column holds (Date32 and DateTime64 hold more; every stored day is a Date).
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2149, 6, 6)
+_ASSIGNMENT_ID = re.compile(r"[0-9a-fA-F-]{6,36}")
+MAX_TEXT = 1000  # characters of a text parameter: a name, a filter, a reason
+
+
+@dataclass(frozen=True)
+class Param:
+    """One path or query parameter, or one body field, that a route accepts.
+
+    kind: text | uuid | assignment_id (a UUID or its first 6+ characters) | date | datetime | int | number |
+    enum (one of `choices`) | bool | list (of text: a JSON array or a comma-separated string)."""
+
+    name: str
+    kind: str = "text"
+    description: str = ""
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def schema(self) -> dict[str, Any]:
+        """Its JSON Schema in the OpenAPI document."""
+        kind = self.kind
+        if kind == "uuid":
+            return {"type": "string", "format": "uuid"}
+        if kind == "assignment_id":
+            return {"type": "string", "pattern": "^[0-9a-fA-F-]{6,36}$",
+                    "description": "the assignment id, or its first 6 characters or more"}
+        if kind == "date":
+            return {"type": "string", "format": "date"}
+        if kind == "datetime":
+            return {"type": "string", "format": "date-time"}
+        if kind in ("int", "number"):
+            found: dict[str, Any] = {"type": "integer" if kind == "int" else "number"}
+            if self.minimum is not None:
+                found["minimum"] = self.minimum
+            if self.maximum is not None:
+                found["maximum"] = self.maximum
+            return found
+        if kind == "enum":
+            return {"type": "string", "enum": list(self.choices)}
+        if kind == "bool":
+            return {"type": "boolean"}
+        if kind == "list":
+            return {"anyOf": [{"type": "array", "items": {"type": "string", "maxLength": MAX_TEXT}},
+                              {"type": "string", "description": "comma-separated"}]}
+        return {"type": "string", "maxLength": MAX_TEXT}
+
+    def check(self, value: Any, *, where: str) -> None:
+        """InvalidInput naming the parameter when `value` does not fit (NotFound for a malformed id in a
+        path: no such thing exists). Query and path values are text; a JSON body's may be typed."""
+        if value is None or value == "":
+            return  # absent: the handler applies its default, or says the field is required in its words
+        name, kind = self.name, self.kind
+        if isinstance(value, dict) or (isinstance(value, list) and kind != "list"):
+            raise InvalidInput(f"{name} must be a single value", field=name)
+        if kind == "list":
+            items = value if isinstance(value, list) else [value]
+            if any(isinstance(v, dict | list) for v in items):
+                raise InvalidInput(f"{name} must be a list of names", field=name)
+            return
+        if kind in ("int", "number"):
+            self._check_number(value)
+            return
+        if kind == "bool":
+            return
+        text = value if isinstance(value, str) else str(value)
+        if len(text) > MAX_TEXT:
+            raise InvalidInput(f"{name} is longer than {MAX_TEXT} characters", field=name)
+        if kind == "uuid" and not is_uuid(text) or kind == "assignment_id" and not _ASSIGNMENT_ID.fullmatch(text):
+            if where == "path":
+                raise NotFound(f"no {name.removesuffix('_id')} {text[:80]}", field=name)
+            raise InvalidInput(f"{name} must be an id like 3f2b8c1e-5d4a-4f7e-9c61-0a8b7d6e5f40", field=name)
+        if kind == "date":
+            day_param(text, name)
+        elif kind == "datetime":
+            moment_param(text, name)
+        elif kind == "enum" and text not in self.choices:
+            raise InvalidInput(f"{name} must be one of {', '.join(self.choices)}", field=name)
+
+    def _check_number(self, value: Any) -> None:
+        name = self.name
+        if isinstance(value, bool):
+            raise InvalidInput(f"{name} must be a number", field=name)
+        try:
+            number = float(str(value).strip().replace(",", ".")) if isinstance(value, str) else float(value)
+        except (ValueError, OverflowError):
+            raise InvalidInput(f"{name} must be a {'whole ' if self.kind == 'int' else ''}number",
+                               field=name) from None
+        if not math.isfinite(number):
+            raise InvalidInput(f"{name} must be a number", field=name)
+        if self.minimum is not None and number < self.minimum or self.maximum is not None and number > self.maximum:
+            raise InvalidInput(f"{name} must be from {self.minimum:g} to {self.maximum:g}", field=name)
+
+
+def text(name: str, description: str = "", *, required: bool = False) -> Param:
+    return Param(name, "text", description, required)
+
+
+def uuid_id(name: str, description: str = "", *, required: bool = False) -> Param:
+    return Param(name, "uuid", description, required)
+
+
+def day(name: str, description: str = "", *, required: bool = False) -> Param:
+    return Param(name, "date", description, required)
+
+
+def moment(name: str, description: str = "", *, required: bool = False) -> Param:
+    return Param(name, "datetime", description, required)
+
+
+def choice(name: str, choices: Iterable[str], description: str = "", *, required: bool = False) -> Param:
+    return Param(name, "enum", description, required, tuple(choices))
+
+
+def whole(name: str, minimum: int, maximum: int, description: str = "", *, required: bool = False) -> Param:
+    return Param(name, "int", description, required, minimum=minimum, maximum=maximum)
+
+
+def number(name: str, minimum: float, maximum: float, description: str = "", *, required: bool = False) -> Param:
+    return Param(name, "number", description, required, minimum=minimum, maximum=maximum)
+
+
+def flag(name: str, description: str = "") -> Param:
+    return Param(name, "bool", description)
+
+
+def names(name: str, description: str = "", *, required: bool = False) -> Param:
+    return Param(name, "list", description, required)
+
+
+SITE = text("site", "the site's name (default: the first site)")
+FORMAT = choice("format", ("json", "csv"), "csv: the page's main table as CSV")
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Declared:
+    """A route's declared parameters: path (every {name} of the path), query, and for an action its body."""
+
+    path: tuple[Param, ...] = ()
+    query: tuple[Param, ...] = ()
+    body: tuple[Param, ...] | None = None
+
+    def check_request(self, request: web.Request) -> None:
+        match = request.match_info
+        for p in self.path:
+            p.check(match.get(p.name), where="path")
+        query = request.query
+        if query:
+            for p in self.query:
+                if p.name in query:
+                    p.check(query.get(p.name), where="query")
+
+    def check_body(self, fields: dict[str, Any]) -> None:
+        for p in self.body or ():
+            if p.name in fields:
+                p.check(fields[p.name], where="body")
+
+
+def declare(path: str, path_params: Iterable[Param], query: Iterable[Param], body: Iterable[Param] | None
+            ) -> Declared:
+    """Every {name} of `path` is declared (as text unless given), and nothing is declared that the path lacks."""
+    given = {p.name: p for p in path_params}
+    in_path = re.findall(r"{(\w+)}", path)
+    unknown = set(given) - set(in_path)
+    if unknown:
+        raise ValueError(f"{path} has no path parameter {sorted(unknown)}")
+    return Declared(tuple(given.get(n, Param(n, "text", required=True)) for n in in_path), tuple(query),
+                    None if body is None else tuple(body))
+
+
 @dataclass(frozen=True)
 class ApiRoute:
     """One JSON route, as /openapi.json lists it."""
@@ -92,6 +276,8 @@ class ApiRoute:
     path: str
     summary: str
     roles: tuple[str, ...]
+    params: Declared = field(default_factory=Declared)
+    response: dict[str, Any] | None = None  # the JSON Schema of its answer (default: an object)
 
 
 API_ROUTES = web.AppKey("api_routes", list)
@@ -120,8 +306,13 @@ def query_string(query: Any, **changes: Any) -> str:
     return urlencode(merged)
 
 
-def add_page(app: web.Application, path: str, handler: PageHandler, *, roles: Iterable[str], name: str) -> None:
+def add_page(app: web.Application, path: str, handler: PageHandler, *, roles: Iterable[str], name: str,
+             query: Iterable[Param] = (), path_params: Iterable[Param] = (),
+             response: dict[str, Any] | None = None) -> None:
+    """`query` and `path_params` declare what the page accepts (`format` is implied): checked before the
+    handler runs (400 naming the parameter; 404 for a malformed id in the path), and listed in /openapi.json."""
     allowed = tuple(roles)
+    declared = declare(path, path_params, (*query, FORMAT), None)
 
     async def html(request: web.Request) -> web.StreamResponse:
         async with small_tables_snapshot(request):
@@ -133,6 +324,7 @@ def add_page(app: web.Application, path: str, handler: PageHandler, *, roles: It
             raise web.HTTPSeeOther("/login?next=" + quote(request.path_qs, safe=""))
         try:
             _check_role(who, allowed)
+            declared.check_request(request)
             page = await handler(request, who)
         except StepwatchError as exc:
             return render_error(request, who, exc.status, str(exc))
@@ -149,6 +341,7 @@ def add_page(app: web.Application, path: str, handler: PageHandler, *, roles: It
         if who is None:
             return json_response({"error": "sign in, or send an API token: Authorization: Bearer ..."}, status=401)
         _check_role(who, allowed)
+        declared.check_request(request)
         page = await handler(request, who)
         if request.query.get("format") == "csv":
             return csv_response(page, name)
@@ -156,7 +349,7 @@ def add_page(app: web.Application, path: str, handler: PageHandler, *, roles: It
 
     app.router.add_get(path, html, name=name)
     app.router.add_get(API + path, api, name=name + "_api")
-    app[API_ROUTES].append(ApiRoute("get", API + path, _summary(handler), allowed))
+    app[API_ROUTES].append(ApiRoute("get", API + path, _summary(handler), allowed, declared, response))
 
 
 @contextlib.asynccontextmanager
@@ -171,8 +364,13 @@ async def small_tables_snapshot(request: web.Request) -> AsyncIterator[None]:
         small_tables.end(token)
 
 
-def add_action(app: web.Application, path: str, handler: ActionHandler, *, roles: Iterable[str], name: str) -> None:
+def add_action(app: web.Application, path: str, handler: ActionHandler, *, roles: Iterable[str], name: str,
+               body: Iterable[Param] = (), query: Iterable[Param] = (), path_params: Iterable[Param] = (),
+               response: dict[str, Any] | None = None) -> None:
+    """`body` declares the fields the handler reads (a form's or a JSON object's), `query` and `path_params`
+    the rest: checked before the handler runs and listed in /openapi.json, as for add_page."""
     allowed = tuple(roles)
+    declared = declare(path, path_params, query, body)
 
     async def form(request: web.Request) -> web.StreamResponse:
         who = await auth.viewer(request)
@@ -184,6 +382,8 @@ def add_action(app: web.Application, path: str, handler: ActionHandler, *, roles
             return render_error(request, who, 403, Translator(who.user.language)("error.csrf"))
         try:
             _check_role(who, allowed)
+            declared.check_request(request)
+            declared.check_body(fields)
             result = await handler(request, who, fields)
         except StepwatchError as exc:
             if exc.status == 403:
@@ -203,14 +403,16 @@ def add_action(app: web.Application, path: str, handler: ActionHandler, *, roles
         if not auth.csrf_ok(request, who, request.headers.get("X-CSRF-Token")):
             return json_response({"error": "missing or wrong X-CSRF-Token header"}, status=403)
         _check_role(who, allowed)
+        declared.check_request(request)
         fields = await read_body(request)
+        declared.check_body(fields)
         result = await handler(request, who, fields)
         result.pop("redirect", None)
         return json_response(result)
 
     app.router.add_post(path, form, name=name)
     app.router.add_post(API + path, api, name=name + "_api")
-    app[API_ROUTES].append(ApiRoute("post", API + path, _summary(handler), allowed))
+    app[API_ROUTES].append(ApiRoute("post", API + path, _summary(handler), allowed, declared, response))
 
 
 def _summary(handler: Callable[..., Any]) -> str:
@@ -369,10 +571,25 @@ async def chosen_site(request: web.Request) -> tuple[str, list[str]]:
 
 
 def day_param(text: str, name: str) -> date | None:
-    """A day from a query parameter (empty: None); a bad one is an error next to its field."""
+    """A day from a query parameter (empty: None); a bad one, or one the storage cannot hold (before
+    1970 or after 2149), is an error next to its field."""
     if not text:
         return None
     try:
-        return date.fromisoformat(text)
+        found = date.fromisoformat(text)
     except ValueError:
         raise InvalidInput(f"{name} must be a date like 2026-11-23", field=name) from None
+    if not FIRST_DAY <= found <= LAST_DAY:
+        raise InvalidInput(f"{name} must be a date from {FIRST_DAY} to {LAST_DAY}", field=name)
+    return found
+
+
+def moment_param(text: str, name: str) -> datetime:
+    """A date and time (ISO 8601) within the days the storage holds; InvalidInput naming the field otherwise."""
+    try:
+        found = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a date and time like 2026-12-01T14:30", field=name) from None
+    if not FIRST_DAY <= found.date() <= LAST_DAY:
+        raise InvalidInput(f"{name} must be a date from {FIRST_DAY} to {LAST_DAY}", field=name)
+    return found

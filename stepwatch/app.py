@@ -17,6 +17,7 @@ import coaching
 import collector
 import dashboards
 from collector import keys
+from dashboards.auth import is_https
 from stepwatch import migrations
 from stepwatch.errors import StepwatchError
 from stepwatch.logs import REQUEST_ID
@@ -36,7 +37,9 @@ def create_app(
     settings: Settings, admin_runner: AdminRunner | None = None, store: Store | None = None
 ) -> web.Application:
     """The aiohttp application; `store` may be given by tests (e.g. one that fails on purpose)."""
-    app = web.Application(middlewares=[request_context, json_errors], client_max_size=settings.max_body_bytes + 1)
+    app = web.Application(middlewares=[request_context, json_errors, readable_form],
+                          client_max_size=settings.max_body_bytes + 1)
+    app.on_response_prepare.append(security_headers)
     app[keys.SETTINGS] = settings
     app[keys.STORE] = store if store is not None else Store(settings)
     app[ADMIN_TOKEN] = secrets.token_urlsafe(32)
@@ -150,6 +153,47 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except Exception:
         log.exception("unhandled error")
         return web.json_response({"error": "internal error", "request_id": REQUEST_ID.get()}, status=500)
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+@web.middleware
+async def readable_form(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A form body that cannot be read (multipart without a boundary, a broken part, an unknown charset) is
+    400 here, once for every form handler (the dashboards' actions, /login, /logout): request.post() would
+    raise inside each of them. The form read here is kept by aiohttp and handed to the handler's own post()."""
+    if request.method == "POST" and request.content_type in FORM_TYPES and not request.path.startswith("/v1/"):
+        try:
+            await request.post()
+        except web.HTTPException:
+            raise  # 413: the body is over client_max_size
+        except Exception as exc:  # noqa: BLE001 - whatever the parser chokes on, the client sent it
+            log.info("unreadable form body", extra={"path": request.path, "error": str(exc)[:200]})
+            return web.json_response({"error": f"the form body cannot be read ({request.content_type}): "
+                                               "send a boundary with multipart/form-data, or send JSON",
+                                      "field": "Content-Type"}, status=400)
+    return await handler(request)
+
+
+# Every answer: no MIME sniffing, no framing, no referrer to other sites. Pages set their own stricter CSP
+# (dashboards.web.SECURITY_HEADERS); anything else (JSON, CSV, the collector's answers) may run nothing.
+BASE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+NON_HTML_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Security headers on every response, whichever handler or middleware made it (an error, a redirect,
+    a static file); HSTS only over https (directly, or X-Forwarded-Proto from a trusted proxy)."""
+    headers = response.headers
+    for name, value in BASE_HEADERS.items():
+        headers.setdefault(name, value)
+    if not (response.content_type or "").startswith("text/html"):
+        headers.setdefault("Content-Security-Policy", NON_HTML_CSP)
+    headers.setdefault("X-Frame-Options", "DENY")
+    hsts = request.app[keys.SETTINGS].hsts_seconds
+    if hsts > 0 and is_https(request):
+        headers["Strict-Transport-Security"] = f"max-age={hsts}; includeSubDomains"
 
 
 def _keep_headers(exc: web.HTTPException) -> dict[str, str]:

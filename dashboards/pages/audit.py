@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dashboards.auth import Viewer
-from dashboards.web import Page, add_page, day_param, run
+from dashboards.web import Page, add_page, day, day_param, run, text
 from stepwatch import audit
 
 LIMIT = 500
@@ -24,4 +24,6 @@ async def audit_page(request: web.Request, who: Viewer) -> Page:
 
 
 def register(app: web.Application) -> None:
-    add_page(app, "/audit", audit_page, roles=("admin", "director"), name="audit")
+    add_page(app, "/audit", audit_page, roles=("admin", "director"), name="audit", query=(
+        text("actor", "who acted"), text("action", "what was done, e.g. band.set"),
+        text("object", "what it was done to"), day("since", "first day"), day("until", "last day")))

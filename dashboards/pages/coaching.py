@@ -21,7 +21,25 @@ from collector import keys
 from dashboards import charts
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
-from dashboards.web import ALL_ROLES, Page, add_action, add_page, chosen_site, run
+from dashboards.web import (
+    ALL_ROLES,
+    SITE,
+    Page,
+    Param,
+    add_action,
+    add_page,
+    choice,
+    chosen_site,
+    day,
+    flag,
+    moment,
+    names,
+    number,
+    run,
+    text,
+    uuid_id,
+    whole,
+)
 from stepwatch import band_versions, flag_store, processes, teams, users
 from stepwatch.errors import InvalidInput
 
@@ -312,25 +330,49 @@ def _moment(value: Any, name: str) -> datetime:
 
 
 def register(app: web.Application) -> None:
-    add_page(app, "/coaching", board, roles=ALL_ROLES, name="coaching")
-    add_page(app, "/coaching/new", new_assignment, roles=LEADS, name="coaching_new")
-    add_page(app, "/coaching/catalog", catalog_page, roles=("admin", "director", "trainer"), name="coaching_catalog")
+    from coaching.lifecycle import KINDS
+
+    one = (Param("assignment_id", "assignment_id", "the assignment's id, or its first 6 characters or more",
+                 required=True),)
+    add_page(app, "/coaching", board, roles=ALL_ROLES, name="coaching", query=(
+        SITE, choice("state", STATES), text("manager"), text("step"), text("team"), text("mentor")))
+    add_page(app, "/coaching/new", new_assignment, roles=LEADS, name="coaching_new", query=(
+        SITE, uuid_id("flag", "fill the form from this drawdown flag"), text("manager"), text("step")))
+    add_page(app, "/coaching/catalog", catalog_page, roles=("admin", "director", "trainer"), name="coaching_catalog",
+             query=(SITE,))
     add_page(app, "/coaching/effectiveness", effectiveness_page, roles=("admin", "director", "trainer"),
-             name="coaching_effectiveness")
+             name="coaching_effectiveness", query=(SITE,))
     add_page(app, "/coaching/assignments/{assignment_id}", assignment_page, roles=ALL_ROLES,
-             name="coaching_assignment")
-    add_action(app, "/coaching/assign", assign, roles=LEADS, name="coaching_assign")
+             name="coaching_assignment", path_params=one)
+    add_action(app, "/coaching/assign", assign, roles=LEADS, name="coaching_assign", query=(SITE,), body=(
+        text("site", "default: the only site"), text("manager", required=True), text("step", required=True),
+        choice("kind", KINDS, required=True),
+        day("due", "when the coaching is due", required=True),
+        number("target_minutes", 0, 1440, "the target: the step's median at most this many minutes", required=True),
+        whole("within_days", 0, 3650, "the target's deadline, in days after the assignment", required=True),
+        text("course_id", "a course (kind course)"), text("mentor", "the mentor or the course's trainer"),
+        text("note"), uuid_id("flag_id", "the drawdown flag this answers"),
+        whole("pre_days", 0, 3650, "days measured before (default 14)"),
+        whole("post_days", 0, 3650, "days measured after (default 14)")))
     add_action(app, "/coaching/assignments/{assignment_id}/schedule", schedule, roles=ALL_ROLES,
-               name="coaching_schedule")
-    add_action(app, "/coaching/assignments/{assignment_id}/done", done, roles=ALL_ROLES, name="coaching_done")
-    add_action(app, "/coaching/assignments/{assignment_id}/cancel", cancel, roles=ALL_ROLES, name="coaching_cancel")
+               name="coaching_schedule", path_params=one,
+               body=(moment("meeting_at", "when (UTC unless an offset is given)", required=True), text("reason")))
+    add_action(app, "/coaching/assignments/{assignment_id}/done", done, roles=ALL_ROLES, name="coaching_done",
+               path_params=one, body=(text("note"),))
+    add_action(app, "/coaching/assignments/{assignment_id}/cancel", cancel, roles=ALL_ROLES, name="coaching_cancel",
+               path_params=one, body=(text("reason", "why", required=True),))
     add_action(app, "/coaching/assignments/{assignment_id}/evaluate", evaluate, roles=ALL_ROLES,
-               name="coaching_evaluate")
+               name="coaching_evaluate", path_params=one)
     add_action(app, "/coaching/courses", add_course, roles=("admin", "director", "trainer"),
-               name="coaching_course_add")
-    add_action(app, "/coaching/mentors", set_mentor, roles=("admin", "director", "trainer"), name="coaching_mentor")
+               name="coaching_course_add", query=(SITE,), body=(
+                   text("site"), text("title", required=True), names("steps", "the steps it teaches"),
+                   text("description"), text("link"), whole("expected_minutes", 0, 100_000), flag("self_paced"),
+                   text("reason")))
+    add_action(app, "/coaching/mentors", set_mentor, roles=("admin", "director", "trainer"), name="coaching_mentor",
+               query=(SITE,), body=(text("site"), text("name", "the mentor's account", required=True),
+                                    names("steps", "the steps they mentor"), text("reason")))
     add_action(app, "/coaching/notifications/{message_id}/retry", retry_notification, roles=LEADS,
-               name="coaching_retry")
+               name="coaching_retry", path_params=(uuid_id("message_id", "the notification's id", required=True),))
 
 
 

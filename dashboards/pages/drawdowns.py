@@ -29,7 +29,20 @@ from dashboards.pages.overview import (
     team_filter,
     teams_in_view,
 )
-from dashboards.web import ActionHandler, Page, add_action, add_page, chosen_site, route_paths, run
+from dashboards.web import (
+    SITE,
+    ActionHandler,
+    Page,
+    add_action,
+    add_page,
+    choice,
+    chosen_site,
+    route_paths,
+    run,
+    text,
+    uuid_id,
+    whole,
+)
 from stepwatch import flag_store, overview_figures
 from stepwatch.errors import Conflict, Forbidden, InvalidInput, NotFound
 from stepwatch.users import User
@@ -77,16 +90,16 @@ async def drawdowns_page(request: web.Request, who: Viewer) -> Page:
         "manager": q.get("manager", "").strip(),
         "step": q.get("step", ""),
         "kind": _choice(q.get("kind", ""), KINDS, "kind"),
-        "status": _choice(q.get("status", "active"), (*STATUSES, "active", "all"), "status"),
+        "status": _choice(q.get("status") or "active", (*STATUSES, "active", "all"), "status"),
         "team": q.get("team", ""),
-        "sort": _choice(q.get("sort", "impact"), SORTS, "sort"),
+        "sort": _choice(q.get("sort") or "impact", SORTS, "sort"),
     }
     found = await run(request, lookups, who.user, site, with_run=False, with_bands=False)
     team_filter(found.scope, filters["team"], found.team_names)
     wanted_status = ACTIVE if filters["status"] == "active" else STATUSES if filters["status"] == "all" \
         else (filters["status"],)
     everything = q.get("format") == "csv"  # an export has every flag that matches, a page PER_PAGE
-    number = _page_number(q.get("page", "1"))
+    number = _page_number(q.get("page") or "1")
     found_flags = await run(request, overview_figures.find_flags, site, teams=teams_in_view(found.scope, ""),
                             statuses=wanted_status, kind=filters["kind"], step=filters["step"], team=filters["team"],
                             manager=filters["manager"], sort=filters["sort"],
@@ -201,7 +214,14 @@ def _mover(name: str, target: FlagStatus) -> ActionHandler:
 
 
 def register(app: web.Application) -> None:
-    add_page(app, "/drawdowns", drawdowns_page, roles=ROLES, name="drawdowns")
-    add_page(app, "/drawdowns/{flag_id}", drawdown_page, roles=ROLES, name="drawdown")
+    flag_id = uuid_id("flag_id", "the flag's id", required=True)
+    add_page(app, "/drawdowns", drawdowns_page, roles=ROLES, name="drawdowns", query=(
+        SITE, text("manager", "one manager's flags"), text("step", "one step's flags"),
+        choice("kind", KINDS), choice("status", (*STATUSES, "active", "all"), "default: active"),
+        text("team", "one team's flags"), choice("sort", SORTS, "default: impact"),
+        whole("page", 1, 1_000_000, "which page of 100 flags (default 1)")))
+    add_page(app, "/drawdowns/{flag_id}", drawdown_page, roles=ROLES, name="drawdown", path_params=(flag_id,))
     for name, target in MOVES.items():
-        add_action(app, f"/drawdowns/{{flag_id}}/{name}", _mover(name, target), roles=ROLES, name=f"drawdown_{name}")
+        add_action(app, f"/drawdowns/{{flag_id}}/{name}", _mover(name, target), roles=ROLES, name=f"drawdown_{name}",
+                   path_params=(flag_id,), body=(text("reason", "why (required to dismiss or reopen)",
+                                                      required=name in ("dismiss", "reopen")),))

@@ -29,7 +29,7 @@ from dashboards import access, charts
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from dashboards.pages import coaching as coaching_pages
-from dashboards.web import Page, add_page, chosen_site, day_param, run
+from dashboards.web import SITE, Page, add_page, choice, chosen_site, day, day_param, run, text
 from stepwatch import band_versions, figures, flag_store, processes
 from stepwatch.errors import InvalidInput, NotFound
 from stepwatch.settings import Settings
@@ -228,6 +228,13 @@ async def manager_page(request: web.Request, who: Viewer) -> Page:
                          "heading": _("manager.heading", manager=manager)})
 
 
+# What the manager page and My figures accept besides the site.
+PERIOD = (day("since", "first day of the window (default: the analysis window ending today)"),
+          day("until", "last day of the window (default: today)"))
+TABLE = choice("table", ("steps", "flags"), "which table ?format=csv exports")
+
+
 def register(app: web.Application) -> None:
     add_page(app, "/managers/{manager}", manager_page, roles=("admin", "director", "trainer", "manager"),
-             name="manager")
+             name="manager", path_params=(text("manager", "the manager's id", required=True),),
+             query=(SITE, *PERIOD, TABLE))

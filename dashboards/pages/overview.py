@@ -22,7 +22,7 @@ from collector import keys
 from dashboards.access import Scope, scope_of
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
-from dashboards.web import Page, add_page, chosen_site, day_param, run
+from dashboards.web import SITE, Page, add_page, choice, chosen_site, day, day_param, run, text
 from stepwatch import band_versions, flag_store, overview_figures, processes, teams
 from stepwatch.errors import Forbidden, InvalidInput, NotFound
 from stepwatch.users import User
@@ -262,4 +262,7 @@ def _groups(cells: list[dict[str, Any]], steps: list[dict[str, str]], labels: La
 
 
 def register(app: web.Application) -> None:
-    add_page(app, "/overview", overview_page, roles=ROLES, name="overview")
+    add_page(app, "/overview", overview_page, roles=ROLES, name="overview", query=(
+        SITE, text("team", "one team's managers"), text("step", "one step of the process"),
+        day("since", "first day of a chosen window"), day("until", "last day of a chosen window"),
+        choice("table", ("heatmap", "top_drawdowns"), "which table ?format=csv exports")))
