@@ -140,7 +140,13 @@ async def post_events(request: web.Request) -> web.Response:
             return error(415, "content type must be application/json or text/plain", request=request)
     if request.content_length is not None and request.content_length > settings.max_body_bytes:
         return error(413, f"body larger than {settings.max_body_bytes} bytes", request=request)
-    body = await read_body(request, settings.max_body_bytes)
+    try:
+        body = await read_body(request, settings.max_body_bytes)
+    except web.RequestPayloadError:  # e.g. a Content-Encoding the body is not in, a broken chunk
+        response = error(400, "body cannot be read: broken chunked encoding or a Content-Encoding it is not in",
+                         request=request)
+        response.force_close()  # where the next request would start is unknown
+        return response
     if body is None:
         return error(413, f"body larger than {settings.max_body_bytes} bytes", request=request)
     try:

@@ -81,7 +81,13 @@ def tracker_hash(salt: str, reference: str) -> str:
 
 def normalize_origin(origin: str, strict: bool = True) -> str:
     """`https://CRM.example.com:443/` -> `https://crm.example.com`; raises InvalidInput if strict."""
-    parts = urlsplit(origin.strip())
+    try:
+        parts = urlsplit(origin.strip())
+    except ValueError:  # e.g. "http://[::1": the Origin header is written by the sender
+        if strict:
+            raise InvalidInput(
+                f"an origin is scheme://host[:port], e.g. https://crm.example.com; got {origin!r}") from None
+        return ""
     if parts.scheme not in ("http", "https") or not parts.hostname or (parts.path not in ("", "/")):
         if strict:
             raise InvalidInput(f"an origin is scheme://host[:port], e.g. https://crm.example.com; got {origin!r}")

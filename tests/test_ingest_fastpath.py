@@ -44,9 +44,9 @@ def session(**overrides: Any) -> dict[str, Any]:
     return event
 
 
-def rows(batch: ParsedBatch, compact: bool) -> list[dict[str, Any]]:
+def rows(batch: ParsedBatch, compact: bool, pseudonyms: Any = None) -> list[dict[str, Any]]:
     """The stored rows, with ClickHouse's value for a missing optional field filled in."""
-    checked = check_events(batch, site="crm", settings=SETTINGS, compact=compact)
+    checked = check_events(batch, site="crm", settings=SETTINGS, compact=compact, pseudonyms=pseudonyms)
     out = []
     for columns, lines in ((VISIT_COLUMNS, checked.visits), (SESSION_EVENT_COLUMNS, checked.sessions)):
         for line in lines:
@@ -88,6 +88,25 @@ def test_the_tracker_batches_take_the_compiled_path() -> None:
     assert compare(body_of([visit()], identity="1767225600.9c1f"))
     assert compare(body_of([visit(manager="Анна Петрова 😀", path="/клиенты/:customer")]))
     assert compare(body_of([visit(visit_id=str(uuid.uuid4()).upper())]))
+
+
+def test_both_paths_store_the_same_customer_pseudonyms() -> None:
+    from stepwatch.sites import Pseudonyms
+
+    plain = {k: v for k, v in visit().items() if k != "customer"}
+    body = body_of([visit(), session(), visit(customer=""), plain])
+    validator = Validator(SETTINGS)
+    validator._rebuild()
+    assert validator._compiled is not None
+    for compact in (False, True):
+        fast = validator._compiled.parse(body)
+        assert fast is not None
+        slow = validator._bounded.validate_json(body)
+        reference = ParsedBatch(slow["site"], slow.get("identity"), slow["events"], checked=True)
+        fast_rows = rows(fast, compact, Pseudonyms("k" * 64))
+        assert fast_rows == rows(reference, compact, Pseudonyms("k" * 64))
+        assert [r["customer"] for r in fast_rows] == [Pseudonyms("k" * 64)("9f86d081884c7d65"), "", "",
+                                                      Pseudonyms("k" * 64)("ab12")]
 
 
 EDGE_CASES: dict[str, Any] = {

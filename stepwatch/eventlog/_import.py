@@ -14,7 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from hashlib import sha1, sha256
+from hashlib import sha1
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,7 +32,6 @@ _NS_BYTES = NAMESPACE.bytes
 DEFAULT_PROCESS = "imported"
 SHOWN_BAD_ROWS = 20
 _NOT_KEY = re.compile(r"[^A-Za-z0-9_.:\-]+")
-_CUSTOMER = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 
 
 def step_key(activity: str) -> str:
@@ -41,9 +40,11 @@ def step_key(activity: str) -> str:
     return _NOT_KEY.sub("_", activity.strip())[:64] or "_"
 
 
-def customer_ref(case: str) -> str:
-    """The case id when it fits the customer field, else a hash of it (the field is opaque)."""
-    return case if _CUSTOMER.match(case) else sha256(case.encode()).hexdigest()[:32]
+def customer_ref(site: sites.Site, case: str, pseudonyms: sites.Pseudonyms | None = None) -> str:
+    """What is stored for a case: the pseudonym of the hash the tracker would send for it as a customer
+    reference (the site's salt, then its secret key: sites.Pseudonyms), as for the collector's events.
+    A case id that is also the customer reference the CRM's pages show thus links with tracked events."""
+    return (pseudonyms or sites.Pseudonyms(site.pseudonym_key))(sites.tracker_hash(site.salt, case))
 
 
 def uuid5(name: str) -> str:
@@ -207,8 +208,10 @@ class _Writer:
     site's process before the block that needs them."""
 
     def __init__(self, client: Client, settings: Settings, options: ImportOptions, source: str,
-                 summary: ImportSummary):
+                 summary: ImportSummary, site: sites.Site):
         self.client, self.settings, self.options, self.summary = client, settings, options, summary
+        self.site, self.pseudonyms = site, sites.Pseudonyms(site.pseudonym_key)
+        self.customers: dict[str, str] = {}  # case -> customer: a case has many events
         self.process = processes.latest(client, options.site)
         self.steps = {s.key for s in self.process.steps} if self.process else set()
         self.process_key = self.process.key if self.process else DEFAULT_PROCESS
@@ -250,7 +253,11 @@ class _Writer:
         session = session_id_of(self.options.site, iv.case, iv.resource)
         start_ms = round(iv.start * 1000)
         visit_id = uuid5(f"{self.options.site}|{iv.case}|{iv.activity}|{iv.resource}|{start_ms}")
-        customer = customer_ref(iv.case)
+        customer = self.customers.get(iv.case)
+        if customer is None:
+            if len(self.customers) >= 100_000:
+                self.customers.clear()
+            customer = self.customers[iv.case] = customer_ref(self.site, iv.case, self.pseudonyms)
         self.visits.append(self.prefix + orjson.dumps({
             "visit_id": visit_id, "seq": 0, "final": True, "manager": iv.resource, "session_id": session,
             "customer": customer, "process": self.process_key, "step": step, "path": "",
@@ -301,7 +308,7 @@ class _Writer:
 def import_log(client: Client, settings: Settings, path: Path, options: ImportOptions,
                progress: Callable[[int, int, int], None] | None = None) -> ImportSummary:
     """Import an event log into a site; `progress(bytes read, file size, events)` is called now and then."""
-    sites.get_site(client, options.site)  # NotFound names the site
+    site = sites.get_site(client, options.site)  # NotFound names the site
     if options.timing not in ("auto", "pairs", "gaps"):
         raise InvalidInput(f"timing must be auto, pairs or gaps, not {options.timing!r}")
     fmt = options.fmt or guess_format(path)
@@ -314,7 +321,7 @@ def import_log(client: Client, settings: Settings, path: Path, options: ImportOp
         summary.timing, events = _choose_timing(events, options.timing)
         intervals = (pair_intervals(events, summary) if summary.timing == "pairs"
                      else gap_intervals(events, summary, options.max_gap_ms / 1000))
-        writer = _Writer(client, settings, options, source, summary)
+        writer = _Writer(client, settings, options, source, summary, site)
         for n, item in enumerate(intervals):
             if isinstance(item, BadRow):
                 summary.bad(item.number, item.reason)

@@ -11,3 +11,5 @@ ALTER TABLE sites ADD COLUMN IF NOT EXISTS pseudonym_key String DEFAULT '' COMME
 -- random DEFAULT would be computed again on every read), only where none is set yet, so
 -- running it again changes nothing; synchronous, so the next read sees the keys.
 ALTER TABLE sites UPDATE pseudonym_key = lower(hex(randomString(32))) WHERE pseudonym_key = '' SETTINGS mutations_sync = 2;
+
+ALTER TABLE step_visits COMMENT COLUMN customer 'pseudonym: HMAC of the reference hashed by the tracker, with the site''s pseudonym_key';
