@@ -2,7 +2,8 @@
 
     catalog.py      courses and mentors of a site
     lifecycle.py    states, events and the fold (pure)
-    permissions.py  who may do what (pure)
+    permissions.py  who may do what, visibility first (pure)
+    peers.py        what a viewer is shown of the peers a manager is measured against (pure)
     assignments.py  assign, schedule, mark done, cancel, get, list (event-sourced)
     evaluation.py   the statistics: before/after, difference-in-differences, verdict (pure)
     measure.py      evaluate from stored data, evaluate what is due, effectiveness, before/after chart

@@ -13,7 +13,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from coaching.lifecycle import CoachingEvent, payload_json
-from stepwatch.errors import InvalidInput, NotFound
+from stepwatch.errors import InvalidInput
 from stepwatch.storage import query_rows
 
 EVENT_COLUMNS = ("site", "assignment_id", "seq", "event_id", "at", "actor", "type", "reason", "payload")
@@ -25,12 +25,15 @@ def insert_event(client: Client, site: str, event: CoachingEvent) -> None:
                   column_names=list(EVENT_COLUMNS))
 
 
-def events(client: Client, *, site: str | None = None, assignment_id: str | None = None) -> list[CoachingEvent]:
-    """The events of one assignment, or of every assignment of a site, in fold order."""
+def events(client: Client, *, site: str | None = None, assignment_id: str | None = None,
+           assignment_ids: list[str] | None = None) -> list[CoachingEvent]:
+    """The events of one assignment, of several, or of every assignment of a site, in fold order."""
     if assignment_id is not None:
+        assignment_ids = [assignment_id]
+    if assignment_ids is not None:
         rows = query_rows(client, "SELECT assignment_id, seq, event_id, at, actor, type, reason, payload "
-                                  "FROM coaching_events WHERE assignment_id = {id:UUID} "
-                                  "ORDER BY seq, at, event_id", {"id": assignment_id})
+                                  "FROM coaching_events WHERE assignment_id IN {ids:Array(UUID)} "
+                                  "ORDER BY assignment_id, seq, at, event_id", {"ids": assignment_ids})
     else:
         rows = query_rows(client, "SELECT assignment_id, seq, event_id, at, actor, type, reason, payload "
                                   "FROM coaching_events WHERE site = {site:String} "
@@ -40,28 +43,37 @@ def events(client: Client, *, site: str | None = None, assignment_id: str | None
                           payload=json.loads(r["payload"] or "{}")) for r in rows]
 
 
-def resolve_id(client: Client, text: str) -> str:
-    """A full assignment id from the id or a unique prefix of at least 6 characters (as printed)."""
+def matching_ids(client: Client, text: str) -> list[str]:
+    """The assignment id, or every id that starts with `text`, a prefix of at least 6 characters (as
+    printed). Whoever asks then keeps only those they may see (assignments.get): how many ids share
+    a prefix is itself something to see."""
     text = text.strip().lower()
     try:
-        return str(uuid.UUID(text))
+        return [str(uuid.UUID(text))]
     except ValueError:
         pass
     if len(text) < 6 or any(ch not in "0123456789abcdef-" for ch in text):
         raise InvalidInput(f"not an assignment id: {text!r} (the id, or its first 6 characters or more)")
     rows = query_rows(client, "SELECT DISTINCT toString(assignment_id) AS id FROM coaching_events "
-                              "WHERE startsWith(toString(assignment_id), {p:String}) LIMIT 2", {"p": text})
-    if not rows:
-        raise NotFound(f"no coaching assignment {text}")
-    if len(rows) > 1:
-        raise InvalidInput(f"{text} is the start of several assignment ids: give more of it")
-    return str(rows[0]["id"])
+                              "WHERE startsWith(toString(assignment_id), {p:String}) LIMIT 1000", {"p": text})
+    return [str(row["id"]) for row in rows]
 
 
 def site_of(client: Client, assignment_id: str) -> str | None:
     rows = query_rows(client, "SELECT any(site) AS site, count() AS n FROM coaching_events "
                               "WHERE assignment_id = {id:UUID}", {"id": assignment_id})
     return rows[0]["site"] if rows and rows[0]["n"] else None
+
+
+def managers_on_step(client: Client, site: str, step: str, since: date, until: date, managers: list[str]) -> int:
+    """How many of `managers` have sessions on `step` from `since` (included) to `until` (excluded)."""
+    if not managers:
+        return 0
+    rows = query_rows(client, "SELECT uniqExact(manager) AS n FROM pair_days WHERE site = {site:String} "
+                              "AND step = {step:String} AND day >= {since:Date} AND day < {until:Date} "
+                              "AND manager IN {managers:Array(String)}",
+                      {"site": site, "step": step, "since": since, "until": until, "managers": managers})
+    return int(rows[0]["n"]) if rows else 0
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def assign(
         raise InvalidInput(f"site {site} has no process yet")
     process.step(step)  # NotFound names the step
     team = teams.members(client, site).get(manager, "")
-    permissions.require(user, "assign", team=team)
+    permissions.require_assign(user, manager=manager, team=team)
     if not team:
         raise InvalidInput(f"manager {manager!r} is in no team on site {site}: stepwatch teams assign TEAM {manager} "
                            f"--site {site}", field="manager")
@@ -96,7 +96,7 @@ def assign(
                                field="mentor")
     if mentor:
         _check_mentor(client, site, mentor, step)
-    flag = _linkable_flag(client, flag_id, site=site, manager=manager, step=step) if flag_id else None
+    flag = _linkable_flag(client, user, flag_id, site=site, manager=manager, step=step) if flag_id else None
     if any(a.manager == manager and a.step == step and a.kind == kind and a.course_id == course_id
            and a.mentor == mentor and a.is_open for a in _fold_site(client, site).values()):
         raise Conflict(f"{manager} has this coaching on {step} open already")
@@ -117,7 +117,7 @@ def assign(
 def schedule(client: Client, settings: Settings, user: Account, assignment_id: str, meeting_at: datetime, *,
              reason: str = "", now: datetime | None = None) -> CoachingAssignment:
     """Set (or move) the date and time of the meeting; by the trainer who runs it."""
-    current = get(client, assignment_id)
+    current = get(client, assignment_id, user)
     permissions.require(user, "schedule", current)
     meeting = meeting_at if meeting_at.tzinfo else meeting_at.replace(tzinfo=UTC)
     return _change(client, settings, user, current, "scheduled", reason,
@@ -127,7 +127,7 @@ def schedule(client: Client, settings: Settings, user: Account, assignment_id: s
 def mark_done(client: Client, settings: Settings, user: Account, assignment_id: str, *, note: str = "",
               now: datetime | None = None) -> CoachingAssignment:
     """Record that the meeting took place or the course was completed."""
-    current = get(client, assignment_id)
+    current = get(client, assignment_id, user)
     permissions.require(user, "done", current)
     return _change(client, settings, user, current, "done", "", {"note": note.strip()}, now)
 
@@ -136,20 +136,25 @@ def cancel(client: Client, settings: Settings, user: Account, assignment_id: str
            now: datetime | None = None) -> CoachingAssignment:
     """Cancel an open assignment; the reason is required. A linked flag stays as it is (a flag in
     `coaching` goes back to open only by the analysis's rules: resolve or dismiss it by hand)."""
-    current = get(client, assignment_id)
+    current = get(client, assignment_id, user)
     permissions.require(user, "cancel", current)
     return _change(client, settings, user, current, "cancelled", reason, {}, now)
 
 
 def get(client: Client, assignment_id: str, user: Account | None = None) -> CoachingAssignment:
-    """One assignment with its history (`.history`), as its events make it; `user` = check they may see it."""
-    full = _store.resolve_id(client, assignment_id)
-    folded = fold_all(_store.events(client, assignment_id=full))
-    if full not in folded:
-        raise NotFound(f"no coaching assignment {assignment_id}")
-    assignment = folded[full]
+    """One assignment with its history (`.history`), as its events make it, by its id or a unique
+    prefix of it. `user` = what they may see: an assignment hidden from them is NotFound (404), and a
+    prefix is unique or not among what they see, so it tells nothing of the others."""
+    found = list(fold_all(_store.events(client, assignment_ids=_store.matching_ids(client, assignment_id))).values())
     if user is not None:
-        permissions.require(user, "view", assignment)
+        found = [a for a in found if permissions.sees(user, a)]
+    if not found:
+        raise NotFound(permissions.unknown_assignment(assignment_id.strip()))
+    if len(found) > 1:
+        raise InvalidInput(f"{assignment_id.strip()} is the start of several assignment ids: give more of it")
+    assignment = found[0]
+    if user is not None:
+        permissions.require(user, "view", assignment)  # a disabled account
     return assignment
 
 
@@ -244,8 +249,11 @@ def _check_mentor(client: Client, site: str, name: str, step: str) -> None:
                            f"stepwatch mentors set {site} {name} --step {step} ...", field="mentor")
 
 
-def _linkable_flag(client: Client, flag_id: str, *, site: str, manager: str, step: str) -> flag_store.StoredFlag:
+def _linkable_flag(client: Client, user: Account, flag_id: str, *, site: str, manager: str,
+                   step: str) -> flag_store.StoredFlag:
     flag = flag_store.get(client, flag_id)
+    if not permissions.sees_flag(user, flag.team):
+        raise NotFound(f"no flag {flag_id}")  # as for a flag that does not exist: nothing of another team's
     if flag.site != site or flag.step != step:
         raise InvalidInput(f"flag {flag_id} is about {flag.step} on site {flag.site}, not {step} on {site}")
     if flag.kind == "systemic":

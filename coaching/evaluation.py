@@ -208,6 +208,7 @@ def evaluate(
         p_gain, p_loss = float(did.estimate >= 0), float(did.estimate <= 0)
     relative = _pct(math.exp(did.estimate))
     relative_ci = (_pct(math.exp(did.estimate - z * did.se)), _pct(math.exp(did.estimate + z * did.se)))
+    # coaching/peers.py knows this line by how it starts ("peers ("), to leave it out for a small group
     peers_text = (f"peers ({len(usable)}) {base['peers_change_pct']:+.0f}%; relative to them {relative:+.0f}% "
                   f"({100 - 200 * c.alpha:.0f}% interval {relative_ci[0]:+.0f}% to {relative_ci[1]:+.0f}%, "
                   f"one-sided p {p_gain:.3g}")

@@ -50,7 +50,7 @@ def evaluate_assignment(client: Client, settings: Settings, assignment_id: str, 
     analysis has taken in data that arrived after it. `user` None = the automatic evaluation.
     """
     now = _now(now)
-    a = assignments.get(client, assignment_id)
+    a = assignments.get(client, assignment_id, user)  # what `user` may not see is NotFound, before any refusal
     if user is not None:
         permissions.require(user, "evaluate", a)
     actor: Account = user if user is not None else Operator(SYSTEM_ACTOR)
@@ -166,13 +166,14 @@ class BeforeAfter:
     post: tuple[date, date] | None  # None until the coaching is done
     target_ms: int
     band_max_ms: int | None
+    peers_n: int = 0  # the peers with sessions on the step in these days: whom peers_ms describes
 
     def as_dict(self) -> dict[str, Any]:
         return {"assignment_id": self.assignment_id, "days": [d.isoformat() for d in self.days],
                 "manager_ms": list(self.manager_ms), "peers_ms": list(self.peers_ms),
                 "pre": [d.isoformat() for d in self.pre],
                 "post": [d.isoformat() for d in self.post] if self.post else None,
-                "target_ms": self.target_ms, "band_max_ms": self.band_max_ms}
+                "target_ms": self.target_ms, "band_max_ms": self.band_max_ms, "peers_n": self.peers_n}
 
 
 def before_after(client: Client, settings: Settings, assignment_id: str, user: Account | None = None, *,
@@ -187,11 +188,13 @@ def before_after(client: Client, settings: Settings, assignment_id: str, user: A
     days = [w.pre.since + timedelta(days=i) for i in range((until - w.pre.since).days + 1)]
     medians = storage.daily_step_medians(client, a.site, a.step, w.pre.since, until + timedelta(days=1), own=a.manager,
                                          others=sorted(peers["team"]), metric=settings.analysis_metric)
+    counted = _store.managers_on_step(client, a.site, a.step, w.pre.since, until + timedelta(days=1),
+                                      sorted(peers["team"]))
     band = _band(client, a, until)
     return BeforeAfter(a.assignment_id, tuple(days), tuple(medians.get((d, True)) for d in days),
                        tuple(medians.get((d, False)) for d in days), (w.pre.since, w.pre.until),
                        (w.post.since, w.post.until) if done else None, a.target.max_ms,
-                       band.max_ms if band else None)
+                       band.max_ms if band else None, counted)
 
 
 # --- internals ---------------------------------------------------------------------------------

@@ -150,13 +150,17 @@ def messages(client: Client, *, site: str | None = None, status: str | None = No
     return [_message(r) for r in rows]
 
 
-def retry(client: Client, message_id: str, *, now: datetime | None = None) -> OutboxMessage:
-    """Put a failed message back in the queue, to be tried at the next delivery."""
+def get(client: Client, message_id: str) -> OutboxMessage:
     rows = query_rows(client, f"SELECT {', '.join(COLUMNS)} FROM outbox FINAL WHERE message_id = {{id:UUID}}",
                       {"id": message_id})
     if not rows:
         raise NotFound(f"no outbox message {message_id}")
-    message = _message(rows[0])
+    return _message(rows[0])
+
+
+def retry(client: Client, message_id: str, *, now: datetime | None = None) -> OutboxMessage:
+    """Put a failed message back in the queue, to be tried at the next delivery."""
+    message = get(client, message_id)
     if message.status != "failed":
         raise Conflict(f"message {message_id} is {message.status}: only a failed message is retried")
     again = replace(message, next_attempt_at=now or datetime.now(UTC), version=time.time_ns())

@@ -6,11 +6,15 @@
     manager   sees their own assignments and marks their self-paced courses done
 
 The catalog: courses are added by admins, directors and trainers; mentors are set by admins and
-directors (and a trainer may set the steps they coach themselves). Each refusal is a
-stepwatch.errors.Forbidden (403) whose message says why. The acting account is anything with the
-fields of stepwatch.users.User that matter here (name, role, teams, manager_id, disabled):
-a User from a login or a token, `Operator` for the command line on the host, or `ActingAs` for
-`--as USER`.
+directors (and a trainer may set the steps they coach themselves).
+
+Visibility comes first: an assignment the account may not see answers NotFound (404), with the
+words an id that does not exist gets, whatever the action, so no refusal describes someone else's
+coaching. Only then is a refusal a stepwatch.errors.Forbidden (403) whose message says why.
+
+The acting account is anything with the fields of stepwatch.users.User that matter here (name,
+role, teams, manager_id, disabled): a User from a login or a token, `Operator` for the command
+line on the host, or `ActingAs` for `--as USER`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from coaching.lifecycle import CoachingAssignment
-from stepwatch.errors import Forbidden
+from stepwatch.errors import Forbidden, NotFound
 
 Action = Literal["view", "assign", "schedule", "done", "cancel", "evaluate", "courses", "mentors", "effectiveness"]
 ACTIONS: tuple[str, ...] = ("view", "assign", "schedule", "done", "cancel", "evaluate", "courses", "mentors",
@@ -83,8 +87,10 @@ def refusal(user: Account, action: str, assignment: CoachingAssignment | None = 
         return None
     if action in ("view", "schedule", "done", "cancel", "evaluate") and assignment is None:
         raise ValueError(f"{action} needs the assignment")
+    if assignment is not None and (hidden := _view(user, assignment, who)) is not None:
+        return hidden  # visibility first: what one may not see, one may do nothing with
     if action == "view":
-        return _view(user, assignment, who)  # type: ignore[arg-type]
+        return None
     if action == "assign":
         if user.role != "director":
             return f"{who} cannot assign coaching: directors assign it for the teams they lead"
@@ -130,10 +136,38 @@ def refusal(user: Account, action: str, assignment: CoachingAssignment | None = 
 
 def require(user: Account, action: str, assignment: CoachingAssignment | None = None, *,
             team: str | None = None) -> None:
-    """Raise Forbidden (403) with the reason when `user` may not do `action`."""
+    """Raise NotFound (404) when `user` may not see the assignment, whatever the action: the answer
+    is the one an id that does not exist gets, so it says nothing of someone else's coaching. Then
+    Forbidden (403) with the reason when they see it but may not do `action`."""
+    if assignment is not None and not user.disabled and not sees(user, assignment):
+        raise NotFound(unknown_assignment(assignment.assignment_id))
     reason = refusal(user, action, assignment, team=team)
     if reason is not None:
         raise Forbidden(reason)
+
+
+def sees(user: Account, assignment: CoachingAssignment) -> bool:
+    """Whether the assignment is within what `user` may see (a disabled account aside)."""
+    return user.role == "admin" or _view(user, assignment, "") is None
+
+
+def sees_flag(user: Account, team: str) -> bool:
+    """Whether `user` may see a drawdown flag of `team` to assign coaching from it."""
+    return user.role == "admin" or (user.role == "director" and bool(team) and team in user.teams)
+
+
+def unknown_assignment(assignment_id: str) -> str:
+    """The answer to an assignment id that does not exist, or that the asker may not see."""
+    return f"no coaching assignment {assignment_id}"
+
+
+def require_assign(user: Account, *, manager: str, team: str) -> None:
+    """Who may assign coaching to `manager` (in `team`, "" for none). A director asking about a
+    manager outside the teams they lead gets NotFound (404), as for a manager who does not exist:
+    the answer never says which team the manager is in. Other roles never assign (403)."""
+    if user.role == "director" and not user.disabled and not (team and team in user.teams):
+        raise NotFound(f"no manager {manager} in a team {user.name} leads ({_led(user)})")
+    require(user, "assign", team=team)
 
 
 def can(user: Account, action: str, assignment: CoachingAssignment | None = None, *,

@@ -4,6 +4,9 @@ admin     everything
 director  the managers of the teams they lead (users.teams), and those teams' flags
 manager   their own manager id only
 trainer   the managers with a coaching assignment given to them (nobody else's figures)
+
+The audit log: admins read every entry, directors their own actions and the entries about their
+teams (audit_reader; stepwatch/audit.py lists which).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from clickhouse_connect.driver.client import Client
 
 import coaching
-from stepwatch import teams
+from stepwatch import audit, sites, teams, users
 from stepwatch.errors import Forbidden
 from stepwatch.users import User
 
@@ -50,3 +53,22 @@ def scope_of(client: Client, user: User, site: str) -> Scope:
 def trainees(client: Client, user: User, site: str) -> set[str]:
     """The managers with a coaching assignment given to this trainer (as mentor), open or not."""
     return {a.manager for a in coaching.list_assignments(client, site, mentor=user.name)} if site else set()
+
+
+def audit_reader(client: Client, user: User) -> audit.Reader | None:
+    """What `user` reads of the audit log: None = every entry (an admin). A director: their own
+    actions and the entries about the teams they lead, on every site: the coaching of those teams,
+    the accounts of their managers and their own account. Anyone else: their own actions only."""
+    if user.role == "admin":
+        return None
+    if user.role != "director":
+        return audit.Reader(user.name)
+    led = frozenset(user.teams)
+    managers: set[str] = set()
+    assignments: set[str] = set()
+    for site in sites.list_sites(client):
+        managers |= {m for m, t in teams.members(client, site.name).items() if t in led}
+        assignments |= {a.assignment_id for a in coaching.list_assignments(client, site.name, user)}
+    accounts = {u.name for u in users.list_users(client)
+                if u.role == "manager" and (u.manager_id in managers or led & set(u.teams))}
+    return audit.Reader(user.name, led, frozenset(assignments), frozenset(accounts | {user.name}))

@@ -11,7 +11,7 @@ import pytest
 from coaching import permissions
 from coaching.lifecycle import CoachingEvent, InvalidTransition, apply, fold, fold_all, possible
 from coaching.permissions import ActingAs, Operator
-from stepwatch.errors import Forbidden, InvalidInput
+from stepwatch.errors import Forbidden, InvalidInput, NotFound
 from stepwatch.users import User
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -69,7 +69,12 @@ TABLE = [
 def test_permission_table(who: User, action: str, assignment: Any, allowed: bool) -> None:
     team = "north" if action == "assign" else None
     assert permissions.can(who, action, assignment, team=team) is allowed
-    if not allowed:
+    if not allowed and assignment is not None and not permissions.sees(who, assignment):
+        # what one may not see is not there: the answer an unknown id gets, nothing about the coaching
+        with pytest.raises(NotFound) as hidden:
+            permissions.require(who, action, assignment, team=team)
+        assert str(hidden.value) == f"no coaching assignment {assignment.assignment_id}"
+    elif not allowed:
         with pytest.raises(Forbidden) as refused:
             permissions.require(who, action, assignment, team=team)
         assert who.name in str(refused.value)  # each refusal names who and why

@@ -3,7 +3,8 @@
 The expected answers are written out here, not derived from the code: changing who may see or do
 something means changing this table. A route the table does not list fails the completeness test.
 Anonymous: pages redirect to the login, the JSON API answers 401. "ok" = the role is let through (the
-action then answers 200, or 400/404/409 for its own reasons), 403 = refused with a reason.
+action then answers 200, or 400/409 for its own reasons), 403 = refused with a reason, 404 = not there
+for this account: what it may not see answers as an id that does not exist would.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ PAGES: dict[str, tuple[Any, ...]] = {
     "/coaching/catalog": (200, 200, 200, 403),
     "/coaching/effectiveness": (200, 200, 200, 403),
     "/coaching/assignments/{assignment}": (200, 200, 200, 200),
-    "/coaching/assignments/{south_assignment}": (200, 403, 403, 403),
+    "/coaching/assignments/{south_assignment}": (200, 404, 404, 404),
 }
 
 # path -> (JSON body, expected for admin, director, trainer, manager); tried in the order manager, trainer,
@@ -67,11 +68,13 @@ ACTIONS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "/coaching/assignments/{assignment}/done": ({}, ("ok", "403", "ok", "403")),
     "/coaching/assignments/{assignment}/evaluate": ({}, ("ok", "ok", "ok", "403")),
     "/coaching/assignments/{assignment}/cancel": ({"reason": "matrix"}, ("ok", "ok", "403", "403")),
-    "/coaching/assignments/{south_assignment}/cancel": ({"reason": "matrix"}, ("ok", "403", "403", "403")),
+    "/coaching/assignments/{south_assignment}/cancel": ({"reason": "matrix"}, ("ok", "404", "404", "404")),
+    "/coaching/assignments/{south_assignment}/schedule": ({"meeting_at": "{meeting}"}, ("ok", "404", "404", "404")),
+    "/coaching/assignments/{south_assignment}/evaluate": ({}, ("ok", "404", "404", "404")),
     "/coaching/courses": ({"title": "Matrix course", "steps": ["offer"]}, ("ok", "ok", "ok", "403")),
     "/coaching/mentors": ({"name": "tina", "steps": ["offer"]}, ("ok", "ok", "403", "403")),
     "/coaching/mentors?own": ({"name": "tom", "steps": ["offer", "needs"]}, ("ok", "ok", "ok", "403")),  # own steps
-    "/coaching/notifications/{message}/retry": ({}, ("ok", "ok", "403", "403")),
+    "/coaching/notifications/{message}/retry": ({}, ("404", "404", "403", "403")),  # no such message
     "/account/language": ({"language": "en"}, ("ok", "ok", "ok", "ok")),
 }
 
@@ -163,8 +166,7 @@ async def test_every_role_against_every_action(world: dict[str, Any]) -> None:
                     wrong.append(f"anonymous POST {path}: {response.status}")
                 continue
             want = expected[("admin", "director", "trainer", "manager").index(role)]
-            got = "403" if response.status == 403 else "ok" if response.status not in (401, 500) else str(
-                response.status)
+            got = str(response.status) if response.status in (401, 403, 404, 500) else "ok"
             if got != want:
                 wrong.append(f"{role} POST {path}: {response.status} {await response.text()}, expected {want}")
     assert not wrong, "\n".join(wrong)

@@ -1,9 +1,13 @@
-"""Audit log: who changed what, when and why; filtered by actor, action, object and dates."""
+"""Audit log: who changed what, when and why; filtered by actor, action, object and dates.
+
+Admins read every entry; a director their own actions and the entries about the teams they lead
+(dashboards/access.py audit_reader). The JSON twin and the CSV export show the same entries."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from dashboards import access
 from dashboards.auth import Viewer
 from dashboards.web import Page, add_page, day, day_param, run, text
 from stepwatch import audit
@@ -15,8 +19,10 @@ async def audit_page(request: web.Request, who: Viewer) -> Page:
     q = request.query
     filters = {"actor": q.get("actor", ""), "action": q.get("action", ""), "object": q.get("object", ""),
                "since": day_param(q.get("since", ""), "since"), "until": day_param(q.get("until", ""), "until")}
+    reader = await run(request, access.audit_reader, who.user)
     found = await run(request, audit.entries, action=filters["action"] or None, actor=filters["actor"] or None,
-                      obj=filters["object"] or None, since=filters["since"], until=filters["until"], limit=LIMIT)
+                      obj=filters["object"] or None, since=filters["since"], until=filters["until"], limit=LIMIT,
+                      reader=reader)
     rows = [{"at": e.at, "actor": e.actor, "action": e.action, "object": e.object, "reason": e.reason,
              "details": e.details} for e in found]
     return Page("audit.html", {"filters": filters, "entries": rows, "limit": LIMIT}, title="audit.title",

@@ -15,10 +15,10 @@ from typing import Any
 from aiohttp import web
 
 import coaching
-from coaching import outbox
+from coaching import outbox, peers, permissions
 from coaching.lifecycle import STATES
 from collector import keys
-from dashboards import charts
+from dashboards import access, charts
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from dashboards.web import (
@@ -40,8 +40,8 @@ from dashboards.web import (
     uuid_id,
     whole,
 )
-from stepwatch import band_versions, flag_store, processes, teams, users
-from stepwatch.errors import InvalidInput
+from stepwatch import band_versions, flag_store, processes, users
+from stepwatch.errors import InvalidInput, NotFound
 
 LEADS = ("admin", "director")
 
@@ -61,7 +61,7 @@ async def board(request: web.Request, who: Viewer) -> Page:
     rows = [_row(a) for a in found]
     failed = []
     if who.role in LEADS and site:
-        failed = [_message(m) for m in await run(request, outbox.messages, site=site, status="failed", limit=20)]
+        failed = [_message(m) for m in await run(request, _failed_notifications, site, who.user)]
     today = datetime.now(UTC).date()
     data = {"site": site, "filters": {k: q.get(k, "") for k in ("state", "manager", "step", "team", "mentor")},
             "assignments": rows, "failed_notifications": failed,
@@ -79,12 +79,15 @@ async def assignment_page(request: web.Request, who: Viewer) -> Page:
     a = await run(request, coaching.get, assignment_id, who.user)
     evaluations = await run(request, coaching.evaluations, a.assignment_id, who.user)
     picture = await run(request, coaching.before_after, settings, a.assignment_id, who.user)
+    scope = await run(request, access.scope_of, who.user, a.site)
     moves = coaching.actions(who.user, a)
-    data = {"assignment": a.as_dict(), "evaluations": [e.as_dict() for e in evaluations],
-            "before_after": picture.as_dict(), "actions": sorted(moves.allowed), "refused": moves.refused}
+    shown = _peers_shown(scope, settings.peer_group_min, a, picture.as_dict())
+    data = {"assignment": a.as_dict(),
+            "evaluations": [_evaluation_shown(scope, settings.peer_group_min, e.as_dict()) for e in evaluations],
+            "before_after": shown, "actions": sorted(moves.allowed), "refused": moves.refused}
     _ = Translator(who.user.language)
     chart = charts.before_after(_, label=f"{a.manager} · {a.step}", days=picture.days,
-                                manager_ms=picture.manager_ms, peers_ms=picture.peers_ms, pre=picture.pre,
+                                manager_ms=picture.manager_ms, peers_ms=tuple(shown["peers_ms"]), pre=picture.pre,
                                 post=picture.post, target_ms=picture.target_ms, band_max_ms=picture.band_max_ms)
     return Page("coaching_assignment.html", data, title="coaching.assignment_title", table="evaluations",
                 columns=["checkpoint", "evaluated_at", "pre_since", "pre_until", "post_since", "post_until", "verdict",
@@ -100,14 +103,12 @@ async def new_assignment(request: web.Request, who: Viewer) -> Page:
                                "kind": "mentor_meeting", "target_minutes": "", "within_days": 28}
     if q.get("flag"):
         flag = await run(request, flag_store.get, q["flag"])
-        if who.role == "director" and flag.team not in who.user.teams:
-            from stepwatch.errors import Forbidden
-
-            raise Forbidden(f"flag {flag.flag_id} belongs to team {flag.team}, which you do not lead")
+        if not permissions.sees_flag(who.user, flag.team):
+            raise NotFound(f"no flag {q['flag']}")  # as for a flag that does not exist
         site = flag.site
         prefill.update(manager=flag.manager, step=flag.step, flag_id=flag.flag_id,
                        target_minutes=round(flag.reference_ms / 60_000, 1))
-    catalog = await run(request, _catalog, site, prefill["step"] or None)
+    catalog = await run(request, _catalog, site, prefill["step"] or None, who.user)
     if not prefill["target_minutes"] and prefill["step"]:
         bands = await run(request, band_versions.versions, site, prefill["step"])
         if bands:
@@ -119,8 +120,8 @@ async def new_assignment(request: web.Request, who: Viewer) -> Page:
 
 async def catalog_page(request: web.Request, who: Viewer) -> Page:
     site, site_names = await chosen_site(request)
-    data = {"site": site, **(await run(request, _catalog, site, None) if site else {"courses": [], "mentors": [],
-                                                                                   "steps": [], "trainers": []})}
+    data = {"site": site, **(await run(request, _catalog, site, None, who.user) if site else {
+        "courses": [], "mentors": [], "steps": [], "trainers": [], "managers": []})}
     return Page("coaching_catalog.html", data, title="coaching.catalog_title", table="courses",
                 context={"sites": site_names, "can_edit_courses": who.role in ("admin", "director", "trainer"),
                          "can_edit_mentors": who.role in LEADS})
@@ -143,11 +144,13 @@ def history(client: Any, settings: Any, user: Any, site: str, manager: str) -> l
     viewer may see, with its before/after data when it is done or evaluated (the latest few)."""
     found = coaching.list_assignments(client, site, user, manager=manager) if site else []
     found = sorted(found, key=lambda a: a.assigned_at, reverse=True)
+    scope = access.scope_of(client, user, site) if found else None
     rows, charted = [], 0
     for a in found:
         row = {**_row(a), "assigned_at": a.assigned_at, "before_after": None}
         if a.state in ("done", "evaluated") and charted < CHARTED:
-            row["before_after"] = coaching.before_after(client, settings, a.assignment_id, user).as_dict()
+            picture = coaching.before_after(client, settings, a.assignment_id, user).as_dict()
+            row["before_after"] = _peers_shown(scope, settings.peer_group_min, a, picture)  # type: ignore[arg-type]
             charted += 1
         rows.append(row)
     return rows
@@ -170,14 +173,47 @@ def history_charts(_: Translator, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return drawn
 
 
-def _catalog(client: Any, site: str, step: str | None) -> dict[str, Any]:
+def _catalog(client: Any, site: str, step: str | None, user: users.User) -> dict[str, Any]:
+    """The catalog and what the assign form picks from; `managers` are only those `user` may see."""
     process = processes.latest(client, site)
     courses = [c.as_dict() for c in coaching.list_courses(client, site, step=step)]
     mentors = [m.as_dict() for m in coaching.list_mentors(client, site, step=step)]
     trainers = [u.name for u in users.list_users(client) if u.role == "trainer" and not u.disabled]
-    members = teams.members(client, site)
+    scope = access.scope_of(client, user, site)
     return {"courses": courses, "mentors": mentors, "trainers": trainers,
-            "steps": [s.key for s in process.steps] if process else [], "managers": sorted(members)}
+            "steps": [s.key for s in process.steps] if process else [],
+            "managers": sorted(m for m in scope.team_of if scope.sees_manager(m))}
+
+
+def _peers_shown(scope: access.Scope, min_group: int, a: coaching.CoachingAssignment,
+                 picture: dict[str, Any]) -> dict[str, Any]:
+    """A before/after chart's data as the viewer may see it: the chart's peers are the rest of the
+    assignment's team, so they are shown as they are to whoever sees that team (coaching/peers.py)."""
+    return peers.before_after(picture, named=scope.sees_team(a.team), min_group=min_group)
+
+
+def _evaluation_shown(scope: access.Scope, min_group: int, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """A stored evaluation as the viewer may see it: the peers by name only to whoever sees each of them."""
+    figures = evaluation["figures"]
+    named = all(scope.sees_manager(m) for m in figures.get("peers") or [])
+    return {**evaluation, "figures": peers.evaluation_figures(figures, named=named, min_group=min_group)}
+
+
+def _failed_notifications(client: Any, site: str, user: users.User) -> list[outbox.OutboxMessage]:
+    """The site's notifications that failed for good, about assignments `user` may see."""
+    seen = {a.assignment_id for a in coaching.list_assignments(client, site, user)}
+    return [m for m in outbox.messages(client, site=site, status="failed", limit=200) if m.object in seen][:20]
+
+
+def _retry(client: Any, message_id: str, user: users.User) -> outbox.OutboxMessage:
+    """Retry a failed notification about an assignment `user` may see; any other is NotFound, as
+    for an id that does not exist."""
+    message = outbox.get(client, message_id)
+    try:
+        coaching.get(client, message.object, user)
+    except NotFound:
+        raise NotFound(f"no outbox message {message_id}") from None
+    return outbox.retry(client, message_id)
 
 
 def _row(a: coaching.CoachingAssignment) -> dict[str, Any]:
@@ -232,8 +268,9 @@ async def evaluate(request: web.Request, who: Viewer, fields: dict[str, Any]) ->
     settings = request.app[keys.SETTINGS]
     assignment_id = request.match_info["assignment_id"]
     stored = await run(request, coaching.evaluate_assignment, settings, assignment_id, who.user)
-    return {"evaluation": stored.as_dict(), "message": Translator(who.user.language)("coaching.evaluated",
-                                                                                     verdict=stored.verdict)}
+    scope = await run(request, access.scope_of, who.user, stored.site)
+    return {"evaluation": _evaluation_shown(scope, settings.peer_group_min, stored.as_dict()),
+            "message": Translator(who.user.language)("coaching.evaluated", verdict=stored.verdict)}
 
 
 async def _move(request: web.Request, who: Viewer, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -264,7 +301,7 @@ async def set_mentor(request: web.Request, who: Viewer, fields: dict[str, Any]) 
 
 
 async def retry_notification(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
-    message = await run(request, outbox.retry, request.match_info["message_id"])
+    message = await run(request, _retry, request.match_info["message_id"], who.user)
     return {"message_id": message.message_id, "status": message.status,
             "message": Translator(who.user.language)("coaching.retry_queued")}
 
