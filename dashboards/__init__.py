@@ -28,6 +28,8 @@ def setup(app: web.Application) -> None:
     secret = auth.secret_key(settings)
     app[auth.SESSIONS] = auth.Sessions(secret, settings.session_hours)
     app[auth.THROTTLE] = auth.LoginThrottle(settings.login_attempts_account, settings.login_attempts_address)
+    app[auth.PASSWORDS] = auth.PasswordChecks(settings.login_workers, settings.login_queue)
+    app.on_cleanup.append(auth.close_password_checks)
     pages_web.setup(app, secret)
     app.router.add_get("/", account.home)
     app.router.add_get("/login", account.login_form)

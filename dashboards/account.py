@@ -53,16 +53,20 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not request.app[auth.SESSIONS].login_form_ok(request.cookies.get(auth.LOGIN_COOKIE), str(form.get("csrf", ""))):
         return _login_page(request, error=_("login.expired"), name=name, status=403)
     throttle, address = request.app[auth.THROTTLE], auth.address(request)
-    wait = throttle.retry_after(name, address)
+    wait = throttle.attempt(name, address)  # counted before the check: concurrent guesses wait too
     if wait:
         return _login_page(request, error=_("login.throttled", minutes=max(1, round(wait / 60))), name=name,
                            status=429, retry_after=wait)
-    user = await run(request, users.check_password, name, password[:1024])
+    try:
+        user = await request.app[auth.PASSWORDS].check(request, name, password[:1024])
+    except auth.LoginsBusy:
+        throttle.withdraw(name, address)  # not checked, so not counted
+        return _login_page(request, error=_("login.busy"), name=name, status=429, retry_after=auth.BUSY_RETRY_S)
     if user is None:
-        throttle.failed(name, address)
         return _login_page(request, error=_("login.wrong"), name=name, status=401)
-    throttle.succeeded(name)
-    value, _csrf = request.app[auth.SESSIONS].issue(user)
+    throttle.succeeded(name, address)
+    session_id = await run(request, users.start_session, user.name)
+    value, _csrf = request.app[auth.SESSIONS].issue(user, session_id)
     response = web.HTTPSeeOther(safe_next(str(form.get("next", "")) or "/"))
     auth.set_session_cookie(request, response, value)
     response.del_cookie(auth.LOGIN_COOKIE, path="/login")
@@ -74,6 +78,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     if who is not None and not auth.csrf_ok(request, who, str(form.get("csrf", ""))):
         raise web.HTTPForbidden(reason="missing or wrong CSRF token")
+    if who is not None and who.session:
+        await run(request, users.end_session, who.session)  # a copy of the cookie stops working too
     response = web.HTTPSeeOther("/login")
     response.del_cookie(auth.SESSION_COOKIE, path="/")
     raise response

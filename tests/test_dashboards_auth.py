@@ -157,7 +157,8 @@ async def test_single_sign_on_header_only_when_configured(aiohttp_client: Any, s
     plain = await aiohttp_client(create_app(settings.model_copy(update={"secret_key": SECRET})))
     assert (await plain.get("/api/v1/audit", headers={"X-Remote-User": "ada"})).status == 401
     sso = await aiohttp_client(create_app(settings.model_copy(update={"secret_key": SECRET,
-                                                                      "sso_header": "X-Remote-User"})))
+                                                                      "sso_header": "X-Remote-User",
+                                                                      "trusted_proxies": "127.0.0.1"})))
     assert (await sso.get("/api/v1/audit", headers={"X-Remote-User": "ada"})).status == 200
     assert (await sso.get("/api/v1/audit", headers={"X-Remote-User": "ghost"})).status == 401
 

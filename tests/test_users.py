@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from stepwatch import storage, users
+from stepwatch import audit, storage, users
+from stepwatch.cli import build_parser
 from stepwatch.errors import Conflict, InvalidInput, NotFound
 from tests.helpers import run_cli
 
@@ -70,3 +72,90 @@ def test_users_cli(tmp_path: Path) -> None:
     assert code == 1 and "--manager-id" in err
     code, out, err = run_cli("tokens", "add", "max", "--name", "script", env=env)
     assert code == 0 and "swt_" in out, err
+
+
+def cli(client: storage.Client, *argv: str) -> str:
+    """Run a `stepwatch` command in this process on the test's database (as `serve` runs a forwarded one)."""
+    args = build_parser().parse_args(list(argv))
+    out = io.StringIO()
+    assert args.func(args, client, out) == 0
+    return out.getvalue()
+
+
+def test_tokens_list_shows_when_each_was_last_used_and_never_the_token(client: storage.Client) -> None:
+    users.add_user(client, "ann", "admin", "long enough pw", actor="root")
+    users.add_user(client, "max", "manager", "long enough pw", manager_id="manager-42", actor="root")
+    used = users.create_token(client, "ann", "nightly export", actor="root")
+    unused = users.create_token(client, "max", "lms sync", actor="root")
+    assert users.user_for_token(client, used) is not None
+    listed = json.loads(cli(client, "tokens", "list", "--json"))
+    assert [(t["name"], t["user"], t["revoked"]) for t in listed] == [("nightly export", "ann", False),
+                                                                     ("lms sync", "max", False)]
+    assert listed[0]["last_used"] is not None and listed[1]["last_used"] is None
+    assert all(t["created"] for t in listed)
+    table = cli(client, "tokens", "list")
+    assert "last used" in table and "never" in table and " UTC" in table
+    assert used not in table and unused not in table
+    assert users.list_tokens(client, "ann")[0].token_hash not in table  # the id is a short prefix only
+    assert [t["user"] for t in json.loads(cli(client, "tokens", "list", "max", "--json"))] == ["max"]
+    with pytest.raises(NotFound):
+        cli(client, "tokens", "list", "ghost")
+
+
+def test_tokens_revoke_by_name_or_id(client: storage.Client) -> None:
+    users.add_user(client, "ann", "admin", "long enough pw", actor="root")
+    users.add_user(client, "max", "manager", "long enough pw", manager_id="manager-42", actor="root")
+    first = users.create_token(client, "ann", "script", actor="root")
+    second = users.create_token(client, "max", "script", actor="root")
+    with pytest.raises(Conflict, match="several tokens"):  # the name is ambiguous: the id is asked for
+        cli(client, "tokens", "revoke", "script")
+    max_token = users.list_tokens(client, "max")[0]
+    assert "revoked" in cli(client, "tokens", "revoke", max_token.id, "--reason", "laptop stolen")
+    assert users.user_for_token(client, second) is None
+    assert users.user_for_token(client, first) is not None
+    cli(client, "tokens", "revoke", "script")  # now only one active token has the name
+    assert users.user_for_token(client, first) is None
+    assert [t.revoked for t in users.list_tokens(client)] == [True, True]
+    entries = audit.entries(client, action="token.revoke")
+    assert {(e.object, e.details["name"]) for e in entries} == {("ann", "script"), ("max", "script")}
+    assert "laptop stolen" in {e.reason for e in entries}
+    with pytest.raises(NotFound):
+        cli(client, "tokens", "revoke", "nothing-like-it")
+
+
+def test_users_disable_and_enable(client: storage.Client) -> None:
+    users.add_user(client, "max", "manager", "long enough pw", manager_id="manager-42", actor="root")
+    token = users.create_token(client, "max", "script", actor="root")
+    session = users.start_session(client, "max")
+    assert users.session_user(client, "max", session) is not None
+    out = cli(client, "users", "disable", "max", "--reason", "left")
+    assert "1 login(s) ended, 1 token(s) revoked" in out
+    assert users.get_user(client, "max").disabled
+    assert users.session_user(client, "max", session) is None
+    assert users.user_for_token(client, token) is None
+    assert users.check_password(client, "max", "long enough pw") is None
+    cli(client, "users", "enable", "max")
+    assert users.check_password(client, "max", "long enough pw") is not None
+    assert users.session_user(client, "max", session) is None  # what disabling ended stays ended
+    assert users.user_for_token(client, token) is None
+    assert [(e.action, e.actor.startswith("cli:")) for e in audit.entries(client, obj="max", action="user.")][:2] \
+        == [("user.enable", True), ("user.disable", True)]
+    with pytest.raises(NotFound):
+        cli(client, "users", "disable", "ghost")
+
+
+def test_a_session_ends_at_logout_and_only_that_one(client: storage.Client) -> None:
+    users.add_user(client, "ann", "admin", "long enough pw", actor="root")
+    laptop, phone = users.start_session(client, "ann"), users.start_session(client, "ann")
+    users.end_session(client, laptop)
+    assert users.session_user(client, "ann", laptop) is None
+    assert users.session_user(client, "ann", phone) is not None
+    assert users.session_user(client, "ann", "made-up-id") is None
+    assert users.end_sessions(client, "ann") == 1
+
+
+@pytest.mark.parametrize("token", ["", "swt_", "é", "swt_é" * 10, "swt_" + "a" * 500, "swt_\udce9" * 8,
+                                   "Bearer swt_" + "a" * 40])
+def test_a_token_that_cannot_be_one_is_refused_without_a_lookup(client: storage.Client, token: str) -> None:
+    assert not users.token_shaped(token)
+    assert users.user_for_token(client, token) is None

@@ -56,10 +56,48 @@ def cmd_users_list(args: argparse.Namespace, client: Client, out: IO[str]) -> in
     return 0
 
 
+def cmd_users_disable(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    sessions, tokens = users.disable_user(client, args.name, actor=audit.cli_actor(), reason=args.reason)
+    out.write(f"user {args.name} disabled: {sessions} login(s) ended, {tokens} token(s) revoked\n")
+    return 0
+
+
+def cmd_users_enable(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    users.enable_user(client, args.name, actor=audit.cli_actor(), reason=args.reason)
+    out.write(f"user {args.name} enabled: they can sign in again (their old tokens stay revoked)\n")
+    return 0
+
+
 def cmd_tokens_add(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
     token = users.create_token(client, args.user, args.name, actor=audit.cli_actor())
     out.write(f"API token {args.name} for {args.user}: {token}\n  (shown once; send it as Authorization: Bearer)\n")
     return 0
+
+
+def cmd_tokens_list(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    if args.user:
+        users.get_user(client, args.user)  # an unknown name is an error, not an empty list
+    listed = [{"id": t.id, "name": t.name, "user": t.user, "created": t.created_at.isoformat(),
+               "last_used": t.last_used_at.isoformat() if t.last_used_at else None, "revoked": t.revoked}
+              for t in users.list_tokens(client, args.user)]
+    if args.json:
+        out.write(json.dumps(listed) + "\n")
+        return 0
+    out.write(_line("id", "name", "user", "created", "last used", "revoked"))
+    for t in listed:
+        out.write(_line(t["id"], t["name"], t["user"], _when(t["created"]), _when(t["last_used"]) or "never",
+                        "yes" if t["revoked"] else "no"))
+    return 0
+
+
+def cmd_tokens_revoke(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    token = users.revoke_token(client, args.token, actor=audit.cli_actor(), reason=args.reason)
+    out.write(f"API token {token.name} ({token.id}) of {token.user} revoked\n")
+    return 0
+
+
+def _when(iso: str | None) -> str:
+    return iso[:19].replace("T", " ") + " UTC" if iso else ""
 
 
 def register(sub: Any) -> None:
@@ -82,6 +120,14 @@ def register(sub: Any) -> None:
     a = user_sub.add_parser("list", help="list accounts")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_users_list)
+    a = user_sub.add_parser("disable", help="refuse an account's logins; ends its sessions and revokes its tokens")
+    a.add_argument("name")
+    a.add_argument("--reason", default="", help="why (kept in the audit log)")
+    a.set_defaults(func=cmd_users_disable)
+    a = user_sub.add_parser("enable", help="let a disabled account sign in again (its tokens stay revoked)")
+    a.add_argument("name")
+    a.add_argument("--reason", default="", help="why (kept in the audit log)")
+    a.set_defaults(func=cmd_users_enable)
 
     p = sub.add_parser("tokens", help="API tokens (Bearer) for scripts, with the scope of their user")
     token_sub = p.add_subparsers(title="token commands", metavar="ACTION", required=True)
@@ -89,3 +135,11 @@ def register(sub: Any) -> None:
     a.add_argument("user")
     a.add_argument("--name", required=True, help="what the token is for")
     a.set_defaults(func=cmd_tokens_add)
+    a = token_sub.add_parser("list", help="tokens (of one user): id, name, created, last used; never the token")
+    a.add_argument("user", nargs="?", default=None)
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_tokens_list)
+    a = token_sub.add_parser("revoke", help="revoke a token, by its id or its name")
+    a.add_argument("token", metavar="ID-or-NAME")
+    a.add_argument("--reason", default="", help="why (kept in the audit log)")
+    a.set_defaults(func=cmd_tokens_revoke)
