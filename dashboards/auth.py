@@ -104,7 +104,7 @@ class Sessions:
             token = self._login.loads(cookie, max_age=3600)
         except BadSignature:
             return False
-        return isinstance(token, str) and hmac.compare_digest(token, supplied)
+        return isinstance(token, str) and same_secret(token, supplied)
 
 
 def fingerprint(user: User) -> str:
@@ -288,7 +288,13 @@ def csrf_ok(request: web.Request, who: Viewer, supplied: str | None) -> bool:
     """A browser (cookie or single sign-on) must echo its CSRF token; only a Bearer token needs none."""
     if who.via == "token":
         return True
-    return bool(supplied) and bool(who.csrf) and hmac.compare_digest(who.csrf.encode(), (supplied or "").encode())
+    return bool(supplied) and bool(who.csrf) and same_secret(who.csrf, supplied or "")
+
+
+def same_secret(expected: str, supplied: str) -> bool:
+    """A constant-time comparison that takes any text: compare_digest refuses non-ASCII strings, and a
+    header can hold bytes that are not even UTF-8. Our secrets are ASCII, so nothing replaced can match."""
+    return hmac.compare_digest(expected.encode(), supplied.encode("utf-8", "replace"))
 
 
 def address(request: web.Request) -> str:

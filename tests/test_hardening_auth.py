@@ -174,10 +174,12 @@ async def test_bearer_token_posts_need_no_csrf_token(api: Any, client: storage.C
 # -- 3. malformed credentials: 401 or 403, never 5xx ---------------------------------------------------
 
 
-async def raw_get(api: Any, path: str, header: bytes) -> int:
-    """A GET with one header line sent as raw bytes (as curl sends them: not necessarily UTF-8)."""
+async def raw_request(api: Any, method: str, path: str, header: bytes, cookie: str = "") -> int:
+    """A request with one header line sent as raw bytes (as curl sends them: not necessarily UTF-8)."""
     reader, writer = await asyncio.open_connection(api.host, api.port)
-    writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + header + b"\r\n\r\n")
+    extra = f"Cookie: {cookie}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n" if cookie else ""
+    writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}".encode() + header
+                 + b"\r\n\r\n" + (b"{}" if cookie else b""))
     await writer.drain()
     status_line = await reader.readline()
     writer.close()
@@ -194,7 +196,7 @@ async def raw_get(api: Any, path: str, header: bytes) -> int:
     b"Bearer swt_\x80\xff",
 ])
 async def test_malformed_bearer_tokens_get_401(api: Any, header: bytes) -> None:
-    assert await raw_get(api, "/api/v1/audit", b"Authorization: " + header) == 401
+    assert await raw_request(api, "GET", "/api/v1/audit", b"Authorization: " + header) == 401
 
 
 async def test_a_non_ascii_csrf_token_is_refused_not_an_error(api: Any) -> None:
@@ -202,6 +204,16 @@ async def test_a_non_ascii_csrf_token_is_refused_not_an_error(api: Any) -> None:
     response = await api.post("/api/v1/account/language", json={"language": "ru"}, headers={"X-CSRF-Token": "é"})
     assert response.status == 403
     response = await api.post("/account/language", data={"language": "ru", "csrf": "é"}, allow_redirects=False)
+    assert response.status == 403
+    cookie = "stepwatch_session=" + cookie_of(api)
+    for header in (b"X-CSRF-Token: \xe9", b"X-CSRF-Token: \xed\xa0\x80"):  # not UTF-8; a lone surrogate
+        assert await raw_request(api, "POST", "/api/v1/account/language", header, cookie=cookie) == 403
+
+
+async def test_a_non_ascii_login_form_token_is_refused_not_an_error(api: Any) -> None:
+    await api.get("/login")
+    response = await api.post("/login", data={"name": "dora", "password": "x" * 12, "csrf": "é"},
+                              allow_redirects=False)
     assert response.status == 403
 
 
