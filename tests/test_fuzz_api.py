@@ -176,6 +176,7 @@ def fuzz_operation(operation: Any, seeded: Seeded, session: requests.Session, he
     fields = _body_fields(operation)
     extra = {"Origin": ORIGIN} if operation.path.startswith("/v1/") else {}
     counts = statuses.setdefault(operation.label, {})
+    html_twin = operation.method.upper() == "GET" and operation.path.startswith("/api/v1/")
 
     @settings(max_examples=examples, deadline=None, database=None,
               derandomize=not os.environ.get("STEPWATCH_FUZZ_RANDOM"), phases=[Phase.explicit, Phase.generate],
@@ -204,6 +205,7 @@ def fuzz_operation(operation: Any, seeded: Seeded, session: requests.Session, he
                 del case.body["course_id"]
         elif isinstance(case.body, dict):
             _mix(data, case.body, seeded.real)
+        session.cookies.clear()  # each request as the caller alone (an answer may have set a cookie)
         try:
             response = case.call(base_url=seeded.base, session=session, headers={**headers, **extra},
                                  timeout=TIMEOUT_S, allow_redirects=False)
@@ -211,5 +213,15 @@ def fuzz_operation(operation: Any, seeded: Seeded, session: requests.Session, he
             raise AssertionError(f"no answer in {TIMEOUT_S} s: {case.as_curl_command()}") from None
         counts[response.status_code] = counts.get(response.status_code, 0) + 1
         assert response.status_code < 500, f"{response.status_code} {response.text[:300]}\n{case.as_curl_command()}"
+        if html_twin and data.draw(st.booleans(), label="the HTML page too"):
+            # the same handler rendered as a page (a Bearer token signs a page request in too)
+            url = seeded.base + case.formatted_path.removeprefix("/api/v1")
+            try:
+                page = session.get(url, params=case.query, headers=headers, timeout=TIMEOUT_S,
+                                   allow_redirects=False)
+            except requests.Timeout:
+                raise AssertionError(f"no answer in {TIMEOUT_S} s: GET {url} {case.query}") from None
+            counts[page.status_code] = counts.get(page.status_code, 0) + 1
+            assert page.status_code < 500, f"{page.status_code} {page.text[:300]}\nGET {url} {case.query}"
 
     fuzz()
