@@ -162,12 +162,27 @@ class Param:
             if where == "path":
                 raise NotFound(f"no {name.removesuffix('_id')} {text[:80]}", field=name)
             raise InvalidInput(f"{name} must be an id like 3f2b8c1e-5d4a-4f7e-9c61-0a8b7d6e5f40", field=name)
-        if kind == "date":
-            day_param(text, name)
-        elif kind == "datetime":
-            moment_param(text, name)
+        if kind in ("date", "datetime"):
+            self._check_moment(text, where)
         elif kind == "enum" and text not in self.choices:
             raise InvalidInput(f"{name} must be one of {', '.join(self.choices)}", field=name)
+
+    def _check_moment(self, text: str, where: str) -> None:
+        """A date the storage cannot hold is refused everywhere; one that does not parse is refused here
+        for the query, while in a body the handler parses it and says so in the viewer's language."""
+        try:
+            if self.kind == "date":
+                day_param(text, self.name)
+            else:
+                moment_param(text, self.name)
+        except InvalidInput:
+            parses = True
+            try:
+                (date if self.kind == "date" else datetime).fromisoformat(text)
+            except ValueError:
+                parses = False
+            if parses or where != "body":
+                raise
 
     def _check_number(self, value: Any) -> None:
         name = self.name
