@@ -36,7 +36,8 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/login", account.login)
     app.router.add_post("/logout", account.logout)
     pages_web.add_action(app, "/account/language", account.set_language, roles=pages_web.ALL_ROLES,
-                         name="account_language", body=(pages_web.choice("language", LANGUAGES, required=True),))
+                         name="account_language", body=(pages_web.choice("language", LANGUAGES, required=True),),
+                         response=pages_web.answer(language="string", message="string"))
     app.router.add_static("/static/", STATIC, name="static", append_version=False)
     app.router.add_get("/openapi.json", openapi.openapi)
     for module in page_modules():

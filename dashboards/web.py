@@ -235,6 +235,15 @@ def names(name: str, description: str = "", *, required: bool = False) -> Param:
     return Param(name, "list", description, required)
 
 
+def answer(**fields: str) -> dict[str, Any]:
+    """The JSON Schema of an answer from its top-level fields and their JSON types ("object?": or null),
+    for /openapi.json: answer(site="string", flags="array", analysis="object?")."""
+    return {"type": "object", "required": sorted(fields), "properties": {
+        name: {"type": [kind.rstrip("?"), "null"] if kind.endswith("?") else kind} for name, kind in fields.items()}}
+
+
+DONE = {"message": "string"}  # what every action answers besides its own fields: the sentence a page shows
+
 SITE = text("site", "the site's name (default: the first site)")
 FORMAT = choice("format", ("json", "csv"), "csv: the page's main table as CSV")
 

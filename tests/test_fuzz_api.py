@@ -2,9 +2,11 @@
 
 Schemathesis generates each operation's path, query and body from the document (values that fit
 the schemas, and values that break them), as three callers: anonymous, an admin's API token and a
-manager's. To reach the handlers, and not only the checks in front of them, real values are mixed
-in: the site's name and public key, existing flag and assignment ids, step keys, manager ids, teams,
-dates near today. The server runs in a thread of this process, on the real engine, seeded once.
+manager's; each GET of the JSON API is also asked for as its HTML page, and a 200 from the JSON API
+must match the answer the document describes. To reach the handlers, and not only the checks in
+front of them, real values are mixed in: the site's name and public key, existing flag and
+assignment ids, step keys, manager ids, teams, dates near today. The server runs in a thread of this
+process, on the real engine, seeded once.
 
 Bounded to about two minutes: examples per operation are set per caller (an admin reaches every
 handler; an anonymous caller is refused at the door). Generation is derandomized so the suite is
@@ -24,6 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import requests
 import schemathesis
@@ -177,6 +180,8 @@ def fuzz_operation(operation: Any, seeded: Seeded, session: requests.Session, he
     extra = {"Origin": ORIGIN} if operation.path.startswith("/v1/") else {}
     counts = statuses.setdefault(operation.label, {})
     html_twin = operation.method.upper() == "GET" and operation.path.startswith("/api/v1/")
+    answer = (operation.definition.raw["responses"]["200"].get("content", {}).get("application/json", {})
+              .get("schema") if operation.path.startswith("/api/v1/") else None)
 
     @settings(max_examples=examples, deadline=None, database=None,
               derandomize=not os.environ.get("STEPWATCH_FUZZ_RANDOM"), phases=[Phase.explicit, Phase.generate],
@@ -213,6 +218,12 @@ def fuzz_operation(operation: Any, seeded: Seeded, session: requests.Session, he
             raise AssertionError(f"no answer in {TIMEOUT_S} s: {case.as_curl_command()}") from None
         counts[response.status_code] = counts.get(response.status_code, 0) + 1
         assert response.status_code < 500, f"{response.status_code} {response.text[:300]}\n{case.as_curl_command()}"
+        if answer is not None and response.status_code == 200 and case.query.get("format") != "csv":
+            try:
+                jsonschema.validate(response.json(), answer)
+            except jsonschema.ValidationError as exc:
+                raise AssertionError(f"the answer is not as documented: {exc.message}\n"
+                                     f"{case.as_curl_command()}") from None
         if html_twin and data.draw(st.booleans(), label="the HTML page too"):
             # the same handler rendered as a page (a Bearer token signs a page request in too)
             url = seeded.base + case.formatted_path.removeprefix("/api/v1")

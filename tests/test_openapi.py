@@ -73,6 +73,8 @@ async def test_every_operation_declares_parameters_body_and_responses(served: tu
             assert "200" in op["responses"] and op["responses"]["200"].get("content"), where
             if path.startswith("/api/v1/"):
                 assert any(code in op["responses"] for code in ("400", "401", "403", "404")), where
+                answer = op["responses"]["200"]["content"]["application/json"]["schema"]
+                assert answer.get("required") and set(answer["required"]) <= set(answer["properties"]), where
             if method == "post":
                 body = op["requestBody"]["content"]["application/json"]["schema"]
                 assert body.get("type") == "object" or "$ref" in body, where

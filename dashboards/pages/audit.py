@@ -9,7 +9,7 @@ from aiohttp import web
 
 from dashboards import access
 from dashboards.auth import Viewer
-from dashboards.web import Page, add_page, day, day_param, run, text
+from dashboards.web import Page, add_page, answer, day, day_param, run, text
 from stepwatch import audit
 
 LIMIT = 500
@@ -32,4 +32,5 @@ async def audit_page(request: web.Request, who: Viewer) -> Page:
 def register(app: web.Application) -> None:
     add_page(app, "/audit", audit_page, roles=("admin", "director"), name="audit", query=(
         text("actor", "who acted"), text("action", "what was done, e.g. band.set"),
-        text("object", "what it was done to"), day("since", "first day"), day("until", "last day")))
+        text("object", "what it was done to"), day("since", "first day"), day("until", "last day")),
+             response=answer(filters="object", entries="array", limit="integer"))

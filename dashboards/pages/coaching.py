@@ -23,11 +23,13 @@ from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from dashboards.web import (
     ALL_ROLES,
+    DONE,
     SITE,
     Page,
     Param,
     add_action,
     add_page,
+    answer,
     choice,
     chosen_site,
     day,
@@ -372,15 +374,23 @@ def register(app: web.Application) -> None:
     one = (Param("assignment_id", "assignment_id", "the assignment's id, or its first 6 characters or more",
                  required=True),)
     add_page(app, "/coaching", board, roles=ALL_ROLES, name="coaching", query=(
-        SITE, choice("state", STATES), text("manager"), text("step"), text("team"), text("mentor")))
+        SITE, choice("state", STATES), text("manager"), text("step"), text("team"), text("mentor")),
+             response=answer(site="string", filters="object", assignments="array", failed_notifications="array",
+                             overdue="integer"))
     add_page(app, "/coaching/new", new_assignment, roles=LEADS, name="coaching_new", query=(
-        SITE, uuid_id("flag", "fill the form from this drawdown flag"), text("manager"), text("step")))
+        SITE, uuid_id("flag", "fill the form from this drawdown flag"), text("manager"), text("step")),
+             response=answer(site="string", prefill="object", courses="array", mentors="array", trainers="array",
+                             steps="array", managers="array", due_default="string"))
     add_page(app, "/coaching/catalog", catalog_page, roles=("admin", "director", "trainer"), name="coaching_catalog",
-             query=(SITE,))
+             query=(SITE,), response=answer(site="string", courses="array", mentors="array", trainers="array",
+                                            steps="array", managers="array"))
     add_page(app, "/coaching/effectiveness", effectiveness_page, roles=("admin", "director", "trainer"),
-             name="coaching_effectiveness", query=(SITE,))
+             name="coaching_effectiveness", query=(SITE,), response=answer(site="string", rows="array"))
     add_page(app, "/coaching/assignments/{assignment_id}", assignment_page, roles=ALL_ROLES,
-             name="coaching_assignment", path_params=one)
+             name="coaching_assignment", path_params=one,
+             response=answer(assignment="object", evaluations="array", before_after="object", actions="array",
+                             refused="object"))
+    moved = answer(assignment="object", **DONE)
     add_action(app, "/coaching/assign", assign, roles=LEADS, name="coaching_assign", query=(SITE,), body=(
         text("site", "default: the only site"), text("manager", required=True), text("step", required=True),
         choice("kind", KINDS, required=True),
@@ -390,26 +400,29 @@ def register(app: web.Application) -> None:
         text("course_id", "a course (kind course)"), text("mentor", "the mentor or the course's trainer"),
         text("note"), uuid_id("flag_id", "the drawdown flag this answers"),
         whole("pre_days", 0, 3650, "days measured before (default 14)"),
-        whole("post_days", 0, 3650, "days measured after (default 14)")))
+        whole("post_days", 0, 3650, "days measured after (default 14)")), response=moved)
     add_action(app, "/coaching/assignments/{assignment_id}/schedule", schedule, roles=ALL_ROLES,
                name="coaching_schedule", path_params=one,
-               body=(moment("meeting_at", "when (UTC unless an offset is given)", required=True), text("reason")))
+               body=(moment("meeting_at", "when (UTC unless an offset is given)", required=True), text("reason")),
+               response=moved)
     add_action(app, "/coaching/assignments/{assignment_id}/done", done, roles=ALL_ROLES, name="coaching_done",
-               path_params=one, body=(text("note"),))
+               path_params=one, body=(text("note"),), response=moved)
     add_action(app, "/coaching/assignments/{assignment_id}/cancel", cancel, roles=ALL_ROLES, name="coaching_cancel",
-               path_params=one, body=(text("reason", "why", required=True),))
+               path_params=one, body=(text("reason", "why", required=True),), response=moved)
     add_action(app, "/coaching/assignments/{assignment_id}/evaluate", evaluate, roles=ALL_ROLES,
-               name="coaching_evaluate", path_params=one)
+               name="coaching_evaluate", path_params=one, response=answer(evaluation="object", **DONE))
     add_action(app, "/coaching/courses", add_course, roles=("admin", "director", "trainer"),
                name="coaching_course_add", query=(SITE,), body=(
                    text("site"), text("title", required=True), names("steps", "the steps it teaches"),
                    text("description"), text("link"), whole("expected_minutes", 0, 100_000), flag("self_paced"),
-                   text("reason")))
+                   text("reason")), response=answer(course="object", **DONE))
     add_action(app, "/coaching/mentors", set_mentor, roles=("admin", "director", "trainer"), name="coaching_mentor",
                query=(SITE,), body=(text("site"), text("name", "the mentor's account", required=True),
-                                    names("steps", "the steps they mentor"), text("reason")))
+                                    names("steps", "the steps they mentor"), text("reason")),
+               response=answer(mentor="object", **DONE))
     add_action(app, "/coaching/notifications/{message_id}/retry", retry_notification, roles=LEADS,
-               name="coaching_retry", path_params=(uuid_id("message_id", "the notification's id", required=True),))
+               name="coaching_retry", path_params=(uuid_id("message_id", "the notification's id", required=True),),
+               response=answer(message_id="string", status="string", **DONE))
 
 
 

@@ -30,11 +30,13 @@ from dashboards.pages.overview import (
     teams_in_view,
 )
 from dashboards.web import (
+    DONE,
     SITE,
     ActionHandler,
     Page,
     add_action,
     add_page,
+    answer,
     choice,
     chosen_site,
     route_paths,
@@ -219,9 +221,14 @@ def register(app: web.Application) -> None:
         SITE, text("manager", "one manager's flags"), text("step", "one step's flags"),
         choice("kind", KINDS), choice("status", (*STATUSES, "active", "all"), "default: active"),
         text("team", "one team's flags"), choice("sort", SORTS, "default: impact"),
-        whole("page", 1, 1_000_000, "which page of 100 flags (default 1)")))
-    add_page(app, "/drawdowns/{flag_id}", drawdown_page, roles=ROLES, name="drawdown", path_params=(flag_id,))
+        whole("page", 1, 1_000_000, "which page of 100 flags (default 1)")),
+             response=answer(site="string", sites="array", filters="object", teams="array", steps="array",
+                             kinds="array", statuses="array", total="integer", page="integer", pages="integer",
+                             per_page="integer", flags="array"))
+    add_page(app, "/drawdowns/{flag_id}", drawdown_page, roles=ROLES, name="drawdown", path_params=(flag_id,),
+             response=answer(flag="object", history="array", actions="array", links="object"))
+    moved = answer(flag_id="string", from_status="string", status="string", **DONE)
     for name, target in MOVES.items():
         add_action(app, f"/drawdowns/{{flag_id}}/{name}", _mover(name, target), roles=ROLES, name=f"drawdown_{name}",
                    path_params=(flag_id,), body=(text("reason", "why (required to dismiss or reopen)",
-                                                      required=name in ("dismiss", "reopen")),))
+                                                      required=name in ("dismiss", "reopen")),), response=moved)

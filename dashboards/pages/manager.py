@@ -29,7 +29,7 @@ from dashboards import access, charts
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from dashboards.pages import coaching as coaching_pages
-from dashboards.web import SITE, Page, add_page, choice, chosen_site, day, day_param, run, text
+from dashboards.web import SITE, Page, add_page, answer, choice, chosen_site, day, day_param, run, text
 from stepwatch import band_versions, figures, flag_store, processes
 from stepwatch.errors import InvalidInput, NotFound
 from stepwatch.settings import Settings
@@ -232,9 +232,11 @@ async def manager_page(request: web.Request, who: Viewer) -> Page:
 PERIOD = (day("since", "first day of the window (default: the analysis window ending today)"),
           day("until", "last day of the window (default: today)"))
 TABLE = choice("table", ("steps", "flags"), "which table ?format=csv exports")
+FIGURES = answer(site="string", manager="string", team="string", period="object", metric="string",
+                 analysis="object?", steps="array", flags="array", sites="array", coaching="array")
 
 
 def register(app: web.Application) -> None:
     add_page(app, "/managers/{manager}", manager_page, roles=("admin", "director", "trainer", "manager"),
              name="manager", path_params=(text("manager", "the manager's id", required=True),),
-             query=(SITE, *PERIOD, TABLE))
+             query=(SITE, *PERIOD, TABLE), response=FIGURES)

@@ -15,7 +15,7 @@ from collector import keys
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from dashboards.pages import coaching as coaching_pages
-from dashboards.pages.manager import PERIOD, TABLE, csv_table, manager_data, period_of, segment, step_charts
+from dashboards.pages.manager import FIGURES, PERIOD, TABLE, csv_table, manager_data, period_of, segment, step_charts
 from dashboards.web import SITE, Page, add_page, chosen_site, run
 from stepwatch.errors import Forbidden
 
@@ -40,4 +40,5 @@ async def me_page(request: web.Request, who: Viewer) -> Page:
 
 def register(app: web.Application) -> None:
     # other roles get 403 ("the admin role may not open this"): they have no figures of their own
-    add_page(app, "/me", me_page, roles=("manager",), name="me", query=(SITE, *PERIOD, TABLE))
+    add_page(app, "/me", me_page, roles=("manager",), name="me", query=(SITE, *PERIOD, TABLE),
+             response=FIGURES)

@@ -22,7 +22,7 @@ from collector import keys
 from dashboards.access import Scope, scope_of
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
-from dashboards.web import SITE, Page, add_page, choice, chosen_site, day, day_param, run, text
+from dashboards.web import SITE, Page, add_page, answer, choice, chosen_site, day, day_param, run, text
 from stepwatch import band_versions, flag_store, overview_figures, processes, teams
 from stepwatch.errors import Forbidden, InvalidInput, NotFound
 from stepwatch.users import User
@@ -265,4 +265,7 @@ def register(app: web.Application) -> None:
     add_page(app, "/overview", overview_page, roles=ROLES, name="overview", query=(
         SITE, text("team", "one team's managers"), text("step", "one step of the process"),
         day("since", "first day of a chosen window"), day("until", "last day of a chosen window"),
-        choice("table", ("heatmap", "top_drawdowns"), "which table ?format=csv exports")))
+        choice("table", ("heatmap", "top_drawdowns"), "which table ?format=csv exports")),
+             response=answer(site="string", sites="array", filters="object", window="object", teams="array",
+                             steps="array", step_options="array", min_sessions="integer", kpis="object",
+                             heatmap="array", top_drawdowns="array"))

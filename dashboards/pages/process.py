@@ -15,7 +15,7 @@ from clickhouse_connect.driver.client import Client
 
 from dashboards.auth import Viewer, is_https
 from dashboards.pages.overview import ROLES
-from dashboards.web import SITE, Page, add_page, choice, chosen_site, run
+from dashboards.web import SITE, Page, add_page, answer, choice, chosen_site, run
 from stepwatch import processes, sites
 
 STEP_COLUMNS = ["position", "key", "title", "patterns"]
@@ -65,4 +65,6 @@ async def process_page(request: web.Request, who: Viewer) -> Page:
 
 def register(app: web.Application) -> None:
     add_page(app, "/process", process_page, roles=ROLES, name="process",
-             query=(SITE, choice("table", ("steps", "history"), "which table ?format=csv exports")))
+             query=(SITE, choice("table", ("steps", "history"), "which table ?format=csv exports")),
+             response=answer(site="string", sites="array", process="object?", steps="array", history="array",
+                             tracker="object?"))

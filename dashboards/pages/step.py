@@ -40,7 +40,7 @@ from dashboards.pages.manager import (
     segment,
     stats_fields,
 )
-from dashboards.web import SITE, Page, add_action, add_page, choice, chosen_site, day, run, text, whole
+from dashboards.web import DONE, SITE, Page, add_action, add_page, answer, choice, chosen_site, day, run, text, whole
 from stepwatch import band_versions, figures, processes, sites, teams
 from stepwatch.errors import Forbidden, InvalidInput, NotFound
 from stepwatch.settings import Settings
@@ -327,11 +327,16 @@ async def set_band(request: web.Request, who: Viewer, fields: dict[str, Any]) ->
 def register(app: web.Application) -> None:
     # a manager account gets 403: these pages compare managers with each other (its own are at /me)
     step = text("step", "the step's key", required=True)
-    add_page(app, "/steps", steps_page, roles=VIEW_ROLES, name="steps", query=(SITE,))
+    add_page(app, "/steps", steps_page, roles=VIEW_ROLES, name="steps", query=(SITE,),
+             response=answer(site="string", min_sessions="integer", analysis="object?", steps="array", sites="array"))
     add_page(app, "/steps/{step}", step_page, roles=VIEW_ROLES, name="step", path_params=(step,), query=(
         SITE, day("since", "first day of the window"), day("until", "last day of the window"),
         choice("suggest", ("0", "1"), "1: suggest a band from the last 30 days"),
-        choice("table", ("managers", "history"), "which table ?format=csv exports")))
+        choice("table", ("managers", "history"), "which table ?format=csv exports")),
+             response=answer(site="string", step="string", title="string", period="object", metric="string",
+                             analysis="object?", band="object?", team_bands="array", history="array",
+                             managers="array", histogram="array", visits_imported="integer", suggested="boolean",
+                             suggestion="object?", editable_teams="array", sites="array"))
     durations = [text(n, 'a duration: "240" (seconds), "4m", "4m30s", "1500ms", "1h"') for n in
                  ("min", "reference", "max")]
     add_action(app, "/steps/{step}/bands", set_band, roles=EDIT_ROLES, name="step_bands", path_params=(step,),
@@ -341,4 +346,6 @@ def register(app: web.Application) -> None:
                      for n in ("min", "reference", "max")),
                    text("team", "a team's override (default: every team's band)"),
                    day("effective_from", "in force from (default: today)"),
-                   text("reason", "why", required=True)))
+                   text("reason", "why", required=True)),
+               response=answer(site="string", step="string", team="string", min_ms="integer",
+                               reference_ms="integer", max_ms="integer", effective_from="string", **DONE))
