@@ -2,8 +2,9 @@
 
 Schemathesis generates each operation's path, query and body from the document (values that fit
 the schemas, and values that break them), as three callers: anonymous, an admin's API token and a
-manager's; each GET of the JSON API is also asked for as its HTML page, and a 200 from the JSON API
-must match the answer the document describes. To reach the handlers, and not only the checks in
+manager's (the anonymous caller sometimes with a made-up Bearer token). Each operation of the JSON
+API is also tried as its HTML twin (the page, or the action as a form post), and a 200 from the JSON
+API must match the answer the document describes. To reach the handlers, and not only the checks in
 front of them, real values are mixed in: the site's name and public key, existing flag and
 assignment ids, step keys, manager ids, teams, dates near today. The server runs in a thread of this
 process, on the real engine, seeded once.
@@ -45,9 +46,10 @@ from tests.dashboard_data import make_flag, set_bands
 from tests.web_helpers import SECRET
 
 TIMEOUT_S = 10.0  # one request longer than this is a hang
-EXAMPLES = {"anonymous": 4, "manager": 10, "admin": 30}
+EXAMPLES = {"anonymous": 6, "manager": 15, "admin": 40}
 SCALE = float(os.environ.get("STEPWATCH_FUZZ_EXAMPLES", "0") or 0) / EXAMPLES["admin"] or 1.0
 ORIGIN = "https://crm.example.com"
+LATIN1 = st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f")  # what a header carries
 
 
 @dataclass
@@ -179,7 +181,7 @@ def fuzz_operation(operation: Any, seeded: Seeded, session: requests.Session, he
     fields = _body_fields(operation)
     extra = {"Origin": ORIGIN} if operation.path.startswith("/v1/") else {}
     counts = statuses.setdefault(operation.label, {})
-    html_twin = operation.method.upper() == "GET" and operation.path.startswith("/api/v1/")
+    html_twin = operation.path.startswith("/api/v1/")
     answer = (operation.definition.raw["responses"]["200"].get("content", {}).get("application/json", {})
               .get("schema") if operation.path.startswith("/api/v1/") else None)
 
@@ -211,8 +213,11 @@ def fuzz_operation(operation: Any, seeded: Seeded, session: requests.Session, he
         elif isinstance(case.body, dict):
             _mix(data, case.body, seeded.real)
         session.cookies.clear()  # each request as the caller alone (an answer may have set a cookie)
+        sent = dict(headers)
+        if not headers and data.draw(st.booleans(), label="made-up token"):
+            sent["Authorization"] = "Bearer " + data.draw(st.text(LATIN1, max_size=40), label="token")
         try:
-            response = case.call(base_url=seeded.base, session=session, headers={**headers, **extra},
+            response = case.call(base_url=seeded.base, session=session, headers={**sent, **extra},
                                  timeout=TIMEOUT_S, allow_redirects=False)
         except requests.Timeout:
             raise AssertionError(f"no answer in {TIMEOUT_S} s: {case.as_curl_command()}") from None
@@ -224,15 +229,19 @@ def fuzz_operation(operation: Any, seeded: Seeded, session: requests.Session, he
             except jsonschema.ValidationError as exc:
                 raise AssertionError(f"the answer is not as documented: {exc.message}\n"
                                      f"{case.as_curl_command()}") from None
-        if html_twin and data.draw(st.booleans(), label="the HTML page too"):
-            # the same handler rendered as a page (a Bearer token signs a page request in too)
+        if html_twin and data.draw(st.booleans(), label="the HTML twin too"):
+            # the same handler as a page, or an action as a form post (a Bearer token signs them in too)
             url = seeded.base + case.formatted_path.removeprefix("/api/v1")
+            form = ({k: v if isinstance(v, str) else str(v) for k, v in case.body.items()}
+                    if isinstance(case.body, dict) else None)
+            session.cookies.clear()
             try:
-                page = session.get(url, params=case.query, headers=headers, timeout=TIMEOUT_S,
-                                   allow_redirects=False)
+                page = session.request(operation.method.upper(), url, params=case.query, data=form, headers=sent,
+                                       timeout=TIMEOUT_S, allow_redirects=False)
             except requests.Timeout:
-                raise AssertionError(f"no answer in {TIMEOUT_S} s: GET {url} {case.query}") from None
+                raise AssertionError(f"no answer in {TIMEOUT_S} s: {operation.method} {url} {case.query}") from None
             counts[page.status_code] = counts.get(page.status_code, 0) + 1
-            assert page.status_code < 500, f"{page.status_code} {page.text[:300]}\nGET {url} {case.query}"
+            assert page.status_code < 500, (f"{page.status_code} {page.text[:300]}\n{operation.method.upper()} "
+                                             f"{url} {case.query} {form}")
 
     fuzz()

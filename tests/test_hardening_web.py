@@ -73,6 +73,13 @@ async def test_a_broken_multipart_body_is_400_and_a_good_one_still_works(api: An
     assert good.status == 303
 
 
+async def test_a_form_in_an_unknown_charset_is_400(api: Any, admin_token: dict[str, str]) -> None:
+    for path in ("/login", "/api/v1/account/language"):
+        response = await api.post(path, data=b"language=en", headers={
+            **admin_token, "Content-Type": "application/x-www-form-urlencoded; charset=no-such-charset"})
+        await _json_error(response, 400, "Content-Type")
+
+
 # --- ids that are not ids ------------------------------------------------------------------------------------
 
 
