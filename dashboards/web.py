@@ -186,17 +186,21 @@ class Param:
 
     def _check_number(self, value: Any) -> None:
         name = self.name
+        what = f"{name} must be a {'whole ' if self.kind == 'int' else ''}number"
         if isinstance(value, bool):
-            raise InvalidInput(f"{name} must be a number", field=name)
+            raise InvalidInput(what, field=name)
         try:
             number = float(str(value).strip().replace(",", ".")) if isinstance(value, str) else float(value)
         except (ValueError, OverflowError):
-            raise InvalidInput(f"{name} must be a {'whole ' if self.kind == 'int' else ''}number",
-                               field=name) from None
-        if not math.isfinite(number):
-            raise InvalidInput(f"{name} must be a number", field=name)
-        if self.minimum is not None and number < self.minimum or self.maximum is not None and number > self.maximum:
-            raise InvalidInput(f"{name} must be from {self.minimum:g} to {self.maximum:g}", field=name)
+            raise InvalidInput(what, field=name) from None
+        if not math.isfinite(number) or self.kind == "int" and not number.is_integer():
+            raise InvalidInput(what, field=name)
+        low = -math.inf if self.minimum is None else self.minimum
+        high = math.inf if self.maximum is None else self.maximum
+        if not low <= number <= high:
+            bounds = (f"from {low:g} to {high:g}" if math.isfinite(low) and math.isfinite(high)
+                      else f"at least {low:g}" if math.isfinite(low) else f"at most {high:g}")
+            raise InvalidInput(f"{name} must be {bounds}", field=name)
 
 
 def text(name: str, description: str = "", *, required: bool = False) -> Param:

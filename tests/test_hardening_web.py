@@ -265,3 +265,46 @@ async def test_no_hsts_from_a_forwarded_proto_nobody_vouches_for(aiohttp_client:
     api = await aiohttp_client(create_app(app_settings.model_copy(update={"hsts_seconds": 600})))
     response = await api.get("/login", headers={"X-Forwarded-Proto": "https"})
     assert "Strict-Transport-Security" not in response.headers
+
+
+# --- the checks themselves -----------------------------------------------------------------------------------
+
+PARAM_CASES = [
+    (pages_web.whole("n", 1, 10), "0", "n must be from 1 to 10"),
+    (pages_web.Param("n", "int", minimum=1), "0", "n must be at least 1"),
+    (pages_web.Param("n", "number", maximum=5), 1e308, "n must be at most 5"),
+    (pages_web.whole("n", 1, 10), "1e999", "n must be a whole number"),
+    (pages_web.number("n", 0, 1), "nan", "n must be a number"),
+    (pages_web.number("n", 0, 1), True, "n must be a number"),
+    (pages_web.text("t"), {"a": 1}, "t must be a single value"),
+    (pages_web.text("t"), "x" * 1001, "t is longer than 1000 characters"),
+    (pages_web.choice("c", ("a", "b")), "z", "c must be one of a, b"),
+    (pages_web.day("d"), "2026-02-30", "d must be a date like 2026-11-23"),
+    (pages_web.day("d"), "0001-01-01", "d must be a date from 1970-01-01 to 2149-06-06"),
+    (pages_web.moment("m"), "9999-01-01T10:00", "m must be a date from 1970-01-01 to 2149-06-06"),
+    (pages_web.names("l"), [["x"]], "l must be a list of names"),
+    (pages_web.uuid_id("u"), "0", "u must be an id like"),
+]
+
+
+@pytest.mark.parametrize(("param", "value", "message"), PARAM_CASES)
+def test_a_parameter_that_does_not_fit_is_refused_naming_it(param: pages_web.Param, value: Any, message: str) -> None:
+    from stepwatch.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as refused:
+        param.check(value, where="query")
+    assert str(refused.value).startswith(message) and refused.value.field == param.name
+
+
+def test_what_fits_passes_and_a_path_id_is_not_found() -> None:
+    from stepwatch.errors import NotFound
+
+    for param, value in ((pages_web.whole("n", 1, 10), "3"), (pages_web.number("n", 0, 5), "2,5"),
+                         (pages_web.day("d"), "2026-12-04"), (pages_web.moment("m"), "2026-12-04T10:00+01:00"),
+                         (pages_web.names("l"), ["a", "b"]), (pages_web.names("l"), "a,b"),
+                         (pages_web.uuid_id("u"), "3f2b8c1e-5d4a-4f7e-9c61-0a8b7d6e5f40"), (pages_web.text("t"), ""),
+                         (pages_web.day("d"), "2026-02-30")):
+        param.check(value, where="body")  # a body's date that does not parse is its handler's to word
+    with pytest.raises(NotFound) as missing:
+        pages_web.uuid_id("flag_id").check("x", where="path")
+    assert missing.value.field == "flag_id"
