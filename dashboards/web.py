@@ -252,12 +252,13 @@ SITE = text("site", "the site's name (default: the first site)")
 FORMAT = choice("format", ("json", "csv"), "csv: the page's main table as CSV")
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
 def is_uuid(value: str) -> bool:
-    try:
-        UUID(value)
-    except ValueError:
-        return False
-    return True
+    """The canonical form only: Python's UUID() also reads braces, "urn:uuid:" and no dashes, which the
+    storage does not."""
+    return _UUID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)

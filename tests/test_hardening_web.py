@@ -86,6 +86,11 @@ async def test_a_form_in_an_unknown_charset_is_400(api: Any, admin_token: dict[s
 async def test_a_malformed_id_in_a_path_is_404_naming_it(api: Any, admin_token: dict[str, str]) -> None:
     await _json_error(await api.post("/api/v1/coaching/notifications/0/retry", headers=admin_token), 404,
                       "message_id")
+    for odd in ("{3f2b8c1e-5d4a-4f7e-9c61-0a8b7d6e5f40}", "urn:uuid:3f2b8c1e-5d4a-4f7e-9c61-0a8b7d6e5f40",
+                "3f2b8c1e5d4a4f7e9c610a8b7d6e5f40"):  # Python's UUID() reads these; the storage does not
+        await _json_error(await api.post(f"/api/v1/coaching/notifications/{odd}/retry", headers=admin_token), 404)
+        await _json_error(await api.get("/api/v1/coaching/new", params={"flag": odd}, headers=admin_token), 400,
+                          "flag")
     await _json_error(await api.get("/api/v1/drawdowns/not-a-flag", headers=admin_token), 404, "flag_id")
     await _json_error(await api.post("/api/v1/drawdowns/x/ack", headers=admin_token, json={}), 404, "flag_id")
     await _json_error(await api.get("/api/v1/coaching/assignments/zz", headers=admin_token), 404, "assignment_id")
