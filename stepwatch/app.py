@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import secrets
 import time
@@ -17,7 +16,7 @@ import coaching
 import collector
 import dashboards
 from collector import keys
-from dashboards.auth import is_https
+from dashboards.auth import is_https, same_secret
 from stepwatch import migrations
 from stepwatch.errors import StepwatchError
 from stepwatch.logs import REQUEST_ID
@@ -205,12 +204,15 @@ async def run_cli_command(request: web.Request) -> web.Response:
     if request.remote not in ("127.0.0.1", "::1"):
         return web.json_response({"error": "admin commands only from this machine"}, status=403)
     supplied = request.headers.get("Authorization", "").removeprefix("Bearer ")
-    if not hmac.compare_digest(supplied, request.app[ADMIN_TOKEN]):
+    if not same_secret(request.app[ADMIN_TOKEN], supplied):
         return web.json_response({"error": "bad admin token"}, status=401)
-    body: Any = await request.json()
+    try:
+        body: Any = await request.json()
+    except ValueError:
+        return web.json_response({"error": "the body is not valid JSON", "field": "argv"}, status=400)
     argv = body.get("argv") if isinstance(body, dict) else None
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-        return web.json_response({"error": "argv must be a list of strings"}, status=400)
+        return web.json_response({"error": "argv must be a list of strings", "field": "argv"}, status=400)
     runner: AdminRunner = request.app[ADMIN_RUNNER]  # type: ignore[assignment]
     store = request.app[keys.STORE]
     code, output, errors = await store.run(lambda _client: runner(argv, store))

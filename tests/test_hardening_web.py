@@ -313,3 +313,25 @@ def test_what_fits_passes_and_a_path_id_is_not_found() -> None:
     with pytest.raises(NotFound) as missing:
         pages_web.uuid_id("flag_id").check("x", where="path")
     assert missing.value.field == "flag_id"
+
+
+# --- the serve forwarding endpoint of the CLI --------------------------------------------------------------------
+
+
+async def test_the_cli_forwarding_endpoint_refuses_odd_tokens_and_bodies_with_4xx(
+        aiohttp_client: Any, app_settings: Settings, org: Any) -> None:
+    from stepwatch.app import ADMIN_TOKEN
+
+    app = create_app(app_settings, admin_runner=lambda argv, store: (0, " ".join(argv), ""))
+    cli = await aiohttp_client(app)
+    good = {"Authorization": "Bearer " + app[ADMIN_TOKEN]}
+    for token in ("é", "\u0661\u0662", "x" * 500):
+        response = await cli.post("/v1/admin/cli", json={"argv": ["migrate"]},
+                                  headers={"Authorization": "Bearer " + token})
+        await _json_error(response, 401)
+    response = await cli.post("/v1/admin/cli", data=b"{not json", headers={**good, "Content-Type": "application/json"})
+    await _json_error(response, 400, "argv")
+    response = await cli.post("/v1/admin/cli", json={"argv": "migrate"}, headers=good)
+    await _json_error(response, 400, "argv")
+    response = await cli.post("/v1/admin/cli", json={"argv": ["migrate"]}, headers=good)
+    assert response.status == 200 and (await response.json())["output"] == "migrate"
