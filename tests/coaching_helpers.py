@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -15,6 +16,7 @@ from coaching import catalog
 from coaching.permissions import Operator
 from stepwatch import processes, storage, teams, users
 from stepwatch.users import User
+from tests.web_helpers import csrf_of
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sales_desk.toml"
 ROOT = Operator("test-admin")
@@ -87,3 +89,13 @@ def today() -> date:
 
 def at(day: date, hour: int = 12) -> datetime:
     return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+
+
+async def sign_in(api: Any, name: str) -> str:
+    """Sign in through the form as a coaching test's user; returns the session's CSRF token."""
+    api.session.cookie_jar.clear()
+    form = await api.get("/login")
+    response = await api.post("/login", data={"name": name, "password": PASSWORD, "csrf": csrf_of(await form.text())},
+                              allow_redirects=False)
+    assert response.status == 303, await response.text()
+    return csrf_of(await (await api.get("/coaching")).text())

@@ -12,7 +12,8 @@ from coaching.lifecycle import Target
 from stepwatch import storage
 from stepwatch.app import create_app
 from stepwatch.settings import Settings
-from tests.coaching_helpers import PASSWORD, ROOT, build_org, today
+from tests.coaching_helpers import ROOT, build_org, today
+from tests.coaching_helpers import sign_in as login
 from tests.web_helpers import SECRET, csrf_of
 
 SCRIPT = "<script>alert(1)</script>"
@@ -27,16 +28,6 @@ def org(client: storage.Client, site: Any) -> Any:
 async def api(aiohttp_client: Any, settings: Settings, org: Any) -> Any:
     return await aiohttp_client(create_app(settings.model_copy(update={"secret_key": SECRET,
                                                                        "analysis_interval_s": 0})))
-
-
-async def login(api: Any, name: str) -> str:
-    """Sign in through the form; returns the session's CSRF token."""
-    api.session.cookie_jar.clear()
-    form = await api.get("/login")
-    response = await api.post("/login", data={"name": name, "password": PASSWORD, "csrf": csrf_of(await form.text())},
-                              allow_redirects=False)
-    assert response.status == 303, await response.text()
-    return csrf_of(await (await api.get("/coaching")).text())
 
 
 def assign_meeting(client: storage.Client, settings: Settings, org: Any, manager: str = "m-1") -> Any:

@@ -20,8 +20,9 @@ from stepwatch import band_versions, storage, teams, users
 from stepwatch.app import create_app
 from stepwatch.settings import Settings
 from tests.coaching_helpers import PASSWORD, Org, add_sessions, at, build_org, today
+from tests.coaching_helpers import sign_in as login
 from tests.dashboard_data import make_flag
-from tests.web_helpers import SECRET, csrf_of
+from tests.web_helpers import SECRET
 
 TARGET = Target(240_000, 30)
 
@@ -34,16 +35,6 @@ def org(client: storage.Client, site: Any) -> Org:
 async def app_with(aiohttp_client: Any, settings: Settings, **changes: Any) -> Any:
     return await aiohttp_client(create_app(settings.model_copy(update={
         "secret_key": SECRET, "analysis_interval_s": 0, **changes})))
-
-
-async def login(api: Any, name: str) -> str:
-    """Sign in through the form; returns the session's CSRF token."""
-    api.session.cookie_jar.clear()
-    form = await api.get("/login")
-    response = await api.post("/login", data={"name": name, "password": PASSWORD, "csrf": csrf_of(await form.text())},
-                              allow_redirects=False)
-    assert response.status == 303, await response.text()
-    return csrf_of(await (await api.get("/coaching")).text())
 
 
 def meeting(client: storage.Client, settings: Settings, org: Org, manager: str = "m-1", note: str = "") -> Any:
