@@ -445,8 +445,9 @@ def before_after(_: Translator, *, label: str, days: Sequence[date], manager_ms:
     legend_y = bottom + 22
     body.append(_el("circle", cx=left, cy=legend_y - 3, r=3, fill=BLUE))
     body.append(_text(left + 8, legend_y, _("charts.manager"), size=10))
-    body.append(_el("rect", x=left + 118, y=legend_y - 6, width=6, height=6, fill=MUTED))
-    body.append(_text(left + 128, legend_y, _("charts.peers"), size=10))
+    if any(v is not None for v in peers_ms):  # a group too small to show has no line, so no legend entry
+        body.append(_el("rect", x=left + 118, y=legend_y - 6, width=6, height=6, fill=MUTED))
+        body.append(_text(left + 128, legend_y, _("charts.peers"), size=10))
     if not values:
         body.append(_text((left + right) / 2, (top + bottom) / 2, _("charts.no_data"), anchor="middle", fill=MUTED))
     body.append(_el("line", x1=left, y1=bottom, x2=right, y2=bottom, stroke=MUTED))

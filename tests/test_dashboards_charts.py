@@ -169,3 +169,17 @@ def test_numeric_attributes_skip_escaping(monkeypatch: pytest.MonkeyPatch) -> No
     assert escaped == []  # numbers have nothing to escape: a chart writes thousands of them
     charts._el("line", x1=1.5, stroke=charts.BLUE)
     assert escaped == [charts.BLUE]  # text still is escaped
+
+
+def test_before_after_names_the_peers_in_its_legend_only_when_it_draws_them() -> None:
+    days = [date(2026, 11, 1) + timedelta(days=i) for i in range(6)]
+    common = {"label": "Offer", "days": days, "manager_ms": [200_000.0] * 6, "pre": (days[0], days[2]),
+              "post": (days[3], days[5]), "target_ms": 150_000, "band_max_ms": 240_000}
+    drawn = parse(charts.before_after(en, peers_ms=[180_000.0] * 6, **common))
+    hidden = parse(charts.before_after(en, peers_ms=[None] * 6, **common))
+
+    def words(root: ET.Element) -> list[str]:
+        return [t.text or "" for t in root.iter(f"{{{charts.SVG_NS}}}text")]
+
+    assert en("charts.peers") in words(drawn)
+    assert en("charts.peers") not in words(hidden) and en("charts.manager") in words(hidden)
