@@ -14,6 +14,7 @@ stop with `StoreLocked`, which names the process holding the directory.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from stepwatch.settings import Settings
 
 SERVE_FILE = "serve.json"
 ENGINE_STATUS_FILE = "status"
+log = logging.getLogger(__name__)
 
 
 class StorageUnavailable(Exception):
@@ -66,9 +68,27 @@ def connect(settings: Settings) -> Client:
     return _connect_server(settings.clickhouse_url or "", settings.database)
 
 
+def make_private_dir(path: Path) -> None:
+    """Create `path` for its owner only (0700), or take group and other access off it.
+
+    The engine's files hold the sites' secrets and the accounts' password hashes, the spool holds
+    tracked events; with the directory private, no other local user reaches any file inside,
+    whatever the files' own modes. The `stepwatch` command also starts with umask 077.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        try:
+            path.chmod(mode & 0o700)
+        except OSError as exc:
+            raise StorageUnavailable(f"{path} is open to other users (mode {mode:o}) and cannot be made "
+                                     f"private: {exc.strerror or exc}") from None
+        log.warning("%s was open to other users (mode %o); it is now %o", path, mode, mode & 0o700)
+
+
 def _connect_embedded(settings: Settings) -> Client:
     data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     dsn = f"chdb://{data_dir}"
     try:
         bootstrap = clickhouse_connect.get_client(dsn=dsn)

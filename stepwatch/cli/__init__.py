@@ -34,6 +34,9 @@ Command = Callable[[argparse.Namespace, Client, IO[str]], int]
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Before the engine, the spool or the secret key make a file: what stepwatch writes is its
+    # owner's only (the data directory itself is made 0700 where it is created).
+    os.umask(0o077)
     try:
         code = run(sys.argv[1:] if argv is None else argv)
     except BrokenPipeError:  # `stepwatch stats | head`: the reader has what it wanted

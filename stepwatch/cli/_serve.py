@@ -73,8 +73,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     tune_allocators(settings.embedded)  # before the engine loads and its threads start
     data_dir = settings.data_dir.resolve()
+    for private in (data_dir, settings.spool_path.resolve()):  # the secret key and the spool live there too
+        if settings.embedded or private.exists():
+            storage.make_private_dir(private)
     if settings.embedded:
-        data_dir.mkdir(parents=True, exist_ok=True)
         holder = storage.read_serve_info(data_dir)
         if holder is not None:
             raise storage.StoreLocked(data_dir, holder.pid, holder.url)
