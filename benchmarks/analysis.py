@@ -69,7 +69,7 @@ def generate(client, site: str, managers: int, visits: int, days: int, end: date
 def setup_site(client, settings, managers: int, days: int) -> str:
     """The benchmark's site on a fresh store: a process of 8 steps, `managers` managers in 8 teams and a
     band per step in force from before the first of the `days` days. Returns the site's name."""
-    from stepwatch import band_versions, migrations, processes, sites, teams
+    from kernel import band_versions, migrations, processes, sites, teams
 
     migrations.apply_pending(client, settings.retention_days)
     site = "bench"
@@ -100,8 +100,8 @@ def main() -> None:
         print(json.dumps(measure(Path(args.measure), args)))
         return
 
-    from stepwatch import storage
-    from stepwatch.settings import Settings
+    from kernel import storage
+    from kernel.settings import Settings
 
     work = Path(tempfile.mkdtemp(prefix="sw-analysis-"))
     settings = Settings(data_dir=work / "data", analysis_interval_s=0)
@@ -141,8 +141,9 @@ def main() -> None:
 def measure(data_dir: Path, args: argparse.Namespace) -> dict[str, float | int]:
     """In a fresh process: a full analysis, one new day and an incremental run, then `stats`."""
     from analysis.stats import Window
-    from stepwatch import analysis_run, storage
-    from stepwatch.settings import Settings
+    from kernel import storage
+    from kernel.settings import Settings
+    from stepwatch import analysis_run
 
     settings = Settings(data_dir=data_dir, analysis_interval_s=0)
     client = storage.connect(settings)

@@ -61,8 +61,9 @@ def session_events(client: Any, site: str, managers: int, visits: int, days: int
 
 
 def build(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from stepwatch import analysis_run, storage, users
-    from stepwatch.settings import Settings
+    from kernel import storage, users
+    from kernel.settings import Settings
+    from stepwatch import analysis_run
 
     bench = _analysis_benchmark()
     settings = Settings(data_dir=data_dir, analysis_interval_s=0)
@@ -96,7 +97,7 @@ def seed_coaching(settings: Any, assignments_count: int = 40) -> None:
     something to show; skipped when the data directory has assignments already."""
     from coaching import assignments, catalog, measure
     from coaching.lifecycle import Target
-    from stepwatch import flag_store, storage, users
+    from kernel import flag_store, storage, users
 
     client = storage.connect(settings)
     try:
@@ -134,15 +135,14 @@ async def measure(settings: Any, calls: int, since: str, until: str) -> dict[str
     from aiohttp import ClientSession, CookieJar
     from aiohttp.test_utils import TestServer
 
-    from collector import keys
-    from stepwatch import flag_store
+    from kernel import app_keys, flag_store
     from stepwatch.app import create_app
 
     app = create_app(settings)
     server = TestServer(app)
     await server.start_server()
     routes = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
-    client = app[keys.STORE].client()
+    client = app[app_keys.STORE].client()
     flag = next(f for f in flag_store.current(client, "bench") if f.team == "team-3")
     pages = {
         "ada": [("/overview", "overview"), ("/api/v1/overview", "overview JSON"),
@@ -213,7 +213,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from stepwatch.settings import Settings
+    from kernel.settings import Settings
 
     work = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="sw-dashboards-")) / "data"
     facts_file = work / "benchmark.json"

@@ -53,8 +53,9 @@ def _iso(seconds: float) -> str:
 
 def child(path: Path, data_dir: Path, heap: bool) -> None:
     """Import one file in this process and print its figures as JSON."""
-    from stepwatch import eventlog, migrations, sites, storage
-    from stepwatch.settings import Settings
+    from kernel import migrations, sites, storage
+    from kernel.settings import Settings
+    from stepwatch import eventlog
 
     settings = Settings(data_dir=data_dir, retention_days=10_000)
     client = storage.connect(settings)

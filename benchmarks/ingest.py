@@ -179,8 +179,8 @@ def raw_insert_rate(bodies: list[dict[str, Any]], seconds: float, batch_rows: in
     second, CPU microseconds per row (this process, all threads: the engine's included), and the CPU
     microseconds the collector's own decoding, checking and encoding of one request's events takes."""
     from collector.events import Validator, check_events, parse_batch
-    from stepwatch import migrations, storage
-    from stepwatch.settings import Settings
+    from kernel import migrations, storage
+    from kernel.settings import Settings
 
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="sw-raw-")), rate_limit_site=0, rate_limit_address=0)
     client = storage.connect(settings)

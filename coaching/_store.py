@@ -1,4 +1,4 @@
-"""The coaching tables (stepwatch/migrations/0011_coaching.sql): every read and write of events and
+"""The coaching tables (kernel/migrations/0011_coaching.sql): every read and write of events and
 evaluations, values bound as query parameters."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from coaching.lifecycle import CoachingEvent, payload_json
-from stepwatch.errors import InvalidInput
-from stepwatch.storage import query_rows
+from kernel.errors import InvalidInput
+from kernel.storage import query_rows
 
 EVENT_COLUMNS = ("site", "assignment_id", "seq", "event_id", "at", "actor", "type", "reason", "payload")
 

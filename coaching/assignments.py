@@ -37,9 +37,9 @@ from coaching.lifecycle import (
     possible,
 )
 from coaching.permissions import Account
-from stepwatch import audit, flag_store, processes, sites, teams, users
-from stepwatch.errors import Conflict, InvalidInput, NotFound
-from stepwatch.settings import Settings
+from kernel import audit, flag_store, processes, sites, teams, users
+from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.settings import Settings
 
 _WRITE_LOCK = threading.Lock()
 

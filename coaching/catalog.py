@@ -18,9 +18,9 @@ from clickhouse_connect.driver.client import Client
 from coaching import permissions
 from coaching._store import aware, utc
 from coaching.permissions import Account
-from stepwatch import audit, processes, sites, users
-from stepwatch.errors import Conflict, InvalidInput, NotFound
-from stepwatch.storage import query_rows
+from kernel import audit, processes, sites, users
+from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.storage import query_rows
 
 _COURSE_ID = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,62}$")
 _LINK = re.compile(r"^https?://\S+$")

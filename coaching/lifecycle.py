@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from coaching.evaluation import CHECKPOINTS, VERDICTS
-from stepwatch.errors import Conflict, InvalidInput
+from kernel.errors import Conflict, InvalidInput
 
 Kind = Literal["course", "mentor_meeting"]
 KINDS: tuple[str, ...] = ("course", "mentor_meeting")

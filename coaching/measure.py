@@ -35,9 +35,9 @@ from coaching.evaluation import (
 )
 from coaching.lifecycle import SYSTEM_ACTOR, CoachingAssignment, CoachingEvent, InvalidTransition
 from coaching.permissions import Account, Operator
-from stepwatch import band_versions, flag_store, sites, storage, teams
-from stepwatch.errors import Conflict
-from stepwatch.settings import Settings
+from kernel import band_versions, flag_store, sites, storage, teams
+from kernel.errors import Conflict
+from kernel.settings import Settings
 
 log = logging.getLogger("stepwatch.coaching")
 

@@ -27,9 +27,9 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from coaching._store import aware, iso, utc
-from stepwatch.errors import Conflict, NotFound
-from stepwatch.settings import Settings
-from stepwatch.storage import query_rows
+from kernel.errors import Conflict, NotFound
+from kernel.settings import Settings
+from kernel.storage import query_rows
 
 MAX_ATTEMPTS = 10
 FIRST_RETRY_S = 30.0

@@ -10,9 +10,9 @@ directors (and a trainer may set the steps they coach themselves).
 
 Visibility comes first: an assignment the account may not see answers NotFound (404), with the
 words an id that does not exist gets, whatever the action, so no refusal describes someone else's
-coaching. Only then is a refusal a stepwatch.errors.Forbidden (403) whose message says why.
+coaching. Only then is a refusal a kernel.errors.Forbidden (403) whose message says why.
 
-The acting account is anything with the fields of stepwatch.users.User that matter here (name,
+The acting account is anything with the fields of kernel.users.User that matter here (name,
 role, teams, manager_id, disabled): a User from a login or a token, `Operator` for the command
 line on the host, or `ActingAs` for `--as USER`.
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from coaching.lifecycle import CoachingAssignment
-from stepwatch.errors import Forbidden, NotFound
+from kernel.errors import Forbidden, NotFound
 
 Action = Literal["view", "assign", "schedule", "done", "cancel", "evaluate", "courses", "mentors", "effectiveness"]
 ACTIONS: tuple[str, ...] = ("view", "assign", "schedule", "done", "cancel", "evaluate", "courses", "mentors",
@@ -47,7 +47,7 @@ class Account(Protocol):
 @dataclass(frozen=True)
 class Operator:
     """Whoever runs a command on the host: the data directory is theirs, so they act as an admin
-    (the name is stepwatch.audit.cli_actor(), e.g. cli:ops)."""
+    (the name is kernel.audit.cli_actor(), e.g. cli:ops)."""
 
     name: str
     role: str = "admin"

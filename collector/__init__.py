@@ -19,6 +19,7 @@ from collector.events import Validator
 from collector.ratelimit import RateLimiter
 from collector.spool import Spool
 from collector.writer import EventWriter
+from kernel import app_keys
 
 __all__ = ["setup"]
 
@@ -41,7 +42,7 @@ def setup(app: web.Application) -> None:
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
-    settings, store = app[keys.SETTINGS], app[keys.STORE]
+    settings, store = app[app_keys.SETTINGS], app[app_keys.STORE]
     spool = Spool(settings.spool_path, settings.spool_max_bytes)
     writer = EventWriter(store, spool, ack_mode=settings.ack_mode, group_rows=settings.group_commit_rows,
                          group_ms=settings.group_commit_ms, flush_ms=settings.flush_ms,

@@ -15,10 +15,10 @@ import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from stepwatch import processes
-from stepwatch.errors import InvalidInput
-from stepwatch.sites import Pseudonyms, Site, list_sites
-from stepwatch.storage import Store
+from kernel import processes
+from kernel.errors import InvalidInput
+from kernel.sites import Pseudonyms, Site, list_sites
+from kernel.storage import Store
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class SiteDirectory:
 
     def origin_known(self, origin: str) -> bool:
         """Whether any enabled site allows this origin (answers CORS preflights)."""
-        from stepwatch.sites import normalize_origin
+        from kernel.sites import normalize_origin
 
         return normalize_origin(origin, strict=False) in self._origins
 

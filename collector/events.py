@@ -38,8 +38,8 @@ import orjson
 from pydantic import Field, StrictBool, StringConstraints, TypeAdapter, ValidationError
 from typing_extensions import TypedDict, get_type_hints
 
-from stepwatch.settings import Settings
-from stepwatch.storage import SESSION_EVENT_COLUMNS, VISIT_COLUMNS
+from kernel.settings import Settings
+from kernel.storage import SESSION_EVENT_COLUMNS, VISIT_COLUMNS
 
 Uuid = Annotated[
     str,
@@ -371,7 +371,7 @@ def check_events(
 ) -> ValidatedBatch:
     """Apply the checks that need context (time, identity) and turn valid events into rows
     (JSONCompactEachRow lines with `compact`, see ValidatedBatch). With `pseudonyms` (the site's
-    stepwatch.sites.Pseudonyms), each customer reference is stored as its pseudonym."""
+    kernel.sites.Pseudonyms), each customer reference is stored as its pseudonym."""
     out = ValidatedBatch(compact=compact)
     if parsed.visit_type is not None:
         if pseudonyms is not None:

@@ -1,4 +1,5 @@
-"""Typed keys of what the collector keeps on the aiohttp application."""
+"""Typed keys of what the collector keeps on the aiohttp application (SETTINGS and STORE, which every
+part reads, are in kernel/app_keys.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from collector.directory import SiteDirectory
 from collector.events import Validator
 from collector.ratelimit import RateLimiter
 from collector.writer import EventWriter
-from stepwatch.settings import Settings
-from stepwatch.storage import Store
 
 
 @dataclass(frozen=True)
@@ -20,8 +19,6 @@ class Limits:
     address: RateLimiter
 
 
-SETTINGS = web.AppKey("settings", Settings)
-STORE = web.AppKey("store", Store)
 SITES = web.AppKey("sites", SiteDirectory)
 WRITER = web.AppKey("writer", EventWriter)
 LIMITS = web.AppKey("limits", Limits)

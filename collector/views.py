@@ -28,9 +28,10 @@ from collector import keys, metrics
 from collector.events import BadBatch, ParsedBatch, batch_schema, check_events
 from collector.identity import IdentityRejected, verify
 from collector.spool import SpoolFull
-from stepwatch.settings import Settings
-from stepwatch.sites import Site
-from stepwatch.storage import ping
+from kernel import app_keys
+from kernel.settings import Settings
+from kernel.sites import Site
+from kernel.storage import ping
 
 ALLOWED_TYPES = ("application/json", "text/plain")
 
@@ -131,7 +132,7 @@ def _address(entry: str) -> str | None:
 
 async def post_events(request: web.Request) -> web.Response:
     app = request.app
-    settings = app[keys.SETTINGS]
+    settings = app[app_keys.SETTINGS]
     headers = request.headers
     content_type = headers.get("Content-Type", "")
     if content_type not in ALLOWED_TYPES:  # the common case in one lookup; else parse it
@@ -261,13 +262,13 @@ async def tracker_config(request: web.Request) -> web.Response:
 
 
 def _normalized_in(origin: str, origins: tuple[str, ...]) -> bool:
-    from stepwatch.sites import normalize_origin
+    from kernel.sites import normalize_origin
 
     return normalize_origin(origin, strict=False) in origins
 
 
 async def schema(request: web.Request) -> web.Response:
-    return web.json_response(batch_schema(request.app[keys.SETTINGS].max_batch_events))
+    return web.json_response(batch_schema(request.app[app_keys.SETTINGS].max_batch_events))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -277,7 +278,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     writer = request.app[keys.WRITER]
     try:
-        reachable = await request.app[keys.STORE].run(ping)
+        reachable = await request.app[app_keys.STORE].run(ping)
     except Exception:
         reachable = False
     body = {

@@ -30,8 +30,8 @@ from typing import Any
 from collector import metrics
 from collector.memory import MemoryReleaser
 from collector.spool import Spool, SpoolFull
-from stepwatch import migrations
-from stepwatch.storage import SESSION_EVENT_COLUMNS, VISIT_COLUMNS, StorageUnavailable, Store
+from kernel import migrations
+from kernel.storage import SESSION_EVENT_COLUMNS, VISIT_COLUMNS, StorageUnavailable, Store
 
 log = logging.getLogger("stepwatch.collector")
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from collector import keys
 from dashboards import account, auth, openapi
 from dashboards import web as pages_web
 from dashboards.i18n import LANGUAGES
+from kernel import app_keys
 
 STATIC = Path(__file__).with_name("static")
 
@@ -24,7 +24,7 @@ __all__ = ["setup"]
 
 
 def setup(app: web.Application) -> None:
-    settings = app[keys.SETTINGS]
+    settings = app[app_keys.SETTINGS]
     secret = auth.secret_key(settings)
     app[auth.SESSIONS] = auth.Sessions(secret, settings.session_hours)
     app[auth.THROTTLE] = auth.LoginThrottle(settings.login_attempts_account, settings.login_attempts_address)

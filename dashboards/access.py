@@ -6,7 +6,7 @@ manager   their own manager id only
 trainer   the managers with a coaching assignment given to them (nobody else's figures)
 
 The audit log: admins read every entry, directors their own actions and the entries about their
-teams (audit_reader; stepwatch/audit.py lists which).
+teams (audit_reader; kernel/audit.py lists which).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from clickhouse_connect.driver.client import Client
 
 import coaching
-from stepwatch import audit, sites, teams, users
-from stepwatch.errors import Forbidden
-from stepwatch.users import User
+from kernel import audit, sites, teams, users
+from kernel.errors import Forbidden
+from kernel.users import User
 
 
 @dataclass(frozen=True)

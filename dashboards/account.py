@@ -8,7 +8,7 @@ from dashboards import auth
 from dashboards.auth import Viewer
 from dashboards.i18n import LANGUAGES, Translator
 from dashboards.web import LANGUAGE, LOGIN_CSRF, Page, render, route_paths, run, safe_next
-from stepwatch import users
+from kernel import users
 
 HOME = {"admin": "/overview", "director": "/overview", "trainer": "/coaching", "manager": "/me"}
 

@@ -36,12 +36,11 @@ from pathlib import Path
 from aiohttp import web
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from collector import keys
 from collector.views import client_address
-from stepwatch import users
-from stepwatch.errors import NotFound
-from stepwatch.settings import Settings
-from stepwatch.users import User
+from kernel import app_keys, users
+from kernel.errors import NotFound
+from kernel.settings import Settings
+from kernel.users import User
 
 SESSION_COOKIE = "stepwatch_session"
 LOGIN_COOKIE = "stepwatch_login"  # the CSRF token of the login form, before there is a session
@@ -215,7 +214,7 @@ class PasswordChecks:
                 raise LoginsBusy()
             self._pending += 1
         try:
-            user = await request.app[keys.STORE].run(users.find_user, name)
+            user = await request.app[app_keys.STORE].run(users.find_user, name)
             checked = self._executor.submit(users.verify_password, user, password)
             return user if await asyncio.wrap_future(checked) else None
         finally:
@@ -245,8 +244,8 @@ async def viewer(request: web.Request) -> Viewer | None:
 
 
 async def _identify(request: web.Request) -> Viewer | None:
-    app, store = request.app, request.app[keys.STORE]
-    settings = app[keys.SETTINGS]
+    app, store = request.app, request.app[app_keys.STORE]
+    settings = app[app_keys.SETTINGS]
     authorization = request.headers.get("Authorization", "")
     if authorization.startswith("Bearer "):
         token = authorization.removeprefix("Bearer ").strip()
@@ -278,7 +277,7 @@ def peer_trusted(request: web.Request, settings: Settings) -> bool:
 
 async def _active_user(request: web.Request, name: str) -> User | None:
     try:
-        user = await request.app[keys.STORE].run(users.get_user, name)
+        user = await request.app[app_keys.STORE].run(users.get_user, name)
     except NotFound:
         return None
     return None if user.disabled else user
@@ -298,7 +297,7 @@ def same_secret(expected: str, supplied: str) -> bool:
 
 
 def address(request: web.Request) -> str:
-    return client_address(request, request.app[keys.SETTINGS])
+    return client_address(request, request.app[app_keys.SETTINGS])
 
 
 def set_session_cookie(request: web.Request, response: web.StreamResponse, value: str) -> None:
@@ -309,5 +308,5 @@ def set_session_cookie(request: web.Request, response: web.StreamResponse, value
 def is_https(request: web.Request) -> bool:
     if request.secure:
         return True
-    settings = request.app[keys.SETTINGS]
+    settings = request.app[app_keys.SETTINGS]
     return settings.trust_forwarded_for and request.headers.get("X-Forwarded-Proto", "") == "https"

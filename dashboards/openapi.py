@@ -12,9 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from collector import keys
 from collector.events import batch_schema
 from dashboards.web import API_ROUTES, Param, json_response
+from kernel import app_keys
 
 ERROR = {"type": "object", "properties": {"error": {"type": "string"}, "field": {"type": "string"}},
          "required": ["error"]}
@@ -22,7 +22,7 @@ AUTH = [{"bearer": []}, {"cookie": []}]
 
 
 def document(app: web.Application) -> dict[str, Any]:
-    settings = app[keys.SETTINGS]
+    settings = app[app_keys.SETTINGS]
     schemas: dict[str, Any] = {"Error": ERROR}
     batch = _hoist_defs(batch_schema(settings.max_batch_events), schemas)
     schemas["EventBatch"] = batch

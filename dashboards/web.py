@@ -10,7 +10,7 @@
         POST /api/v1/flags/{flag_id}/ack   the JSON twin: body JSON, Bearer token or cookie + X-CSRF-Token
 
 Anonymous HTML requests are redirected to the login page; anonymous API requests get 401. A role
-not listed gets 403; finer checks (whose data) raise stepwatch.errors.Forbidden in the handler.
+not listed gets 403; finer checks (whose data) raise kernel.errors.Forbidden in the handler.
 """
 
 from __future__ import annotations
@@ -33,12 +33,11 @@ import orjson
 from aiohttp import web
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from collector import keys
 from dashboards import auth
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
-from stepwatch import sites, small_tables
-from stepwatch.errors import InvalidInput, NotFound, StepwatchError
+from kernel import app_keys, sites, small_tables
+from kernel.errors import InvalidInput, NotFound, StepwatchError
 
 API = "/api/v1"
 ALL_ROLES = ("admin", "director", "trainer", "manager")
@@ -384,8 +383,8 @@ def add_page(app: web.Application, path: str, handler: PageHandler, *, roles: It
 @contextlib.asynccontextmanager
 async def small_tables_snapshot(request: web.Request) -> AsyncIterator[None]:
     """A page (GET) reads the small tables as of now, answered from this process's memory of them
-    where they are unchanged (stepwatch/small_tables.py): one query instead of seven or eight."""
-    store = request.app[keys.STORE]
+    where they are unchanged (kernel/small_tables.py): one query instead of seven or eight."""
+    store = request.app[app_keys.STORE]
     token = small_tables.begin(store.memory, await store.run(small_tables.versions))
     try:
         yield
@@ -463,7 +462,7 @@ async def read_body(request: web.Request) -> dict[str, Any]:
 
 def _check_role(who: Viewer, allowed: tuple[str, ...]) -> None:
     if who.role not in allowed:
-        from stepwatch.errors import Forbidden
+        from kernel.errors import Forbidden
 
         raise Forbidden(f"the {who.role} role may not open this")
 
@@ -583,7 +582,7 @@ def take_flash(request: web.Request) -> dict[str, Any] | None:
 
 async def run(request: web.Request, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run a storage function off the event loop (the chdb engine has no async client)."""
-    return await request.app[keys.STORE].run(fn, *args, **kwargs)
+    return await request.app[app_keys.STORE].run(fn, *args, **kwargs)
 
 
 async def chosen_site(request: web.Request) -> tuple[str, list[str]]:
@@ -593,7 +592,7 @@ async def chosen_site(request: web.Request) -> tuple[str, list[str]]:
     if wanted and wanted in names:
         return wanted, names
     if wanted:
-        from stepwatch.errors import NotFound
+        from kernel.errors import NotFound
 
         raise NotFound(f"no site named {wanted!r}")
     return (names[0] if names else ""), names

@@ -30,8 +30,8 @@ from analysis.flags import (
     pair_from_sessions,
 )
 from analysis.stats import Window
-from stepwatch import band_versions, flag_store, processes, sites, storage, teams
-from stepwatch.settings import Settings
+from kernel import band_versions, flag_store, processes, sites, storage, teams
+from kernel.settings import Settings
 
 ANALYSIS_ACTOR = "analysis"
 # Persistence looks at the last four weekly periods, so sessions are read this far back.

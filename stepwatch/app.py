@@ -15,13 +15,12 @@ from aiohttp import web
 import coaching
 import collector
 import dashboards
-from collector import keys
 from dashboards.auth import is_https, same_secret
-from stepwatch import migrations
-from stepwatch.errors import StepwatchError
-from stepwatch.logs import REQUEST_ID
-from stepwatch.settings import Settings
-from stepwatch.storage import StorageUnavailable, Store
+from kernel import app_keys, migrations
+from kernel.errors import StepwatchError
+from kernel.logs import REQUEST_ID
+from kernel.settings import Settings
+from kernel.storage import StorageUnavailable, Store
 
 log = logging.getLogger("stepwatch.app")
 
@@ -39,8 +38,8 @@ def create_app(
     app = web.Application(middlewares=[request_context, json_errors, readable_form],
                           client_max_size=settings.max_body_bytes + 1)
     app.on_response_prepare.append(security_headers)
-    app[keys.SETTINGS] = settings
-    app[keys.STORE] = store if store is not None else Store(settings)
+    app[app_keys.SETTINGS] = settings
+    app[app_keys.STORE] = store if store is not None else Store(settings)
     app[ADMIN_TOKEN] = secrets.token_urlsafe(32)
     app.cleanup_ctx.append(storage_ctx)
     collector.setup(app)
@@ -56,7 +55,7 @@ def create_app(
 
 
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
-    store, settings = app[keys.STORE], app[keys.SETTINGS]
+    store, settings = app[app_keys.STORE], app[app_keys.SETTINGS]
     try:
         applied = await store.run(migrations.apply_pending, settings.retention_days)
         if applied:
@@ -72,7 +71,7 @@ async def analysis_schedule(app: web.Application) -> AsyncIterator[None]:
     """Run the analysis every STEPWATCH_ANALYSIS_INTERVAL_S, off the event loop."""
     from stepwatch import analysis_run
 
-    settings, store = app[keys.SETTINGS], app[keys.STORE]
+    settings, store = app[app_keys.SETTINGS], app[app_keys.STORE]
 
     async def loop() -> None:
         await asyncio.sleep(min(5.0, settings.analysis_interval_s))  # let ingest settle first
@@ -99,7 +98,7 @@ async def analysis_schedule(app: web.Application) -> AsyncIterator[None]:
 
 async def webhook_delivery(app: web.Application) -> AsyncIterator[None]:
     """Deliver coaching notifications from the outbox every WEBHOOK_INTERVAL_S (retries back off)."""
-    settings, store = app[keys.SETTINGS], app[keys.STORE]
+    settings, store = app[app_keys.SETTINGS], app[app_keys.STORE]
 
     async def loop() -> None:
         while True:
@@ -190,7 +189,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     if not (response.content_type or "").startswith("text/html"):
         headers.setdefault("Content-Security-Policy", NON_HTML_CSP)
     headers.setdefault("X-Frame-Options", "DENY")
-    hsts = request.app[keys.SETTINGS].hsts_seconds
+    hsts = request.app[app_keys.SETTINGS].hsts_seconds
     if hsts > 0 and is_https(request):
         headers["Strict-Transport-Security"] = f"max-age={hsts}; includeSubDomains"
 
@@ -214,6 +213,6 @@ async def run_cli_command(request: web.Request) -> web.Response:
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         return web.json_response({"error": "argv must be a list of strings", "field": "argv"}, status=400)
     runner: AdminRunner = request.app[ADMIN_RUNNER]  # type: ignore[assignment]
-    store = request.app[keys.STORE]
+    store = request.app[app_keys.STORE]
     code, output, errors = await store.run(lambda _client: runner(argv, store))
     return web.json_response({"exit_code": code, "output": output, "errors": errors})

@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import band_versions, processes, sites, storage, teams
+from kernel import band_versions, processes, sites, storage, teams
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sales_desk.toml"
 SITE = "demo"
@@ -216,7 +216,7 @@ def _row(prefix: bytes, fields: dict[str, Any]) -> bytes:
 
 def create_accounts(client: Client, truth: DemoTruth) -> list[tuple[str, str, str]]:
     """One account per role, with generated passwords: (name, role, password)."""
-    from stepwatch import users
+    from kernel import users
 
     first_team = sorted(set(truth.managers.values()))[0]
     first_manager = next(m for m, t in sorted(truth.managers.items()) if t == first_team)
@@ -259,7 +259,7 @@ def seed_coaching(client: Client, settings: Any, truth: DemoTruth, *, today: dat
     from coaching import assignments, catalog, measure
     from coaching.lifecycle import Target
     from coaching.permissions import Operator
-    from stepwatch import flag_store, users
+    from kernel import flag_store, users
 
     today = today or datetime.now(UTC).date()
     if assignments.list_assignments(client, SITE):

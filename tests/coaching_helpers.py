@@ -14,8 +14,8 @@ import orjson
 
 from coaching import catalog
 from coaching.permissions import Operator
-from stepwatch import processes, storage, teams, users
-from stepwatch.users import User
+from kernel import processes, storage, teams, users
+from kernel.users import User
 from tests.web_helpers import csrf_of
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sales_desk.toml"

@@ -18,8 +18,8 @@ import pytest
 os.environ["TZ"] = "UTC"
 time.tzset()
 
-from stepwatch import migrations, sites, storage  # noqa: E402
-from stepwatch.settings import Settings  # noqa: E402
+from kernel import migrations, sites, storage  # noqa: E402
+from kernel.settings import Settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -10,8 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from collector.events import check_events, parse_batch
-from stepwatch import band_versions, flag_store, processes, storage
-from stepwatch.settings import Settings
+from kernel import band_versions, flag_store, processes, storage
+from kernel.settings import Settings
 from tests.test_processes import EXAMPLE
 
 TODAY = datetime.now(UTC).date()

@@ -17,8 +17,9 @@ import orjson
 from coaching import assignments, catalog
 from coaching.lifecycle import Target
 from coaching.permissions import Operator
-from stepwatch import analysis_run, band_versions, migrations, processes, sites, storage, users
-from stepwatch.settings import Settings
+from kernel import band_versions, migrations, processes, sites, storage, users
+from kernel.settings import Settings
+from stepwatch import analysis_run
 from tests.test_processes import EXAMPLE
 from tests.web_helpers import SECRET, make_accounts
 

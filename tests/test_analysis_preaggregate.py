@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stepwatch import sites, storage
+from kernel import sites, storage
 
 TODAY = datetime.now(UTC).date()
 DAY = TODAY - timedelta(days=5)
@@ -205,7 +205,7 @@ def test_an_empty_range_reads_nothing(history: storage.Client) -> None:
 
 
 def test_migration_0012_rebuilds_the_preaggregate_from_the_visits(history: storage.Client) -> None:
-    from stepwatch import migrations
+    from kernel import migrations
 
     before = from_preaggregate(history, DAY - timedelta(days=10), TODAY)
     (rebuild,) = [m for m in migrations.discover() if m.version == 12]

@@ -13,9 +13,10 @@ import pytest
 
 from analysis.stats import Window
 from collector import keys
-from stepwatch import analysis_run, band_versions, demo, flag_store, processes, sites, storage, teams
+from kernel import band_versions, flag_store, processes, sites, storage, teams
+from kernel.settings import Settings
+from stepwatch import analysis_run, demo
 from stepwatch.app import create_app
-from stepwatch.settings import Settings
 from tests.test_processes import EXAMPLE
 
 TODAY = datetime.now(UTC).date()

@@ -12,9 +12,9 @@ import pytest
 
 from coaching import _store, assignments, catalog, measure
 from coaching.lifecycle import CoachingEvent, InvalidTransition, Target, fold
-from stepwatch import band_versions, flag_store, sites, storage
-from stepwatch.errors import Conflict, Forbidden, InvalidInput, NotFound
-from stepwatch.settings import Settings
+from kernel import band_versions, flag_store, sites, storage
+from kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
+from kernel.settings import Settings
 from tests.coaching_helpers import ROOT, Org, add_sessions, at, build_org, today
 
 TARGET = Target(max_ms=240_000, within_days=30)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from coaching import assignments, catalog, measure
-from stepwatch import analysis_run, demo, flag_store, storage
-from stepwatch.settings import Settings
+from kernel import flag_store, storage
+from kernel.settings import Settings
+from stepwatch import analysis_run, demo
 
 
 def test_seed_coaching(client: storage.Client, settings: Settings) -> None:

@@ -14,9 +14,9 @@ import pytest
 
 from coaching import assignments, outbox
 from coaching.lifecycle import Target
-from stepwatch import sites, storage
-from stepwatch.errors import Conflict
-from stepwatch.settings import Settings
+from kernel import sites, storage
+from kernel.errors import Conflict
+from kernel.settings import Settings
 from tests.coaching_helpers import Org, build_org, today
 
 

@@ -11,8 +11,8 @@ import pytest
 from coaching import permissions
 from coaching.lifecycle import CoachingEvent, InvalidTransition, apply, fold, fold_all, possible
 from coaching.permissions import ActingAs, Operator
-from stepwatch.errors import Forbidden, InvalidInput, NotFound
-from stepwatch.users import User
+from kernel.errors import Forbidden, InvalidInput, NotFound
+from kernel.users import User
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 

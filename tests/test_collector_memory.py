@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from collector import keys, memory
-from stepwatch import sites, storage
+from kernel import sites, storage
+from kernel.settings import Settings
 from stepwatch.app import create_app
-from stepwatch.settings import Settings
 from tests.test_ingest import post, stored, visit
 
 
@@ -103,8 +103,8 @@ def test_mallopt_really_takes_effect_on_glibc() -> None:
 
 def test_serve_tunes_the_allocators_before_it_opens_the_store(monkeypatch: pytest.MonkeyPatch,
                                                               tmp_path: Any) -> None:
+    from kernel import logs
     from stepwatch import app as app_module
-    from stepwatch import logs
     from stepwatch.cli import _serve
 
     calls: list[str] = []

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from dashboards.auth import LoginThrottle
-from stepwatch import sites, storage, users
+from kernel import sites, storage, users
+from kernel.settings import Settings
 from stepwatch.app import create_app
-from stepwatch.settings import Settings
 from tests.web_helpers import PASSWORD, SECRET, csrf_of, login, make_accounts, page_csrf
 
 

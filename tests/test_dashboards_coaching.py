@@ -9,9 +9,9 @@ import pytest
 
 import coaching
 from coaching.lifecycle import Target
-from stepwatch import storage
+from kernel import storage
+from kernel.settings import Settings
 from stepwatch.app import create_app
-from stepwatch.settings import Settings
 from tests.coaching_helpers import ROOT, build_org, today
 from tests.coaching_helpers import sign_in as login
 from tests.web_helpers import SECRET, csrf_of
@@ -158,7 +158,7 @@ async def test_trainer_sees_the_manager_page_of_who_they_coach(api: Any, client:
 
 
 async def test_catalog_through_the_api_with_a_token(api: Any, client: storage.Client, org: Any) -> None:
-    from stepwatch import users
+    from kernel import users
 
     token = users.create_token(client, "dana", "lms", actor="test")
     headers = {"Authorization": f"Bearer {token}"}

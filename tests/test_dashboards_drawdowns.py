@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from stepwatch import audit, flag_store, sites, storage, users
+from kernel import audit, flag_store, sites, storage, users
+from kernel.settings import Settings
 from stepwatch.app import create_app
-from stepwatch.settings import Settings
 from tests.dashboard_data import load_process, make_flag
 from tests.web_helpers import SECRET, csrf_of, login, make_accounts, page_csrf
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from dashboards.pages.manager import period_of
-from stepwatch import flag_store, sites, storage, users
+from kernel import flag_store, sites, storage, users
+from kernel.settings import Settings
 from stepwatch.app import create_app
-from stepwatch.settings import Settings
 from tests.figures_helpers import EVIL, EVIL_TITLE, TODAY, built_store, spread
 from tests.web_helpers import SECRET, login
 

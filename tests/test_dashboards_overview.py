@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
-from stepwatch import analysis_run, overview_figures, sites, storage, teams
+from dashboards import overview_figures
+from kernel import sites, storage, teams
+from kernel.settings import Settings
+from stepwatch import analysis_run
 from stepwatch.app import create_app
-from stepwatch.settings import Settings
 from tests.dashboard_data import TODAY, make_flag, stats_row, store_pair_stats, tiny_site
 from tests.web_helpers import SECRET, login, make_accounts
 
@@ -235,7 +237,7 @@ def test_pair_days_backfill_copies_each_days_newest_refresh(client: storage.Clie
                                                             site: sites.Site) -> None:
     """Migration 0014 fills pair_days from a store that had session_steps before it: each day as its
     newest refresh, so an older refresh waiting for its delete is not copied (nothing would delete it)."""
-    from stepwatch import migrations
+    from kernel import migrations
 
     tiny_site(client, settings)
     (run,) = analysis_run.analyze(client, settings)
@@ -263,7 +265,7 @@ def test_headline_sessions_follow_the_start_and_end_events(client: storage.Clien
     once, a start and an end stored apart make one timed session, a session over midnight is timed
     when the range holds both its days, a range that cuts it counts its start without a time, and
     the sessions stored before migration 0013 count."""
-    from stepwatch import migrations
+    from kernel import migrations
     from tests.dashboard_data import served, store_events
 
     day = TODAY - timedelta(days=3)

@@ -18,9 +18,9 @@ import coaching
 from coaching.lifecycle import Target
 from coaching.permissions import Operator
 from dashboards.web import API_ROUTES
-from stepwatch import storage
+from kernel import storage
+from kernel.settings import Settings
 from stepwatch.app import create_app
-from stepwatch.settings import Settings
 from tests.dashboard_data import load_process, make_flag, set_bands
 from tests.web_helpers import PASSWORD, SECRET, csrf_of, make_accounts
 
@@ -84,7 +84,7 @@ async def world(aiohttp_client: Any, settings: Settings, client: storage.Client,
     make_accounts(client)
     load_process(client)
     set_bands(client)
-    from stepwatch import teams, users
+    from kernel import teams, users
 
     users.add_user(client, "sven", "director", PASSWORD, teams=("south",), actor="test")
     users.add_user(client, "tina", "trainer", PASSWORD, actor="test")

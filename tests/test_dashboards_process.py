@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from stepwatch import processes, sites, storage
+from kernel import processes, sites, storage
+from kernel.settings import Settings
 from stepwatch.app import create_app
-from stepwatch.settings import Settings
 from tests.dashboard_data import load_process
 from tests.web_helpers import SECRET, login, make_accounts
 

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from analysis.bands import suggest_band
+from dashboards import figures
 from dashboards.pages.step import duration_text, parse_duration
-from stepwatch import audit, band_versions, figures, sites, storage, users
+from kernel import audit, band_versions, sites, storage, users
+from kernel.errors import InvalidInput
+from kernel.settings import Settings
 from stepwatch.app import create_app
-from stepwatch.errors import InvalidInput
-from stepwatch.settings import Settings
 from tests.figures_helpers import EVIL, EVIL_TITLE, TODAY, build, built_store, put, sessions, spread
 from tests.web_helpers import SECRET, csrf_of, login
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stepwatch import demo, storage, teams
+from kernel import storage, teams
+from stepwatch import demo
 from tests.helpers import run_cli
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from collector.events import SessionEvent, VisitEvent
-from stepwatch.settings import Settings, env_name
+from kernel.settings import Settings, env_name
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()

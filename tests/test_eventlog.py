@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from stepwatch import eventlog, migrations, processes, sites, storage
-from stepwatch.errors import InvalidInput
-from stepwatch.settings import Settings
+from kernel import migrations, processes, sites, storage
+from kernel.errors import InvalidInput
+from kernel.settings import Settings
+from stepwatch import eventlog
 from tests.helpers import run_cli
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "eventlog"

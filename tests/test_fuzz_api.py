@@ -38,9 +38,9 @@ from schemathesis import GenerationMode
 
 import coaching
 from coaching.lifecycle import Target
-from stepwatch import migrations, sites, storage, users
+from kernel import migrations, sites, storage, users
+from kernel.settings import Settings
 from stepwatch.app import create_app
-from stepwatch.settings import Settings
 from tests.coaching_helpers import add_sessions, build_org, today
 from tests.dashboard_data import make_flag, set_bands
 from tests.web_helpers import SECRET

@@ -13,9 +13,9 @@ import pytest
 from argon2 import PasswordHasher
 
 from dashboards.auth import LoginThrottle
-from stepwatch import audit, sites, storage, users
+from kernel import audit, sites, storage, users
+from kernel.settings import Settings
 from stepwatch.app import create_app
-from stepwatch.settings import Settings
 from tests.web_helpers import SECRET, csrf_of, login, make_accounts, page_csrf
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from stepwatch import sites, storage
+from kernel import sites, storage
+from kernel.settings import Settings
 from stepwatch.cli import run_in_server
-from stepwatch.settings import Settings
 from tests.helpers import http, run_cli, serve
 
 

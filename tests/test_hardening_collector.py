@@ -19,9 +19,10 @@ import pytest
 from collector import keys
 from collector.identity import IdentityRejected, sign, verify
 from collector.views import forwarded_client
-from stepwatch import eventlog, migrations, processes, sites, storage
+from kernel import migrations, processes, sites, storage
+from kernel.settings import Settings
+from stepwatch import eventlog
 from stepwatch.app import create_app
-from stepwatch.settings import Settings
 from tests.test_ingest import ORIGIN, session_event, stored, visit
 
 BROWSER_HASH = hashlib.sha256(b"salt:1234567").hexdigest()  # what a tracker sends for a customer

@@ -16,9 +16,9 @@ import pytest
 import coaching
 from coaching import assignments, outbox
 from coaching.lifecycle import Target
-from stepwatch import band_versions, storage, teams, users
+from kernel import band_versions, storage, teams, users
+from kernel.settings import Settings
 from stepwatch.app import create_app
-from stepwatch.settings import Settings
 from tests.coaching_helpers import PASSWORD, Org, add_sessions, at, build_org, today
 from tests.coaching_helpers import sign_in as login
 from tests.dashboard_data import make_flag
@@ -54,7 +54,7 @@ def audited(client: storage.Client, settings: Settings, org: Org) -> dict[str, s
                    reason="south account")
     north_flag = make_flag(client, org.site, team="north", manager="m-1", step="offer")
     south_flag = make_flag(client, org.site, team="south", manager="s-1", step="offer")
-    from stepwatch import flag_store
+    from kernel import flag_store
 
     flag_store.change_status(client, north_flag, "acknowledged", actor="analysis", reason="north flag reason")
     flag_store.change_status(client, south_flag, "acknowledged", actor="sam", reason="south flag reason")

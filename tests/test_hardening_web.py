@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from dashboards import web as pages_web
-from stepwatch import sites, storage, users
+from kernel import sites, storage, users
+from kernel.settings import Settings
 from stepwatch.app import create_app
-from stepwatch.settings import Settings
 from tests.coaching_helpers import build_org
 from tests.dashboard_data import make_flag
 from tests.web_helpers import SECRET, csrf_of, login
@@ -294,7 +294,7 @@ PARAM_CASES = [
 
 @pytest.mark.parametrize(("param", "value", "message"), PARAM_CASES)
 def test_a_parameter_that_does_not_fit_is_refused_naming_it(param: pages_web.Param, value: Any, message: str) -> None:
-    from stepwatch.errors import InvalidInput
+    from kernel.errors import InvalidInput
 
     with pytest.raises(InvalidInput) as refused:
         param.check(value, where="query")
@@ -302,7 +302,7 @@ def test_a_parameter_that_does_not_fit_is_refused_naming_it(param: pages_web.Par
 
 
 def test_what_fits_passes_and_a_path_id_is_not_found() -> None:
-    from stepwatch.errors import NotFound
+    from kernel.errors import NotFound
 
     for param, value in ((pages_web.whole("n", 1, 10), "3"), (pages_web.number("n", 0, 5), "2,5"),
                          (pages_web.day("d"), "2026-12-04"), (pages_web.moment("m"), "2026-12-04T10:00+01:00"),

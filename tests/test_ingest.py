@@ -13,9 +13,9 @@ import pytest
 
 from collector import keys
 from collector.identity import sign
-from stepwatch import sites, storage
+from kernel import sites, storage
+from kernel.settings import Settings
 from stepwatch.app import create_app
-from stepwatch.settings import Settings
 
 ORIGIN = "https://crm.example.com"
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from collector.events import ParsedBatch, Validator, check_events
-from stepwatch.settings import Settings
-from stepwatch.storage import SESSION_EVENT_COLUMNS, VISIT_COLUMNS
+from kernel.settings import Settings
+from kernel.storage import SESSION_EVENT_COLUMNS, VISIT_COLUMNS
 
 SETTINGS = Settings()
 VISIT_DEFAULTS = {"final": False, "customer": "", "path": "", "tracker": ""}
@@ -91,7 +91,7 @@ def test_the_tracker_batches_take_the_compiled_path() -> None:
 
 
 def test_both_paths_store_the_same_customer_pseudonyms() -> None:
-    from stepwatch.sites import Pseudonyms
+    from kernel.sites import Pseudonyms
 
     plain = {k: v for k, v in visit().items() if k != "customer"}
     body = body_of([visit(), session(), visit(customer=""), plain])

@@ -14,7 +14,7 @@ PARTS = ["collector", "analysis", "coaching", "dashboards"]
 
 # module or folder -> top-level imports it must not make
 FORBIDDEN = {
-    **{f"stepwatch/{m}": {"collector", "analysis", "coaching", "dashboards", "stepwatch.app", "stepwatch.cli",
+    **{f"kernel/{m}": {"collector", "analysis", "coaching", "dashboards", "stepwatch.app", "stepwatch.cli",
                           "aiohttp", "jinja2"} for m in KERNEL_LOW},
     "collector": {"analysis", "coaching", "dashboards", "stepwatch.app", "stepwatch.cli", "jinja2"},
     "analysis": {"collector", "coaching", "dashboards", "aiohttp", "jinja2", "aiohttp_jinja2", "stepwatch.app",

@@ -6,8 +6,8 @@ import os
 import re
 from pathlib import Path
 
-from stepwatch import migrations, storage
-from stepwatch.settings import Settings
+from kernel import migrations, storage
+from kernel.settings import Settings
 
 SNAPSHOT = Path(__file__).parent / "fixtures" / "schema.sql"
 

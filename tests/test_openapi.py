@@ -13,8 +13,8 @@ import pytest
 from openapi_spec_validator import validate
 
 from dashboards import web as pages_web
+from kernel.settings import Settings
 from stepwatch.app import create_app
-from stepwatch.settings import Settings
 from tests.web_helpers import SECRET
 
 

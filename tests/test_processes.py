@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from collector import keys
-from stepwatch import processes, sites, storage
+from kernel import processes, sites, storage
+from kernel.errors import InvalidInput
+from kernel.settings import Settings
 from stepwatch.app import create_app
-from stepwatch.errors import InvalidInput
-from stepwatch.settings import Settings
 from tests.helpers import run_cli
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""Small tables remembered per process while unchanged (stepwatch/small_tables.py), and the pages using it."""
+"""Small tables remembered per process while unchanged (kernel/small_tables.py), and the pages using it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from stepwatch import small_tables, storage, teams, users
-from stepwatch.settings import Settings
+from kernel import small_tables, storage, teams, users
+from kernel.settings import Settings
 from tests.web_helpers import PASSWORD, SECRET, login, make_accounts
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stepwatch import sites, storage, teams
-from stepwatch.errors import Conflict, InvalidInput, NotFound
+from kernel import sites, storage, teams
+from kernel.errors import Conflict, InvalidInput, NotFound
 from tests.helpers import run_cli
 
 

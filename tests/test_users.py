@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from stepwatch import audit, storage, users
+from kernel import audit, storage, users
+from kernel.errors import Conflict, InvalidInput, NotFound
 from stepwatch.cli import build_parser
-from stepwatch.errors import Conflict, InvalidInput, NotFound
 from tests.helpers import run_cli
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from stepwatch import storage, teams, users
+from kernel import storage, teams, users
 
 PASSWORD = "correct horse battery"
 SECRET = "test-secret-key-0123456789abcdef"  # the app's signing key in the tests

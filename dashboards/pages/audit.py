@@ -10,7 +10,7 @@ from aiohttp import web
 from dashboards import access
 from dashboards.auth import Viewer
 from dashboards.web import Page, add_page, answer, day, day_param, run, text
-from stepwatch import audit
+from kernel import audit
 
 LIMIT = 500
 

@@ -17,7 +17,6 @@ from aiohttp import web
 import coaching
 from coaching import outbox, peers, permissions
 from coaching.lifecycle import STATES
-from collector import keys
 from dashboards import access, charts
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
@@ -42,8 +41,8 @@ from dashboards.web import (
     uuid_id,
     whole,
 )
-from stepwatch import band_versions, flag_store, processes, users
-from stepwatch.errors import InvalidInput, NotFound
+from kernel import app_keys, band_versions, flag_store, processes, users
+from kernel.errors import InvalidInput, NotFound
 
 LEADS = ("admin", "director")
 
@@ -77,7 +76,7 @@ async def board(request: web.Request, who: Viewer) -> Page:
 
 async def assignment_page(request: web.Request, who: Viewer) -> Page:
     assignment_id = request.match_info["assignment_id"]
-    settings = request.app[keys.SETTINGS]
+    settings = request.app[app_keys.SETTINGS]
     a = await run(request, coaching.get, assignment_id, who.user)
     evaluations = await run(request, coaching.evaluations, a.assignment_id, who.user)
     picture = await run(request, coaching.before_after, settings, a.assignment_id, who.user)
@@ -234,7 +233,7 @@ def _message(m: outbox.OutboxMessage) -> dict[str, Any]:
 
 
 async def assign(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
-    settings = request.app[keys.SETTINGS]
+    settings = request.app[app_keys.SETTINGS]
     site = await _site(request, fields)
     minutes = _number(fields.get("target_minutes"), "target_minutes")
     target = coaching.Target(max_ms=int(round(minutes * 60_000)), within_days=_integer(fields.get("within_days"),
@@ -267,7 +266,7 @@ async def cancel(request: web.Request, who: Viewer, fields: dict[str, Any]) -> d
 
 
 async def evaluate(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
-    settings = request.app[keys.SETTINGS]
+    settings = request.app[app_keys.SETTINGS]
     assignment_id = request.match_info["assignment_id"]
     stored = await run(request, coaching.evaluate_assignment, settings, assignment_id, who.user)
     scope = await run(request, access.scope_of, who.user, stored.site)
@@ -276,7 +275,7 @@ async def evaluate(request: web.Request, who: Viewer, fields: dict[str, Any]) ->
 
 
 async def _move(request: web.Request, who: Viewer, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    settings = request.app[keys.SETTINGS]
+    settings = request.app[app_keys.SETTINGS]
     a = await run(request, fn, settings, who.user, request.match_info["assignment_id"], *args, **kwargs)
     return {"assignment": a.as_dict(), "message": Translator(who.user.language)("coaching.state_now",
                                                                                 state=a.state)}

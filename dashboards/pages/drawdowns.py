@@ -2,7 +2,7 @@
 acknowledge, resolve, dismiss (a reason required) and reopen (a reason required).
 
 The lifecycle rules are the analysis's (analysis.flags.transition); every move is stored and
-audited by stepwatch.flag_store.change_status with the user who made it and why. Directors see
+audited by kernel.flag_store.change_status with the user who made it and why. Directors see
 and act on the flags of the teams they lead; admins on all; trainers and managers not at all.
 """
 
@@ -16,6 +16,7 @@ from aiohttp import web
 from clickhouse_connect.driver.client import Client
 
 from analysis.flags import ALLOWED, FlagStatus, InvalidTransition, transition
+from dashboards import overview_figures
 from dashboards.access import scope_of
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
@@ -45,9 +46,9 @@ from dashboards.web import (
     uuid_id,
     whole,
 )
-from stepwatch import flag_store, overview_figures
-from stepwatch.errors import Conflict, Forbidden, InvalidInput, NotFound
-from stepwatch.users import User
+from kernel import flag_store
+from kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
+from kernel.users import User
 
 KINDS = ("slow", "fast", "systemic")
 STATUSES = tuple(s.value for s in FlagStatus)

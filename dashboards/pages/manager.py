@@ -24,16 +24,15 @@ from aiohttp import web
 from clickhouse_connect.driver.client import Client
 
 from analysis.bands import Band, BandVersion, band_in_force
-from collector import keys
-from dashboards import access, charts
+from dashboards import access, charts, figures
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from dashboards.pages import coaching as coaching_pages
 from dashboards.web import SITE, Page, add_page, answer, choice, chosen_site, day, day_param, run, text
-from stepwatch import band_versions, figures, flag_store, processes
-from stepwatch.errors import InvalidInput, NotFound
-from stepwatch.settings import Settings
-from stepwatch.users import User
+from kernel import app_keys, band_versions, flag_store, processes
+from kernel.errors import InvalidInput, NotFound
+from kernel.settings import Settings
+from kernel.users import User
 
 TREND_WEEKS = 12
 MAX_DAYS = 366
@@ -215,7 +214,7 @@ async def manager_page(request: web.Request, who: Viewer) -> Page:
     """One manager's step times against the bands, by week, and their flags (whom the account may see)."""
     manager = request.match_info["manager"]
     site, names = await chosen_site(request)
-    settings = request.app[keys.SETTINGS]
+    settings = request.app[app_keys.SETTINGS]
     period = period_of(request.query, settings)
     data = await run(request, manager_data, settings, who.user, site, manager, period)
     data["sites"] = names

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from collector import keys
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from dashboards.pages import coaching as coaching_pages
 from dashboards.pages.manager import FIGURES, PERIOD, TABLE, csv_table, manager_data, period_of, segment, step_charts
 from dashboards.web import SITE, Page, add_page, chosen_site, run
-from stepwatch.errors import Forbidden
+from kernel import app_keys
+from kernel.errors import Forbidden
 
 
 async def me_page(request: web.Request, who: Viewer) -> Page:
@@ -25,7 +25,7 @@ async def me_page(request: web.Request, who: Viewer) -> Page:
     if not who.user.manager_id:
         raise Forbidden("this manager account is linked to no manager id: stepwatch users add ... --manager-id")
     site, names = await chosen_site(request)
-    settings = request.app[keys.SETTINGS]
+    settings = request.app[app_keys.SETTINGS]
     period = period_of(request.query, settings)
     data = await run(request, manager_data, settings, who.user, site, who.user.manager_id, period,
                      unknown_is_404=False)

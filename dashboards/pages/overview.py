@@ -1,7 +1,7 @@
 """Overview: the headline numbers, a heatmap of managers x steps against the bands, the costliest
 drawdowns; filtered by site, team, step and dates. Admins see every team, directors the teams they lead.
 
-The figures are aggregated in ClickHouse (stepwatch/overview_figures.py): without dates, the
+The figures are aggregated in ClickHouse (dashboards/overview_figures.py): without dates, the
 latest analysis run's stored figures; with dates, quantiles over the daily pre-aggregate.
 """
 
@@ -18,14 +18,14 @@ from aiohttp import web
 from clickhouse_connect.driver.client import Client
 
 from analysis.bands import Band, BandVersion, band_in_force
-from collector import keys
+from dashboards import overview_figures
 from dashboards.access import Scope, scope_of
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from dashboards.web import SITE, Page, add_page, answer, choice, chosen_site, day, day_param, run, text
-from stepwatch import band_versions, flag_store, overview_figures, processes, teams
-from stepwatch.errors import Forbidden, InvalidInput, NotFound
-from stepwatch.users import User
+from kernel import app_keys, band_versions, flag_store, processes, teams
+from kernel.errors import Forbidden, InvalidInput, NotFound
+from kernel.users import User
 
 TOP_DRAWDOWNS = 10
 MAX_RANGE_DAYS = 366
@@ -156,7 +156,7 @@ def teams_in_view(scope: Scope, team: str) -> list[str] | None:
 
 
 async def overview_page(request: web.Request, who: Viewer) -> Page:
-    settings = request.app[keys.SETTINGS]
+    settings = request.app[app_keys.SETTINGS]
     q = request.query
     site, site_names = await chosen_site(request)
     team, step = q.get("team", ""), q.get("step", "")

@@ -16,7 +16,7 @@ from clickhouse_connect.driver.client import Client
 from dashboards.auth import Viewer, is_https
 from dashboards.pages.overview import ROLES
 from dashboards.web import SITE, Page, add_page, answer, choice, chosen_site, run
-from stepwatch import processes, sites
+from kernel import processes, sites
 
 STEP_COLUMNS = ["position", "key", "title", "patterns"]
 HISTORY_COLUMNS = ["version", "process", "loaded_at", "loaded_by", "reason"]

@@ -27,8 +27,7 @@ from aiohttp import web
 from clickhouse_connect.driver.client import Client
 
 from analysis.bands import MIN_SESSIONS_TO_SUGGEST, Band, BandError, band_in_force
-from collector import keys
-from dashboards import access, charts
+from dashboards import access, charts, figures
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from dashboards.pages.manager import (
@@ -41,10 +40,10 @@ from dashboards.pages.manager import (
     stats_fields,
 )
 from dashboards.web import DONE, SITE, Page, add_action, add_page, answer, choice, chosen_site, day, run, text, whole
-from stepwatch import band_versions, figures, processes, sites, teams
-from stepwatch.errors import Forbidden, InvalidInput, NotFound
-from stepwatch.settings import Settings
-from stepwatch.users import User
+from kernel import app_keys, band_versions, processes, sites, teams
+from kernel.errors import Forbidden, InvalidInput, NotFound
+from kernel.settings import Settings
+from kernel.users import User
 
 VIEW_ROLES = ("admin", "director", "trainer")
 EDIT_ROLES = ("admin", "director")
@@ -86,7 +85,7 @@ def steps_data(client: Client, settings: Settings, user: User, site: str) -> dic
 async def steps_page(request: web.Request, who: Viewer) -> Page:
     """The steps of a site with how many managers are outside each band (admin, director, trainer)."""
     site, names = await chosen_site(request)
-    data = await run(request, steps_data, request.app[keys.SETTINGS], who.user, site)
+    data = await run(request, steps_data, request.app[app_keys.SETTINGS], who.user, site)
     data["sites"] = names
     return Page("steps.html", data, title="step.list_title", table="steps", columns=LIST_COLUMNS,
                 context={"segment": segment})
@@ -195,7 +194,7 @@ async def step_page(request: web.Request, who: Viewer) -> Page:
     """One step: every visible manager against the band, the band's history and (?suggest=1) a suggestion."""
     step = request.match_info["step"]
     site, names = await chosen_site(request)
-    settings = request.app[keys.SETTINGS]
+    settings = request.app[app_keys.SETTINGS]
     period = period_of(request.query, settings)
     data = await run(request, step_data, settings, who.user, site, step, period,
                      suggest=request.query.get("suggest") == "1")

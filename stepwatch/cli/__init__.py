@@ -21,12 +21,12 @@ from typing import IO
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from stepwatch import migrations, storage
+from kernel import migrations, storage
+from kernel.errors import StepwatchError
+from kernel.settings import Settings, SettingsError
 from stepwatch.cli import _accounts, _admin, _analysis, _coaching, _eventlog, _serve, _sites
 from stepwatch.cli._common import CliError, _first_line, format_duration, parse_duration
 from stepwatch.cli._serve import cmd_demo, cmd_serve
-from stepwatch.errors import StepwatchError
-from stepwatch.settings import Settings, SettingsError
 
 __all__ = ["CliError", "build_parser", "format_duration", "main", "parse_duration", "run", "run_in_server"]
 

@@ -9,7 +9,7 @@ from typing import IO, Any
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import audit, users
+from kernel import audit, users
 from stepwatch.cli._common import (
     CliError,
     _line,

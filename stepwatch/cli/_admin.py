@@ -11,7 +11,7 @@ from typing import IO, Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from stepwatch import migrations
+from kernel import migrations
 from stepwatch.cli._common import (
     CliError,
     _first_line,

@@ -10,7 +10,7 @@ from typing import IO, Any
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import audit, band_versions, flag_store, sites, storage, teams
+from kernel import audit, band_versions, flag_store, sites, storage, teams
 from stepwatch.cli._common import (
     CliError,
     _json_default,

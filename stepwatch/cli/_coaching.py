@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import audit, sites, users
+from kernel import audit, sites, users
 from stepwatch.cli._common import CliError, _json_default, _line, _parse_date, format_duration, parse_duration
 
 

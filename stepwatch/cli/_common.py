@@ -8,7 +8,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import processes, sites
+from kernel import processes, sites
 
 
 class CliError(Exception):

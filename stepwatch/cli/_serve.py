@@ -9,11 +9,11 @@ import signal
 from datetime import UTC, datetime
 from typing import Any
 
-from stepwatch import migrations, storage
+from kernel import migrations, storage
+from kernel.settings import Settings
 from stepwatch.cli._common import (
     CliError,
 )
-from stepwatch.settings import Settings
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -65,7 +65,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
-    from stepwatch import logs
+    from kernel import logs
     from stepwatch.app import ADMIN_TOKEN, create_app
 
     logs.configure(settings.log_level)

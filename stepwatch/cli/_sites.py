@@ -8,7 +8,7 @@ from typing import IO, Any
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import audit, processes, sites, teams
+from kernel import audit, processes, sites, teams
 from stepwatch.cli._common import (
     CliError,
 )

@@ -15,7 +15,7 @@ from xml.sax.saxutils import quoteattr
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import processes, sites
+from kernel import processes, sites
 
 CSV_COLUMNS = ("case", "session_id", "activity", "resource", "start", "complete", "active_ms", "idle_ms",
                "hidden_ms", "source")

@@ -21,10 +21,10 @@ from typing import NamedTuple
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import processes, sites, storage
-from stepwatch.errors import InvalidInput
+from kernel import processes, sites, storage
+from kernel.errors import InvalidInput
+from kernel.settings import Settings
 from stepwatch.eventlog._read import BadRow, CaseEnd, CsvMapping, LogEvent, guess_format, open_log, read_csv, read_xes
-from stepwatch.settings import Settings
 
 # Fixed, so ids made from the same log are the same on every machine and every run.
 NAMESPACE = uuid.UUID("5b0e3c1e-6a59-4a0b-9a43-2f1d0c7e8a11")

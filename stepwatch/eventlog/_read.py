@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from stepwatch.errors import InvalidInput
+from kernel.errors import InvalidInput
 
 
 class LogEvent(NamedTuple):

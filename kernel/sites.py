@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import audit, small_tables
-from stepwatch.errors import Conflict, InvalidInput, NotFound
-from stepwatch.storage import query_rows
+from kernel import audit, small_tables
+from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.storage import query_rows
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 

@@ -26,8 +26,8 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from stepwatch import small_tables
-from stepwatch.settings import Settings
+from kernel import small_tables
+from kernel.settings import Settings
 
 SERVE_FILE = "serve.json"
 ENGINE_STATUS_FILE = "status"

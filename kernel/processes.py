@@ -21,9 +21,9 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import audit, small_tables
-from stepwatch.errors import InvalidInput, NotFound
-from stepwatch.storage import query_rows
+from kernel import audit, small_tables
+from kernel.errors import InvalidInput, NotFound
+from kernel.storage import query_rows
 
 KEY = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 SEGMENT = re.compile(r"^(\*|\{[a-z_][a-z0-9_]{0,31}\}|[A-Za-z0-9_.~\-]+)$")

@@ -25,9 +25,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import audit, small_tables
-from stepwatch.errors import Conflict, InvalidInput, NotFound
-from stepwatch.storage import query_rows
+from kernel import audit, small_tables
+from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.storage import query_rows
 
 ROLES = ("admin", "director", "trainer", "manager")
 LANGUAGES = ("en", "ru")

@@ -6,7 +6,7 @@
     ├── Forbidden         403  the actor may not do this
     └── Conflict          409  the thing exists already, or the transition is not allowed
 
-Storage failures are not domain errors: see stepwatch.storage.StorageUnavailable.
+Storage failures are not domain errors: see kernel.storage.StorageUnavailable.
 """
 
 from __future__ import annotations

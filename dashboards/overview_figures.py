@@ -23,10 +23,10 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import small_tables
-from stepwatch.flag_store import COLUMNS as FLAG_COLUMNS
-from stepwatch.flag_store import StoredFlag
-from stepwatch.storage import METRIC_COLUMNS, older_refreshes_left_out, query_rows
+from kernel import small_tables
+from kernel.flag_store import COLUMNS as FLAG_COLUMNS
+from kernel.flag_store import StoredFlag
+from kernel.storage import METRIC_COLUMNS, older_refreshes_left_out, query_rows
 
 ACTIVE_STATUSES = ("open", "acknowledged", "coaching")
 # How flags may be sorted: a name in, a fixed ORDER BY out (nothing from outside enters the SQL).

@@ -29,8 +29,8 @@ from typing import Any, Literal
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import flag_store
-from stepwatch.storage import METRIC_COLUMNS, older_refreshes_left_out, query_rows
+from kernel import flag_store
+from kernel.storage import METRIC_COLUMNS, older_refreshes_left_out, query_rows
 
 #: Histogram bins on a log time scale: 4 per doubling (each bin 19% wider than the one before),
 #: fine enough to show a shape, coarse enough that 30 sessions do not look like noise.

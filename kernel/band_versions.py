@@ -13,9 +13,9 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import audit, small_tables
-from stepwatch.errors import InvalidInput
-from stepwatch.storage import query_rows
+from kernel import audit, small_tables
+from kernel.errors import InvalidInput
+from kernel.storage import query_rows
 
 
 @dataclass(frozen=True)

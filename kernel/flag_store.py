@@ -13,9 +13,9 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import audit
-from stepwatch.errors import NotFound
-from stepwatch.storage import query_rows
+from kernel import audit
+from kernel.errors import NotFound
+from kernel.storage import query_rows
 
 COLUMNS = (
     "flag_id", "site", "kind", "team", "step", "manager", "managers", "status", "opened_at", "updated_at",

@@ -26,7 +26,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch.storage import query_rows
+from kernel.storage import query_rows
 
 
 @dataclass(frozen=True)

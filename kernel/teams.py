@@ -12,9 +12,9 @@ import time
 
 from clickhouse_connect.driver.client import Client
 
-from stepwatch import audit, small_tables
-from stepwatch.errors import Conflict, InvalidInput, NotFound
-from stepwatch.storage import query_rows
+from kernel import audit, small_tables
+from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.storage import query_rows
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$")
 
