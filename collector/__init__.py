@@ -1,7 +1,8 @@
 """The collector: validates, authenticates and stores tracker events in ClickHouse, exactly once.
 
 `setup(app)` adds its routes and its resources (writer, spool, site directory) to the
-application made by stepwatch.app.create_app, which has already put SETTINGS and STORE on it.
+application made by stepwatch.app.create_app, which has already put the settings and the store on it
+(kernel/app_keys.py).
 """
 
 from __future__ import annotations
