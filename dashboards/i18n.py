@@ -118,16 +118,20 @@ class Translator:
             return self("unit.h", n=self.num(seconds / 3600, 1))
         return self("unit.d", n=self.num(seconds / 86400, 1))
 
-    def date(self, value: date | datetime | None) -> str:
-        if value is None:
+    def date(self, value: date | datetime | str | None) -> str:
+        if value is None or value == "":
             return "–"
+        if isinstance(value, str):  # a JSON-ready page's ISO date, e.g. an assignment's due date
+            value = date.fromisoformat(value[:10])
         if type(value) is date:  # a chart's weeks and days, again and again
             return _date_cached(self.language, value)
         return babel_dates.format_date(value, format="medium", locale=self._locale)
 
-    def datetime(self, value: datetime | None) -> str:
-        if value is None:
+    def datetime(self, value: datetime | str | None) -> str:
+        if value is None or value == "":
             return "–"
+        if isinstance(value, str):  # a JSON-ready page's ISO time, e.g. "2026-12-05T10:00:00Z"
+            value = datetime.fromisoformat(value)
         return babel_dates.format_datetime(value, format="short", tzinfo=babel_dates.UTC, locale=self._locale) + " UTC"
 
 

@@ -244,3 +244,24 @@ async def test_serve_delivers_the_webhook_of_an_assignment_made_in_the_dashboard
             break
         await asyncio.sleep(0.1)
     assert received and "m-1" in received[0]["text"]
+
+
+async def test_the_assignment_page_shows_times_and_states_in_words_not_iso(
+        api: Any, client: storage.Client, settings: Settings, org: Any) -> None:
+    import re
+
+    a = assign_meeting(client, settings, org)
+    token = await login(api, "tom")
+    when = (today() + timedelta(days=2)).isoformat() + "T10:00"
+    await api.post(f"/coaching/assignments/{a.assignment_id}/schedule", data={"csrf": token, "meeting_at": when},
+                   allow_redirects=False)
+    page = await (await api.get(f"/coaching/assignments/{a.assignment_id}")).text()
+    main = page.split("<main", 1)[1].split("</main>", 1)[0]
+    words = re.sub(r"<[^>]*>", " ", main)  # what a person reads, not the form's machine attributes
+    assert not re.search(r"\d{4}-\d{2}-\d{2}", words), re.findall(r".{40}\d{4}-\d{2}-\d{2}.{20}", words)
+    assert "<strong>scheduled</strong>" in main and "UTC" in main
+    await login(api, "max")
+    await api.post("/api/v1/account/language", headers={"X-CSRF-Token": await login(api, "max")},
+                   json={"language": "ru"})
+    russian = await (await api.get(f"/coaching/assignments/{a.assignment_id}")).text()
+    assert "<strong>запланировано</strong>" in russian and "<strong>scheduled</strong>" not in russian
