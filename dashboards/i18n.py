@@ -132,7 +132,12 @@ class Translator:
             return "–"
         if isinstance(value, str):  # a JSON-ready page's ISO time, e.g. "2026-12-05T10:00:00Z"
             value = datetime.fromisoformat(value)
-        return babel_dates.format_datetime(value, format="short", tzinfo=babel_dates.UTC, locale=self._locale) + " UTC"
+        if value.tzinfo is not None:
+            value = value.astimezone(babel_dates.UTC)
+        # The day in the same style as `date` (one date style per language), then the time.
+        day = babel_dates.format_date(value, format="medium", locale=self._locale)
+        time = babel_dates.format_time(value, format="short", tzinfo=babel_dates.UTC, locale=self._locale)
+        return f"{day}, {time} UTC"
 
 
 def _minutes(_: Translator, ms: float | int) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from dashboards.i18n import CATALOG_DIR, LANGUAGES, Translator, catalog
 
 DASHBOARDS = Path(__file__).resolve().parent.parent / "dashboards"
@@ -152,3 +154,13 @@ def test_memoised_dates_are_exactly_babels() -> None:
                 assert _.date(day) == format_date(day, format="medium", locale=Locale.parse(language))
             moment = datetime(2026, 12, 31, 23, 30, tzinfo=UTC)  # a datetime is formatted as before, not memoised
             assert _.date(moment) == format_date(moment, format="medium", locale=Locale.parse(language))
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_a_time_is_written_with_the_same_date_style_as_a_day(language: str) -> None:
+    from datetime import UTC, date, datetime
+
+    _ = Translator(language)
+    moment = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
+    assert _.datetime(moment).startswith(_.date(date(2026, 11, 20)) + ", ")
+    assert _.datetime("2026-11-20T23:30:00Z") == _.datetime(moment) and _.date("2026-11-20") == _.date(moment)
