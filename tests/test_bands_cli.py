@@ -11,9 +11,13 @@ from tests.helpers import run_cli
 
 
 @pytest.mark.parametrize(("text", "ms"), [("90", 90_000), ("90s", 90_000), ("4m", 240_000), ("4m30s", 270_000),
-                                          ("1500ms", 1_500), ("1h", 3_600_000), ("2.5", 2_500)])
+                                          ("1500ms", 1_500), ("1h", 3_600_000), ("2.5", 2_500),
+                                          ("4 min", 240_000), ("2,5", 2_500), ("1m 30s", 90_000)])
 def test_durations(text: str, ms: int) -> None:
-    assert parse_duration(text) == ms
+    """The CLI reads durations as the band editor does (kernel.durations): one reader for both."""
+    from dashboards.pages.step import parse_duration as editor_reads
+
+    assert parse_duration(text) == ms == editor_reads(text, "min")
 
 
 @pytest.mark.parametrize("text", ["", "4 minutes", "m4", "-3", "4x"])

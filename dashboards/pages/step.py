@@ -19,7 +19,6 @@ director only the overrides of the teams they lead. Every change needs a reason 
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -40,7 +39,7 @@ from dashboards.pages.manager import (
     stats_fields,
 )
 from dashboards.web import DONE, SITE, Page, add_action, add_page, answer, choice, chosen_site, day, run, text, whole
-from kernel import app_keys, band_versions, processes, sites, teams
+from kernel import app_keys, band_versions, durations, processes, sites, teams
 from kernel.errors import Forbidden, InvalidInput, NotFound
 from kernel.settings import Settings
 from kernel.users import User
@@ -209,8 +208,6 @@ async def step_page(request: web.Request, who: Viewer) -> Page:
 
 # --- the band editor -------------------------------------------------------------------------------------------
 
-_DURATION = re.compile(r"(\d+(?:[.,]\d+)?)\s*(ms|h|min|m|s)")
-_SCALE = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000}
 FIELD_LABELS = {"min": "step.min", "reference": "step.reference", "max": "step.max"}
 
 
@@ -223,26 +220,18 @@ def parse_duration(value: Any, name: str, _: Translator | None = None) -> int:
         if value < 0 or value != value:
             raise InvalidInput(_("step.error_positive", field=label), field=name)
         return round(value * 1000)
-    text = "" if value is None or isinstance(value, bool) else str(value).strip().lower()
+    text = "" if value is None or isinstance(value, bool) else str(value).strip()
     if not text:
         raise InvalidInput(_("step.error_required", field=label), field=name)
-    if re.fullmatch(r"\d+(?:[.,]\d+)?", text):
-        return round(float(text.replace(",", ".")) * 1000)
-    parts = _DURATION.findall(text)
-    if not parts or re.sub(r"\s+", "", "".join(n + u for n, u in parts)) != re.sub(r"\s+", "", text):
-        raise InvalidInput(_("step.error_duration", field=label, value=str(value)[:40]), field=name)
-    return round(sum(float(n.replace(",", ".")) * _SCALE[u] for n, u in parts))
+    try:
+        return durations.parse(text)
+    except ValueError:
+        raise InvalidInput(_("step.error_duration", field=label, value=str(value)[:40]), field=name) from None
 
 
 def duration_text(ms: int | float | None) -> str:
     """Milliseconds as the editor shows them: 4m30s, 45s, 1500ms (parse_duration reads it back)."""
-    if ms is None:
-        return ""
-    ms = round(ms)
-    if ms % 1000:
-        return f"{ms}ms"
-    minutes, seconds = divmod(ms // 1000, 60)
-    return (f"{minutes}m" if minutes else "") + (f"{seconds}s" if seconds or not minutes else "")
+    return durations.text(ms)
 
 
 def band_of_fields(fields: dict[str, Any], _: Translator | None = None) -> Band:

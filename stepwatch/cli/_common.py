@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from kernel import processes, sites
+from kernel import durations, processes, sites
 
 
 class CliError(Exception):
@@ -32,14 +31,10 @@ def _tsv(value: Any) -> str:
 
 def parse_duration(text: str) -> int:
     """"240", "240s", "4m", "4m30s", "1500ms", "1h" -> milliseconds (a bare number is seconds)."""
-    value = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return round(float(value) * 1000)
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", value)
-    if not parts or "".join(n + u for n, u in parts) != value:
-        raise CliError(f"not a duration: {text!r} (examples: 90, 90s, 4m, 4m30s, 1500ms)")
-    scale = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
-    return round(sum(float(n) * scale[u] for n, u in parts))
+    try:
+        return durations.parse(text)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def format_duration(ms: float) -> str:
