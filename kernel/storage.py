@@ -477,7 +477,9 @@ _PAIR_KEYS = (("pair", "cityHash64(manager, step)"), ("sipHash64(manager, step)"
 _INDEX = ("transform({pair}, {{keys:Array(UInt64)}}, range(length({{keys:Array(UInt64)}})), "
           "length({{keys:Array(UInt64)}}))")
 # One session as one 64-bit number: pair number, day in the range, time. numpy sorts 3 million of
-# them in 30 ms, ten times faster than ClickHouse sorts the three columns, and they travel in 8 bytes.
+# them in 30 ms, ten times faster than ClickHouse sorts the three columns, and they travel in 8 bytes:
+# the whole analysis takes 757 ms at p50 (1,008 p95) packed, 1,076 ms (1,274) with ClickHouse
+# sorting (_read_sorted), on 10 million visits (benchmarks/readers.py).
 _PAIR_BITS, _DAY_BITS, _TIME_BITS = 16, 10, 38  # 65,536 pairs, 1,024 days, 8.7 years
 _PACKED = (f"bitOr(bitOr(bitShiftLeft({_INDEX}, {_DAY_BITS + _TIME_BITS}), "
            f"bitShiftLeft(toUInt64(day - {{{{since:Date}}}}), {_TIME_BITS})), {{column}})")
@@ -564,42 +566,21 @@ def _pair_key(client: Client, site: str, names: list[tuple[str, str]]) -> tuple[
 
 
 def _read_columns(client: Client, sql: str, parameters: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    """The UInt64 columns `names` of `sql`, one numpy array each.
+    """The UInt64 columns `names` of `sql`, one numpy array each, read by clickhouse-connect's query_np
+    (one 2-D array, column-major: each column is a contiguous view, no copy).
 
-    The result travels in ClickHouse's Native format, a column at a time per block, and numpy reads
-    each column in place: several times cheaper than rows of Python values, and about half the
-    cost of RowBinary, which the engine writes a value at a time.
+    A reader of the raw Native format written here is faster on the read alone (p50 297 ms against
+    342 ms), but the whole analysis's p95 differs by 9% (924 ms against 1,008 ms over 40 calls; 6%
+    to 21% in shorter runs), 8% at p50, and a coaching evaluation's read not at all (benchmarks/
+    readers.py, 10 million visits, docs/performance.md): not the more than 10% that would earn a
+    binary parser of our own.
     """
     import numpy as np
 
-    raw = memoryview(client.raw_query(sql, parameters=parameters, fmt="Native"))
-    parts: dict[str, list[Any]] = {name: [np.empty(0, dtype="<u8")] for name in names}
-    at = 0
-    while at < len(raw):
-        columns, at = _varint(raw, at)
-        rows, at = _varint(raw, at)
-        if columns != len(names):
-            raise StorageUnavailable(f"expected {len(names)} columns from ClickHouse, got {columns}")
-        for name in names:
-            for expected in (name, "UInt64"):  # each column: its name, its type, then its values
-                size, at = _varint(raw, at)
-                if bytes(raw[at:at + size]) != expected.encode():
-                    raise StorageUnavailable(f"unexpected column from ClickHouse: {bytes(raw[at:at + size])!r}")
-                at += size
-            parts[name].append(np.frombuffer(raw[at:at + 8 * rows], dtype="<u8"))
-            at += 8 * rows
-    return {name: np.concatenate(arrays) for name, arrays in parts.items()}
-
-
-def _varint(data: memoryview, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, at
-        shift += 7
+    table = client.query_np(sql, parameters=parameters)
+    if table.size == 0:  # no rows: query_np gives a float array of shape (0,)
+        return {name: np.empty(0, dtype=np.uint64) for name in names}
+    return {name: np.asarray(table[:, number], dtype=np.uint64) for number, name in enumerate(names)}
 
 
 def _day(value: Any) -> Any:
