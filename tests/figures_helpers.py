@@ -96,5 +96,5 @@ def built_store(engine_dir: Path, spool_dir: Path) -> Iterator[tuple[Settings, s
     sites.add_site(client, "crm", ["https://crm.example.com"], actor="test")
     build(client, settings)
     yield settings, client
-    client.command(f"DROP DATABASE IF EXISTS {settings.database}")
+    client.command(f"DROP DATABASE IF EXISTS {settings.database} SYNC")
     client.close()

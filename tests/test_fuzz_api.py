@@ -83,6 +83,10 @@ class ServerThread:
         self.loop.close()
 
 
+# Slow; and one xdist worker runs this module, so its module-scoped data is built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_fuzz_api")]
+
+
 @pytest.fixture(scope="module")
 def seeded(engine_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     config = Settings(data_dir=engine_dir, database=f"fuzz_{uuid.uuid4().hex[:10]}",
@@ -123,7 +127,7 @@ def seeded(engine_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield Seeded(f"http://127.0.0.1:{server.port}", tokens, real)
     finally:
         server.close()
-        client.command(f"DROP DATABASE IF EXISTS {config.database}")
+        client.command(f"DROP DATABASE IF EXISTS {config.database} SYNC")
         client.close()
 
 

@@ -372,7 +372,7 @@ def test_sites_made_before_the_key_get_one_of_their_own(settings: Settings) -> N
         again = {s.name: s.pseudonym_key for s in sites.list_sites(client)}
         assert again == first
     finally:
-        client.command(f"DROP DATABASE IF EXISTS {settings.database}")
+        client.command(f"DROP DATABASE IF EXISTS {settings.database} SYNC")
         client.close()
 
 

@@ -29,7 +29,7 @@ def test_migrations_apply_once(settings: Settings) -> None:
         ledger = client.query("SELECT version, count() FROM schema_migrations GROUP BY version").result_rows
         assert all(count == 1 for _, count in ledger)
     finally:
-        client.command(f"DROP DATABASE {settings.database}")
+        client.command(f"DROP DATABASE {settings.database} SYNC")
         client.close()
 
 
@@ -57,11 +57,29 @@ def test_visits_view_has_the_columns_of_the_raw_table(client: storage.Client) ->
     assert all(raw[name] == kind for name, kind in view.items())
 
 
-def test_schema_matches_the_reviewed_snapshot(client: storage.Client, settings: Settings) -> None:
-    """Schema changes show up in review: regenerate with STEPWATCH_UPDATE_SNAPSHOT=1."""
+def schema_text(client: storage.Client, database: str) -> str:
     rows = client.query("SELECT name, create_table_query FROM system.tables WHERE database = currentDatabase() "
                         "ORDER BY name").result_rows
-    text = "\n\n".join(ddl.replace(f"{settings.database}.", "") + ";" for _, ddl in rows) + "\n"
+    return "\n\n".join(ddl.replace(f"{database}.", "") + ";" for _, ddl in rows) + "\n"
+
+
+def test_schema_matches_the_reviewed_snapshot(settings: Settings) -> None:
+    """Schema changes show up in review: regenerate with STEPWATCH_UPDATE_SNAPSHOT=1."""
+    client = storage.connect(settings)
+    try:
+        migrations.apply_pending(client, settings.retention_days)
+        text = schema_text(client, settings.database)
+    finally:
+        client.command(f"DROP DATABASE {settings.database} SYNC")
+        client.close()
     if os.environ.get("STEPWATCH_UPDATE_SNAPSHOT"):
         SNAPSHOT.write_text(text)
     assert text == SNAPSHOT.read_text()
+
+
+def test_the_tests_copy_of_a_migrated_database_is_the_same_schema(client: storage.Client, settings: Settings) -> None:
+    """The `client` fixture copies a database migrated once (conftest.py): the same schema, every
+    migration recorded."""
+    assert schema_text(client, settings.database) == SNAPSHOT.read_text()
+    assert migrations.applied_versions(client) == {m.version for m in migrations.discover()}
+    assert migrations.apply_pending(client, settings.retention_days) == []

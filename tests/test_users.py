@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import argon2
 import pytest
 
 from kernel import audit, storage, users
 from kernel.errors import Conflict, InvalidInput, NotFound
 from stepwatch.cli import build_parser
+from tests.conftest import PRODUCT_HASHER
 from tests.helpers import run_cli
 
 
@@ -55,6 +57,7 @@ def test_names_are_unique_and_tokens_work_until_revoked(client: storage.Client) 
         users.create_token(client, "ghost", "x", actor="root")
 
 
+@pytest.mark.slow
 def test_users_cli(tmp_path: Path) -> None:
     env = {"STEPWATCH_DATA_DIR": str(tmp_path / "data")}
     code, out, err = run_cli("users", "add", "ann", "--role", "admin", env=env)
@@ -72,6 +75,15 @@ def test_users_cli(tmp_path: Path) -> None:
     assert code == 1 and "--manager-id" in err
     code, out, err = run_cli("tokens", "add", "max", "--name", "script", env=env)
     assert code == 0 and "swt_" in out, err
+    # The product hashes with argon2-cffi's recommended parameters (this process's tests use the
+    # library's cheapest profile, see conftest.py; a process of its own does not).
+    code, out, err = run_cli("sql", "SELECT password_hash FROM users FINAL WHERE name = 'max'", "--format", "json",
+                             env=env)
+    assert code == 0, err
+    stored = json.loads(out)[0]["password_hash"]
+    product = argon2.profiles.RFC_9106_LOW_MEMORY
+    assert argon2.extract_parameters(stored) == product
+    assert (PRODUCT_HASHER.time_cost, PRODUCT_HASHER.memory_cost) == (product.time_cost, product.memory_cost)
 
 
 def cli(client: storage.Client, *argv: str) -> str:
