@@ -122,6 +122,7 @@ def demo_client(client: storage.Client, demo_truth: demo.DemoTruth) -> storage.C
     return client
 
 
+@pytest.mark.slow
 def test_analyze_opens_flags_for_the_planted_drawdowns_once(
     demo_client: storage.Client, demo_truth: demo.DemoTruth, settings: Settings
 ) -> None:
@@ -141,6 +142,7 @@ def test_analyze_opens_flags_for_the_planted_drawdowns_once(
     assert storage.query_rows(demo_client, "SELECT count() AS n FROM flag_events")[0]["n"] == events
 
 
+@pytest.mark.slow
 def test_flags_resolve_after_two_quiet_periods_and_reopen_when_it_recurs(
     demo_client: storage.Client, settings: Settings
 ) -> None:

@@ -26,6 +26,10 @@ def test_bad_durations(text: str) -> None:
         parse_duration(text)
 
 
+# One xdist worker runs this module: its module-scoped data is built once.
+pytestmark = pytest.mark.xdist_group("test_bands_cli")
+
+
 @pytest.fixture(scope="module")
 def demo_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env = {"STEPWATCH_DATA_DIR": str(tmp_path_factory.mktemp("bands") / "data")}
@@ -34,6 +38,7 @@ def demo_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_set_checks_consistency_and_audits(demo_env: dict[str, str]) -> None:
     env = demo_env
     code, _, err = run_cli("bands", "set", "demo", "offer", "--min", "5m", "--reference", "4m", "--max", "6m",
@@ -65,6 +70,7 @@ def test_set_checks_consistency_and_audits(demo_env: dict[str, str]) -> None:
     assert json.loads(audited[1]["details"])["after"]["reference_ms"] == 180_000
 
 
+@pytest.mark.slow
 def test_suggest_shows_a_table_then_applies(demo_env: dict[str, str]) -> None:
     code, out, err = run_cli("bands", "suggest", "demo", "--json", env=demo_env)
     assert code == 0, err

@@ -33,6 +33,7 @@ TWELVE_HOURS_MS = 12 * 3600 * 1000
 pytestmark = pytest.mark.skipif(not LOG.exists(), reason=f"{LOG} is absent (CI has ../shared beside the checkout)")
 
 
+@pytest.mark.slow
 def test_stats_over_the_whole_log_match_an_independent_computation(tmp_path: Path) -> None:
     expected, items, too_long, first, last = _independent()
     env = {"STEPWATCH_DATA_DIR": str(tmp_path / "data"), "STEPWATCH_RETENTION_DAYS": "10000"}

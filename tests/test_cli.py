@@ -18,6 +18,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     return {"STEPWATCH_DATA_DIR": str(tmp_path / "data")}
 
 
+@pytest.mark.slow
 def test_sites_add_list_disable_are_audited(env: dict[str, str]) -> None:
     code, out, err = run_cli("sites", "add", "crm", "--origin", "https://crm.example.com/", "--json", env=env)
     assert code == 0, err
@@ -44,6 +45,7 @@ def test_sites_add_list_disable_are_audited(env: dict[str, str]) -> None:
     assert code == 1 and "no site named" in err
 
 
+@pytest.mark.slow
 def test_sql_prints_tsv_and_json_and_refuses_writes(env: dict[str, str]) -> None:
     code, out, err = run_cli("sql", "SELECT 1 AS one, 'a\tb' AS text", env=env)
     assert code == 0, err
@@ -68,6 +70,7 @@ def test_bad_setting_is_a_clear_error(env: dict[str, str]) -> None:
     assert "STEPWATCH_PORT" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_commands_go_through_a_running_server(env: dict[str, str], tmp_path: Path) -> None:
     run_cli("sites", "add", "crm", "--origin", "https://crm.example.com", env=env)
     with serve(env, tmp_path) as server:
@@ -87,6 +90,7 @@ def test_commands_go_through_a_running_server(env: dict[str, str], tmp_path: Pat
     assert not (Path(env["STEPWATCH_DATA_DIR"]) / "serve.json").exists()
 
 
+@pytest.mark.slow
 def test_engine_held_by_another_process_is_named(env: dict[str, str]) -> None:
     data = Path(env["STEPWATCH_DATA_DIR"])
     data.mkdir()

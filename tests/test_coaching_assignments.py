@@ -298,6 +298,7 @@ def test_a_team_wide_speed_up_is_not_credited_and_the_flag_stays(
     assert assignments.get(client, a.assignment_id).history[-1].actor == "dana"
 
 
+@pytest.mark.slow
 def test_follow_ups_at_30_and_60_days(client: storage.Client, settings: Settings, org: Org) -> None:
     first, last = today() - timedelta(days=130), today() - timedelta(days=1)
     add_sessions(client, org.site, "m-1", first, today() - timedelta(days=96), 300, seed=1)

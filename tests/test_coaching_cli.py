@@ -7,10 +7,13 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.coaching_helpers import EXAMPLE
 from tests.helpers import run_cli
 
 
+@pytest.mark.slow
 def test_coaching_round_trip(tmp_path: Path) -> None:
     env = {"STEPWATCH_DATA_DIR": str(tmp_path / "data"), "STEPWATCH_WEBHOOK_URL": "http://127.0.0.1:9/hook"}
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from coaching import assignments, catalog, measure
 from kernel import flag_store, storage
 from kernel.settings import Settings
 from stepwatch import analysis_run, demo
 
 
+@pytest.mark.slow
 def test_seed_coaching(client: storage.Client, settings: Settings) -> None:
     today = datetime.now(UTC).date()
     truth = demo.build(client, seed=7, managers=16, days=35, today=today)

@@ -231,6 +231,7 @@ async def test_script_in_a_manager_id_or_step_name_is_escaped(api: Any, client: 
     assert detail["flag"]["manager"] == XSS  # JSON carries the value itself: escaping is the HTML's job
 
 
+@pytest.mark.slow
 async def test_the_list_is_paged_and_the_export_has_every_flag(api: Any, client: storage.Client) -> None:
     made = [make_flag(client, "crm", manager=f"m-{i:03d}", minutes_lost=float(i)) for i in range(105)]
     await login(api, "ada")

@@ -25,6 +25,10 @@ from tests.web_helpers import SECRET, login
 SVG = re.compile(r"<svg .*?</svg>", re.S)
 
 
+# One xdist worker runs this module: its module-scoped data is built once.
+pytestmark = pytest.mark.xdist_group("test_dashboards_manager")
+
+
 @pytest.fixture(scope="module")
 def shared(engine_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, storage.Client]]:
     """One store for the read-only tests of this module: five accounts cost 2 s of Argon2id, so the

@@ -338,6 +338,7 @@ async def test_script_in_a_manager_id_or_step_name_is_escaped(api: Any, client: 
     assert "/managers/%3Cscript%3Ealert%281%29%3C%2Fscript%3E" in html
 
 
+@pytest.mark.slow
 async def test_two_hundred_managers_by_ten_steps_stay_one_grouped_table(api: Any, client: storage.Client,
                                                                         settings: Settings) -> None:
     steps = [f"step{i:02d}" for i in range(10)]

@@ -128,6 +128,7 @@ def fill_body(body: dict[str, Any], samples: dict[str, str]) -> dict[str, Any]:
     return {k: fill(v, samples) if isinstance(v, str) else v for k, v in body.items()}
 
 
+@pytest.mark.slow
 async def test_every_role_against_every_page_and_its_json_twin(world: dict[str, Any]) -> None:
     api, samples = world["api"], world["samples"]
     wrong: list[str] = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from kernel import storage, teams
 from stepwatch import demo
 from tests.helpers import run_cli
@@ -28,6 +30,7 @@ def test_demo_history_is_realistic_and_counted_once(client: storage.Client) -> N
     assert demo.exists(client)
 
 
+@pytest.mark.slow
 def test_demo_command_builds_once_and_writes_the_truth(tmp_path: Path) -> None:
     env = {"STEPWATCH_DATA_DIR": str(tmp_path / "data")}
     truth_file = tmp_path / "truth.json"

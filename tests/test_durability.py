@@ -9,6 +9,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import http, run_cli, serve
 
 
@@ -18,6 +20,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_sigkill_after_acknowledgement_loses_nothing(tmp_path: Path) -> None:
     data, spool = tmp_path / "data", tmp_path / "spool"
     embedded = {"STEPWATCH_DATA_DIR": str(data), "STEPWATCH_SPOOL_DIR": str(spool)}

@@ -169,6 +169,7 @@ def read_xes_back(path: Path) -> list[dict[str, object]]:
     return events
 
 
+@pytest.mark.slow
 def test_cli_import_then_export_xes_and_csv(tmp_path: Path) -> None:
     env = {"STEPWATCH_DATA_DIR": str(tmp_path / "data"), "STEPWATCH_RETENTION_DAYS": "10000"}
     assert run_cli("sites", "add", "crm", "--origin", "https://crm.example.com", env=env)[0] == 0
@@ -209,6 +210,7 @@ def test_cli_import_then_export_xes_and_csv(tmp_path: Path) -> None:
     assert json.loads(out)["visits"] == 2
 
 
+@pytest.mark.slow
 def test_cli_import_exits_1_when_nothing_could_be_imported(tmp_path: Path) -> None:
     env = {"STEPWATCH_DATA_DIR": str(tmp_path / "data")}  # retention 400 days: the 2024 rows are too old
     assert run_cli("sites", "add", "crm", "--origin", "https://crm.example.com", env=env)[0] == 0

@@ -10,6 +10,9 @@ import pytest
 
 from tests.helpers import http, run_cli, serve
 
+# Slow; and one xdist worker runs this module, so its module-scoped data is built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_flags_cli")]
+
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:

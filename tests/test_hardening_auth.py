@@ -79,6 +79,7 @@ def test_an_attempt_counts_before_its_check_and_a_right_password_gives_it_back()
     assert throttle.attempt("dee", "10.0.0.1", now=2.0) > 0
 
 
+@pytest.mark.slow
 async def test_a_flood_of_bad_logins_leaves_signed_in_pages_answering(
         aiohttp_client: Any, settings: Settings, client: storage.Client, site: sites.Site) -> None:
     # Throttling set out of the way: the password pool and its queue are what hold the flood back.

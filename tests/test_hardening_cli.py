@@ -117,6 +117,7 @@ def test_sql_still_reads_what_looks_like_a_refusal(store: storage.Store) -> None
     store.call(sites.add_site, "still_writes", ["https://b.example.com"], actor="test")
 
 
+@pytest.mark.slow
 def test_sql_command_refuses_in_a_process_of_its_own(tmp_path: Path) -> None:
     env = {"STEPWATCH_DATA_DIR": str(tmp_path / "data")}
     code, out, err = run_cli("sites", "add", "crm", "--origin", "https://crm.example.com", "--json", env=env)
@@ -138,6 +139,7 @@ def test_sql_command_refuses_in_a_process_of_its_own(tmp_path: Path) -> None:
     assert out == "action\nsite.add\n"
 
 
+@pytest.mark.slow
 def test_sql_through_a_running_server_refuses_too(tmp_path: Path) -> None:
     env = {"STEPWATCH_DATA_DIR": str(tmp_path / "data")}
     run_cli("sites", "add", "crm", "--origin", "https://crm.example.com", env=env)
@@ -189,6 +191,7 @@ def open_parent() -> Iterator[Path]:
         shutil.rmtree(parent, ignore_errors=True)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="reading as another user needs root to switch to it")
 def test_another_local_user_cannot_read_a_site_secret(open_parent: Path) -> None:
     data = open_parent / "data"

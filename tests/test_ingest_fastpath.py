@@ -193,6 +193,7 @@ def test_duplicate_keys_take_the_last_value_on_both_paths() -> None:
     assert compare(text.replace('"step": "offer"', '"step": "first", "step": "offer"').encode())
 
 
+@pytest.mark.slow
 def test_fuzzed_events_agree_with_pydantic() -> None:
     rng = random.Random(11)
     values = [None, -1, 0, 2**31, 2**64, "", "x" * 40, "x" * 600, [], {}, 1.5, True, "😀" * 10, "a?b", "a b",

@@ -67,6 +67,7 @@ def test_loading_versions_only_real_changes_and_audits(client: storage.Client, s
                        {"actor": "bob", "action": "process.load", "reason": "rename"}]
 
 
+@pytest.mark.slow
 def test_show_prints_back_what_was_loaded(tmp_path: Path) -> None:
     env = {"STEPWATCH_DATA_DIR": str(tmp_path / "data")}
     assert run_cli("sites", "add", "crm", "--origin", "https://crm.example.com", env=env)[0] == 0

@@ -34,6 +34,7 @@ def test_teams_and_membership(client: storage.Client, site: sites.Site) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_teams_cli(tmp_path: Path) -> None:
     env = {"STEPWATCH_DATA_DIR": str(tmp_path / "data")}
     run_cli("sites", "add", "crm", "--origin", "https://crm.example.com", env=env)
