@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from clickhouse_connect.driver.client import Client
 
 # The tables read through `remembered`; a function may only be remembered for tables listed here.
-TABLES = ("users", "sites", "teams", "team_members", "processes", "bands", "pair_stats")
+TABLES = ("users", "sites", "teams", "team_members", "managers", "processes", "bands", "pair_stats")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
