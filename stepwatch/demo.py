@@ -23,6 +23,7 @@ import orjson
 from clickhouse_connect.driver.client import Client
 
 from kernel import band_versions, processes, sites, storage, teams
+from kernel import managers as directory
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sales_desk.toml"
 SITE = "demo"
@@ -31,6 +32,12 @@ STEP_SECONDS = {"identification": 70, "needs": 260, "products": 320, "offer": 24
                 "payment": 100, "closing": 60}
 DAY_OF_WEEK = [1.08, 1.0, 0.98, 1.0, 0.95, 1.0, 1.0]  # Monday slowest, Friday quickest
 TEAM_NAMES = ["north", "south", "east", "west"]
+# The demo managers' names, in order of their ids (m-001, m-002, ...); a long one shows how pages wrap.
+PEOPLE = ["Анна Петрова", "Борис Иванов", "Виктория Смирнова", "Григорий Кузнецов", "Дарья Соколова",
+          "Евгений Попов", "Жанна Лебедева", "Захар Козлов", "Ирина Новикова", "Кирилл Морозов",
+          "Александра Константинопольская-Воскресенская", "Максим Волков", "Наталья Алексеева", "Олег Павлов",
+          "Полина Семёнова", "Роман Голубев", "Светлана Виноградова", "Тимур Богданов", "Ульяна Воробьёва",
+          "Фёдор Фёдоров", "Христина Михайлова", "Эдуард Беляев", "Юлия Тарасова", "Ярослав Белов"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,10 @@ def build(client: Client, *, seed: int = 7, managers: int = 24, days: int = 42,
     for t in TEAM_NAMES[:team_count]:
         members = [m for m, team in truth.managers.items() if team == t]
         teams.assign(client, SITE, t, members, actor="demo", reason="demo data")
+    directory.import_rows(client, SITE, [
+        directory.ManagerRow(i + 1, name, PEOPLE[i % len(PEOPLE)] + (f" {i // len(PEOPLE) + 1}" if i >= len(PEOPLE)
+                                                                     else ""))
+        for i, name in enumerate(names)], actor="demo", reason="demo data")
 
     truth.planted = _plant(rng, names, today, days)
     visit_rows: list[bytes] = []

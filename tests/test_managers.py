@@ -129,3 +129,11 @@ def test_set_and_list(client: storage.Client, crm: str) -> None:
         cli(client, "managers", "set", "m-007", "--site", crm, "--name", " ")
     with pytest.raises(InvalidInput, match="e-mail"):
         cli(client, "managers", "set", "m-007", "--site", crm, "--name", "X", "--email", "nope")
+
+
+def test_demo_managers_have_names(client: storage.Client) -> None:
+    from stepwatch import demo
+
+    demo.build(client, managers=25, days=2)
+    known = managers.names(client, demo.SITE)
+    assert known["m-001"] == "Анна Петрова" and known["m-025"] == "Анна Петрова 2" and len(known) == 25
