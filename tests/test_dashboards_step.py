@@ -15,7 +15,7 @@ import pytest
 
 from analysis.bands import suggest_band
 from dashboards import figures
-from dashboards.pages.step import duration_text, parse_duration
+from dashboards.pages.step import duration_text, parse_duration, reference_interval
 from kernel import audit, band_versions, sites, storage, users
 from kernel.errors import InvalidInput
 from kernel.settings import Settings
@@ -111,7 +111,7 @@ async def test_a_steps_page_shows_every_visible_manager_against_their_band(api: 
     for svg in SVG.findall(html):
         ET.fromstring(svg)
     assert len(SVG.findall(html)) == 4  # the histogram and one box chart per team (none, north, south)
-    assert "north works differently" in html and 'action="/steps/offer/bands"' in html
+    assert "north works differently" in html and 'action="/steps/offer/bands' in html
     csv = (await (await api.get("/steps/offer?site=crm&format=csv")).text()).splitlines()
     assert csv[0].startswith("manager,team,n,p10_ms") and len(csv) == 5
     history = (await (await api.get("/steps/offer?site=crm&format=csv&table=history")).text()).splitlines()
@@ -134,7 +134,7 @@ async def test_who_sees_a_step_and_whom_on_it(api: Any, name: str, status: int, 
     data = await twin.json()
     assert {m["manager"] for m in data["managers"]} == managers
     html = await page.text()
-    assert ('action="/steps/offer/bands"' in html) == (name in ("ada", "dora"))  # the editor, only to editors
+    assert ('action="/steps/offer/bands' in html) == (name in ("ada", "dora"))  # the editor, only to editors
     if name == "dora":
         assert data["editable_teams"] == ["north"]
 
@@ -375,7 +375,8 @@ async def test_applying_the_suggestion_records_it_with_its_reason(fresh: Any, cl
     assert 'name="suggest" value="1"' in plain and 'value="suggestion"' not in plain  # a button asks for it
     page = await (await fresh.get("/steps/offer?site=crm&suggest=1")).text()
     form = re.search(r'<input type="hidden" name="form" value="suggestion">.*?</form>', page, re.S)
-    assert form is not None and f'value="{suggestion["reference_ms"]}ms"' in form.group(0)
+    assert form is not None and f'value="{duration_text(suggestion["reference_ms"])}"' in form.group(0)
+    assert re.search(r'value="\d+ms"', form.group(0)) is None  # human units, not raw milliseconds
     response = await fresh.post("/steps/offer/bands", allow_redirects=False, data={
         "csrf": csrf_of(page), "site": "crm", "form": "suggestion", "min": f"{suggestion['min_ms']}ms",
         "reference": f"{suggestion['reference_ms']}ms", "max": f"{suggestion['max_ms']}ms", "team": "",
@@ -402,6 +403,116 @@ async def test_new_sessions_of_an_unbanded_manager_count_against_the_default(fre
     rows = {m["manager"]: m for m in (await (await fresh.get("/api/v1/steps/offer?site=crm")).json())["managers"]}
     assert rows["m7"]["band_max_ms"] == 240_000 and rows["m7"]["position"] == "above"
     assert rows["m7"]["share_above_max"] == 1.0 and rows["m7"]["status"] is None  # not analysed yet
+
+
+async def test_the_editor_shows_durations_in_words_and_states_that_every_team_is_the_default(api: Any) -> None:
+    await login(api, "ada")
+    html = await (await api.get("/steps/offer?site=crm")).text()
+    editor = html[html.index('id="editor-heading"'):html.index('id="suggestion-heading"')]
+    for name, shown in (("min", "1m"), ("reference", "2m"), ("max", "4m")):  # 60000 / 120000 / 240000 ms
+        assert re.search(rf'name="{name}"[^>]*value="{shown}"', editor, re.S), name
+    assert "60000" not in editor and "120000" not in editor
+    selected = re.findall(r'<option value="([^"]*)" selected>([^<]*)</option>', editor)
+    assert selected == [("", "Every team (the default band)")]  # never a team override by default
+    assert "Team north only (its own band)" in editor
+    assert "Teams with their own band keep it when the default changes: north." in editor
+    api.session.cookie_jar.clear()
+    await login(api, "dora")
+    html = await (await api.get("/steps/offer?site=crm")).text()
+    assert "You set the band of a team you lead" in html and "Every team (the default band)" not in html
+
+
+async def test_a_fraction_of_a_second_shows_as_decimals_not_milliseconds(fresh: Any, client: storage.Client) -> None:
+    band_versions.add_version(client, "crm", "offer", "", 45_500, 121_234, 240_000, TODAY, actor="ada", reason="ms")
+    await login(fresh, "ada")
+    html = await (await fresh.get("/steps/offer?site=crm")).text()
+    assert 'value="45.5s"' in html and 'value="2m1.234s"' in html and "121234ms" not in html
+
+
+async def test_a_preview_counts_medians_outside_the_new_band_and_saves_nothing(
+        api: Any, shared: tuple[Settings, storage.Client]) -> None:
+    """m1 (north, ~200 s) and m2 (north, ~400 s) keep north's band 60 s-300 s; m3 (south, ~40 s) is below the
+    default 60 s-240 s; EVIL has too few sessions to judge. A default of 30 s-3 m brings m3 inside."""
+    client = shared[1]
+    await login(api, "ada")
+    page = await (await api.get("/steps/offer?site=crm")).text()
+    before = len(band_versions.versions(client, "crm", "offer"))
+    response = await api.post("/steps/offer/bands?site=crm&suggest=1", allow_redirects=False, data={
+        "csrf": csrf_of(page), "site": "crm", "form": "editor", "min": "30s", "reference": "2m", "max": "3m",
+        "team": "", "effective_from": "", "reason": "", "preview": "1", "next": "/steps/offer?site=crm"})
+    assert response.status == 303
+    location = response.headers["Location"]
+    assert location.startswith("/steps/offer?") and location.endswith("#preview")
+    assert "suggest=1" in location and "min=30s" in location and "max=3m" in location
+    assert len(band_versions.versions(client, "crm", "offer")) == before  # nothing saved, no reason needed
+    html = await (await api.get(location)).text()
+    shown = html[html.index('id="preview"'):]
+    assert "Preview (not saved)" in shown and "Saved, this band would apply to every team" in shown
+    assert "1 of the 3 managers with at least 20 sessions" in shown  # m3 gets it; north keeps its own band
+    assert "Teams with their own band keep it when the default changes: north." in shown
+    cells = re.findall(r'<td class="num">(?:<strong>)?(\d+)', shown)
+    assert cells[:4] == ["1", "1", "1", "0"]  # above: now 1, new 1 (m2); below: now 1 (m3), new 0
+    assert re.search(r'name="min"[^>]*value="30s"', html) and re.search(r'name="max"[^>]*value="3m"', html)
+    # the JSON twins: the page's preview, and the action's preview for scripts
+    twin = await (await api.get("/api/v1/steps/offer?site=crm&min=30s&reference=2m&max=3m")).json()
+    assert {k: twin["preview"][k] for k in ("judged", "affected", "above_now", "above_new", "below_now",
+                                            "below_new")} == {"judged": 3, "affected": 1, "above_now": 1,
+                                                              "above_new": 1, "below_now": 1, "below_new": 0}
+    token = users.create_token(client, "ada", "bands script", actor="test")
+    answer = await (await api.post("/api/v1/steps/offer/bands", headers={"Authorization": f"Bearer {token}"},
+                                     json={"site": "crm", "min": "1m", "reference": "3m", "max": "7m",
+                                           "team": "north", "preview": True})).json()
+    assert answer["saved"] is False and answer["preview"]["affected"] == 2  # m1 and m2
+    assert (answer["preview"]["above_now"], answer["preview"]["above_new"]) == (1, 0)  # m2's ~400 s < 7 m
+    assert answer["preview"]["teams_keeping_their_band"] == []
+    assert len(band_versions.versions(client, "crm", "offer")) == before
+
+
+async def test_a_preview_of_a_bad_value_names_the_field_in_the_viewers_language(fresh: Any,
+                                                                                client: storage.Client) -> None:
+    users.set_language(client, "ada", "ru", actor="test")
+    await login(fresh, "ada")
+    page = await (await fresh.get("/steps/offer?site=crm")).text()
+    response = await fresh.post("/steps/offer/bands?site=crm", allow_redirects=False, data={
+        "csrf": csrf_of(page), "site": "crm", "form": "editor", "min": "1m", "reference": "скоро", "max": "3m",
+        "preview": "1", "next": "/steps/offer?site=crm"})
+    shown = await (await fresh.get(response.headers["Location"])).text()
+    error = re.search(r'<p class="field-error" id="error-reference" role="alert">([^<]*)</p>', shown)
+    assert error is not None and error.group(1).startswith("Эталон:")
+    typed = await fresh.get("/steps/offer?site=crm&min=5m&reference=2m&max=3m")  # a hand-made link
+    assert typed.status == 400 and "Минимум (5,0 мин) не может быть больше эталона" in await typed.text()
+
+
+async def test_the_suggestion_shows_its_interval_and_copies_into_the_editor(
+        api: Any, shared: tuple[Settings, storage.Client]) -> None:
+    client = shared[1]
+    since, until = TODAY - timedelta(days=29), TODAY
+    pairs = [p for p in storage.session_step_times(client, "crm", since, until + timedelta(days=1))
+             if p.step == "offer"]
+    times = np.concatenate([p.times_ms for p in pairs])
+    owners = np.concatenate([np.full(p.times_ms.size, p.manager) for p in pairs])
+    expected = suggest_band(times, managers=owners)
+    assert expected.reference_ci_ms is not None
+    found = reference_interval(client, "crm", "offer", since, until, metric="visible", managers=None,
+                               reference_ms=expected.band.reference_ms)
+    assert found is not None
+    for ours, cli in zip(found, expected.reference_ci_ms, strict=True):
+        assert ours == pytest.approx(cli, rel=0.025)  # within a bin (2.2%) of the CLI's resampling
+    assert reference_interval(client, "crm", "offer", since, until, metric="visible", managers={"m1"},
+                              reference_ms=1) is None  # one manager: nothing to resample
+    await login(api, "ada")
+    data = await (await api.get("/api/v1/steps/offer?site=crm&suggest=1")).json()
+    s = data["suggestion"]
+    assert (s["reference_low_ms"], s["reference_high_ms"]) == found
+    html = await (await api.get("/steps/offer?site=crm&suggest=1")).text()
+    assert "95% interval of the reference:" in html
+    link = re.search(r'<a id="copy-suggestion" href="([^"]+)"', html)
+    assert link is not None
+    copied = await (await api.get("/steps/offer" + link.group(1).replace("&amp;", "&"))).text()
+    editor = copied[copied.index('id="editor-heading"'):copied.index('id="suggestion-heading"')]
+    for name in ("min", "reference", "max"):
+        assert re.search(rf'name="{name}"[^>]*value="{duration_text(s[name + "_ms"])}"', editor, re.S), name
+    assert "Preview (not saved)" in editor  # and its counts, before anything is saved
 
 
 def test_durations_read_as_the_cli_reads_them() -> None:

@@ -19,13 +19,17 @@ director only the overrides of the teams they lead. Every change needs a reason 
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
+import numpy as np
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
 
-from analysis.bands import MIN_SESSIONS_TO_SUGGEST, Band, BandError, band_in_force
+from analysis.bands import BOOTSTRAP_RESAMPLES, MIN_SESSIONS_TO_SUGGEST, Band, BandError, BandVersion, band_in_force
 from dashboards import access, charts, figures
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
@@ -38,10 +42,25 @@ from dashboards.pages.manager import (
     segment,
     stats_fields,
 )
-from dashboards.web import DONE, SITE, Page, add_action, add_page, answer, choice, chosen_site, day, run, text, whole
+from dashboards.web import (
+    DONE,
+    SITE,
+    Page,
+    add_action,
+    add_page,
+    answer,
+    choice,
+    chosen_site,
+    day,
+    flag,
+    run,
+    text,
+    whole,
+)
 from kernel import app_keys, band_versions, durations, processes, sites, teams
 from kernel.errors import Forbidden, InvalidInput, NotFound
 from kernel.settings import Settings
+from kernel.storage import METRIC_COLUMNS
 from kernel.users import User
 
 VIEW_ROLES = ("admin", "director", "trainer")
@@ -93,10 +112,20 @@ async def steps_page(request: web.Request, who: Viewer) -> Page:
 # --- one step --------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """A band typed into the editor but not saved: what the preview compares with the bands in force."""
+
+    band: Band
+    team: str  # "" is the band of every team
+    effective_from: date
+
+
 def step_data(client: Client, settings: Settings, user: User, site: str, step: str, period: Period, *,
-              suggest: bool = False) -> dict[str, Any]:
+              suggest: bool = False, proposal: Proposal | None = None) -> dict[str, Any]:
     """Everything the step page shows; the suggested band only when asked for (`suggest`): it sorts
-    a month of the step's sessions, which costs as much as the rest of the page."""
+    a month of the step's sessions, which costs as much as the rest of the page. With a `proposal`,
+    the preview: how many medians of the latest analysis it puts outside, against the bands in force."""
     scope = access.scope_of(client, user, site)
     process = processes.latest(client, site)
     versions = band_versions_by_step(client, site, step).get(step, [])
@@ -136,10 +165,17 @@ def step_data(client: Client, settings: Settings, user: User, site: str, step: s
         found_suggestion = figures.suggested_band(client, site, step, since, period.until,
                                                   metric=settings.analysis_metric, managers=visible,
                                                   min_sessions=MIN_SESSIONS_TO_SUGGEST)
+        interval = found_suggestion and reference_interval(
+            client, site, step, since, period.until, metric=settings.analysis_metric, managers=visible,
+            reference_ms=found_suggestion.reference_ms)
         suggestion = found_suggestion and {
             "min_ms": found_suggestion.min_ms, "reference_ms": found_suggestion.reference_ms,
             "max_ms": found_suggestion.max_ms, "n": found_suggestion.n, "managers": found_suggestion.managers,
-            "since": found_suggestion.since, "until": found_suggestion.until}
+            "since": found_suggestion.since, "until": found_suggestion.until,
+            "reference_low_ms": interval and interval[0], "reference_high_ms": interval and interval[1]}
+    preview = proposal and editable and band_preview(
+        latest.rows, scope.team_of, versions, proposal, min_sessions=settings.analysis_min_sessions,
+        window=(latest.window_start, latest.window_end))
     return {
         "site": site, "step": step, "title": titles.get(step, step), "period": period.as_dict(),
         "metric": settings.analysis_metric,
@@ -157,7 +193,83 @@ def step_data(client: Client, settings: Settings, user: User, site: str, step: s
         "suggested": bool(editable and suggest),
         "suggestion": suggestion,
         "editable_teams": editable,
+        "preview": preview or None,
     }
+
+
+def band_preview(rows: Sequence[Mapping[str, Any]], team_of: Mapping[str, str], versions: Sequence[BandVersion],
+                 proposal: Proposal, *, min_sessions: int, window: tuple[date | None, date | None]) -> dict[str, Any]:
+    """How many medians of the latest analysis (its stored rows: no session is read) are above the max
+    and below the min with the bands in force on the proposal's date, and with the proposal saved.
+
+    The proposal is added as one more version and band_in_force picks each manager's band, so a default
+    leaves the teams with their own override alone, exactly as the analysis will."""
+    effective, team = proposal.effective_from, proposal.team or None
+    added = BandVersion(effective, team, proposal.band)
+    proposed = [*versions, added]
+    counts = {"judged": 0, "affected": 0, "above_now": 0, "below_now": 0, "above_new": 0, "below_new": 0}
+    for row in rows:
+        median = row.get("median_ms")
+        if median is None or int(row.get("n") or 0) < min_sessions:
+            continue
+        manager_team = team_of.get(row["manager"], row.get("team") or "") or None
+        now, new = band_in_force(versions, effective, manager_team), band_in_force(proposed, effective, manager_team)
+        counts["judged"] += 1
+        counts["affected"] += new is added
+        for when, version in (("now", now), ("new", new)):
+            if version is not None:
+                counts[f"above_{when}"] += median > version.band.max_ms
+                counts[f"below_{when}"] += median < version.band.min_ms
+    keep = sorted({v.team for v in versions if v.team and v.effective_from <= effective}) if not team else []
+    return {"min_ms": proposal.band.min_ms, "reference_ms": proposal.band.reference_ms,
+            "max_ms": proposal.band.max_ms, "team": proposal.team, "effective_from": effective,
+            "teams_keeping_their_band": keep, "min_sessions": min_sessions,
+            "analysis_since": window[0], "analysis_until": window[1], **counts}
+
+
+#: The interval's resolution: session times in bins of 2^(1/32), 2.2% wide, so a manager's sessions
+#: travel as at most a few hundred counts, not one number per session.
+INTERVAL_BINS_PER_DOUBLING = 32
+
+
+def reference_interval(client: Client, site: str, step: str, since: date, until: date, *, metric: str,
+                       managers: Collection[str] | None, reference_ms: int) -> tuple[int, int] | None:
+    """The 95% interval of the suggested reference as `stepwatch bands suggest` computes it (whole managers
+    resampled 400 times with seed 0, analysis.bands._balanced_reference_ci), from each manager's sessions
+    counted in fine log-time bins inside ClickHouse instead of every session: a resample's weighted CDF is
+    then a sum of managers' CDFs, so 400 resamples are one matrix product. Within a bin's width (2.2%) of
+    the CLI's; None with fewer than two managers, as the CLI."""
+    if managers is not None and not managers:
+        return None
+    where, parameters = figures._filters(site, since, until, None, step, managers)
+    rows = client.query(
+        f"""
+        SELECT m, groupArray(b), groupArray(c) FROM (
+            SELECT manager AS m, toInt32(floor(log2(t) * {INTERVAL_BINS_PER_DOUBLING})) AS b, count() AS c
+            FROM ({figures._sessions(METRIC_COLUMNS[metric], where)}) WHERE t > 0 GROUP BY m, b)
+        GROUP BY m
+        {figures._FINAL_SETTINGS}
+        """,
+        parameters=parameters,
+    ).result_rows
+    if len(rows) < 2:
+        return None
+    rows.sort(key=lambda r: r[0])  # the CLI numbers managers in sorted order (np.unique)
+    first = min(min(r[1]) for r in rows)
+    width = max(max(r[1]) for r in rows) - first + 1
+    shares = np.zeros((len(rows), width))
+    for i, (_, bins, counts) in enumerate(rows):
+        found = np.asarray(counts, dtype=float)
+        shares[i, np.asarray(bins) - first] = found / found.sum()
+    cdfs = np.cumsum(shares, axis=1)
+    n_managers = len(rows)
+    rng = np.random.default_rng(0)  # the CLI's draws, in the CLI's order
+    picks = np.stack([np.bincount(rng.integers(0, n_managers, size=n_managers), minlength=n_managers)
+                      for _ in range(BOOTSTRAP_RESAMPLES)])
+    mixed = picks @ cdfs / n_managers
+    medians = 2 ** ((np.argmax(mixed >= 0.5 - 1e-9, axis=1) + first + 0.5) / INTERVAL_BINS_PER_DOUBLING)
+    low, high = np.quantile(medians, [0.025, 0.975])
+    return min(round(float(low)), reference_ms), max(round(float(high)), reference_ms)
 
 
 def editable_teams(user: User, site_teams: dict[str, str]) -> list[str]:
@@ -195,15 +307,38 @@ async def step_page(request: web.Request, who: Viewer) -> Page:
     site, names = await chosen_site(request)
     settings = request.app[app_keys.SETTINGS]
     period = period_of(request.query, settings)
-    data = await run(request, step_data, settings, who.user, site, step, period,
-                     suggest=request.query.get("suggest") == "1")
-    data["sites"] = names
     _ = Translator(who.user.language)
+    data = await run(request, step_data, settings, who.user, site, step, period,
+                     suggest=request.query.get("suggest") == "1", proposal=proposal_of(request.query, _))
+    data["sites"] = names
     history = request.query.get("table") == "history"  # ?format=csv&table=history: the band's versions
     return Page("step.html", data, title="step.title", table="history" if history else "managers",
                 columns=HISTORY_COLUMNS if history else MANAGER_COLUMNS,
                 context={"charts": step_charts(_, data), "segment": segment, "today": datetime.now(UTC).date(),
-                         "duration_text": duration_text})
+                         "duration_text": duration_text, "editor": editor_values(data, request.query)})
+
+
+def proposal_of(query: Mapping[str, str], _: Translator) -> Proposal | None:
+    """The band in ?min=&reference=&max= (the Preview button's redirect, or the suggestion's "copy into the
+    editor" link), or None; a value that does not read is a 400 naming its field, as on saving."""
+    if not any(query.get(name) for name in ("min", "reference", "max")):
+        return None
+    effective = query.get("effective_from")
+    return Proposal(band_of_fields({n: query.get(n) for n in ("min", "reference", "max")}, _),
+                    str(query.get("team") or "").strip(),
+                    date.fromisoformat(effective) if effective else datetime.now(UTC).date())
+
+
+def editor_values(data: dict[str, Any], query: Mapping[str, str]) -> dict[str, str]:
+    """What the editor's fields hold: the previewed band as typed, else the band in force, as "4m30s" text;
+    the team "" (every team) unless one was chosen: a team override is never the silent default."""
+    band = data["band"] or {}
+    found = {name: query.get(name) or duration_text(band.get(f"{name}_ms")) for name in ("min", "reference", "max")}
+    team = str(query.get("team") or "")
+    found["team"] = team if team in data["editable_teams"] else (data["editable_teams"] or [""])[0]
+    found["effective_from"] = query.get("effective_from") or ""
+    found["reason"] = query.get("reason") or ""
+    return found
 
 
 # --- the band editor -------------------------------------------------------------------------------------------
@@ -230,8 +365,13 @@ def parse_duration(value: Any, name: str, _: Translator | None = None) -> int:
 
 
 def duration_text(ms: int | float | None) -> str:
-    """Milliseconds as the editor shows them: 4m30s, 45s, 1500ms (parse_duration reads it back)."""
-    return durations.text(ms)
+    """Milliseconds as the editor shows them: 4m30s, 45s, 1.5s, 1m45.123s (parse_duration reads it back);
+    a fraction of a second as decimals of the seconds, never a bare count of milliseconds."""
+    if ms is None or round(ms) % 1000 == 0:
+        return durations.text(ms)
+    minutes, rest = divmod(round(ms), 60_000)
+    seconds = f"{rest / 1000:.3f}".rstrip("0")
+    return (f"{minutes}m" if minutes else "") + f"{seconds}s"
 
 
 def band_of_fields(fields: dict[str, Any], _: Translator | None = None) -> Band:
@@ -265,8 +405,17 @@ def band_of_fields(fields: dict[str, Any], _: Translator | None = None) -> Band:
         raise InvalidInput(str(exc)) from None
 
 
-def save_band(client: Client, user: User, site: str, step: str, band: Band, team: str, effective_from: date,
-              reason: str) -> None:
+def proposal_preview(client: Client, settings: Settings, user: User, site: str, step: str,
+                     proposal: Proposal) -> dict[str, Any]:
+    """The preview alone (the JSON answer of a preview): the stored analysis rows and a few lookups."""
+    scope = access.scope_of(client, user, site)
+    latest = figures.latest_stats(client, site, step=step, managers=scope.managers)
+    return band_preview(latest.rows, scope.team_of, band_versions_by_step(client, site, step).get(step, []), proposal,
+                        min_sessions=settings.analysis_min_sessions, window=(latest.window_start, latest.window_end))
+
+
+def check_scope(client: Client, user: User, site: str, step: str, team: str) -> None:
+    """The site, the step and the team exist, and `user` may set that team's band (or every team's)."""
     _ = Translator(user.language)
     sites.get_site(client, site)  # NotFound names the site
     process = processes.latest(client, site)
@@ -277,6 +426,11 @@ def save_band(client: Client, user: User, site: str, step: str, band: Band, team
         raise InvalidInput(_("step.error_team", team=team, site=site), field="team")
     if user.role == "director" and (not team or team not in user.teams):
         raise Forbidden(_("step.error_director", teams=", ".join(user.teams) or "–"))
+
+
+def save_band(client: Client, user: User, site: str, step: str, band: Band, team: str, effective_from: date,
+              reason: str) -> None:
+    check_scope(client, user, site, step, team)
     band_versions.add_version(client, site, step, team, band.min_ms, band.reference_ms, band.max_ms, effective_from,
                               actor=user.name, reason=reason)
 
@@ -299,14 +453,26 @@ async def set_band(request: web.Request, who: Viewer, fields: dict[str, Any]) ->
     except ValueError:
         raise InvalidInput(_("step.error_date"), field="effective_from") from None
     reason = str(fields.get("reason") or "").strip()
-    if not reason:
-        raise InvalidInput(_("step.error_reason"), field="reason")
     if len(reason) > MAX_REASON:
         raise InvalidInput(_("step.error_reason_long", n=MAX_REASON), field="reason")
+    answered = {"site": site, "step": step, "team": team, "min_ms": band.min_ms, "reference_ms": band.reference_ms,
+                "max_ms": band.max_ms, "effective_from": effective}
+    if fields.get("preview") in (True, "1", "true", "on"):
+        # Nothing is saved: the page comes back with the band as typed and its counts (no reason needed yet).
+        await run(request, check_scope, who.user, site, step, team)
+        preview = await run(request, proposal_preview, request.app[app_keys.SETTINGS], who.user, site, step,
+                            Proposal(band, team, effective))
+        back = {k: v for k, v in request.query.items() if k in ("since", "until", "suggest")}
+        back.update({"site": site, "min": duration_text(band.min_ms), "reference": duration_text(band.reference_ms),
+                     "max": duration_text(band.max_ms), "team": team, "effective_from": effective.isoformat(),
+                     **({"reason": reason} if reason else {})})
+        return {**answered, "saved": False, "preview": preview, "message": "",
+                "redirect": f"/steps/{segment(step)}?{urlencode(back)}#preview"}
+    if not reason:
+        raise InvalidInput(_("step.error_reason"), field="reason")
     await run(request, save_band, who.user, site, step, band, team, effective, reason)
     return {
-        "site": site, "step": step, "team": team, "min_ms": band.min_ms, "reference_ms": band.reference_ms,
-        "max_ms": band.max_ms, "effective_from": effective,
+        **answered, "saved": True, "preview": None,
         "message": _("step.band_saved", step=step, team=team or _("step.every_team"), date=_.date(effective)),
         "redirect": f"/steps/{segment(step)}?site={segment(site)}",
     }
@@ -320,20 +486,28 @@ def register(app: web.Application) -> None:
     add_page(app, "/steps/{step}", step_page, roles=VIEW_ROLES, name="step", path_params=(step,), query=(
         SITE, day("since", "first day of the window"), day("until", "last day of the window"),
         choice("suggest", ("0", "1"), "1: suggest a band from the last 30 days"),
-        choice("table", ("managers", "history"), "which table ?format=csv exports")),
+        choice("table", ("managers", "history"), "which table ?format=csv exports"),
+        *(text(n, f'preview: the {n} of a band not saved yet, a duration ("4m30s")')
+          for n in ("min", "reference", "max")),
+        text("team", "preview: the team whose override it would be (default: every team)"),
+        day("effective_from", "preview: in force from (default: today)"),
+        text("reason", "preview: the reason typed, kept in the editor")),
              response=answer(site="string", step="string", title="string", period="object", metric="string",
                              analysis="object?", band="object?", team_bands="array", history="array",
                              managers="array", histogram="array", visits_imported="integer", suggested="boolean",
-                             suggestion="object?", editable_teams="array", sites="array"))
+                             suggestion="object?", editable_teams="array", preview="object?", sites="array"))
     durations = [text(n, 'a duration: "240" (seconds), "4m", "4m30s", "1500ms", "1h"') for n in
                  ("min", "reference", "max")]
     add_action(app, "/steps/{step}/bands", set_band, roles=EDIT_ROLES, name="step_bands", path_params=(step,),
-               query=(SITE,), body=(
+               query=(SITE, day("since", "preview: the page's window to return to"), day("until", "preview: as since"),
+                      choice("suggest", ("0", "1"), "preview: return with the suggestion shown")), body=(
                    text("site", "the site (default: the only site)"), *durations,
                    *(whole(f"{n}_ms", 0, 86_400_000, f"{n} in milliseconds, instead of {n}")
                      for n in ("min", "reference", "max")),
                    text("team", "a team's override (default: every team's band)"),
                    day("effective_from", "in force from (default: today)"),
-                   text("reason", "why", required=True)),
+                   text("reason", "why (required to save; not to preview)"),
+                   flag("preview", "true: save nothing, answer how many medians the band would put outside")),
                response=answer(site="string", step="string", team="string", min_ms="integer",
-                               reference_ms="integer", max_ms="integer", effective_from="string", **DONE))
+                               reference_ms="integer", max_ms="integer", effective_from="string", saved="boolean",
+                               preview="object?", **DONE))
