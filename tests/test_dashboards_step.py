@@ -413,13 +413,13 @@ async def test_the_editor_shows_durations_in_words_and_states_that_every_team_is
         assert re.search(rf'name="{name}"[^>]*value="{shown}"', editor, re.S), name
     assert "60000" not in editor and "120000" not in editor
     selected = re.findall(r'<option value="([^"]*)" selected>([^<]*)</option>', editor)
-    assert selected == [("", "Every team (the default band)")]  # never a team override by default
-    assert "Team north only (its own band)" in editor
+    assert selected == [("", "Every team")]  # never a team override by default
+    assert "Team north only" in editor and "“Every team” sets the default band" in editor
     assert "Teams with their own band keep it when the default changes: north." in editor
     api.session.cookie_jar.clear()
     await login(api, "dora")
     html = await (await api.get("/steps/offer?site=crm")).text()
-    assert "You set the band of a team you lead" in html and "Every team (the default band)" not in html
+    assert "You set the band of a team you lead" in html and "Every team</option>" not in html
 
 
 async def test_a_fraction_of_a_second_shows_as_decimals_not_milliseconds(fresh: Any, client: storage.Client) -> None:
