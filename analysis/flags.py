@@ -12,7 +12,7 @@ Benjamini-Hochberg correction is over all the peer tests of the run:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from enum import StrEnum
@@ -29,14 +29,15 @@ from analysis.stats import (
     Window,
     bh_qvalues,
     daily_medians,
-    drift_start,
+    drift_onset,
+    ewma_alarm_now,
     minutes_lost_per_week,
     slower_than_peers_p,
     summarize,
     weekly_medians,
 )
 
-Status = Literal["ok", "slow", "fast", "insufficient"]
+Status = Literal["ok", "watch", "slow", "fast", "insufficient"]
 Kind = Literal["slow", "fast", "systemic"]
 
 
@@ -57,6 +58,7 @@ class Thresholds:
     ewma_lambda: float = 0.2
     ewma_limit: float = 3.0
     resolve_after_periods: int = 2
+    watch_horizon_weeks: float = 2.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -68,6 +70,7 @@ class Thresholds:
             "systemic_share": 0 < self.systemic_share <= 1, "systemic_min_managers": self.systemic_min_managers >= 1,
             "ewma_lambda": 0 < self.ewma_lambda <= 1, "ewma_limit": self.ewma_limit > 0,
             "resolve_after_periods": self.resolve_after_periods >= 1,
+            "watch_horizon_weeks": self.watch_horizon_weeks >= 0,
         }  # fmt: skip
         for name, ok in checks.items():
             if not ok:
@@ -80,7 +83,9 @@ class PairInput:
 
     `durations_ms` are the sessions in the window. `daily_*` cover the persistence lookback (the
     window or longer) and `weekly_medians_ms` the last `persistence_window` weekly periods, oldest
-    first, None for a period with too few sessions. `pair_from_sessions` builds all of it from
+    first, None for a period with too few sessions. `onset_days` / `onset_medians_ms`, when given,
+    are the daily medians of a longer history (up to 90 days) that dates a drawdown's start;
+    without them the start is dated on `daily_*`. `pair_from_sessions` builds all of it from
     per-session rows. The peers of a pair are the other pairs of the run with the same team and
     step, so pass every pair, including those with few sessions.
     """
@@ -93,11 +98,18 @@ class PairInput:
     daily_days: np.ndarray
     daily_medians_ms: np.ndarray
     weekly_medians_ms: tuple[float | None, ...]
+    onset_days: np.ndarray | None = None
+    onset_medians_ms: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class Assessment:
-    """The verdict on one pair, flagged or not; `reasons` say why in words."""
+    """The verdict on one pair, flagged or not; `reasons` say why in words.
+
+    `watch`: not a drawdown (yet), but drifting toward the max band: shown apart from drawdowns,
+    never counted as time lost. `start_at_least`: the data begins inside the drawdown, which
+    began on `start_date` or earlier.
+    """
 
     team: str
     manager: str
@@ -110,6 +122,7 @@ class Assessment:
     periods_in_drawdown: int
     start_date: date | None
     reasons: tuple[str, ...]
+    start_at_least: bool = False
 
     @property
     def n(self) -> int:
@@ -141,6 +154,7 @@ class Drawdown:
     impact_minutes_per_week: float
     severity: int
     reasons: tuple[str, ...]
+    start_at_least: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,11 +163,23 @@ class RunResult:
     assessments: tuple[Assessment, ...]
     drawdowns: tuple[Drawdown, ...]
 
+    @property
+    def watches(self) -> tuple[Assessment, ...]:
+        """The pairs on watch: drifting toward the max band, not drawdowns."""
+        return tuple(a for a in self.assessments if a.status == "watch")
+
 
 def pair_from_sessions(*, team: str, manager: str, step: str, band: Band, durations_ms: np.ndarray,
                        days: np.ndarray | Sequence[date], window: Window,
-                       thresholds: Thresholds | None = None) -> PairInput:  # fmt: skip
-    """A PairInput from per-session rows covering the persistence lookback (e.g. the last 28 days)."""
+                       thresholds: Thresholds | None = None,
+                       earlier: tuple[np.ndarray, np.ndarray] | None = None) -> PairInput:  # fmt: skip
+    """A PairInput from per-session rows covering the persistence lookback (e.g. the last 28 days).
+
+    `earlier`: (days, daily medians) of the days before the first of `days` (e.g. the 90 days
+    before the window's end, from the daily pre-aggregate); the start of a drawdown is dated on
+    them and the sessions' own daily medians together. Days on or after the sessions' first day
+    are left out of it (the sessions' own medians are exact).
+    """
     t = thresholds or Thresholds()
     times = np.asarray(durations_ms, dtype=float)
     day_values = np.asarray(days, dtype="datetime64[D]")
@@ -172,7 +198,15 @@ def pair_from_sessions(*, team: str, manager: str, step: str, band: Band, durati
         times[history], day_values[history], window.until,
         periods=t.persistence_window, min_sessions=t.min_sessions_per_period,
     )  # fmt: skip
-    return PairInput(team, manager, step, band, times[mine], daily_days, daily, weekly)
+    onset_days = onset = None
+    if earlier is not None:
+        before_days = np.asarray(earlier[0], dtype="datetime64[D]")
+        before = np.asarray(earlier[1], dtype=float)
+        if before_days.shape == before.shape and before.size:
+            keep = before_days < (daily_days[0] if daily_days.size else np.datetime64(window.until, "D") + 1)
+            onset_days = np.concatenate([before_days[keep], daily_days])
+            onset = np.concatenate([before[keep], daily])
+    return PairInput(team, manager, step, band, times[mine], daily_days, daily, weekly, onset_days, onset)
 
 
 def assess(pairs: Sequence[PairInput], thresholds: Thresholds, window: Window) -> RunResult:
@@ -267,9 +301,10 @@ def _assess_pair(pair: PairInput, summary: StepSummary | None, p: float | None, 
                  t: Thresholds) -> Assessment:  # fmt: skip
     band = pair.band
 
-    def verdict(status: Status, reasons: list[str], periods: int = 0, start: date | None = None) -> Assessment:
+    def verdict(status: Status, reasons: list[str], periods: int = 0, start: date | None = None,
+                at_least: bool = False) -> Assessment:  # fmt: skip
         return Assessment(pair.team, pair.manager, pair.step, status, band, summary, p, q, periods, start,
-                          tuple(reasons))  # fmt: skip
+                          tuple(reasons), at_least)  # fmt: skip
 
     if summary is None or summary.n < t.min_sessions:
         n = 0 if summary is None else summary.n
@@ -290,20 +325,55 @@ def _assess_pair(pair: PairInput, summary: StepSummary | None, p: float | None, 
         reasons.append(f"median {_s(median)} is below the min band {_s(band.min_ms)}: possible skipped work")
     if direction is None:
         if q is not None and q <= t.fdr:
-            return verdict("ok", ["slower than the peers, but the median is within the materiality threshold"])
-        return verdict("ok", ["within the band"])
+            return _watch_or_ok(pair, t, verdict,
+                                ["slower than the peers, but the median is within the materiality threshold"])
+        return _watch_or_ok(pair, t, verdict, ["within the band"])
 
     periods = _drawdown_periods(pair.weekly_medians_ms, band, direction, t)
     of = t.persistence_window
     if periods < t.persistent_periods:
-        return verdict("ok", [*reasons, f"but only in {periods} of the last {of} weeks: not persistent"], periods)
-    start = drift_start(
-        pair.daily_days, pair.daily_medians_ms, band.reference_ms, direction=direction,
+        not_yet = [*reasons, f"but only in {periods} of the last {of} weeks: not persistent"]
+        return _watch_or_ok(pair, t, verdict, not_yet, periods) if direction == "slow" \
+            else verdict("ok", not_yet, periods)  # fmt: skip
+    history_days, history = pair.daily_days, pair.daily_medians_ms
+    if pair.onset_days is not None and pair.onset_medians_ms is not None:
+        history_days, history = pair.onset_days, pair.onset_medians_ms
+    onset = drift_onset(
+        history_days, history, band.reference_ms, direction=direction,
         method=t.drift_method, ewma_lambda=t.ewma_lambda, ewma_limit=t.ewma_limit,
     )  # fmt: skip
     reasons.append(f"in {periods} of the last {of} weeks")
-    reasons.append(f"began on {start.isoformat()}" if start else "start not dated: daily medians show no clear change")
-    return verdict(direction, reasons, periods, start)
+    if onset is None:
+        reasons.append("start not dated: daily medians show no clear change")
+        return verdict(direction, reasons, periods)
+    since = "at least since" if onset.at_least else "began on"
+    reasons.append(f"{since} {onset.day.isoformat()}")
+    return verdict(direction, reasons, periods, onset.day, onset.at_least)
+
+
+def _watch_or_ok(pair: PairInput, t: Thresholds, verdict: Callable[..., Assessment], reasons: list[str],
+                 periods: int = 0) -> Assessment:  # fmt: skip
+    """`watch` for a pair drifting toward the max band, else `ok`.
+
+    Either the trend of the weekly medians (least squares on their logs), continued, crosses the
+    max band within `watch_horizon_weeks`, or the EWMA chart of the daily medians is in alarm on
+    the last day while the drawdown is not (yet) persistent.
+    """
+    band = pair.band
+    weeks = [(i, m) for i, m in enumerate(pair.weekly_medians_ms) if m is not None and m > 0]
+    if len(weeks) >= 3 and weeks[-1][0] == len(pair.weekly_medians_ms) - 1:
+        at = np.array([i for i, _ in weeks], dtype=float)
+        logs = np.log([m for _, m in weeks])
+        slope, intercept = np.polyfit(at, logs, 1)
+        ahead = float(np.exp(intercept + slope * (at[-1] + t.watch_horizon_weeks)))
+        if slope > 0 and ahead > band.max_ms and weeks[-1][1] >= (1 + t.material) * band.reference_ms:
+            return verdict("watch", [*reasons, f"weekly medians rising: at this pace above the max band "
+                                               f"{_s(band.max_ms)} within {t.watch_horizon_weeks:g} weeks"], periods)
+    # the chart against the materiality line: a manager steadily a little above the reference is not drifting
+    recent, line = pair.daily_medians_ms, (1 + t.material) * band.reference_ms
+    if recent.size and ewma_alarm_now(recent, line, ewma_lambda=t.ewma_lambda, ewma_limit=t.ewma_limit):
+        return verdict("watch", [*reasons, "daily medians drifting up (control chart), not yet persistent"], periods)
+    return verdict("ok", reasons, periods)
 
 
 def _drawdown_periods(weekly: tuple[float | None, ...], band: Band, direction: Direction, t: Thresholds) -> int:
@@ -338,6 +408,7 @@ def _flags(pairs: Sequence[PairInput], assessments: list[Assessment], t: Thresho
             n=a.summary.n, median_ms=a.summary.median_ms, band=a.band, q_value=a.q_value, start_date=a.start_date,
             periods_in_drawdown=a.periods_in_drawdown, minutes_lost_per_week=lost,
             impact_minutes_per_week=lost if a.status == "slow" else under, severity=0, reasons=a.reasons,
+            start_at_least=a.start_at_least,
         ))  # fmt: skip
     return flags
 
@@ -348,14 +419,15 @@ def _systemic_flag(pairs: Sequence[PairInput], assessments: list[Assessment], me
     first = assessments[slow[0]]
     times = np.concatenate([pairs[i].durations_ms for i in members])
     lost = sum(assessments[i].summary.minutes_lost_per_week for i in members)  # type: ignore[union-attr]
-    starts = [assessments[i].start_date for i in slow if assessments[i].start_date is not None]
+    starts = sorted((a.start_date, not a.start_at_least) for a in (assessments[i] for i in slow)
+                    if a.start_date is not None)  # the earliest; on a tie, "at least" wins
     names = tuple(sorted(assessments[i].manager for i in slow))
     reason = (f"{len(slow)} of {len(members)} managers with enough data are slow on this step: "
               "check the step, its CRM page or its band")  # fmt: skip
     return Drawdown(
         kind="systemic", team=first.team, step=first.step, manager=None, managers=names, window=window,
         n=int(times.size), median_ms=float(np.median(times)), band=first.band, q_value=None,
-        start_date=min(starts) if starts else None,
+        start_date=starts[0][0] if starts else None, start_at_least=bool(starts) and not starts[0][1],
         periods_in_drawdown=min(assessments[i].periods_in_drawdown for i in slow),
         minutes_lost_per_week=lost, impact_minutes_per_week=lost, severity=0, reasons=(reason,),
     )  # fmt: skip

@@ -7,12 +7,14 @@ and now and then an interruption that multiplies it several times: heavily right
 real step times. Normal managers differ from the typical time by at most 8%, less than the 10%
 materiality threshold, so any flag on them is false.
 
-Four weeks of baseline propose the bands (`suggest_band`, balanced); the next four weeks are
-the analysed history, whose last 14 days are the window. Planted drawdowns start in the first
-days of the history, so they cover the 3 of 4 weeks the persistence rule asks for, and move the
-manager's true median to 1.25 - 1.6 x the max band (slow) or 0.5 - 0.75 x the min band (fast),
-on pairs with at least 30 sessions in the window. One team x step per planted population has
-most of its managers slowed at once: a systemic drawdown.
+Four weeks of baseline propose the bands (`suggest_band`, balanced); the next 90 days are the
+history the application dates onsets on, whose last four weeks are the look-back (sessions) and
+whose last 14 days are the window. Planted drawdowns begin as real ones do: a third of them weeks
+before the look-back (1 to 6 weeks), a third in its first days, a third gradually over one or two
+weeks (starting up to 5 weeks before the look-back); all cover the 3 of 4 weeks the persistence
+rule asks for. They move the manager's true median to 1.25 - 1.6 x the max band (slow) or 0.5 -
+0.75 x the min band (fast), on pairs with at least 30 sessions in the window. One team x step per
+planted population has most of its managers slowed at once: a systemic drawdown.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 
 from analysis.bands import Band, suggest_band
 from analysis.flags import PairInput, Thresholds, pair_from_sessions
-from analysis.stats import Window
+from analysis.stats import Window, daily_medians
 
 #: step -> (typical seconds, log-scale spread of sessions, share of client sessions reaching it)
 STEPS: dict[str, tuple[float, float, float]] = {
@@ -42,9 +44,9 @@ NORMAL_SPREAD = 0.077  # log 1.08: normal managers stay within 8% of the typical
 BASELINE_DAYS = HISTORY_DAYS = 28
 WINDOW_DAYS = 14
 MIN_PLANTED_SESSIONS = 30
-#: Daily medians start this many days before the 4 analysed weeks, so that a start date is found
-#: in the middle of the series rather than on its first day, where it would be right by construction.
-DATING_LEAD_DAYS = 14
+#: Days of daily medians that date an onset (as the application's ONSET_DAYS), ending on `until`.
+ONSET_DAYS = 90
+Onset = Literal["before", "inside", "gradual"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Plant:
     kind: Literal["slow", "fast"]
     start: date
     systemic: bool
+    onset: Onset = "inside"
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,6 +68,12 @@ class Population:
     bands: dict[str, Band]
     pairs: tuple[PairInput, ...]
     plants: tuple[Plant, ...]
+    sessions: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]]  # (days, log seconds) per pair
+
+    def pairs_until(self, until: date, thresholds: Thresholds | None = None) -> tuple[PairInput, ...]:
+        """The pairs as an analysis on `until` would see them (its window, look-back and onset history)."""
+        window = Window(until - timedelta(days=WINDOW_DAYS - 1), until)
+        return _pairs(self.sessions, self.bands, window, thresholds or Thresholds())
 
 
 def simulate(
@@ -79,10 +88,11 @@ def simulate(
 ) -> Population:
     """One synthetic site; with `plant=False` nothing is planted (a null population)."""
     rng = np.random.default_rng(seed)
-    first = until - timedelta(days=BASELINE_DAYS + HISTORY_DAYS - 1)
-    all_days = np.array([first + timedelta(days=i) for i in range(BASELINE_DAYS + HISTORY_DAYS)], dtype="datetime64[D]")
+    first = until - timedelta(days=BASELINE_DAYS + ONSET_DAYS - 1)
+    all_days = np.array([first + timedelta(days=i) for i in range(BASELINE_DAYS + ONSET_DAYS)], dtype="datetime64[D]")
     weekdays = all_days[np.array([d.weekday() < 5 for d in all_days.astype(object)])]
     history_start = np.datetime64(until - timedelta(days=HISTORY_DAYS - 1), "D")
+    baseline_end = np.datetime64(until - timedelta(days=ONSET_DAYS - 1), "D")
     window = Window(until - timedelta(days=WINDOW_DAYS - 1), until)
 
     # sessions[(team, manager, step)] = (days, log seconds without drawdown), true median seconds
@@ -113,14 +123,14 @@ def simulate(
         times, who = [], []
         for (_, manager, s), (days, log_s) in sessions.items():
             if s == step:
-                baseline = days < history_start
+                baseline = days < baseline_end
                 times.append(np.exp(log_s[baseline]) * 1000)
                 who.extend([manager] * int(baseline.sum()))
         bands[step] = suggest_band(np.concatenate(times), managers=np.array(who)).band
 
     plants = _plant(rng, sessions, true_median, bands, window, history_start, slow_share, fast_share) if plant else []
-    pairs = _pairs(sessions, bands, window, history_start, thresholds or Thresholds())
-    return Population(window=window, bands=bands, pairs=pairs, plants=tuple(plants))
+    pairs = _pairs(sessions, bands, window, thresholds or Thresholds())
+    return Population(window=window, bands=bands, pairs=pairs, plants=tuple(plants), sessions=sessions)
 
 
 def _plant(
@@ -142,12 +152,21 @@ def _plant(
         days, log_s = sessions[key]
         band = bands[key[2]]
         target = band.max_ms * rng.uniform(1.25, 1.6) if kind == "slow" else band.min_ms * rng.uniform(0.5, 0.75)
-        start = history_start + np.timedelta64(int(rng.integers(0, 4)), "D")
-        after = days >= start
+        onset: Onset = ("before", "inside", "gradual")[len(plants) % 3]
+        ramp = 0
+        if onset == "before":
+            start = history_start - np.timedelta64(int(rng.integers(7, 43)), "D")
+        elif onset == "inside":
+            start = history_start + np.timedelta64(int(rng.integers(0, 4)), "D")
+        else:
+            ramp = int(rng.integers(7, 15))
+            start = history_start - np.timedelta64(int(rng.integers(0, 36)), "D")
+        elapsed = (days - start).astype(int)
+        share = np.clip((elapsed + 1) / (ramp + 1), 0.0, 1.0) if ramp else (elapsed >= 0).astype(float)
         shifted = log_s.copy()
-        shifted[after] += np.log(target / 1000 / true_median[key])
+        shifted += share * np.log(target / 1000 / true_median[key])
         sessions[key] = (days, shifted)
-        plants.append(Plant(key[0], key[1], key[2], kind, _date(start), systemic))
+        plants.append(Plant(key[0], key[1], key[2], kind, _date(start), systemic, onset))
 
     # the systemic case: a team x step where at least half of the managers with enough data can be slowed
     by_step: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
@@ -178,15 +197,20 @@ def _pairs(
     sessions: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]],
     bands: dict[str, Band],
     window: Window,
-    history_start: np.datetime64,
     thresholds: Thresholds,
 ) -> tuple[PairInput, ...]:
+    """As the application builds them: the look-back's sessions, and daily medians of the 90 days."""
+    until = np.datetime64(window.until, "D")
+    lookback = until - np.timedelta64(HISTORY_DAYS - 1, "D")
+    onset_since = until - np.timedelta64(ONSET_DAYS - 1, "D")
     pairs = []
     for (team, manager, step), (days, log_s) in sessions.items():
-        keep = days >= history_start - np.timedelta64(DATING_LEAD_DAYS, "D")
+        times = np.round(np.exp(log_s) * 1000)
+        keep = (days >= lookback) & (days <= until)
+        earlier = (days >= onset_since) & (days < lookback)
         pairs.append(pair_from_sessions(
-            team=team, manager=manager, step=step, band=bands[step],
-            durations_ms=np.round(np.exp(log_s[keep]) * 1000), days=days[keep], window=window, thresholds=thresholds,
+            team=team, manager=manager, step=step, band=bands[step], durations_ms=times[keep], days=days[keep],
+            window=window, thresholds=thresholds, earlier=daily_medians(times[earlier], days[earlier]),
         ))  # fmt: skip
     return tuple(pairs)
 

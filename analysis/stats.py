@@ -210,6 +210,15 @@ def _median(values: np.ndarray) -> float:
     return float((part[lo] + part[hi]) / 2)
 
 
+@dataclass(frozen=True)
+class Onset:
+    """When a drawdown began. `at_least` means the data begins inside the drawdown: it began on
+    `day` or earlier ("at least since")."""
+
+    day: date
+    at_least: bool
+
+
 def drift_start(
     days: np.ndarray | Sequence[date],
     medians_ms: np.ndarray | Sequence[float],
@@ -223,7 +232,27 @@ def drift_start(
     cusum_h: float = 4.0,
     min_sigma: float = 0.02,
 ) -> date | None:
-    """The day the drawdown began, from daily medians of log time, or None if none shows.
+    """The day the drawdown began (drift_onset's day), or None if none shows."""
+    onset = drift_onset(days, medians_ms, reference_ms, direction=direction, method=method,
+                        ewma_lambda=ewma_lambda, ewma_limit=ewma_limit, cusum_k=cusum_k, cusum_h=cusum_h,
+                        min_sigma=min_sigma)  # fmt: skip
+    return None if onset is None else onset.day
+
+
+def drift_onset(
+    days: np.ndarray | Sequence[date],
+    medians_ms: np.ndarray | Sequence[float],
+    reference_ms: float,
+    *,
+    direction: Direction = "slow",
+    method: DriftMethod = "ewma",
+    ewma_lambda: float = 0.2,
+    ewma_limit: float = 3.0,
+    cusum_k: float = 0.5,
+    cusum_h: float = 4.0,
+    min_sigma: float = 0.02,
+) -> Onset | None:
+    """When the drawdown began, from daily medians of log time, or None if none shows.
 
     The chart runs on x = log(daily median / reference), so a 20% drawdown is the same size on a
     1-minute step and a 20-minute one. Its noise sigma is estimated from the median moving range
@@ -231,21 +260,56 @@ def drift_start(
     the very drawdown it is meant to detect); `min_sigma` keeps very regular data from alarming
     on a 1% wobble. EWMA: z_t = lambda x_t + (1 - lambda) z_(t-1) from z_0 = 0, alarm above
     `ewma_limit` sigma_z(t). CUSUM: S_t = max(0, S_(t-1) + x_t / sigma - k), alarm above h.
-    The start is then the least-squares change point of the days up to the latest alarm.
+    The start is then the least-squares change point of the days up to the latest alarm; when
+    the days before it are already in the drawdown, it began before the data: the first day,
+    `at_least`. The longer the history given (up to 90 days in the application), the fewer
+    drawdowns are older than it.
     """
     day_values = np.asarray(days, dtype="datetime64[D]")
-    values = np.asarray(medians_ms, dtype=float)
+    try:
+        values = np.asarray(medians_ms, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError("daily medians must be numbers") from None
     if day_values.shape != values.shape:
         raise ValueError(f"one median per day is needed (got {values.size} for {day_values.size})")
-    if values.size < 3 or reference_ms <= 0 or np.any(values <= 0):
+    if values.size < 3 or not reference_ms > 0 or np.any(~np.isfinite(values)) or np.any(values <= 0):
         return None  # too few days to estimate the noise; non-positive times have no log
-    order = np.argsort(day_values)
+    order = np.argsort(day_values, kind="stable")
     day_values, values = day_values[order], values[order]
     x = np.log(values / reference_ms)
     if direction == "fast":
         x = -x
     sigma = max(float(np.median(np.abs(np.diff(x)))) / MEDIAN_MOVING_RANGE_TO_SIGMA, min_sigma)
 
+    alarm = _alarms(x, sigma, method, ewma_lambda, ewma_limit, cusum_k, cusum_h)
+    if not alarm.any():
+        return None
+    index, before_data = _change_point(x, int(np.flatnonzero(alarm)[-1]))
+    return Onset(_as_date(day_values[index]), before_data)
+
+
+def ewma_alarm_now(
+    medians_ms: np.ndarray | Sequence[float],
+    reference_ms: float,
+    *,
+    direction: Direction = "slow",
+    ewma_lambda: float = 0.2,
+    ewma_limit: float = 3.0,
+    min_sigma: float = 0.02,
+) -> bool:
+    """Whether the EWMA chart of the daily medians (days in order) is above its limit on the last day."""
+    values = np.asarray(medians_ms, dtype=float)
+    if values.size < 3 or not reference_ms > 0 or np.any(~np.isfinite(values)) or np.any(values <= 0):
+        return False
+    x = np.log(values / reference_ms)
+    if direction == "fast":
+        x = -x
+    sigma = max(float(np.median(np.abs(np.diff(x)))) / MEDIAN_MOVING_RANGE_TO_SIGMA, min_sigma)
+    return bool(_alarms(x, sigma, "ewma", ewma_lambda, ewma_limit, 0.5, 4.0)[-1])
+
+
+def _alarms(x: np.ndarray, sigma: float, method: DriftMethod, ewma_lambda: float, ewma_limit: float,
+            cusum_k: float, cusum_h: float) -> np.ndarray:  # fmt: skip
     alarm = np.zeros(x.size, dtype=bool)
     level = 0.0
     for t, value in enumerate(x):
@@ -257,28 +321,49 @@ def drift_start(
             level = max(0.0, level + value / sigma - cusum_k)
             limit = cusum_h
         alarm[t] = level > limit
-    if not alarm.any():
-        return None
-    return _as_date(day_values[_change_point(x, int(np.flatnonzero(alarm)[-1]))])
+    return alarm
 
 
-def _change_point(x: np.ndarray, last_alarm: int) -> int:
-    """The day a single upward shift most likely began: the least-squares split of the series.
+#: Ramps the change point considers, in days with data: 0 is a step; up to about three weeks.
+RAMP_LENGTHS = (0, 3, 6, 9, 12, 15)
 
-    The chart says there is a drawdown; the split dates it. The first day the chart left its
+
+def _change_point(x: np.ndarray, last_alarm: int) -> tuple[int, bool]:
+    """The day a single upward shift most likely began, and whether it began before the data.
+
+    The chart says there is a drawdown; the least-squares fit of "flat, then a ramp of some
+    length, then flat" dates it (a ramp of length 0 is a step). The first day the chart left its
     target dates it too early whenever the manager sat a little above the reference before (small
-    daily samples of a skewed time are biased up): the split compares the days with each other,
-    not with the reference. The shift must begin by the alarm; if the days before the best split
-    are already nearer the drawdown level than the reference, it began before the data did.
+    daily samples of a skewed time are biased up): the fit compares the days with each other, not
+    with the reference. A plain split of the series into two means dated a drawdown that set in
+    over two weeks in the middle of its ramp, a week late; the ramp's first day is its start. The
+    shift must begin by the alarm; if the level before it is already nearer the drawdown level
+    than the reference, it began before the data did.
     """
     n = x.size
-    sums = np.concatenate([[0.0], np.cumsum(x)])
-    tau = np.arange(1, min(last_alarm, n - 1) + 1)
-    if tau.size == 0:
-        return 0
-    before, after = sums[tau] / tau, (sums[n] - sums[tau]) / (n - tau)
-    best = int(np.argmax((after - before) * np.sqrt(tau * (n - tau) / n)))
-    return 0 if before[best] > after[best] / 2 else int(tau[best])
+    starts = np.arange(1, min(last_alarm, n - 1) + 1)
+    if starts.size == 0:
+        return 0, True
+    t = np.arange(n)
+    centred = x - x.mean()
+    best, best_gain, best_levels = 0, -np.inf, (0.0, 0.0)
+    for ramp in RAMP_LENGTHS:
+        shape = np.clip((t[None, :] - starts[:, None] + 1) / (ramp + 1), 0.0, 1.0)
+        mean = shape.mean(axis=1)
+        spread = (shape**2).sum(axis=1) - n * mean**2
+        cross = shape @ centred
+        gain = np.where((spread > 1e-12) & (cross > 0), cross**2 / np.maximum(spread, 1e-12), -np.inf)
+        i = int(np.argmax(gain))
+        if gain[i] > best_gain:
+            slope = cross[i] / spread[i]
+            before = x.mean() - slope * mean[i]
+            best, best_gain, best_levels = int(starts[i]), float(gain[i]), (before, before + slope)
+    if not np.isfinite(best_gain):
+        return 0, True
+    before, after = best_levels
+    if before > after / 2:
+        return 0, True
+    return best, False
 
 
 def _times(durations_ms: np.ndarray | Sequence[float]) -> np.ndarray:

@@ -11,8 +11,18 @@ at most 1 false flag per 100 manager x step pairs with nothing planted.
 Scoring: a slow or fast flag is a true positive when that manager x step was planted with that
 kind; a systemic flag when at least one slow drawdown was planted on that team x step. A planted
 drawdown is found when a flag of its kind names its pair, or when it is slow, assessed slow and
-covered by its step's systemic flag. Start-date error is in days against the first weekday on or
-after the planted start.
+covered by its step's systemic flag.
+
+Onsets: planted drawdowns begin weeks before the 4-week look-back, in its first days, or gradually
+over one or two weeks; the analysis dates them on 90 days of daily medians. For every planted
+drawdown whose pair is assessed with its kind (flagged on its own or within a systemic flag), the
+onset is right when within 7 days of the first weekday on or after the planted start, and wrongly
+"at least" when marked so (the data always begins before the planted start here). Targets: >= 0.90
+within 7 days, <= 0.05 wrongly "at least".
+
+Early warning: the analysis is run on every weekday from the earliest planted start to the end;
+a planted drawdown is warned of when its pair was on `watch` at least 7 days before the first day
+it was flagged. Null sites: pairs on watch at the end, per 100 pairs (target <= 2).
 """
 
 from __future__ import annotations
@@ -29,11 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.flags import Thresholds, assess  # noqa: E402
 from analysis.simulate import simulate  # noqa: E402
+from analysis.stats import Window  # noqa: E402
 
 NULL_SEED_OFFSET = 10_000
 
 
-def score_planted(seed: int, thresholds: Thresholds) -> dict[str, Any]:
+def score_planted(seed: int, thresholds: Thresholds, early_warning: bool = True) -> dict[str, Any]:
     population = simulate(seed, thresholds=thresholds)
     result = assess(population.pairs, thresholds, population.window)
     planted = {(p.manager, p.step): p for p in population.plants}
@@ -55,11 +66,14 @@ def score_planted(seed: int, thresholds: Thresholds) -> dict[str, Any]:
         if plant.kind == "slow" and (plant.team, plant.step) in systemic_steps and status[key] == "slow":
             found.add(key)
 
-    start_errors = []
-    for flag in result.drawdowns:
-        plant = planted.get((flag.manager or "", flag.step))
-        if flag.kind != "systemic" and plant is not None and flag.start_date is not None:
-            start_errors.append(abs((flag.start_date - _weekday_on_or_after(plant.start)).days))
+    onsets = []  # (onset kind, error in days or None when undated, marked "at least")
+    assessed = {(a.manager, a.step): a for a in result.assessments}
+    for key, plant in planted.items():
+        a = assessed[key]
+        if a.status != plant.kind:
+            continue
+        error = None if a.start_date is None else abs((a.start_date - _weekday_on_or_after(plant.start)).days)
+        onsets.append((plant.onset, error, a.start_at_least))
     flagged = len(result.drawdowns)
     return {
         "seed": seed,
@@ -71,14 +85,39 @@ def score_planted(seed: int, thresholds: Thresholds) -> dict[str, Any]:
         "fn": len(planted) - len(found),
         "precision": tp / flagged if flagged else 1.0,
         "recall": len(found) / len(planted) if planted else 1.0,
-        "start_errors": start_errors,
+        "onsets": onsets,
+        "warnings": _early_warnings(population, thresholds) if early_warning else [],
     }
+
+
+def _early_warnings(population: Any, thresholds: Thresholds) -> list[tuple[str, bool]]:
+    """Per planted drawdown flagged on some day: (kind, on watch at least 7 days before its first flag)."""
+    first = min(p.start for p in population.plants)
+    flagged: dict[tuple[str, str], date] = {}
+    watched: dict[tuple[str, str], date] = {}
+    day = first
+    while day <= population.window.until:
+        if day.weekday() < 5:
+            result = assess(population.pairs_until(day, thresholds), thresholds, Window(day - timedelta(days=13), day))
+            for a in result.assessments:
+                key = (a.manager, a.step)
+                if a.status in ("slow", "fast"):
+                    flagged.setdefault(key, day)
+                elif a.status == "watch" and key not in flagged:
+                    watched.setdefault(key, day)
+        day += timedelta(days=1)
+    out = []
+    for plant in population.plants:
+        key = (plant.manager, plant.step)
+        if key in flagged:
+            out.append((plant.kind, key in watched and (flagged[key] - watched[key]).days >= 7))
+    return out
 
 
 def score_null(seed: int, thresholds: Thresholds) -> dict[str, Any]:
     population = simulate(seed + NULL_SEED_OFFSET, plant=False, thresholds=thresholds)
     result = assess(population.pairs, thresholds, population.window)
-    return {"pairs": len(population.pairs), "false_flags": len(result.drawdowns)}
+    return {"pairs": len(population.pairs), "false_flags": len(result.drawdowns), "watches": len(result.watches)}
 
 
 def _weekday_on_or_after(day: date) -> date:
@@ -92,19 +131,25 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--drift", choices=["ewma", "cusum"], default="ewma", help="how start dates are found")
+    parser.add_argument("--no-early-warning", action="store_true",
+                        help="skip the day-by-day runs that measure warnings (the slow part)")
     args = parser.parse_args()
     thresholds = Thresholds(drift_method=args.drift)
     started = time.perf_counter()
     rows = []
     for seed in range(1, args.seeds + 1):
-        row = score_planted(seed, thresholds)
+        row = score_planted(seed, thresholds, not args.no_early_warning)
         row.update({f"null_{k}": v for k, v in score_null(seed, thresholds).items()})
         rows.append(row)
 
     flagged, tp = sum(r["flagged"] for r in rows), sum(r["tp"] for r in rows)
     planted, fn = sum(r["planted"] for r in rows), sum(r["fn"] for r in rows)
     null_pairs, null_flags = sum(r["null_pairs"] for r in rows), sum(r["null_false_flags"] for r in rows)
-    errors = sorted(e for r in rows for e in r["start_errors"])
+    onsets = [o for r in rows for o in r["onsets"]]
+    errors = sorted(e for _, e, _ in onsets if e is not None)
+    warnings = [w for r in rows for w in r["warnings"]]
+    slow_warnings = [warned for kind, warned in warnings if kind == "slow"]
+    null_watches = sum(r["null_watches"] for r in rows)
     totals = {
         "seeds": args.seeds,
         "planted": planted,
@@ -117,15 +162,26 @@ def main() -> None:
         "null_pairs": null_pairs,
         "null_false_flags": null_flags,
         "null_false_flags_per_100_pairs": 100 * null_flags / null_pairs,
-        "start_date_median_abs_error_days": errors[len(errors) // 2] if errors else None,
-        "start_date_within_2_days": sum(e <= 2 for e in errors) / len(errors) if errors else None,
+        "onsets_scored": len(onsets),
+        "onset_median_abs_error_days": errors[len(errors) // 2] if errors else None,
+        "onset_within_7_days": _share([e is not None and e <= 7 for _, e, _ in onsets]),
+        "onset_within_7_days_by_kind": {kind: _share([e is not None and e <= 7 for k, e, _ in onsets if k == kind])
+                                        for kind in ("before", "inside", "gradual")},
+        "onset_wrongly_at_least": _share([at_least for _, _, at_least in onsets]),
+        "warned_7_days_before_flag": _share([warned for _, warned in warnings]),
+        "warned_7_days_before_flag_slow": _share(slow_warnings),
+        "warnings_scored": len(warnings),
+        "null_watches": null_watches,
+        "null_watches_per_100_pairs": 100 * null_watches / null_pairs,
         "seconds": round(time.perf_counter() - started, 1),
     }
     totals["targets_met"] = (
         totals["precision"] >= 0.95 and totals["recall"] >= 0.90 and totals["null_false_flags_per_100_pairs"] <= 1
+        and (totals["onset_within_7_days"] or 0) >= 0.90 and (totals["onset_wrongly_at_least"] or 0) <= 0.05
+        and totals["null_watches_per_100_pairs"] <= 2
     )
     if args.json:
-        print(json.dumps({"totals": totals, "seeds": [{k: v for k, v in r.items() if k != "start_errors"}
+        print(json.dumps({"totals": totals, "seeds": [{k: v for k, v in r.items() if k not in ("onsets", "warnings")}
                                                         for r in rows]}))  # fmt: skip
         return
     header = f"{'seed':>4} {'pairs':>5} {'planted':>7} {'flagged':>7} {'TP':>4} {'FP':>3} {'FN':>3} " \
@@ -142,10 +198,24 @@ def main() -> None:
     print(f"{'all':>4} {'':>5} {t['planted']:>7} {t['flagged']:>7} {t['tp']:>4} {t['fp']:>3} {t['fn']:>3} "
           f"{t['precision']:>9.3f} {t['recall']:>6.3f} | {t['null_pairs']:>10} {t['null_false_flags']:>5} "
           f"{t['null_false_flags_per_100_pairs']:>7.2f}")  # fmt: skip
-    print(f"start date: median error {t['start_date_median_abs_error_days']} days, "
-          f"{t['start_date_within_2_days']:.0%} within 2 days; {t['seconds']} s; "
-          f"targets (precision >= 0.95, recall >= 0.90, <= 1 false flag per 100 null pairs): "
+    by_kind = ", ".join(f"{k} {_pct(v)}" for k, v in t["onset_within_7_days_by_kind"].items())
+    print(f"onset ({t['onsets_scored']} flagged plants): median error {t['onset_median_abs_error_days']} days, "
+          f"{_pct(t['onset_within_7_days'])} within 7 days ({by_kind}), "
+          f"{_pct(t['onset_wrongly_at_least'])} wrongly 'at least'")  # fmt: skip
+    print(f"watch: {_pct(t['warned_7_days_before_flag'])} of {t['warnings_scored']} flagged plants on watch "
+          f">= 7 days before the flag (slow: {_pct(t['warned_7_days_before_flag_slow'])}); "
+          f"null sites {t['null_watches']} watches = {t['null_watches_per_100_pairs']:.2f} per 100 pairs")
+    print(f"{t['seconds']} s; targets (precision >= 0.95, recall >= 0.90, <= 1 false flag per 100 null pairs, "
+          f"onset >= 90% within 7 days and <= 5% wrongly 'at least', <= 2 watches per 100 null pairs): "
           f"{'met' if t['targets_met'] else 'NOT met'}")  # fmt: skip
+
+
+def _share(values: list[bool]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 if __name__ == "__main__":

@@ -91,7 +91,8 @@ def test_significantly_slower_but_not_material_is_ok() -> None:
 
 
 def test_material_but_not_significant_is_ok() -> None:
-    ana = verdicts(team_of(pair("ana", 260_000, sigma=1.5), normal=1))["ana"]
+    steady = np.full(28, 200_000.0)  # daily medians at the reference: nothing drifting either
+    ana = verdicts(team_of(pair("ana", 260_000, sigma=1.5, daily=steady), normal=1))["ana"]
     assert ana.q_value > 0.05 and ana.status == "ok"  # type: ignore[attr-defined]
 
 
@@ -123,8 +124,9 @@ def test_fast_is_flagged_as_possible_skipped_work() -> None:
 
 def test_slow_in_two_of_four_weeks_is_not_persistent() -> None:
     ana = verdicts(team_of(pair("ana", 500_000, weekly=(None, 200_000, 500_000, 500_000))))["ana"]
-    assert ana.status == "ok" and ana.periods_in_drawdown == 2  # type: ignore[attr-defined]
-    assert "not persistent" in ana.reasons[-1]  # type: ignore[attr-defined]
+    # not a drawdown, but on watch: the weekly medians are rising past the max band
+    assert ana.status == "watch" and ana.periods_in_drawdown == 2  # type: ignore[attr-defined]
+    assert "not persistent" in ana.reasons[-2]  # type: ignore[attr-defined]
 
 
 def test_slow_in_three_of_four_weeks_is_persistent() -> None:
@@ -319,3 +321,66 @@ def test_pair_from_sessions_is_the_same_whatever_the_order_of_the_sessions() -> 
     assert np.array_equal(shuffled.daily_days, in_order.daily_days)
     assert np.array_equal(shuffled.daily_medians_ms, in_order.daily_medians_ms)
     assert shuffled.weekly_medians_ms == in_order.weekly_medians_ms
+
+
+# -- the onset on 90 days, and the watch ------------------------------------------------------
+
+
+def test_a_drawdown_that_began_before_the_look_back_is_dated_on_the_earlier_days() -> None:
+    earlier_days = np.array([date(2025, 1, 1) + timedelta(days=i) for i in range(59)], dtype="datetime64[D]")
+    earlier = np.where(earlier_days >= np.datetime64("2025-02-10"), 500_000.0, 200_000.0)
+    earlier *= np.exp(0.05 * np.sin(np.arange(59) * 2.1))
+    days = np.repeat(DAYS, 2)
+    slow = pair_from_sessions(team="north", manager="ana", step="offer", band=BAND, days=days,
+                              durations_ms=np.full(days.size, 500_000.0), window=WINDOW,
+                              earlier=(earlier_days, earlier))
+    [flag] = assess(team_of(slow), T, WINDOW).drawdowns
+    assert (flag.start_date, flag.start_at_least) == (date(2025, 2, 10), False)
+    assert "began on 2025-02-10" in flag.reasons
+    # without the earlier days, the look-back's first day, and only "at least"
+    alone = pair_from_sessions(team="north", manager="ana", step="offer", band=BAND, days=days,
+                               durations_ms=np.full(days.size, 500_000.0), window=WINDOW)
+    [flag] = assess(team_of(alone), T, WINDOW).drawdowns
+    assert (flag.start_date, flag.start_at_least) == (date(2025, 3, 1), True)
+    assert "at least since 2025-03-01" in flag.reasons
+
+
+def test_earlier_days_inside_the_sessions_days_are_left_to_the_sessions() -> None:
+    days = np.repeat(DAYS, 2)
+    built = pair_from_sessions(team="north", manager="ana", step="offer", band=BAND, days=days,
+                               durations_ms=np.full(days.size, 500_000.0), window=WINDOW,
+                               earlier=(DAYS[:3], np.full(3, 1.0)))
+    assert built.onset_days is not None and built.onset_days.size == 28
+    assert set(built.onset_medians_ms) == {500_000.0}  # type: ignore[arg-type]
+    mismatched = pair_from_sessions(team="north", manager="ana", step="offer", band=BAND, days=days,
+                                    durations_ms=np.full(days.size, 500_000.0), window=WINDOW,
+                                    earlier=(DAYS[:3], np.full(2, 1.0)))
+    assert mismatched.onset_days is None  # bad input is ignored, not a crash
+
+
+def test_a_systemic_flag_takes_the_earliest_start_and_its_at_least() -> None:
+    early = np.full(28, 500_000.0)  # slow from the first day: at least since then
+    late = 200_000 * np.where(np.arange(28) >= 10, 2.4, 1.0) * np.exp(0.05 * np.sin(np.arange(28)))
+    [flag] = assess(team_of(pair("ana", 500_000, daily=early), pair("bo", 450_000, daily=late), normal=3),
+                    T, WINDOW).drawdowns
+    assert (flag.kind, flag.start_date, flag.start_at_least) == ("systemic", date(2025, 3, 1), True)
+
+
+def test_daily_medians_drifting_up_put_a_pair_on_watch_not_in_the_drawdowns() -> None:
+    rising = 200_000 * np.where(np.arange(28) >= 22, 1.7, 1.0) * np.exp(0.05 * np.sin(np.arange(28) * 2.1))
+    result = assess(team_of(pair("ana", 205_000, daily=rising)), T, WINDOW)
+    ana = next(a for a in result.assessments if a.manager == "ana")
+    assert ana.status == "watch" and "drifting up" in ana.reasons[-1]
+    assert result.drawdowns == () and result.watches == (ana,)
+
+
+def test_weekly_medians_heading_past_the_max_put_a_pair_on_watch() -> None:
+    ana = verdicts(team_of(pair("ana", 215_000, weekly=(200_000, 260_000, 320_000, 380_000))))["ana"]
+    assert ana.status == "watch" and "within 2 weeks" in ana.reasons[-1]  # type: ignore[attr-defined]
+    steady = verdicts(team_of(pair("ana", 215_000, weekly=(380_000, 320_000, 260_000, 240_000))))["ana"]
+    assert steady.status == "ok"  # type: ignore[attr-defined]
+
+
+def test_a_steady_manager_a_little_above_the_reference_is_not_on_watch() -> None:
+    ana = verdicts(team_of(pair("ana", 215_000)))["ana"]  # 7.5% above, every day
+    assert ana.status == "ok"  # type: ignore[attr-defined]

@@ -10,10 +10,13 @@ from scipy import stats
 
 from analysis.bands import Band
 from analysis.stats import (
+    Onset,
     Window,
     bh_qvalues,
     daily_medians,
+    drift_onset,
     drift_start,
+    ewma_alarm_now,
     minutes_lost_per_week,
     slower_than_peers_p,
     summarize,
@@ -208,3 +211,47 @@ def test_sessions_already_in_order_give_the_same_figures_as_shuffled_ones() -> N
             weeks = [shuffled[(shuffled_days > first) & (shuffled_days <= last)]
                      for first, last in zip(ends[:-1], ends[1:], strict=True)]
             assert got_weeks == tuple(float(np.median(w)) if w.size >= least else None for w in weeks)
+
+
+# -- the onset on a longer history ------------------------------------------------------------
+
+LONG = np.array([date(2025, 1, 1) + timedelta(days=i) for i in range(90)], dtype="datetime64[D]")
+
+
+def _noisy(levels: np.ndarray, seed: int = 4) -> np.ndarray:
+    return 120_000 * levels * np.exp(np.random.default_rng(seed).normal(0, 0.08, levels.size))
+
+
+def test_drift_onset_dates_a_drawdown_weeks_before_the_last_four() -> None:
+    onset = drift_onset(LONG, _noisy(np.where(np.arange(90) >= 30, 1.8, 1.0)), 120_000)
+    assert onset == Onset(LONG[30].astype(object), at_least=False)
+
+
+def test_drift_onset_says_at_least_when_the_data_begins_inside_the_drawdown() -> None:
+    onset = drift_onset(LONG, _noisy(np.full(90, 1.8)), 120_000)
+    assert onset is not None and onset.at_least and onset.day == date(2025, 1, 1)
+
+
+def test_drift_onset_dates_a_gradual_drawdown_by_the_start_of_its_ramp() -> None:
+    ramp = np.clip((np.arange(90) - 40 + 1) / 15, 0, 1)  # 1.0 to 2.0 over two weeks from day 40
+    onset = drift_onset(LONG, _noisy(np.exp(ramp * np.log(2.0))), 120_000)
+    assert onset is not None and not onset.at_least
+    assert abs((onset.day - date(2025, 2, 10)).days) <= 3  # a two-means split said about a week later
+
+
+@pytest.mark.parametrize("medians", [[np.nan] * 5, [-1.0] * 5, [0.0] * 5, [np.inf, 1.0, 2.0, 3.0, 4.0]])
+def test_drift_onset_gives_no_date_on_bad_medians(medians: list[float]) -> None:
+    assert drift_onset(DAYS[:5], medians, 120_000) is None
+    assert drift_onset(DAYS[:5], [100_000.0] * 5, float("nan")) is None
+
+
+def test_drift_onset_refuses_what_is_not_a_number() -> None:
+    with pytest.raises(ValueError, match="numbers"):
+        drift_onset(DAYS[:3], ["a", "b", "c"], 120_000)  # type: ignore[list-item]
+
+
+def test_the_ewma_alarm_now_is_on_the_last_day_only() -> None:
+    drifting = 120_000 * np.where(np.arange(28) >= 22, 1.6, 1.0) * np.exp(0.05 * np.sin(np.arange(28)))
+    assert ewma_alarm_now(drifting, 120_000)
+    assert not ewma_alarm_now(drifting[:22], 120_000)
+    assert not ewma_alarm_now([np.nan, 1.0, 2.0], 120_000)
