@@ -481,6 +481,12 @@ async def test_a_preview_of_a_bad_value_names_the_field_in_the_viewers_language(
     assert error is not None and error.group(1).startswith("Эталон:")
     typed = await fresh.get("/steps/offer?site=crm&min=5m&reference=2m&max=3m")  # a hand-made link
     assert typed.status == 400 and "Минимум (5,0 мин) не может быть больше эталона" in await typed.text()
+    west = await fresh.get("/steps/offer?site=crm&min=1m&reference=2m&max=3m&team=west")
+    assert west.status == 400 and "нет команды «west»" in await west.text()
+    fresh.session.cookie_jar.clear()
+    await login(fresh, "dora")  # a director previews only the teams they lead, as they save
+    assert (await fresh.get("/steps/offer?site=crm&min=1m&reference=2m&max=3m&team=")).status == 403
+    assert (await fresh.get("/steps/offer?site=crm&min=1m&reference=2m&max=3m&team=north")).status == 200
 
 
 async def test_the_suggestion_shows_its_interval_and_copies_into_the_editor(

@@ -173,6 +173,11 @@ def step_data(client: Client, settings: Settings, user: User, site: str, step: s
             "max_ms": found_suggestion.max_ms, "n": found_suggestion.n, "managers": found_suggestion.managers,
             "since": found_suggestion.since, "until": found_suggestion.until,
             "reference_low_ms": interval and interval[0], "reference_high_ms": interval and interval[1]}
+    if proposal and editable and proposal.team not in editable:  # a hand-made link: what saving would say
+        _ = Translator(user.language)
+        if proposal.team not in site_teams:
+            raise InvalidInput(_("step.error_team", team=proposal.team, site=site), field="team")
+        raise Forbidden(_("step.error_director", teams=", ".join(user.teams) or "–"))
     preview = proposal and editable and band_preview(
         latest.rows, scope.team_of, versions, proposal, min_sessions=settings.analysis_min_sessions,
         window=(latest.window_start, latest.window_end))
