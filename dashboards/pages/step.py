@@ -175,7 +175,7 @@ def step_data(client: Client, settings: Settings, user: User, site: str, step: s
             "reference_low_ms": interval and interval[0], "reference_high_ms": interval and interval[1]}
     if proposal and editable and proposal.team not in editable:  # a hand-made link: what saving would say
         _ = Translator(user.language)
-        if proposal.team not in site_teams:
+        if proposal.team and proposal.team not in site_teams:
             raise InvalidInput(_("step.error_team", team=proposal.team, site=site), field="team")
         raise Forbidden(_("step.error_director", teams=", ".join(user.teams) or "–"))
     preview = proposal and editable and band_preview(
