@@ -232,10 +232,12 @@ class FlagPage:
 
 def find_flags(client: Client, site: str, *, teams: list[str] | None, statuses: tuple[str, ...] | list[str],
                kind: str = "", step: str = "", team: str = "", manager: str = "", sort: str = "impact",
-               limit: int | None = None, offset: int = 0, count: bool = True) -> FlagPage:
+               limit: int | None = None, offset: int = 0, count: bool = True,
+               named: list[str] | tuple[str, ...] = ()) -> FlagPage:
     """A site's flags of the given teams (None = every team) and statuses, filtered, sorted and paged.
 
-    `manager` matches part of a manager id, in any case, or of any manager of a systemic flag.
+    `manager` matches part of a manager id, in any case, or of any manager of a systemic flag; so do
+    the ids in `named` (the managers whose name matched it, from the directory).
     """
     where = """
         site = {site:String} AND status IN {statuses:Array(String)}
@@ -243,10 +245,11 @@ def find_flags(client: Client, site: str, *, teams: list[str] | None, statuses: 
         AND ({kind:String} = '' OR kind = {kind:String}) AND ({step:String} = '' OR step = {step:String})
         AND ({team:String} = '' OR team = {team:String})
         AND ({needle:String} = '' OR positionCaseInsensitiveUTF8(manager, {needle:String}) > 0
-             OR arrayExists(m -> positionCaseInsensitiveUTF8(m, {needle:String}) > 0, managers))
+             OR arrayExists(m -> positionCaseInsensitiveUTF8(m, {needle:String}) > 0, managers)
+             OR manager IN {named:Array(String)} OR hasAny(managers, {named:Array(String)}))
     """
     parameters = {"site": site, "statuses": list(statuses), "all_teams": teams is None, "teams": list(teams or []),
-                  "kind": kind, "step": step, "team": team, "needle": manager,
+                  "kind": kind, "step": step, "team": team, "needle": manager, "named": list(named),
                   "limit": 2**32 - 1 if limit is None else limit, "offset": offset}
     rows = query_rows(
         client,

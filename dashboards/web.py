@@ -52,6 +52,7 @@ NAV: list[tuple[str, str, tuple[str, ...]]] = [
     ("/coaching", "nav.coaching", ("admin", "director", "trainer", "manager")),
     ("/me", "nav.me", ("manager",)),
     ("/process", "nav.process", ("admin", "director")),
+    ("/managers", "nav.managers", ("admin",)),
     ("/audit", "nav.audit", ("admin", "director")),
 ]
 

@@ -46,7 +46,7 @@ async def test_director_assigns_from_the_form_and_lands_on_the_assignment(api: A
         allow_redirects=False)
     assert response.status == 303 and response.headers["Location"].startswith("/coaching/assignments/")
     page = await (await api.get(response.headers["Location"])).text()
-    assert "Coaching of m-1 on offer" in page and "assigned" in page and "<svg" in page
+    assert "Coaching of m-1 on Offer" in page and "assigned" in page and "<svg" in page
 
 
 async def test_a_refusal_is_shown_next_to_its_field(api: Any, org: Any) -> None:

@@ -42,6 +42,7 @@ PAGES: dict[str, tuple[Any, ...]] = {
     "/steps/offer": (200, 200, 200, 403),
     "/process": (200, 200, 403, 403),
     "/audit": (200, 200, 403, 403),
+    "/managers": (200, 403, 403, 403),
     "/coaching": (200, 200, 200, 200),
     "/coaching/new": (200, 200, 403, 403),
     "/coaching/catalog": (200, 200, 200, 403),
@@ -75,6 +76,7 @@ ACTIONS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "/coaching/mentors": ({"name": "tina", "steps": ["offer"]}, ("ok", "ok", "403", "403")),
     "/coaching/mentors?own": ({"name": "tom", "steps": ["offer", "needs"]}, ("ok", "ok", "ok", "403")),  # own steps
     "/coaching/notifications/{message}/retry": ({}, ("404", "404", "403", "403")),  # no such message
+    "/managers/m1/name": ({"name": "Matrix Name"}, ("ok", "403", "403", "403")),
     "/account/language": ({"language": "en"}, ("ok", "ok", "ok", "ok")),
 }
 

@@ -9,6 +9,7 @@ or HR system (listed in /openapi.json).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -42,9 +43,33 @@ from dashboards.web import (
     whole,
 )
 from kernel import app_keys, band_versions, flag_store, processes, users
+from kernel import managers as directory
 from kernel.errors import InvalidInput, NotFound
 
 LEADS = ("admin", "director")
+
+
+@dataclass(frozen=True)
+class Words:
+    """What people read instead of ids: managers' names, steps' and courses' titles (each None-free:
+    an id missing here is shown as itself)."""
+
+    managers: dict[str, str]
+    steps: dict[str, str]
+    courses: dict[str, str]
+
+    def of(self, a: coaching.CoachingAssignment) -> dict[str, Any]:
+        """An assignment's names beside its ids, for the pages and their JSON twins."""
+        return {"manager_name": self.managers.get(a.manager), "step_title": self.steps.get(a.step, a.step),
+                "course_title": self.courses.get(a.course_id, a.course_id) if a.course_id else None}
+
+
+def words_of(client: Any, site: str) -> Words:
+    if not site:
+        return Words({}, {}, {})
+    process = processes.latest(client, site)
+    return Words(directory.names(client, site), {s.key: s.title for s in process.steps} if process else {},
+                 {c.course_id: c.title for c in coaching.list_courses(client, site, include_retired=True)})
 
 
 # --- pages -------------------------------------------------------------------------------------------------
@@ -59,7 +84,8 @@ async def board(request: web.Request, who: Viewer) -> Page:
     found = await run(request, coaching.list_assignments, site, who.user, state=state,
                       manager=q.get("manager") or None, step=q.get("step") or None, team=q.get("team") or None,
                       mentor=q.get("mentor") or None) if site else []
-    rows = [_row(a) for a in found]
+    words = await run(request, words_of, site)
+    rows = [_row(a, words) for a in found]
     failed = []
     if who.role in LEADS and site:
         failed = [_message(m) for m in await run(request, _failed_notifications, site, who.user)]
@@ -83,11 +109,13 @@ async def assignment_page(request: web.Request, who: Viewer) -> Page:
     scope = await run(request, access.scope_of, who.user, a.site)
     moves = coaching.actions(who.user, a)
     shown = _peers_shown(scope, settings.peer_group_min, a, picture.as_dict())
-    data = {"assignment": a.as_dict(),
+    words = await run(request, words_of, a.site)
+    data = {"assignment": {**a.as_dict(), **words.of(a)},
             "evaluations": [_evaluation_shown(scope, settings.peer_group_min, e.as_dict()) for e in evaluations],
             "before_after": shown, "actions": sorted(moves.allowed), "refused": moves.refused}
     _ = Translator(who.user.language)
-    chart = charts.before_after(_, label=f"{a.manager} · {a.step}", days=picture.days,
+    chart = charts.before_after(_, label=f"{directory.display(words.managers, a.manager)} · "
+                                         f"{words.steps.get(a.step, a.step)}", days=picture.days,
                                 manager_ms=picture.manager_ms, peers_ms=tuple(shown["peers_ms"]), pre=picture.pre,
                                 post=picture.post, target_ms=picture.target_ms, band_max_ms=picture.band_max_ms)
     return Page("coaching_assignment.html", data, title="coaching.assignment_title", table="evaluations",
@@ -122,7 +150,8 @@ async def new_assignment(request: web.Request, who: Viewer) -> Page:
 async def catalog_page(request: web.Request, who: Viewer) -> Page:
     site, site_names = await chosen_site(request)
     data = {"site": site, **(await run(request, _catalog, site, None, who.user) if site else {
-        "courses": [], "mentors": [], "steps": [], "trainers": [], "managers": []})}
+        "courses": [], "mentors": [], "steps": [], "step_titles": {}, "trainers": [], "managers": [],
+        "manager_names": {}})}
     return Page("coaching_catalog.html", data, title="coaching.catalog_title", table="courses",
                 context={"sites": site_names, "can_edit_courses": who.role in ("admin", "director", "trainer"),
                          "can_edit_mentors": who.role in LEADS})
@@ -132,7 +161,10 @@ async def effectiveness_page(request: web.Request, who: Viewer) -> Page:
     site, site_names = await chosen_site(request)
     by_course = await run(request, coaching.effectiveness_by, site, who.user, by="course") if site else []
     by_mentor = await run(request, coaching.effectiveness_by, site, who.user, by="mentor") if site else []
-    rows = [r.as_dict() for r in [*by_course, *by_mentor]]
+    courses = (await run(request, words_of, site)).courses
+    # a course by its title (its id where the catalog lost it), a mentor by their account name
+    rows = [{**r.as_dict(), "title": courses.get(r.key, r.key) if r.by == "course" else r.key}
+            for r in [*by_course, *by_mentor]]
     return Page("coaching_effectiveness.html", {"site": site, "rows": rows}, title="coaching.effectiveness_title",
                 table="rows", context={"sites": site_names})
 
@@ -146,9 +178,10 @@ def history(client: Any, settings: Any, user: Any, site: str, manager: str) -> l
     found = coaching.list_assignments(client, site, user, manager=manager) if site else []
     found = sorted(found, key=lambda a: a.assigned_at, reverse=True)
     scope = access.scope_of(client, user, site) if found else None
+    words = words_of(client, site) if found else Words({}, {}, {})
     rows, charted = [], 0
     for a in found:
-        row = {**_row(a), "assigned_at": a.assigned_at, "before_after": None}
+        row = {**_row(a, words), "assigned_at": a.assigned_at, "before_after": None}
         if a.state in ("done", "evaluated") and charted < CHARTED:
             picture = coaching.before_after(client, settings, a.assignment_id, user).as_dict()
             row["before_after"] = _peers_shown(scope, settings.peer_group_min, a, picture)  # type: ignore[arg-type]
@@ -168,7 +201,8 @@ def history_charts(_: Translator, rows: list[dict[str, Any]]) -> dict[str, Any]:
         pre = tuple(date.fromisoformat(d) for d in picture["pre"])
         post = tuple(date.fromisoformat(d) for d in picture["post"]) if picture.get("post") else None
         drawn[row["assignment_id"]] = charts.before_after(
-            _, label=f"{row['manager']} · {row['step']}", days=days, manager_ms=picture["manager_ms"],
+            _, label=f"{row['manager_name'] or row['manager']} · {row['step_title']}", days=days,
+            manager_ms=picture["manager_ms"],
             peers_ms=picture["peers_ms"], pre=pre, post=post, target_ms=picture["target_ms"],
             band_max_ms=picture["band_max_ms"], width=560, height=170)
     return drawn
@@ -181,9 +215,13 @@ def _catalog(client: Any, site: str, step: str | None, user: users.User) -> dict
     mentors = [m.as_dict() for m in coaching.list_mentors(client, site, step=step)]
     trainers = [u.name for u in users.list_users(client) if u.role == "trainer" and not u.disabled]
     scope = access.scope_of(client, user, site)
+    known = directory.names(client, site)
+    visible = sorted((m for m in scope.team_of if scope.sees_manager(m)),
+                     key=lambda m: (directory.display(known, m).casefold(), m))
     return {"courses": courses, "mentors": mentors, "trainers": trainers,
             "steps": [s.key for s in process.steps] if process else [],
-            "managers": sorted(m for m in scope.team_of if scope.sees_manager(m))}
+            "step_titles": {s.key: s.title for s in process.steps} if process else {},
+            "managers": visible, "manager_names": {m: known[m] for m in visible if m in known}}
 
 
 def _peers_shown(scope: access.Scope, min_group: int, a: coaching.CoachingAssignment,
@@ -217,9 +255,9 @@ def _retry(client: Any, message_id: str, user: users.User) -> outbox.OutboxMessa
     return outbox.retry(client, message_id)
 
 
-def _row(a: coaching.CoachingAssignment) -> dict[str, Any]:
+def _row(a: coaching.CoachingAssignment, words: Words) -> dict[str, Any]:
     return {"assignment_id": a.assignment_id, "state": a.state, "open": a.is_open, "manager": a.manager,
-            "team": a.team, "step": a.step, "kind": a.kind, "course_id": a.course_id, "mentor": a.mentor,
+            **words.of(a), "team": a.team, "step": a.step, "kind": a.kind, "course_id": a.course_id, "mentor": a.mentor,
             "due": a.due, "scheduled_for": a.scheduled_for, "verdict": a.verdict, "target_met": a.target_met,
             "relative_effect_pct": a.relative_effect_pct, "flag_id": a.flag_id}
 
@@ -379,10 +417,12 @@ def register(app: web.Application) -> None:
     add_page(app, "/coaching/new", new_assignment, roles=LEADS, name="coaching_new", query=(
         SITE, uuid_id("flag", "fill the form from this drawdown flag"), text("manager"), text("step")),
              response=answer(site="string", prefill="object", courses="array", mentors="array", trainers="array",
-                             steps="array", managers="array", due_default="string"))
+                             steps="array", step_titles="object", managers="array", manager_names="object",
+                             due_default="string"))
     add_page(app, "/coaching/catalog", catalog_page, roles=("admin", "director", "trainer"), name="coaching_catalog",
              query=(SITE,), response=answer(site="string", courses="array", mentors="array", trainers="array",
-                                            steps="array", managers="array"))
+                                            steps="array", step_titles="object", managers="array",
+                                            manager_names="object"))
     add_page(app, "/coaching/effectiveness", effectiveness_page, roles=("admin", "director", "trainer"),
              name="coaching_effectiveness", query=(SITE,), response=answer(site="string", rows="array"))
     add_page(app, "/coaching/assignments/{assignment_id}", assignment_page, roles=ALL_ROLES,

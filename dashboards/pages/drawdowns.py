@@ -26,6 +26,7 @@ from dashboards.pages.overview import (
     Labels,
     grade,
     lookups,
+    named,
     segment,
     team_filter,
     teams_in_view,
@@ -64,9 +65,10 @@ COLUMNS = ["flag_id", "kind", "status", "team", "manager", "managers", "step", "
            "reference_ms", "max_ms", "minutes_lost_per_week", "severity", "opened_at", "age_days", "start_date"]
 
 
-def flag_row(f: flag_store.StoredFlag, now: datetime) -> dict[str, Any]:
+def flag_row(f: flag_store.StoredFlag, now: datetime, names: dict[str, str]) -> dict[str, Any]:
     return {"flag_id": f.flag_id, "kind": f.kind, "status": f.status, "team": f.team, "manager": f.manager,
-            "managers": list(f.managers), "step": f.step, "n": f.n, "median_ms": f.median_ms, "min_ms": f.min_ms,
+            **named(f.manager, f.managers, names), "managers": list(f.managers),
+            "step": f.step, "n": f.n, "median_ms": f.median_ms, "min_ms": f.min_ms,
             "reference_ms": f.reference_ms, "max_ms": f.max_ms,
             "minutes_lost_per_week": round(f.minutes_lost_per_week, 1), "severity": f.severity,
             "opened_at": f.opened_at, "age_days": _days_since(f.opened_at, now), "start_date": f.start_date,
@@ -106,12 +108,13 @@ async def drawdowns_page(request: web.Request, who: Viewer) -> Page:
     found_flags = await run(request, overview_figures.find_flags, site, teams=teams_in_view(found.scope, ""),
                             statuses=wanted_status, kind=filters["kind"], step=filters["step"], team=filters["team"],
                             manager=filters["manager"], sort=filters["sort"],
+                            named=_named_like(found.names, filters["manager"]),
                             limit=None if everything else PER_PAGE, offset=0 if everything else (number - 1) * PER_PAGE)
     pages = max(1, -(-found_flags.total // PER_PAGE))
     if number > pages:
         raise InvalidInput(f"page must be from 1 to {pages}", field="page")
     now = datetime.now(UTC)
-    rows = [flag_row(f, now) for f in found_flags.flags]
+    rows = [flag_row(f, now, found.names) for f in found_flags.flags]
     steps = found.steps + ([{"key": filters["step"], "title": filters["step"]}]
                            if filters["step"] and filters["step"] not in {s["key"] for s in found.steps} else [])
     data = {"site": site, "sites": site_names, "filters": filters, "teams": found.team_names, "steps": steps,
@@ -124,6 +127,12 @@ async def drawdowns_page(request: web.Request, who: Viewer) -> Page:
     return Page("drawdowns.html", data, title="drawdowns.title", table="flags", columns=COLUMNS,
                 context={"seg": segment, "words": FLAG_WORDS, "shown": shown,
                          "step_titles": {s["key"]: s["title"] for s in steps}})
+
+
+def _named_like(names: dict[str, str], needle: str) -> list[str]:
+    """The managers whose name holds `needle` (any case): the search finds people by name as by id."""
+    needle = needle.casefold()
+    return sorted(m for m, name in names.items() if needle in name.casefold()) if needle else []
 
 
 def _page_number(text: str) -> int:
@@ -153,15 +162,15 @@ def visible_flag(client: Client, user: User, flag_id: str) -> flag_store.StoredF
 
 
 def flag_detail(client: Client, user: User, flag_id: str) -> tuple[flag_store.StoredFlag, list[dict[str, Any]],
-                                                                       list[dict[str, str]]]:
+                                                                       list[dict[str, str]], dict[str, str]]:
     flag = visible_flag(client, user, flag_id)
     found = lookups(client, user, flag.site, with_run=False, with_bands=False)
-    return flag, flag_store.history(client, flag_id), found.steps
+    return flag, flag_store.history(client, flag_id), found.steps, found.names
 
 
 async def drawdown_page(request: web.Request, who: Viewer) -> Page:
-    flag, history, steps = await run(request, flag_detail, who.user, _flag_id(request))
-    row = flag_row(flag, datetime.now(UTC))
+    flag, history, steps, names = await run(request, flag_detail, who.user, _flag_id(request))
+    row = flag_row(flag, datetime.now(UTC), names)
     row.update({"site": flag.site, "window_start": flag.window_start, "window_end": flag.window_end,
                 "q_value": flag.q_value, "periods_in_drawdown": flag.periods_in_drawdown,
                 "reasons": list(flag.reasons)})

@@ -29,7 +29,7 @@ from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from dashboards.pages import coaching as coaching_pages
 from dashboards.web import SITE, Page, add_page, answer, choice, chosen_site, day, day_param, run, text
-from kernel import app_keys, band_versions, flag_store, processes
+from kernel import app_keys, band_versions, flag_store, managers, processes
 from kernel.errors import InvalidInput, NotFound
 from kernel.settings import Settings
 from kernel.users import User
@@ -139,13 +139,14 @@ def manager_data(client: Client, settings: Settings, user: User, site: str, mana
         })
     flags = figures.flags_of(client, site, manager)
     histories = figures.flag_histories(client, site, [f.flag_id for f in flags])
+    names = managers.names(client, site)
     return {
-        "site": site, "manager": manager, "team": team, "period": period.as_dict(),
+        "site": site, "manager": manager, "manager_name": names.get(manager), "team": team, "period": period.as_dict(),
         "metric": settings.analysis_metric,
         "analysis": {"run_at": latest.run_at, "since": latest.window_start, "until": latest.window_end}
         if latest.run_at else None,
         "steps": steps,
-        "flags": [_flag(f, scope, histories.get(f.flag_id, [])) for f in flags],
+        "flags": [_flag(f, scope, histories.get(f.flag_id, []), names) for f in flags],
     }
 
 
@@ -167,7 +168,8 @@ def _share(count: int | None, n: int) -> float | None:
     return None if count is None or not n else round(count / n, 4)
 
 
-def _flag(f: flag_store.StoredFlag, scope: access.Scope, history: list[dict[str, Any]]) -> dict[str, Any]:
+def _flag(f: flag_store.StoredFlag, scope: access.Scope, history: list[dict[str, Any]],
+          names: dict[str, str]) -> dict[str, Any]:
     # A systemic flag's figures are the whole team's sessions and it names the team's slow managers:
     # an account that may not see all of them (a manager) gets the flag without those.
     whole_team = all(scope.sees_manager(m) for m in f.managers)
@@ -180,6 +182,7 @@ def _flag(f: flag_store.StoredFlag, scope: access.Scope, history: list[dict[str,
         "q_value": f.q_value, "start_date": f.start_date, "periods_in_drawdown": f.periods_in_drawdown,
         "minutes_lost_per_week": f.minutes_lost_per_week if whole_team else None, "reasons": list(f.reasons),
         "managers": [m for m in f.managers if scope.sees_manager(m)],
+        "manager_names": [names.get(m) for m in f.managers if scope.sees_manager(m)],
         "history": history,
     }
 
@@ -224,7 +227,7 @@ async def manager_page(request: web.Request, who: Viewer) -> Page:
     return Page("manager.html", data, title="manager.title", table=table, columns=columns,
                 context={"charts": step_charts(_, data), "segment": segment, "own": False,
                          "coaching_charts": coaching_pages.history_charts(_, data["coaching"]),
-                         "heading": _("manager.heading", manager=manager)})
+                         "heading": data["manager_name"] or _("manager.heading", manager=manager)})
 
 
 # What the manager page and My figures accept besides the site.

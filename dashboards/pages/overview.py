@@ -23,7 +23,7 @@ from dashboards.access import Scope, scope_of
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from dashboards.web import SITE, Page, add_page, answer, choice, chosen_site, day, day_param, run, text
-from kernel import app_keys, band_versions, flag_store, processes, teams
+from kernel import app_keys, band_versions, flag_store, managers, processes, teams
 from kernel.errors import Forbidden, InvalidInput, NotFound
 from kernel.users import User
 
@@ -113,6 +113,7 @@ class Lookups:
     steps: list[dict[str, str]]  # the process's steps in order: key, title
     run: overview_figures.StoredRun | None
     bands: dict[str, list[BandVersion]]
+    names: dict[str, str]  # manager id -> name, for the managers the directory names (kernel/managers.py)
 
 
 def lookups(client: Client, user: User, site: str, *, with_run: bool = True, with_bands: bool = True) -> Lookups:
@@ -127,7 +128,7 @@ def lookups(client: Client, user: User, site: str, *, with_run: bool = True, wit
             bands[v.step].append(BandVersion(v.effective_from, v.team or None, Band(v.min_ms, v.reference_ms,
                                                                                        v.max_ms)))
     run_ = overview_figures.latest_run(client, site) if with_run and site else None
-    return Lookups(scope, names, steps, run_, dict(bands))
+    return Lookups(scope, names, steps, run_, dict(bands), managers.names(client, site) if site else {})
 
 
 def team_filter(scope: Scope, team: str, team_names: list[str]) -> None:
@@ -205,10 +206,10 @@ async def overview_page(request: web.Request, who: Viewer) -> Page:
         "min_sessions": min_sessions,
         "kpis": kpis,
         "heatmap": cells,
-        "top_drawdowns": [_drawdown(f) for f in top.flags],
+        "top_drawdowns": [_drawdown(f, found.names) for f in top.flags],
     }
     labels = Labels(Translator(who.user.language))
-    groups = _groups(cells, shown_steps, labels)
+    groups = _groups(cells, shown_steps, labels, found.names)
     table = "top_drawdowns" if q.get("table") == "top_drawdowns" else "heatmap"
     return Page("overview.html", data, title="overview.title", table=table,
                 columns=DRAWDOWN_COLUMNS if table == "top_drawdowns" else HEATMAP_COLUMNS,
@@ -233,31 +234,47 @@ def _cell(row: dict[str, Any], found: Lookups, source: str, until: date, min_ses
     median = None if row["median_ms"] is None else round(float(row["median_ms"]), 1)
     p90 = None if row["p90_ms"] is None else round(float(row["p90_ms"]), 1)
     n = int(row["n"])
-    return {"team": team, "manager": row["manager"], "step": row["step"], "n": n, "median_ms": median,
+    return {"team": team, "manager": row["manager"], "manager_name": found.names.get(row["manager"]),
+            "step": row["step"], "n": n, "median_ms": median,
             "p90_ms": p90, **band,
             "grade": grade(median, band["min_ms"], band["max_ms"], n=n, min_sessions=min_sessions),
             "status": status, "minutes_lost_per_week": lost, "flag_id": flag_id}
 
 
-def _drawdown(f: flag_store.StoredFlag) -> dict[str, Any]:
+def _drawdown(f: flag_store.StoredFlag, names: dict[str, str]) -> dict[str, Any]:
     return {"flag_id": f.flag_id, "kind": f.kind, "status": f.status, "team": f.team, "manager": f.manager,
-            "managers": list(f.managers), "step": f.step, "median_ms": f.median_ms, "min_ms": f.min_ms,
+            **named(f.manager, f.managers, names), "managers": list(f.managers),
+            "step": f.step, "median_ms": f.median_ms, "min_ms": f.min_ms,
             "reference_ms": f.reference_ms, "max_ms": f.max_ms,
             "minutes_lost_per_week": round(f.minutes_lost_per_week, 1), "opened_at": f.opened_at,
             "start_date": f.start_date,
             "grade": grade(f.median_ms, f.min_ms, f.max_ms)}
 
 
-def _groups(cells: list[dict[str, Any]], steps: list[dict[str, str]], labels: Labels) -> list[dict[str, Any]]:
-    """The heatmap for the template: per team, (manager, cells) rows with one (grade, label) or None
-    per step column. Plain tuples: the template reads 2,000 cells, and every lookup counts."""
+def named(manager: str, of_flag: tuple[str, ...] | list[str], names: dict[str, str]) -> dict[str, Any]:
+    """A flag's names beside its ids in a JSON twin: `manager_name` (None for a systemic flag or a manager
+    the directory does not name) and `manager_names`, one per id of `managers` (None where unknown)."""
+    return {"manager_name": names.get(manager) if manager else None,
+            "manager_names": [names.get(m) for m in of_flag]}
+
+
+def _groups(cells: list[dict[str, Any]], steps: list[dict[str, str]], labels: Labels,
+            names: dict[str, str]) -> list[dict[str, Any]]:
+    """The heatmap for the template: per team, (manager, name, cells) rows in the order of their names,
+    with one (grade, label) or None per step column. Plain tuples: the template reads 2,000 cells, and
+    every lookup counts."""
     by_manager: dict[tuple[str, str], dict[str, tuple[str, str]]] = defaultdict(dict)
     for c in cells:
         if c["median_ms"] is not None:
             by_manager[(c["team"], c["manager"])][c["step"]] = (c["grade"], labels.minutes(c["median_ms"]))
-    groups: dict[str, list[tuple[str, list[tuple[str, str] | None]]]] = defaultdict(list)
-    for (team, manager), row in sorted(by_manager.items(), key=lambda item: (item[0][0] == "", item[0])):
-        groups[team].append((manager, [row.get(s["key"]) for s in steps]))
+    groups: dict[str, list[tuple[str, str | None, list[tuple[str, str] | None]]]] = defaultdict(list)
+
+    def order(item: tuple[tuple[str, str], Any]) -> tuple[bool, str, str, str]:
+        team, manager = item[0]
+        return team == "", team, managers.display(names, manager).casefold(), manager
+
+    for (team, manager), row in sorted(by_manager.items(), key=order):
+        groups[team].append((manager, names.get(manager), [row.get(s["key"]) for s in steps]))
     return [{"team": team, "rows": rows} for team, rows in groups.items()]
 
 
