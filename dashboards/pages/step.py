@@ -60,7 +60,7 @@ from dashboards.web import (
 from kernel import app_keys, band_versions, durations, processes, sites, teams
 from kernel.errors import Forbidden, InvalidInput, NotFound
 from kernel.settings import Settings
-from kernel.storage import METRIC_COLUMNS
+from kernel.storage import METRIC_COLUMNS, older_refreshes_left_out
 from kernel.users import User
 
 VIEW_ROLES = ("admin", "director", "trainer")
@@ -247,15 +247,16 @@ def reference_interval(client: Client, site: str, step: str, since: date, until:
     if managers is not None and not managers:
         return None
     where, parameters = figures._filters(site, since, until, None, step, managers)
-    rows = client.query(
+    newest_only, newest = older_refreshes_left_out(client, site, since, until)
+    rows = client.query(  # pair_days, as the step's other figures: a few thousand arrays, not every session
         f"""
         SELECT m, groupArray(b), groupArray(c) FROM (
             SELECT manager AS m, toInt32(floor(log2(t) * {INTERVAL_BINS_PER_DOUBLING})) AS b, count() AS c
-            FROM ({figures._sessions(METRIC_COLUMNS[metric], where)}) WHERE t > 0 GROUP BY m, b)
+            FROM pair_days ARRAY JOIN {METRIC_COLUMNS[metric]} AS t
+            WHERE {where} {newest_only} AND t > 0 GROUP BY m, b)
         GROUP BY m
-        {figures._FINAL_SETTINGS}
         """,
-        parameters=parameters,
+        parameters={**parameters, **newest},
     ).result_rows
     if len(rows) < 2:
         return None
