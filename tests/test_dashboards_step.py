@@ -517,7 +517,8 @@ async def test_the_suggestion_shows_its_interval_and_copies_into_the_editor(
     copied = await (await api.get("/steps/offer" + link.group(1).replace("&amp;", "&"))).text()
     editor = copied[copied.index('id="editor-heading"'):copied.index('id="suggestion-heading"')]
     for name in ("min", "reference", "max"):
-        assert re.search(rf'name="{name}"[^>]*value="{duration_text(s[name + "_ms"])}"', editor, re.S), name
+        seconds = round(s[name + "_ms"] / 1000)  # copied in whole seconds: "1m45s", not "1m44.837s"
+        assert re.search(rf'name="{name}"[^>]*value="{duration_text(seconds * 1000)}"', editor, re.S), name
     assert "Preview (not saved)" in editor  # and its counts, before anything is saved
 
 
@@ -530,3 +531,5 @@ def test_durations_read_as_the_cli_reads_them() -> None:
         assert caught.value.field == "max"
     for ms in (1_500, 45_000, 60_000, 270_000, 3_600_000, 61_234):
         assert parse_duration(duration_text(ms), "min") == ms
+    assert (duration_text(61_234), duration_text(121_234), duration_text(45_500)) == ("1m1.234s", "2m1.234s", "45.5s")
+    assert (duration_text(130_176, whole_seconds=True), duration_text(400, whole_seconds=True)) == ("2m10s", "0.4s")

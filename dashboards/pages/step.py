@@ -370,9 +370,12 @@ def parse_duration(value: Any, name: str, _: Translator | None = None) -> int:
         raise InvalidInput(_("step.error_duration", field=label, value=str(value)[:40]), field=name) from None
 
 
-def duration_text(ms: int | float | None) -> str:
+def duration_text(ms: int | float | None, *, whole_seconds: bool = False) -> str:
     """Milliseconds as the editor shows them: 4m30s, 45s, 1.5s, 1m45.123s (parse_duration reads it back);
-    a fraction of a second as decimals of the seconds, never a bare count of milliseconds."""
+    a fraction of a second as decimals of the seconds, never a bare count of milliseconds. `whole_seconds`
+    rounds first (a suggestion copied into the editor: its interval is seconds wide, not milliseconds)."""
+    if ms is not None and whole_seconds and ms >= 500:
+        ms = round(ms / 1000) * 1000
     if ms is None or round(ms) % 1000 == 0:
         return durations.text(ms)
     minutes, rest = divmod(round(ms), 60_000)
