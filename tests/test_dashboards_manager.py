@@ -123,7 +123,7 @@ async def test_flags_come_with_their_history(api: Any) -> None:
     assert [(h["from_status"], h["to_status"], h["actor"]) for h in flag["history"]] == [("", "open", "analysis")]
     html = await (await api.get("/managers/m2?site=crm")).text()
     assert "<summary>Status changes: 1</summary>" in html
-    assert f'<a href="/drawdowns/{flag["flag_id"]}">offer</a>' in html  # the drawdown's own page
+    assert f'<a href="/drawdowns/{flag["flag_id"]}">Offer</a>' in html  # the drawdown's own page
     assert '<span class="status">new</span> → <span class="status">open</span>, analysis: median 380 s' in html
 
 

@@ -223,6 +223,8 @@ async def test_manager_page_and_my_figures_are_headed_by_the_name(web: Any, name
     page = await (await web.get("/managers/m1")).text()
     assert f"<h1>{YANA}</h1>" in page and "Id in the CRM: m1" in page
     assert 'href="/managers?site=crm&amp;edit=m1#edit">Edit the name</a>' in page  # an admin's way to fix it
+    flag_id = named_site["m1"].flag_id
+    assert f'<th scope="row"><a href="/drawdowns/{flag_id}">Offer</a></th>' in page  # the flag's step by title
     data = await (await web.get("/api/v1/managers/m1")).json()
     assert data["manager"] == "m1" and data["manager_name"] == YANA
     page = await (await web.get("/managers/m3")).text()

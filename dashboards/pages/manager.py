@@ -146,7 +146,8 @@ def manager_data(client: Client, settings: Settings, user: User, site: str, mana
         "analysis": {"run_at": latest.run_at, "since": latest.window_start, "until": latest.window_end}
         if latest.run_at else None,
         "steps": steps,
-        "flags": [_flag(f, scope, histories.get(f.flag_id, []), names) for f in flags],
+        "flags": [{**_flag(f, scope, histories.get(f.flag_id, []), names), "step_title": titles.get(f.step, f.step)}
+                  for f in flags],
     }
 
 
