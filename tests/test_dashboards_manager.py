@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
+from markupsafe import escape
 
 from dashboards.pages.manager import period_of
 from kernel import flag_store, sites, storage, users
@@ -123,7 +124,8 @@ async def test_flags_come_with_their_history(api: Any) -> None:
     assert [(h["from_status"], h["to_status"], h["actor"]) for h in flag["history"]] == [("", "open", "analysis")]
     html = await (await api.get("/managers/m2?site=crm")).text()
     assert "<summary>Status changes: 1</summary>" in html
-    assert f'<a href="/drawdowns/{flag["flag_id"]}">Offer</a>' in html  # the drawdown's own page
+    # the drawdown's own page, under the step's title (escaped)
+    assert f'<a href="/drawdowns/{flag["flag_id"]}">{escape(EVIL_TITLE)}</a>' in html
     assert '<span class="status">new</span> → <span class="status">open</span>, analysis: median 380 s' in html
 
 
