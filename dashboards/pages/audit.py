@@ -5,12 +5,18 @@ Admins read every entry; a director their own actions and the entries about the 
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
+from clickhouse_connect.driver.client import Client
 
 from dashboards import access
 from dashboards.auth import Viewer
 from dashboards.web import Page, add_page, answer, day, day_param, run, text
-from kernel import audit
+from kernel import audit, managers
+
+# The entries whose object is a manager ("site/manager-id"): shown with the manager's name.
+ABOUT_A_MANAGER = ("manager.set", "team.assign")
 
 LIMIT = 500
 
@@ -25,8 +31,17 @@ async def audit_page(request: web.Request, who: Viewer) -> Page:
                       reader=reader)
     rows = [{"at": e.at, "actor": e.actor, "action": e.action, "object": e.object, "reason": e.reason,
              "details": e.details} for e in found]
+    names = await run(request, _manager_names, rows)
+    for row in rows:
+        row["object_name"] = names.get(row["object"]) if row["action"] in ABOUT_A_MANAGER else None
     return Page("audit.html", {"filters": filters, "entries": rows, "limit": LIMIT}, title="audit.title",
                 table="entries", columns=["at", "actor", "action", "object", "reason", "details"])
+
+
+def _manager_names(client: Client, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """"site/manager-id" -> the manager's name, for the entries about a manager."""
+    wanted = {row["object"].partition("/")[0] for row in rows if row["action"] in ABOUT_A_MANAGER}
+    return {f"{site}/{manager}": name for site in wanted for manager, name in managers.names(client, site).items()}
 
 
 def register(app: web.Application) -> None:
