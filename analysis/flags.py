@@ -198,19 +198,70 @@ def pair_from_sessions(*, team: str, manager: str, step: str, band: Band, durati
         times[history], day_values[history], window.until,
         periods=t.persistence_window, min_sessions=t.min_sessions_per_period,
     )  # fmt: skip
-    onset_days = onset = None
-    if earlier is not None:
-        before_days = np.asarray(earlier[0], dtype="datetime64[D]")
-        before = np.asarray(earlier[1], dtype=float)
-        if before_days.shape == before.shape and before.size:
-            keep = before_days < (daily_days[0] if daily_days.size else np.datetime64(window.until, "D") + 1)
-            onset_days = np.concatenate([before_days[keep], daily_days])
-            onset = np.concatenate([before[keep], daily])
-    return PairInput(team, manager, step, band, times[mine], daily_days, daily, weekly, onset_days, onset)
+    built = PairInput(team, manager, step, band, times[mine], daily_days, daily, weekly)
+    return built if earlier is None else with_earlier(built, *earlier)
 
 
-def assess(pairs: Sequence[PairInput], thresholds: Thresholds, window: Window) -> RunResult:
-    """Assess every pair of a run, correct the peer tests together, and raise the flags."""
+def with_earlier(pair: PairInput, days: np.ndarray | Sequence[date], medians_ms: np.ndarray | Sequence[float]
+                 ) -> PairInput:  # fmt: skip
+    """The pair with daily medians of the days before its own (up to 90 days) to date an onset on.
+
+    Days on or after the pair's first day with sessions are left out (its own medians are exact);
+    medians that do not line up with their days are ignored.
+    """
+    before_days = np.asarray(days, dtype="datetime64[D]")
+    before = np.asarray(medians_ms, dtype=float)
+    if before_days.shape != before.shape or before.ndim != 1 or not before.size:
+        return pair
+    if pair.daily_days.size:
+        keep = before_days < pair.daily_days[0]
+        before_days, before = before_days[keep], before[keep]
+    return replace(pair, onset_days=np.concatenate([before_days, pair.daily_days]),
+                   onset_medians_ms=np.concatenate([before, pair.daily_medians_ms]))
+
+
+def date_onsets(result: RunResult, pairs: Sequence[PairInput], thresholds: Thresholds) -> RunResult:
+    """The run with its drawdowns dated (again) on their pairs' longest history (`with_earlier`).
+
+    For a run that reads the longer history only for the pairs it found in drawdown: the
+    assessments keep their verdicts, the slow and fast ones get their start (and reason) again,
+    and the flags are made again from them.
+    """
+    if len(pairs) != len(result.assessments):
+        raise ValueError(f"one pair per assessment is needed (got {len(pairs)} for {len(result.assessments)})")
+    assessments = list(result.assessments)
+    for i, (pair, a) in enumerate(zip(pairs, assessments, strict=True)):
+        if a.status in ("slow", "fast"):
+            start, at_least, reason = _onset(pair, a.status, thresholds)  # type: ignore[arg-type]
+            assessments[i] = replace(a, start_date=start, start_at_least=at_least, reasons=(*a.reasons[:-1], reason))
+    drawdowns = _rank(_flags(pairs, assessments, thresholds, result.window))
+    return RunResult(window=result.window, assessments=tuple(assessments), drawdowns=drawdowns)
+
+
+_NOT_DATED = "start not dated: daily medians show no clear change"
+
+
+def _onset(pair: PairInput, direction: Direction, t: Thresholds) -> tuple[date | None, bool, str]:
+    """(start, at least, the reason that says it), dated on the longest history the pair has."""
+    history_days, history = pair.daily_days, pair.daily_medians_ms
+    if pair.onset_days is not None and pair.onset_medians_ms is not None:
+        history_days, history = pair.onset_days, pair.onset_medians_ms
+    onset = drift_onset(
+        history_days, history, pair.band.reference_ms, direction=direction,
+        method=t.drift_method, ewma_lambda=t.ewma_lambda, ewma_limit=t.ewma_limit,
+    )  # fmt: skip
+    if onset is None:
+        return None, False, _NOT_DATED
+    return onset.day, onset.at_least, f"{'at least since' if onset.at_least else 'began on'} {onset.day.isoformat()}"
+
+
+def assess(pairs: Sequence[PairInput], thresholds: Thresholds, window: Window, *,
+           date_starts: bool = True) -> RunResult:  # fmt: skip
+    """Assess every pair of a run, correct the peer tests together, and raise the flags.
+
+    `date_starts=False` leaves the drawdowns undated, for a caller that dates them with
+    `date_onsets` once it has read their longer history (dating costs a millisecond a pair).
+    """
     summaries = [summarize(p.durations_ms, p.band, window.days) if p.durations_ms.size else None for p in pairs]
     p_values = _peer_p_values(pairs, summaries, thresholds)
     tested_idx = [i for i, p in enumerate(p_values) if p is not None]
@@ -220,7 +271,7 @@ def assess(pairs: Sequence[PairInput], thresholds: Thresholds, window: Window) -
         q_values[i] = float(q)
 
     assessments = [
-        _assess_pair(pair, summary, p, q, thresholds)
+        _assess_pair(pair, summary, p, q, thresholds, date_starts)
         for pair, summary, p, q in zip(pairs, summaries, p_values, q_values, strict=True)
     ]
     drawdowns = _rank(_flags(pairs, assessments, thresholds, window))
@@ -298,7 +349,7 @@ class _RankedPool:
 
 
 def _assess_pair(pair: PairInput, summary: StepSummary | None, p: float | None, q: float | None,
-                 t: Thresholds) -> Assessment:  # fmt: skip
+                 t: Thresholds, date_starts: bool = True) -> Assessment:  # fmt: skip
     band = pair.band
 
     def verdict(status: Status, reasons: list[str], periods: int = 0, start: date | None = None,
@@ -335,20 +386,9 @@ def _assess_pair(pair: PairInput, summary: StepSummary | None, p: float | None, 
         not_yet = [*reasons, f"but only in {periods} of the last {of} weeks: not persistent"]
         return _watch_or_ok(pair, t, verdict, not_yet, periods) if direction == "slow" \
             else verdict("ok", not_yet, periods)  # fmt: skip
-    history_days, history = pair.daily_days, pair.daily_medians_ms
-    if pair.onset_days is not None and pair.onset_medians_ms is not None:
-        history_days, history = pair.onset_days, pair.onset_medians_ms
-    onset = drift_onset(
-        history_days, history, band.reference_ms, direction=direction,
-        method=t.drift_method, ewma_lambda=t.ewma_lambda, ewma_limit=t.ewma_limit,
-    )  # fmt: skip
-    reasons.append(f"in {periods} of the last {of} weeks")
-    if onset is None:
-        reasons.append("start not dated: daily medians show no clear change")
-        return verdict(direction, reasons, periods)
-    since = "at least since" if onset.at_least else "began on"
-    reasons.append(f"{since} {onset.day.isoformat()}")
-    return verdict(direction, reasons, periods, onset.day, onset.at_least)
+    start, at_least, said = _onset(pair, direction, t) if date_starts else (None, False, _NOT_DATED)
+    reasons += [f"in {periods} of the last {of} weeks", said]
+    return verdict(direction, reasons, periods, start, at_least)
 
 
 def _watch_or_ok(pair: PairInput, t: Thresholds, verdict: Callable[..., Assessment], reasons: list[str],
@@ -361,12 +401,13 @@ def _watch_or_ok(pair: PairInput, t: Thresholds, verdict: Callable[..., Assessme
     """
     band = pair.band
     weeks = [(i, m) for i, m in enumerate(pair.weekly_medians_ms) if m is not None and m > 0]
-    if len(weeks) >= 3 and weeks[-1][0] == len(pair.weekly_medians_ms) - 1:
+    latest_material = bool(weeks) and weeks[-1][1] >= (1 + t.material) * band.reference_ms
+    if len(weeks) >= 3 and weeks[-1][0] == len(pair.weekly_medians_ms) - 1 and latest_material:
         at = np.array([i for i, _ in weeks], dtype=float)
         logs = np.log([m for _, m in weeks])
-        slope, intercept = np.polyfit(at, logs, 1)
-        ahead = float(np.exp(intercept + slope * (at[-1] + t.watch_horizon_weeks)))
-        if slope > 0 and ahead > band.max_ms and weeks[-1][1] >= (1 + t.material) * band.reference_ms:
+        slope = float(((at - at.mean()) * (logs - logs.mean())).sum() / ((at - at.mean()) ** 2).sum())
+        ahead = float(np.exp(logs.mean() + slope * (at[-1] + t.watch_horizon_weeks - at.mean())))
+        if slope > 0 and ahead > band.max_ms:
             return verdict("watch", [*reasons, f"weekly medians rising: at this pace above the max band "
                                                f"{_s(band.max_ms)} within {t.watch_horizon_weeks:g} weeks"], periods)
     # the chart against the materiality line: a manager steadily a little above the reference is not drifting

@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from typing import Literal
 
 import numpy as np
-from scipy import special, stats
+from scipy import signal, special, stats
 
 from analysis.bands import Band
 
@@ -279,7 +279,7 @@ def drift_onset(
     x = np.log(values / reference_ms)
     if direction == "fast":
         x = -x
-    sigma = max(float(np.median(np.abs(np.diff(x)))) / MEDIAN_MOVING_RANGE_TO_SIGMA, min_sigma)
+    sigma = max(_median(np.abs(np.diff(x))) / MEDIAN_MOVING_RANGE_TO_SIGMA, min_sigma)
 
     alarm = _alarms(x, sigma, method, ewma_lambda, ewma_limit, cusum_k, cusum_h)
     if not alarm.any():
@@ -304,23 +304,21 @@ def ewma_alarm_now(
     x = np.log(values / reference_ms)
     if direction == "fast":
         x = -x
-    sigma = max(float(np.median(np.abs(np.diff(x)))) / MEDIAN_MOVING_RANGE_TO_SIGMA, min_sigma)
+    sigma = max(_median(np.abs(np.diff(x))) / MEDIAN_MOVING_RANGE_TO_SIGMA, min_sigma)
     return bool(_alarms(x, sigma, "ewma", ewma_lambda, ewma_limit, 0.5, 4.0)[-1])
 
 
 def _alarms(x: np.ndarray, sigma: float, method: DriftMethod, ewma_lambda: float, ewma_limit: float,
             cusum_k: float, cusum_h: float) -> np.ndarray:  # fmt: skip
+    if method == "ewma":  # z_t = lambda x_t + (1 - lambda) z_(t-1), z_0 = 0: a linear filter, no loop
+        level = signal.lfilter([ewma_lambda], [1.0, ewma_lambda - 1.0], x)
+        spread = ewma_lambda / (2 - ewma_lambda) * (1 - (1 - ewma_lambda) ** (2 * np.arange(1, x.size + 1)))
+        return np.asarray(level > ewma_limit * sigma * np.sqrt(spread))
     alarm = np.zeros(x.size, dtype=bool)
-    level = 0.0
+    total = 0.0
     for t, value in enumerate(x):
-        if method == "ewma":
-            level = ewma_lambda * value + (1 - ewma_lambda) * level
-            spread = ewma_lambda / (2 - ewma_lambda) * (1 - (1 - ewma_lambda) ** (2 * (t + 1)))
-            limit = ewma_limit * sigma * np.sqrt(spread)
-        else:
-            level = max(0.0, level + value / sigma - cusum_k)
-            limit = cusum_h
-        alarm[t] = level > limit
+        total = max(0.0, total + value / sigma - cusum_k)
+        alarm[t] = total > cusum_h
     return alarm
 
 
@@ -344,17 +342,23 @@ def _change_point(x: np.ndarray, last_alarm: int) -> tuple[int, bool]:
     starts = np.arange(1, min(last_alarm, n - 1) + 1)
     if starts.size == 0:
         return 0, True
-    t = np.arange(n)
     centred = x - x.mean()
+    # prefix sums of c_t and t c_t: each fit's sums in O(1) (a matrix of ramps per start cost 1 ms a pair)
+    sum_c = np.concatenate([[0.0], np.cumsum(centred)])
+    sum_tc = np.concatenate([[0.0], np.cumsum(np.arange(n) * centred)])
     best, best_gain, best_levels = 0, -np.inf, (0.0, 0.0)
     for ramp in RAMP_LENGTHS:
-        shape = np.clip((t[None, :] - starts[:, None] + 1) / (ramp + 1), 0.0, 1.0)
-        mean = shape.mean(axis=1)
-        spread = (shape**2).sum(axis=1) - n * mean**2
-        cross = shape @ centred
+        # the shape: 0 before the start a, (t - a + 1) / (ramp + 1) on the ramp [a, b), 1 from b on
+        a, b = starts, np.minimum(starts + ramp, n)
+        m, tail = (b - a).astype(float), (n - b).astype(float)
+        cross = (sum_tc[b] - sum_tc[a] - (a - 1) * (sum_c[b] - sum_c[a])) / (ramp + 1) + sum_c[n] - sum_c[b]
+        total = m * (m + 1) / 2 / (ramp + 1) + tail
+        squares = m * (m + 1) * (2 * m + 1) / 6 / (ramp + 1) ** 2 + tail
+        mean = total / n
+        spread = squares - n * mean**2
         gain = np.where((spread > 1e-12) & (cross > 0), cross**2 / np.maximum(spread, 1e-12), -np.inf)
         i = int(np.argmax(gain))
-        if gain[i] > best_gain:
+        if np.isfinite(gain[i]) and (not np.isfinite(best_gain) or gain[i] > best_gain * (1 + 1e-9)):  # tie: shorter
             slope = cross[i] / spread[i]
             before = x.mean() - slope * mean[i]
             best, best_gain, best_levels = int(starts[i]), float(gain[i]), (before, before + slope)

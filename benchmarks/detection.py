@@ -21,8 +21,8 @@ onset is right when within 7 days of the first weekday on or after the planted s
 within 7 days, <= 0.05 wrongly "at least".
 
 Early warning: the analysis is run on every weekday from the earliest planted start to the end;
-a planted drawdown is warned of when its pair was on `watch` at least 7 days before the first day
-it was flagged. Null sites: pairs on watch at the end, per 100 pairs (target <= 2).
+a planted drawdown is warned of when its pair was on `watch` at least 7 days before the first day,
+on or after its start, it was flagged. Null sites: pairs on watch at the end, per 100 pairs (target <= 2).
 """
 
 from __future__ import annotations
@@ -91,26 +91,27 @@ def score_planted(seed: int, thresholds: Thresholds, early_warning: bool = True)
 
 
 def _early_warnings(population: Any, thresholds: Thresholds) -> list[tuple[str, bool]]:
-    """Per planted drawdown flagged on some day: (kind, on watch at least 7 days before its first flag)."""
+    """Per planted drawdown flagged on or after its start: (kind, on watch at least 7 days before that flag).
+
+    Days before the planted start do not count: a pair may be flagged or watched by chance before it.
+    """
     first = min(p.start for p in population.plants)
-    flagged: dict[tuple[str, str], date] = {}
-    watched: dict[tuple[str, str], date] = {}
+    seen: dict[tuple[str, str], list[tuple[date, str]]] = {}
     day = first
     while day <= population.window.until:
         if day.weekday() < 5:
             result = assess(population.pairs_until(day, thresholds), thresholds, Window(day - timedelta(days=13), day))
             for a in result.assessments:
-                key = (a.manager, a.step)
-                if a.status in ("slow", "fast"):
-                    flagged.setdefault(key, day)
-                elif a.status == "watch" and key not in flagged:
-                    watched.setdefault(key, day)
+                seen.setdefault((a.manager, a.step), []).append((day, a.status))
         day += timedelta(days=1)
     out = []
     for plant in population.plants:
-        key = (plant.manager, plant.step)
-        if key in flagged:
-            out.append((plant.kind, key in watched and (flagged[key] - watched[key]).days >= 7))
+        days = [(d, status) for d, status in seen.get((plant.manager, plant.step), []) if d >= plant.start]
+        flagged = next((d for d, status in days if status == plant.kind), None)
+        if flagged is None:
+            continue
+        watched = next((d for d, status in days if status == "watch" and d < flagged), None)
+        out.append((plant.kind, watched is not None and (flagged - watched).days >= 7))
     return out
 
 

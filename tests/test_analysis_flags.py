@@ -19,8 +19,10 @@ from analysis.flags import (
     Thresholds,
     assess,
     auto_update,
+    date_onsets,
     pair_from_sessions,
     transition,
+    with_earlier,
 )
 from analysis.stats import Window, slower_than_peers_p
 
@@ -384,3 +386,18 @@ def test_weekly_medians_heading_past_the_max_put_a_pair_on_watch() -> None:
 def test_a_steady_manager_a_little_above_the_reference_is_not_on_watch() -> None:
     ana = verdicts(team_of(pair("ana", 215_000)))["ana"]  # 7.5% above, every day
     assert ana.status == "ok"  # type: ignore[attr-defined]
+
+
+def test_dating_the_drawdowns_again_on_a_longer_history_is_the_same_as_assessing_with_it() -> None:
+    earlier_days = np.array([date(2025, 1, 1) + timedelta(days=i) for i in range(59)], dtype="datetime64[D]")
+    earlier = np.where(earlier_days >= np.datetime64("2025-02-10"), 500_000.0, 200_000.0)
+    days = np.repeat(DAYS, 2)
+    plain = team_of(pair_from_sessions(team="north", manager="ana", step="offer", band=BAND, days=days,
+                                       durations_ms=np.full(days.size, 500_000.0), window=WINDOW))
+    longer = [with_earlier(p, earlier_days, earlier) if p.manager == "ana" else p for p in plain]
+    again = date_onsets(assess(plain, T, WINDOW), longer, T)
+    assert again == assess(longer, T, WINDOW)
+    assert date_onsets(assess(longer, T, WINDOW, date_starts=False), longer, T) == again  # dated once, later
+    assert again.drawdowns[0].start_date == date(2025, 2, 10)
+    with pytest.raises(ValueError, match="one pair per assessment"):
+        date_onsets(again, longer[:1], T)
