@@ -21,7 +21,7 @@ COLUMNS = (
     "flag_id", "site", "kind", "team", "step", "manager", "managers", "status", "opened_at", "updated_at",
     "resolved_at", "window_start", "window_end", "n", "median_ms", "min_ms", "reference_ms", "max_ms", "q_value",
     "start_date", "periods_in_drawdown", "minutes_lost_per_week", "severity", "reasons",
-    "periods_without_condition", "last_period", "version",
+    "periods_without_condition", "last_period", "version", "start_at_least",
 )
 
 
@@ -54,6 +54,7 @@ class StoredFlag:
     periods_without_condition: int
     last_period: date
     version: int
+    start_at_least: bool = False  # the data begins inside the drawdown: it began on start_date or earlier
 
     @property
     def identity(self) -> tuple[str, str, str, str]:

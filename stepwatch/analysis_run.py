@@ -27,7 +27,9 @@ from analysis.flags import (
     Thresholds,
     assess,
     auto_update,
+    date_onsets,
     pair_from_sessions,
+    with_earlier,
 )
 from analysis.stats import Window
 from kernel import band_versions, flag_store, processes, sites, storage, teams
@@ -36,6 +38,9 @@ from kernel.settings import Settings
 ANALYSIS_ACTOR = "analysis"
 # Persistence looks at the last four weekly periods, so sessions are read this far back.
 LOOKBACK_DAYS = 28
+# A drawdown's start is dated on this many days of daily medians (from the pre-aggregate, which is
+# cheap): one that began before the look-back is dated, not given the look-back's first day.
+ONSET_DAYS = 90
 
 
 def thresholds(settings: Settings) -> Thresholds:
@@ -92,7 +97,19 @@ def run_site(client: Client, site: str, settings: Settings, window: Window) -> S
         pairs.append(pair_from_sessions(team=team, manager=row.manager, step=row.step, band=version.band,
                                         durations_ms=row.times_ms, days=row.days, window=window,
                                         thresholds=limits))
-    return SiteRun(site, window, assess(pairs, limits, window), tuple(without_band), members)
+    # Only drawdowns are dated, once: the days before the look-back are read for their pairs alone.
+    result = assess(pairs, limits, window, date_starts=False)
+    dated = [i for i, a in enumerate(result.assessments) if a.status in ("slow", "fast")]
+    onset_since = min(lookback, window.until - timedelta(days=ONSET_DAYS - 1))
+    if dated and onset_since < lookback:
+        earlier = storage.pair_daily_medians(client, site, [(pairs[i].manager, pairs[i].step) for i in dated],
+                                             onset_since, lookback, settings.analysis_metric)
+        for i in dated:
+            found = earlier.get((pairs[i].manager, pairs[i].step))
+            if found is not None:
+                pairs[i] = with_earlier(pairs[i], *found)
+    result = date_onsets(result, pairs, limits)
+    return SiteRun(site, window, result, tuple(without_band), members)
 
 
 def analyze(client: Client, settings: Settings, *, until: date | None = None, only_site: str | None = None,
@@ -196,6 +213,7 @@ def _figures(drawdown: Drawdown) -> dict[str, Any]:
         "max_ms": drawdown.band.max_ms,
         "q_value": drawdown.q_value,
         "start_date": drawdown.start_date,
+        "start_at_least": drawdown.start_at_least,
         "periods_in_drawdown": drawdown.periods_in_drawdown,
         "minutes_lost_per_week": float(drawdown.minutes_lost_per_week),
         "severity": drawdown.severity,
@@ -224,6 +242,8 @@ def stats_rows(client: Client, run: SiteRun) -> list[dict[str, Any]]:
             "share_below_min": None if summary is None else round(float(summary.share_below_min), 4),
             "band": {"min_ms": a.band.min_ms, "reference_ms": a.band.reference_ms, "max_ms": a.band.max_ms},
             "status": a.status,
+            "start_date": a.start_date,
+            "start_at_least": a.start_at_least if a.start_date else None,
             "q_value": a.q_value,
             "minutes_lost_per_week": None if summary is None else round(float(summary.minutes_lost_per_week), 2),
             "flag_id": flags.get((a.manager, a.step)),
@@ -236,7 +256,8 @@ def stats_rows(client: Client, run: SiteRun) -> list[dict[str, Any]]:
         rows.append({"site": run.site, "team": run.teams.get(manager, ""), "manager": manager, "step": step,
                      "n": int(times.size), "median_ms": round(float(median), 1), "p25_ms": round(float(p25), 1),
                      "p75_ms": round(float(p75), 1), "p90_ms": round(float(p90), 1), "share_above_max": None,
-                     "share_below_min": None, "band": None, "status": "no_band", "q_value": None,
+                     "share_below_min": None, "band": None, "status": "no_band", "start_date": None,
+                     "start_at_least": None, "q_value": None,
                      "minutes_lost_per_week": None, "flag_id": None,
                      "reasons": ["the step has no band yet: stepwatch bands suggest / bands set"]})
     return sorted(rows, key=lambda r: (r["manager"], r["step"]))

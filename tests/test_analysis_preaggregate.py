@@ -215,3 +215,31 @@ def test_migration_0012_rebuilds_the_preaggregate_from_the_visits(history: stora
     assert storage.refresh_session_steps(history, "crm") >= 4
     assert from_preaggregate(history, DAY - timedelta(days=10), TODAY) == before
     assert_same(history)
+
+
+def test_daily_medians_for_dating_an_onset_are_each_days_medians(history: storage.Client) -> None:
+    since, until = DAY - timedelta(days=10), TODAY
+    read = storage.pair_daily_medians(history, "crm", [("ana", "offer"), ("ben", "offer"), ("cy", "offer")],
+                                      since, until)
+    assert set(read) == {("ana", "offer"), ("ben", "offer")}  # cy has no sessions: left out
+    days, medians = read[("ana", "offer")]
+    assert days.dtype == np.dtype("datetime64[D]")
+    # as the chart's: a session past midnight counts on each of its days (s4: 40 s, then 30 s)
+    assert [str(d) for d in days] == [str(DAY), str(DAY + timedelta(days=1))]
+    assert list(medians) == [float(np.median([40_000, 100_000, 180_000, 320_000])), 30_000.0]
+    assert storage.pair_daily_medians(history, "crm", [("ana", "offer")], until, since) == {}
+    assert storage.pair_daily_medians(history, "crm", [], since, until) == {}
+
+
+def test_a_day_split_over_several_rows_gives_the_median_of_all_of_them(history: storage.Client) -> None:
+    # an insert in several blocks gives a pair several rows for one day, of the same refresh
+    history.command(
+        "INSERT INTO pair_days (site, day, pair, manager, step, visible_ms, active_ms, wall_ms, computed_at) "
+        "SELECT site, day, pair, manager, step, [1000, 2000, 3000], [1000, 2000, 3000], [1000, 2000, 3000], "
+        "computed_at FROM pair_days WHERE site = 'crm' AND manager = 'ben' AND day = {day:Date}",
+        parameters={"day": DAY},
+    )
+    days, medians = storage.pair_daily_medians(history, "crm", [("ben", "offer")], DAY - timedelta(days=1),
+                                               TODAY)[("ben", "offer")]
+    assert [str(d) for d in days] == [str(DAY), str(DAY + timedelta(days=2))]
+    assert list(medians) == [float(np.median([55_000, 1000, 2000, 3000])), 65_000.0]

@@ -196,3 +196,41 @@ def test_the_daily_preaggregate_follows_late_checkpoints_and_skips_quiet_runs(
     insert([visit("m-1", "s1", "offer", day, 40_000, seq=3, visit_id=visit_id)])  # a late checkpoint, same visit
     assert storage.refresh_session_steps(client, site.name) >= 1
     assert times() == [5_000, 40_000]
+
+
+def test_onsets_are_dated_on_90_days_and_a_watch_is_kept_apart(client: storage.Client, site: sites.Site,
+                                                                settings: Settings) -> None:
+    """ana slowed 50 days ago (before the 4-week look-back), bo's data begins inside his drawdown,
+    cy drifts up over the last days: dated, "at least", on watch."""
+    from collector.events import check_events, parse_batch
+
+    processes.load(client, processes.parse(EXAMPLE.read_text(), site.name), actor="test")
+    band_versions.add_version(client, site.name, "offer", "", 60_000, 120_000, 240_000, TODAY - timedelta(days=200),
+                              actor="test", reason="test")
+    rng = np.random.default_rng(5)
+    rows = []
+    for back in range(70, 0, -1):
+        day = TODAY - timedelta(days=back)
+        wobble = float(np.exp(rng.normal(0, 0.05)))
+        levels = {f"normal-{i}": 1.0 for i in range(6)} | {"ana": 3.3 if back <= 50 else 1.0,
+                                                            "cy": 1.9 if back <= 4 else 1.0}
+        if back <= 20:
+            levels["bo"] = 3.3
+        for manager, level in levels.items():
+            rows += [visit(manager, f"{manager}-{back}-{i}", "offer", day,
+                           int(120_000 * level * wobble * np.exp(rng.normal(0, 0.1)))) for i in range(5)]
+    for first in range(0, len(rows), 2000):
+        batch = json.dumps({"site": "k", "events": rows[first:first + 2000]}).encode()
+        storage.insert_visits(client, b"\n".join(check_events(parse_batch(batch), site=site.name,
+                                                              settings=settings).visits))
+    [run] = analysis_run.analyze(client, settings, until=TODAY - timedelta(days=1), only_site=site.name)
+    flags = {f.manager: f for f in flag_store.current(client, site.name)}
+    assert set(flags) == {"ana", "bo"}
+    assert abs((flags["ana"].start_date - (TODAY - timedelta(days=50))).days) <= 2  # type: ignore[operator]
+    assert flags["ana"].start_at_least is False
+    assert (flags["bo"].start_date, flags["bo"].start_at_least) == (TODAY - timedelta(days=20), True)
+    assert [a.manager for a in run.result.watches] == ["cy"]
+    rows_by_manager = {r["manager"]: r for r in analysis_run.stats_rows(client, run)}
+    assert rows_by_manager["cy"]["status"] == "watch" and rows_by_manager["cy"]["flag_id"] is None
+    assert rows_by_manager["bo"]["start_at_least"] is True
+    assert rows_by_manager["ana"]["start_date"] == flags["ana"].start_date

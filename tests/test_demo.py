@@ -47,3 +47,32 @@ def test_demo_command_builds_once_and_writes_the_truth(tmp_path: Path) -> None:
     assert code == 0 and "exists already" in out
     code, out, _ = run_cli("sql", "SELECT count() AS n FROM visits", "--format", "json", env=env)
     assert json.loads(out) == [{"n": truth["visits"]}]
+
+
+@pytest.mark.slow
+def test_the_demo_flags_are_dated_within_7_days_of_the_planted_start(client: storage.Client) -> None:
+    """As `stepwatch demo` builds it: slow drawdowns that began before the 4-week look-back are dated,
+    fast ones planted from the first day of the history are "at least" since then."""
+    from datetime import UTC, datetime, timedelta
+
+    from kernel.settings import Settings
+    from stepwatch import analysis_run
+
+    today = datetime.now(UTC).date()
+    truth = demo.build(client, today=today)
+    demo.set_bands(client, truth, today, 42)
+    [run] = analysis_run.analyze(client, Settings(), until=today, only_site=demo.SITE)
+    first_day = today - timedelta(days=42)
+    checked = 0
+    for plant in truth.planted:
+        assessment = run.assessment(plant.manager, plant.step)
+        if plant.kind not in ("slow", "fast") or assessment is None or assessment.status != plant.kind:
+            continue
+        since = plant.since
+        while since.weekday() >= 5:  # no sessions at weekends
+            since += timedelta(days=1)
+        assert assessment.start_date is not None, plant
+        assert abs((assessment.start_date - since).days) <= 7, (plant, assessment.start_date)
+        assert assessment.start_at_least == (plant.since <= first_day), (plant, assessment.start_at_least)
+        checked += 1
+    assert checked >= 3

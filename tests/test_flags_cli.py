@@ -32,10 +32,18 @@ def test_analyze_reports_and_stats_prints_one_object_per_pair(env: dict[str, str
     assert len(rows) == len({(r["manager"], r["step"]) for r in rows}) > 12
     for row in rows:
         assert {"manager", "step", "n", "median_ms", "p90_ms", "band", "status", "minutes_lost_per_week",
-                "flag_id"} <= set(row)
-        assert row["status"] in ("ok", "slow", "fast", "insufficient")
+                "flag_id", "start_date", "start_at_least"} <= set(row)
+        assert row["status"] in ("ok", "watch", "slow", "fast", "insufficient")
     flagged = [r for r in rows if r["flag_id"]]
     assert flagged and all(r["status"] in ("slow", "fast") for r in flagged)
+    # the onset of a flag, and whether the data begins inside it, as the flag stores them
+    dated = next(r for r in flagged if r["start_date"])
+    assert dated["start_at_least"] in (True, False)
+    code, out, err = run_cli("flags", "show", dated["flag_id"], "--json", env=env)
+    assert code == 0, err
+    shown = json.loads(out)
+    shown = shown.get("flag", shown)
+    assert (shown["start_date"], shown["start_at_least"]) == (dated["start_date"], dated["start_at_least"])
     code, out, _ = run_cli("stats", "--site", "demo", "--team", "north", "--json", env=env)
     assert {json.loads(line)["team"] for line in out.splitlines()} == {"north"}
     code, _, err = run_cli("stats", "--since", "2026-02-01", "--until", "2026-01-01", env=env)

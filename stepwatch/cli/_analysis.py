@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import IO, Any
 
 from clickhouse_connect.driver.client import Client
@@ -140,8 +140,19 @@ def cmd_analyze(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
             who = d.manager or f"team {d.team} ({len(d.managers)} managers)"
             out.write(f"  #{d.severity} {d.kind:8s} {who:24s} {d.step:16s} median {format_duration(d.median_ms)} "
                       f"vs reference {format_duration(d.band.reference_ms)}, {d.minutes_lost_per_week:.0f} min/week"
-                      f"{', since ' + str(d.start_date) if d.start_date else ''}\n")
+                      f"{_since(d.start_date, d.start_at_least)}\n")
+        watches = run.result.watches
+        if watches:
+            out.write(f"  on watch (drifting toward the max band, not drawdowns): {len(watches)}\n")
+            for a in watches:
+                out.write(f"    {a.manager:24s} {a.step:16s} {a.reasons[-1]}\n")
     return 0
+
+
+def _since(start: date | None, at_least: bool) -> str:
+    if start is None:
+        return ""
+    return f", at least since {start}" if at_least else f", since {start}"
 
 
 def cmd_stats(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
@@ -282,8 +293,9 @@ def register(sub: Any) -> None:
     a.add_argument("site")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_flags_kpi)
-    a = flag_sub.add_parser("show", help="one flag with its history")
+    a = flag_sub.add_parser("show", help="one flag with its history, as JSON")
     a.add_argument("flag_id")
+    a.add_argument("--json", action="store_true", help="accepted for symmetry: the output is JSON either way")
     a.set_defaults(func=cmd_flags_show)
     for name, target, text in (("ack", "acknowledged", "acknowledge a flag"),
                                ("dismiss", "dismissed", "dismiss a flag (a reason is required)"),
