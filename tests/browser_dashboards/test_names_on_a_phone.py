@@ -20,3 +20,11 @@ def test_named_pages_fit_a_phone(visit: Any, path: str) -> None:
     v.shot("phone-names" + path.replace("/", "_"))
     assert widths[0] <= widths[1], f"{path} is {widths[0]} px wide on a {widths[1]} px screen"
     assert not v.errors, v.errors
+
+
+def test_what_works_names_courses_by_title(visit: Any) -> None:
+    v = visit("admin")
+    v.page.goto(v.base + "/coaching/effectiveness")
+    v.page.wait_for_load_state()
+    cells = v.page.locator("tbody td:nth-child(2)").all_inner_texts()
+    assert "Contract, payment and closing" in cells and "contract-payment-and-closing" not in cells, cells
