@@ -26,6 +26,8 @@ def test_analyze_reports_and_stats_prints_one_object_per_pair(env: dict[str, str
     code, out, err = run_cli("analyze", env=env)
     assert code == 0, err
     assert "manager x step pairs" in out and "drawdowns" in out
+    # the demo's fast drawdown is planted from the first day of its history: dated "at least since"
+    assert "at least since" in out
     code, out, err = run_cli("stats", "--site", "demo", "--json", env=env)
     assert code == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
