@@ -3,6 +3,7 @@ a time, every change audited, and pages showing names instead of the tracker's i
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -194,6 +195,10 @@ async def test_overview_shows_names_in_name_order_and_json_beside_the_ids(web: A
     assert top["m1"]["manager_name"] == YANA and top[""]["manager_names"] == [YANA, ANNA]
     assert top["m3"]["manager_name"] is None
 
+    exported = list(csv.DictReader(io.StringIO(await (await web.get("/overview?format=csv")).text())))
+    assert {(r["manager"], r["manager_name"]) for r in exported} == {("m1", YANA), ("m2", ANNA), ("m3", "")}
+    exported = list(csv.DictReader(io.StringIO(await (await web.get("/drawdowns?format=csv")).text())))
+    assert {r["manager_name"] for r in exported} == {YANA, ""}
     managers.set_manager(client, "crm", "m3", name="Сергей Орлов", actor="test")  # seen on the next request
     assert "Сергей Орлов" in await (await web.get("/overview")).text()
 
@@ -251,6 +256,9 @@ async def test_coaching_pages_show_names_step_and_course_titles(aiohttp_client: 
     board = await (await api.get("/coaching")).text()
     assert '<span class="person">Максим Орлов</span> <span class="person-id">m-1</span>' in board
     assert "<td>Offer</td>" in board and "· Offer basics</td>" in board and "offer-basics" not in board
+    (exported,) = csv.DictReader(io.StringIO(await (await api.get("/coaching?format=csv")).text()))
+    assert (exported["manager_name"], exported["step_title"], exported["course_title"]) == \
+        ("Максим Орлов", "Offer", "Offer basics")
     row = (await (await api.get("/api/v1/coaching")).json())["assignments"][0]
     assert (row["manager"], row["manager_name"], row["step_title"], row["course_title"]) == \
         ("m-1", "Максим Орлов", "Offer", "Offer basics")

@@ -94,7 +94,8 @@ async def board(request: web.Request, who: Viewer) -> Page:
             "assignments": rows, "failed_notifications": failed,
             "overdue": sum(1 for r in rows if r["open"] and r["due"] < today)}
     return Page("coaching_board.html", data, title="coaching.board_title", table="assignments",
-                columns=["assignment_id", "state", "manager", "team", "step", "kind", "course_id", "mentor", "due",
+                columns=["assignment_id", "state", "manager", "manager_name", "team", "step", "step_title", "kind",
+                         "course_id", "course_title", "mentor", "due",
                          "scheduled_for", "verdict", "target_met", "relative_effect_pct", "flag_id"],
                 context={"sites": site_names, "states": STATES, "today": today,
                          "can_assign": who.role in LEADS})

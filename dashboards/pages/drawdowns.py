@@ -61,8 +61,9 @@ PER_PAGE = 100  # flags per page of the list; CSV exports every flag that matche
 MOVES = {"ack": FlagStatus.ACKNOWLEDGED, "resolve": FlagStatus.RESOLVED, "dismiss": FlagStatus.DISMISSED,
          "reopen": FlagStatus.OPEN}
 STATUS_WORDS = FLAG_WORDS["status"]
-COLUMNS = ["flag_id", "kind", "status", "team", "manager", "managers", "step", "n", "median_ms", "min_ms",
-           "reference_ms", "max_ms", "minutes_lost_per_week", "severity", "opened_at", "age_days", "start_date"]
+COLUMNS = ["flag_id", "kind", "status", "team", "manager", "manager_name", "managers", "step", "n", "median_ms",
+           "min_ms", "reference_ms", "max_ms", "minutes_lost_per_week", "severity", "opened_at", "age_days",
+           "start_date"]
 
 
 def flag_row(f: flag_store.StoredFlag, now: datetime, names: dict[str, str]) -> dict[str, Any]:

@@ -43,10 +43,10 @@ FLAG_WORDS = {
                "dismiss": "drawdowns.action_dismiss", "reopen": "drawdowns.action_reopen"},
     "caption": {"impact": "drawdowns.caption_impact", "age": "drawdowns.caption_age"},
 }
-HEATMAP_COLUMNS = ["team", "manager", "step", "n", "median_ms", "p90_ms", "min_ms", "reference_ms", "max_ms",
-                   "grade", "status", "minutes_lost_per_week", "flag_id"]
-DRAWDOWN_COLUMNS = ["flag_id", "kind", "status", "team", "manager", "managers", "step", "median_ms", "reference_ms",
-                    "max_ms", "minutes_lost_per_week", "opened_at", "start_date"]
+HEATMAP_COLUMNS = ["team", "manager", "manager_name", "step", "n", "median_ms", "p90_ms", "min_ms", "reference_ms",
+                   "max_ms", "grade", "status", "minutes_lost_per_week", "flag_id"]
+DRAWDOWN_COLUMNS = ["flag_id", "kind", "status", "team", "manager", "manager_name", "managers", "step", "median_ms",
+                    "reference_ms", "max_ms", "minutes_lost_per_week", "opened_at", "start_date"]
 
 
 def segment(value: object) -> str:
