@@ -243,6 +243,16 @@ async def test_manager_page_and_my_figures_are_headed_by_the_name(web: Any, name
     assert (await (await web.get("/api/v1/me")).json())["manager_name"] == YANA
 
 
+async def test_the_step_page_lists_managers_by_name(web: Any, named_site: Any) -> None:
+    await login(web, "ada")
+    html = await (await web.get("/steps/offer")).text()
+    rows = re.findall(r'<th scope="row"><a href="/managers/(\w+)\?site=crm">(.*?)</a></th>', html)
+    assert [m for m, _ in rows] == ["m2", "m1", "m3"]  # by name (Anna, Yana), then the one without a name
+    assert f'<span class="person">{YANA}</span> <span class="person-id">m1</span>' in rows[1][1]
+    data = await (await web.get("/api/v1/steps/offer")).json()
+    assert {(m["manager"], m["manager_name"]) for m in data["managers"]} == {("m1", YANA), ("m2", ANNA), ("m3", None)}
+
+
 async def test_coaching_pages_show_names_step_and_course_titles(aiohttp_client: Any, settings: Settings,
                                                                 client: storage.Client) -> None:
     sites.add_site(client, "crm", ["https://crm.example.com"], actor="test")

@@ -59,6 +59,7 @@ from dashboards.web import (
 )
 from kernel import app_keys, band_versions, durations, processes, sites, teams
 from kernel.errors import Forbidden, InvalidInput, NotFound
+from kernel.managers import names as manager_names
 from kernel.settings import Settings
 from kernel.storage import METRIC_COLUMNS, older_refreshes_left_out
 from kernel.users import User
@@ -149,12 +150,15 @@ def step_data(client: Client, settings: Settings, user: User, site: str, step: s
                                   default_limits=default and (default["min_ms"], default["max_ms"]), detail=False)
     imported = figures.visit_sources(client, site, period.since, period.until, step=step, managers=visible,
                                      tracked=False)
+    names = manager_names(client, site)
     managers = []
-    for manager in sorted(set(found.by_key) | set(verdicts)):
+    by_name = sorted(set(found.by_key) | set(verdicts), key=lambda m: (m not in names, names.get(m, m).casefold(), m))
+    for manager in by_name:
         dist = found.by_key.get(manager, figures.Distribution(0))
         band, verdict = band_of(manager), verdicts.get(manager, {})
         managers.append({
-            "manager": manager, "team": scope.team_of.get(manager, ""), **stats_fields(dist, band, verdict),
+            "manager": manager, "manager_name": names.get(manager), "team": scope.team_of.get(manager, ""),
+            **stats_fields(dist, band, verdict),
             "flag_id": verdict.get("flag_id"),
             "visits_imported": imported.get((manager, step), {}).get("imported", 0),
         })
