@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import signal, special, stats
@@ -222,23 +222,10 @@ class Onset:
     at_least: bool
 
 
-def drift_start(
-    days: np.ndarray | Sequence[date],
-    medians_ms: np.ndarray | Sequence[float],
-    reference_ms: float,
-    *,
-    direction: Direction = "slow",
-    method: DriftMethod = "ewma",
-    ewma_lambda: float = 0.2,
-    ewma_limit: float = 3.0,
-    cusum_k: float = 0.5,
-    cusum_h: float = 4.0,
-    min_sigma: float = 0.02,
-) -> date | None:
-    """The day the drawdown began (drift_onset's day), or None if none shows."""
-    onset = drift_onset(days, medians_ms, reference_ms, direction=direction, method=method,
-                        ewma_lambda=ewma_lambda, ewma_limit=ewma_limit, cusum_k=cusum_k, cusum_h=cusum_h,
-                        min_sigma=min_sigma)  # fmt: skip
+def drift_start(days: np.ndarray | Sequence[date], medians_ms: np.ndarray | Sequence[float], reference_ms: float,
+                **options: Any) -> date | None:
+    """The day the drawdown began (drift_onset's day, with the same options), or None if none shows."""
+    onset = drift_onset(days, medians_ms, reference_ms, **options)
     return None if onset is None else onset.day
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -164,14 +164,19 @@ async def test_a_script_in_a_manager_id_is_escaped_on_the_step_page(api: Any) ->
     assert "&lt;script&gt;alert(1)&lt;/script&gt;: 6 sessions" in html  # the box chart's tooltip
 
 
-def test_the_suggestion_is_the_one_the_cli_computes(shared: tuple[Settings, storage.Client]) -> None:
-    settings, client = shared
-    since, until = TODAY - timedelta(days=29), TODAY
+def _suggested_by_the_cli(client: storage.Client, since: date, until: date) -> Any:
+    """What `stepwatch bands suggest` computes for the offer step from the same sessions."""
     pairs = [p for p in storage.session_step_times(client, "crm", since, until + timedelta(days=1))
              if p.step == "offer"]
     times = np.concatenate([p.times_ms for p in pairs])
     owners = np.concatenate([np.full(p.times_ms.size, p.manager) for p in pairs])
-    expected = suggest_band(times, managers=owners)
+    return suggest_band(times, managers=owners)
+
+
+def test_the_suggestion_is_the_one_the_cli_computes(shared: tuple[Settings, storage.Client]) -> None:
+    settings, client = shared
+    since, until = TODAY - timedelta(days=29), TODAY
+    expected = _suggested_by_the_cli(client, since, until)
     found = figures.suggested_band(client, "crm", "offer", since, until)
     assert found is not None
     assert (found.min_ms, found.reference_ms, found.max_ms) == (
@@ -493,11 +498,7 @@ async def test_the_suggestion_shows_its_interval_and_copies_into_the_editor(
         api: Any, shared: tuple[Settings, storage.Client]) -> None:
     client = shared[1]
     since, until = TODAY - timedelta(days=29), TODAY
-    pairs = [p for p in storage.session_step_times(client, "crm", since, until + timedelta(days=1))
-             if p.step == "offer"]
-    times = np.concatenate([p.times_ms for p in pairs])
-    owners = np.concatenate([np.full(p.times_ms.size, p.manager) for p in pairs])
-    expected = suggest_band(times, managers=owners)
+    expected = _suggested_by_the_cli(client, since, until)
     assert expected.reference_ci_ms is not None
     found = reference_interval(client, "crm", "offer", since, until, metric="visible", managers=None,
                                reference_ms=expected.band.reference_ms)
