@@ -364,10 +364,10 @@ def test_sites_made_before_the_key_get_one_of_their_own(settings: Settings) -> N
         for name in ("old", "older"):
             client.command("INSERT INTO sites (name, key, secret, salt, origins, require_identity, enabled, version) "
                            "VALUES ({n:String}, {n:String}, 's', 'salt', [], false, true, 1)", parameters={"n": name})
-        assert [m.version for m in migrations.apply_pending(client)] == [16]
+        assert [m.version for m in migrations.apply_pending(client)][0] == 16
         first = {s.name: s.pseudonym_key for s in sites.list_sites(client)}
         assert all(len(key) == 64 for key in first.values()) and first["old"] != first["older"]
-        for statement in migrations.discover()[-1].statements():
+        for statement in next(m for m in migrations.discover() if m.version == 16).statements():
             client.command(statement)  # run again: keeps the keys
         again = {s.name: s.pseudonym_key for s in sites.list_sites(client)}
         assert again == first
