@@ -155,6 +155,7 @@ async def test_every_role_against_every_page_and_its_json_twin(world: dict[str, 
     assert not wrong, "\n".join(wrong)
 
 
+@pytest.mark.slow
 async def test_every_role_against_every_action(world: dict[str, Any]) -> None:
     api, samples = world["api"], world["samples"]
     wrong: list[str] = []
