@@ -103,6 +103,14 @@ class Translator:
         pattern = PCT_PATTERNS[digits] if 0 <= digits < len(PCT_PATTERNS) else _decimals(digits) + "%"
         return formatted(self.language, pattern, share)
 
+    def money(self, amount: float | None, currency: str) -> str:
+        """An amount in an ISO 4217 currency, whole units: '$1,250' / '1 250 ₽'."""
+        if amount is None or not currency or not math.isfinite(amount):
+            return "–"
+        pattern = self._locale.currency_formats["standard"].pattern.split(";")[0].replace(".00", "")
+        return babel_numbers.format_currency(amount, currency, format=pattern, locale=self._locale,
+                                             currency_digits=False)
+
     def minutes(self, ms: float | None) -> str:
         """A step time: '4.2 min' / '4,2 мин'; seconds below a minute."""
         if ms is None or (isinstance(ms, float) and not math.isfinite(ms)):

@@ -13,6 +13,7 @@ site's `pseudonym_key`, which never leaves the backend (`Pseudonyms`).
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from babel.numbers import list_currencies
 from clickhouse_connect.driver.client import Client
 
 from kernel import audit, small_tables
@@ -27,6 +29,8 @@ from kernel.errors import Conflict, InvalidInput, NotFound
 from kernel.storage import query_rows
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+CURRENCIES = frozenset(list_currencies())  # ISO 4217 codes Babel can format (CLDR)
+MAX_COST_PER_HOUR = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class Site:
     enabled: bool
     version: int
     pseudonym_key: str = ""  # empty only in a sites snapshot written before the key existed
+    cost_per_hour: float | None = None  # what an hour of a manager's time costs; None: not set (hours only)
+    currency: str = ""  # ISO 4217 code of cost_per_hour ("" when not set)
 
     def allows_origin(self, origin: str | None) -> bool:
         return origin is not None and normalize_origin(origin, strict=False) in self.origins
@@ -113,7 +119,8 @@ def normalize_origin(origin: str, strict: bool = True) -> str:
 def list_sites(client: Client) -> list[Site]:
     rows = query_rows(
         client,
-        "SELECT name, key, secret, salt, origins, require_identity, enabled, version, pseudonym_key "
+        "SELECT name, key, secret, salt, origins, require_identity, enabled, version, pseudonym_key, cost_per_hour, "
+        "currency "
         "FROM sites FINAL ORDER BY name",
     )
     return [Site(**{**row, "origins": tuple(row["origins"])}) for row in rows]
@@ -161,11 +168,35 @@ def set_enabled(client: Client, name: str, enabled: bool, *, actor: str, reason:
     return changed
 
 
+def set_cost(client: Client, name: str, cost_per_hour: float | None, currency: str = "", *, actor: str,
+             reason: str = "") -> Site:
+    """Set (or, with None, clear) what an hour of a manager's time costs the site, in an ISO 4217
+    currency; the overview then shows the hours lost in money too. Audited as site.cost."""
+    site = get_site(client, name)
+    code = currency.strip().upper()
+    if cost_per_hour is None:
+        code = ""
+    else:
+        if not isinstance(cost_per_hour, int | float) or isinstance(cost_per_hour, bool) \
+                or not math.isfinite(cost_per_hour) or not 0 < cost_per_hour <= MAX_COST_PER_HOUR:
+            raise InvalidInput(f"cost_per_hour must be a number above 0 and at most {MAX_COST_PER_HOUR:,} "
+                               f"(got {cost_per_hour!r})", field="cost_per_hour")
+        if code not in CURRENCIES:
+            raise InvalidInput(f"currency must be an ISO 4217 code such as EUR, USD or RUB (got {currency!r})",
+                               field="currency")
+        cost_per_hour = float(cost_per_hour)
+    changed = Site(**{**site.__dict__, "cost_per_hour": cost_per_hour, "currency": code, "version": time.time_ns()})
+    _write(client, changed)
+    audit.record(client, actor, "site.cost", name, reason,
+                 {"cost_per_hour": [site.cost_per_hour, cost_per_hour], "currency": [site.currency, code]})
+    return changed
+
+
 def _write(client: Client, site: Site) -> None:
     client.insert(
         "sites",
         [[site.name, site.key, site.secret, site.salt, list(site.origins), site.require_identity, site.enabled,
-          datetime.now(UTC), site.version, site.pseudonym_key]],
+          datetime.now(UTC), site.version, site.pseudonym_key, site.cost_per_hour, site.currency]],
         column_names=["name", "key", "secret", "salt", "origins", "require_identity", "enabled", "created_at",
-                      "version", "pseudonym_key"],
+                      "version", "pseudonym_key", "cost_per_hour", "currency"],
     )

@@ -32,12 +32,14 @@ def cmd_sites_list(args: argparse.Namespace, client: Client, out: IO[str]) -> in
     listed = sites.list_sites(client)
     if args.json:
         out.write(json.dumps([{"name": s.name, "key": s.key, "origins": list(s.origins), "enabled": s.enabled,
-                               "require_identity": s.require_identity} for s in listed]) + "\n")
+                               "require_identity": s.require_identity, "cost_per_hour": s.cost_per_hour,
+                               "currency": s.currency or None} for s in listed]) + "\n")
         return 0
-    out.write("name\tenabled\tsigned identity\tkey\torigins\n")
+    out.write("name\tenabled\tsigned identity\tcost per hour\tkey\torigins\n")
     for s in listed:
+        cost = "–" if s.cost_per_hour is None else f"{s.cost_per_hour:g} {s.currency}"
         out.write(f"{s.name}\t{'yes' if s.enabled else 'no'}\t{'required' if s.require_identity else 'no'}\t"
-                  f"{s.key}\t{' '.join(s.origins)}\n")
+                  f"{cost}\t{s.key}\t{' '.join(s.origins)}\n")
     return 0
 
 
@@ -50,6 +52,21 @@ def cmd_sites_disable(args: argparse.Namespace, client: Client, out: IO[str]) ->
 def cmd_sites_enable(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
     sites.set_enabled(client, args.name, True, actor=audit.cli_actor(), reason=args.reason)
     out.write(f"site {args.name} enabled\n")
+    return 0
+
+
+def cmd_sites_cost(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    if args.clear == (args.per_hour is not None):
+        raise CliError("give --per-hour AMOUNT --currency CODE, or --clear")
+    if args.per_hour is not None and not args.currency:
+        raise CliError("--currency is needed with --per-hour (an ISO 4217 code such as EUR, USD or RUB)")
+    site = sites.set_cost(client, args.name, None if args.clear else args.per_hour, args.currency or "",
+                          actor=audit.cli_actor(), reason=args.reason)
+    if site.cost_per_hour is None:
+        out.write(f"site {site.name}: no cost per hour; pages show hours lost only\n")
+    else:
+        out.write(f"site {site.name}: an hour of a manager's time costs {site.cost_per_hour:g} {site.currency}; "
+                  "the overview shows the hours lost in money too\n")
     return 0
 
 
@@ -139,6 +156,13 @@ def register(sub: Any) -> None:
         a.add_argument("name")
         a.add_argument("--reason", default="", help="why (kept in the audit log)")
         a.set_defaults(func=func)
+    a = site_sub.add_parser("cost", help="what an hour of a manager's time costs, to show hours lost in money")
+    a.add_argument("name")
+    a.add_argument("--per-hour", type=float, metavar="AMOUNT", help="cost of one hour, e.g. 1500")
+    a.add_argument("--currency", metavar="CODE", help="ISO 4217 currency code, e.g. EUR, USD, RUB")
+    a.add_argument("--clear", action="store_true", help="remove the cost: pages show hours only")
+    a.add_argument("--reason", default="", help="why (kept in the audit log)")
+    a.set_defaults(func=cmd_sites_cost)
 
     p = sub.add_parser("process", help="load and show a site's process definition (steps and URL rules)")
     process_sub = p.add_subparsers(title="process commands", metavar="ACTION", required=True)
