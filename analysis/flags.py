@@ -31,7 +31,7 @@ from analysis.stats import (
     daily_medians,
     drift_onset,
     ewma_alarm_now,
-    minutes_lost_per_week,
+    minutes_above_reference_per_week,
     slower_than_peers_p,
     summarize,
     weekly_medians,
@@ -128,14 +128,28 @@ class Assessment:
     def n(self) -> int:
         return 0 if self.summary is None else self.summary.n
 
+    @property
+    def minutes_above_reference_per_week(self) -> float | None:
+        """(median - reference) x sessions a week, whatever the verdict; None without sessions."""
+        return None if self.summary is None else self.summary.minutes_above_reference_per_week
+
+    @property
+    def minutes_lost_per_week(self) -> float | None:
+        """Time lost (docs/analysis.md): the minutes above the reference of a slow pair, 0 for every
+        other verdict, None without sessions. A pair on watch or ok above the reference loses nothing yet."""
+        above = self.minutes_above_reference_per_week
+        return None if above is None else above if self.status == "slow" else 0.0
+
 
 @dataclass(frozen=True)
 class Drawdown:
     """A flag. `manager` is None for a systemic flag, whose slow managers are in `managers`.
 
-    `impact_minutes_per_week` ranks flags (severity 1 is the most costly): minutes lost per week
-    for slow and systemic flags, and for fast ones the minutes per week under the reference, i.e.
-    the work that may be skipped.
+    `minutes_lost_per_week` is time lost (docs/analysis.md): a slow flag's pair's, the sum over a
+    systemic flag's slow managers (so the time lost of all drawdowns is that of all slow pairs),
+    0 for a fast flag. `impact_minutes_per_week` ranks flags (severity 1 is the most costly): the
+    time lost for slow and systemic flags, and for fast ones the minutes per week under the
+    reference, i.e. the work that may be skipped (never called time lost).
     """
 
     kind: Kind
@@ -442,8 +456,8 @@ def _flags(pairs: Sequence[PairInput], assessments: list[Assessment], t: Thresho
         if a.status not in ("slow", "fast") or (a.status == "slow" and (a.team, a.step) in systemic):
             continue
         assert a.summary is not None
-        lost = a.summary.minutes_lost_per_week
-        under = minutes_lost_per_week(a.band.reference_ms, a.summary.median_ms, a.summary.n, window.days)
+        lost = a.minutes_lost_per_week or 0.0
+        under = minutes_above_reference_per_week(a.band.reference_ms, a.summary.median_ms, a.summary.n, window.days)
         flags.append(Drawdown(
             kind=a.status, team=a.team, step=a.step, manager=a.manager, managers=(a.manager,), window=window,
             n=a.summary.n, median_ms=a.summary.median_ms, band=a.band, q_value=a.q_value, start_date=a.start_date,
@@ -456,10 +470,11 @@ def _flags(pairs: Sequence[PairInput], assessments: list[Assessment], t: Thresho
 
 def _systemic_flag(pairs: Sequence[PairInput], assessments: list[Assessment], members: list[int], slow: list[int],
                    window: Window) -> Drawdown:  # fmt: skip
-    """One step-level flag for the team: every member's sessions, every member's lost minutes."""
+    """One step-level flag for the team: every member's sessions (the team's median), the time lost of
+    its slow managers only (an ok member above the reference loses no time)."""
     first = assessments[slow[0]]
     times = np.concatenate([pairs[i].durations_ms for i in members])
-    lost = sum(assessments[i].summary.minutes_lost_per_week for i in members)  # type: ignore[union-attr]
+    lost = float(sum(assessments[i].minutes_lost_per_week or 0.0 for i in slow))
     starts = sorted((a.start_date, not a.start_at_least) for a in (assessments[i] for i in slow)
                     if a.start_date is not None)  # the earliest; on a tie, "at least" wins
     names = tuple(sorted(assessments[i].manager for i in slow))

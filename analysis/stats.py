@@ -56,11 +56,11 @@ class StepSummary:
     p90_ms: float
     share_above_max: float
     share_below_min: float
-    minutes_lost_per_week: float
+    minutes_above_reference_per_week: float
 
 
 def summarize(durations_ms: np.ndarray, band: Band, window_days: int) -> StepSummary:
-    """Quantiles, shares outside the band and minutes lost per week for one manager and step."""
+    """Quantiles, shares outside the band and minutes above the reference per week for one manager and step."""
     times = _times(durations_ms)
     if times.size == 0:
         raise ValueError("no sessions to summarize")
@@ -73,17 +73,20 @@ def summarize(durations_ms: np.ndarray, band: Band, window_days: int) -> StepSum
         p90_ms=float(p90),
         share_above_max=np.count_nonzero(times > band.max_ms) / times.size,
         share_below_min=np.count_nonzero(times < band.min_ms) / times.size,
-        minutes_lost_per_week=minutes_lost_per_week(float(median), band.reference_ms, int(times.size), window_days),
+        minutes_above_reference_per_week=minutes_above_reference_per_week(
+            float(median), band.reference_ms, int(times.size), window_days),
     )
 
 
-def minutes_lost_per_week(median_ms: float, reference_ms: float, n: int, window_days: int) -> float:
+def minutes_above_reference_per_week(median_ms: float, reference_ms: float, n: int, window_days: int) -> float:
     """(median - reference), when positive, times sessions per week, in minutes.
 
     The time a week of this manager's sessions would save if the typical session took the
-    reference time. Median-based so that one abandoned three-hour session does not rank a manager
-    first, and zero for a manager at the reference (a sum of each session's excess over the
-    reference would not be: right skew makes it positive for everyone).
+    reference time. It is time lost only for a pair whose verdict is slow
+    (Assessment.minutes_lost_per_week); for any other pair it is just "above the reference".
+    Median-based so that one abandoned three-hour session does not rank a manager first, and
+    zero for a manager at the reference (a sum of each session's excess over the reference would
+    not be: right skew makes it positive for everyone).
     """
     if window_days <= 0:
         raise ValueError(f"window_days must be positive (got {window_days})")

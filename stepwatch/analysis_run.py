@@ -221,13 +221,49 @@ def _figures(drawdown: Drawdown) -> dict[str, Any]:
     }
 
 
+def covering_flags(flags: list[flag_store.StoredFlag]) -> dict[tuple[str, str], flag_store.StoredFlag]:
+    """(manager, step) -> the active flag covering the pair: its own slow or fast flag, else the
+    systemic flag of its team and step when it is one of that flag's slow managers."""
+    covering: dict[tuple[str, str], flag_store.StoredFlag] = {}
+    active = [f for f in flags if f.status in ("open", "acknowledged", "coaching")]
+    for f in active:
+        if f.kind == "systemic":
+            for manager in f.managers:
+                covering.setdefault((manager, f.step), f)
+    for f in active:
+        if f.kind in ("slow", "fast"):
+            covering[(f.manager, f.step)] = f  # a pair's own flag comes first
+    return covering
+
+
+def peer_ranks(assessments: tuple[Assessment, ...]) -> list[dict[str, int] | None]:
+    """For each pair, {"slower_than": k, "of": n}: n = the other managers of its team on its step with
+    enough sessions for a verdict, k = how many of them have a lower median. None when n is 0 or the
+    pair has no median ("inside the band, slower than 5 of 5 teammates" is said from it)."""
+    medians: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
+    for i, a in enumerate(assessments):
+        if a.status != "insufficient" and a.summary is not None:
+            medians[(a.team, a.step)].append((i, a.summary.median_ms))
+    ranks: list[dict[str, int] | None] = []
+    for i, a in enumerate(assessments):
+        others = [m for j, m in medians.get((a.team, a.step), []) if j != i]
+        if a.summary is None or not others:
+            ranks.append(None)
+            continue
+        mine = a.summary.median_ms
+        ranks.append({"slower_than": sum(1 for m in others if m < mine), "of": len(others)})
+    return ranks
+
+
 def stats_rows(client: Client, run: SiteRun) -> list[dict[str, Any]]:
     """One object per manager x step, as `stepwatch stats --json` prints them."""
-    flags = {(f.manager, f.step): f.flag_id for f in flag_store.current(client, run.site)
-             if f.kind in ("slow", "fast") and f.status in ("open", "acknowledged", "coaching")}
+    flags = covering_flags(flag_store.current(client, run.site))
+    peers = peer_ranks(run.result.assessments)
     rows = []
-    for a in run.result.assessments:
+    for a, rank in zip(run.result.assessments, peers, strict=True):
         summary = a.summary
+        flag = flags.get((a.manager, a.step))
+        lost, above = a.minutes_lost_per_week, a.minutes_above_reference_per_week
         rows.append({
             "site": run.site,
             "team": a.team,
@@ -245,8 +281,11 @@ def stats_rows(client: Client, run: SiteRun) -> list[dict[str, Any]]:
             "start_date": a.start_date,
             "start_at_least": a.start_at_least if a.start_date else None,
             "q_value": a.q_value,
-            "minutes_lost_per_week": None if summary is None else round(float(summary.minutes_lost_per_week), 2),
-            "flag_id": flags.get((a.manager, a.step)),
+            "minutes_lost_per_week": None if lost is None else round(float(lost), 2),
+            "minutes_above_reference_per_week": None if above is None else round(float(above), 2),
+            "peers": rank,
+            "flag_id": flag and flag.flag_id,
+            "flag_kind": flag and flag.kind,
             "reasons": list(a.reasons),
         })
     for manager, step, times in run.without_band:
@@ -258,6 +297,7 @@ def stats_rows(client: Client, run: SiteRun) -> list[dict[str, Any]]:
                      "p75_ms": round(float(p75), 1), "p90_ms": round(float(p90), 1), "share_above_max": None,
                      "share_below_min": None, "band": None, "status": "no_band", "start_date": None,
                      "start_at_least": None, "q_value": None,
-                     "minutes_lost_per_week": None, "flag_id": None,
+                     "minutes_lost_per_week": None, "minutes_above_reference_per_week": None, "peers": None,
+                     "flag_id": None, "flag_kind": None,
                      "reasons": ["the step has no band yet: stepwatch bands suggest / bands set"]})
     return sorted(rows, key=lambda r: (r["manager"], r["step"]))

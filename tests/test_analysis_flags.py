@@ -161,6 +161,40 @@ def test_a_large_share_of_the_team_slow_is_one_systemic_flag() -> None:
     assert {a.manager: a.status for a in result.assessments}["ana"] == "slow"  # the assessment keeps the verdict
 
 
+def test_a_systemic_flag_loses_the_time_of_its_slow_managers_only() -> None:
+    # cy sits 7.5% above the reference every day: ok, so above the reference but losing no time
+    pairs = team_of(pair("ana", 500_000), pair("bo", 450_000), pair("cy", 215_000), normal=2)  # 2 of 5 slow
+    result = assess(pairs, T, WINDOW)
+    [flag] = result.drawdowns
+    by = {a.manager: a for a in result.assessments}
+    assert flag.kind == "systemic" and by["cy"].status == "ok"
+    assert by["cy"].minutes_lost_per_week == 0.0
+    assert by["cy"].minutes_above_reference_per_week == pytest.approx(15_000 * 31 * 7 / 14 / 60_000)
+    slow_total = by["ana"].minutes_lost_per_week + by["bo"].minutes_lost_per_week  # type: ignore[operator]
+    assert flag.minutes_lost_per_week == pytest.approx(slow_total) == flag.impact_minutes_per_week
+    # the time lost of all drawdowns is the time lost of all slow pairs
+    assert sum(f.minutes_lost_per_week for f in result.drawdowns) == pytest.approx(
+        sum(a.minutes_lost_per_week or 0.0 for a in result.assessments))
+
+
+def test_time_lost_is_the_minutes_above_the_reference_of_a_slow_pair_only() -> None:
+    result = assess([*team_of(pair("ana", 260_000)), *team_of(pair("bo", 80_000), normal=3),
+                     *team_of(pair("cy", 215_000, weekly=(200_000, 260_000, 320_000, 380_000), step="needs"))],
+                    T, WINDOW)  # fmt: skip
+    by = {a.manager: a for a in result.assessments}
+    ana, bo, cy = by["ana"], by["bo"], by["cy"]
+    assert ana.status == "slow" and ana.band.min_ms < ana.summary.median_ms < ana.band.max_ms  # type: ignore[union-attr]
+    assert ana.minutes_lost_per_week == ana.minutes_above_reference_per_week == pytest.approx(
+        60_000 * 31 * 7 / 14 / 60_000)
+    assert cy.status == "watch" and cy.minutes_lost_per_week == 0.0 and cy.minutes_above_reference_per_week > 0
+    assert bo.status == "fast" and bo.minutes_lost_per_week == bo.minutes_above_reference_per_week == 0.0
+    fast = next(f for f in result.drawdowns if f.kind == "fast")
+    assert fast.minutes_lost_per_week == 0.0 and fast.impact_minutes_per_week > 0  # ranked, never time lost
+    empty = assess([PairInput("north", "dee", "offer", BAND, np.array([]), DAYS[:0], np.array([]), (None,) * 4)],
+                   T, WINDOW).assessments[0]  # fmt: skip
+    assert empty.minutes_lost_per_week is None and empty.minutes_above_reference_per_week is None
+
+
 def test_a_small_share_of_the_team_slow_is_flagged_per_manager() -> None:
     pairs = team_of(pair("ana", 500_000), pair("bo", 450_000), normal=4)  # 2 of 6 = 33%
     result = assess(pairs, T, WINDOW)

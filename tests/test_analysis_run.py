@@ -234,3 +234,56 @@ def test_onsets_are_dated_on_90_days_and_a_watch_is_kept_apart(client: storage.C
     assert rows_by_manager["cy"]["status"] == "watch" and rows_by_manager["cy"]["flag_id"] is None
     assert rows_by_manager["bo"]["start_at_least"] is True
     assert rows_by_manager["ana"]["start_date"] == flags["ana"].start_date
+
+
+def test_time_lost_peers_and_flags_of_every_pair(client: storage.Client, site: sites.Site,
+                                                 settings: Settings) -> None:
+    """north: ana slow inside the band (the peer rule), dan ok a little above the reference, fay fast;
+    south: bea and carl above the max (a systemic flag), eve ok a little above the reference."""
+    from collector.events import check_events, parse_batch
+
+    processes.load(client, processes.parse(EXAMPLE.read_text(), site.name), actor="test")
+    band_versions.add_version(client, site.name, "offer", "", 60_000, 120_000, 240_000, TODAY - timedelta(days=200),
+                              actor="test", reason="test")
+    levels = {"north": {**{f"n-{i}": 1.0 for i in range(5)}, "ana": 1.5, "dan": 1.05, "fay": 0.3},
+              "south": {"s-0": 1.0, "s-1": 1.0, "eve": 1.05, "bea": 3.3, "carl": 3.0}}
+    for team, members in levels.items():
+        teams.add_team(client, site.name, team, actor="test")
+        teams.assign(client, site.name, team, list(members), actor="test")
+    rng = np.random.default_rng(7)
+    rows = []
+    for back in range(30, 0, -1):
+        day = TODAY - timedelta(days=back)
+        for members in levels.values():
+            for manager, level in members.items():
+                rows += [visit(manager, f"{manager}-{back}-{i}", "offer", day,
+                               int(120_000 * level * np.exp(rng.normal(0, 0.1)))) for i in range(5)]
+    batch = json.dumps({"site": "k", "events": rows}).encode()
+    storage.insert_visits(client, b"\n".join(check_events(parse_batch(batch), site=site.name,
+                                                          settings=settings).visits))
+    [run] = analysis_run.analyze(client, settings, until=TODAY - timedelta(days=1), only_site=site.name)
+    row = {r["manager"]: r for r in analysis_run.stats_rows(client, run)}
+    flags = {(f.kind, f.manager): f for f in flag_store.current(client, site.name)}
+
+    ana = row["ana"]  # 180 s against a max of 240 s: slow by the peer rule, and it loses time
+    assert ana["status"] == "slow" and ana["median_ms"] < ana["band"]["max_ms"]
+    assert ana["minutes_lost_per_week"] == ana["minutes_above_reference_per_week"] > 0
+    assert ana["peers"] == {"slower_than": 7, "of": 7}  # every teammate with a verdict, fay's fast one included
+    assert (ana["flag_id"], ana["flag_kind"]) == (flags[("slow", "ana")].flag_id, "slow")
+    for ok in ("dan", "eve"):  # on track, above the reference: no time lost
+        assert row[ok]["status"] == "ok" and row[ok]["flag_id"] is None and row[ok]["flag_kind"] is None
+        assert row[ok]["minutes_lost_per_week"] == 0.0 and row[ok]["minutes_above_reference_per_week"] > 0
+    assert row["dan"]["peers"] == {"slower_than": 6, "of": 7}  # slower than the five at the reference and fay
+    fay = row["fay"]
+    assert fay["status"] == "fast" and fay["minutes_lost_per_week"] == 0.0 and fay["flag_kind"] == "fast"
+    assert flags[("fast", "fay")].minutes_lost_per_week == 0.0
+    systemic = flags[("systemic", "")]
+    assert set(systemic.managers) == {"bea", "carl"}
+    for member in ("bea", "carl"):  # covered by the team's flag, not one of their own
+        assert (row[member]["flag_id"], row[member]["flag_kind"]) == (systemic.flag_id, "systemic")
+    assert systemic.minutes_lost_per_week == pytest.approx(
+        row["bea"]["minutes_lost_per_week"] + row["carl"]["minutes_lost_per_week"], abs=0.01)
+    # one definition: the time lost of the drawdowns is the time lost of the slow pairs
+    assert sum(f.minutes_lost_per_week for f in flags.values()) == pytest.approx(
+        sum(r["minutes_lost_per_week"] or 0.0 for r in row.values()), abs=0.05)
+    assert row["s-0"]["peers"]["of"] == 4 and row["s-0"]["minutes_lost_per_week"] == 0.0

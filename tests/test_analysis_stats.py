@@ -17,7 +17,7 @@ from analysis.stats import (
     drift_onset,
     drift_start,
     ewma_alarm_now,
-    minutes_lost_per_week,
+    minutes_above_reference_per_week,
     slower_than_peers_p,
     summarize,
     weekly_medians,
@@ -46,17 +46,17 @@ def test_summary_matches_numpy_quantiles_and_counts_the_band() -> None:
     assert summary.share_below_min == pytest.approx(0.1)  # 50 000
 
 
-def test_minutes_lost_is_the_median_excess_times_sessions_per_week() -> None:
+def test_minutes_above_reference_is_the_median_excess_times_sessions_per_week() -> None:
     # 20 000 ms over the reference, 10 sessions in 14 days = 5 a week: 100 000 ms = 1.667 minutes
-    assert summarize(TIMES, BAND, window_days=14).minutes_lost_per_week == pytest.approx(100_000 / 60_000)
-    assert minutes_lost_per_week(180_000, 120_000, n=30, window_days=7) == pytest.approx(30.0)
+    assert summarize(TIMES, BAND, window_days=14).minutes_above_reference_per_week == pytest.approx(100_000 / 60_000)
+    assert minutes_above_reference_per_week(180_000, 120_000, n=30, window_days=7) == pytest.approx(30.0)
 
 
-def test_no_minutes_lost_at_or_under_the_reference() -> None:
-    assert minutes_lost_per_week(100_000, 120_000, n=30, window_days=14) == 0.0
-    assert minutes_lost_per_week(120_000, 120_000, n=30, window_days=14) == 0.0
+def test_no_minutes_above_at_or_under_the_reference() -> None:
+    assert minutes_above_reference_per_week(100_000, 120_000, n=30, window_days=14) == 0.0
+    assert minutes_above_reference_per_week(120_000, 120_000, n=30, window_days=14) == 0.0
     with pytest.raises(ValueError, match="window_days must be positive"):
-        minutes_lost_per_week(1, 1, n=1, window_days=0)
+        minutes_above_reference_per_week(1, 1, n=1, window_days=0)
 
 
 def test_summary_needs_sessions() -> None:
