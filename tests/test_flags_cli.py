@@ -34,8 +34,14 @@ def test_analyze_reports_and_stats_prints_one_object_per_pair(env: dict[str, str
     assert len(rows) == len({(r["manager"], r["step"]) for r in rows}) > 12
     for row in rows:
         assert {"manager", "step", "n", "median_ms", "p90_ms", "band", "status", "minutes_lost_per_week",
-                "flag_id", "start_date", "start_at_least"} <= set(row)
+                "minutes_above_reference_per_week", "peers", "flag_id", "flag_kind", "start_date",
+                "start_at_least"} <= set(row)
         assert row["status"] in ("ok", "watch", "slow", "fast", "insufficient")
+        # time lost is a slow pair's minutes above the reference, and nobody else's
+        if row["status"] == "slow":
+            assert row["minutes_lost_per_week"] == row["minutes_above_reference_per_week"]
+        elif row["minutes_above_reference_per_week"] is not None:
+            assert row["minutes_lost_per_week"] == 0.0
     flagged = [r for r in rows if r["flag_id"]]
     assert flagged and all(r["status"] in ("slow", "fast") for r in flagged)
     # the onset of a flag, and whether the data begins inside it, as the flag stores them
@@ -109,3 +115,37 @@ def test_stats_reads_the_latest_analysis_and_recomputes_on_request(env: dict[str
     assert strip == [{k: v for k, v in json.loads(line).items() if k != "flag_id"} for line in fresh.splitlines()]
     code, out, _ = run_cli("stats", "--site", "demo", env=env)
     assert out.startswith("# demo: as analysed at")
+
+
+def test_stats_and_flags_list_read_as_words(env: dict[str, str]) -> None:
+    run_cli("analyze", env=env)
+    code, out, _ = run_cli("stats", "--site", "demo", "--json", env=env)
+    rows = [json.loads(line) for line in out.splitlines()]
+    code, text, err = run_cli("stats", "--site", "demo", env=env)
+    assert code == 0, err
+    lines = [line.split("\t") for line in text.splitlines()[1:]]
+    head, body = lines[0], lines[1:]
+    assert head == ["manager", "step", "sessions", "median", "p90", "reference", "verdict", "since",
+                    "time lost a week", "note"]
+    assert len(body) == len(rows)
+    by_verdict = {line[6] for line in body}
+    assert by_verdict <= {"on track", "slow", "too fast", "watch", "too few sessions", "no band yet"}
+    assert {"slow", "on track"} <= by_verdict and not any(line[0] == "" for line in body)
+    slow = [line for line in body if line[6] == "slow"]
+    assert all(line[8].endswith(" min") and line[8] != "0 min" for line in slow)
+    assert any(line[7].startswith(("since ", "at least since ")) for line in slow)
+    above = [line for line in body if line[6] == "on track" and "above the reference (not a drawdown)" in line[9]]
+    assert above and all(line[8] == "0 min" for line in above)
+    assert "Payment" in {line[1] for line in body}  # steps by title
+    inside = [r for r in rows if r["status"] == "slow" and r["median_ms"] <= r["band"]["max_ms"] and r["peers"]]
+    for r in inside:
+        assert any(f"slower than {r['peers']['slower_than']} of {r['peers']['of']} teammates" in line[9]
+                   for line in body if line[0].endswith(f"({r['manager']})") or line[0] == r["manager"])
+    code, text, err = run_cli("flags", "list", "demo", env=env)
+    assert code == 0, err
+    flags = [line.split("\t") for line in text.splitlines()]
+    assert flags[0][-2:] == ["since", "time lost a week"]
+    fast = [line for line in flags[1:] if line[2] == "fast"]
+    assert fast and all(line[-1] == "none (possible skipped work)" for line in fast)
+    assert any(line[-2].startswith("at least since ") for line in fast)  # the demo's fast one began before its data
+    assert all(line[-1].endswith(" min") for line in flags[1:] if line[2] in ("slow", "systemic"))

@@ -10,7 +10,9 @@ from typing import IO, Any
 
 from clickhouse_connect.driver.client import Client
 
-from kernel import audit, band_versions, flag_store, sites, storage, teams
+from kernel import audit, band_versions, flag_store, processes, sites, storage, teams
+from kernel.managers import display as manager_display
+from kernel.managers import names as manager_names
 from stepwatch.cli._common import (
     CliError,
     _json_default,
@@ -139,7 +141,7 @@ def cmd_analyze(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
         for d in run.result.drawdowns:
             who = d.manager or f"team {d.team} ({len(d.managers)} managers)"
             out.write(f"  #{d.severity} {d.kind:8s} {who:24s} {d.step:16s} median {format_duration(d.median_ms)} "
-                      f"vs reference {format_duration(d.band.reference_ms)}, {d.minutes_lost_per_week:.0f} min/week"
+                      f"vs reference {format_duration(d.band.reference_ms)}, {_cost(d.kind, d.minutes_lost_per_week)}"
                       f"{_since(d.start_date, d.start_at_least)}\n")
         watches = run.result.watches
         if watches:
@@ -149,10 +151,44 @@ def cmd_analyze(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
     return 0
 
 
+#: The verdicts in the words the dashboards use (dashboards/messages/verdict.toml).
+VERDICT_WORDS = {"ok": "on track", "slow": "slow", "fast": "too fast", "watch": "watch",
+                 "insufficient": "too few sessions", "no_band": "no band yet"}
+
+
 def _since(start: date | None, at_least: bool) -> str:
     if start is None:
         return ""
     return f", at least since {start}" if at_least else f", since {start}"
+
+
+def _cost(kind: str, minutes_lost: float | None) -> str:
+    """A flag's time lost in words; a fast flag loses no time, it may skip work."""
+    if kind == "fast":
+        return "no time lost (possible skipped work)"
+    return "-" if minutes_lost is None else f"{minutes_lost:.0f} min/week lost"
+
+
+def _stats_note(r: dict[str, Any]) -> str:
+    """What a director needs beside a row's verdict, in words."""
+    status, band, peers = r["status"], r["band"], r.get("peers")
+    notes = []
+    if status == "slow" and band and r["median_ms"] is not None and r["median_ms"] <= band["max_ms"] and peers:
+        notes.append(f"inside the band, slower than {peers['slower_than']} of {peers['of']} teammates")
+    elif status == "slow":
+        notes.append("above the max band")
+    elif status == "fast":
+        notes.append("below the min band: possible skipped work")
+    elif status == "watch":
+        notes.append("drifting toward the max band, not a drawdown yet")
+    elif status == "no_band":
+        notes.append(f"the step has no band yet: stepwatch bands suggest {r['site']}")
+    above = r.get("minutes_above_reference_per_week")
+    if status in ("ok", "watch") and above:
+        notes.append(f"{above:.0f} min a week above the reference (not a drawdown)")
+    if r.get("flag_kind") == "systemic":
+        notes.append("part of a team-wide drawdown on this step")
+    return "; ".join(notes) or "-"
 
 
 def cmd_stats(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
@@ -184,14 +220,25 @@ def cmd_stats(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
         for row in rows:
             out.write(json.dumps(row, default=_json_default) + "\n")
         return 0
-    out.write(_line("manager", "step", "n", "median", "p90", "reference", "status", "min lost/week"))
+    known = {name: (manager_names(client, name), _step_titles(client, name)) for name in names}
+    out.write(_line("manager", "step", "sessions", "median", "p90", "reference", "verdict", "since",
+                    "time lost a week", "note"))
     for r in rows:
+        people, titles = known.get(r["site"], ({}, {}))
         median = format_duration(r["median_ms"]) if r["median_ms"] is not None else "-"
         p90 = format_duration(r["p90_ms"]) if r["p90_ms"] is not None else "-"
         reference = format_duration(r["band"]["reference_ms"]) if r["band"] else "-"
-        lost = f"{r['minutes_lost_per_week']:.0f}" if r["minutes_lost_per_week"] is not None else "-"
-        out.write(_line(r["manager"], r["step"], r["n"], median, p90, reference, r["status"], lost))
+        lost = f"{r['minutes_lost_per_week']:.0f} min" if r["minutes_lost_per_week"] is not None else "-"
+        since = _since(r["start_date"], bool(r["start_at_least"]))[2:] or "-"
+        who = f"{people[r['manager']]} ({r['manager']})" if r["manager"] in people else r["manager"]
+        out.write(_line(who, titles.get(r["step"], r["step"]), r["n"], median, p90, reference,
+                        VERDICT_WORDS.get(r["status"], r["status"]), since, lost, _stats_note(r)))
     return 0
+
+
+def _step_titles(client: Client, site: str) -> dict[str, str]:
+    process = processes.latest(client, site)
+    return {s.key: s.title for s in process.steps} if process else {}
 
 
 def cmd_flags_list(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
@@ -200,11 +247,16 @@ def cmd_flags_list(args: argparse.Namespace, client: Client, out: IO[str]) -> in
     if args.json:
         out.write(json.dumps([f.__dict__ for f in listed], default=_json_default) + "\n")
         return 0
-    out.write(_line("flag", "status", "kind", "team", "manager", "step", "median", "reference", "min lost/week"))
+    people, titles = manager_names(client, args.site), _step_titles(client, args.site)
+    out.write(_line("flag", "status", "kind", "team", "manager", "step", "median", "reference", "since",
+                    "time lost a week"))
     for f in listed:
-        out.write(_line(f.flag_id, f.status, f.kind, f.team, f.manager or "(team)", f.step,
-                        format_duration(f.median_ms),
-                        format_duration(f.reference_ms), f"{f.minutes_lost_per_week:.0f}"))
+        who = (manager_display(people, f.manager) if f.manager
+               else f"team-wide ({len(f.managers)} slow managers)")
+        since = _since(f.start_date, f.start_at_least)[2:] or "-"
+        out.write(_line(f.flag_id, f.status, f.kind, f.team, who, titles.get(f.step, f.step),
+                        format_duration(f.median_ms), format_duration(f.reference_ms), since,
+                        "none (possible skipped work)" if f.kind == "fast" else f"{f.minutes_lost_per_week:.0f} min"))
     return 0
 
 
@@ -273,7 +325,7 @@ def register(sub: Any) -> None:
     p.add_argument("--until", help="last day of the window, YYYY-MM-DD (default: today)")
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("stats", help="per manager x step: sessions, median, p90, band, status, minutes lost")
+    p = sub.add_parser("stats", help="per manager x step: sessions, median, p90, band, verdict, since when, time lost")
     p.add_argument("--site")
     p.add_argument("--team")
     p.add_argument("--since", help="first day, YYYY-MM-DD (default: the analysis window before --until)")
