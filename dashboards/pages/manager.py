@@ -39,10 +39,11 @@ MAX_DAYS = 366
 ACTIVE_FLAG = ("open", "acknowledged", "coaching")
 STEP_COLUMNS = ["step", "title", "n", "p10_ms", "p25_ms", "median_ms", "p75_ms", "p90_ms", "band_min_ms",
                 "band_reference_ms", "band_max_ms", "band_team", "position", "share_above_max", "share_below_min",
-                "status", "minutes_lost_per_week", "visits_tracked", "visits_imported"]
+                "status", "minutes_lost_per_week", "minutes_above_reference_per_week", "start_date", "start_at_least",
+                "visits_tracked", "visits_imported"]
 FLAG_COLUMNS = ["flag_id", "kind", "step", "team", "status", "opened_at", "updated_at", "resolved_at", "n",
                 "median_ms", "min_ms", "reference_ms", "max_ms", "minutes_lost_per_week", "start_date",
-                "periods_in_drawdown", "q_value", "managers"]
+                "start_at_least", "periods_in_drawdown", "q_value", "managers"]
 
 
 def csv_table(query: Mapping[str, str]) -> tuple[str, list[str]]:
@@ -126,8 +127,6 @@ def manager_data(client: Client, settings: Settings, user: User, site: str, mana
         by_week = {w.week: w for w in found.weeks_by_key.get(step, [])}
         steps.append({
             "step": step, "title": titles.get(step, step), **stats_fields(dist, band, verdict),
-            "minutes_lost_per_week": verdict.get("minutes_lost_per_week"),
-            "flag_id": verdict.get("flag_id"),
             "visits_tracked": visits["tracked"], "visits_imported": visits["imported"],
             "histogram": [{"from_ms": round(b.from_ms, 1), "to_ms": round(b.to_ms, 1), "sessions": b.sessions}
                           for b in found.bins_by_key.get(step, [])],
@@ -153,7 +152,36 @@ def manager_data(client: Client, settings: Settings, user: User, site: str, mana
 
 def stats_fields(dist: figures.Distribution, band: dict[str, Any] | None, verdict: Mapping[str, Any]) -> dict[str, Any]:
     """One row's figures against its band, as the manager page (per step) and the step page (per manager)
-    show them: sessions, percentiles, the band in force, where the median falls, shares outside, verdict."""
+    show them: sessions, percentiles, the band in force, where the median falls, shares outside; then the
+    latest analysis' verdict on the pair with its time lost (docs/analysis.md), its minutes above the
+    reference, its rank among its teammates, since when, and the flag covering it."""
+    return {**_figures(dist, band), **verdict_fields(verdict)}
+
+
+def verdict_fields(verdict: Mapping[str, Any]) -> dict[str, Any]:
+    """The latest analysis' verdict on one pair (a row of `stepwatch stats --json`), as pages show it.
+
+    `inside_band`: the analysed median is within the band, so a slow verdict comes from the peer rule
+    and is said as "inside the band, slower than k of n teammates"."""
+    band, median = verdict.get("band"), verdict.get("median_ms")
+    return {
+        "status": verdict.get("status"),
+        "minutes_lost_per_week": verdict.get("minutes_lost_per_week"),
+        "minutes_above_reference_per_week": verdict.get("minutes_above_reference_per_week"),
+        "peers": verdict.get("peers"),
+        "inside_band": None if not band or median is None else band["min_ms"] <= median <= band["max_ms"],
+        "start_date": _day(verdict.get("start_date")),
+        "start_at_least": verdict.get("start_at_least"),
+        "flag_id": verdict.get("flag_id"),
+        "flag_kind": verdict.get("flag_kind"),
+    }
+
+
+def _day(value: Any) -> date | None:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _figures(dist: figures.Distribution, band: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "n": dist.n, "p10_ms": dist.p10_ms, "p25_ms": dist.p25_ms, "median_ms": dist.median_ms,
         "p75_ms": dist.p75_ms, "p90_ms": dist.p90_ms,
@@ -161,7 +189,6 @@ def stats_fields(dist: figures.Distribution, band: dict[str, Any] | None, verdic
         "band_max_ms": band and band["max_ms"], "band_team": band and band["team"],
         "position": charts.position(dist.median_ms, limits_of(band)),
         "share_above_max": _share(dist.above_max, dist.n), "share_below_min": _share(dist.below_min, dist.n),
-        "status": verdict.get("status"),
     }
 
 
@@ -180,7 +207,8 @@ def _flag(f: flag_store.StoredFlag, scope: access.Scope, history: list[dict[str,
         "resolved_at": f.resolved_at, "window_start": f.window_start, "window_end": f.window_end,
         "n": f.n if whole_team else None, "median_ms": f.median_ms if whole_team else None,
         "min_ms": f.min_ms, "reference_ms": f.reference_ms, "max_ms": f.max_ms,
-        "q_value": f.q_value, "start_date": f.start_date, "periods_in_drawdown": f.periods_in_drawdown,
+        "q_value": f.q_value, "start_date": f.start_date, "start_at_least": f.start_at_least,
+        "periods_in_drawdown": f.periods_in_drawdown,
         "minutes_lost_per_week": f.minutes_lost_per_week if whole_team else None, "reasons": list(f.reasons),
         "managers": [m for m in f.managers if scope.sees_manager(m)],
         "manager_names": [names.get(m) for m in f.managers if scope.sees_manager(m)],

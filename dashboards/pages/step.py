@@ -72,7 +72,8 @@ LIST_COLUMNS = ["step", "title", "band_min_ms", "band_reference_ms", "band_max_m
                 "enough", "above", "below", "outside", "flagged"]
 MANAGER_COLUMNS = ["manager", "team", "n", "p10_ms", "p25_ms", "median_ms", "p75_ms", "p90_ms", "band_min_ms",
                    "band_reference_ms", "band_max_ms", "band_team", "position", "share_above_max", "share_below_min",
-                   "status", "flag_id", "visits_imported"]
+                   "status", "minutes_lost_per_week", "minutes_above_reference_per_week", "start_date",
+                   "start_at_least", "flag_id", "visits_imported"]
 HISTORY_COLUMNS = ["effective_from", "team", "min_ms", "reference_ms", "max_ms", "set_at", "set_by", "reason"]
 
 
@@ -159,7 +160,6 @@ def step_data(client: Client, settings: Settings, user: User, site: str, step: s
         managers.append({
             "manager": manager, "manager_name": names.get(manager), "team": scope.team_of.get(manager, ""),
             **stats_fields(dist, band, verdict),
-            "flag_id": verdict.get("flag_id"),
             "visits_imported": imported.get((manager, step), {}).get("imported", 0),
         })
     editable = editable_teams(user, site_teams)
