@@ -8,6 +8,9 @@ teams) the viewer may see:
   the daily pre-aggregate (`session_steps`), never from raw visits;
 - the headline numbers: service sessions per day and their median duration (`session_days`),
   active flags, and the median and 90th percentile time from a flag's opening to its resolution;
+- the decisions' figures (`decisions`): time lost a week over the active drawdowns now and in the
+  analysis run a week earlier, drawdowns new and resolved in the last 7 days, coaching under way
+  and the time it saved, in one query;
 - flags filtered, sorted and paged in ClickHouse (a site's flags accumulate: every resolved and
   dismissed one stays).
 
@@ -29,6 +32,8 @@ from kernel.flag_store import StoredFlag
 from kernel.storage import METRIC_COLUMNS, older_refreshes_left_out, query_rows
 
 ACTIVE_STATUSES = ("open", "acknowledged", "coaching")
+# The flags whose minutes count as time lost (docs/analysis.md): a fast flag is possible skipped work.
+DRAWDOWN_KINDS = ("slow", "systemic")
 # How flags may be sorted: a name in, a fixed ORDER BY out (nothing from outside enters the SQL).
 FLAG_ORDER = {"impact": "minutes_lost_per_week DESC, opened_at, flag_id",
               "age": "opened_at, minutes_lost_per_week DESC, flag_id"}
@@ -62,7 +67,8 @@ def stored_cells(client: Client, site: str, run_at: datetime, *, managers: list[
                  step: str = "") -> list[dict[str, Any]]:
     """Per manager x step, the figures of the run made at `run_at` (see latest_run), as stored.
 
-    The JSON row is unpacked in ClickHouse so only the fields shown travel.
+    The JSON row is unpacked in ClickHouse so only the fields shown travel; a field a run stored
+    before it existed (`peers`, `start_date`) comes back as None.
     """
     return query_rows(
         client,
@@ -76,7 +82,11 @@ def stored_cells(client: Client, site: str, run_at: datetime, *, managers: list[
                JSONExtract(row, 'band', 'max_ms', 'Nullable(Int64)') AS max_ms,
                JSONExtractString(row, 'status') AS status,
                JSONExtract(row, 'minutes_lost_per_week', 'Nullable(Float64)') AS minutes_lost_per_week,
-               JSONExtract(row, 'flag_id', 'Nullable(String)') AS flag_id
+               JSONExtract(row, 'flag_id', 'Nullable(String)') AS flag_id,
+               JSONExtract(row, 'peers', 'slower_than', 'Nullable(Int64)') AS peers_slower_than,
+               JSONExtract(row, 'peers', 'of', 'Nullable(Int64)') AS peers_of,
+               JSONExtract(row, 'start_date', 'Nullable(String)') AS start_date,
+               JSONExtract(row, 'start_at_least', 'Nullable(Bool)') AS start_at_least
         FROM pair_stats
         WHERE site = {site:String} AND run_at = {run_at:DateTime64(3, 'UTC')}
           AND ({everyone:Bool} OR manager IN {managers:Array(String)})
@@ -220,6 +230,94 @@ def headline(client: Client, site: str, since: date, until: date, *, managers: l
     }
 
 
+def decisions(client: Client, site: str, now: datetime, run_until: date | None, *, managers: list[str] | None,
+              teams: list[str] | None, step: str = "") -> dict[str, Any]:
+    """The overview's headline, in one query (four small scans: flags, one earlier run of pair_stats,
+    the coaching events and evaluations):
+
+    minutes_lost        minutes a week lost over the active slow and systemic flags (a systemic flag's
+                        minutes are the sum over its slow managers, so this is the sum over slow pairs)
+    drawdowns           how many such flags; fast_flags: active fast flags (never time lost)
+    new, resolved       drawdown flags opened, and resolved, in the 7 days up to `now`
+    previous_minutes    the sum of time lost over the slow pairs of the latest run whose window ended at
+                        least 7 days before `run_until` (None when there is no such run)
+    coaching_active     assignments neither evaluated nor cancelled, of the managers in view
+    coaching_evaluated, minutes_saved   assignments evaluated, and the sum of their latest evaluation's
+                        minutes saved a week (negative = lost)
+
+    Flags are scoped by team (a systemic flag has no manager), pairs and assignments by manager. The
+    stored row's `minutes_lost_per_week` is read only on slow pairs: runs stored before it counted
+    only them still say something for an `ok` pair.
+    """
+    week_ago = now - timedelta(days=7)
+    before = (run_until - timedelta(days=7)) if run_until else date(1970, 1, 1)
+    rows = query_rows(
+        client,
+        """
+        SELECT f.lost AS minutes_lost, f.drawdowns AS drawdowns, f.fast AS fast_flags, f.new AS new,
+               f.resolved AS resolved, p.runs AS previous_runs, p.until AS previous_until,
+               p.minutes AS previous_minutes, c.active AS coaching_active, c.evaluated AS coaching_evaluated,
+               c.saved AS minutes_saved
+        FROM (
+            SELECT sumIf(minutes_lost_per_week, drawdown AND active) AS lost, countIf(drawdown AND active) AS drawdowns,
+                   countIf(kind = 'fast' AND active) AS fast,
+                   countIf(drawdown AND opened_at >= {week_ago:DateTime64(3, 'UTC')}) AS new,
+                   countIf(drawdown AND status = 'resolved' AND resolved_at >= {week_ago:DateTime64(3, 'UTC')})
+                       AS resolved
+            FROM (SELECT kind, status, opened_at, resolved_at, minutes_lost_per_week,
+                         kind IN {kinds:Array(String)} AS drawdown, status IN {active:Array(String)} AS active
+                  FROM flags FINAL
+                  WHERE site = {site:String} AND ({all_teams:Bool} OR team IN {teams:Array(String)})
+                    AND ({step:String} = '' OR step = {step:String}))
+        ) AS f
+        CROSS JOIN (
+            -- The earlier run: its run_at found among the runs' windows first, then only its rows read.
+            SELECT any(r.runs) AS runs, any(r.until) AS until,
+                   sumIf(JSONExtractFloat(row, 'minutes_lost_per_week'), JSONExtractString(row, 'status') = 'slow')
+                       AS minutes
+            FROM (SELECT count() AS runs, argMax(window_end, run_at) AS until, max(run_at) AS at
+                  FROM (SELECT DISTINCT run_at, window_end FROM pair_stats
+                        WHERE site = {site:String} AND window_end <= {before:Date})) AS r
+            LEFT JOIN (SELECT run_at, row FROM pair_stats
+                       WHERE site = {site:String} AND window_end <= {before:Date}
+                         AND ({everyone:Bool} OR manager IN {managers:Array(String)})
+                         AND ({step:String} = '' OR step = {step:String})) AS s ON s.run_at = r.at
+        ) AS p
+        CROSS JOIN (
+            SELECT countIf(a.open) AS active, countIf(e.evaluations > 0) AS evaluated, sum(e.saved) AS saved
+            FROM (SELECT assignment_id,
+                         anyIf(JSONExtractString(payload, 'manager'), type = 'assigned') AS manager,
+                         anyIf(JSONExtractString(payload, 'step'), type = 'assigned') AS step,
+                         countIf(type IN ('evaluated', 'cancelled')) = 0 AS open,
+                         countIf(type = 'cancelled') > 0 AS cancelled
+                  FROM coaching_events WHERE site = {site:String} GROUP BY assignment_id) AS a
+            LEFT JOIN (SELECT assignment_id, count() AS evaluations,
+                              argMax(ifNull(minutes_saved_per_week, 0), checkpoint) AS saved
+                       FROM coaching_evaluations FINAL WHERE site = {site:String} GROUP BY assignment_id
+                      ) AS e USING (assignment_id)
+            WHERE NOT a.cancelled AND ({everyone:Bool} OR a.manager IN {managers:Array(String)})
+              AND ({step:String} = '' OR a.step = {step:String})
+        ) AS c
+        """,
+        {"site": site, "week_ago": week_ago, "before": before, "step": step, "kinds": list(DRAWDOWN_KINDS),
+         "active": list(ACTIVE_STATUSES), "all_teams": teams is None, "teams": list(teams or []), **_who(managers)},
+    )
+    row = rows[0]
+    previous = None if run_until is None or not row["previous_runs"] else float(row["previous_minutes"])
+    return {
+        "minutes_lost_per_week": float(row["minutes_lost"]),
+        "drawdowns": int(row["drawdowns"]),
+        "fast_flags": int(row["fast_flags"]),
+        "new_this_week": int(row["new"]),
+        "resolved_this_week": int(row["resolved"]),
+        "minutes_lost_per_week_previous": previous,
+        "previous_until": row["previous_until"] if previous is not None else None,
+        "coaching_active": int(row["coaching_active"]),
+        "coaching_evaluated": int(row["coaching_evaluated"]),
+        "minutes_saved_per_week": float(row["minutes_saved"] or 0.0),
+    }
+
+
 def _nan(value: Any) -> bool:
     return value is None or value != value
 
@@ -231,25 +329,28 @@ class FlagPage:
 
 
 def find_flags(client: Client, site: str, *, teams: list[str] | None, statuses: tuple[str, ...] | list[str],
-               kind: str = "", step: str = "", team: str = "", manager: str = "", sort: str = "impact",
-               limit: int | None = None, offset: int = 0, count: bool = True,
+               kind: str | tuple[str, ...] = "", step: str = "", team: str = "", manager: str = "",
+               sort: str = "impact", limit: int | None = None, offset: int = 0, count: bool = True,
                named: list[str] | tuple[str, ...] = ()) -> FlagPage:
     """A site's flags of the given teams (None = every team) and statuses, filtered, sorted and paged.
 
-    `manager` matches part of a manager id, in any case, or of any manager of a systemic flag; so do
-    the ids in `named` (the managers whose name matched it, from the directory).
+    `kind` is one kind, several (a tuple), or '' for every kind. `manager` matches part of a manager
+    id, in any case, or of any manager of a systemic flag; so do the ids in `named` (the managers whose
+    name matched it, from the directory).
     """
     where = """
         site = {site:String} AND status IN {statuses:Array(String)}
         AND ({all_teams:Bool} OR team IN {teams:Array(String)})
-        AND ({kind:String} = '' OR kind = {kind:String}) AND ({step:String} = '' OR step = {step:String})
+        AND (empty({kinds:Array(String)}) OR kind IN {kinds:Array(String)})
+        AND ({step:String} = '' OR step = {step:String})
         AND ({team:String} = '' OR team = {team:String})
         AND ({needle:String} = '' OR positionCaseInsensitiveUTF8(manager, {needle:String}) > 0
              OR arrayExists(m -> positionCaseInsensitiveUTF8(m, {needle:String}) > 0, managers)
              OR manager IN {named:Array(String)} OR hasAny(managers, {named:Array(String)}))
     """
     parameters = {"site": site, "statuses": list(statuses), "all_teams": teams is None, "teams": list(teams or []),
-                  "kind": kind, "step": step, "team": team, "needle": manager, "named": list(named),
+                  "kinds": [kind] if isinstance(kind, str) and kind else list(kind),
+                  "step": step, "team": team, "needle": manager, "named": list(named),
                   "limit": 2**32 - 1 if limit is None else limit, "offset": offset}
     rows = query_rows(
         client,

@@ -136,6 +136,16 @@ def set_bands(client: Client, truth: DemoTruth, today: date, days: int) -> int:
     return count
 
 
+def analyse_previous_week(client: Client, settings: Any, today: date) -> None:
+    """Store the per-pair figures of an analysis of the week before, as a server running since then
+    would have: the overview compares this week's time lost with it. Only the figures are kept: the
+    flags are the current run's to open and date."""
+    from stepwatch import analysis_run
+
+    window = analysis_run.window_ending(today - timedelta(days=7), settings.analysis_window_days)
+    analysis_run.save_stats(client, analysis_run.run_site(client, SITE, settings, window))
+
+
 def _plant(rng: np.random.Generator, names: list[str], today: date, days: int) -> list[Planted]:
     steps = list(STEP_SECONDS)
     chosen = rng.permutation(len(names))

@@ -36,6 +36,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             truth = demo.build(client, seed=args.seed, managers=args.managers, days=args.days, origin=origin)
             today = datetime.now(UTC).date()
             demo.set_bands(client, truth, today, args.days)
+            demo.analyse_previous_week(client, settings, today)
             runs = analysis_run.analyze(client, settings, only_site=demo.SITE)
             flagged = len(runs[0].result.drawdowns) if runs else 0
             logins = demo.create_accounts(client, truth)
