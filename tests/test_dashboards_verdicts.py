@@ -15,7 +15,7 @@ from dashboards.i18n import Translator
 from kernel import sites, storage
 from kernel.settings import Settings
 from stepwatch.app import create_app
-from tests.dashboard_data import TODAY, load_process, set_bands, stats_row, store_pair_stats
+from tests.dashboard_data import BANDS, TODAY, load_process, set_bands, stats_row, store_pair_stats
 from tests.web_helpers import SECRET, login, make_accounts
 
 BEGAN = TODAY - timedelta(days=20)
@@ -26,7 +26,7 @@ def row(manager: str, team: str, step: str, median_ms: float, status: str, *, lo
         peers: dict[str, int] | None = None, start: Any = None, at_least: bool | None = None,
         flag_kind: str | None = None) -> dict[str, Any]:
     """A row as analysis_run.stats_rows makes it (the contract the pages read)."""
-    return {**stats_row("crm", team, manager, step, median_ms, n=40), "status": status,
+    return {**stats_row("crm", team, manager, step, median_ms, n=40, band=BANDS[step]), "status": status,
             "minutes_lost_per_week": lost, "minutes_above_reference_per_week": above, "peers": peers,
             "start_date": start and start.isoformat(), "start_at_least": at_least,
             "flag_id": flag_kind and f"flag-{manager}-{step}", "flag_kind": flag_kind}
@@ -44,6 +44,8 @@ ROWS = [
     # m3: too fast on the offer (possible skipped work: no time lost)
     row("m3", "south", "offer", 40_000, "fast", lost=0.0, above=0.0, start=SINCE_DATA, at_least=True,
         flag_kind="fast"),
+    # m3 on track on needs, 5% above the reference: under the materiality threshold, so not worth a sentence
+    row("m3", "south", "needs", 94_500, "ok", lost=0.0, above=1.5),
 ]
 
 
@@ -105,6 +107,8 @@ async def test_the_manager_page_says_each_verdict_with_what_it_means(api: Any) -
     systemic = text(row_of(m2, "Needs assessment"))
     assert text(f"at least since {en.date(SINCE_DATA)}") in systemic and "part of a team-wide drawdown" in systemic
     assert "slower than" not in systemic  # above the maximum: the band says it, not the peers
+    near = text(row_of(await (await api.get("/managers/m3?site=crm")).text(), "Needs assessment"))
+    assert "on track" in near and "above the reference" not in near
 
 
 async def test_my_figures_say_the_same_words_in_the_accounts_language(api: Any) -> None:

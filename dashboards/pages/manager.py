@@ -126,7 +126,8 @@ def manager_data(client: Client, settings: Settings, user: User, site: str, mana
         visits = {"tracked": 0, "imported": 0, **sources.get((manager, step), {})}
         by_week = {w.week: w for w in found.weeks_by_key.get(step, [])}
         steps.append({
-            "step": step, "title": titles.get(step, step), **stats_fields(dist, band, verdict),
+            "step": step, "title": titles.get(step, step),
+            **stats_fields(dist, band, verdict, settings.analysis_material),
             "visits_tracked": visits["tracked"], "visits_imported": visits["imported"],
             "histogram": [{"from_ms": round(b.from_ms, 1), "to_ms": round(b.to_ms, 1), "sessions": b.sessions}
                           for b in found.bins_by_key.get(step, [])],
@@ -150,21 +151,27 @@ def manager_data(client: Client, settings: Settings, user: User, site: str, mana
     }
 
 
-def stats_fields(dist: figures.Distribution, band: dict[str, Any] | None, verdict: Mapping[str, Any]) -> dict[str, Any]:
+def stats_fields(dist: figures.Distribution, band: dict[str, Any] | None, verdict: Mapping[str, Any],
+                 material: float) -> dict[str, Any]:
     """One row's figures against its band, as the manager page (per step) and the step page (per manager)
     show them: sessions, percentiles, the band in force, where the median falls, shares outside; then the
     latest analysis' verdict on the pair with its time lost (docs/analysis.md), its minutes above the
     reference, its rank among its teammates, since when, and the flag covering it."""
-    return {**_figures(dist, band), **verdict_fields(verdict)}
+    return {**_figures(dist, band), **verdict_fields(verdict, material)}
 
 
-def verdict_fields(verdict: Mapping[str, Any]) -> dict[str, Any]:
+def verdict_fields(verdict: Mapping[str, Any], material: float) -> dict[str, Any]:
     """The latest analysis' verdict on one pair (a row of `stepwatch stats --json`), as pages show it.
 
     `inside_band`: the analysed median is within the band, so a slow verdict comes from the peer rule
-    and is said as "inside the band, slower than k of n teammates"."""
+    and is said as "inside the band, slower than k of n teammates". `above_reference_material`: the
+    median is at least `material` (the analysis' materiality threshold) above the reference: a pair on
+    track that far above it says so in words; nearer, the difference is immaterial and left unsaid
+    (the minutes are in the JSON twin and the CSV either way)."""
     band, median = verdict.get("band"), verdict.get("median_ms")
     return {
+        "above_reference_material": bool(band and median is not None
+                                         and median >= (1 + material) * band["reference_ms"]),
         "status": verdict.get("status"),
         "minutes_lost_per_week": verdict.get("minutes_lost_per_week"),
         "minutes_above_reference_per_week": verdict.get("minutes_above_reference_per_week"),

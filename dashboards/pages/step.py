@@ -159,7 +159,7 @@ def step_data(client: Client, settings: Settings, user: User, site: str, step: s
         band, verdict = band_of(manager), verdicts.get(manager, {})
         managers.append({
             "manager": manager, "manager_name": names.get(manager), "team": scope.team_of.get(manager, ""),
-            **stats_fields(dist, band, verdict),
+            **stats_fields(dist, band, verdict, settings.analysis_material),
             "visits_imported": imported.get((manager, step), {}).get("imported", 0),
         })
     editable = editable_teams(user, site_teams)
