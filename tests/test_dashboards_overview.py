@@ -373,3 +373,59 @@ async def test_two_hundred_managers_by_ten_steps_stay_one_grouped_table(api: Any
     grades = {c["grade"] for c in (await (await api.get("/api/v1/overview")).json())["heatmap"]}
     assert {"below", "within", "above-1", "above-2", "above-3", "few"} <= grades
     assert elapsed < 2.0  # generous for a shared test machine; the benchmark measures the real figure
+
+
+async def test_each_cell_carries_the_verdict_of_the_latest_analysis(api: Any, client: storage.Client) -> None:
+    """A flagged cell links to its drawdown; a slow pair inside the band says how many teammates it is
+    slower than, never 'within the band'; watch and fast pairs are marked by shape and word."""
+    flag = make_flag(client, "crm", manager="m1", median_ms=200_000, minutes_lost=30.0)
+    rows = [{**stats_row("crm", "north", "m1", "offer", 200_000), "status": "slow", "flag_id": flag.flag_id,
+             "peers": {"slower_than": 1, "of": 1}, "minutes_lost_per_week": 30.0},
+            {**stats_row("crm", "north", "m2", "offer", 230_000), "status": "watch", "minutes_lost_per_week": 9.0},
+            {**stats_row("crm", "south", "m3", "offer", 20_000), "status": "fast"},
+            {**stats_row("crm", "north", "m2", "needs", 100_000), "status": "ok", "minutes_lost_per_week": 12.0}]
+    store_pair_stats(client, "crm", rows, TODAY - timedelta(days=13), TODAY)
+    await login(api, "ada")
+    data = await (await api.get("/api/v1/overview")).json()
+    cells = {(c["manager"], c["step"]): c for c in data["heatmap"]}
+    assert cells[("m1", "offer")]["status"] == "slow" and cells[("m1", "offer")]["flag_id"] == flag.flag_id
+    assert cells[("m1", "offer")]["peers"] == {"slower_than": 1, "of": 1}
+    assert cells[("m2", "needs")]["minutes_lost_per_week"] == 0.0  # time lost is a slow pair's alone
+    html = await (await api.get("/overview")).text()
+    m1 = html[html.index(f'href="/drawdowns/{flag.flag_id}"><span class="verdict-mark slow"'):]
+    m1 = m1[:m1.index("</td>")]
+    assert "inside the band, slower than 1 of 1 teammates" in m1 and "within the band" not in m1
+    title = 'title="inside the band, slower than 1 of 1 teammates"'
+    assert title in html
+    assert '<span class="verdict-mark watch" aria-hidden="true">◆</span><span class="visually-hidden">watch: ' in html
+    assert '<span class="verdict-mark fast" aria-hidden="true">▼</span><span class="visually-hidden">too fast: ' in html
+    assert "Verdict of the latest analysis" in html  # the legend is by verdict
+    (top,) = data["top_drawdowns"]
+    assert top["verdict"] == "slow" and top["peers"] == {"slower_than": 1, "of": 1}
+    assert [(w["manager"], w["step"]) for w in data["watch"]] == [("m2", "offer")]
+    assert html.count("inside the band, slower than 1 of 1 teammates") >= 3  # the cell (twice) and the ranking
+
+    chosen = await (await api.get(f"/overview?since={TODAY - timedelta(days=6)}&until={TODAY}")).text()
+    assert "Verdicts come from the latest analysis only" in chosen and 'class="verdict-mark' not in chosen.split(
+        'id="heatmap"')[1]
+
+
+async def test_steps_where_many_managers_drift(api: Any, client: storage.Client) -> None:
+    """A team x step where at least 40% of the judged managers are slow or on watch, and every team-wide
+    flag, are listed as drifting; one slow manager among many is not."""
+    teams.assign(client, "crm", "north", ["m4", "m5"], actor="test")
+    systemic = make_flag(client, "crm", kind="systemic", team="south", manager="", managers=("m3",), step="needs",
+                         minutes_lost=20.0)
+    rows = [{**stats_row("crm", "north", m, "offer", 250_000), "status": s}
+            for m, s in (("m1", "slow"), ("m2", "watch"), ("m4", "ok"), ("m5", "ok"))]
+    rows += [{**stats_row("crm", "north", m, "needs", 100_000), "status": s}
+             for m, s in (("m1", "slow"), ("m2", "ok"), ("m4", "ok"), ("m5", "ok"))]
+    store_pair_stats(client, "crm", rows, TODAY - timedelta(days=13), TODAY)
+    await login(api, "ada")
+    drifting = (await (await api.get("/api/v1/overview")).json())["drifting_steps"]
+    assert [(d["team"], d["step"], d["flag_id"]) for d in drifting] == [("south", "needs", systemic.flag_id),
+                                                                       ("north", "offer", None)]
+    assert drifting[1] | {"flag_id": None} == {"team": "north", "step": "offer", "slow": 1, "watch": 1, "managers": 4,
+                                               "flag_id": None, "minutes_lost_per_week": None}
+    html = await (await api.get("/overview")).text()
+    assert "slow 1, on watch 1, of 4 managers" in html and f'href="/drawdowns/{systemic.flag_id}"' in html
