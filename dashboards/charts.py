@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from functools import lru_cache
 
 from babel import dates as babel_dates
@@ -452,3 +452,128 @@ def before_after(_: Translator, *, label: str, days: Sequence[date], manager_ms:
         body.append(_text((left + right) / 2, (top + bottom) / 2, _("charts.no_data"), anchor="middle", fill=MUTED))
     body.append(_el("line", x1=left, y1=bottom, x2=right, y2=bottom, stroke=MUTED))
     return _svg(width, height + 6, summary, body, "before-after")
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line of an evidence chart: its name in the legend and a median (ms) or None per week."""
+
+    name: str
+    medians: Sequence[float | None]
+
+
+def evidence(_: Translator, *, label: str, weeks: Sequence[date], main: Series, sessions: Sequence[int],
+             bands: Sequence[Limits | None], compare: Series | None = None, others: Sequence[Series] = (),
+             onset: date | None = None, at_least: bool = False, events: Sequence[tuple[date, str]] = (),
+             min_sessions: int = 5, width: int = 880, height: int = 300) -> Markup:
+    """A drawdown's evidence: the weekly medians of `main` (solid, shaped by the band: ▲ above, ▼ below,
+    ● within) against each week's band (shaded, the reference dashed, min and max named) and `compare`
+    (dashed grey, ■), `others` as thin lines, the onset as a vertical line ("since about" or, with
+    `at_least`, an arrow to the left: it began before the data), and `events` (coaching assigned,
+    due) as dotted lines. A week with fewer than `min_sessions` sessions is drawn hollow. The legend is
+    the page's (HTML wraps on a phone, a drawing's text does not)."""
+    summary = _("charts.evidence_label", label=label, n=_.num(len(weeks)))
+    narrow = width < 500
+    left, right, top, bottom = 54.0, width - (10.0 if narrow else 104.0), 48.0, height - 24.0
+    values = [v for s in (main, compare, *others) if s is not None for v in s.medians if v is not None]
+    peak = max(values + [b.max_ms for b in bands if b] + [1_000.0]) * 1.12
+    step = (right - left) / max(len(weeks), 1)
+    first = weeks[0] if weeks else date.today()
+
+    def at(day: date) -> float:  # a day's place on the axis: each week spans `step`, its Monday at its left edge
+        return left + step * (day - first).days / 7
+
+    def y(ms: float) -> float:
+        return bottom - min(ms, peak) / peak * (bottom - top)
+
+    body: list[Markup] = []
+    for tick in _linear_ticks(peak):
+        body.append(_el("line", x1=left, y1=y(tick), x2=right, y2=y(tick), stroke=GRID, stroke_width=0.5))
+        body.append(_text(left - 4, y(tick) + 3, _.minutes(tick), anchor="end", size=12, fill=MUTED))
+    start = 0
+    for i in range(1, len(bands) + 1):  # one shaded stretch per run of weeks under the same band
+        if i < len(bands) and bands[i] == bands[start]:
+            continue
+        band = bands[start]
+        if band is not None:
+            xa, xb = left + step * start, left + step * i
+            body.append(_el("rect", x=xa, y=y(band.max_ms), width=xb - xa, height=y(band.min_ms) - y(band.max_ms),
+                            fill=BAND_FILL, class_="band"))
+            body.append(_el("line", x1=xa, y1=y(band.reference_ms), x2=xb, y2=y(band.reference_ms), stroke=GREEN,
+                            stroke_width=1.2, stroke_dasharray="4 3"))
+            for limit in (band.min_ms, band.max_ms):
+                body.append(_el("line", x1=xa, y1=y(limit), x2=xb, y2=y(limit), stroke=GREEN, stroke_width=0.8))
+        start = i
+    last = bands[-1] if bands else None
+    if last is not None and not narrow:  # the band's limits named at the right, where the latest week ends
+        for key, value in (("charts.max_short", last.max_ms), ("charts.reference_short", last.reference_ms),
+                           ("charts.min_short", last.min_ms)):
+            body.append(_text(right + 4, y(value) + 3, _(key, value=_.minutes(value)), size=11, fill=GREEN))
+
+    def centre(i: int) -> float:
+        return left + step * (i + 0.5)
+
+    for extra in others:
+        points = [(centre(i), y(m)) for i, m in enumerate(extra.medians) if m is not None]
+        if len(points) > 1:
+            line = " ".join(f"{_n(a)},{_n(b)}" for a, b in points)
+            body.append(_el("polyline", _el("title", extra.name), points=line, fill="none", stroke=SKY,
+                            stroke_width=1))
+    if compare is not None:
+        points = [(centre(i), y(m), m, i) for i, m in enumerate(compare.medians) if m is not None]
+        if len(points) > 1:
+            body.append(_el("polyline", points=" ".join(f"{_n(a)},{_n(b)}" for a, b, _m, _i in points), fill="none",
+                            stroke=MUTED, stroke_width=1.5, stroke_dasharray="5 3"))
+        for px, py, m, i in points:
+            body.append(_el("g", _el("title", f"{compare.name}, {_.date(weeks[i])}: {_.minutes(m)}")
+                            + _el("rect", x=px - 3, y=py - 3, width=6, height=6, fill=MUTED)))
+    points = [(centre(i), y(m), i) for i, m in enumerate(main.medians) if m is not None]
+    if len(points) > 1:
+        body.append(_el("polyline", points=" ".join(f"{_n(a)},{_n(b)}" for a, b, _i in points), fill="none",
+                        stroke=BLUE, stroke_width=2))
+    for px, py, i in points:
+        median = main.medians[i]
+        assert median is not None
+        band = bands[i] if i < len(bands) else None
+        where = position(median, band)
+        n = sessions[i] if i < len(sessions) else 0
+        tip = _("charts.week", week=_.date(weeks[i]), median=_.minutes(median), n=_.num(n),
+                band=_band_sentence(_, band)) + (f" ({_word(_, where)})" if where else "")
+        mark = _mark(where, px, py, 5) if n >= min_sessions else \
+            _el("circle", cx=px, cy=py, r=3.5, fill="#ffffff", stroke=INK, stroke_width=1.2)
+        body.append(_el("g", _el("title", f"{main.name}: {tip}") + mark))
+        if not narrow or i == points[-1][2]:
+            body.append(_text(px, py - 10, _.minutes(median), anchor="middle", size=11, weight="600"))
+    label_every = max(1, math.ceil(len(weeks) / max(1, int((right - left) // 52))))
+    for i, week in enumerate(weeks):
+        if (len(weeks) - 1 - i) % label_every == 0:  # the latest week is always named
+            body.append(_text(centre(i), bottom + 16, _short_date(_, week), anchor="middle", size=11, fill=MUTED))
+    end = first + timedelta(weeks=len(weeks))
+    for row, (day, text) in enumerate(events):
+        if not weeks or day < first:
+            continue
+        beyond = day > end  # a due date after the latest week: drawn at the right edge, pointing on
+        xe = right if beyond else at(day)
+        ye = top - 20 - 14 * (row % 2)
+        body.append(_el("line", x1=xe, y1=ye + 2, x2=xe, y2=bottom, stroke=ORANGE, stroke_width=1.5,
+                        stroke_dasharray="2 2"))
+        body.append(_text(xe - 3 if xe > (left + right) / 2 else xe + 3, ye, text + (" →" if beyond else ""),
+                          anchor="end" if xe > (left + right) / 2 else "start", size=11, fill=INK))
+    if onset is not None and weeks:
+        xo = max(left, at(onset))
+        said = _("charts.onset_at_least" if at_least else "charts.onset", date=_short_date(_, onset))
+        body.append(_el("line", x1=xo, y1=top - 6, x2=xo, y2=bottom, stroke=VERMILLION, stroke_width=1.5))
+        if at_least:
+            body.append(_el("polygon", points=f"{_n(xo - 8)},{_n(top - 6)} {_n(xo)},{_n(top - 10)} "
+                                              f"{_n(xo)},{_n(top - 2)}", fill=VERMILLION))
+        body.append(_text(xo + 4 if xo < (left + right) / 2 else xo - 4, top - 4, said,
+                          anchor="start" if xo < (left + right) / 2 else "end", size=12, weight="600",
+                          fill=VERMILLION))
+    if not values:
+        body.append(_text((left + right) / 2, (top + bottom) / 2, _("charts.no_data"), anchor="middle", fill=MUTED))
+    body.append(_el("line", x1=left, y1=bottom, x2=right, y2=bottom, stroke=MUTED))
+    return _svg(width, height, summary, body, "evidence")
+
+
+def _trim(text: str, size: int) -> str:
+    return text if len(text) <= size else text[: size - 1] + "…"

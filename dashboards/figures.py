@@ -420,3 +420,44 @@ def suggested_band(client: Client, site: str, step: str, since: date, until: dat
     if n < min_sessions:
         return None
     return Suggestion(max(1, int(p10)), max(1, int(p50)), max(1, int(p90)), int(n), int(count_managers), since, until)
+
+
+@dataclass(frozen=True)
+class WeeklySeries:
+    """Weekly medians on one step: of each manager named in `apart`, of the others together (key ""),
+    and of everyone together (key None); each value is (sessions, median_ms), keyed by (week, who)."""
+
+    cells: dict[tuple[date, str | None], tuple[int, float]]
+
+    def get(self, week: date, who: str | None) -> tuple[int, float | None]:
+        n, median = self.cells.get((week, who), (0, None))
+        return n, median
+
+
+def weekly_series(client: Client, site: str, step: str, since: date, until: date, *, managers: Collection[str],
+                  apart: Collection[str], metric: str = "visible") -> WeeklySeries:
+    """Weekly medians of `managers` on `step` from `since` (a Monday) to `until`: each of `apart`
+    alone, the rest together and all together, in one query (GROUPING SETS) over pair_days' arrays,
+    so a drawdown page's evidence costs a few hundred arrays whatever the number of sessions."""
+    if not managers:
+        return WeeklySeries({})
+    column = METRIC_COLUMNS[metric]  # chosen by name: nothing from outside enters the SQL
+    newest_only, newest = older_refreshes_left_out(client, site, since, until)
+    rows = client.query(
+        f"""
+        SELECT week, who, grouping(who) AS everyone, sum(length(t)) AS n, quantileExactInclusiveArray(0.5)(t) AS median
+        FROM (
+            SELECT toMonday(day) AS week, if(has({{apart:Array(String)}}, manager), toString(manager), '') AS who,
+                   {column} AS t
+            FROM pair_days
+            WHERE site = {{site:String}} AND step = {{step:String}} AND day >= {{since:Date}} AND day <= {{until:Date}}
+              AND has({{managers:Array(String)}}, manager) {newest_only}
+        )
+        GROUP BY GROUPING SETS ((week, who), (week))
+        ORDER BY week, everyone, who
+        """,
+        parameters={"site": site, "step": step, "since": since, "until": until, "managers": sorted(managers),
+                    "apart": sorted(apart), **newest},
+    ).result_rows
+    return WeeklySeries({(week, None if everyone else who): (int(n), float(median))
+                         for week, who, everyone, n, median in rows if n})
