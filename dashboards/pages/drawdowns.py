@@ -8,18 +8,23 @@ and act on the flags of the teams they lead; admins on all; trainers and manager
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
 
-from analysis.flags import ALLOWED, FlagStatus, InvalidTransition, transition
-from dashboards import overview_figures
+import coaching
+from analysis.bands import Band, BandVersion, band_in_force
+from analysis.confidence import Confidence, chance_by_luck, confidence, margin_past_limit
+from analysis.flags import ALLOWED, FlagStatus, InvalidTransition, Thresholds, transition
+from dashboards import charts, figures, overview_figures
 from dashboards.access import scope_of
 from dashboards.auth import Viewer
-from dashboards.i18n import Translator
+from dashboards.i18n import Translator, catalog
 from dashboards.pages.overview import (
     FLAG_WORDS,
     ROLES,
@@ -47,15 +52,19 @@ from dashboards.web import (
     uuid_id,
     whole,
 )
-from kernel import flag_store
+from kernel import app_keys, band_versions, flag_store
 from kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
+from kernel.settings import Settings
 from kernel.users import User
 
 KINDS = ("slow", "fast", "systemic")
+ANALYSIS_ACTOR = "analysis"  # who the analysis' own status changes are recorded as (stepwatch/analysis_run.py)
 STATUSES = tuple(s.value for s in FlagStatus)
 ACTIVE = ("open", "acknowledged", "coaching")
 SORTS = ("impact", "age")
 MAX_REASON = 2000
+EVIDENCE_WEEKS = 12  # weeks of the evidence chart: enough to see a drawdown begin
+MAX_EVIDENCE_WEEKS = 14  # reaching back to an onset dated up to 90 days before
 PER_PAGE = 100  # flags per page of the list; CSV exports every flag that matches
 # The moves a person makes from this page (coaching is started from a coaching assignment).
 MOVES = {"ack": FlagStatus.ACKNOWLEDGED, "resolve": FlagStatus.RESOLVED, "dismiss": FlagStatus.DISMISSED,
@@ -73,7 +82,15 @@ def flag_row(f: flag_store.StoredFlag, now: datetime, names: dict[str, str]) -> 
             "reference_ms": f.reference_ms, "max_ms": f.max_ms,
             "minutes_lost_per_week": round(f.minutes_lost_per_week, 1), "severity": f.severity,
             "opened_at": f.opened_at, "age_days": _days_since(f.opened_at, now), "start_date": f.start_date,
+            "start_at_least": f.start_at_least,
             "updated_at": f.updated_at, "resolved_at": f.resolved_at, "grade": grade(f.median_ms, f.min_ms, f.max_ms)}
+
+
+def since_short(_: Translator, start: date | None, at_least: bool) -> str:
+    """A list's "since" cell: about a date, at least since a date (the data begins inside), or not dated."""
+    if start is None:
+        return _("drawdowns.since_unknown_short")
+    return _("drawdowns.since_at_least_short" if at_least else "drawdowns.since_about_short", date=_.date(start))
 
 
 def _days_since(moment: datetime, now: datetime) -> int:
@@ -121,9 +138,11 @@ async def drawdowns_page(request: web.Request, who: Viewer) -> Page:
     data = {"site": site, "sites": site_names, "filters": filters, "teams": found.team_names, "steps": steps,
             "kinds": list(KINDS), "statuses": list(STATUSES), "total": found_flags.total, "page": number,
             "pages": pages, "per_page": PER_PAGE, "flags": rows}
-    labels = Labels(Translator(who.user.language))
+    words = Translator(who.user.language)
+    labels = Labels(words)
     shown = [(r, {"median": labels.minutes(r["median_ms"]), "max": labels.minutes(r["max_ms"]),
                   "lost": labels.num(r["minutes_lost_per_week"]), "opened": labels.date(r["opened_at"]),
+                  "since": since_short(words, r["start_date"], r["start_at_least"]),
                   "age": labels.num(r["age_days"])}) for r in rows] if not everything else []
     return Page("drawdowns.html", data, title="drawdowns.title", table="flags", columns=COLUMNS,
                 context={"seg": segment, "words": FLAG_WORDS, "shown": shown,
@@ -162,31 +181,271 @@ def visible_flag(client: Client, user: User, flag_id: str) -> flag_store.StoredF
     return flag
 
 
-def flag_detail(client: Client, user: User, flag_id: str) -> tuple[flag_store.StoredFlag, list[dict[str, Any]],
-                                                                       list[dict[str, str]], dict[str, str]]:
+@dataclass(frozen=True)
+class Detail:
+    """What one drawdown's page reads: the flag, its history, the names, the latest run's rows of its
+    team on its step, the weekly medians behind the evidence chart, the band's versions and the
+    coaching assignment made from it."""
+
+    flag: flag_store.StoredFlag
+    history: list[dict[str, Any]]
+    steps: list[dict[str, str]]
+    names: dict[str, str]
+    team_rows: list[dict[str, Any]]
+    weeks: list[date]
+    series: figures.WeeklySeries
+    bands: list[BandVersion]
+    assignment: coaching.CoachingAssignment | None
+    course_title: str
+
+
+def evidence_weeks(flag: flag_store.StoredFlag) -> list[date]:
+    """The Mondays the evidence shows: the last EVIDENCE_WEEKS weeks to the window's end, reaching back
+    to the onset's week when it is older (an onset is dated on up to 90 days)."""
+    last = flag.window_end - timedelta(days=flag.window_end.weekday())
+    count = EVIDENCE_WEEKS
+    if flag.start_date is not None:
+        onset_monday = flag.start_date - timedelta(days=flag.start_date.weekday())
+        count = min(MAX_EVIDENCE_WEEKS, max(count, (last - onset_monday).days // 7 + 2))
+    return [last - timedelta(weeks=count - 1 - i) for i in range(count)]
+
+
+def flag_detail(client: Client, settings: Settings, user: User, flag_id: str) -> Detail:
     flag = visible_flag(client, user, flag_id)
     found = lookups(client, user, flag.site, with_run=False, with_bands=False)
-    return flag, flag_store.history(client, flag_id), found.steps, found.names
+    team = sorted(m for m, t in found.scope.team_of.items() if t == flag.team) if flag.team else []
+    members = sorted(set(team) | set(flag.managers) | ({flag.manager} if flag.manager else set()))
+    latest = figures.latest_stats(client, flag.site, step=flag.step, managers=members)
+    weeks = evidence_weeks(flag)
+    apart = [flag.manager] if flag.manager else list(flag.managers)
+    series = figures.weekly_series(client, flag.site, flag.step, weeks[0], flag.window_end, managers=members,
+                                   apart=apart, metric=settings.analysis_metric)
+    bands = [BandVersion(v.effective_from, v.team or None, Band(v.min_ms, v.reference_ms, v.max_ms))
+             for v in band_versions.versions(client, flag.site, flag.step)]
+    assignment, course_title = None, ""
+    if flag.kind == "slow":
+        linked = [a for a in coaching.list_assignments(client, flag.site, user, manager=flag.manager, step=flag.step)
+                  if a.flag_id == flag.flag_id]  # open ones first, then by due date
+        assignment = linked[0] if linked else None
+        if assignment is not None and assignment.course_id:
+            course_title = next((c.title for c in coaching.list_courses(client, flag.site, include_retired=True)
+                                 if c.course_id == assignment.course_id), assignment.course_id)
+    rows = [r for r in latest.rows if r.get("team") == flag.team or r.get("manager") in members]
+    return Detail(flag, flag_store.history(client, flag_id), found.steps, found.names, rows, weeks, series, bands,
+                  assignment, course_title)
+
+
+def peers_of(row: dict[str, Any] | None, team_rows: list[dict[str, Any]], min_sessions: int) -> dict[str, int] | None:
+    """{"slower_than": k, "of": n}: the teammates on the step with enough sessions, and how many of them
+    have a lower median. The analysis' stored `peers` when the run has it, else worked out the same way
+    from the run's rows of the team."""
+    if row is None:
+        return None
+    if "peers" in row:
+        return row["peers"]
+    mine = row.get("median_ms")
+    others = [r["median_ms"] for r in team_rows if r["manager"] != row["manager"] and r.get("median_ms") is not None
+              and (r.get("n") or 0) >= min_sessions]
+    if mine is None or not others:
+        return None
+    return {"slower_than": sum(1 for m in others if m < mine), "of": len(others)}
+
+
+def evidence(detail: Detail, names: dict[str, str]) -> dict[str, Any]:
+    """The JSON twin's `evidence`: per week the flag's manager (or, systemic, the whole team) against
+    the rest of the team and the band in force that week; a systemic flag lists its slow managers."""
+    flag = detail.flag
+    weeks = []
+    for monday in detail.weeks:
+        band = band_in_force(detail.bands, min(monday + timedelta(days=6), flag.window_end), flag.team or None)
+        if flag.manager:
+            n, mine = detail.series.get(monday, flag.manager)
+            _, team = detail.series.get(monday, "")
+        else:
+            n, mine = 0, None
+            n, team = detail.series.get(monday, None)
+        weeks.append({"week": monday, "manager_median_ms": _round(mine), "team_median_ms": _round(team),
+                      "band": None if band is None else {"min_ms": band.band.min_ms,
+                                                         "reference_ms": band.band.reference_ms,
+                                                         "max_ms": band.band.max_ms}, "n": n})
+    slow = [{"manager": m, "manager_name": names.get(m),
+             "weeks": [_round(detail.series.get(w, m)[1]) for w in detail.weeks]} for m in flag.managers] \
+        if not flag.manager else []
+    return {"weeks": weeks, "slow_managers": slow}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 async def drawdown_page(request: web.Request, who: Viewer) -> Page:
-    flag, history, steps, names = await run(request, flag_detail, who.user, _flag_id(request))
+    settings: Settings = request.app[app_keys.SETTINGS]
+    detail: Detail = await run(request, flag_detail, settings, who.user, _flag_id(request))
+    flag, names = detail.flag, detail.names
+    _ = Translator(who.user.language)
     row = flag_row(flag, datetime.now(UTC), names)
+    mine = next((r for r in detail.team_rows if flag.manager and r["manager"] == flag.manager), None)
+    step_title = next((s["title"] for s in detail.steps if s["key"] == flag.step), flag.step)
     row.update({"site": flag.site, "window_start": flag.window_start, "window_end": flag.window_end,
                 "q_value": flag.q_value, "periods_in_drawdown": flag.periods_in_drawdown,
-                "reasons": list(flag.reasons)})
+                "start_at_least": flag.start_at_least, "reasons": list(flag.reasons),
+                "step_title": step_title, "minutes_lost_per_week": round(lost_minutes(flag, detail.team_rows), 1),
+                "p25_ms": (mine or {}).get("p25_ms"), "p75_ms": (mine or {}).get("p75_ms"),
+                "p90_ms": (mine or {}).get("p90_ms")})
     allowed = {s.value for s in ALLOWED[FlagStatus(flag.status)]}
     actions = [{"name": name, "to": target.value, "reason_required": target in (FlagStatus.DISMISSED,
                                                                                 FlagStatus.OPEN)}
                for name, target in MOVES.items() if target.value in allowed]
+    can_coach = flag.kind == "slow" and FlagStatus.COACHING.value in allowed
     links = {"manager": f"/managers/{segment(flag.manager)}" if flag.manager else None,
              "step": f"/steps/{segment(flag.step)}",
-             "coaching": _coaching_link(request, flag) if flag.kind in ("slow", "fast") else None}
-    data = {"flag": row, "history": history, "actions": actions, "links": links}
+             "coaching": _coaching_link(request, flag) if can_coach else None}
+    peers = peers_of(mine, detail.team_rows, settings.analysis_min_sessions)
+    window_weeks = Thresholds().persistence_window
+    sure = confidence(kind=flag.kind, n=flag.n, median_ms=flag.median_ms, min_ms=flag.min_ms,  # type: ignore[arg-type]
+                      max_ms=flag.max_ms, q_value=flag.q_value, weeks_in_drawdown=flag.periods_in_drawdown,
+                      window_weeks=window_weeks, min_sessions=settings.analysis_min_sessions)
+    onset = {"date": flag.start_date, "at_least": flag.start_at_least} if flag.start_date else None
+    a = detail.assignment
+    assignment = None if a is None else {
+        "assignment_id": a.assignment_id, "kind": a.kind, "course_title": detail.course_title or None,
+        "mentor": a.mentor or None, "state": a.state, "is_open": a.is_open, "due": a.due,
+        "assigned_on": a.assigned_on, "link": f"/coaching/assignments/{a.assignment_id}"}
+    slow_count, team_count = systemic_counts(flag, detail.team_rows, settings.analysis_min_sessions)
+    data = {"flag": row, "history": detail.history, "actions": actions, "links": links,
+            "evidence": evidence(detail, names), "onset": onset,
+            "confidence": {"level": sure.level, "why": why(_, sure)},
+            "explanation": explanation(_, flag, row, peers, window_weeks, slow_count, team_count),
+            "peers": peers, "assignment": assignment}
+    chart_args = evidence_chart_args(_, detail, data, names)
+    context = {"seg": segment, "words": FLAG_WORDS, "step_title": step_title,
+               "chart_wide": charts.evidence(_, **chart_args),
+               "chart_narrow": charts.evidence(_, **chart_args, width=380, height=240),
+               "series_names": (chart_args["main"].name,
+                                chart_args["compare"].name if chart_args["compare"] else None),
+               "luck": luck(_, flag.q_value), "history_shown": history_shown(_, detail.history)}
     return Page("drawdown.html", data, title="drawdowns.detail_title", table="history",
-                columns=["at", "actor", "from_status", "to_status", "reason"],
-                context={"seg": segment, "words": FLAG_WORDS,
-                         "step_title": next((s["title"] for s in steps if s["key"] == flag.step), flag.step)})
+                columns=["at", "actor", "from_status", "to_status", "reason"], context=context)
+
+
+_COACHING_REASON = re.compile(r"^coaching assignment ([0-9a-fA-F-]{36})( evaluated improved)?")
+
+
+def history_shown(_: Translator, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each change's "why" as a person reads it: the analysis' own notes (English, with figures and
+    ISO dates) become a sentence in the viewer's language, a coaching assignment's id a link to it;
+    what a person wrote stays as written. The JSON twin and the CSV keep the stored text."""
+    shown = []
+    for h in history:
+        found = _COACHING_REASON.match(h.get("reason") or "")
+        link = f"/coaching/assignments/{found.group(1)}" if found else None
+        if found:
+            why = _("drawdowns.history_coaching_worked" if found.group(2) else "drawdowns.history_coaching")
+        elif h.get("actor") == ANALYSIS_ACTOR:
+            key = f"drawdowns.history_analysis_{h['to_status']}"
+            why = _(key) if key in catalog() else _("drawdowns.history_analysis")
+        else:
+            why = h.get("reason") or "–"
+        shown.append({**h, "why": why, "link": link})
+    return shown
+
+
+def lost_minutes(flag: flag_store.StoredFlag, team_rows: list[dict[str, Any]]) -> float:
+    """Time lost a week: none for a fast flag (possible skipped work); a systemic flag's is the sum over
+    its slow managers as the latest run counts them (the flag's own figure when the run has none)."""
+    if flag.kind == "fast":
+        return 0.0
+    if flag.kind == "systemic":
+        found = [r.get("minutes_lost_per_week") for r in team_rows
+                 if r["manager"] in flag.managers and r.get("status") == "slow"]
+        if found and all(v is not None for v in found):
+            return float(sum(found))  # type: ignore[arg-type]
+    return flag.minutes_lost_per_week
+
+
+def systemic_counts(flag: flag_store.StoredFlag, team_rows: list[dict[str, Any]], min_sessions: int) -> tuple[int, int]:
+    """(slow managers, managers of the team with enough sessions on the step) for a systemic flag."""
+    enough = {r["manager"] for r in team_rows if r.get("team") == flag.team and (r.get("n") or 0) >= min_sessions
+              and r.get("status") not in ("insufficient", "no_band")}
+    return len(flag.managers), max(len(enough | set(flag.managers)), len(flag.managers))
+
+
+def since_words(_: Translator, flag: flag_store.StoredFlag) -> str:
+    if flag.start_date is None:
+        return _("drawdowns.since_unknown")
+    return _("drawdowns.since_at_least" if flag.start_at_least else "drawdowns.since_about",
+             date=_.date(flag.start_date))
+
+
+def explanation(_: Translator, flag: flag_store.StoredFlag, row: dict[str, Any], peers: dict[str, int] | None,
+                window_weeks: int, slow_count: int, team_count: int) -> str:
+    """The sentence under the chart, in the viewer's language: since when, who, how far, how often, how much."""
+    since = since_words(_, flag)
+    lost = _("unit.min", n=_.num(row["minutes_lost_per_week"]))
+    common = {"since": since, "manager": row.get("manager_name") or flag.manager, "step": row["step_title"],
+              "median": _.minutes(flag.median_ms), "weeks": _.num(flag.periods_in_drawdown),
+              "of": _.num(window_weeks), "lost": lost}
+    if flag.kind == "systemic":
+        return _("drawdowns.explain_systemic", **common, k=_.num(slow_count), n=_.num(team_count),
+                 team=flag.team or "–", max=_.minutes(flag.max_ms))
+    if flag.kind == "fast":
+        return _("drawdowns.explain_fast", **common,
+                 below=_.pct(margin_past_limit("fast", flag.median_ms, flag.min_ms, flag.max_ms)))
+    peer_words = _("drawdowns.explain_peers", k=_.num(peers["slower_than"]), n=_.num(peers["of"])) \
+        if peers and peers.get("of") else ""
+    if flag.median_ms <= flag.max_ms:  # inside the band: the peer rule flagged it
+        inside = _("verdict.slower_than_peers", k=_.num(peers["slower_than"]), n=_.num(peers["of"])) \
+            if peers and peers.get("of") else _("drawdowns.inside_band")
+        return _("drawdowns.explain_inside", **common, inside=inside,
+                 above=_.pct(max(0.0, flag.median_ms / flag.reference_ms - 1)) if flag.reference_ms else "–")
+    return _("drawdowns.explain_slow", **common, peers=peer_words,
+             above=_.pct(margin_past_limit("slow", flag.median_ms, flag.min_ms, flag.max_ms)))
+
+
+def why(_: Translator, sure: Confidence) -> str:
+    f = sure.figures
+    return _(f"drawdowns.why_{sure.why}", n=_.num(f["n"]), pct=_.pct(f["margin"]), weeks=_.num(f["weeks"]),
+             of=_.num(f["of"]), luck=luck(_, f["q_value"]))  # type: ignore[arg-type]
+
+
+def luck(_: Translator, q_value: float | None) -> str:
+    """A q-value as the chance of such a difference by luck, in words."""
+    odds = chance_by_luck(q_value)
+    if odds is None:
+        return _("drawdowns.luck_untested")
+    return _(f"drawdowns.luck_{odds[0]}", n=_.num(odds[1]))
+
+
+def evidence_chart_args(_: Translator, detail: Detail, data: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """The evidence chart's lines, bands and marks; weeks before the first session are left out of the
+    drawing (the JSON twin keeps them), so the history the site has fills the width."""
+    flag, weeks = detail.flag, data["evidence"]["weeks"]
+    slow = data["evidence"]["slow_managers"]
+    has_data = [w["manager_median_ms"] is not None or w["team_median_ms"] is not None
+                or any(s["weeks"][i] is not None for s in slow) for i, w in enumerate(weeks)]
+    first = min(next((i for i, seen in enumerate(has_data) if seen), 0), max(0, len(weeks) - 4))
+    weeks = weeks[first:]
+    bands = [None if w["band"] is None else charts.Limits(w["band"]["min_ms"], w["band"]["reference_ms"],
+                                                          w["band"]["max_ms"]) for w in weeks]
+    events: list[tuple[date, str]] = []
+    a = data["assignment"]
+    if a is not None:
+        events = [(a["assigned_on"], _("drawdowns.chart_coaching", date=_.date(a["assigned_on"]))),
+                  (a["due"], _("drawdowns.chart_due", date=_.date(a["due"])))]
+    compare: charts.Series | None = None
+    others: list[charts.Series] = []
+    if flag.manager:
+        main = charts.Series(names.get(flag.manager) or flag.manager, [w["manager_median_ms"] for w in weeks])
+        compare = charts.Series(_("drawdowns.chart_team_rest"), [w["team_median_ms"] for w in weeks])
+        sessions = [detail.series.get(w["week"], flag.manager)[0] for w in weeks]
+    else:
+        main = charts.Series(_("drawdowns.chart_team", team=flag.team or "–"), [w["team_median_ms"] for w in weeks])
+        sessions = [w["n"] for w in weeks]
+        others = [charts.Series(s["manager_name"] or s["manager"], s["weeks"][first:]) for s in slow]
+    label = _("drawdowns.chart_label", step=data["flag"]["step_title"], who=main.name)
+    return {"label": label, "weeks": [w["week"] for w in weeks], "main": main, "compare": compare, "others": others,
+            "sessions": sessions, "bands": bands, "onset": flag.start_date, "at_least": flag.start_at_least,
+            "events": events}
 
 
 def _coaching_link(request: web.Request, flag: flag_store.StoredFlag) -> str | None:
@@ -237,7 +496,9 @@ def register(app: web.Application) -> None:
                              kinds="array", statuses="array", total="integer", page="integer", pages="integer",
                              per_page="integer", flags="array"))
     add_page(app, "/drawdowns/{flag_id}", drawdown_page, roles=ROLES, name="drawdown", path_params=(flag_id,),
-             response=answer(flag="object", history="array", actions="array", links="object"))
+             response=answer(flag="object", history="array", actions="array", links="object", evidence="object",
+                             onset="object?", confidence="object", explanation="string", peers="object?",
+                             assignment="object?"))
     moved = answer(flag_id="string", from_status="string", status="string", **DONE)
     for name, target in MOVES.items():
         add_action(app, f"/drawdowns/{{flag_id}}/{name}", _mover(name, target), roles=ROLES, name=f"drawdown_{name}",

@@ -28,6 +28,7 @@ def test_overview_to_a_drawdown_to_its_manager_and_acknowledge(visit: Any) -> No
     assert page.locator("svg.chart").count() > 0  # bullet, distribution and weekly charts
     v.shot("click-3-manager")
     page.goto(flag_url)
+    page.locator("details.other-actions summary").click()  # the secondary moves are folded away
     page.get_by_role("button", name="Acknowledge").click()
     page.wait_for_load_state()
     assert page.locator("span.status").first.inner_text().strip().lower() == "acknowledged"
