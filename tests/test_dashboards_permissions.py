@@ -77,6 +77,7 @@ ACTIONS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "/coaching/mentors?own": ({"name": "tom", "steps": ["offer", "needs"]}, ("ok", "ok", "ok", "403")),  # own steps
     "/coaching/notifications/{message}/retry": ({}, ("404", "404", "403", "403")),  # no such message
     "/managers/m1/name": ({"name": "Matrix Name"}, ("ok", "403", "403", "403")),
+    "/process/cost": ({"cost_per_hour": 50, "currency": "EUR"}, ("ok", "403", "403", "403")),
     "/account/language": ({"language": "en"}, ("ok", "ok", "ok", "ok")),
 }
 
