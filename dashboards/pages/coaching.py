@@ -137,7 +137,9 @@ async def new_assignment(request: web.Request, who: Viewer) -> Page:
             raise NotFound(f"no flag {q['flag']}")  # as for a flag that does not exist
         site = flag.site
         prefill.update(manager=flag.manager, step=flag.step, flag_id=flag.flag_id,
-                       target_minutes=round(flag.reference_ms / 60_000, 1))
+                       target_minutes=round(flag.reference_ms / 60_000, 1),
+                       flag={"kind": flag.kind, "minutes_lost_per_week": round(flag.minutes_lost_per_week),
+                             "start_date": flag.start_date, "start_at_least": flag.start_at_least})
     catalog = await run(request, _catalog, site, prefill["step"] or None, who.user)
     if not prefill["target_minutes"] and prefill["step"]:
         bands = await run(request, band_versions.versions, site, prefill["step"])
