@@ -97,6 +97,7 @@ async def test_the_manager_page_says_each_verdict_with_what_it_means(api: Any) -
     assert text(f"since {en.date(BEGAN)}") in offer and "at least" not in offer
     assert time_lost(row_of(html, "Offer")) == "<strong>30</strong>"  # time lost a week
     assert 'class="verdict-badge slow"' in row_of(html, "Offer")
+    assert 'class="mark within"' not in row_of(html, "Offer")  # no green "within the band" beside a slow verdict
     needs = row_of(html, "Needs assessment")
     assert "on track" in text(needs) and "12 min a week above the reference (not a drawdown)" in text(needs)
     assert time_lost(needs) == "–"  # on track: no time lost shown, only the minutes above the reference
@@ -136,6 +137,7 @@ async def test_the_step_page_says_every_managers_verdict(api: Any) -> None:
         carried(managers[stored["manager"]], stored)
     html = await (await api.get("/steps/offer?site=crm")).text()
     assert "inside the band, slower than 5 of 5 teammates" in text(row_of(html, "m1"))
+    assert 'class="mark within"' not in row_of(html, "m1")
     watch = text(row_of(html, "m2"))
     assert "watch" in watch and "8 min a week above the reference (not a drawdown)" in watch
     assert "too fast" in text(row_of(html, "m3")) and "possible skipped work" in text(row_of(html, "m3"))
