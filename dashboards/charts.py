@@ -15,7 +15,7 @@ page's Translator, so a chart speaks the viewer's language.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -337,22 +337,8 @@ def weekly(_: Translator, *, label: str, weeks: Sequence[tuple[date, int, float 
     def y(ms: float) -> float:
         return bottom - min(ms, peak) / peak * (bottom - top)
 
-    body: list[Markup] = []
-    for tick in _linear_ticks(peak):
-        body.append(_el("line", x1=left, y1=y(tick), x2=right, y2=y(tick), stroke=GRID, stroke_width=0.5))
-        body.append(_text(left - 4, y(tick) + 3, _.minutes(tick), anchor="end", size=9, fill=MUTED))
-    first = 0
-    for i in range(1, len(bands) + 1):  # one shaded stretch per run of weeks under the same band
-        if i < len(bands) and bands[i] == bands[first]:
-            continue
-        band = bands[first]
-        if band is not None:
-            xa, xb = left + step * first, left + step * i
-            body.append(_el("rect", x=xa, y=y(band.max_ms), width=xb - xa, height=y(band.min_ms) - y(band.max_ms),
-                            fill=BAND_FILL, class_="band"))
-            body.append(_el("line", x1=xa, y1=y(band.reference_ms), x2=xb, y2=y(band.reference_ms), stroke=GREEN,
-                            stroke_width=1.5, stroke_dasharray="4 2"))
-        first = i
+    body = _minute_grid(_, peak, left, right, y, size=9)
+    body += _band_runs(bands, left, step, y, reference_width=1.5, dash="4 2")
     points = [(x(i), y(m), i) for i, (_w, _n_, m) in enumerate(weeks) if m is not None]
     if len(points) > 1:
         body.append(_el("polyline", points=" ".join(f"{_n(px)},{_n(py)}" for px, py, _i in points), fill="none",
@@ -486,24 +472,8 @@ def evidence(_: Translator, *, label: str, weeks: Sequence[date], main: Series, 
     def y(ms: float) -> float:
         return bottom - min(ms, peak) / peak * (bottom - top)
 
-    body: list[Markup] = []
-    for tick in _linear_ticks(peak):
-        body.append(_el("line", x1=left, y1=y(tick), x2=right, y2=y(tick), stroke=GRID, stroke_width=0.5))
-        body.append(_text(left - 4, y(tick) + 3, _.minutes(tick), anchor="end", size=12, fill=MUTED))
-    start = 0
-    for i in range(1, len(bands) + 1):  # one shaded stretch per run of weeks under the same band
-        if i < len(bands) and bands[i] == bands[start]:
-            continue
-        band = bands[start]
-        if band is not None:
-            xa, xb = left + step * start, left + step * i
-            body.append(_el("rect", x=xa, y=y(band.max_ms), width=xb - xa, height=y(band.min_ms) - y(band.max_ms),
-                            fill=BAND_FILL, class_="band"))
-            body.append(_el("line", x1=xa, y1=y(band.reference_ms), x2=xb, y2=y(band.reference_ms), stroke=GREEN,
-                            stroke_width=1.2, stroke_dasharray="4 3"))
-            for limit in (band.min_ms, band.max_ms):
-                body.append(_el("line", x1=xa, y1=y(limit), x2=xb, y2=y(limit), stroke=GREEN, stroke_width=0.8))
-        start = i
+    body = _minute_grid(_, peak, left, right, y, size=12)
+    body += _band_runs(bands, left, step, y, reference_width=1.2, dash="4 3", limits=True)
     last = bands[-1] if bands else None
     if last is not None and not narrow:  # the band's limits named at the right, where the latest week ends
         for key, value in (("charts.max_short", last.max_ms), ("charts.reference_short", last.reference_ms),
@@ -577,3 +547,36 @@ def evidence(_: Translator, *, label: str, weeks: Sequence[date], main: Series, 
 
 def _trim(text: str, size: int) -> str:
     return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def _minute_grid(_: Translator, peak: float, left: float, right: float, y: Callable[[float], float], *,
+                 size: int) -> list[Markup]:
+    """Horizontal grid lines at round durations up to `peak`, labelled at the left."""
+    body: list[Markup] = []
+    for tick in _linear_ticks(peak):
+        body.append(_el("line", x1=left, y1=y(tick), x2=right, y2=y(tick), stroke=GRID, stroke_width=0.5))
+        body.append(_text(left - 4, y(tick) + 3, _.minutes(tick), anchor="end", size=size, fill=MUTED))
+    return body
+
+
+def _band_runs(bands: Sequence[Limits | None], left: float, step: float, y: Callable[[float], float], *,
+               reference_width: float, dash: str, limits: bool = False) -> list[Markup]:
+    """The band behind weekly figures: one shaded stretch (and reference line) per run of weeks under the
+    same band, `step` wide a week from `left`; `limits` draws the minimum and maximum as lines too."""
+    body: list[Markup] = []
+    start = 0
+    for i in range(1, len(bands) + 1):
+        if i < len(bands) and bands[i] == bands[start]:
+            continue
+        band = bands[start]
+        if band is not None:
+            xa, xb = left + step * start, left + step * i
+            body.append(_el("rect", x=xa, y=y(band.max_ms), width=xb - xa, height=y(band.min_ms) - y(band.max_ms),
+                            fill=BAND_FILL, class_="band"))
+            body.append(_el("line", x1=xa, y1=y(band.reference_ms), x2=xb, y2=y(band.reference_ms), stroke=GREEN,
+                            stroke_width=reference_width, stroke_dasharray=dash))
+            if limits:
+                for limit in (band.min_ms, band.max_ms):
+                    body.append(_el("line", x1=xa, y1=y(limit), x2=xb, y2=y(limit), stroke=GREEN, stroke_width=0.8))
+        start = i
+    return body
