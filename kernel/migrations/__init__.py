@@ -87,7 +87,8 @@ def apply_pending(client: Client, retention_days: int | None = None) -> list[Mig
 
 
 # Tables whose rows expire after the retention, with the column the age is measured on.
-RETENTION_TABLES = {"step_visits": "started_at", "session_events": "at", "session_steps": "day", "session_days": "day"}
+RETENTION_TABLES = {"step_visits": "started_at", "session_events": "at", "session_steps": "day", "session_days": "day",
+                    "notes": "created_at"}
 
 
 def apply_retention(client: Client, days: int) -> None:
