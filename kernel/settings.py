@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_PREFIX = "STEPWATCH_"
 
@@ -102,6 +102,29 @@ class Settings(BaseModel):
         description="URL that coaching notifications are POSTed to (JSON with a Slack-compatible text field); "
         "unset = no notifications.",
     )
+
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="Address people open the dashboards at (e.g. https://stepwatch.example.com), for the links "
+        "in digests; unset = the links are paths only.",
+    )
+    smtp_host: str | None = Field(None, description="SMTP server digests are e-mailed through; unset = no e-mail.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="Port of the SMTP server.")
+    smtp_user: str | None = Field(None, description="SMTP login name; unset = send without logging in.")
+    smtp_password: SecretStr | None = Field(
+        None, description="SMTP password (secret: never logged nor shown); used with SMTP_USER."
+    )
+    smtp_from: str = Field(
+        "stepwatch@localhost", pattern=r"^[^@\s]+@[^@\s]+$", description="Sender address of the e-mails."
+    )
+    smtp_starttls: bool = Field(
+        True, description="Upgrade the SMTP connection with STARTTLS (certificate checked) before logging in."
+    )
+    digest_day: Literal["off", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] = Field(
+        "monday", description="Day `stepwatch serve` sends the weekly digests (UTC); off = only by command."
+    )
+    digest_hour: int = Field(6, ge=0, le=23, description="Hour (UTC) of DIGEST_DAY from which the digests go out.")
 
     analysis_window_days: int = Field(14, ge=7, le=366, description="Days of sessions each analysis compares.")
     analysis_metric: Literal["visible", "active", "wall"] = Field(

@@ -32,6 +32,7 @@ from kernel.storage import query_rows
 ROLES = ("admin", "director", "trainer", "manager")
 LANGUAGES = ("en", "ru")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,63}$")
+_EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 MIN_PASSWORD = 10
 _HASHER = PasswordHasher()  # Argon2id with the library's current recommended parameters
 _TOKEN = re.compile(r"^swt_[A-Za-z0-9_\-]{20,100}$")
@@ -50,12 +51,13 @@ class User:
     language: str
     disabled: bool
     version: int
+    email: str = ""  # where the weekly digest is e-mailed; "" = no e-mail
 
 
 @small_tables.remembered("users")
 def list_users(client: Client) -> list[User]:
-    rows = query_rows(client, "SELECT name, role, teams, manager_id, password_hash, language, disabled, version "
-                              "FROM users FINAL ORDER BY name")
+    rows = query_rows(client, "SELECT name, role, teams, manager_id, password_hash, language, disabled, version, "
+                              "email FROM users FINAL ORDER BY name")
     return [User(**{**row, "teams": tuple(row["teams"])}) for row in rows]
 
 
@@ -67,7 +69,7 @@ def get_user(client: Client, name: str) -> User:
 
 
 def add_user(client: Client, name: str, role: str, password: str, *, teams: tuple[str, ...] = (),
-             manager_id: str = "", language: str = "en", actor: str, reason: str = "") -> User:
+             manager_id: str = "", language: str = "en", email: str = "", actor: str, reason: str = "") -> User:
     if not _NAME.match(name):
         raise InvalidInput("a user name is 1-64 letters, digits, _ . @ -, starting with a letter or digit")
     if role not in ROLES:
@@ -78,10 +80,11 @@ def add_user(client: Client, name: str, role: str, password: str, *, teams: tupl
         raise InvalidInput(f"language must be one of {', '.join(LANGUAGES)}")
     if any(u.name == name for u in list_users(client)):
         raise Conflict(f"a user named {name!r} exists already")
-    user = User(name, role, tuple(teams), manager_id, hash_password(password), language, False, time.time_ns())
+    user = User(name, role, tuple(teams), manager_id, hash_password(password), language, False, time.time_ns(),
+                check_email(email))
     _write(client, user)
     audit.record(client, actor, "user.add", name, reason,
-                 {"role": role, "teams": list(teams), "manager_id": manager_id})
+                 {"role": role, "teams": list(teams), "manager_id": manager_id, "email": user.email})
     return user
 
 
@@ -97,6 +100,21 @@ def set_language(client: Client, name: str, language: str, *, actor: str) -> Non
     user = get_user(client, name)
     _write(client, replace(user, language=language, version=time.time_ns()))
     audit.record(client, actor, "user.language", name, "", {"language": language})
+
+
+def set_email(client: Client, name: str, email: str, *, actor: str, reason: str = "") -> User:
+    """Set (or, with "", clear) the address an account's weekly digest is e-mailed to."""
+    user = replace(get_user(client, name), email=check_email(email), version=time.time_ns())
+    _write(client, user)
+    audit.record(client, actor, "user.email", name, reason, {"email": user.email})
+    return user
+
+
+def check_email(email: str) -> str:
+    email = email.strip()
+    if email and (len(email) > 254 or not _EMAIL.match(email)):
+        raise InvalidInput(f"{email!r} is not an e-mail address", field="email")
+    return email
 
 
 def find_user(client: Client, name: str) -> User | None:
@@ -330,6 +348,6 @@ def _remember(session_id: str, state: float) -> None:
 
 def _write(client: Client, user: User) -> None:
     client.insert("users", [[user.name, user.role, list(user.teams), user.manager_id, user.password_hash,
-                             user.language, user.disabled, user.version]],
+                             user.language, user.disabled, user.version, user.email]],
                   column_names=["name", "role", "teams", "manager_id", "password_hash", "language", "disabled",
-                                "version"])
+                                "version", "email"])

@@ -28,11 +28,18 @@ def _password(args: argparse.Namespace) -> tuple[str, bool]:
 def cmd_users_add(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
     password, generated = _password(args)
     user = users.add_user(client, args.name, args.role, password, teams=tuple(args.team or ()),
-                          manager_id=args.manager_id, language=args.language, actor=audit.cli_actor(),
+                          manager_id=args.manager_id, language=args.language, email=args.email,
+                          actor=audit.cli_actor(),
                           reason=args.reason)
     out.write(f"user {user.name} ({user.role}) created\n")
     if generated:
         out.write(f"  password: {password}   (shown once; change it with stepwatch users passwd {user.name})\n")
+    return 0
+
+
+def cmd_users_email(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    user = users.set_email(client, args.name, args.email, actor=audit.cli_actor(), reason=args.reason)
+    out.write(f"user {user.name}: digests go to {user.email}\n" if user.email else f"user {user.name}: no e-mail\n")
     return 0
 
 
@@ -109,6 +116,7 @@ def register(sub: Any) -> None:
     a.add_argument("--team", action="append", help="a director's teams (repeat), or a manager's team")
     a.add_argument("--manager-id", default="", help="a manager account: the id the tracker reports for them")
     a.add_argument("--language", default="en", choices=["en", "ru"])
+    a.add_argument("--email", default="", help="where the weekly digest is e-mailed (docs/digests.md)")
     a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     a.add_argument("--reason", default="", help="why (kept in the audit log)")
     a.set_defaults(func=cmd_users_add)
@@ -117,6 +125,11 @@ def register(sub: Any) -> None:
     a.add_argument("--password-stdin", action="store_true")
     a.add_argument("--reason", default="")
     a.set_defaults(func=cmd_users_passwd)
+    a = user_sub.add_parser("email", help="set the address the weekly digest is e-mailed to ('' clears it)")
+    a.add_argument("name")
+    a.add_argument("email")
+    a.add_argument("--reason", default="")
+    a.set_defaults(func=cmd_users_email)
     a = user_sub.add_parser("list", help="list accounts")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_users_list)
