@@ -1,4 +1,5 @@
-"""Coaching assignments: assign, schedule, mark done, cancel, show and list.
+"""Coaching assignments: assign, schedule, mark done, cancel, show and list; the coached manager
+acknowledges an assignment and asks questions on it, which the trainer or the director answers.
 
 Event-sourced. Each command folds the assignment's events into its current state, checks who is
 asking (coaching/permissions.py), builds the new event and applies it to that state with the
@@ -141,6 +142,31 @@ def cancel(client: Client, settings: Settings, user: Account, assignment_id: str
     return _change(client, settings, user, current, "cancelled", reason, {}, now)
 
 
+def acknowledge(client: Client, settings: Settings, user: Account, assignment_id: str, *,
+                now: datetime | None = None) -> CoachingAssignment:
+    """The coached manager confirms they have seen the assignment (once, while it is open)."""
+    current = get(client, assignment_id, user)
+    permissions.require(user, "acknowledge", current)
+    return _change(client, settings, user, current, "acknowledged", "", {}, now)
+
+
+def ask(client: Client, settings: Settings, user: Account, assignment_id: str, text: str, *,
+        now: datetime | None = None) -> CoachingAssignment:
+    """The coached manager asks a question on the assignment, for its trainer and director."""
+    current = get(client, assignment_id, user)
+    permissions.require(user, "ask", current)
+    return _change(client, settings, user, current, "asked", "", {"text": text.strip()}, now)
+
+
+def answer(client: Client, settings: Settings, user: Account, assignment_id: str, question_id: str, text: str, *,
+           now: datetime | None = None) -> CoachingAssignment:
+    """Answer one of the manager's questions (`question_id` = the id the question has on the assignment)."""
+    current = get(client, assignment_id, user)
+    permissions.require(user, "answer", current)
+    return _change(client, settings, user, current, "answered", "",
+                   {"question_id": question_id.strip(), "text": text.strip()}, now)
+
+
 def get(client: Client, assignment_id: str, user: Account | None = None) -> CoachingAssignment:
     """One assignment with its history (`.history`), as its events make it, by its id or a unique
     prefix of it. `user` = what they may see: an assignment hidden from them is NotFound (404), and a
@@ -180,7 +206,8 @@ class Actions:
 
 
 def actions(user: Account, assignment: CoachingAssignment, now: datetime | None = None) -> Actions:
-    """The commands the state allows now and `user` may give: schedule, done, cancel, evaluate."""
+    """The commands the state allows now and `user` may give: schedule, done, cancel, evaluate,
+    acknowledge, ask, answer."""
     moves = possible(assignment, _now(now))
     allowed, refused = set(), {}
     for move in sorted(moves):
@@ -286,6 +313,12 @@ def notification(a: CoachingAssignment, event: CoachingEvent) -> dict[str, Any]:
         text = f"{event.actor} marked {what} for {subject} done."
     elif event.type == "cancelled":
         text = f"{event.actor} cancelled {what} for {subject}: {event.reason}"
+    elif event.type == "acknowledged":
+        text = f"{event.actor} acknowledged {what} on step {a.step}."
+    elif event.type == "asked":
+        text = f"{event.actor} asked about {what} on step {a.step}: {event.payload.get('text', '')}"
+    elif event.type == "answered":
+        text = f"{event.actor} answered a question of {subject} about {what}: {event.payload.get('text', '')}"
     elif event.type == "evaluated":
         text = f"Coaching of {subject} ({what}) evaluated: {str(a.verdict).replace('_', ' ')}" + _effect(a) + "."
     else:
@@ -317,5 +350,5 @@ def _now(now: datetime | None) -> datetime:
     return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
 
 
-__all__ = ["OPEN_STATES", "Actions", "actions", "assign", "cancel", "get", "list_assignments", "mark_done",
-           "notification", "schedule"]
+__all__ = ["OPEN_STATES", "Actions", "acknowledge", "actions", "answer", "ask", "assign", "cancel", "get",
+           "list_assignments", "mark_done", "notification", "schedule"]

@@ -5,6 +5,10 @@
        │                        │ (reschedule)   │                    followed_up at 30 and 60 days
        └──────── cancel (reason) ┴───────────────┴──► cancelled
 
+Beside the states, the coached manager takes part: they acknowledge an open assignment (once), and
+they ask questions about it at any time, which the trainer or the director answers. These events
+change no state; they are kept on the assignment (`acknowledged_at`, `questions`).
+
 The state of an assignment is never stored: it is `fold(events)`, and every command is checked by
 applying its event to the folded state (`apply`), the same function the fold uses, so what is
 refused when asked is exactly what the fold would not accept. Pure: no database, no clock (an
@@ -26,7 +30,10 @@ Kind = Literal["course", "mentor_meeting"]
 KINDS: tuple[str, ...] = ("course", "mentor_meeting")
 STATES: tuple[str, ...] = ("assigned", "scheduled", "done", "evaluated", "cancelled")
 OPEN_STATES = frozenset({"assigned", "scheduled", "done"})
-EVENT_TYPES: tuple[str, ...] = ("assigned", "scheduled", "done", "evaluated", "followed_up", "cancelled")
+EVENT_TYPES: tuple[str, ...] = ("assigned", "scheduled", "done", "evaluated", "followed_up", "cancelled",
+                                "acknowledged", "asked", "answered")
+#: The longest question or answer: a note on an assignment, not a document.
+MAX_NOTE_CHARS = 2000
 TARGET_METRICS: tuple[str, ...] = ("median",)
 #: Who records automatic changes (evaluations) in the events and the audit log.
 SYSTEM_ACTOR = "coaching"
@@ -76,6 +83,36 @@ class CoachingEvent:
 
 
 @dataclass(frozen=True)
+class Reply:
+    """An answer to a manager's question, by a trainer, a director or an admin."""
+
+    at: datetime
+    by: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question the coached manager asked on the assignment, with the answers it got. Its id is
+    the id of the event that asked it."""
+
+    question_id: str
+    at: datetime
+    by: str
+    text: str
+    answers: tuple[Reply, ...] = ()
+
+    @property
+    def answered(self) -> bool:
+        return bool(self.answers)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"question_id": self.question_id, "at": _iso(self.at), "by": self.by, "text": self.text,
+                "answered": self.answered,
+                "answers": [{"at": _iso(r.at), "by": r.by, "text": r.text} for r in self.answers]}
+
+
+@dataclass(frozen=True)
 class CoachingAssignment:
     """An assignment as its events make it. `version` is the seq of its last applied event."""
 
@@ -108,6 +145,9 @@ class CoachingAssignment:
     cancelled_at: datetime | None = None
     cancelled_by: str = ""
     cancel_reason: str = ""
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str = ""
+    questions: tuple[Question, ...] = ()
     version: int = 0
     history: tuple[CoachingEvent, ...] = field(default=(), repr=False)
 
@@ -127,6 +167,11 @@ class CoachingAssignment:
     def deadline(self) -> date:
         """The day by which the target should be met."""
         return self.assigned_on + timedelta(days=self.target.within_days)
+
+    @property
+    def unanswered(self) -> int:
+        """How many of the manager's questions wait for an answer."""
+        return sum(1 for q in self.questions if not q.answered)
 
     def next_checkpoint(self) -> int | None:
         """The evaluation still to come: 0 once done, then the follow-ups; None when nothing is left."""
@@ -154,10 +199,13 @@ class CoachingAssignment:
                 value = {"metric": value.metric, "max_ms": value.max_ms, "within_days": value.within_days}
             elif name == "follow_ups":
                 value = [{"checkpoint": c, "verdict": v} for c, v in value]
+            elif name == "questions":
+                value = [q.as_dict() for q in value]
             elif isinstance(value, datetime | date):
                 value = _iso(value)
             out[name] = value
         out["deadline"] = self.deadline.isoformat()
+        out["unanswered"] = self.unanswered
         return out
 
 
@@ -176,7 +224,8 @@ def apply(current: CoachingAssignment | None, event: CoachingEvent) -> CoachingA
         raise InvalidTransition(f"assignment {current.assignment_id} changed meanwhile (event {event.seq} after "
                                 f"{current.version}): reload it and try again")
     handler = {"scheduled": _scheduled, "done": _done, "evaluated": _evaluated, "followed_up": _followed_up,
-               "cancelled": _cancelled}[event.type]
+               "cancelled": _cancelled, "acknowledged": _acknowledged, "asked": _asked,
+               "answered": _answered}[event.type]
     changed = handler(current, event)
     return replace(changed, version=event.seq, history=(*current.history, event))
 
@@ -212,8 +261,13 @@ def fold_all(events: Iterable[CoachingEvent]) -> dict[str, CoachingAssignment]:
 
 
 def possible(assignment: CoachingAssignment, now: datetime) -> frozenset[str]:
-    """The commands the state allows now, whoever asks: schedule, done, cancel, evaluate."""
-    moves = set()
+    """The commands the state allows now, whoever asks: schedule, done, cancel, evaluate, acknowledge,
+    ask, answer."""
+    moves = {"ask"}
+    if assignment.is_open and assignment.acknowledged_at is None:
+        moves.add("acknowledge")
+    if assignment.questions:
+        moves.add("answer")
     if assignment.state in ("assigned", "scheduled") and assignment.mentor and now.date() <= assignment.due:
         moves.add("schedule")
     if assignment.state == "assigned" and assignment.kind == "course":
@@ -338,6 +392,39 @@ def _cancelled(a: CoachingAssignment, event: CoachingEvent) -> CoachingAssignmen
         raise InvalidInput("cancelling needs a reason", field="reason")
     return replace(a, state="cancelled", cancelled_at=event.at, cancelled_by=event.actor,
                    cancel_reason=event.reason.strip())
+
+
+def _acknowledged(a: CoachingAssignment, event: CoachingEvent) -> CoachingAssignment:
+    if a.acknowledged_at is not None:
+        raise InvalidTransition(f"the assignment was acknowledged already, on {_iso(a.acknowledged_at)}")
+    if not a.is_open:
+        raise InvalidTransition(f"only an open assignment (assigned, scheduled, done) is acknowledged; "
+                                f"this one is {a.state}")
+    return replace(a, acknowledged_at=event.at, acknowledged_by=event.actor)
+
+
+def _asked(a: CoachingAssignment, event: CoachingEvent) -> CoachingAssignment:
+    text = _note_text(event, "a question")
+    return replace(a, questions=(*a.questions, Question(event.event_id, event.at, event.actor, text)))
+
+
+def _answered(a: CoachingAssignment, event: CoachingEvent) -> CoachingAssignment:
+    asked = str(event.payload.get("question_id") or "")
+    found = next((q for q in a.questions if q.question_id == asked), None)
+    if found is None:
+        raise InvalidInput(f"no question {asked or '(none given)'} on this assignment", field="question_id")
+    text = _note_text(event, "an answer")
+    changed = replace(found, answers=(*found.answers, Reply(event.at, event.actor, text)))
+    return replace(a, questions=tuple(changed if q is found else q for q in a.questions))
+
+
+def _note_text(event: CoachingEvent, what: str) -> str:
+    text = str(event.payload.get("text") or "").strip()
+    if not text:
+        raise InvalidInput(f"{what} needs some text", field="text")
+    if len(text) > MAX_NOTE_CHARS:
+        raise InvalidInput(f"{what} is at most {MAX_NOTE_CHARS} characters (got {len(text)})", field="text")
+    return text
 
 
 def _check_evaluation_time(a: CoachingAssignment, event: CoachingEvent, checkpoint: int) -> None:

@@ -3,7 +3,11 @@
     admin     everything
     director  assigns, cancels, evaluates and sees the assignments of the teams they lead
     trainer   schedules, marks done, evaluates and sees what is assigned to them (as mentor)
-    manager   sees their own assignments and marks their self-paced courses done
+    manager   sees their own assignments, marks their self-paced courses done, acknowledges them
+              and asks questions on them
+
+Acknowledging and asking are the coached manager's own words, so nobody else gives them, an admin
+included; whoever else sees the assignment (its trainer, the team's director, an admin) answers.
 
 The catalog: courses are added by admins, directors and trainers; mentors are set by admins and
 directors (and a trainer may set the steps they coach themselves).
@@ -26,9 +30,12 @@ from typing import Literal, Protocol
 from coaching.lifecycle import CoachingAssignment
 from kernel.errors import Forbidden, NotFound
 
-Action = Literal["view", "assign", "schedule", "done", "cancel", "evaluate", "courses", "mentors", "effectiveness"]
+Action = Literal["view", "assign", "schedule", "done", "cancel", "evaluate", "courses", "mentors", "effectiveness",
+                 "acknowledge", "ask", "answer"]
 ACTIONS: tuple[str, ...] = ("view", "assign", "schedule", "done", "cancel", "evaluate", "courses", "mentors",
-                            "effectiveness")
+                            "effectiveness", "acknowledge", "ask", "answer")
+#: What only the coached manager does, in their own name.
+MANAGER_OWN = ("acknowledge", "ask")
 
 
 class Account(Protocol):
@@ -83,9 +90,17 @@ def refusal(user: Account, action: str, assignment: CoachingAssignment | None = 
     who = f"{user.name} ({user.role})"
     if user.disabled:
         return f"the account {user.name} is disabled"
+    if action in MANAGER_OWN:
+        if assignment is None:
+            raise ValueError(f"{action} needs the assignment")
+        if user.role != "admin" and (hidden := _view(user, assignment, who)) is not None:
+            return hidden
+        if user.role == "manager" and user.manager_id == assignment.manager:
+            return None
+        return f"{who} cannot {action}: only the coached manager {assignment.manager} does, in their own name"
     if user.role == "admin":
         return None
-    if action in ("view", "schedule", "done", "cancel", "evaluate") and assignment is None:
+    if action in ("view", "schedule", "done", "cancel", "evaluate", "answer") and assignment is None:
         raise ValueError(f"{action} needs the assignment")
     if assignment is not None and (hidden := _view(user, assignment, who)) is not None:
         return hidden  # visibility first: what one may not see, one may do nothing with
@@ -125,6 +140,10 @@ def refusal(user: Account, action: str, assignment: CoachingAssignment | None = 
         if user.role == "trainer" and a.mentor == user.name:
             return None
         return f"{who} cannot evaluate this assignment: the director of team {a.team or '-'} or its trainer can"
+    if action == "answer":
+        if user.role in ("director", "trainer"):
+            return None  # seeing it is enough: the trainer who runs it, or the team's director
+        return f"{who} cannot answer: the trainer or the director answers the manager's questions"
     if action == "courses":
         return None if user.role in ("director", "trainer") else f"{who} cannot change the course catalog"
     if action == "mentors":

@@ -136,14 +136,18 @@ def test_apply_refuses_what_the_state_does_not_allow() -> None:
         apply(followed, event(5, "cancelled", datetime(2026, 5, 3, tzinfo=UTC), reason="late"))
 
 
+#: What an open assignment always allows its manager: acknowledge it (until they have) and ask on it.
+FOLLOW = ("acknowledge", "ask")
+
+
 def test_possible_moves_for_buttons() -> None:
-    assert possible(MEETING, T0) == {"schedule", "cancel"}
-    assert possible(COURSE, T0) == {"done", "cancel"}
-    assert possible(LED, T0) == {"schedule", "done", "cancel"}
+    assert possible(MEETING, T0) == {"schedule", "cancel", *FOLLOW}
+    assert possible(COURSE, T0) == {"done", "cancel", *FOLLOW}
+    assert possible(LED, T0) == {"schedule", "done", "cancel", *FOLLOW}
     scheduled = apply(MEETING, event(1, "scheduled", T0, meeting_at="2026-03-03T10:00:00Z"))
-    assert possible(scheduled, T0) == {"schedule", "cancel"}
-    assert possible(scheduled, datetime(2026, 3, 3, 10, tzinfo=UTC)) == {"schedule", "done", "cancel"}
+    assert possible(scheduled, T0) == {"schedule", "cancel", *FOLLOW}
+    assert possible(scheduled, datetime(2026, 3, 3, 10, tzinfo=UTC)) == {"schedule", "done", "cancel", *FOLLOW}
     done = apply(scheduled, event(2, "done", datetime(2026, 3, 3, 11, tzinfo=UTC)))
-    assert possible(done, datetime(2026, 3, 10, tzinfo=UTC)) == {"cancel"}
-    assert possible(done, datetime(2026, 3, 18, tzinfo=UTC)) == {"cancel", "evaluate"}
+    assert possible(done, datetime(2026, 3, 10, tzinfo=UTC)) == {"cancel", *FOLLOW}
+    assert possible(done, datetime(2026, 3, 18, tzinfo=UTC)) == {"cancel", "evaluate", *FOLLOW}
     assert done.as_dict()["deadline"] == "2026-04-01" and done.as_dict()["history"][0]["type"] == "assigned"
