@@ -66,10 +66,7 @@ def document(app: web.Application) -> dict[str, Any]:
             "tags": [route.path.split("/")[3]],
             "parameters": [_parameter(p, "path") for p in declared.path]
             + [_parameter(p, "query") for p in declared.query],
-            "responses": {"200": {"description": "the page's data" if route.method == "get" else "done",
-                                  "content": {"application/json": {"schema": route.response or {"type": "object"}},
-                                              **({"text/csv": {"schema": {"type": "string"}}}
-                                                 if route.method == "get" else {})}},
+            "responses": {"200": _answer(route),
                           **_errors("400", "401", "403", "404", "409")},
         }
         if route.method == "post":
@@ -89,6 +86,17 @@ def document(app: web.Application) -> dict[str, Any]:
         "security": AUTH,
         "paths": dict(sorted(paths.items())),
     }
+
+
+def _answer(route: Any) -> dict[str, Any]:
+    """A page's JSON (and CSV) twin; a download (a response schema with contentMediaType) is that file."""
+    download = (route.response or {}).get("contentMediaType")
+    if download:
+        return {"description": "the file", "content": {download: {"schema": {"type": "string",
+                                                                              "contentMediaType": download}}}}
+    return {"description": "the page's data" if route.method == "get" else "done",
+            "content": {"application/json": {"schema": route.response or {"type": "object"}},
+                        **({"text/csv": {"schema": {"type": "string"}}} if route.method == "get" else {})}}
 
 
 INGESTED = {"type": "object", "properties": {"accepted": {"type": "integer"}, "rejected": {"type": "array"}}}

@@ -8,6 +8,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -15,12 +16,14 @@ from aiohttp import web
 import coaching
 import collector
 import dashboards
+from coaching import outbox
 from dashboards.auth import is_https, same_secret
 from kernel import app_keys, migrations
 from kernel.errors import StepwatchError
 from kernel.logs import REQUEST_ID
 from kernel.settings import Settings
 from kernel.storage import StorageUnavailable, Store
+from stepwatch import privacy_web
 
 log = logging.getLogger("stepwatch.app")
 
@@ -29,6 +32,7 @@ AdminRunner = Callable[[list[str], Store], tuple[int, str, str]]
 ADMIN_TOKEN = web.AppKey("admin_token", str)
 ADMIN_RUNNER = web.AppKey("admin_runner", object)
 WEBHOOK_INTERVAL_S = 10.0
+DIGEST_CHECK_S = 600.0  # how often serve checks whether the week's digests are due (they go once a week)
 
 
 def create_app(
@@ -44,10 +48,13 @@ def create_app(
     app.cleanup_ctx.append(storage_ctx)
     collector.setup(app)
     dashboards.setup(app)
+    privacy_web.setup(app)  # the manager's own export: spans every part, so the application wires it
     if settings.analysis_interval_s > 0:
         app.cleanup_ctx.append(analysis_schedule)
-    if settings.webhook_url:
+    if outbox.configured(settings):
         app.cleanup_ctx.append(webhook_delivery)
+        if settings.digest_day != "off":
+            app.cleanup_ctx.append(digest_schedule)
     if admin_runner is not None:
         app[ADMIN_RUNNER] = admin_runner
         app.router.add_post("/v1/admin/cli", run_cli_command)
@@ -97,7 +104,7 @@ async def analysis_schedule(app: web.Application) -> AsyncIterator[None]:
 
 
 async def webhook_delivery(app: web.Application) -> AsyncIterator[None]:
-    """Deliver coaching notifications from the outbox every WEBHOOK_INTERVAL_S (retries back off)."""
+    """Deliver the outbox (webhook and e-mail) every WEBHOOK_INTERVAL_S (retries back off)."""
     settings, store = app[app_keys.SETTINGS], app[app_keys.STORE]
 
     async def loop() -> None:
@@ -107,6 +114,32 @@ async def webhook_delivery(app: web.Application) -> AsyncIterator[None]:
             except Exception:
                 log.exception("webhook delivery failed")
             await asyncio.sleep(WEBHOOK_INTERVAL_S)
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def digest_schedule(app: web.Application) -> AsyncIterator[None]:
+    """Queue the week's digests once they are due (STEPWATCH_DIGEST_DAY and _HOUR); the outbox keeps each
+    to once a week, so checking every DIGEST_CHECK_S queues nothing twice."""
+    from stepwatch import digests
+
+    settings, store = app[app_keys.SETTINGS], app[app_keys.STORE]
+
+    async def loop() -> None:
+        await asyncio.sleep(min(60.0, DIGEST_CHECK_S))  # after the first analysis of a restart
+        while True:
+            try:
+                if digests.due(settings, datetime.now(UTC)):
+                    report = await store.run(lambda client: digests.send(client, settings))
+                    if report.queued:
+                        log.info("digests queued", extra={"messages": report.queued, "digests": report.composed})
+            except Exception:
+                log.exception("digests failed")
+            await asyncio.sleep(DIGEST_CHECK_S)
 
     task = asyncio.create_task(loop())
     yield
