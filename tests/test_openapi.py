@@ -151,7 +151,10 @@ def _handlers(app: Any) -> dict[tuple[str, str], Callable[..., Any]]:
         for cell in inner.__closure__ or ():  # api -> api_page (pages) or the handler itself (actions)
             if inspect.isfunction(cell.cell_contents) and cell.cell_contents.__name__ == "api_page":
                 inner = cell.cell_contents
-        handler = inner if inner.__closure__ is None else next(c.cell_contents for c in inner.__closure__ if c.cell_contents.__class__.__name__ == "function"
+        if inner.__closure__ is None:  # a route of its own (the export), not made by add_page / add_action
+            handlers[(r.method.lower(), r.resource.canonical)] = inner
+            continue
+        handler = next(c.cell_contents for c in inner.__closure__ if c.cell_contents.__class__.__name__ == "function"
                        and c.cell_contents.__name__ not in ("api_page", "html_page"))
         handlers[(r.method.lower(), r.resource.canonical)] = handler
     return handlers
