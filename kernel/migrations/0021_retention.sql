@@ -1,0 +1,25 @@
+-- The retention (STEPWATCH_RETENTION_DAYS, 400 days by default) reaches every table that holds a
+-- person's visit-level or per-session figures, not only the raw events. At every start
+-- kernel/migrations.apply_retention sets each table's TTL to the configured number of days
+-- (RETENTION_TABLES); the statement here gives the table its TTL at the default.
+--
+-- Per table, and why:
+--   step_visits, session_events     raw events: TTL since 0001 / 0002, on when they happened.
+--   session_steps, session_days,    per-session times derived from them: TTL on the day (0007,
+--   pair_days                       0013, 0014), so they go with the events they come from.
+--   notes                           a manager's context on a week: as long as the data it explains (0020).
+--   pair_stats                      here: one row per manager x step with the median, band and peer test
+--                                   of the latest analysis. A pair the analysis stopped refreshing (the
+--                                   manager left, the step was dropped) keeps its last row forever
+--                                   without a TTL; measured on run_at, so a refreshed row never expires
+--                                   and an older version of a row always goes before a newer one.
+-- Not time-limited, and why (docs/privacy.md says the same to the people tracked):
+--   flags, flag_events              a decision and its history (who acknowledged, dismissed, coached and
+--                                   why); a median and a count per flag, no visit or session. Kept while
+--                                   someone may need to answer for the decision; `stepwatch managers
+--                                   erase` removes a person's.
+--   coaching_events, _evaluations   the record of coaching given and its measured effect: as flags.
+--   audit_log                       the security record of who changed what; erasure keeps only that
+--                                   an erasure happened.
+--   managers, team_members, users   the directory and accounts: current facts, corrected or erased.
+ALTER TABLE pair_stats MODIFY TTL toDateTime(run_at) + toIntervalDay(400);
