@@ -18,7 +18,7 @@ from stepwatch import privacy
 from stepwatch.app import create_app
 from tests.dashboard_data import make_flag, served, store_events
 from tests.figures_helpers import TODAY, build
-from tests.web_helpers import SECRET, login
+from tests.web_helpers import SECRET, login, page_csrf
 
 FILES = {"README.txt", "directory.csv", "teams.csv", "accounts.csv", "visits.csv", "sessions.csv", "session_steps.csv",
          "session_days.csv", "step_days.csv", "figures.csv", "flags.csv", "flag_history.csv", "coaching.csv",
@@ -141,3 +141,13 @@ async def test_other_accounts_may_not_export_through_the_web(api: Any, name: str
     response = await api.get("/api/v1/me/export")
     assert response.status == 403
     assert "stepwatch managers export ID --site SITE FILE" in (await response.json())["error"]
+
+
+async def test_my_figures_link_to_the_export(api: Any) -> None:
+    assert (await login(api, "max")).status == 303
+    for language, words in (("en", "Download everything stepwatch stores about you"),
+                            ("ru", "Скачать всё, что stepwatch хранит о вас")):
+        await api.post("/api/v1/account/language", json={"language": language},
+                       headers={"X-CSRF-Token": await page_csrf(api, "/me?site=crm")})
+        html = await (await api.get("/me?site=crm")).text()
+        assert '<a href="/api/v1/me/export?site=crm" download>' + words + "</a>" in html, language
