@@ -52,7 +52,7 @@ from dashboards.web import (
     uuid_id,
     whole,
 )
-from kernel import app_keys, band_versions, flag_store
+from kernel import app_keys, band_versions, flag_store, notes
 from kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from kernel.settings import Settings
 from kernel.users import User
@@ -317,15 +317,37 @@ async def drawdown_page(request: web.Request, who: Viewer) -> Page:
             "confidence": {"level": sure.level, "why": why(_, sure)},
             "explanation": explanation(_, flag, row, peers, window_weeks, slow_count, team_count),
             "peers": peers, "assignment": assignment}
+    data["notes"] = await run(request, flag_notes, who.user, flag, detail.weeks, names)
+    picked = next((n for n in data["notes"] if n["note_id"] == request.query.get("note")), None)
     chart_args = evidence_chart_args(_, detail, data, names)
     context = {"seg": segment, "words": FLAG_WORDS, "step_title": step_title,
                "chart_wide": charts.evidence(_, **chart_args),
                "chart_narrow": charts.evidence(_, **chart_args, width=380, height=240),
                "series_names": (chart_args["main"].name,
                                 chart_args["compare"].name if chart_args["compare"] else None),
-               "luck": luck(_, flag.q_value), "history_shown": history_shown(_, detail.history)}
+               "luck": luck(_, flag.q_value), "history_shown": history_shown(_, detail.history),
+               "note_reason": note_reason(_, picked) if picked else ""}
     return Page("drawdown.html", data, title="drawdowns.detail_title", table="history",
                 columns=["at", "actor", "from_status", "to_status", "reason"], context=context)
+
+
+def flag_notes(client: Client, user: User, flag: flag_store.StoredFlag, weeks: list[date],
+               names: dict[str, str]) -> list[dict[str, Any]]:
+    """The notes of the flag's managers (those the account sees) on this flag, and on the flag's step in
+    the weeks the evidence shows: what the manager says happened, next to the figures."""
+    scope = scope_of(client, user, flag.site)
+    managers = [m for m in ([flag.manager] if flag.manager else flag.managers) if scope.sees_manager(m)]
+    first, last = weeks[0], weeks[-1]
+    return [{**n.as_dict(), "manager_name": names.get(n.manager)}
+            for n in notes.notes_of(client, flag.site, managers, step=flag.step)
+            if n.flag_id == flag.flag_id or (n.week is not None and first <= n.week <= last)]
+
+
+def note_reason(_: Translator, note: dict[str, Any]) -> str:
+    """A note as the reason a flag is dismissed: whose, which week, the words."""
+    who = note["manager_name"] or note["manager"]
+    where = _("drawdowns.note_week", date=_.date(note["week"])) if note["week"] else _("drawdowns.note_on_flag")
+    return _("drawdowns.note_reason", manager=who, where=where, text=note["text"])[:MAX_REASON]
 
 
 _COACHING_REASON = re.compile(r"^coaching assignment ([0-9a-fA-F-]{36})( evaluated improved)?")
@@ -496,9 +518,10 @@ def register(app: web.Application) -> None:
                              kinds="array", statuses="array", total="integer", page="integer", pages="integer",
                              per_page="integer", flags="array"))
     add_page(app, "/drawdowns/{flag_id}", drawdown_page, roles=ROLES, name="drawdown", path_params=(flag_id,),
+             query=(uuid_id("note", "a manager's note to offer as the reason to dismiss"),),
              response=answer(flag="object", history="array", actions="array", links="object", evidence="object",
                              onset="object?", confidence="object", explanation="string", peers="object?",
-                             assignment="object?"))
+                             assignment="object?", notes="array"))
     moved = answer(flag_id="string", from_status="string", status="string", **DONE)
     for name, target in MOVES.items():
         add_action(app, f"/drawdowns/{{flag_id}}/{name}", _mover(name, target), roles=ROLES, name=f"drawdown_{name}",

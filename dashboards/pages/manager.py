@@ -29,7 +29,7 @@ from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from dashboards.pages import coaching as coaching_pages
 from dashboards.web import SITE, Page, add_page, answer, choice, chosen_site, day, day_param, run, text
-from kernel import app_keys, band_versions, flag_store, managers, processes
+from kernel import app_keys, band_versions, flag_store, managers, notes, processes
 from kernel.errors import InvalidInput, NotFound
 from kernel.settings import Settings
 from kernel.users import User
@@ -148,6 +148,8 @@ def manager_data(client: Client, settings: Settings, user: User, site: str, mana
         "steps": steps,
         "flags": [{**_flag(f, scope, histories.get(f.flag_id, []), names), "step_title": titles.get(f.step, f.step)}
                   for f in flags],
+        # the manager's own notes on weeks of their steps and on their flags (kernel/notes.py)
+        "notes": [n.as_dict() for n in notes.notes_of(client, site, [manager])],
     }
 
 
@@ -271,7 +273,8 @@ PERIOD = (day("since", "first day of the window (default: the analysis window en
           day("until", "last day of the window (default: today)"))
 TABLE = choice("table", ("steps", "flags"), "which table ?format=csv exports")
 FIGURES = answer(site="string", manager="string", team="string", period="object", metric="string",
-                 analysis="object?", steps="array", flags="array", sites="array", coaching="array")
+                 analysis="object?", steps="array", flags="array", notes="array", sites="array",
+                 coaching="array")
 
 
 def register(app: web.Application) -> None:
