@@ -60,7 +60,7 @@ _PARTS = (
          "WHERE site = {site:String} AND manager = {manager:String} ORDER BY version"),
     Part("accounts.csv", "Your login account(s) linked to your id: name, role, language, whether disabled. "
                          "The password is stored only as an Argon2id hash and is not exported.",
-         "SELECT name, role, teams, manager_id, language, disabled FROM users FINAL "
+         "SELECT name, role, teams, manager_id, language, email, disabled FROM users FINAL "
          "WHERE manager_id = {manager:String} ORDER BY name"),
     Part("visits.csv", "Every stay on a CRM step the tracker reported: when it began, the step and the "
                        "sanitized page path, active / idle / hidden milliseconds. `customer` is a pseudonym "
@@ -256,11 +256,13 @@ class Erasure:
     rows: dict[str, int] = field(default_factory=dict)
     systemic_flags: int = 0  # systemic flags the person was taken off
     audit_redacted: int = 0  # audit entries about others that named the person, the name taken out
+    messages_redacted: int = 0  # notifications and digests (the outbox) that named the person
     spool_rows: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"site": self.site, "subject": self.subject, "rows": self.rows, "systemic_flags": self.systemic_flags,
-                "audit_redacted": self.audit_redacted, "spool_rows": self.spool_rows}
+                "audit_redacted": self.audit_redacted,
+                "messages_redacted": self.messages_redacted, "spool_rows": self.spool_rows}
 
 
 def subject_hash(client: Client, site: str, manager: str) -> str:
@@ -311,6 +313,7 @@ def erase(client: Client, site: str, manager: str, *, actor: str, reason: str,
         "OR object IN {flag_strings:Array(String)} "
         "OR object IN {assignment_strings:Array(String)} OR object IN {accounts:Array(String)}", p)
     result.audit_redacted = _redact_audit(client, person)
+    result.messages_redacted = _redact_messages(client, person)
     audit.record(client, actor, "manager.erase", f"{site}/{result.subject}", _scrub(reason, person),
                  {k: v for k, v in result.as_dict().items() if k != "site"})
     return result
@@ -327,6 +330,24 @@ def _redact_audit(client: Client, person: Person) -> int:
             client.command("ALTER TABLE audit_log UPDATE details = replaceAll(details, {needle:String}, "
                            "{erased:String}) WHERE position(details, {needle:String}) > 0",
                            parameters=needle, settings={"mutations_sync": 2})
+        redacted += found
+    return redacted
+
+
+def _redact_messages(client: Client, person: Person) -> int:
+    """Digests and notifications about others (a director's weekly digest) that name the person: the id and
+    names become "(erased)" wherever they stand as a whole word, so a message still due goes out without them."""
+    redacted = 0
+    for value in (person.manager, *person.names):
+        if not value or "\\E" in value:
+            continue
+        words = {"pattern": f"(^|[^\\w])\\Q{value}\\E($|[^\\w])", "erased": f"\\1{ERASED}\\2"}
+        found = int(client.command("SELECT count() FROM outbox WHERE site = {site:String} "
+                                   "AND match(body, {pattern:String})", parameters={**words, "site": person.site}))
+        if found:
+            client.command("ALTER TABLE outbox UPDATE body = replaceRegexpAll(body, {pattern:String}, {erased:String}) "
+                           "WHERE site = {site:String} AND match(body, {pattern:String})",
+                           parameters={**words, "site": person.site}, settings={"mutations_sync": 2})
         redacted += found
     return redacted
 

@@ -4,7 +4,9 @@ that an erasure happened without the id, and leaves everyone else's figures as t
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from coaching import outbox
 from collector.spool import Spool
 from kernel import audit, managers, notes, storage, users
 from kernel.settings import Settings
@@ -88,6 +91,10 @@ def built(client: storage.Client, settings: Settings, site: Any) -> storage.Clie
     notes.add_note(client, "crm", GONE, step="offer", text="CRM outage", actor="mo", week=TODAY)
     make_flag(client, "crm", kind="systemic", manager="", managers=("m1", GONE), team="north")
     audit.record(client, "ada", "team.review", "crm/north", "", {"managers": ["m1", GONE], "who": "Maria Gone"})
+    digest = json.dumps({"text": f"North lost 5 h: Maria Gone ({GONE}) 3 h, Max Stays (m1) 2 h; m22 none"})
+    client.insert("outbox", [[uuid.uuid4(), "crm", "digest.director", "email", "dora@example.com",
+                              "digest:director:crm:dora:2026-W49", digest, datetime.now(UTC), 0, None, "", None, 1]],
+                  column_names=list(outbox.COLUMNS))
     return client
 
 
@@ -127,6 +134,9 @@ def test_every_table_with_a_manager_column_is_emptied_of_the_person(built: stora
     assert result.subject == privacy.subject_hash(client, "crm", GONE) != privacy.subject_hash(client, "crm", "m1")
     kept = audit.entries(client, action="team.review")[0]
     assert kept.details == {"managers": ["m1", "(erased)"], "who": "(erased)"}
+    # the director's digest still goes out, without the person
+    assert json.loads(client.command("SELECT body FROM outbox FINAL WHERE topic = 'digest.director'")) == {
+        "text": "North lost 5 h: (erased) ((erased)) 3 h, Max Stays (m1) 2 h; m22 none"}
     # the spool keeps m1's visit, without the erased one's
     (record,) = list(Spool.read(spool_file))
     assert record.rows == 1 and b'"m1"' in record.block and GONE.encode() not in record.block
