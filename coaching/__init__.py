@@ -7,7 +7,7 @@
     assignments.py  assign, schedule, mark done, cancel, get, list (event-sourced)
     evaluation.py   the statistics: before/after, difference-in-differences, verdict (pure)
     measure.py      evaluate from stored data, evaluate what is due, effectiveness, before/after chart
-    outbox.py       webhook notifications, delivered with retries
+    outbox.py       notifications by webhook and e-mail, delivered with retries
 
 docs/coaching.md explains the method, the states and the permissions.
 """

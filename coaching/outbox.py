@@ -223,11 +223,11 @@ def email_of(settings: Settings, message: OutboxMessage) -> EmailMessage:
     mail["Date"] = formatdate(message.created_at.timestamp(), usegmt=True)
     mail["Message-ID"] = f"<{message.message_id}@stepwatch>"  # the same on every try: a repeat can be dropped
     mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies
-    if body.get("language"):
-        mail["Content-Language"] = body["language"]
     mail.set_content(body["text"])
     if body.get("html"):
         mail.add_alternative(body["html"], subtype="html")
+    if body.get("language"):  # after the parts: making a multipart moves Content-* headers into the first part
+        mail["Content-Language"] = body["language"]
     return mail
 
 

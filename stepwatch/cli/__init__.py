@@ -24,7 +24,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from kernel import migrations, storage
 from kernel.errors import StepwatchError
 from kernel.settings import Settings, SettingsError
-from stepwatch.cli import _accounts, _admin, _analysis, _coaching, _eventlog, _managers, _serve, _sites
+from stepwatch.cli import _accounts, _admin, _analysis, _coaching, _digests, _eventlog, _managers, _serve, _sites
 from stepwatch.cli._common import CliError, _first_line, format_duration, parse_duration
 from stepwatch.cli._serve import cmd_demo, cmd_serve
 
@@ -127,6 +127,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Process monitor for CRM teams. Configuration: STEPWATCH_* environment variables (see README).",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for part in (_serve, _admin, _sites, _analysis, _coaching, _accounts, _managers, _eventlog):
+    for part in (_serve, _admin, _sites, _analysis, _coaching, _accounts, _managers, _digests, _eventlog):
         part.register(sub)
     return parser

@@ -251,8 +251,8 @@ def cmd_notifications(args: argparse.Namespace, client: Client, out: IO[str]) ->
         outbox.retry(client, args.retry)
         out.write(f"message {args.retry} queued again\n")
     if args.deliver:
-        if not args.settings.webhook_url:
-            raise CliError("no webhook configured (STEPWATCH_WEBHOOK_URL)")
+        if not outbox.configured(args.settings):
+            raise CliError("nothing to deliver by: set STEPWATCH_WEBHOOK_URL or STEPWATCH_SMTP_HOST")
         report = outbox.deliver_due(client, args.settings)
         out.write(f"delivered {report.delivered} of {report.attempted} due; {report.failed} to retry, "
                   f"{report.given_up} given up\n")
