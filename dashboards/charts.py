@@ -385,7 +385,8 @@ def before_after(_: Translator, *, label: str, days: Sequence[date], manager_ms:
                  peers_ms: Sequence[float | None], pre: tuple[date, date], post: tuple[date, date] | None,
                  target_ms: int, band_max_ms: int | None, width: int = 640, height: int = 200) -> Markup:
     """Daily medians around a coaching: the manager (solid, ●) against their peers (dashed, ■), the
-    windows before and after shaded and named, the target and the band's maximum as lines."""
+    windows before and after shaded and named, the target and the band's maximum as lines, and the
+    dates along the bottom, a tick a week."""
     summary = _("charts.before_after_label", label=label, n=_.num(sum(m is not None for m in manager_ms)))
     left, right, top, bottom = 48.0, width - 12.0, 18.0, height - 30.0
     values = [v for v in (*manager_ms, *peers_ms) if v is not None]
@@ -428,7 +429,11 @@ def before_after(_: Translator, *, label: str, days: Sequence[date], manager_ms:
             mark = (_el("circle", cx=px, cy=py, r=2.8, fill=colour) if shape == "circle"
                     else _el("rect", x=px - 2.5, y=py - 2.5, width=5, height=5, fill=colour))
             body.append(_el("g", tip + mark))
-    legend_y = bottom + 22
+    for i, day in enumerate(days):  # a date axis: a tick each week from the first day shown
+        if i % 7 == 0:
+            body.append(_el("line", x1=x(i), y1=bottom, x2=x(i), y2=bottom + 3, stroke=MUTED))
+            body.append(_text(x(i), bottom + 13, _short_date(_, day), anchor="middle", size=9, fill=MUTED))
+    legend_y = bottom + 28
     body.append(_el("circle", cx=left, cy=legend_y - 3, r=3, fill=BLUE))
     body.append(_text(left + 8, legend_y, _("charts.manager"), size=10))
     if any(v is not None for v in peers_ms):  # a group too small to show has no line, so no legend entry
@@ -437,7 +442,7 @@ def before_after(_: Translator, *, label: str, days: Sequence[date], manager_ms:
     if not values:
         body.append(_text((left + right) / 2, (top + bottom) / 2, _("charts.no_data"), anchor="middle", fill=MUTED))
     body.append(_el("line", x1=left, y1=bottom, x2=right, y2=bottom, stroke=MUTED))
-    return _svg(width, height + 6, summary, body, "before-after")
+    return _svg(width, height + 12, summary, body, "before-after")
 
 
 @dataclass(frozen=True)

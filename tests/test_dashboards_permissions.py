@@ -68,6 +68,13 @@ ACTIONS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "/coaching/assignments/{assignment}/schedule": ({"meeting_at": "{meeting}"}, ("ok", "403", "ok", "403")),
     "/coaching/assignments/{assignment}/done": ({}, ("ok", "403", "ok", "403")),
     "/coaching/assignments/{assignment}/evaluate": ({}, ("ok", "ok", "ok", "403")),
+    # only the coached manager acknowledges and asks (an admin neither); whoever else sees it answers (here a
+    # question that does not exist: 400, past the permission check)
+    "/coaching/assignments/{assignment}/acknowledge": ({}, ("403", "403", "403", "ok")),
+    "/coaching/assignments/{assignment}/ask": ({"text": "matrix"}, ("403", "403", "403", "ok")),
+    "/coaching/assignments/{assignment}/answer": ({"question_id": "00000000-0000-0000-0000-000000000001",
+                                                  "text": "matrix"}, ("ok", "ok", "ok", "403")),
+    "/coaching/assignments/{south_assignment}/ask": ({"text": "matrix"}, ("403", "404", "404", "404")),
     "/coaching/assignments/{assignment}/cancel": ({"reason": "matrix"}, ("ok", "ok", "403", "403")),
     "/coaching/assignments/{south_assignment}/cancel": ({"reason": "matrix"}, ("ok", "404", "404", "404")),
     "/coaching/assignments/{south_assignment}/schedule": ({"meeting_at": "{meeting}"}, ("ok", "404", "404", "404")),

@@ -16,8 +16,9 @@ from typing import Any
 from aiohttp import web
 
 import coaching
+from coaching import assignments as coached
 from coaching import outbox, peers, permissions
-from coaching.lifecycle import STATES
+from coaching.lifecycle import MAX_NOTE_CHARS, STATES
 from dashboards import access, charts
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
@@ -86,17 +87,21 @@ async def board(request: web.Request, who: Viewer) -> Page:
                       mentor=q.get("mentor") or None) if site else []
     words = await run(request, words_of, site)
     rows = [_row(a, words) for a in found]
+    choices = await run(request, _board_choices, site, who.user, words) if site else {}
     failed = []
     if who.role in LEADS and site:
         failed = [_message(m) for m in await run(request, _failed_notifications, site, who.user)]
     today = datetime.now(UTC).date()
+    for r in rows:
+        r["overdue"] = r["open"] and r["due"] < today
     data = {"site": site, "filters": {k: q.get(k, "") for k in ("state", "manager", "step", "team", "mentor")},
-            "assignments": rows, "failed_notifications": failed,
-            "overdue": sum(1 for r in rows if r["open"] and r["due"] < today)}
+            "choices": choices, "assignments": rows, "failed_notifications": failed,
+            "overdue": sum(1 for r in rows if r["overdue"])}
     return Page("coaching_board.html", data, title="coaching.board_title", table="assignments",
                 columns=["assignment_id", "state", "manager", "manager_name", "team", "step", "step_title", "kind",
-                         "course_id", "course_title", "mentor", "due",
-                         "scheduled_for", "verdict", "target_met", "relative_effect_pct", "flag_id"],
+                         "course_id", "course_title", "mentor", "due", "overdue",
+                         "scheduled_for", "verdict", "target_met", "relative_effect_pct", "acknowledged_at",
+                         "unanswered", "flag_id"],
                 context={"sites": site_names, "states": STATES, "today": today,
                          "can_assign": who.role in LEADS})
 
@@ -111,10 +116,14 @@ async def assignment_page(request: web.Request, who: Viewer) -> Page:
     moves = coaching.actions(who.user, a)
     shown = _peers_shown(scope, settings.peer_group_min, a, picture.as_dict())
     words = await run(request, words_of, a.site)
-    data = {"assignment": {**a.as_dict(), **words.of(a)},
-            "evaluations": [_evaluation_shown(scope, settings.peer_group_min, e.as_dict()) for e in evaluations],
-            "before_after": shown, "actions": sorted(moves.allowed), "refused": moves.refused}
     _ = Translator(who.user.language)
+    step_title = words.steps.get(a.step, a.step)
+    shown_evaluations = [_evaluation_shown(scope, settings.peer_group_min, e.as_dict()) for e in evaluations]
+    for e in shown_evaluations:
+        e["result"] = result_sentence(_, step_title, e)
+    data = {"assignment": {**a.as_dict(), **words.of(a)}, "evaluations": shown_evaluations,
+            "result": shown_evaluations[-1]["result"] if shown_evaluations else None,
+            "before_after": shown, "actions": sorted(moves.allowed), "refused": moves.refused}
     chart = charts.before_after(_, label=f"{directory.display(words.managers, a.manager)} · "
                                          f"{words.steps.get(a.step, a.step)}", days=picture.days,
                                 manager_ms=picture.manager_ms, peers_ms=tuple(shown["peers_ms"]), pre=picture.pre,
@@ -122,7 +131,36 @@ async def assignment_page(request: web.Request, who: Viewer) -> Page:
     return Page("coaching_assignment.html", data, title="coaching.assignment_title", table="evaluations",
                 columns=["checkpoint", "evaluated_at", "pre_since", "pre_until", "post_since", "post_until", "verdict",
                          "target_met"],
-                context={"chart": chart, "now_local": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")})
+                context={"chart": chart, "now_local": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                         "max_note_chars": MAX_NOTE_CHARS, "own": who.role == "manager"})
+
+
+def result_sentence(_: Translator, step_title: str, evaluation: dict[str, Any]) -> str:
+    """An evaluation in one sentence in the reader's language: "Time on Offer fell from 5.1 to 3.9 min
+    (-24%), while peers changed -2%: improved, confident"."""
+    f = evaluation["figures"]
+    verdict = _("coaching.result_verdict_" + evaluation["verdict"])
+    before, after, change = f.get("pre_median_ms"), f.get("post_median_ms"), f.get("change_pct")
+    if before is None or after is None or change is None:
+        return _("coaching.result_no_data", step=step_title, verdict=verdict)
+    key = ("coaching.result_fell" if change < -0.5 else "coaching.result_rose" if change > 0.5
+           else "coaching.result_held")
+    moved = _(key, step=step_title, before=_.minutes(before), after=_.minutes(after),
+              change=signed_pct(_, change))
+    if f.get("peer_group") == "too_small" or f.get("peers_change_pct") is None:
+        peers_said = _("coaching.result_no_peers")
+    else:
+        peers_said = _("coaching.result_peers", change=signed_pct(_, f["peers_change_pct"]))
+    return _("coaching.result", moved=moved, peers=peers_said, verdict=verdict)
+
+
+def signed_pct(_: Translator, pct: float | None) -> str:
+    """A change in percent with its sign, a real minus: "−24%", "+3%", "0%"."""
+    if pct is None:
+        return "–"
+    rounded = round(pct)
+    sign = "−" if rounded < 0 else "+" if rounded > 0 else ""
+    return sign + _.pct(abs(rounded) / 100)
 
 
 async def new_assignment(request: web.Request, who: Viewer) -> Page:
@@ -145,7 +183,8 @@ async def new_assignment(request: web.Request, who: Viewer) -> Page:
         bands = await run(request, band_versions.versions, site, prefill["step"])
         if bands:
             prefill["target_minutes"] = round(bands[-1].reference_ms / 60_000, 1)
-    data = {"site": site, "prefill": prefill, **catalog,
+    coaches = [m["name"] for m in catalog["mentors"] if prefill["step"] and prefill["step"] in m["steps"]]
+    data = {"site": site, "prefill": prefill, **catalog, "only_mentor": coaches[0] if len(coaches) == 1 else "",
             "due_default": (datetime.now(UTC).date() + timedelta(days=7)).isoformat()}
     return Page("coaching_new.html", data, title="coaching.new_title", context={"sites": site_names})
 
@@ -211,6 +250,19 @@ def history_charts(_: Translator, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return drawn
 
 
+def _board_choices(client: Any, site: str, user: users.User, words: Words) -> dict[str, Any]:
+    """What the board's filters choose from: the managers, teams and mentors of the assignments
+    `user` sees (a filter offers nobody they may not see), the process's steps by title, the
+    catalog's mentors."""
+    seen = coaching.list_assignments(client, site, user)
+    managers = sorted({a.manager for a in seen}, key=lambda m: (directory.display(words.managers, m).casefold(), m))
+    mentors = sorted({a.mentor for a in seen if a.mentor}
+                     | ({m.name for m in coaching.list_mentors(client, site)} if user.role in LEADS else set()))
+    return {"managers": [{"value": m, "label": directory.display(words.managers, m)} for m in managers],
+            "steps": [{"value": k, "label": t} for k, t in words.steps.items()],
+            "teams": sorted({a.team for a in seen if a.team}), "mentors": mentors, "states": list(STATES)}
+
+
 def _catalog(client: Any, site: str, step: str | None, user: users.User) -> dict[str, Any]:
     """The catalog and what the assign form picks from; `managers` are only those `user` may see."""
     process = processes.latest(client, site)
@@ -262,7 +314,8 @@ def _row(a: coaching.CoachingAssignment, words: Words) -> dict[str, Any]:
     return {"assignment_id": a.assignment_id, "state": a.state, "open": a.is_open, "manager": a.manager,
             **words.of(a), "team": a.team, "step": a.step, "kind": a.kind, "course_id": a.course_id, "mentor": a.mentor,
             "due": a.due, "scheduled_for": a.scheduled_for, "verdict": a.verdict, "target_met": a.target_met,
-            "relative_effect_pct": a.relative_effect_pct, "flag_id": a.flag_id}
+            "relative_effect_pct": a.relative_effect_pct, "flag_id": a.flag_id, "acknowledged_at": a.acknowledged_at,
+            "unanswered": a.unanswered}
 
 
 def _message(m: outbox.OutboxMessage) -> dict[str, Any]:
@@ -279,10 +332,15 @@ async def assign(request: web.Request, who: Viewer, fields: dict[str, Any]) -> d
     minutes = _number(fields.get("target_minutes"), "target_minutes")
     target = coaching.Target(max_ms=int(round(minutes * 60_000)), within_days=_integer(fields.get("within_days"),
                                                                                       "within_days"))
+    kind = _text(fields, "kind")
+    # The form has a part per kind (both are sent without JavaScript): only the chosen kind's fields
+    # count. A course's trainer is `course_trainer` on the form, `mentor` in JSON.
+    course_id = str(fields.get("course_id", "") or "") if kind == "course" else ""
+    mentor = str(fields.get("course_trainer" if kind == "course" and "course_trainer" in fields else "mentor", "")
+                 or "")
     a = await run(request, lambda client: coaching.assign(
         client, settings, who.user, site=site, manager=_text(fields, "manager"), step=_text(fields, "step"),
-        kind=_text(fields, "kind"), due=_day(fields.get("due"), "due"), target=target,
-        course_id=str(fields.get("course_id", "") or ""), mentor=str(fields.get("mentor", "") or ""),
+        kind=kind, due=_day(fields.get("due"), "due"), target=target, course_id=course_id, mentor=mentor,
         note=str(fields.get("note", "") or ""), flag_id=str(fields.get("flag_id", "") or ""),
         pre_days=_integer(fields.get("pre_days", 14), "pre_days"),
         post_days=_integer(fields.get("post_days", 14), "post_days")))
@@ -315,16 +373,38 @@ async def evaluate(request: web.Request, who: Viewer, fields: dict[str, Any]) ->
             "message": Translator(who.user.language)("coaching.evaluated", verdict=stored.verdict)}
 
 
+async def acknowledge(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
+    return {**await _move(request, who, coached.acknowledge),
+            "message": Translator(who.user.language)("coaching.acknowledged_ok")}
+
+
+async def ask(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
+    return {**await _move(request, who, coached.ask, _note(fields, "text")),
+            "message": Translator(who.user.language)("coaching.asked_ok")}
+
+
+async def answer_question(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
+    return {**await _move(request, who, coached.answer, _text(fields, "question_id"), _note(fields, "text")),
+            "message": Translator(who.user.language)("coaching.answered_ok")}
+
+
+def _note(fields: dict[str, Any], name: str) -> str:
+    value = _text(fields, name)
+    if len(value) > MAX_NOTE_CHARS:
+        raise InvalidInput(f"{name} is at most {MAX_NOTE_CHARS} characters (got {len(value)})", field=name)
+    return value
+
+
 async def _move(request: web.Request, who: Viewer, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     settings = request.app[app_keys.SETTINGS]
     a = await run(request, fn, settings, who.user, request.match_info["assignment_id"], *args, **kwargs)
-    return {"assignment": a.as_dict(), "message": Translator(who.user.language)("coaching.state_now",
-                                                                                state=a.state)}
+    _ = Translator(who.user.language)
+    return {"assignment": a.as_dict(), "message": _("coaching.state_now", state=_("coaching.state_" + a.state))}
 
 
 async def add_course(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
     site = await _site(request, fields)
-    steps = _list(fields.get("steps"))
+    steps = await _steps(request, fields)
     course = await run(request, lambda client: coaching.add_course(
         client, who.user, site=site, title=_text(fields, "title"), steps=steps,
         description=str(fields.get("description", "") or ""), link=str(fields.get("link", "") or ""),
@@ -336,8 +416,9 @@ async def add_course(request: web.Request, who: Viewer, fields: dict[str, Any]) 
 
 async def set_mentor(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
     site = await _site(request, fields)
+    steps = await _steps(request, fields)
     mentor = await run(request, lambda client: coaching.set_mentor(
-        client, who.user, site=site, name=_text(fields, "name"), steps=_list(fields.get("steps")),
+        client, who.user, site=site, name=_text(fields, "name"), steps=steps,
         reason=str(fields.get("reason", "") or "")))
     return {"mentor": mentor.as_dict(), "message": Translator(who.user.language)("coaching.mentor_saved")}
 
@@ -367,6 +448,15 @@ def _text(fields: dict[str, Any], name: str) -> str:
     if not value:
         raise InvalidInput(f"{name} is required", field=name)
     return value
+
+
+async def _steps(request: web.Request, fields: dict[str, Any]) -> list[str]:
+    """The steps a form ticked (one `steps` field per checkbox), or a JSON list, or "a, b" text."""
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        ticked = [str(v) for v in (await request.post()).getall("steps", [])]
+        if len(ticked) > 1:
+            return _list(ticked)
+    return _list(fields.get("steps"))
 
 
 def _list(value: Any) -> list[str]:
@@ -440,6 +530,7 @@ def register(app: web.Application) -> None:
         number("target_minutes", 0, 1440, "the target: the step's median at most this many minutes", required=True),
         whole("within_days", 0, 3650, "the target's deadline, in days after the assignment", required=True),
         text("course_id", "a course (kind course)"), text("mentor", "the mentor or the course's trainer"),
+        text("course_trainer", "the form's trainer of a course (JSON: mentor)"),
         text("note"), uuid_id("flag_id", "the drawdown flag this answers"),
         whole("pre_days", 0, 3650, "days measured before (default 14)"),
         whole("post_days", 0, 3650, "days measured after (default 14)")), response=moved)
@@ -453,6 +544,15 @@ def register(app: web.Application) -> None:
                path_params=one, body=(text("reason", "why", required=True),), response=moved)
     add_action(app, "/coaching/assignments/{assignment_id}/evaluate", evaluate, roles=ALL_ROLES,
                name="coaching_evaluate", path_params=one, response=answer(evaluation="object", **DONE))
+    add_action(app, "/coaching/assignments/{assignment_id}/acknowledge", acknowledge, roles=ALL_ROLES,
+               name="coaching_acknowledge", path_params=one, response=moved)
+    add_action(app, "/coaching/assignments/{assignment_id}/ask", ask, roles=ALL_ROLES, name="coaching_ask",
+               path_params=one, body=(text("text", "the question, for the trainer and the director", required=True),),
+               response=moved)
+    add_action(app, "/coaching/assignments/{assignment_id}/answer", answer_question, roles=ALL_ROLES,
+               name="coaching_answer", path_params=one,
+               body=(uuid_id("question_id", "the question answered (its question_id)", required=True),
+                     text("text", "the answer", required=True)), response=moved)
     add_action(app, "/coaching/courses", add_course, roles=("admin", "director", "trainer"),
                name="coaching_course_add", query=(SITE,), body=(
                    text("site"), text("title", required=True), names("steps", "the steps it teaches"),
