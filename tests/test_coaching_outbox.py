@@ -163,3 +163,36 @@ def test_a_slow_webhook_holds_the_worker_for_the_budget_only(client: storage.Cli
     assert outbox.deliver_due(client, hooked, slow, budget_s=0.1) == outbox.DeliveryReport(attempted=1, delivered=1)
     assert seen == ["http://hooks.example.com/x"]
     assert outbox.deliver_due(client, hooked, slow).delivered == 1  # the other one, next run
+
+
+def test_an_email_is_queued_only_with_smtp_and_an_address_and_waits_while_smtp_is_off(
+        client: storage.Client, settings: Settings, site: sites.Site) -> None:
+    body = {"subject": "Weekly", "text": "plain words", "html": "<p>words</p>", "language": "ru"}
+    assert outbox.enqueue(client, settings, site=site.name, topic="digest.director", obj="x", body=body,
+                          channel="email", recipient="dana@example.com") is None  # no SMTP host
+    mailing = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": 9, "smtp_from": "sw@example.com"})
+    assert outbox.enqueue(client, mailing, site=site.name, topic="digest.director", obj="x", body=body,
+                          channel="email") is None  # no address
+    with pytest.raises(ValueError):
+        outbox.enqueue(client, mailing, site=site.name, topic="t", obj="x", body=body, channel="pigeon")
+    message = outbox.enqueue(client, mailing, site=site.name, topic="digest.director", obj="x", body=body,
+                             channel="email", recipient="dana@example.com")
+    assert message is not None and outbox.queued(client, "x", "email") and not outbox.queued(client, "x", "webhook")
+
+    # Only a webhook configured now: the e-mail waits untried, it is not failed.
+    hooked = settings.model_copy(update={"webhook_url": "http://127.0.0.1:9/hook"})
+    assert outbox.deliver_due(client, hooked).attempted == 0
+    (waiting,) = outbox.messages(client)
+    assert (waiting.status, waiting.attempts, waiting.channel, waiting.recipient) == ("pending", 0, "email",
+                                                                                      "dana@example.com")
+
+    mail = outbox.email_of(mailing, waiting)
+    assert (mail["To"], mail["From"], mail["Subject"], mail["Content-Language"]) == (
+        "dana@example.com", "sw@example.com", "Weekly", "ru")
+    assert mail["Message-ID"] == f"<{waiting.message_id}@stepwatch>" and mail["Auto-Submitted"] == "auto-generated"
+    assert [p.get_content_type() for p in mail.iter_parts()] == ["text/plain", "text/html"]
+
+    # Nothing listens on port 9: recorded, retried later.
+    assert outbox.deliver_due(client, mailing).failed == 1
+    (tried,) = outbox.messages(client)
+    assert tried.status == "pending" and tried.last_error.startswith("cannot reach the SMTP server or webhook")

@@ -440,3 +440,48 @@ def test_an_account_email_is_checked_and_audited(client: storage.Client, site: s
     assert users.set_email(client, "dora", "", actor="test").email == ""
     assert users.get_user(client, "dora").email == ""
 
+
+
+async def test_serve_queues_the_weeks_digests_when_due_and_delivers_them(
+        aiohttp_client: Any, aiohttp_server: Any, client: storage.Client, settings: Settings, week: Week,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from stepwatch import app as application
+
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response()
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    server = await aiohttp_server(receiver)
+    monkeypatch.setattr(application, "DIGEST_CHECK_S", 0.2)
+    monkeypatch.setattr(application, "WEBHOOK_INTERVAL_S", 0.2)
+    today_name = digests.DAYS[datetime.now(UTC).weekday()]
+    serving = public(settings, webhook_url=str(server.make_url("/hook")), digest_day=today_name, digest_hour=0,
+                     secret_key=SECRET, analysis_interval_s=0)
+    await aiohttp_client(create_app(serving))
+    for _ in range(100):
+        if len(received) >= 3:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.6)  # a few more checks: nothing is queued twice
+    assert sorted(body["account"] for body in received) == ["dana", "sam", "tom"]
+    assert len(outbox.messages(client)) == 3
+
+    received.clear()
+    off = serving.model_copy(update={"digest_day": "off"})
+    assert application.digest_schedule not in create_app(off).cleanup_ctx
+    assert application.digest_schedule in create_app(serving).cleanup_ctx
+
+
+def test_an_address_is_given_and_removed_by_command(client: storage.Client, settings: Settings,
+                                                      site: sites.Site) -> None:
+    cli(client, settings, "users", "add", "dora", "--role", "director", "--team", "north", "--email",
+        "dora@example.com")
+    assert users.get_user(client, "dora").email == "dora@example.com"
+    assert cli(client, settings, "users", "email", "dora", "d.ross@example.com") == \
+        "user dora: digests go to d.ross@example.com\n"
+    assert cli(client, settings, "users", "email", "dora", "") == "user dora: no e-mail\n"
+    assert users.get_user(client, "dora").email == ""
