@@ -181,7 +181,8 @@ def _director(client: Client, settings: Settings, user: User, site: str, now: da
 
     def flag_item(f: StoredFlag, key: str) -> Item:
         return Item(f"{who(f)}, {titles.get(f.step, f.step)}",
-                    _(key, lost=_hours(_, f.minutes_lost_per_week * 60)), link(f"/drawdowns/{quote(f.flag_id)}"))
+                    _(key, lost=_("unit.min", n=_.num(f.minutes_lost_per_week))),
+                    link(f"/drawdowns/{quote(f.flag_id)}"))
 
     lost_s = decided["minutes_lost_per_week"] * 60
     previous = decided["minutes_lost_per_week_previous"]

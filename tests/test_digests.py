@@ -145,9 +145,9 @@ async def test_a_directors_digest_has_the_overviews_figures_and_a_link_for_each_
     assert dana.subject == f"stepwatch weekly, {week.org.site}: 2.2 h lost a week"
     assert "Time lost a week on open drawdowns: 2.2 h (open drawdowns: 3)" in text
     assert "A week earlier: 3.0 h" in text
-    assert f"- Maxim Orlov, Offer: 1.5 h lost a week\n  {PUBLIC}/drawdowns/{week.new.flag_id}?site=crm" in text
-    assert "- team north, 2 managers slow, Needs assessment: 0.5 h lost a week" in text
-    assert f"- Maria Ivanova, Offer: was 0.8 h lost a week\n  {PUBLIC}/drawdowns/{week.resolved.flag_id}" in text
+    assert f"- Maxim Orlov, Offer: 90 min lost a week\n  {PUBLIC}/drawdowns/{week.new.flag_id}?site=crm" in text
+    assert "- team north, 2 managers slow, Needs assessment: 30 min lost a week" in text
+    assert f"- Maria Ivanova, Offer: was 45 min lost a week\n  {PUBLIC}/drawdowns/{week.resolved.flag_id}" in text
     effect = round(outcome["relative_effect_pct"])
     assert f"- Maxim Orlov, Offer (course): improved, time on the step {effect}%\n" in text
     assert f"{PUBLIC}/coaching/assignments/{week.coached.assignment_id}?site=crm" in text
@@ -177,7 +177,7 @@ def test_a_digest_is_in_the_recipients_language(client: storage.Client, settings
     assert dana.language == tom.language == "ru"
     assert dana.subject == "stepwatch, неделя, crm: потери 2,2 ч в неделю"
     assert "Потери времени в неделю на открытых просадках: 2,2 ч (открытых просадок: 3)" in dana.text
-    assert "- Maxim Orlov, Offer: потери 1,5 ч в неделю" in dana.text
+    assert "- Maxim Orlov, Offer: потери 90 мин в неделю" in dana.text
     assert "- Maxim Orlov, Offer (курс): улучшение, время на шаге" in dana.text
     assert "Открыть обзор" in dana.text and '<html lang="ru">' in dana.html
     assert "Просрочено:" in tom.text and "Срок в ближайшие 7 дней:" in tom.text
@@ -423,11 +423,13 @@ def test_the_command_prints_with_dry_run_and_queues_without(client: storage.Clie
     printed = cli(client, mailing, "digests", "send", "--dry-run", "--to", "tom")
     assert printed.startswith("=== trainer tom (tom@example.com), site crm, ")
     assert "Subject: stepwatch weekly, crm: coaching due 1, overdue 1" in printed
-    assert "1 digests composed; nothing queued (--dry-run)" in printed
+    assert "digests composed: 1; nothing queued (--dry-run)" in printed
     assert outbox.messages(client) == []
     said = cli(client, mailing, "digests", "send", "--site", "crm")
-    assert said.startswith("3 digests composed; 2 messages queued, 0 queued earlier this week, 1 without an e-mail")
-    assert cli(client, mailing, "digests", "send").startswith("3 digests composed; 0 messages queued, 2 queued earlier")
+    assert said.startswith("digests composed: 3; messages queued: 2, queued earlier this week: 0, recipients "
+                           "without an e-mail address: 1")
+    again = cli(client, mailing, "digests", "send")
+    assert again.startswith("digests composed: 3; messages queued: 0, queued earlier this week: 2")
 
 
 def test_an_account_email_is_checked_and_audited(client: storage.Client, site: sites.Site) -> None:

@@ -21,10 +21,10 @@ def cmd_digests_send(args: argparse.Namespace, client: Client, out: IO[str]) -> 
         for d in report.digests:
             out.write(f"=== {d.kind} {d.account} ({d.email or 'no e-mail address'}), site {d.site}, {d.week}\n")
             out.write(f"Subject: {d.subject}\n\n{d.text}\n")
-        out.write(f"{report.composed} digests composed; nothing queued (--dry-run)\n")
+        out.write(f"digests composed: {report.composed}; nothing queued (--dry-run)\n")
         return 0
-    out.write(f"{report.composed} digests composed; {report.queued} messages queued, {report.already} queued "
-              f"earlier this week, {report.no_address} without an e-mail address "
+    out.write(f"digests composed: {report.composed}; messages queued: {report.queued}, queued earlier this week: "
+              f"{report.already}, recipients without an e-mail address: {report.no_address} "
               "(stepwatch users email NAME ADDRESS); the server delivers them "
               "(or: stepwatch coaching notifications --deliver)\n")
     return 0
