@@ -95,9 +95,11 @@ def cmd_managers_erase(args: argparse.Namespace, client: Client, out: IO[str]) -
     else:
         removed = {t: n for t, n in result.rows.items() if n}
         out.write(f"erased manager {args.id} of site {args.site}: {sum(removed.values())} rows "
-                  f"({', '.join(f'{t} {n}' for t, n in sorted(removed.items())) or 'none'}), taken off "
-                  f"{result.systemic_flags} systemic flag(s), {result.audit_redacted} audit entr(y/ies) redacted, "
-                  f"{result.spool_rows} spooled event(s); the audit keeps {result.subject}\n")
+                  f"({', '.join(f'{t} {n}' for t, n in sorted(removed.items())) or 'none'}); "
+                  f"systemic flags listing them: {result.systemic_flags}; "
+                  f"audit entries and messages naming them, redacted: {result.audit_redacted} and "
+                  f"{result.messages_redacted}; spooled events: {result.spool_rows}; "
+                  f"the audit keeps the erasure as {result.subject}\n")
     return 0
 
 
