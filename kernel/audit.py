@@ -1,6 +1,7 @@
 """The audit log: every change anyone makes, with who, when and why.
 
-Append-only in ClickHouse (`audit_log`); nothing in stepwatch updates or deletes a row.
+Append-only in ClickHouse (`audit_log`); the one exception is erasing a person (stepwatch/privacy.py),
+which deletes the entries about them and takes their id and name out of the others' details.
 
 Who reads what: an admin every entry; anyone else (a director) what a `Reader` allows, worked out
 at read time from the entry's own fields, so it holds for entries written before as after:
