@@ -46,6 +46,7 @@ class Item:
     label: str
     detail: str
     url: str
+    tone: str = ""  # good or bad: the HTML colours the detail (the words say it in the text)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Section:
     items: tuple[Item, ...]
     more: int = 0  # items left out of the list
     url: str = ""  # where the whole list is
+    tone: str = ""  # bad: the HTML colours the title when the list is not empty (overdue)
 
 
 @dataclass(frozen=True)
@@ -186,10 +188,17 @@ def _director(client: Client, settings: Settings, user: User, site: str, now: da
 
     lost_s = decided["minutes_lost_per_week"] * 60
     previous = decided["minutes_lost_per_week_previous"]
-    facts = [(_("digest.lost"), _("digest.lost_value", hours=_hours(_, lost_s), n=_.num(decided["drawdowns"]))),
-             (_("digest.previous"), _("digest.previous_none") if previous is None else _hours(_, previous * 60))]
+    facts = [(_("digest.lost"), _("digest.lost_value", hours=_hours(_, lost_s), n=_.num(decided["drawdowns"])), "")]
+    if previous is None:
+        facts.append((_("digest.previous"), _("digest.previous_none"), ""))
+    else:
+        delta = round(lost_s / 3600, 1) - round(previous / 60, 1)  # as the reader sees the two figures
+        more_or_less = "digest.less" if delta < 0 else "digest.more"
+        change = "" if delta == 0 else _(more_or_less, hours=_hours(_, abs(delta) * 3600))
+        facts.append((_("digest.previous"), _hours(_, previous * 60) + (f" ({change})" if change else ""),
+                      "good" if delta < 0 else "bad" if delta > 0 else ""))
     if found.cost_per_hour is not None:
-        facts.append((_("digest.cost"), _.money(lost_s / 3600 * found.cost_per_hour, found.currency)))
+        facts.append((_("digest.cost"), _.money(lost_s / 3600 * found.cost_per_hour, found.currency), ""))
     sections = [
         _section(_("digest.new"), [flag_item(f, "digest.lost_item") for f in new], link("/drawdowns")),
         _section(_("digest.resolved"), [flag_item(f, "digest.was_lost_item") for f in resolved],
@@ -220,7 +229,8 @@ def _outcome(_: Translator, a: CoachingAssignment, names: dict[str, str], titles
         sign = "+" if a.relative_effect_pct > 0 else ""
         detail.append(_("digest.effect", change=sign + _.pct(a.relative_effect_pct / 100)))
     return Item(f"{display(names, a.manager)}, {titles.get(a.step, a.step)} ({_(f'coaching.kind_{a.kind}')})",
-                ", ".join(d for d in detail if d), link(f"/coaching/assignments/{quote(a.assignment_id)}"))
+                ", ".join(d for d in detail if d), link(f"/coaching/assignments/{quote(a.assignment_id)}"),
+                {"improved": "good", "worse": "bad"}.get(a.verdict or "", ""))
 
 
 # -- a trainer's digest --------------------------------------------------------------------------------
@@ -250,7 +260,7 @@ def _trainer(client: Client, settings: Settings, user: User, site: str, now: dat
         "trainer", user, site, now, _,
         subject=_("digest.subject_trainer", site=site, due=_.num(len(soon)), overdue=_.num(len(overdue))),
         intro=_("digest.trainer_intro", site=site, date=_.date(today)), facts=[], note="",
-        sections=[_section(_("digest.overdue"), [item(a) for a in overdue], board),
+        sections=[_section(_("digest.overdue"), [item(a) for a in overdue], board, tone="bad"),
                   _section(_("digest.due"), [item(a) for a in soon], board)],
         action=(_("digest.open_board"), board),
         figures={"overdue": [_assignment_figures(a, found.names, link) for a in overdue],
@@ -270,8 +280,8 @@ class _Links:
         return f"{self.base}{path}?{urlencode({'site': self.site, **query})}"
 
 
-def _section(title: str, items: list[Item], url: str) -> Section:
-    return Section(title, tuple(items[:LISTED]), max(0, len(items) - LISTED), url)
+def _section(title: str, items: list[Item], url: str, tone: str = "") -> Section:
+    return Section(title, tuple(items[:LISTED]), max(0, len(items) - LISTED), url, tone if items else "")
 
 
 def _flag_figures(f: StoredFlag, names: dict[str, str], link: _Links) -> dict[str, Any]:
@@ -288,11 +298,11 @@ def _assignment_figures(a: CoachingAssignment, names: dict[str, str], link: _Lin
 
 
 def _digest(kind: str, user: User, site: str, now: datetime, _: Translator, *, subject: str, intro: str,
-            facts: list[tuple[str, str]], note: str, sections: list[Section], action: tuple[str, str],
+            facts: list[tuple[str, str, str]], note: str, sections: list[Section], action: tuple[str, str],
             figures: dict[str, Any]) -> Digest:
     context = {"_": _, "hello": _("digest.hello", name=user.name), "intro": intro, "facts": facts, "note": note,
                "sections": sections, "action": action, "footer": _("digest.footer"), "language": _.language,
-               "subject": subject}
+               "subject": subject, "colour": {"good": "#1a7f37", "bad": "#cf222e", "": "#1f2328"}}
     return Digest(kind, site, user.name, _.language, user.email, week_of(now), subject,
                   _TEXT.render(context).strip() + "\n", _HTML.render(context), figures)
 
@@ -302,11 +312,14 @@ _ESCAPED = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
 
 _TEXT = _PLAIN.from_string("""{{ hello }}
 {{ intro }}
+{% if facts %}
 
-{% for label, value in facts %}
+{% for label, value, tone in facts %}
 {{ label }}: {{ value }}
 {% endfor %}
+{% endif %}
 {% if note %}
+
 {{ note }}
 {% endif %}
 {% for s in sections %}
@@ -338,19 +351,20 @@ _HTML = _ESCAPED.from_string("""<!DOCTYPE html>
 <p style="margin:0 0 16px 0;color:#57606a;">{{ intro }}</p>
 {% if facts %}
 <table role="presentation" style="border-collapse:collapse;margin:0 0 16px 0;">
-{% for label, value in facts %}
+{% for label, value, tone in facts %}
 <tr><td style="padding:2px 16px 2px 0;color:#57606a;">{{ label }}</td>
-<td style="padding:2px 0;font-weight:bold;">{{ value }}</td></tr>
+<td style="padding:2px 0;font-weight:bold;color:{{ colour[tone] }};">{{ value }}</td></tr>
 {% endfor %}
 </table>
 {% endif %}
 {% if note %}<p style="margin:0 0 16px 0;color:#1a7f37;">{{ note }}</p>{% endif %}
 {% for s in sections %}
-<h2 style="font-size:16px;margin:20px 0 6px 0;">{{ s.title }}</h2>
+<h2 style="font-size:16px;margin:20px 0 6px 0;color:{{ colour[s.tone] }};">{{ s.title }}</h2>
 {% if s.items %}
 <ul style="margin:0;padding-left:20px;">
 {% for i in s.items %}
-<li style="margin:0 0 6px 0;"><a href="{{ i.url }}" style="color:#0969da;">{{ i.label }}</a>: {{ i.detail }}</li>
+<li style="margin:0 0 6px 0;"><a href="{{ i.url }}" style="color:#0969da;">{{ i.label }}</a>:
+<span style="color:{{ colour[i.tone] }};">{{ i.detail }}</span></li>
 {% endfor %}
 </ul>
 {% if s.more %}
