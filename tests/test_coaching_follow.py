@@ -179,6 +179,7 @@ async def test_the_trainer_sees_the_question_on_the_page_and_the_board_and_answe
     assert "1 unanswered" in board_html and "acknowledged by the manager" in board_html
     page = await (await api.get(f"/coaching/assignments/{a.assignment_id}")).text()
     assert "Which calls?" in page and f'value="{q.question_id}"' in page and "/acknowledge" not in page
+    assert "cannot ask" not in page and "cannot acknowledge" not in page  # the manager's own, not listed as refused
     response = await api.post(f"/coaching/assignments/{a.assignment_id}/answer",
                               data={"csrf": token, "question_id": q.question_id, "text": "Bring two offers"},
                               allow_redirects=False)

@@ -127,7 +127,8 @@ async def assignment_page(request: web.Request, who: Viewer) -> Page:
     chart = charts.before_after(_, label=f"{directory.display(words.managers, a.manager)} · "
                                          f"{words.steps.get(a.step, a.step)}", days=picture.days,
                                 manager_ms=picture.manager_ms, peers_ms=tuple(shown["peers_ms"]), pre=picture.pre,
-                                post=picture.post, target_ms=picture.target_ms, band_max_ms=picture.band_max_ms)
+                                post=picture.post, target_ms=picture.target_ms, band_max_ms=picture.band_max_ms,
+                                width=880, height=230)
     return Page("coaching_assignment.html", data, title="coaching.assignment_title", table="evaluations",
                 columns=["checkpoint", "evaluated_at", "pre_since", "pre_until", "post_since", "post_until", "verdict",
                          "target_met"],
