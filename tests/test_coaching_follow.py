@@ -221,3 +221,16 @@ async def test_acknowledging_twice_is_a_conflict(api: Any, client: storage.Clien
     assert (await api.post(url, headers={"X-CSRF-Token": token}, json={})).status == 200
     again = await api.post(url, headers={"X-CSRF-Token": token}, json={})
     assert again.status == 409 and "already" in (await again.json())["error"]
+
+
+def test_the_webhook_says_who_acknowledged_asked_and_answered(client: storage.Client, settings: Settings,
+                                                               org: Any) -> None:
+    a = assign_meeting(client, settings, org)
+    asked = assignments.ask(client, settings, org.max, a.assignment_id, "Which calls?")
+    answered = assignments.answer(client, settings, org.tom, a.assignment_id, asked.questions[0].question_id, "Two")
+    texts = [assignments.notification(answered, e)["text"] for e in answered.history[1:]]
+    assert texts == ["max asked about a meeting with tom on step offer: Which calls?",
+                     "tom answered a question of m-1 (team north) on step offer about a meeting with tom: Two"]
+    acked = assignments.acknowledge(client, settings, org.max, a.assignment_id)
+    assert assignments.notification(acked, acked.history[-1])["text"] == (
+        "max acknowledged a meeting with tom on step offer.")
