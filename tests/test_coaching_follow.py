@@ -234,3 +234,20 @@ def test_the_webhook_says_who_acknowledged_asked_and_answered(client: storage.Cl
     acked = assignments.acknowledge(client, settings, org.max, a.assignment_id)
     assert assignments.notification(acked, acked.history[-1])["text"] == (
         "max acknowledged a meeting with tom on step offer.")
+
+
+async def test_the_board_leads_the_trainer_to_the_questions_waiting(api: Any, client: storage.Client,
+                                                                   settings: Settings, org: Any) -> None:
+    asked = assign_meeting(client, settings, org)
+    quiet = assign_meeting(client, settings, org, manager="m-2")
+    assignments.ask(client, settings, org.max, asked.assignment_id, "Which calls?")
+    await login(api, "tom")
+    board = await (await api.get("/coaching")).text()
+    assert "Questions from managers waiting for an answer: 1." in board and 'href="/coaching?waiting=1' in board
+    every = await (await api.get("/api/v1/coaching")).json()
+    assert every["questions_waiting"] == 1 and len(every["assignments"]) == 2
+    waiting = await (await api.get("/api/v1/coaching?waiting=1")).json()
+    assert [r["assignment_id"] for r in waiting["assignments"]] == [asked.assignment_id]
+    assert quiet.assignment_id not in await (await api.get("/coaching?waiting=1")).text()
+    await login(api, "max")  # the manager asked: the board does not tell them to answer
+    assert (await (await api.get("/api/v1/coaching")).json())["questions_waiting"] == 0

@@ -85,6 +85,10 @@ async def board(request: web.Request, who: Viewer) -> Page:
     found = await run(request, coaching.list_assignments, site, who.user, state=state,
                       manager=q.get("manager") or None, step=q.get("step") or None, team=q.get("team") or None,
                       mentor=q.get("mentor") or None) if site else []
+    waiting_total = sum(a.unanswered for a in found)
+    waiting = q.get("waiting", "").lower() in ("1", "true", "on", "yes")
+    if waiting:
+        found = [a for a in found if a.unanswered]
     words = await run(request, words_of, site)
     rows = [_row(a, words) for a in found]
     choices = await run(request, _board_choices, site, who.user, words) if site else {}
@@ -94,8 +98,10 @@ async def board(request: web.Request, who: Viewer) -> Page:
     today = datetime.now(UTC).date()
     for r in rows:
         r["overdue"] = r["open"] and r["due"] < today
-    data = {"site": site, "filters": {k: q.get(k, "") for k in ("state", "manager", "step", "team", "mentor")},
+    data = {"site": site, "filters": {**{k: q.get(k, "") for k in ("state", "manager", "step", "team", "mentor")},
+                                      "waiting": waiting},
             "choices": choices, "assignments": rows, "failed_notifications": failed,
+            "questions_waiting": waiting_total if who.role != "manager" else 0,
             "overdue": sum(1 for r in rows if r["overdue"])}
     return Page("coaching_board.html", data, title="coaching.board_title", table="assignments",
                 columns=["assignment_id", "state", "manager", "manager_name", "team", "step", "step_title", "kind",
@@ -505,9 +511,10 @@ def register(app: web.Application) -> None:
     one = (Param("assignment_id", "assignment_id", "the assignment's id, or its first 6 characters or more",
                  required=True),)
     add_page(app, "/coaching", board, roles=ALL_ROLES, name="coaching", query=(
-        SITE, choice("state", STATES), text("manager"), text("step"), text("team"), text("mentor")),
-             response=answer(site="string", filters="object", assignments="array", failed_notifications="array",
-                             overdue="integer"))
+        SITE, choice("state", STATES), text("manager"), text("step"), text("team"), text("mentor"),
+        flag("waiting", "only assignments with a manager's question waiting for an answer")),
+             response=answer(site="string", filters="object", choices="object", assignments="array",
+                             failed_notifications="array", overdue="integer", questions_waiting="integer"))
     add_page(app, "/coaching/new", new_assignment, roles=LEADS, name="coaching_new", query=(
         SITE, uuid_id("flag", "fill the form from this drawdown flag"), text("manager"), text("step")),
              response=answer(site="string", prefill="object", courses="array", mentors="array", trainers="array",
