@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -194,6 +195,10 @@ async def test_failed_notifications_are_visible_and_can_be_retried(api: Any, cli
     token = await login(api, "ada")
     board = await (await api.get("/api/v1/coaching")).json()
     assert [m["message_id"] for m in board["failed_notifications"]] == [failed[0].message_id]
+    html = await (await api.get("/coaching")).text()
+    section = html.split('id="failed-heading"', 1)[1].split("</section>", 1)[0]
+    assert failed[0].object not in re.sub(r"<[^>]*>", " ", section)  # the assignment is a link, not its id
+    assert "assigned · " in re.sub(r"<[^>]*>", "", section)
     retried = await api.post(f"/api/v1/coaching/notifications/{failed[0].message_id}/retry",
                              headers={"X-CSRF-Token": token}, json={})
     assert retried.status == 200 and (await retried.json())["status"] == "pending"
