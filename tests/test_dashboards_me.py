@@ -224,6 +224,8 @@ async def test_a_manager_withdraws_only_their_own_notes(api: Any, client: storag
     token = await sign_in(api, "max")
     response = await api.post(f"/api/v1/me/notes/{hers.note_id}/withdraw", headers={"X-CSRF-Token": token})
     assert response.status == 404
+    malformed = await api.post("/api/v1/me/notes/0/withdraw", headers={"X-CSRF-Token": token})
+    assert malformed.status == 404 and (await malformed.json())["field"] == "note_id"
     mine = notes.add_note(client, org.site, "m-1", step="offer", week=today(), text="max's", actor="max")
     response = await api.post(f"/api/v1/me/notes/{mine.note_id}/withdraw", headers={"X-CSRF-Token": token})
     assert response.status == 200

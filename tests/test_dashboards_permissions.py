@@ -51,6 +51,11 @@ PAGES: dict[str, tuple[Any, ...]] = {
     "/coaching/assignments/{south_assignment}": (200, 404, 404, 404),
 }
 
+# Files only the API serves: path -> expected answer for admin, director, trainer, manager.
+DOWNLOADS: dict[str, tuple[int, ...]] = {
+    "/me/export?site=crm": (403, 403, 403, 200),  # a manager's own data; admins use `stepwatch managers export`
+}
+
 # path -> (JSON body, expected for admin, director, trainer, manager); tried in the order manager, trainer,
 # director, admin, so a refused attempt never changes what the next role meets.
 ACTIONS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
@@ -85,6 +90,8 @@ ACTIONS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "/coaching/notifications/{message}/retry": ({}, ("404", "404", "403", "403")),  # no such message
     "/managers/m1/name": ({"name": "Matrix Name"}, ("ok", "403", "403", "403")),
     "/process/cost": ({"cost_per_hour": 50, "currency": "EUR"}, ("ok", "403", "403", "403")),
+    "/me/notes": ({"step": "offer", "week": "{week}", "text": "CRM outage"}, ("403", "403", "403", "ok")),
+    "/me/notes/{message}/withdraw": ({}, ("403", "403", "403", "404")),  # no such note of theirs
     "/account/language": ({"language": "en"}, ("ok", "ok", "ok", "ok")),
 }
 
@@ -115,7 +122,8 @@ async def world(aiohttp_client: Any, settings: Settings, client: storage.Client,
                "assignment": north.assignment_id, "south_assignment": south.assignment_id,
                "message": "00000000-0000-0000-0000-000000000000",
                "due": (due + timedelta(days=2)).isoformat(),
-               "meeting": (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")}
+               "meeting": (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M"),
+               "week": (datetime.now(UTC).date() - timedelta(days=7)).isoformat()}
     return {"api": api, "samples": samples}
 
 
@@ -164,6 +172,21 @@ async def test_every_role_against_every_page_and_its_json_twin(world: dict[str, 
 
 
 @pytest.mark.slow
+async def test_every_role_against_every_download(world: dict[str, Any]) -> None:
+    api, samples = world["api"], world["samples"]
+    wrong: list[str] = []
+    for role in ROLES:
+        await sign_in(api, role)
+        for template, expected in DOWNLOADS.items():
+            path = "/api/v1" + fill(template, samples)
+            response = await api.get(path)
+            want = 401 if role == "anonymous" else expected[("admin", "director", "trainer", "manager").index(role)]
+            if response.status != want:
+                wrong.append(f"{role} {path}: {response.status}, expected {want}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.slow
 async def test_every_role_against_every_action(world: dict[str, Any]) -> None:
     api, samples = world["api"], world["samples"]
     wrong: list[str] = []
@@ -189,8 +212,8 @@ def test_the_matrix_lists_every_route(settings: Settings) -> None:
 
     app = create_app(settings.model_copy(update={"secret_key": SECRET}))
     samples = {"north_flag": "f1", "south_flag": "f2", "assignment": "a1", "south_assignment": "a2", "message": "x",
-               "due": "", "meeting": ""}
-    listed = [fill(p, samples).split("?")[0] for p in [*PAGES, *ACTIONS]]
+               "due": "", "meeting": "", "week": ""}
+    listed = [fill(p, samples).split("?")[0] for p in [*PAGES, *ACTIONS, *DOWNLOADS]]
     missing = []
     for route in app[API_ROUTES]:
         pattern = re.compile("^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(route.path.removeprefix("/api/v1"))) + "$")
