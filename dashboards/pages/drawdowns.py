@@ -372,6 +372,28 @@ def history_shown(_: Translator, history: list[dict[str, Any]]) -> list[dict[str
     return shown
 
 
+def flag_reasons(_: Translator, flag: flag_store.StoredFlag) -> list[str]:
+    """Why the flag stands, in the viewer's language, said from its stored figures at display time.
+
+    The stored `reasons` are the analysis' English (kept for the CLI, the JSON twin and the CSV); the
+    figures beside them (kind, median, band, weeks, start) say the same, so a flag raised while the
+    analysis wrote English reads in Russian to a Russian reader, old flags included."""
+    said: list[str] = []
+    if flag.kind == "systemic":
+        said.append(_("drawdowns.reason_systemic", k=_.num(len(flag.managers))))
+    elif flag.kind == "fast":
+        said.append(_("drawdowns.reason_below_min", median=_.minutes(flag.median_ms), min=_.minutes(flag.min_ms)))
+    elif flag.median_ms > flag.max_ms:
+        said.append(_("drawdowns.reason_above_max", median=_.minutes(flag.median_ms), max=_.minutes(flag.max_ms)))
+    else:
+        above = max(0.0, flag.median_ms / flag.reference_ms - 1) if flag.reference_ms else 0.0
+        said.append(_("drawdowns.reason_slower_than_peers", median=_.minutes(flag.median_ms), above=_.pct(above)))
+    if flag.periods_in_drawdown:
+        said.append(_("drawdowns.reason_weeks", weeks=_.num(flag.periods_in_drawdown)))
+    said.append(since_words(_, flag))
+    return said
+
+
 def lost_minutes(flag: flag_store.StoredFlag, team_rows: list[dict[str, Any]]) -> float:
     """Time lost a week: none for a fast flag (possible skipped work); a systemic flag's is the sum over
     its slow managers as the latest run counts them (the flag's own figure when the run has none)."""

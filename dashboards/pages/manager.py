@@ -28,6 +28,7 @@ from dashboards import access, charts, figures
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from dashboards.pages import coaching as coaching_pages
+from dashboards.pages.drawdowns import flag_reasons, history_shown
 from dashboards.web import SITE, Page, add_page, answer, choice, chosen_site, day, day_param, run, text
 from kernel import app_keys, band_versions, flag_store, managers, notes, processes
 from kernel.errors import InvalidInput, NotFound
@@ -138,7 +139,9 @@ def manager_data(client: Client, settings: Settings, user: User, site: str, mana
                        for w in weeks],
         })
     flags = figures.flags_of(client, site, manager)
-    histories = figures.flag_histories(client, site, [f.flag_id for f in flags])
+    _ = Translator(user.language)
+    histories = {flag_id: history_shown(_, changes)
+                 for flag_id, changes in figures.flag_histories(client, site, [f.flag_id for f in flags]).items()}
     names = managers.names(client, site)
     return {
         "site": site, "manager": manager, "manager_name": names.get(manager), "team": team, "period": period.as_dict(),
@@ -146,7 +149,9 @@ def manager_data(client: Client, settings: Settings, user: User, site: str, mana
         "analysis": {"run_at": latest.run_at, "since": latest.window_start, "until": latest.window_end}
         if latest.run_at else None,
         "steps": steps,
-        "flags": [{**_flag(f, scope, histories.get(f.flag_id, []), names), "step_title": titles.get(f.step, f.step)}
+        "flags": [{**_flag(f, scope, histories.get(f.flag_id, []), names), "step_title": titles.get(f.step, f.step),
+                   # the reasons and each change's why in the account's language (`reasons` keeps the stored text)
+                   "reasons_said": flag_reasons(_, f)}
                   for f in flags],
         # the manager's own notes on weeks of their steps and on their flags (kernel/notes.py)
         "notes": [n.as_dict() for n in notes.notes_of(client, site, [manager])],
