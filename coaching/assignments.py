@@ -80,27 +80,31 @@ def assign(
     permissions.require_assign(user, manager=manager, team=team)
     if not team:
         raise InvalidInput(f"manager {manager!r} is in no team on site {site}: stepwatch teams assign TEAM {manager} "
-                           f"--site {site}", field="manager")
+                           f"--site {site}", field="manager", code="form_manager_no_team", values={"manager": manager})
     self_paced = False
     if kind == "course":
         course = catalog.get_course(client, site, course_id)
         if course.retired:
-            raise InvalidInput(f"course {course_id!r} is retired", field="course_id")
+            raise InvalidInput(f"course {course_id!r} is retired", field="course_id", code="form_course_retired",
+                               values={"course": course_id})
         if not course.addresses(step):
             raise InvalidInput(f"course {course_id!r} addresses {', '.join(course.steps)}, not {step}",
-                               field="course_id")
+                               field="course_id", code="form_course_other_step",
+                               values={"course": course_id, "step": step})
         self_paced = course.self_paced
         if self_paced and mentor:
-            raise InvalidInput(f"course {course_id!r} is self-paced: it has no trainer", field="mentor")
+            raise InvalidInput(f"course {course_id!r} is self-paced: it has no trainer", field="mentor",
+                               code="form_self_paced_trainer")
         if not self_paced and not mentor:
             raise InvalidInput(f"course {course_id!r} is led by a trainer: name the trainer (mentor) who runs it",
-                               field="mentor")
+                               field="mentor", code="form_course_trainer_missing")
     if mentor:
         _check_mentor(client, site, mentor, step)
     flag = _linkable_flag(client, user, flag_id, site=site, manager=manager, step=step) if flag_id else None
     if any(a.manager == manager and a.step == step and a.kind == kind and a.course_id == course_id
            and a.mentor == mentor and a.is_open for a in _fold_site(client, site).values()):
-        raise Conflict(f"{manager} has this coaching on {step} open already")
+        raise Conflict(f"{manager} has this coaching on {step} open already", code="form_already_open",
+                       values={"manager": manager, "step": step})
     payload: dict[str, Any] = {
         "site": site, "manager": manager, "team": team, "step": step, "kind": kind, "course_id": course_id,
         "mentor": mentor, "self_paced": self_paced, "due": due.isoformat(), "note": note.strip(),
@@ -202,7 +206,7 @@ class Actions:
     """What a user can do with an assignment now (for buttons), and why not for the rest."""
 
     allowed: frozenset[str]
-    refused: dict[str, str]
+    refused: dict[str, permissions.Refusal]
 
 
 def actions(user: Account, assignment: CoachingAssignment, now: datetime | None = None) -> Actions:
@@ -264,16 +268,19 @@ def _check_mentor(client: Client, site: str, name: str, step: str) -> None:
     try:
         account = users.get_user(client, name)
     except NotFound:
-        raise InvalidInput(f"no account named {name!r} to mentor", field="mentor") from None
+        raise InvalidInput(f"no account named {name!r} to mentor", field="mentor", code="form_mentor_unknown",
+                           values={"mentor": name}) from None
     if account.role != "trainer":
         raise InvalidInput(f"{name} is a {account.role}, not a trainer: meetings and led courses are run by trainers",
-                           field="mentor")
+                           field="mentor", code="form_mentor_not_trainer", values={"mentor": name})
     if account.disabled:
-        raise InvalidInput(f"the account {name} is disabled", field="mentor")
+        raise InvalidInput(f"the account {name} is disabled", field="mentor", code="form_mentor_disabled",
+                           values={"mentor": name})
     mentor = catalog.get_mentor(client, site, name)
     if not mentor.coaches(step):
         raise InvalidInput(f"{name} coaches {', '.join(mentor.steps)}, not {step}: "
-                           f"stepwatch mentors set {site} {name} --step {step} ...", field="mentor")
+                           f"stepwatch mentors set {site} {name} --step {step} ...", field="mentor",
+                           code="form_mentor_other_step", values={"mentor": name, "step": step})
 
 
 def _linkable_flag(client: Client, user: Account, flag_id: str, *, site: str, manager: str,

@@ -57,10 +57,11 @@ class Target:
         if self.metric not in TARGET_METRICS:
             raise InvalidInput(f"target metric must be one of {', '.join(TARGET_METRICS)} (got {self.metric!r})")
         if not 0 < self.max_ms <= 24 * 3_600_000:
-            raise InvalidInput(f"target time must be between 1 ms and 24 h (got {self.max_ms} ms)", field="target_ms")
+            raise InvalidInput(f"target time must be between 1 ms and 24 h (got {self.max_ms} ms)", field="target_ms",
+                               code="form_target_range")
         if not 1 <= self.within_days <= 366:
             raise InvalidInput(f"target deadline must be 1 to 366 days after the assignment (got {self.within_days})",
-                               field="within_days")
+                               field="within_days", code="form_within_days_range")
 
 
 @dataclass(frozen=True)
@@ -302,16 +303,19 @@ def _assigned(event: CoachingEvent) -> CoachingAssignment:
         raise InvalidInput(f"kind must be one of {', '.join(KINDS)} (got {kind!r})", field="kind")
     for name in ("site", "manager", "step"):
         if not fields[name]:
-            raise InvalidInput(f"an assignment needs a {name}", field=name)
+            raise InvalidInput(f"an assignment needs a {name}", field=name, code=f"form_{name}_missing")
     if kind == "course" and not fields["course_id"]:
-        raise InvalidInput("a course assignment names the course", field="course_id")
+        raise InvalidInput("a course assignment names the course", field="course_id", code="form_course_missing")
     if kind == "mentor_meeting" and (not fields["mentor"] or fields["course_id"]):
-        raise InvalidInput("a mentor meeting names the mentor, and no course", field="mentor")
+        raise InvalidInput("a mentor meeting names the mentor, and no course", field="mentor",
+                           code="form_meeting_mentor")
     self_paced = bool(p.get("self_paced", False)) and kind == "course"
     if kind == "course" and not self_paced and not fields["mentor"]:
-        raise InvalidInput("a course led by a trainer needs the trainer (mentor) who runs it", field="mentor")
+        raise InvalidInput("a course led by a trainer needs the trainer (mentor) who runs it", field="mentor",
+                           code="form_course_trainer_missing")
     if self_paced and fields["mentor"]:
-        raise InvalidInput("a self-paced course has no trainer: the manager takes it alone", field="mentor")
+        raise InvalidInput("a self-paced course has no trainer: the manager takes it alone", field="mentor",
+                           code="form_self_paced_trainer")
     for name, days in (("pre", pre_days), ("post", post_days)):
         if not MIN_WINDOW_DAYS <= days <= MAX_WINDOW_DAYS:
             raise InvalidInput(f"the {name} window is {MIN_WINDOW_DAYS} to {MAX_WINDOW_DAYS} days (got {days})",

@@ -81,15 +81,28 @@ class ActingAs:
         return cls(user.name, user.role, tuple(user.teams), user.manager_id, user.disabled, via)
 
 
+class Refusal(str):
+    """Why an action is refused: the English sentence (a str, for the CLI and the logs), with a `code` and
+    the `values` it names, which the dashboards word in the reader's language (coaching.refusal_<code>)."""
+
+    code: str
+    values: dict[str, str]
+
+    def __new__(cls, text: str, code: str, **values: str) -> Refusal:
+        made = super().__new__(cls, text)
+        made.code, made.values = code, values
+        return made
+
+
 def refusal(user: Account, action: str, assignment: CoachingAssignment | None = None, *,
-            team: str | None = None) -> str | None:
+            team: str | None = None) -> Refusal | None:
     """Why `user` may not do `action` (on `assignment`, or for a manager of `team` when assigning),
     or None when they may."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     who = f"{user.name} ({user.role})"
     if user.disabled:
-        return f"the account {user.name} is disabled"
+        return Refusal(f"the account {user.name} is disabled", "disabled", name=user.name)
     if action in MANAGER_OWN:
         if assignment is None:
             raise ValueError(f"{action} needs the assignment")
@@ -97,7 +110,8 @@ def refusal(user: Account, action: str, assignment: CoachingAssignment | None = 
             return hidden
         if user.role == "manager" and user.manager_id == assignment.manager:
             return None
-        return f"{who} cannot {action}: only the coached manager {assignment.manager} does, in their own name"
+        return Refusal(f"{who} cannot {action}: only the coached manager {assignment.manager} does, in their own name",
+                       "manager_own", manager=assignment.manager)
     if user.role == "admin":
         return None
     if action in ("view", "schedule", "done", "cancel", "evaluate", "answer") and assignment is None:
@@ -108,20 +122,21 @@ def refusal(user: Account, action: str, assignment: CoachingAssignment | None = 
         return None
     if action == "assign":
         if user.role != "director":
-            return f"{who} cannot assign coaching: directors assign it for the teams they lead"
+            return Refusal(f"{who} cannot assign coaching: directors assign it for the teams they lead",
+                           "assign_directors")
         if not team:
-            return f"{who} cannot assign coaching to a manager who is in no team"
+            return Refusal(f"{who} cannot assign coaching to a manager who is in no team", "assign_no_team")
         if team not in user.teams:
-            return f"{who} does not lead team {team} ({_led(user)})"
+            return Refusal(f"{who} does not lead team {team} ({_led(user)})", "not_your_team", team=team)
         return None
     if action == "cancel":
         if user.role != "director":
-            return f"{who} cannot cancel coaching: the director of the team does"
+            return Refusal(f"{who} cannot cancel coaching: the director of the team does", "cancel_directors")
         return _leads(user, assignment, who)  # type: ignore[arg-type]
     if action == "schedule":
         if user.role == "trainer" and assignment.mentor == user.name:  # type: ignore[union-attr]
             return None
-        return _trainer_only(who, assignment, "schedules the meeting")  # type: ignore[arg-type]
+        return _trainer_only(who, assignment, "schedules the meeting", "schedule")  # type: ignore[arg-type]
     if action == "done":
         a: CoachingAssignment = assignment  # type: ignore[assignment]
         if user.role == "trainer" and a.mentor == user.name:
@@ -129,27 +144,35 @@ def refusal(user: Account, action: str, assignment: CoachingAssignment | None = 
         if user.role == "manager" and user.manager_id == a.manager:
             if a.kind == "course" and a.self_paced:
                 return None
-            return f"{who} cannot mark this done: it is {_what(a)}, recorded by the trainer {a.mentor}"
+            return Refusal(f"{who} cannot mark this done: it is {_what(a)}, recorded by the trainer {a.mentor}",
+                               "done_by_trainer", mentor=a.mentor)
         if a.kind == "course" and a.self_paced:
-            return f"{who} cannot mark this done: the manager {a.manager} marks a self-paced course done"
-        return _trainer_only(who, a, "marks it done")
+            return Refusal(f"{who} cannot mark this done: the manager {a.manager} marks a self-paced course done",
+                           "done_self_paced", manager=a.manager)
+        return _trainer_only(who, a, "marks it done", "done")
     if action == "evaluate":
         a = assignment  # type: ignore[assignment]
         if user.role == "director":
             return _leads(user, a, who)
         if user.role == "trainer" and a.mentor == user.name:
             return None
-        return f"{who} cannot evaluate this assignment: the director of team {a.team or '-'} or its trainer can"
+        return Refusal(f"{who} cannot evaluate this assignment: the director of team {a.team or '-'} or its "
+                       "trainer can",
+                       "evaluate", team=a.team)
     if action == "answer":
         if user.role in ("director", "trainer"):
             return None  # seeing it is enough: the trainer who runs it, or the team's director
-        return f"{who} cannot answer: the trainer or the director answers the manager's questions"
+        return Refusal(f"{who} cannot answer: the trainer or the director answers the manager's questions", "answer")
     if action == "courses":
-        return None if user.role in ("director", "trainer") else f"{who} cannot change the course catalog"
+        if user.role in ("director", "trainer"):
+            return None
+        return Refusal(f"{who} cannot change the course catalog", "courses")
     if action == "mentors":
-        return None if user.role == "director" else f"{who} cannot change who mentors what"
+        return None if user.role == "director" else Refusal(f"{who} cannot change who mentors what", "mentors")
     if action == "effectiveness":
-        return None if user.role in ("director", "trainer") else f"{who} cannot see coaching effectiveness"
+        if user.role in ("director", "trainer"):
+            return None
+        return Refusal(f"{who} cannot see coaching effectiveness", "effectiveness")
     raise AssertionError(action)
 
 
@@ -162,7 +185,7 @@ def require(user: Account, action: str, assignment: CoachingAssignment | None = 
         raise NotFound(unknown_assignment(assignment.assignment_id))
     reason = refusal(user, action, assignment, team=team)
     if reason is not None:
-        raise Forbidden(reason)
+        raise Forbidden(reason, code=f"refusal_{reason.code}", values=reason.values)
 
 
 def sees(user: Account, assignment: CoachingAssignment) -> bool:
@@ -199,26 +222,31 @@ def visible(user: Account, assignments: Iterable[CoachingAssignment]) -> list[Co
     return [a for a in assignments if can(user, "view", a)]
 
 
-def _view(user: Account, a: CoachingAssignment, who: str) -> str | None:
+def _view(user: Account, a: CoachingAssignment, who: str) -> Refusal | None:
     if user.role == "director":
         return _leads(user, a, who)
     if user.role == "trainer":
         if a.mentor == user.name:
             return None
-        return f"{who} sees only what is assigned to them (this is {a.mentor or 'nobody'}'s)"
+        return Refusal(f"{who} sees only what is assigned to them (this is {a.mentor or 'nobody'}'s)",
+                       "not_your_trainee")
     if user.role == "manager":
-        return None if user.manager_id and user.manager_id == a.manager else f"{who} sees only their own coaching"
-    return f"{who} has no access to coaching"
+        if user.manager_id and user.manager_id == a.manager:
+            return None
+        return Refusal(f"{who} sees only their own coaching", "not_yours")
+    return Refusal(f"{who} has no access to coaching", "no_access")
 
 
-def _leads(user: Account, a: CoachingAssignment, who: str) -> str | None:
-    return None if a.team and a.team in user.teams else f"{who} does not lead team {a.team or '-'} ({_led(user)})"
+def _leads(user: Account, a: CoachingAssignment, who: str) -> Refusal | None:
+    if a.team and a.team in user.teams:
+        return None
+    return Refusal(f"{who} does not lead team {a.team or '-'} ({_led(user)})", "not_your_team", team=a.team)
 
 
-def _trainer_only(who: str, a: CoachingAssignment, does: str) -> str:
+def _trainer_only(who: str, a: CoachingAssignment, does: str, action: str) -> Refusal:
     if not a.mentor:
-        return f"{who} cannot do that: this self-paced course has no trainer"
-    return f"{who} cannot do that: the trainer {a.mentor} {does}"
+        return Refusal(f"{who} cannot do that: this self-paced course has no trainer", f"{action}_no_trainer")
+    return Refusal(f"{who} cannot do that: the trainer {a.mentor} {does}", f"{action}_trainer", mentor=a.mentor)
 
 
 def _led(user: Account) -> str:

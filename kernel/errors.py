@@ -13,13 +13,19 @@ from __future__ import annotations
 
 
 class StepwatchError(Exception):
-    """Base of the errors a user can cause and be told about; `field` names the form field at fault."""
+    """Base of the errors a user can cause and be told about; `field` names the form field at fault.
+
+    `code` (with its `values`), when given, says the same thing as the English message for a program
+    and for the dashboards' catalog, which words it in the reader's language."""
 
     status = 400
 
-    def __init__(self, message: str = "", *, field: str | None = None):
+    def __init__(self, message: str = "", *, field: str | None = None, code: str | None = None,
+                 values: dict[str, str] | None = None):
         super().__init__(message)
         self.field = field
+        self.code = code
+        self.values = dict(values or {})
 
 
 class InvalidInput(StepwatchError):

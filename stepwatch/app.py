@@ -173,7 +173,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except StepwatchError as exc:
-        body = {"error": str(exc), **({"field": exc.field} if exc.field else {})}
+        body = {"error": str(exc), **({"field": exc.field} if exc.field else {}),
+                **({"code": exc.code} if exc.code else {})}
         return web.json_response(body, status=exc.status)
     except web.HTTPException as exc:
         if exc.status < 400:

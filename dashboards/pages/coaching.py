@@ -9,6 +9,8 @@ or HR system (listed in /openapi.json).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -21,7 +23,7 @@ from coaching import outbox, peers, permissions
 from coaching.lifecycle import MAX_NOTE_CHARS, STATES
 from dashboards import access, charts
 from dashboards.auth import Viewer
-from dashboards.i18n import Translator
+from dashboards.i18n import Translator, catalog
 from dashboards.web import (
     ALL_ROLES,
     DONE,
@@ -45,7 +47,7 @@ from dashboards.web import (
 )
 from kernel import app_keys, band_versions, flag_store, processes, users
 from kernel import managers as directory
-from kernel.errors import InvalidInput, NotFound
+from kernel.errors import InvalidInput, NotFound, StepwatchError
 
 LEADS = ("admin", "director")
 
@@ -129,7 +131,10 @@ async def assignment_page(request: web.Request, who: Viewer) -> Page:
         e["result"] = result_sentence(_, step_title, e)
     data = {"assignment": {**a.as_dict(), **words.of(a)}, "evaluations": shown_evaluations,
             "result": shown_evaluations[-1]["result"] if shown_evaluations else None,
-            "before_after": shown, "actions": sorted(moves.allowed), "refused": moves.refused}
+            "before_after": shown, "actions": sorted(moves.allowed), "refused": moves.refused,
+            "refused_codes": {move: f"refusal_{why.code}" for move, why in moves.refused.items()}}
+    refused_said = [(_(f"coaching.move_{move}"), said(_, f"refusal_{why.code}", why.values))
+                    for move, why in sorted(moves.refused.items()) if move not in ("ask", "acknowledge")]
     chart = charts.before_after(_, label=f"{directory.display(words.managers, a.manager)} · "
                                          f"{words.steps.get(a.step, a.step)}", days=picture.days,
                                 manager_ms=picture.manager_ms, peers_ms=tuple(shown["peers_ms"]), pre=picture.pre,
@@ -139,7 +144,30 @@ async def assignment_page(request: web.Request, who: Viewer) -> Page:
                 columns=["checkpoint", "evaluated_at", "pre_since", "pre_until", "post_since", "post_until", "verdict",
                          "target_met"],
                 context={"chart": chart, "now_local": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
-                         "max_note_chars": MAX_NOTE_CHARS, "own": who.role == "manager"})
+                         "max_note_chars": MAX_NOTE_CHARS, "own": who.role == "manager",
+                         "refused_said": refused_said})
+
+
+def said(_: Translator, code: str, values: dict[str, str]) -> str:
+    """A coaching error code (coaching/permissions.py, lifecycle.py, assignments.py) in the reader's words."""
+    return _(f"coaching.{code}", **values)
+
+
+def speaking(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """The handler, its coded errors worded in the account's language: the page, the form's message and the
+    JSON `error` read the same, and the JSON keeps the machine-readable `code` (stepwatch/app.py)."""
+
+    @functools.wraps(handler)
+    async def worded(request: web.Request, who: Viewer, *args: Any) -> Any:
+        try:
+            return await handler(request, who, *args)
+        except StepwatchError as exc:
+            if not exc.code or f"coaching.{exc.code}" not in catalog():
+                raise
+            words = said(Translator(who.user.language), exc.code, exc.values)
+            raise type(exc)(words, field=exc.field, code=exc.code, values=exc.values) from exc
+
+    return worded
 
 
 def result_sentence(_: Translator, step_title: str, evaluation: dict[str, Any]) -> str:
@@ -510,28 +538,29 @@ def register(app: web.Application) -> None:
 
     one = (Param("assignment_id", "assignment_id", "the assignment's id, or its first 6 characters or more",
                  required=True),)
-    add_page(app, "/coaching", board, roles=ALL_ROLES, name="coaching", query=(
+    add_page(app, "/coaching", speaking(board), roles=ALL_ROLES, name="coaching", query=(
         SITE, choice("state", STATES), text("manager"), text("step"), text("team"), text("mentor"),
         flag("waiting", "only assignments with a manager's question waiting for an answer")),
              response=answer(site="string", filters="object", choices="object", assignments="array",
                              failed_notifications="array", overdue="integer", questions_waiting="integer"))
-    add_page(app, "/coaching/new", new_assignment, roles=LEADS, name="coaching_new", query=(
+    add_page(app, "/coaching/new", speaking(new_assignment), roles=LEADS, name="coaching_new", query=(
         SITE, uuid_id("flag", "fill the form from this drawdown flag"), text("manager"), text("step")),
              response=answer(site="string", prefill="object", courses="array", mentors="array", trainers="array",
                              steps="array", step_titles="object", managers="array", manager_names="object",
                              due_default="string"))
-    add_page(app, "/coaching/catalog", catalog_page, roles=("admin", "director", "trainer"), name="coaching_catalog",
+    add_page(app, "/coaching/catalog", speaking(catalog_page), roles=("admin", "director", "trainer"),
+             name="coaching_catalog",
              query=(SITE,), response=answer(site="string", courses="array", mentors="array", trainers="array",
                                             steps="array", step_titles="object", managers="array",
                                             manager_names="object"))
-    add_page(app, "/coaching/effectiveness", effectiveness_page, roles=("admin", "director", "trainer"),
+    add_page(app, "/coaching/effectiveness", speaking(effectiveness_page), roles=("admin", "director", "trainer"),
              name="coaching_effectiveness", query=(SITE,), response=answer(site="string", rows="array"))
-    add_page(app, "/coaching/assignments/{assignment_id}", assignment_page, roles=ALL_ROLES,
+    add_page(app, "/coaching/assignments/{assignment_id}", speaking(assignment_page), roles=ALL_ROLES,
              name="coaching_assignment", path_params=one,
              response=answer(assignment="object", evaluations="array", before_after="object", actions="array",
-                             refused="object"))
+                             refused="object", refused_codes="object"))
     moved = answer(assignment="object", **DONE)
-    add_action(app, "/coaching/assign", assign, roles=LEADS, name="coaching_assign", query=(SITE,), body=(
+    add_action(app, "/coaching/assign", speaking(assign), roles=LEADS, name="coaching_assign", query=(SITE,), body=(
         text("site", "default: the only site"), text("manager", required=True), text("step", required=True),
         choice("kind", KINDS, required=True),
         day("due", "when the coaching is due", required=True),
@@ -542,35 +571,37 @@ def register(app: web.Application) -> None:
         text("note"), uuid_id("flag_id", "the drawdown flag this answers"),
         whole("pre_days", 0, 3650, "days measured before (default 14)"),
         whole("post_days", 0, 3650, "days measured after (default 14)")), response=moved)
-    add_action(app, "/coaching/assignments/{assignment_id}/schedule", schedule, roles=ALL_ROLES,
+    add_action(app, "/coaching/assignments/{assignment_id}/schedule", speaking(schedule), roles=ALL_ROLES,
                name="coaching_schedule", path_params=one,
                body=(moment("meeting_at", "when (UTC unless an offset is given)", required=True), text("reason")),
                response=moved)
-    add_action(app, "/coaching/assignments/{assignment_id}/done", done, roles=ALL_ROLES, name="coaching_done",
+    add_action(app, "/coaching/assignments/{assignment_id}/done", speaking(done), roles=ALL_ROLES, name="coaching_done",
                path_params=one, body=(text("note"),), response=moved)
-    add_action(app, "/coaching/assignments/{assignment_id}/cancel", cancel, roles=ALL_ROLES, name="coaching_cancel",
+    add_action(app, "/coaching/assignments/{assignment_id}/cancel", speaking(cancel), roles=ALL_ROLES,
+               name="coaching_cancel",
                path_params=one, body=(text("reason", "why", required=True),), response=moved)
-    add_action(app, "/coaching/assignments/{assignment_id}/evaluate", evaluate, roles=ALL_ROLES,
+    add_action(app, "/coaching/assignments/{assignment_id}/evaluate", speaking(evaluate), roles=ALL_ROLES,
                name="coaching_evaluate", path_params=one, response=answer(evaluation="object", **DONE))
-    add_action(app, "/coaching/assignments/{assignment_id}/acknowledge", acknowledge, roles=ALL_ROLES,
+    add_action(app, "/coaching/assignments/{assignment_id}/acknowledge", speaking(acknowledge), roles=ALL_ROLES,
                name="coaching_acknowledge", path_params=one, response=moved)
-    add_action(app, "/coaching/assignments/{assignment_id}/ask", ask, roles=ALL_ROLES, name="coaching_ask",
+    add_action(app, "/coaching/assignments/{assignment_id}/ask", speaking(ask), roles=ALL_ROLES, name="coaching_ask",
                path_params=one, body=(text("text", "the question, for the trainer and the director", required=True),),
                response=moved)
-    add_action(app, "/coaching/assignments/{assignment_id}/answer", answer_question, roles=ALL_ROLES,
+    add_action(app, "/coaching/assignments/{assignment_id}/answer", speaking(answer_question), roles=ALL_ROLES,
                name="coaching_answer", path_params=one,
                body=(uuid_id("question_id", "the question answered (its question_id)", required=True),
                      text("text", "the answer", required=True)), response=moved)
-    add_action(app, "/coaching/courses", add_course, roles=("admin", "director", "trainer"),
+    add_action(app, "/coaching/courses", speaking(add_course), roles=("admin", "director", "trainer"),
                name="coaching_course_add", query=(SITE,), body=(
                    text("site"), text("title", required=True), names("steps", "the steps it teaches"),
                    text("description"), text("link"), whole("expected_minutes", 0, 100_000), flag("self_paced"),
                    text("reason")), response=answer(course="object", **DONE))
-    add_action(app, "/coaching/mentors", set_mentor, roles=("admin", "director", "trainer"), name="coaching_mentor",
+    add_action(app, "/coaching/mentors", speaking(set_mentor), roles=("admin", "director", "trainer"),
+               name="coaching_mentor",
                query=(SITE,), body=(text("site"), text("name", "the mentor's account", required=True),
                                     names("steps", "the steps they mentor"), text("reason")),
                response=answer(mentor="object", **DONE))
-    add_action(app, "/coaching/notifications/{message_id}/retry", retry_notification, roles=LEADS,
+    add_action(app, "/coaching/notifications/{message_id}/retry", speaking(retry_notification), roles=LEADS,
                name="coaching_retry", path_params=(uuid_id("message_id", "the notification's id", required=True),),
                response=answer(message_id="string", status="string", **DONE))
 

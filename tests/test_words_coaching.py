@@ -1,0 +1,105 @@
+"""Coaching's refusals and form errors are raised with a code and worded in the reader's language: on the
+page, in the form's message and in the JSON `error`, with the JSON keeping the machine-readable `code`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+import coaching
+from coaching import permissions
+from coaching.lifecycle import Target
+from kernel import storage, users
+from kernel.errors import Forbidden
+from kernel.settings import Settings
+from stepwatch.app import create_app
+from tests.coaching_helpers import build_org, sign_in, today
+from tests.web_helpers import SECRET
+
+ENGLISH_REFUSALS = ("cannot do that", "(director)", "does not lead team")
+ENGLISH_FORM = "a mentor meeting names the mentor, and no course"
+
+
+@pytest.fixture
+def org(client: storage.Client, site: Any) -> Any:
+    return build_org(client, site.name)
+
+
+@pytest.fixture
+async def api(aiohttp_client: Any, settings: Settings, org: Any) -> Any:
+    return await aiohttp_client(create_app(settings.model_copy(update={"secret_key": SECRET,
+                                                                       "analysis_interval_s": 0})))
+
+
+def a_meeting(client: storage.Client, settings: Settings, org: Any) -> Any:
+    return coaching.assign(client, settings, org.dana, site=org.site, manager="m-1", step="offer",
+                           kind="mentor_meeting", mentor="tom", due=today() + timedelta(days=10),
+                           target=Target(240_000, 30))
+
+
+def test_a_refusal_carries_its_code_beside_the_english(org: Any) -> None:
+    with pytest.raises(Forbidden) as raised:
+        permissions.require(org.admin.__class__(**{**org.dana.__dict__, "disabled": True}), "courses")
+    assert raised.value.code == "refusal_disabled" and raised.value.values == {"name": "dana"}
+    assert str(raised.value) == "the account dana is disabled"  # the CLI and the logs keep the sentence
+
+
+@pytest.mark.parametrize("language, words", [
+    ("ru", ("Назначить встречу: Встречу назначает только тренер tom.",)),
+    ("en", ("Schedule the meeting: Only the trainer tom schedules the meeting.",)),
+])
+async def test_refused_actions_are_said_in_the_readers_language(
+        api: Any, client: storage.Client, settings: Settings, org: Any, language: str, words: tuple[str, ...]) -> None:
+    a = a_meeting(client, settings, org)
+    users.set_language(client, "dana", language, actor="test")
+    await sign_in(api, "dana")
+    page = await (await api.get(f"/coaching/assignments/{a.assignment_id}")).text()
+    for said in words:
+        assert said in page
+    for english in ENGLISH_REFUSALS:
+        assert english not in page
+    data = await (await api.get(f"/api/v1/coaching/assignments/{a.assignment_id}")).json()
+    assert data["refused_codes"]["schedule"] == "refusal_schedule_trainer"
+    assert "schedules the meeting" in data["refused"]["schedule"]  # the stored sentence stays for programs
+
+
+async def test_a_refused_action_answers_in_the_accounts_language_with_its_code(
+        api: Any, client: storage.Client, settings: Settings, org: Any) -> None:
+    a = a_meeting(client, settings, org)
+    users.set_language(client, "dana", "ru", actor="test")
+    token = await sign_in(api, "dana")
+    response = await api.post(f"/api/v1/coaching/assignments/{a.assignment_id}/schedule",
+                              headers={"X-CSRF-Token": token},
+                              json={"meeting_at": f"{today() + timedelta(days=2)}T10:00:00Z"})
+    body = await response.json()
+    assert response.status == 403 and body["code"] == "refusal_schedule_trainer"
+    assert body["error"] == "Встречу назначает только тренер tom."
+    form = await api.post(f"/coaching/assignments/{a.assignment_id}/schedule",
+                          data={"csrf": token, "meeting_at": f"{today() + timedelta(days=2)}T10:00"})
+    html = await form.text()
+    assert form.status == 403 and "Встречу назначает только тренер tom." in html
+    assert not any(english in html for english in ENGLISH_REFUSALS)
+
+
+@pytest.mark.parametrize("language, words", [
+    ("ru", "Выберите наставника для встречи; у встречи нет курса."),
+    ("en", "Choose the mentor for the meeting; a meeting has no course."),
+])
+async def test_a_form_error_is_said_next_to_its_field_in_the_readers_language(
+        api: Any, client: storage.Client, org: Any, language: str, words: str) -> None:
+    users.set_language(client, "dana", language, actor="test")
+    token = await sign_in(api, "dana")
+    fields = {"site": org.site, "manager": "m-1", "step": "offer", "kind": "mentor_meeting", "mentor": "",
+              "due": (today() + timedelta(days=7)).isoformat(), "target_minutes": "4", "within_days": "21"}
+    response = await api.post("/coaching/assign", data={**fields, "csrf": token, "next": "/coaching/new"},
+                              allow_redirects=False)
+    assert response.status == 303
+    page = await (await api.get("/coaching/new")).text()
+    assert 'id="error-mentor"' in page and words in page and ENGLISH_FORM not in page
+    answer = await api.post("/api/v1/coaching/assign", headers={"X-CSRF-Token": token},
+                            json={**fields, "target_minutes": 4, "within_days": 21})
+    body = await answer.json()
+    assert answer.status == 400
+    assert (body["code"], body["field"], body["error"]) == ("form_meeting_mentor", "mentor", words)
