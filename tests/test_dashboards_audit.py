@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ from coaching import assignments, catalog
 from coaching.lifecycle import EVENT_TYPES, Target
 from dashboards.i18n import LANGUAGES, Translator
 from dashboards.pages import audit as page
-from kernel import band_versions, managers, sites, storage, teams, users
+from kernel import band_versions, flag_store, managers, sites, storage, teams, users
 from kernel.settings import Settings
+from stepwatch.analysis_run import ANALYSIS_ACTOR
 from stepwatch.app import create_app
 from tests.coaching_helpers import ROOT, build_org, sign_in, today
 from tests.dashboard_data import make_flag
@@ -148,7 +150,8 @@ def test_every_audited_action_has_a_sentence_in_every_language() -> None:
     ("band.set", "ru", "Норма шага Offer для команды North: максимум: 6,0 мин → 5,0 мин; действует с: 5 янв. 2026 г. → "
                        "2 мар. 2026 г."),
     ("team.assign", "en", "Анна Петрова joined team North"),
-    ("flag.dismissed", "en", "Drawdown (slow) on Offer for Анна Петрова: open → dismissed"),
+    ("flag.dismissed", "en", "Drawdown on Offer — Анна Петрова, slow: open → dismissed"),
+    ("flag.dismissed", "ru", "Просадка на шаге Offer — Анна Петрова, медленная работа: открыта → отклонена"),
     ("coaching.assigned", "en", "Course “Offer basics” for Анна Петрова on Offer assigned, due Mar 20, 2026; "
                                 "target: 3.2 min at most, within 30 days"),
     ("coaching.assigned", "ru", "Курс «Offer basics» — Анна Петрова, шаг Offer: назначено, срок 20 мар. 2026 г.; "
@@ -191,10 +194,12 @@ async def test_the_page_tells_real_changes_in_the_readers_language_and_the_json_
                               actor="ada", reason="first band")
     band_versions.add_version(client, "crm", "offer", "north", 60_000, 180_000, 300_000, date(2026, 3, 2),
                               actor="ada", reason="new script")
-    make_flag(client, "crm", team="north", manager="m-1", step="offer", status="acknowledged")
-    assignments.assign(client, settings, org.dana, site="crm", manager="m-1", step="offer", kind="course",
-                       course_id="offer-basics", due=today() + timedelta(days=7),
-                       target=Target(max_ms=194_247, within_days=30))
+    flag = make_flag(client, "crm", team="north", manager="m-1", step="offer", status="acknowledged")
+    flag_store.record_event(client, replace(flag, status="open"), "", "open", actor=ANALYSIS_ACTOR,
+                            reason="slower than the team's other managers (q = 0.003); began on 2026-11-05")
+    coached = assignments.assign(client, settings, org.dana, site="crm", manager="m-1", step="offer", kind="course",
+                                 course_id="offer-basics", due=today() + timedelta(days=7),
+                                 target=Target(max_ms=194_247, within_days=30), flag_id=flag.flag_id)
     teams.assign(client, "crm", "south", ["m-1"], actor="ada", reason="moved")
     catalog.update_course(client, ROOT, "crm", "offer-basics", self_paced=False, reason="now with a trainer")
     sites.set_cost(client, "crm", 30, "EUR", actor="ada", reason="finance")
@@ -205,12 +210,17 @@ async def test_the_page_tells_real_changes_in_the_readers_language_and_the_json_
     cells = [plain(re.sub(r"<[^>]+>", "", c)) for c in re.findall(r'<td class="audit-what">(.*?)</td>', body)]
     assert "Band of Offer for team north: maximum 6.0 min → 5.0 min; from Jan 5, 2026 → Mar 2, 2026" in cells
     assert "Анна Петрова moved from team north to team south" in cells
-    assert "Drawdown (slow) on Offer for Анна Петрова: open → acknowledged" in cells
+    assert "Drawdown on Offer — Анна Петрова, slow: open → acknowledged" in cells
+    assert "Drawdown found on Offer — Анна Петрова, slow" in cells  # the analysis opened it: no "new → open"
     assert any(c.startswith("Course “Offer basics” for Анна Петрова on Offer assigned, due ") for c in cells)
     assert "Course “Offer basics” changed: self-paced yes → no" in cells
     assert "Cost of a manager’s hour on site crm: none → €30" in cells
     assert "Manager m-1 on site crm: name none → Анна Петрова" in cells
     assert "<td>new script</td>" in body
+    # a flag's reasons as on its history: the analysis' English in words, an assignment's id as a link
+    assert "<td>The analysis found the drawdown.</td>" in body and "q = 0.003" not in body
+    assert f'<td><a href="/coaching/assignments/{coached.assignment_id}">Coaching assigned</a></td>' in body
+    assert "Drawdown on Offer — Анна Петрова, slow: acknowledged → in coaching" in cells
     assert not PYTHON.search(" ".join(cells)), [c for c in cells if PYTHON.search(c)]
     assert "<code>" not in body and "kv" not in body
 

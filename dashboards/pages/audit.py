@@ -22,6 +22,7 @@ from coaching.lifecycle import CoachingAssignment, fold_all
 from dashboards import access
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
+from dashboards.pages.drawdowns import history_shown
 from dashboards.web import Page, add_page, answer, day, day_param, run, text
 from kernel import audit, managers, processes, sites, teams
 
@@ -48,7 +49,17 @@ async def audit_page(request: web.Request, who: Viewer) -> Page:
     sentences = [describe(_, row, words) for row in rows]
     return Page("audit.html", {"filters": filters, "entries": rows, "limit": LIMIT}, title="audit.title",
                 table="entries", columns=["at", "actor", "action", "object", "reason", "details"],
-                context={"sentences": sentences})
+                context={"sentences": sentences, "reasons": [why(_, row) for row in rows]})
+
+
+def why(_: Translator, entry: dict[str, Any]) -> dict[str, str | None]:
+    """The reason as a reader reads it: a flag's change said as on the flag's own history (the analysis'
+    English notes in words, a coaching assignment's id as a link to it); what a person wrote, as written."""
+    if entry["action"].startswith("flag."):
+        said = history_shown(_, [{"reason": entry["reason"], "actor": entry["actor"],
+                                  "to_status": (entry.get("details") or {}).get("to", "")}])[0]
+        return {"text": said["why"], "link": said["link"]}
+    return {"text": entry["reason"] or "–", "link": None}
 
 
 # --- the names an entry's ids stand for ----------------------------------------------------------------
@@ -247,6 +258,8 @@ def _flag(_: Translator, obj: str, d: dict[str, Any], w: Words) -> str:
     kind_word = _(f"manager.kind.{kind}") if kind in ("slow", "fast", "systemic") else value(_, kind)
     step = w.step("", d.get("step", ""))
     whose = w.manager("", d["manager"]) if d.get("manager") else w.team("", d.get("team", ""))
+    if not d.get("from"):
+        return _("audit.do.flag_found", kind=kind_word, step=step, who=whose)
     return _("audit.do.flag", kind=kind_word, step=step, who=whose, before=_flag_status(_, d.get("from", "")),
              after=_flag_status(_, d.get("to", "")))
 
