@@ -4,13 +4,22 @@ The catalog is one file per page (overview.toml, ...) plus common.toml; a key st
 file's name ("overview.title"), and every key has a text per language; `{name}` placeholders are
 filled by keyword. tests/test_dashboards_i18n.py checks both languages and every key in use.
 Numbers, dates and durations are formatted for the language with Babel (CLDR data).
+
+A phrase about a count ("3 steps", "3 шага") is never "{n} steps" in one entry: the languages put
+a different word after 1, 2-4 and 5 ("1 шаг", "3 шага", "5 шагов"). It is four entries, one per
+CLDR plural category, `key.one`, `key.few`, `key.many`, `key.other` (English fills `few` and `many`
+with its `other` text), and a page asks for the phrase with `_.plural("key", count, n=_.num(count))`:
+the count picks the entry by the language's rules and the values fill it as `_()` does.
+Dates are Babel's "medium" date in both languages; `_.when(value)` says a recent moment
+relatively ("2 days ago" / "2 дня назад") inside a `<time>` whose title has the absolute date.
+CSV and JSON keep ISO 8601.
 """
 
 from __future__ import annotations
 
 import math
 import tomllib
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,9 +27,12 @@ from typing import Any
 from babel import Locale
 from babel import dates as babel_dates
 from babel import numbers as babel_numbers
+from markupsafe import Markup, escape
 
 LANGUAGES = ("en", "ru")
 CATALOG_DIR = Path(__file__).with_name("messages")
+RECENT = timedelta(days=7)  # a moment this close to now is said relatively: "2 days ago"
+PLURAL_CATEGORIES = ("one", "few", "many", "other")  # CLDR's for English and Russian ("zero", "two" unused)
 
 
 @cache
@@ -89,7 +101,14 @@ class Translator:
         if entry is None:
             raise KeyError(f"message {key!r} is missing from dashboards/messages/")
         text = entry.get(self.language) or entry["en"]
+        if any(isinstance(v, Markup) for v in values.values()):  # e.g. a `when`: the text is escaped around it
+            return escape(text).format(**values)
         return text.format(**values) if values else text
+
+    def plural(self, key: str, count: int | float, **values: Any) -> str:
+        """The entry `key.one|few|many|other` that `count` takes in this language, filled with `values`."""
+        category = self._locale.plural_form(abs(count)) if count is not None else "other"
+        return self(f"{key}.{category if category in PLURAL_CATEGORIES else 'other'}", **values)
 
     def num(self, value: float | int | None, digits: int = 0) -> str:
         if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -146,6 +165,23 @@ class Translator:
         day = babel_dates.format_date(value, format="medium", locale=self._locale)
         time = babel_dates.format_time(value, format="short", tzinfo=babel_dates.UTC, locale=self._locale)
         return f"{day}, {time} UTC"
+
+
+    def when(self, value: datetime | str | None, now: datetime | None = None) -> Markup | str:
+        """A moment as `<time>`: "2 days ago" within a week before now (the absolute time in its
+        title), the absolute date and time otherwise."""
+        if value is None or value == "":
+            return "–"
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)  # the store keeps UTC without a zone
+        absolute = self.datetime(value)
+        ago = (now or datetime.now(UTC)) - value
+        if timedelta(0) <= ago <= RECENT:
+            said = babel_dates.format_timedelta(-ago, add_direction=True, locale=self._locale)
+            return Markup('<time datetime="{}" title="{}">{}</time>').format(value.isoformat(), absolute, said)
+        return Markup('<time datetime="{}">{}</time>').format(value.isoformat(), absolute)
 
 
 def _minutes(_: Translator, ms: float | int) -> str:

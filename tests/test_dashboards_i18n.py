@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from dashboards.i18n import CATALOG_DIR, LANGUAGES, Translator, catalog
+from dashboards.i18n import CATALOG_DIR, LANGUAGES, PLURAL_CATEGORIES, Translator, catalog
 
 DASHBOARDS = Path(__file__).resolve().parent.parent / "dashboards"
 # _("key"...) in templates and Python; keys built at run time ("role." + viewer.role) are listed below.
 USED = re.compile(r"""_\(\s*["']([a-z_]+\.[a-z0-9_.]+)["']""")
+# _.plural("key", count, ...) uses key.one, key.few, key.many and key.other.
+PLURAL_USED = re.compile(r"""\.plural\(\s*["']([a-z_]+\.[a-z0-9_.]+)["']""")
 DYNAMIC_PREFIXES = {
     "role.": ("admin", "director", "trainer", "manager"),
     "error.": ("400", "403", "404", "409", "429", "other"),
@@ -25,7 +27,9 @@ DYNAMIC_PREFIXES = {
 def used_keys() -> set[str]:
     keys: set[str] = set()
     for path in [*DASHBOARDS.rglob("*.html"), *DASHBOARDS.rglob("*.py")]:
-        keys.update(k for k in USED.findall(path.read_text()) if not k.endswith(("_", ".")))  # prefixes: below
+        text = path.read_text()
+        keys.update(k for k in USED.findall(text) if not k.endswith(("_", ".")))  # prefixes: below
+        keys.update(f"{k}.{c}" for k in PLURAL_USED.findall(text) for c in PLURAL_CATEGORIES)
     for prefix, names in DYNAMIC_PREFIXES.items():
         keys.update(prefix + name for name in names)
     return keys
@@ -41,6 +45,25 @@ def test_every_entry_has_every_language_and_the_same_placeholders() -> None:
         assert set(entry) == set(LANGUAGES), key
         placeholders = {lang: set(re.findall(r"{(\w+)}", entry[lang])) for lang in LANGUAGES}
         assert placeholders["en"] == placeholders["ru"], key
+
+
+def test_a_count_takes_the_plural_form_of_its_language() -> None:
+    en, ru = Translator("en"), Translator("ru")
+    said = {n: (en.plural("step.history_caption", n, n=en.num(n)), ru.plural("step.history_caption", n, n=ru.num(n)))
+            for n in (1, 2, 5, 11, 21, 22, 25)}
+    assert said[1] == ("1 version, newest first", "1 версия, сначала новые")
+    assert said[2] == ("2 versions, newest first", "2 версии, сначала новые")
+    assert said[5] == ("5 versions, newest first", "5 версий, сначала новые")
+    assert said[11][1].startswith("11 версий") and said[21][1].startswith("21 версия")
+    assert said[22][1].startswith("22 версии") and said[25][1].startswith("25 версий")
+    assert en.plural("overview.team_group", 1, team="A", n="1") == "Team A (1 manager)"
+
+
+def test_every_plural_phrase_has_every_category() -> None:
+    families = {key.rsplit(".", 1)[0] for key in catalog() if key.rsplit(".", 1)[-1] in PLURAL_CATEGORIES[:3]}
+    for family in families:
+        missing = [c for c in PLURAL_CATEGORIES if f"{family}.{c}" not in catalog()]
+        assert not missing, f"{family}: no {missing}"
 
 
 def test_keys_start_with_their_file_name() -> None:
@@ -164,3 +187,31 @@ def test_a_time_is_written_with_the_same_date_style_as_a_day(language: str) -> N
     moment = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
     assert _.datetime(moment).startswith(_.date(date(2026, 11, 20)) + ", ")
     assert _.datetime("2026-11-20T23:30:00Z") == _.datetime(moment) and _.date("2026-11-20") == _.date(moment)
+
+
+def test_a_recent_moment_is_said_relatively_with_the_absolute_time_in_its_title() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    en, ru = Translator("en"), Translator("ru")
+    two_days = now - timedelta(days=2)
+    assert en.when(two_days, now=now) == ('<time datetime="2026-12-02T12:00:00+00:00" '
+                                          'title="Dec 2, 2026, 12:00\u202fPM UTC">2 days ago</time>')
+    assert ">2 дня назад</time>" in ru.when(two_days, now=now)
+    assert ">5 дней назад</time>" in ru.when(now - timedelta(days=5), now=now)
+    assert ">3 часа назад</time>" in ru.when(datetime(2026, 12, 4, 9, 0), now=now)  # the store's naive UTC
+    old = en.when(now - timedelta(days=8), now=now)  # beyond a week: the date itself, no title
+    assert old == '<time datetime="2026-11-26T12:00:00+00:00">Nov 26, 2026, 12:00\u202fPM UTC</time>'
+    assert en.when("2026-12-03T12:00:00+00:00", now=now).endswith(">1 day ago</time>")
+    assert en.when(None) == "–"
+
+
+def test_a_message_escapes_its_words_around_a_time_and_keeps_the_time_as_markup() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    _ = Translator("en")
+    said = _("process.summary", title="<b>", process="p", version="1", at=_.when(now - timedelta(hours=3), now=now),
+             by="a&b")
+    assert said.startswith("&lt;b&gt; (p), version 1, loaded <time datetime=") and said.endswith("by a&amp;b.")
+    assert ">3 hours ago</time>" in said

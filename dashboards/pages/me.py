@@ -170,18 +170,9 @@ async def me_page(request: web.Request, who: Viewer) -> Page:
     _ = Translator(who.user.language)
     table, columns = csv_table(request.query)
     return Page("me.html", data, title="me.title", table=table, columns=columns,
-                context={"charts": step_charts(_, data), "segment": segment, "plural": plural_of(_),
+                context={"charts": step_charts(_, data), "segment": segment,
                          "coaching_charts": coaching_pages.history_charts(_, data["coaching"]),
                          "titles": {s["step"]: s["title"] for s in data["steps"]}})
-
-
-def plural_of(_: Translator) -> Any:
-    """`plural("me.all_clear", n, ...)`: the catalog entry for n's plural category in the reader's
-    language (CLDR: one, few, many, other), e.g. "me.all_clear.few" for 3 in Russian."""
-    def plural(key: str, count: int, **values: Any) -> str:
-        category = _._locale.plural_form(count)  # type: ignore[attr-defined]
-        return _(f"{key}.{category if category in ('one', 'few', 'many') else 'other'}", **values)
-    return plural
 
 
 # The manager page's answer (FIGURES) and what My figures adds to it.
