@@ -38,7 +38,10 @@ async def test_a_russian_reader_reads_the_reasons_in_russian(aiohttp_client: Any
     for english in (ENGLISH, "began on", "weeks", "analysis:"):
         assert english not in html
     (flag,) = data["flags"]
-    assert flag["reasons"][0] == ENGLISH  # the JSON twin keeps the stored text
+    assert flag["reasons"][0] == ENGLISH  # the JSON twin keeps the stored text, and the codes with their figures
+    assert flag["reason_codes"][:2] == [{"code": "above_max", "median_ms": 400_000.0, "max_ms": 240_000},
+                                        {"code": "weeks", "weeks": 4}]
+    assert flag["reason_codes"][2]["code"] == "since" and flag["reason_codes"][2]["at_least"] is False
 
 
 async def test_an_english_reader_reads_the_same_reasons_in_english(aiohttp_client: Any, settings: Settings,

@@ -289,6 +289,7 @@ async def drawdown_page(request: web.Request, who: Viewer) -> Page:
     row.update({"site": flag.site, "window_start": flag.window_start, "window_end": flag.window_end,
                 "q_value": flag.q_value, "periods_in_drawdown": flag.periods_in_drawdown,
                 "start_at_least": flag.start_at_least, "reasons": list(flag.reasons),
+                "reason_codes": flag_reason_codes(flag),
                 "step_title": step_title, "minutes_lost_per_week": round(lost_minutes(flag, detail.team_rows), 1),
                 "p25_ms": (mine or {}).get("p25_ms"), "p75_ms": (mine or {}).get("p75_ms"),
                 "p90_ms": (mine or {}).get("p90_ms")})
@@ -372,25 +373,44 @@ def history_shown(_: Translator, history: list[dict[str, Any]]) -> list[dict[str
     return shown
 
 
-def flag_reasons(_: Translator, flag: flag_store.StoredFlag) -> list[str]:
-    """Why the flag stands, in the viewer's language, said from its stored figures at display time.
-
-    The stored `reasons` are the analysis' English (kept for the CLI, the JSON twin and the CSV); the
-    figures beside them (kind, median, band, weeks, start) say the same, so a flag raised while the
-    analysis wrote English reads in Russian to a Russian reader, old flags included."""
-    said: list[str] = []
+def flag_reason_codes(flag: flag_store.StoredFlag) -> list[dict[str, Any]]:
+    """Why the flag stands, as codes with their figures (machine values, for the JSON twins), read from the
+    flag's stored figures: the stored `reasons` are the analysis' English, kept for the CLI and the CSV, and
+    the figures say the same for any flag, those raised before the codes existed included."""
+    codes: list[dict[str, Any]] = []
     if flag.kind == "systemic":
-        said.append(_("drawdowns.reason_systemic", k=_.num(len(flag.managers))))
+        codes.append({"code": "systemic", "managers": len(flag.managers)})
     elif flag.kind == "fast":
-        said.append(_("drawdowns.reason_below_min", median=_.minutes(flag.median_ms), min=_.minutes(flag.min_ms)))
+        codes.append({"code": "below_min", "median_ms": flag.median_ms, "min_ms": flag.min_ms})
     elif flag.median_ms > flag.max_ms:
-        said.append(_("drawdowns.reason_above_max", median=_.minutes(flag.median_ms), max=_.minutes(flag.max_ms)))
+        codes.append({"code": "above_max", "median_ms": flag.median_ms, "max_ms": flag.max_ms})
     else:
-        above = max(0.0, flag.median_ms / flag.reference_ms - 1) if flag.reference_ms else 0.0
-        said.append(_("drawdowns.reason_slower_than_peers", median=_.minutes(flag.median_ms), above=_.pct(above)))
+        codes.append({"code": "slower_than_peers", "median_ms": flag.median_ms, "reference_ms": flag.reference_ms})
     if flag.periods_in_drawdown:
-        said.append(_("drawdowns.reason_weeks", weeks=_.num(flag.periods_in_drawdown)))
-    said.append(since_words(_, flag))
+        codes.append({"code": "weeks", "weeks": flag.periods_in_drawdown})
+    codes.append({"code": "since", "start_date": flag.start_date.isoformat() if flag.start_date else None,
+                  "at_least": flag.start_at_least})
+    return codes
+
+
+def flag_reasons(_: Translator, flag: flag_store.StoredFlag) -> list[str]:
+    """The flag's reason codes in the viewer's language, at display time: a flag raised while the analysis
+    wrote English reads in Russian to a Russian reader."""
+    said = []
+    for c in flag_reason_codes(flag):
+        if c["code"] == "systemic":
+            said.append(_("drawdowns.reason_systemic", k=_.num(c["managers"])))
+        elif c["code"] == "below_min":
+            said.append(_("drawdowns.reason_below_min", median=_.minutes(c["median_ms"]), min=_.minutes(c["min_ms"])))
+        elif c["code"] == "above_max":
+            said.append(_("drawdowns.reason_above_max", median=_.minutes(c["median_ms"]), max=_.minutes(c["max_ms"])))
+        elif c["code"] == "slower_than_peers":
+            above = max(0.0, c["median_ms"] / c["reference_ms"] - 1) if c["reference_ms"] else 0.0
+            said.append(_("drawdowns.reason_slower_than_peers", median=_.minutes(c["median_ms"]), above=_.pct(above)))
+        elif c["code"] == "weeks":
+            said.append(_("drawdowns.reason_weeks", weeks=_.num(c["weeks"])))
+        else:
+            said.append(since_words(_, flag))
     return said
 
 

@@ -28,7 +28,7 @@ from dashboards import access, charts, figures
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator
 from dashboards.pages import coaching as coaching_pages
-from dashboards.pages.drawdowns import flag_reasons, history_shown
+from dashboards.pages.drawdowns import flag_reason_codes, flag_reasons, history_shown
 from dashboards.web import SITE, Page, add_page, answer, choice, chosen_site, day, day_param, run, text
 from kernel import app_keys, band_versions, flag_store, managers, notes, processes
 from kernel.errors import InvalidInput, NotFound
@@ -151,7 +151,7 @@ def manager_data(client: Client, settings: Settings, user: User, site: str, mana
         "steps": steps,
         "flags": [{**_flag(f, scope, histories.get(f.flag_id, []), names), "step_title": titles.get(f.step, f.step),
                    # the reasons and each change's why in the account's language (`reasons` keeps the stored text)
-                   "reasons_said": flag_reasons(_, f)}
+                   "reason_codes": flag_reason_codes(f), "reasons_said": flag_reasons(_, f)}
                   for f in flags],
         # the manager's own notes on weeks of their steps and on their flags (kernel/notes.py)
         "notes": [n.as_dict() for n in notes.notes_of(client, site, [manager])],
