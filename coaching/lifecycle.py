@@ -308,7 +308,7 @@ def _assigned(event: CoachingEvent) -> CoachingAssignment:
         raise InvalidInput("a course assignment names the course", field="course_id", code="form_course_missing")
     if kind == "mentor_meeting" and (not fields["mentor"] or fields["course_id"]):
         raise InvalidInput("a mentor meeting names the mentor, and no course", field="mentor",
-                           code="form_meeting_mentor")
+                           code="form_meeting_no_course" if fields["mentor"] else "form_meeting_mentor")
     self_paced = bool(p.get("self_paced", False)) and kind == "course"
     if kind == "course" and not self_paced and not fields["mentor"]:
         raise InvalidInput("a course led by a trainer needs the trainer (mentor) who runs it", field="mentor",

@@ -84,8 +84,8 @@ async def test_a_refused_action_answers_in_the_accounts_language_with_its_code(
 
 
 @pytest.mark.parametrize("language, words", [
-    ("ru", "Выберите наставника для встречи; у встречи нет курса."),
-    ("en", "Choose the mentor for the meeting; a meeting has no course."),
+    ("ru", "Выберите наставника для встречи."),
+    ("en", "Choose the mentor for the meeting."),
 ])
 async def test_a_form_error_is_said_next_to_its_field_in_the_readers_language(
         api: Any, client: storage.Client, org: Any, language: str, words: str) -> None:
