@@ -16,7 +16,8 @@ from collector.events import batch_schema
 from dashboards.web import API_ROUTES, Param, json_response
 from kernel import app_keys
 
-ERROR = {"type": "object", "properties": {"error": {"type": "string"}, "field": {"type": "string"}},
+ERROR = {"type": "object", "properties": {"error": {"type": "string"}, "field": {"type": "string"},
+                                          "code": {"type": "string"}},
          "required": ["error"]}
 AUTH = [{"bearer": []}, {"cookie": []}]
 
