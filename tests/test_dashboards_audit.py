@@ -102,8 +102,9 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
                                   "via": "cli:root"}),
     "coaching.evaluated": (UUID, {"state": ["done", "evaluated"], "checkpoint": 0, "verdict": "improved",
                                   "target_met": True, "relative_effect_pct": -12.5, "post_median_ms": 170_000}),
-    "course.add": ("crm/offer-basics", {"title": "Offer basics", "steps": ["offer"], "link": "", "expected_minutes": 45,
-                                        "self_paced": True, "retired": False}),
+    "course.add": ("crm/offer-basics", {"title": "Offer basics", "steps": ["offer"],
+                                        "link": "https://lms.example.com/courses/offer-basics?from=stepwatch",
+                                        "expected_minutes": 45, "self_paced": True, "retired": False}),
     "course.update": ("crm/offer-basics", {
         "before": {"title": "Offer basics", "steps": ["offer"], "link": "", "expected_minutes": 45,
                    "self_paced": True, "retired": False},
@@ -159,7 +160,8 @@ def test_every_audited_action_has_a_sentence_in_every_language() -> None:
     ("coaching.scheduled", "en", "A coaching assignment scheduled for Mar 10, 2026, 10:00 AM UTC (through cli:root)"),
     ("course.update", "en", "Course “Offer basics” changed: self-paced yes → no; retired no → yes"),
     ("course.update", "ru", "Изменён курс «Offer basics»: самостоятельно: да → нет; снят: нет → да"),
-    ("course.add", "en", "Course “Offer basics” added on site crm: steps Offer; expected minutes 45; self-paced yes"),
+    ("course.add", "en", "Course “Offer basics” added on site crm: steps Offer; link lms.example.com; "
+                         "expected minutes 45; self-paced yes"),
     ("mentor.set", "en", "Steps mentored by tom on site crm: steps none → Offer, Needs assessment"),
     ("site.cost", "en", "Cost of a manager’s hour on site crm: none → €30"),
     ("user.add", "en", "Account max created, role manager; teams North; signs in as manager Анна Петрова; "
@@ -221,6 +223,9 @@ async def test_the_page_tells_real_changes_in_the_readers_language_and_the_json_
     assert "<td>The analysis found the drawdown.</td>" in body and "q = 0.003" not in body
     assert f'<td><a href="/coaching/assignments/{coached.assignment_id}">Coaching assigned</a></td>' in body
     assert "Drawdown on Offer — Анна Петрова, slow: acknowledged → in coaching" in cells
+    # the sentence links to what it is about: the assignment, the manager's page
+    assert f'<a href="/coaching/assignments/{coached.assignment_id}">Course “Offer basics” for' in body
+    assert '<a href="/managers/m-1?site=crm">Manager m-1 on site crm: name none → Анна Петрова</a>' in body
     assert not PYTHON.search(" ".join(cells)), [c for c in cells if PYTHON.search(c)]
     assert "<code>" not in body and "kv" not in body
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
@@ -49,7 +50,19 @@ async def audit_page(request: web.Request, who: Viewer) -> Page:
     sentences = [describe(_, row, words) for row in rows]
     return Page("audit.html", {"filters": filters, "entries": rows, "limit": LIMIT}, title="audit.title",
                 table="entries", columns=["at", "actor", "action", "object", "reason", "details"],
-                context={"sentences": sentences, "reasons": [why(_, row) for row in rows]})
+                context={"sentences": sentences, "reasons": [why(_, row) for row in rows],
+                         "links": [link(row) for row in rows]})
+
+
+def link(entry: dict[str, Any]) -> str | None:
+    """Where to read more of what an entry is about: a coaching assignment, a manager's page."""
+    action, obj = entry["action"], entry["object"]
+    if action.startswith("coaching.") and _UUID.fullmatch(obj):
+        return f"/coaching/assignments/{obj}"
+    if action in (*ABOUT_A_MANAGER, "manager.export"):
+        site, manager = _site_and(obj)
+        return f"/managers/{quote(manager)}?site={quote(site)}"
+    return None
 
 
 def why(_: Translator, entry: dict[str, Any]) -> dict[str, str | None]:
@@ -156,6 +169,8 @@ def value(_: Translator, v: Any, name: str = "") -> str:
     if isinstance(v, date):
         return _.date(v)
     text = str(v)
+    if name == "link" and urlsplit(text).netloc:  # the whole link is in the JSON and the CSV; here, where to
+        return urlsplit(text).netloc  # a phone's column is as wide as its longest word
     if _ISO_TIME.match(text):
         return _.datetime(text)
     if _ISO_DAY.fullmatch(text):
