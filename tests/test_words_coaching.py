@@ -103,3 +103,20 @@ async def test_a_form_error_is_said_next_to_its_field_in_the_readers_language(
     body = await answer.json()
     assert answer.status == 400
     assert (body["code"], body["field"], body["error"]) == ("form_meeting_mentor", "mentor", words)
+
+
+async def test_the_forms_own_checks_are_worded_too(api: Any, client: storage.Client, settings: Settings,
+                                                   org: Any) -> None:
+    a = a_meeting(client, settings, org)
+    users.set_language(client, "dana", "ru", actor="test")
+    token = await sign_in(api, "dana")
+    page = f"/coaching/assignments/{a.assignment_id}"
+    response = await api.post(f"{page}/cancel", data={"csrf": token, "reason": " ", "next": page},
+                              allow_redirects=False)
+    assert response.status == 303
+    html = await (await api.get(page)).text()
+    assert "Укажите, почему обучение отменяется." in html and "say why the coaching is cancelled" not in html
+    answer = await api.post(f"{page}/cancel".replace("/coaching", "/api/v1/coaching"),
+                            headers={"X-CSRF-Token": token}, json={"reason": " "})
+    body = await answer.json()
+    assert (answer.status, body["code"], body["field"]) == (400, "form_cancel_reason", "reason")

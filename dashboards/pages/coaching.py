@@ -395,7 +395,7 @@ async def done(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dic
 async def cancel(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
     reason = str(fields.get("reason", "") or "").strip()
     if not reason:
-        raise InvalidInput("say why the coaching is cancelled", field="reason")
+        raise InvalidInput("say why the coaching is cancelled", field="reason", code="form_cancel_reason")
     return await _move(request, who, coaching.cancel, reason=reason)
 
 
@@ -481,7 +481,7 @@ async def _site(request: web.Request, fields: dict[str, Any]) -> str:
 def _text(fields: dict[str, Any], name: str) -> str:
     value = str(fields.get(name, "") or "").strip()
     if not value:
-        raise InvalidInput(f"{name} is required", field=name)
+        raise InvalidInput(f"{name} is required", field=name, code="form_required")
     return value
 
 
@@ -504,9 +504,9 @@ def _number(value: Any, name: str) -> float:
     try:
         number = float(str(value).replace(",", "."))
     except ValueError:
-        raise InvalidInput(f"{name} must be a number", field=name) from None
+        raise InvalidInput(f"{name} must be a number", field=name, code="form_bad_number") from None
     if not number > 0:
-        raise InvalidInput(f"{name} must be more than 0", field=name)
+        raise InvalidInput(f"{name} must be more than 0", field=name, code="form_not_positive")
     return number
 
 
@@ -514,14 +514,14 @@ def _integer(value: Any, name: str) -> int:
     try:
         return int(str(value))
     except ValueError:
-        raise InvalidInput(f"{name} must be a whole number", field=name) from None
+        raise InvalidInput(f"{name} must be a whole number", field=name, code="form_bad_whole") from None
 
 
 def _day(value: Any, name: str) -> date:
     try:
         return date.fromisoformat(str(value))
     except ValueError:
-        raise InvalidInput(f"{name} must be a date like 2026-12-01", field=name) from None
+        raise InvalidInput(f"{name} must be a date like 2026-12-01", field=name, code="form_bad_day") from None
 
 
 def _moment(value: Any, name: str) -> datetime:
@@ -529,7 +529,8 @@ def _moment(value: Any, name: str) -> datetime:
     try:
         moment = datetime.fromisoformat(str(value))
     except ValueError:
-        raise InvalidInput(f"{name} must be a date and time like 2026-12-01T14:30", field=name) from None
+        raise InvalidInput(f"{name} must be a date and time like 2026-12-01T14:30", field=name,
+                           code="form_bad_moment") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
