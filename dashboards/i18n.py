@@ -63,7 +63,16 @@ def _decimals(digits: int) -> str:
 
 
 NUM_PATTERNS = tuple(_decimals(d) for d in range(7))
-PCT_PATTERNS = tuple(p + "%" for p in NUM_PATTERNS)
+
+
+@cache
+def _percent_sign(language: str) -> str:
+    """What follows the digits in the language's CLDR percent format: "%" in English, "\u00a0%" in Russian."""
+    pattern = _locale(language).percent_formats[None].pattern.split(";")[0]
+    return pattern[pattern.rindex("0") + 1:]
+
+
+PCT_PATTERNS = {language: tuple(p + _percent_sign(language) for p in NUM_PATTERNS) for language in LANGUAGES}
 
 
 def _apply(language: str, pattern: str, value: float | int) -> str:
@@ -119,7 +128,8 @@ class Translator:
     def pct(self, share: float | None, digits: int = 0) -> str:
         if share is None:
             return "–"
-        pattern = PCT_PATTERNS[digits] if 0 <= digits < len(PCT_PATTERNS) else _decimals(digits) + "%"
+        patterns = PCT_PATTERNS[self.language]  # the language's own percent style: "25%", "25 %"
+        pattern = patterns[digits] if 0 <= digits < len(patterns) else _decimals(digits) + _percent_sign(self.language)
         return formatted(self.language, pattern, share)
 
     def money(self, amount: float | None, currency: str) -> str:

@@ -88,6 +88,16 @@ def test_numbers_and_dates_follow_the_language() -> None:
     assert en.pct(0.25) == "25%"
 
 
+def test_percentages_take_the_languages_own_style_as_babel_writes_them() -> None:
+    from babel.numbers import format_percent
+
+    en, ru = Translator("en"), Translator("ru")
+    assert (en.pct(0.09), en.pct(-0.308, 1)) == ("9%", "-30.8%")
+    assert (ru.pct(0.09), ru.pct(-0.308, 1)) == ("9\u00a0%", "-30,8\u00a0%")  # not "9%" beside "-30,8 %"
+    for language in LANGUAGES:
+        assert Translator(language).pct(0.25) == format_percent(0.25, locale=language)
+
+
 # Ties that Babel rounds half-even on Decimal(str(value)) (2.675 -> 2.68, 0.125 -> 0.12, 2.5 -> 2) where
 # Python's round() on the binary float does otherwise, signed zeros, big and negative values, ints.
 HARD_VALUES = [2.675, -2.675, 0.125, -0.125, 0.5, 1.5, 2.5, -2.5, 0.045, 1.005, 12345.6785, 1e6, -1e6, 1e15,
@@ -112,7 +122,8 @@ def test_memoised_numbers_are_exactly_babels() -> None:
             for _round in range(2):  # the second time from the memo
                 for value in values:
                     assert _.num(value, digits) == _babel(language, pattern, value), (language, digits, value)
-                    assert _.pct(value, digits) == _babel(language, pattern + "%", value), (language, digits, value)
+                    sign = "%" if language == "en" else "\u00a0%"  # CLDR's percent formats: "#,##0%", "#,##0 %"
+                    assert _.pct(value, digits) == _babel(language, pattern + sign, value), (language, digits, value)
 
 
 def test_a_negative_zero_stays_negative_after_a_zero_was_memoised() -> None:
@@ -121,7 +132,7 @@ def test_a_negative_zero_stays_negative_after_a_zero_was_memoised() -> None:
     for language in LANGUAGES:
         _ = Translator(language)
         assert (_.num(0.0), _.num(-0.0), _.num(0.0)) == ("0", "-0", "0")
-        assert _.pct(0.0) == "0%" and _.pct(-0.0) == "-0%"
+        assert _.pct(0.0).replace("\u00a0", "") == "0%" and _.pct(-0.0).replace("\u00a0", "") == "-0%"
         assert _.minutes(0.0).startswith("0") and _.minutes(-0.0).startswith("-0")
         assert _.num(2, 1) == _.num(2.0, 1) == _babel(language, "#,##0.0", 2.0)
 
