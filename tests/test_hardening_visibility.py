@@ -56,7 +56,8 @@ def audited(client: storage.Client, settings: Settings, org: Org) -> dict[str, s
     south_flag = make_flag(client, org.site, team="south", manager="s-1", step="offer")
     from kernel import flag_store
 
-    flag_store.change_status(client, north_flag, "acknowledged", actor="analysis", reason="north flag reason")
+    # a person acknowledges it: the analysis' own notes are shown in words, not as written (drawdowns.history_shown)
+    flag_store.change_status(client, north_flag, "acknowledged", actor="ada", reason="north flag reason")
     flag_store.change_status(client, south_flag, "acknowledged", actor="sam", reason="south flag reason")
     north = meeting(client, settings, org, "m-1", note="north coaching note")
     south = meeting(client, settings, org, "s-1", note="south coaching note")
