@@ -182,6 +182,11 @@ def test_an_action_without_a_sentence_still_reads_without_python_values() -> Non
     assert not PYTHON.search(text.replace("team.review", ""))
 
 
+def test_an_entry_of_an_unexpected_shape_falls_back_to_the_generic_sentence() -> None:
+    entry = {"action": "band.set", "object": "crm/offer", "details": {"after": [1, 2, 3], "before": "x"}}
+    assert plain(page.describe(Translator("en"), entry, WORDS)) == "band.set on crm/offer: after 1, 2, 3; before x"
+
+
 @pytest.fixture
 async def web(aiohttp_client: Any, settings: Settings, client: storage.Client) -> Any:
     return await aiohttp_client(create_app(settings.model_copy(update={"secret_key": SECRET,

@@ -144,7 +144,10 @@ def describe(_: Translator, entry: dict[str, Any], words: Words) -> str:
     tell = SENTENCES.get(action)
     if tell is None and "." in action:
         tell = SENTENCES.get(action.split(".")[0] + ".*")
-    text = tell(_, entry["object"], details, words) if tell else _generic(_, entry, details)
+    try:
+        text = tell(_, entry["object"], details, words) if tell else _generic(_, entry, details)
+    except (AttributeError, IndexError, TypeError, ValueError):  # an entry written in another shape, long ago
+        text = _generic(_, entry, details)
     if details.get("via"):
         text += " " + _("audit.via", who=details["via"])
     return text
