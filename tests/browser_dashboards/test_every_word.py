@@ -30,8 +30,8 @@ PAGES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "drawdowns": (("/drawdowns",), None),
     "drawdown": (("/drawdowns",), r"^/drawdowns/[^/?#]+$"),
     "managers": (("/managers",), None),
-    # a director reaches managers from the overview, a trainer from a step or the board, a manager from /me
-    "manager": (("/managers", "/overview", "/coaching", "/me"), r"^/managers/[^/?#]+$"),
+    # a director reaches managers from the overview, a trainer from a step's table, a manager from /me
+    "manager": (("/managers", "/overview", "@step", "/me"), r"^/managers/[^/?#]+$"),
     "me": (("/me",), None),
     "steps": (("/steps",), None),
     "step": (("/steps",), r"^/steps/[^/?#]+$"),
@@ -171,6 +171,10 @@ class Session:
             listings, pattern = PAGES[name]
             found: str | None = None
             for listing in listings:
+                if listing.startswith("@"):  # the page found for another name, e.g. a step's managers
+                    listing = self.url_of(listing[1:]) or ""
+                    if not listing:
+                        continue
                 response = self.page.goto(self.visit.base + listing)
                 assert response is not None
                 if response.status >= 500:
