@@ -74,6 +74,18 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     store.close()
 
 
+@contextlib.asynccontextmanager
+async def in_background(work: Awaitable[None]) -> AsyncIterator[None]:
+    """Run `work` (a loop of the server's own) while the block runs; cancel it and wait for it after."""
+    task = asyncio.ensure_future(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def analysis_schedule(app: web.Application) -> AsyncIterator[None]:
     """Run the analysis every STEPWATCH_ANALYSIS_INTERVAL_S, off the event loop."""
     from stepwatch import analysis_run
@@ -96,11 +108,8 @@ async def analysis_schedule(app: web.Application) -> AsyncIterator[None]:
                 log.exception("analysis failed")
             await asyncio.sleep(settings.analysis_interval_s)
 
-    task = asyncio.create_task(loop())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with in_background(loop()):
+        yield
 
 
 async def webhook_delivery(app: web.Application) -> AsyncIterator[None]:
@@ -115,11 +124,8 @@ async def webhook_delivery(app: web.Application) -> AsyncIterator[None]:
                 log.exception("webhook delivery failed")
             await asyncio.sleep(WEBHOOK_INTERVAL_S)
 
-    task = asyncio.create_task(loop())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with in_background(loop()):
+        yield
 
 
 async def digest_schedule(app: web.Application) -> AsyncIterator[None]:
@@ -141,11 +147,8 @@ async def digest_schedule(app: web.Application) -> AsyncIterator[None]:
                 log.exception("digests failed")
             await asyncio.sleep(DIGEST_CHECK_S)
 
-    task = asyncio.create_task(loop())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with in_background(loop()):
+        yield
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
