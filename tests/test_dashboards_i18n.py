@@ -57,6 +57,12 @@ def test_a_count_takes_the_plural_form_of_its_language() -> None:
     assert said[11][1].startswith("11 версий") and said[21][1].startswith("21 версия")
     assert said[22][1].startswith("22 версии") and said[25][1].startswith("25 версий")
     assert en.plural("overview.team_group", 1, team="A", n="1") == "Team A (1 manager)"
+    drawdowns = [ru.plural("drawdowns.caption_impact", n, n=ru.num(n)).split(",")[0] for n in (1, 2, 5, 21)]
+    assert drawdowns == ["1 просадка", "2 просадки", "5 просадок", "21 просадка"]
+    assert en.plural("verdict.slower_than_peers", 1, k="1", n="1") == "inside the band, slower than 1 of 1 teammate"
+    assert ru.plural("verdict.slower_than_peers", 1, k="1", n="1") == "в пределах нормы, но медленнее 1 из 1 коллеги"
+    assert ru.plural("verdict.slower_than_peers", 5, k="3", n="5").endswith("3 из 5 коллег")
+    assert ru.plural("drawdowns.caption_impact", 1.5, n=ru.num(1.5, 1)).startswith("1,5 просадки")
 
 
 def test_every_plural_phrase_has_every_category() -> None:

@@ -394,8 +394,8 @@ async def test_each_cell_carries_the_verdict_of_the_latest_analysis(api: Any, cl
     html = await (await api.get("/overview")).text()
     m1 = html[html.index(f'href="/drawdowns/{flag.flag_id}"><span class="verdict-mark slow"'):]
     m1 = m1[:m1.index("</td>")]
-    assert "inside the band, slower than 1 of 1 teammates" in m1 and "within the band" not in m1
-    title = 'title="inside the band, slower than 1 of 1 teammates"'
+    assert "inside the band, slower than 1 of 1 teammate)" in m1 and "within the band" not in m1
+    title = 'title="inside the band, slower than 1 of 1 teammate"'
     assert title in html
     assert '<span class="verdict-mark watch" aria-hidden="true">◆</span><span class="visually-hidden">watch: ' in html
     assert '<span class="verdict-mark fast" aria-hidden="true">▼</span><span class="visually-hidden">too fast: ' in html
@@ -403,7 +403,7 @@ async def test_each_cell_carries_the_verdict_of_the_latest_analysis(api: Any, cl
     (top,) = data["top_drawdowns"]
     assert top["verdict"] == "slow" and top["peers"] == {"slower_than": 1, "of": 1}
     assert [(w["manager"], w["step"]) for w in data["watch"]] == [("m2", "offer")]
-    assert html.count("inside the band, slower than 1 of 1 teammates") >= 3  # the cell (twice) and the ranking
+    assert html.count("inside the band, slower than 1 of 1 teammate") >= 3  # the cell (twice) and the ranking
 
     chosen = await (await api.get(f"/overview?since={TODAY - timedelta(days=6)}&until={TODAY}")).text()
     assert "Verdicts come from the latest analysis only" in chosen and 'class="verdict-mark' not in chosen.split(

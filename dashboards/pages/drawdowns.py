@@ -455,10 +455,10 @@ def explanation(_: Translator, flag: flag_store.StoredFlag, row: dict[str, Any],
     if flag.kind == "fast":
         return _("drawdowns.explain_fast", **common,
                  below=_.pct(margin_past_limit("fast", flag.median_ms, flag.min_ms, flag.max_ms)))
-    peer_words = _("drawdowns.explain_peers", k=_.num(peers["slower_than"]), n=_.num(peers["of"])) \
+    peer_words = _.plural("drawdowns.explain_peers", peers["of"], k=_.num(peers["slower_than"]), n=_.num(peers["of"])) \
         if peers and peers.get("of") else ""
     if flag.median_ms <= flag.max_ms:  # inside the band: the peer rule flagged it
-        inside = _("verdict.slower_than_peers", k=_.num(peers["slower_than"]), n=_.num(peers["of"])) \
+        inside = _.plural("verdict.slower_than_peers", peers["of"], k=_.num(peers["slower_than"]), n=_.num(peers["of"])) \
             if peers and peers.get("of") else _("drawdowns.inside_band")
         return _("drawdowns.explain_inside", **common, inside=inside,
                  above=_.pct(max(0.0, flag.median_ms / flag.reference_ms - 1)) if flag.reference_ms else "–")
@@ -466,10 +466,18 @@ def explanation(_: Translator, flag: flag_store.StoredFlag, row: dict[str, Any],
              above=_.pct(margin_past_limit("slow", flag.median_ms, flag.min_ms, flag.max_ms)))
 
 
+# The reasons said with a count, and the figure that picks their plural form ("1 session", "5 сессий").
+WHY_PLURAL = {"drawdowns.why_few_sessions": "n", "drawdowns.why_clear": "of"}
+
+
 def why(_: Translator, sure: Confidence) -> str:
     f = sure.figures
-    return _(f"drawdowns.why_{sure.why}", n=_.num(f["n"]), pct=_.pct(f["margin"]), weeks=_.num(f["weeks"]),
-             of=_.num(f["of"]), luck=luck(_, f["q_value"]))  # type: ignore[arg-type]
+    values = {"n": _.num(f["n"]), "pct": _.pct(f["margin"]), "weeks": _.num(f["weeks"]), "of": _.num(f["of"]),
+              "luck": luck(_, f["q_value"])}  # type: ignore[arg-type]
+    key = f"drawdowns.why_{sure.why}"
+    if key in WHY_PLURAL:
+        return _.plural(key, f[WHY_PLURAL[key]], **values)  # type: ignore[arg-type]
+    return _(key, **values)
 
 
 def luck(_: Translator, q_value: float | None) -> str:
