@@ -244,7 +244,7 @@ def histogram(_: Translator, *, label: str, bins: Sequence[tuple[float, float, i
               median_ms: float | None = None, width: int = 380, height: int = 150) -> Markup:
     """Sessions per bin of a log time axis (bins: from_ms, to_ms, sessions); the band shaded behind."""
     total = sum(b[2] for b in bins)
-    summary = _("charts.histogram_label", label=label, n=_.num(total), band=_band_sentence(_, band))
+    summary = _.plural("charts.histogram_label", total, label=label, n=_.num(total), band=_band_sentence(_, band))
     if median_ms is not None:
         summary += " " + _("charts.median_is", median=_.minutes(median_ms))
     top, bottom = 22.0, height - 22.0
@@ -259,7 +259,8 @@ def histogram(_: Translator, *, label: str, bins: Sequence[tuple[float, float, i
             continue
         xa, xb = scale(low), scale(high)
         bar = (bottom - top - 12) * count / peak
-        rect = _el("rect", _el("title", _("charts.bin", low=_.minutes(low), high=_.minutes(high), n=_.num(count))),
+        tip = _.plural("charts.bin", count, low=_.minutes(low), high=_.minutes(high), n=_.num(count))
+        rect = _el("rect", _el("title", tip),
                    x=xa + 0.5, y=bottom - bar, width=max(xb - xa - 1, 1.0), height=bar, fill=BLUE, fill_opacity=0.85)
         body.append(rect)
         if xb - xa >= 12:
@@ -294,7 +295,7 @@ def boxes(_: Translator, *, label: str, rows: Sequence[BoxRow], domain: tuple[fl
         y = top + i * row_height
         mid = y + row_height / 2
         where = position(row.median_ms, row.band)
-        parts: list[Markup] = [_el("title", _("charts.box_row", label=row.label, n=_.num(row.n),
+        parts: list[Markup] = [_el("title", _.plural("charts.box_row", row.n, label=row.label, n=_.num(row.n),
                                                p25=_.minutes(row.p25_ms), median=_.minutes(row.median_ms),
                                                p75=_.minutes(row.p75_ms), band=_band_sentence(_, row.band))
                                          + (f" ({_word(_, where)})" if where else ""))]
@@ -351,7 +352,7 @@ def weekly(_: Translator, *, label: str, weeks: Sequence[tuple[date, int, float 
         if median is None:
             continue
         where = position(median, band)
-        tip = _("charts.week", week=_.date(week), median=_.minutes(median), n=_.num(sessions),
+        tip = _.plural("charts.week", sessions, week=_.date(week), median=_.minutes(median), n=_.num(sessions),
                 band=_band_sentence(_, band)) + (f" ({_word(_, where)})" if where else "")
         mark = _mark(where, x(i), y(median), 4.5)
         if sessions < min_sessions:
@@ -512,7 +513,7 @@ def evidence(_: Translator, *, label: str, weeks: Sequence[date], main: Series, 
         band = bands[i] if i < len(bands) else None
         where = position(median, band)
         n = sessions[i] if i < len(sessions) else 0
-        tip = _("charts.week", week=_.date(weeks[i]), median=_.minutes(median), n=_.num(n),
+        tip = _.plural("charts.week", n, week=_.date(weeks[i]), median=_.minutes(median), n=_.num(n),
                 band=_band_sentence(_, band)) + (f" ({_word(_, where)})" if where else "")
         mark = _mark(where, px, py, 5) if n >= min_sessions else \
             _el("circle", cx=px, cy=py, r=3.5, fill="#ffffff", stroke=INK, stroke_width=1.2)

@@ -156,7 +156,7 @@ def test_every_audited_action_has_a_sentence_in_every_language() -> None:
     ("coaching.assigned", "en", "Course “Offer basics” for Анна Петрова on Offer assigned, due Mar 20, 2026; "
                                 "target: 3.2 min at most, within 30 days"),
     ("coaching.assigned", "ru", "Курс «Offer basics» — Анна Петрова, шаг Offer: назначено, срок 20 мар. 2026 г.; "
-                                "цель: не более 3,2 мин в течение 30 дн."),
+                                "цель: не более 3,2 мин в течение 30 дней"),
     ("coaching.scheduled", "en", "A coaching assignment scheduled for Mar 10, 2026, 10:00 AM UTC (through cli:root)"),
     ("course.update", "en", "Course “Offer basics” changed: self-paced yes → no; retired no → yes"),
     ("course.update", "ru", "Изменён курс «Offer basics»: самостоятельно: да → нет; снят: нет → да"),

@@ -86,6 +86,13 @@ def test_the_histogram_uses_a_log_axis_and_writes_counts() -> None:
     bars = [r for r in root.iter(f"{{{charts.SVG_NS}}}rect") if r.find("svg:title", NS) is not None]
     assert [r.find("svg:title", NS).text for r in bars] == ["1.0 min to 1.2 min: 3 sessions",
                                                             "1.2 min to 1.4 min: 12 sessions"]
+    # the count picks the noun's form: "1 session", "2 сессии", "5 сессий", "21 сессия"
+    one = parse(charts.histogram(en, label="Offer", bins=[(60_000, 71_352, 1)], band=BAND, median_ms=65_000))
+    tips = [t.text for t in one.iter(f"{{{charts.SVG_NS}}}title")]
+    assert tips[0].startswith("Offer: 1 session by time") and tips[1:] == ["1.0 min to 1.2 min: 1 session"]
+    said = [t.text for t in parse(charts.histogram(ru, label="Оффер", median_ms=75_000, band=BAND, bins=[
+        (60_000, 71_352, 2), (71_352, 84_853, 5), (84_853, 100_000, 21)])).iter(f"{{{charts.SVG_NS}}}title")][1:]
+    assert [s.split(": ")[-1] for s in said] == ["2 сессии", "5 сессий", "21 сессия"]
     # on a log axis equal ratios take equal widths: 1-2 min as wide as 2-4 min
     scale = charts._LogScale([60_000, 240_000], 0, 100)
     assert scale(120_000) - scale(60_000) == pytest.approx(scale(240_000) - scale(120_000))

@@ -368,12 +368,13 @@ def _mentor_set(_: Translator, obj: str, d: dict[str, Any], w: Words) -> str:
 
 def _manager_export(_: Translator, obj: str, d: dict[str, Any], w: Words) -> str:
     site, manager = _site_and(obj)
-    return _("audit.do.manager.export", who=w.manager(site, manager), files=_.num(d.get("files") or 0))
+    files = d.get("files") or 0
+    return _.plural("audit.do.manager.export", files, who=w.manager(site, manager), files=_.num(files))
 
 
 def _manager_erase(_: Translator, obj: str, d: dict[str, Any], w: Words) -> str:
     rows = sum(v for v in (d.get("rows") or {}).values() if isinstance(v, int))
-    return _("audit.do.manager.erase", site=_site_and(obj)[0], rows=_.num(rows))
+    return _.plural("audit.do.manager.erase", rows, site=_site_and(obj)[0], rows=_.num(rows))
 
 
 def _coaching(_: Translator, obj: str, d: dict[str, Any], w: Words, event: str) -> str:
@@ -394,8 +395,8 @@ def _coaching(_: Translator, obj: str, d: dict[str, Any], w: Words, event: str) 
         target = d.get("target") or {}
         text = _(key, subject=subject, due=_.date(d.get("due")))
         if target.get("max_ms"):
-            text += "; " + _("audit.coaching.target", max=_.minutes(target["max_ms"]),
-                             days=_.num(target.get("within_days") or 0))
+            days = target.get("within_days") or 0
+            text += "; " + _.plural("audit.coaching.target", days, max=_.minutes(target["max_ms"]), days=_.num(days))
         return text + (": " + _("audit.quoted", text=d["note"]) if d.get("note") else "")
     if event == "scheduled":
         return _(key, subject=subject, at=_.datetime(d["meeting_at"]) if d.get("meeting_at") else _("audit.none"))
