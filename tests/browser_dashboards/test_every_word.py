@@ -4,10 +4,6 @@ The visible text of `main` (Playwright's inner_text: no attributes, no JSON) mus
 no ISO date or timestamp, no UUID, no Python value, no count disagreeing with its noun ("1 drawdowns",
 "5 просадка") and, in Russian, no English catalog text. A screenshot of every Russian page is kept in
 test-artifacts/screenshots/words-ru-<role>-<page>.png.
-
-Pages whose templates and messages belong to other parts of issue 19 (flag reasons and coaching:
-drawdowns, a drawdown, a manager, the coaching pages; the audit page) are reported as xfail (not
-strict) while they still fail, naming what was found, so that they turn into passes when fixed.
 """
 
 from __future__ import annotations
@@ -42,18 +38,6 @@ PAGES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "catalog": (("/coaching/catalog",), None),
     "effectiveness": (("/coaching/effectiveness",), None),
     "new_assignment": (("/coaching/new",), None),
-}
-# Pages whose words are another helper's (issue 19): found problems there are xfail, not failures.
-OTHERS = {
-    "drawdowns": "issue 19, flag reasons (drawdowns.toml, drawdowns.html)",
-    "drawdown": "issue 19, flag reasons (drawdowns.toml, drawdown.html)",
-    "manager": "issue 19, the manager page (manager.toml, manager.html)",
-    "audit": "issue 19, the audit page (audit.toml, audit.html)",
-    "coaching": "issue 19, coaching words (coaching.toml)",
-    "assignment": "issue 19, coaching words (coaching.toml)",
-    "catalog": "issue 19, coaching words (coaching.toml)",
-    "effectiveness": "issue 19, coaching words (coaching.toml)",
-    "new_assignment": "issue 19, coaching words (coaching.toml)",
 }
 
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
@@ -222,19 +206,12 @@ def sessions(browser: Any, demo: Any, artifacts: Any) -> Iterator[dict[str, Sess
 def test_every_page_reads_as_words_of_its_language(sessions: dict[str, Session], language: str, role: str,
                                                    name: str) -> None:
     session = sessions[role]
-    try:
-        url = session.url_of(name)
-    except ServerError as error:
-        if name in OTHERS:
-            pytest.xfail(f"{OTHERS[name]}: {error}")
-        raise
+    url = session.url_of(name)
     if url is None:
         pytest.skip(f"{role} has no {name} page in the demo")
     session.set_language(language)
     response = session.page.goto(session.visit.base + url)
     assert response is not None
-    if response.status >= 500 and name in OTHERS:
-        pytest.xfail(f"{OTHERS[name]}: {url} {response.status}")
     assert response.status == 200, f"{role} {url}: {response.status}"
     assert session.page.evaluate("document.documentElement.lang") == language
     # What a reader reads; code (a URL pattern such as /clients/{customer}) is shown as written.
@@ -244,6 +221,4 @@ def test_every_page_reads_as_words_of_its_language(sessions: dict[str, Session],
     if language == "ru":
         session.visit.shot(f"words-ru-{role}-{name}")
     found = problems(text, language)
-    if found and name in OTHERS:
-        pytest.xfail(f"{OTHERS[name]}: {found[:8]}")
     assert not found, f"{role} {url} ({language}): {found}"
