@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import orjson
 
+import coaching
 from coaching import catalog
+from coaching.lifecycle import Target
 from coaching.permissions import Operator
 from kernel import processes, storage, teams, users
 from kernel.users import User
@@ -99,3 +101,10 @@ async def sign_in(api: Any, name: str) -> str:
                               allow_redirects=False)
     assert response.status == 303, await response.text()
     return csrf_of(await (await api.get("/coaching")).text())
+
+
+def assign_meeting(client: storage.Client, settings: Any, org: Any, manager: str = "m-1", note: str = "") -> Any:
+    """Dana assigns a mentor meeting with tom on the offer, due in 10 days, target 4 min within 30 days."""
+    return coaching.assign(client, settings, org.dana, site=org.site, manager=manager, step="offer",
+                           kind="mentor_meeting", mentor="tom", due=today() + timedelta(days=10),
+                           target=Target(240_000, 30), note=note)

@@ -11,12 +11,12 @@ import pytest
 
 import coaching
 from coaching import assignments, lifecycle, permissions
-from coaching.lifecycle import CoachingEvent, InvalidTransition, Target
+from coaching.lifecycle import CoachingEvent, InvalidTransition
 from kernel import audit, storage
 from kernel.errors import Forbidden, InvalidInput, NotFound
 from kernel.settings import Settings
 from stepwatch.app import create_app
-from tests.coaching_helpers import build_org, today
+from tests.coaching_helpers import assign_meeting, build_org, today
 from tests.coaching_helpers import sign_in as login
 from tests.web_helpers import SECRET
 
@@ -30,12 +30,6 @@ def org(client: storage.Client, site: Any) -> Any:
 async def api(aiohttp_client: Any, settings: Settings, org: Any) -> Any:
     return await aiohttp_client(create_app(settings.model_copy(update={"secret_key": SECRET,
                                                                        "analysis_interval_s": 0})))
-
-
-def assign_meeting(client: storage.Client, settings: Settings, org: Any, manager: str = "m-1") -> Any:
-    return coaching.assign(client, settings, org.dana, site=org.site, manager=manager, step="offer",
-                           kind="mentor_meeting", mentor="tom", due=today() + timedelta(days=10),
-                           target=Target(240_000, 30))
 
 
 # --- the rules, pure --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from coaching.lifecycle import Target
 from kernel import storage
 from kernel.settings import Settings
 from stepwatch.app import create_app
+from tests import coaching_helpers
 from tests.coaching_helpers import ROOT, build_org, today
 from tests.coaching_helpers import sign_in as login
 from tests.web_helpers import SECRET, csrf_of
@@ -32,9 +33,7 @@ async def api(aiohttp_client: Any, settings: Settings, org: Any) -> Any:
 
 
 def assign_meeting(client: storage.Client, settings: Settings, org: Any, manager: str = "m-1") -> Any:
-    return coaching.assign(client, settings, org.dana, site=org.site, manager=manager, step="offer",
-                           kind="mentor_meeting", mentor="tom", due=today() + timedelta(days=10),
-                           target=Target(240_000, 30), note="from the test")
+    return coaching_helpers.assign_meeting(client, settings, org, manager, note="from the test")
 
 
 async def test_director_assigns_from_the_form_and_lands_on_the_assignment(api: Any, org: Any) -> None:
