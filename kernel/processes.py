@@ -8,6 +8,13 @@ changed (with who and why, in the audit log), and served to the tracker by the c
 URL patterns match a path segment by segment: a literal segment matches itself, `*` matches any
 one segment, `{customer}` any one segment and captures it as the customer reference, any other
 `{name}` any one segment, kept in the sanitized path as `:name`.
+
+A definition may declare the few attributes the CRM attaches to a service session, each with its
+allowed values (`[attributes]`, e.g. `segment = ["vip", "regular"]`): short lowercase keys, at most
+4 attributes of at most 20 values, never free text. The tracker drops anything else, the collector
+refuses it, and the analysis compares sessions of the same attributes with each other (case mix).
+Optional `[attribute_titles]` (name -> title) and `[value_titles.NAME]` (value -> title) give the
+words people read instead of the keys.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ from kernel.storage import query_rows
 
 KEY = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 SEGMENT = re.compile(r"^(\*|\{[a-z_][a-z0-9_]{0,31}\}|[A-Za-z0-9_.~\-]+)$")
+ATTRIBUTE_KEY = re.compile(r"^[a-z0-9_\-]{1,32}$")
+MAX_ATTRIBUTES = 4
+MAX_ATTRIBUTE_VALUES = 20
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,9 @@ class Process:
     title: str
     steps: tuple[Step, ...]
     tracker: TrackerOptions = field(default_factory=TrackerOptions)
+    attributes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    attribute_titles: dict[str, str] = field(default_factory=dict)
+    value_titles: dict[str, dict[str, str]] = field(default_factory=dict)
     version: int = 0
     loaded_at: datetime | None = None
     loaded_by: str = ""
@@ -60,14 +73,40 @@ class Process:
                 return step
         raise NotFound(f"process {self.key} of site {self.site} has no step {key!r}")
 
+    def attribute_title(self, name: str) -> str:
+        return self.attribute_titles.get(name, name)
+
+    def value_title(self, name: str, value: str) -> str:
+        return self.value_titles.get(name, {}).get(value, value)
+
+    def attribute_problem(self, attributes: Any) -> str | None:
+        """Why a session's attributes are not allowed by this definition (naming the field), or None."""
+        if not isinstance(attributes, dict):
+            return "attributes must be an object of declared names and values"
+        for name, value in attributes.items():
+            if name not in self.attributes:
+                return f"attributes.{name} is not declared by the process" if ATTRIBUTE_KEY.match(str(name)) \
+                    else "attributes: a name is not declared by the process"
+            if not isinstance(value, str) or value not in self.attributes[name]:
+                return f"attributes.{name}: the value is not one of {', '.join(self.attributes[name])}"
+        return None
+
     def definition(self) -> dict[str, Any]:
         """What is versioned: everything but the version's own bookkeeping."""
-        return {
+        out: dict[str, Any] = {
             "process": self.key,
             "title": self.title,
             "tracker": asdict(self.tracker),
             "steps": [{"key": s.key, "title": s.title, "patterns": list(s.patterns)} for s in self.steps],
         }
+        # Only when declared, so a definition without attributes is versioned as before.
+        if self.attributes:
+            out["attributes"] = {name: list(values) for name, values in self.attributes.items()}
+        if self.attribute_titles:
+            out["attribute_titles"] = dict(self.attribute_titles)
+        if self.value_titles:
+            out["value_titles"] = {name: dict(titles) for name, titles in self.value_titles.items()}
+        return out
 
     def to_toml(self) -> str:
         import tomli_w
@@ -85,7 +124,8 @@ def parse(text: str, site: str) -> Process:
 
 
 def from_definition(raw: dict[str, Any], site: str) -> Process:
-    unknown = set(raw) - {"process", "title", "tracker", "steps", "site"}
+    unknown = set(raw) - {"process", "title", "tracker", "steps", "site", "attributes", "attribute_titles",
+                          "value_titles"}
     if unknown:
         raise InvalidInput(f"unknown keys in the process definition: {', '.join(sorted(unknown))}")
     key = raw.get("process")
@@ -103,7 +143,57 @@ def from_definition(raw: dict[str, Any], site: str) -> Process:
         if step.key in seen:
             raise InvalidInput(f"step key {step.key!r} appears twice")
         seen.add(step.key)
-    return Process(site=site, key=key, title=title, steps=tuple(steps), tracker=_tracker(raw.get("tracker", {})))
+    attributes = _attributes(raw.get("attributes", {}))
+    attribute_titles, value_titles = _attribute_titles(raw.get("attribute_titles", {}), raw.get("value_titles", {}),
+                                                       attributes)
+    return Process(site=site, key=key, title=title, steps=tuple(steps), tracker=_tracker(raw.get("tracker", {})),
+                   attributes=attributes, attribute_titles=attribute_titles, value_titles=value_titles)
+
+
+def _attributes(raw: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(raw, dict):
+        raise InvalidInput("[attributes] must be a table of names, each with a list of allowed values")
+    if len(raw) > MAX_ATTRIBUTES:
+        raise InvalidInput(f"[attributes]: at most {MAX_ATTRIBUTES} attributes, found {len(raw)}")
+    out: dict[str, tuple[str, ...]] = {}
+    for name, values in raw.items():
+        if not ATTRIBUTE_KEY.match(name):
+            raise InvalidInput(f"[attributes] {name!r}: a name must be 1-32 lowercase letters, digits, _ or -")
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+            raise InvalidInput(f"[attributes] {name}: must be a non-empty list of values, "
+                               f'e.g. {name} = ["a", "b"]')
+        if len(values) > MAX_ATTRIBUTE_VALUES:
+            raise InvalidInput(f"[attributes] {name}: at most {MAX_ATTRIBUTE_VALUES} values, found {len(values)}")
+        for value in values:
+            if not ATTRIBUTE_KEY.match(value):
+                raise InvalidInput(f"[attributes] {name}: value {value!r} must be 1-32 lowercase letters, "
+                                   "digits, _ or -")
+        if len(set(values)) != len(values):
+            raise InvalidInput(f"[attributes] {name}: a value appears twice")
+        out[name] = tuple(values)
+    return out
+
+
+def _attribute_titles(raw: Any, raw_values: Any, attributes: dict[str, tuple[str, ...]],
+                      ) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    if not isinstance(raw, dict) or not isinstance(raw_values, dict):
+        raise InvalidInput("[attribute_titles] and [value_titles] must be tables")
+    for name, title in raw.items():
+        if name not in attributes:
+            raise InvalidInput(f"[attribute_titles] {name}: not a declared attribute")
+        if not isinstance(title, str) or not 0 < len(title) <= 200:
+            raise InvalidInput(f"[attribute_titles] {name}: must be a string of 1-200 characters")
+    for name, titles in raw_values.items():
+        if name not in attributes:
+            raise InvalidInput(f"[value_titles.{name}]: not a declared attribute")
+        if not isinstance(titles, dict):
+            raise InvalidInput(f"[value_titles.{name}] must be a table of value = title")
+        for value, title in titles.items():
+            if value not in attributes[name]:
+                raise InvalidInput(f"[value_titles.{name}] {value}: not a declared value of {name}")
+            if not isinstance(title, str) or not 0 < len(title) <= 200:
+                raise InvalidInput(f"[value_titles.{name}] {value}: must be a string of 1-200 characters")
+    return dict(raw), {name: dict(titles) for name, titles in raw_values.items()}
 
 
 def _step(number: int, raw: Any) -> Step:

@@ -83,3 +83,14 @@ def test_the_tests_copy_of_a_migrated_database_is_the_same_schema(client: storag
     assert schema_text(client, settings.database) == SNAPSHOT.read_text()
     assert migrations.applied_versions(client) == {m.version for m in migrations.discover()}
     assert migrations.apply_pending(client, settings.retention_days) == []
+
+
+def test_a_session_carries_the_attributes_of_its_start_event(client: storage.Client) -> None:
+    client.command(
+        "INSERT INTO session_events (site, event_id, session_id, action, manager, customer, process, at, attributes) "
+        "VALUES ('crm', generateUUIDv4(), 's-1', 'start', 'm-1', 'c', 'sales', '2026-01-05 10:00:00', "
+        "map('segment', 'vip', 'channel', 'phone')), "
+        "('crm', generateUUIDv4(), 's-1', 'end', 'm-1', 'c', 'sales', '2026-01-05 10:20:00', map()), "
+        "('crm', generateUUIDv4(), 's-2', 'start', 'm-1', 'c', 'sales', '2026-01-05 11:00:00', map())")
+    rows = client.query("SELECT session_id, attributes FROM service_sessions ORDER BY session_id").result_rows
+    assert rows == [("s-1", {"segment": "vip", "channel": "phone"}), ("s-2", {})]

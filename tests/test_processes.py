@@ -41,7 +41,67 @@ BAD = {
     "repeated name": ('process = "p"\n[[steps]]\nkey = "a"\npatterns = ["/{x}/{x}"]', "twice"),
     "unknown key": ('process = "p"\ncolour = 1\n[[steps]]\nkey = "a"', "unknown keys"),
     "idle too short": ('process = "p"\n[tracker]\nidle_ms = 5\n[[steps]]\nkey = "a"', "idle_ms"),
+    "attributes not a table": ('process = "p"\nattributes = 3\n[[steps]]\nkey = "a"', "[attributes] must be a table"),
+    "attribute name uppercase": ('process = "p"\n[attributes]\nSegment = ["vip"]\n[[steps]]\nkey = "a"',
+                                 "'Segment': a name must be"),
+    "attribute value free text": ('process = "p"\n[attributes]\nsegment = ["Very important"]\n[[steps]]\nkey = "a"',
+                                  "segment: value 'Very important'"),
+    "attribute without values": ('process = "p"\n[attributes]\nsegment = []\n[[steps]]\nkey = "a"',
+                                 "segment: must be a non-empty list"),
+    "attribute value twice": ('process = "p"\n[attributes]\nsegment = ["a", "a"]\n[[steps]]\nkey = "a"',
+                              "segment: a value appears twice"),
+    "five attributes": ('process = "p"\n[attributes]\n' + "".join(f'a{i} = ["x"]\n' for i in range(5))
+                        + '[[steps]]\nkey = "a"', "at most 4 attributes"),
+    "21 values": ('process = "p"\n[attributes]\nsegment = [' + ", ".join(f'"v{i}"' for i in range(21))
+                  + ']\n[[steps]]\nkey = "a"', "segment: at most 20 values"),
+    "title of an undeclared attribute": ('process = "p"\n[attribute_titles]\nsegment = "Segment"\n[[steps]]\nkey = "a"',
+                                         "[attribute_titles] segment: not a declared attribute"),
+    "title of an undeclared value": ('process = "p"\n[attributes]\nsegment = ["vip"]\n[value_titles.segment]\n'
+                                     'gold = "Gold"\n[[steps]]\nkey = "a"', "gold: not a declared value of segment"),
 }
+
+
+WITH_ATTRIBUTES = """
+process = "p"
+[attributes]
+segment = ["vip", "regular"]
+channel = ["phone", "email", "chat"]
+[attribute_titles]
+segment = "Client segment"
+[value_titles.segment]
+vip = "VIP"
+[[steps]]
+key = "a"
+"""
+
+
+def test_declared_attributes_are_parsed_titled_and_round_trip() -> None:
+    process = processes.parse(WITH_ATTRIBUTES, "crm")
+    assert process.attributes == {"segment": ("vip", "regular"), "channel": ("phone", "email", "chat")}
+    assert (process.attribute_title("segment"), process.attribute_title("channel")) == ("Client segment", "channel")
+    assert (process.value_title("segment", "vip"), process.value_title("segment", "regular")) == ("VIP", "regular")
+    assert processes.parse(process.to_toml(), "crm") == process
+    assert processes.from_definition(json.loads(json.dumps(process.definition())), "crm") == process
+    # a definition without attributes is versioned exactly as before they existed
+    assert "attributes" not in processes.parse(EXAMPLE.read_text(), "crm").definition()
+
+
+def test_a_session_s_attributes_are_checked_against_the_declaration() -> None:
+    process = processes.parse(WITH_ATTRIBUTES, "crm")
+    assert process.attribute_problem({}) is None
+    assert process.attribute_problem({"segment": "vip", "channel": "chat"}) is None
+    assert process.attribute_problem({"region": "north"}) == "attributes.region is not declared by the process"
+    assert process.attribute_problem({"segment": "gold"}) == "attributes.segment: the value is not one of vip, regular"
+    assert process.attribute_problem({"segment": 1}) == "attributes.segment: the value is not one of vip, regular"
+    assert process.attribute_problem(["vip"]) is not None
+
+
+def test_a_declared_attribute_makes_a_new_version(client: storage.Client, site: sites.Site) -> None:
+    first, _ = processes.load(client, processes.parse(EXAMPLE.read_text(), "crm"), actor="ann")
+    text = EXAMPLE.read_text() + '\n[attributes]\nsegment = ["vip", "regular"]\n'
+    second, changed = processes.load(client, processes.parse(text, "crm"), actor="ann")
+    assert changed and second.version == first.version + 1
+    assert processes.latest(client, "crm").attributes == {"segment": ("vip", "regular")}  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
