@@ -239,6 +239,53 @@ def evaluate(
 
 
 @dataclass(frozen=True)
+class Volume:
+    """One person's expected sessions in the two windows compared and the spread of their log time
+    (the winsorised standard deviation, as `_yuen` computes it), for `standard_error`."""
+
+    pre_sessions: float
+    post_sessions: float
+    spread: float
+
+
+def window_variance(sessions: float, spread: float, trim: float = 0.10) -> float | None:
+    """Yuen's variance of a window's trimmed mean of log time: spread^2 (n - 1) / (h (h - 1)), with h
+    the sessions kept after trimming; exactly `_yuen`'s when `spread` is the window's winsorised
+    standard deviation. None below 2 kept sessions."""
+    kept = sessions - 2 * math.floor(trim * sessions)
+    if kept < 2:
+        return None
+    return spread ** 2 * (sessions - 1) / (kept * (kept - 1))
+
+
+def standard_error(manager: Volume, peers: Sequence[Volume], *, design_effect: float = 1.0,
+                   trim: float = 0.10) -> float | None:
+    """The standard error of the verdict's estimate (the difference in differences of log time) for
+    these session counts and spreads: what `evaluate` computes from the sessions, before they exist.
+
+    The manager's two window variances, plus the variance of the peers' precision-weighted change
+    (1 / sum of 1 / each peer's pre + post variance), times the design effect (at least 1). None when
+    a manager's window keeps fewer than 2 sessions or no peer has 2 kept in both windows (the
+    verdict is then `insufficient_data`; the session minimums of `Criteria` are the caller's to
+    check). A planned improvement r (0.2 = 20% faster) is confirmed with probability
+    Phi(-log(1 - r) / se - z_(1 - alpha)).
+    """
+    own = [window_variance(manager.pre_sessions, manager.spread, trim),
+           window_variance(manager.post_sessions, manager.spread, trim)]
+    if None in own:
+        return None
+    precisions = []
+    for p in peers:
+        pre, post = window_variance(p.pre_sessions, p.spread, trim), window_variance(p.post_sessions, p.spread, trim)
+        if pre is not None and post is not None:
+            precisions.append(1.0 / max(pre + post, 1e-12))
+    if not precisions:
+        return None
+    variance = own[0] + own[1] + 1.0 / sum(precisions)  # type: ignore[operator]
+    return math.sqrt(variance * max(design_effect, 1.0))
+
+
+@dataclass(frozen=True)
 class _Window:
     times: np.ndarray
     days: np.ndarray | None  # cluster number of each session (its day), or None

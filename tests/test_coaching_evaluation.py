@@ -233,3 +233,26 @@ def test_effectiveness_share_and_median_with_intervals() -> None:
 def test_criteria_are_checked() -> None:
     with pytest.raises(ValueError, match="alpha"):
         Criteria(alpha=0.7)
+
+
+def test_standard_error_from_counts_and_spreads_is_the_verdicts() -> None:
+    from coaching.evaluation import Volume, _difference_in_differences, _Window, _yuen, standard_error
+
+    def spread(times: np.ndarray) -> float:
+        return float(np.std(_yuen(times, 0.1)[2], ddof=1))
+
+    # one spread per person: the manager's and each peer's windows have the same winsorised spread
+    # when the after window is the before one scaled (log shift leaves the deviations alone)
+    pre = lognormal(1, 57, 300)
+    group = [(lognormal(10 + i, 30 + 10 * i, 240), 1.1) for i in range(4)]
+    did = _difference_in_differences(_Window(pre, None), _Window(pre * 0.8, None),
+                                     [(_Window(a, None), _Window(a * f, None)) for a, f in group], 0.1)
+    se = standard_error(Volume(57, 57, spread(pre)), [Volume(a.size, a.size, spread(a)) for a, _ in group])
+    assert se == pytest.approx(did.se)
+    assert standard_error(Volume(57, 57, spread(pre)), [Volume(a.size, a.size, spread(a)) for a, _ in group],
+                          design_effect=1.44) == pytest.approx(did.se * 1.2)
+    assert standard_error(Volume(57, 57, 0.5), []) is None  # no peer: insufficient data
+    assert standard_error(Volume(1, 57, 0.5), [Volume(30, 30, 0.5)]) is None  # 1 session: no variance
+    # four times the sessions everywhere: half the standard error, near enough (n-1 / h(h-1) ~ 1/n)
+    quarter = standard_error(Volume(240, 240, 0.5), [Volume(240, 240, 0.5)] * 4)
+    assert quarter == pytest.approx(standard_error(Volume(60, 60, 0.5), [Volume(60, 60, 0.5)] * 4) / 2, rel=0.03)
