@@ -35,7 +35,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from dashboards import auth
 from dashboards.auth import Viewer
-from dashboards.i18n import Translator
+from dashboards.i18n import Translator, catalog
 from kernel import app_keys, sites, small_tables
 from kernel.errors import InvalidInput, NotFound, StepwatchError
 
@@ -144,11 +144,11 @@ class Param:
             return  # absent: the handler applies its default, or says the field is required in its words
         name, kind = self.name, self.kind
         if isinstance(value, dict) or (isinstance(value, list) and kind != "list"):
-            raise InvalidInput(f"{name} must be a single value", field=name)
+            raise InvalidInput(f"{name} must be a single value", field=name, code="single_value")
         if kind == "list":
             items = value if isinstance(value, list) else [value]
             if any(isinstance(v, dict | list) for v in items):
-                raise InvalidInput(f"{name} must be a list of names", field=name)
+                raise InvalidInput(f"{name} must be a list of names", field=name, code="list_of_names")
             return
         if kind in ("int", "number"):
             self._check_number(value)
@@ -157,15 +157,18 @@ class Param:
             return
         text = value if isinstance(value, str) else str(value)
         if len(text) > MAX_TEXT:
-            raise InvalidInput(f"{name} is longer than {MAX_TEXT} characters", field=name)
+            raise InvalidInput(f"{name} is longer than {MAX_TEXT} characters", field=name, code="too_long",
+                               values={"limit": str(MAX_TEXT)})
         if kind == "uuid" and not is_uuid(text) or kind == "assignment_id" and not _ASSIGNMENT_ID.fullmatch(text):
             if where == "path":
-                raise NotFound(f"no {name.removesuffix('_id')} {text[:80]}", field=name)
-            raise InvalidInput(f"{name} must be an id like 3f2b8c1e-5d4a-4f7e-9c61-0a8b7d6e5f40", field=name)
+                raise NotFound(f"no {name.removesuffix('_id')} {text[:80]}", field=name, code="no_such_id")
+            raise InvalidInput(f"{name} must be an id like 3f2b8c1e-5d4a-4f7e-9c61-0a8b7d6e5f40", field=name,
+                               code="not_an_id")
         if kind in ("date", "datetime"):
             self._check_moment(text, where)
         elif kind == "enum" and text not in self.choices:
-            raise InvalidInput(f"{name} must be one of {', '.join(self.choices)}", field=name)
+            raise InvalidInput(f"{name} must be one of {', '.join(self.choices)}", field=name, code="not_a_choice",
+                               values={"choices": ", ".join(self.choices)})
 
     def _check_moment(self, text: str, where: str) -> None:
         """A date the storage cannot hold is refused everywhere; one that does not parse is refused here
@@ -187,20 +190,23 @@ class Param:
     def _check_number(self, value: Any) -> None:
         name = self.name
         what = f"{name} must be a {'whole ' if self.kind == 'int' else ''}number"
+        code = "not_whole" if self.kind == "int" else "not_a_number"
         if isinstance(value, bool):
-            raise InvalidInput(what, field=name)
+            raise InvalidInput(what, field=name, code=code)
         try:
             number = float(str(value).strip().replace(",", ".")) if isinstance(value, str) else float(value)
         except (ValueError, OverflowError):
-            raise InvalidInput(what, field=name) from None
+            raise InvalidInput(what, field=name, code=code) from None
         if not math.isfinite(number) or self.kind == "int" and not number.is_integer():
-            raise InvalidInput(what, field=name)
+            raise InvalidInput(what, field=name, code=code)
         low = -math.inf if self.minimum is None else self.minimum
         high = math.inf if self.maximum is None else self.maximum
         if not low <= number <= high:
-            bounds = (f"from {low:g} to {high:g}" if math.isfinite(low) and math.isfinite(high)
-                      else f"at least {low:g}" if math.isfinite(low) else f"at most {high:g}")
-            raise InvalidInput(f"{name} must be {bounds}", field=name)
+            bounds, code = ((f"from {low:g} to {high:g}", "out_of_range") if math.isfinite(low) and math.isfinite(high)
+                            else (f"at least {low:g}", "too_small") if math.isfinite(low)
+                            else (f"at most {high:g}", "too_large"))
+            raise InvalidInput(f"{name} must be {bounds}", field=name, code=code,
+                               values={"low": f"{low:g}", "high": f"{high:g}"})
 
 
 def text(name: str, description: str = "", *, required: bool = False) -> Param:
@@ -356,7 +362,7 @@ def add_page(app: web.Application, path: str, handler: PageHandler, *, roles: It
             declared.check_request(request)
             page = await handler(request, who)
         except StepwatchError as exc:
-            return render_error(request, who, exc.status, str(exc))
+            return render_error(request, who, exc.status, worded(exc, who.user.language))
         if request.query.get("format") == "csv":
             return csv_response(page, name)
         return render(request, who, page)
@@ -416,9 +422,9 @@ def add_action(app: web.Application, path: str, handler: ActionHandler, *, roles
             result = await handler(request, who, fields)
         except StepwatchError as exc:
             if exc.status == 403:
-                return render_error(request, who, 403, str(exc))
+                return render_error(request, who, 403, worded(exc, who.user.language))
             response = web.HTTPSeeOther(back)
-            set_flash(request, response, {"error": str(exc), "field": getattr(exc, "field", None),
+            set_flash(request, response, {"error": worded(exc, who.user.language), "field": getattr(exc, "field", None),
                                           "values": {k: str(v) for k, v in fields.items()}, "action": name})
             raise response from None
         response = web.HTTPSeeOther(result.get("redirect") or back)
@@ -503,6 +509,33 @@ def render(request: web.Request, who: Viewer | None, page: Page, status: int = 2
     if flash is not None:
         response.del_cookie(FLASH_COOKIE, path="/")
     return response
+
+
+def worded(exc: StepwatchError, language: str) -> str:
+    """The error in the reader's language when its `code` has words in the catalog (messages/error.toml:
+    `error.<code>`, filled with its values and the field's label), else its English message."""
+    key = f"error.{exc.code}"
+    if not exc.code or key not in catalog():
+        return str(exc)
+    _ = Translator(language)
+    values = {name: _human(_, value) for name, value in exc.values.items()}
+    if exc.field:
+        label = f"error.field.{exc.field}"
+        values.setdefault("field", _(label) if label in catalog() else exc.field)
+    return _(key, **values)
+
+
+def _human(_: Translator, value: str) -> str:
+    """A value carried by an error, for a person: a date in the language's style, a number with its separators."""
+    try:
+        return _.date(date.fromisoformat(value))
+    except (TypeError, ValueError):
+        pass
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    return _.num(number, 0 if number.is_integer() else 2)
 
 
 def render_error(request: web.Request, who: Viewer | None, status: int, message: str) -> web.Response:
@@ -607,9 +640,10 @@ def day_param(text: str, name: str) -> date | None:
     try:
         found = date.fromisoformat(text)
     except ValueError:
-        raise InvalidInput(f"{name} must be a date like 2026-11-23", field=name) from None
+        raise InvalidInput(f"{name} must be a date like 2026-11-23", field=name, code="not_a_date") from None
     if not FIRST_DAY <= found <= LAST_DAY:
-        raise InvalidInput(f"{name} must be a date from {FIRST_DAY} to {LAST_DAY}", field=name)
+        raise InvalidInput(f"{name} must be a date from {FIRST_DAY} to {LAST_DAY}", field=name,
+                           code="date_out_of_range", values={"first": str(FIRST_DAY), "last": str(LAST_DAY)})
     return found
 
 
@@ -618,7 +652,9 @@ def moment_param(text: str, name: str) -> datetime:
     try:
         found = datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidInput(f"{name} must be a date and time like 2026-12-01T14:30", field=name) from None
+        raise InvalidInput(f"{name} must be a date and time like 2026-12-01T14:30", field=name,
+                           code="not_a_moment") from None
     if not FIRST_DAY <= found.date() <= LAST_DAY:
-        raise InvalidInput(f"{name} must be a date from {FIRST_DAY} to {LAST_DAY}", field=name)
+        raise InvalidInput(f"{name} must be a date from {FIRST_DAY} to {LAST_DAY}", field=name,
+                           code="date_out_of_range", values={"first": str(FIRST_DAY), "last": str(LAST_DAY)})
     return found

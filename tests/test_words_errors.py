@@ -1,0 +1,58 @@
+"""A parameter a person gets wrong is refused in their language, naming the field by its label; the JSON API
+keeps the English message and adds the machine-readable `code`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kernel import sites, storage, users
+from kernel.settings import Settings
+from stepwatch.app import create_app
+from tests.dashboard_data import load_process
+from tests.web_helpers import PASSWORD, SECRET, csrf_of, login, make_accounts
+
+
+@pytest.fixture
+async def api(aiohttp_client: Any, settings: Settings, client: storage.Client, site: sites.Site) -> Any:
+    make_accounts(client)
+    load_process(client)
+    users.add_user(client, "rita", "admin", PASSWORD, language="ru", actor="test")
+    return await aiohttp_client(create_app(settings.model_copy(update={"secret_key": SECRET})))
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("rita", "Начало периода: введите дату"),
+    ("ada", "Start of the period: enter a date"),
+])
+async def test_a_bad_date_on_a_page_is_refused_in_the_readers_words(api: Any, name: str, words: str) -> None:
+    await login(api, name)
+    response = await api.get("/overview", params={"since": "2026-13-01"})
+    html = await response.text()
+    assert response.status == 400
+    assert words in html and "must be" not in html
+
+
+async def test_a_date_the_storage_cannot_hold_names_its_limits_as_dates(api: Any) -> None:
+    await login(api, "rita")
+    html = await (await api.get("/overview", params={"until": "1900-01-01"})).text()
+    assert "Конец периода: введите дату с 1 янв. 1970" in html and "1970-01-01" not in html
+
+
+async def test_a_bad_number_in_a_form_is_refused_in_russian(api: Any, site: sites.Site) -> None:
+    await login(api, "rita")
+    page = await (await api.get("/process")).text()
+    response = await api.post("/process/cost", data={"csrf": csrf_of(page), "site": site.name,
+                                                      "cost_per_hour": "много", "currency": "RUB",
+                                                      "next": "/process#cost"})
+    html = await response.text()
+    assert "Стоимость часа: введите число" in html and "must be" not in html
+
+
+async def test_json_keeps_english_and_adds_the_code(api: Any) -> None:
+    await login(api, "rita")
+    response = await api.get("/api/v1/overview", params={"since": "2026-13-01"})
+    body = await response.json()
+    assert response.status == 400
+    assert body == {"error": "since must be a date like 2026-11-23", "field": "since", "code": "not_a_date"}
