@@ -36,6 +36,15 @@ from analysis.stats import (
     summarize,
     weekly_medians,
 )
+from analysis.strata import (
+    MIN_STRATUM_SESSIONS,
+    CaseMix,
+    StratifiedRanks,
+    adjusted_times,
+    case_mix,
+    stratum_factors,
+    van_elteren_greater_p,
+)
 
 Status = Literal["ok", "watch", "slow", "fast", "insufficient"]
 Kind = Literal["slow", "fast", "systemic"]
@@ -88,6 +97,10 @@ class PairInput:
     without them the start is dated on `daily_*`. `pair_from_sessions` builds all of it from
     per-session rows. The peers of a pair are the other pairs of the run with the same team and
     step, so pass every pair, including those with few sessions.
+
+    `strata`, when the site declares session attributes: the stratum of each window session
+    (aligned with `durations_ms`, which are then mix-adjusted times); the peer test is then van
+    Elteren's, within strata. `case_mix` records the adjustment. `pairs_like_for_like` builds both.
     """
 
     team: str
@@ -100,6 +113,8 @@ class PairInput:
     weekly_medians_ms: tuple[float | None, ...]
     onset_days: np.ndarray | None = None
     onset_medians_ms: np.ndarray | None = None
+    strata: np.ndarray | None = None
+    case_mix: CaseMix | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,9 @@ class Assessment:
     start_date: date | None
     reasons: tuple[str, ...]
     start_at_least: bool = False
+    #: How the mix of clients was accounted for (None when the site declares no attributes, or
+    #: the team's sessions on the step are all of one stratum).
+    case_mix: CaseMix | None = None
 
     @property
     def n(self) -> int:
@@ -216,17 +234,92 @@ def pair_from_sessions(*, team: str, manager: str, step: str, band: Band, durati
     return built if earlier is None else with_earlier(built, *earlier)
 
 
+@dataclass(frozen=True, eq=False)
+class PairSessions:
+    """One manager on one step with the stratum of each session: what `pairs_like_for_like` takes.
+
+    `durations_ms`, `days` and `strata` cover the persistence look-back, ordered as for
+    `pair_from_sessions`; `stratum_bands` are the step's bands of their own for some strata.
+    """
+
+    team: str
+    manager: str
+    step: str
+    band: Band
+    durations_ms: np.ndarray
+    days: np.ndarray
+    strata: np.ndarray
+    stratum_bands: dict[str, Band] | None = None
+
+
+def pairs_like_for_like(sessions: Sequence[PairSessions], window: Window, thresholds: Thresholds | None = None,
+                        *, min_stratum_sessions: int = MIN_STRATUM_SESSIONS) -> list[PairInput]:  # fmt: skip
+    """PairInputs that compare like with like (analysis/strata.py): per team and step, each stratum's
+    factor from the team's window sessions; every pair's times divided by their stratum's factor (its
+    median, weekly medians and daily medians then compare with the band as if it served the team's
+    mix); the window sessions' strata for the van Elteren test; and the CaseMix record.
+
+    A team and step whose window sessions are all of one stratum, with no band of a stratum, are
+    built as `pair_from_sessions` builds them: nothing to adjust, the Mann-Whitney test as before.
+    """
+    t = thresholds or Thresholds()
+    since, until = np.datetime64(window.since, "D"), np.datetime64(window.until, "D")
+    in_window = [(np.asarray(s.days, dtype="datetime64[D]") >= since) & (np.asarray(s.days, dtype="datetime64[D]")
+                                                                          <= until) for s in sessions]
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, s in enumerate(sessions):
+        groups[(s.team, s.step)].append(i)
+    built: list[PairInput | None] = [None] * len(sessions)
+    for members in groups.values():
+        first = sessions[members[0]]
+        team_times = np.concatenate([np.asarray(sessions[i].durations_ms, dtype=float)[in_window[i]]
+                                     for i in members])
+        team_strata = np.concatenate([np.asarray(sessions[i].strata, dtype=object)[in_window[i]] for i in members])
+        bands_of = first.stratum_bands or {}
+        if np.unique(team_strata).size <= 1 and not bands_of:
+            for i in members:
+                s = sessions[i]
+                built[i] = pair_from_sessions(team=s.team, manager=s.manager, step=s.step, band=s.band,
+                                              durations_ms=s.durations_ms, days=s.days, window=window, thresholds=t)
+            continue
+        factors = stratum_factors(team_times, team_strata, first.band, stratum_bands=bands_of,
+                                  min_sessions=min_stratum_sessions)
+        offsets = np.cumsum([0] + [int(in_window[i].sum()) for i in members])
+        for k, i in enumerate(members):
+            s = sessions[i]
+            labels = np.asarray(s.strata, dtype=object)
+            raw = np.asarray(s.durations_ms, dtype=float)
+            adjusted = adjusted_times(raw, labels, factors)
+            days = np.asarray(s.days, dtype="datetime64[D]")
+            if adjusted.size > 1 and not bool(np.all((days[1:] > days[:-1]) | ((days[1:] == days[:-1])
+                                                                                & (adjusted[1:] >= adjusted[:-1])))):
+                order = np.lexsort((adjusted, days))  # by day, then (adjusted) time, as storage orders raw ones
+                raw, adjusted, days, labels = raw[order], adjusted[order], days[order], labels[order]
+            pair = pair_from_sessions(team=s.team, manager=s.manager, step=s.step, band=s.band,
+                                      durations_ms=adjusted, days=days, window=window, thresholds=t)
+            mine = (days >= since) & (days <= until)
+            others = np.concatenate([team_strata[:offsets[k]], team_strata[offsets[k + 1]:]])
+            mix = case_mix(raw[mine], labels[mine], adjusted[mine], others, factors, s.band.reference_ms,
+                           window.days) if mine.any() else None
+            built[i] = replace(pair, strata=labels[mine], case_mix=mix)
+    return [p for p in built if p is not None]
+
+
 def with_earlier(pair: PairInput, days: np.ndarray | Sequence[date], medians_ms: np.ndarray | Sequence[float]
                  ) -> PairInput:  # fmt: skip
     """The pair with daily medians of the days before its own (up to 90 days) to date an onset on.
 
     Days on or after the pair's first day with sessions are left out (its own medians are exact);
-    medians that do not line up with their days are ignored.
+    medians that do not line up with their days are ignored. A pair compared like for like has
+    mix-adjusted medians of its own, and the earlier (raw) ones are scaled by its window's adjusted
+    over raw median, so that the change of scale is not taken for the start of a drawdown.
     """
     before_days = np.asarray(days, dtype="datetime64[D]")
     before = np.asarray(medians_ms, dtype=float)
     if before_days.shape != before.shape or before.ndim != 1 or not before.size:
         return pair
+    if pair.case_mix is not None and pair.case_mix.median_ms > 0:
+        before = before * (pair.case_mix.adjusted_median_ms / pair.case_mix.median_ms)
     if pair.daily_days.size:
         keep = before_days < pair.daily_days[0]
         before_days, before = before_days[keep], before[keep]
@@ -313,14 +406,18 @@ def _peer_p_values(
         outside = summary.median_ms < pair.band.min_ms or summary.median_ms > pair.band.max_ms
         if not (summary.n >= t.min_sessions and outside):
             normal[(pair.team, pair.step)].append(i)
-    pools = {key: _RankedPool(pairs, members) for key, members in normal.items()}
+    pools = {key: _StratifiedPool(pairs, members) if any(pairs[j].strata is not None for j in members)
+             else _RankedPool(pairs, members) for key, members in normal.items()}
     result: list[float | None] = []
     for i, (pair, summary) in enumerate(zip(pairs, summaries, strict=True)):
         pool = pools.get((pair.team, pair.step))
         if summary is None or summary.n < t.min_sessions or pool is None:
             result.append(None)
             continue
-        result.append(pool.p_value(i, pair.durations_ms, t.min_peer_sessions))
+        if isinstance(pool, _StratifiedPool):
+            result.append(pool.p_value(i, pair.durations_ms, t.min_peer_sessions, _strata_of(pair)))
+        else:
+            result.append(pool.p_value(i, pair.durations_ms, t.min_peer_sessions))
     return result
 
 
@@ -362,6 +459,37 @@ class _RankedPool:
         return float(np.clip(special.ndtr(-(u - n1 * n2 / 2 - 0.5) / sigma), 0.0, 1.0))
 
 
+class _StratifiedPool:
+    """The sessions of one team's normal managers on one step, ranked within their strata once: a
+    manager's van Elteren statistic is read from their own slice (analysis/strata.py). A session
+    of a pair without strata counts in the stratum ""."""
+
+    def __init__(self, pairs: Sequence[PairInput], members: list[int]):
+        self.times = np.concatenate([pairs[j].durations_ms for j in members]).astype(float)
+        labels = np.concatenate([_strata_of(pairs[j]) for j in members])
+        self.keys, codes = np.unique(labels, return_inverse=True)
+        self.labels = labels
+        ends = np.cumsum([pairs[j].durations_ms.size for j in members])
+        self.span = {j: (int(end) - pairs[j].durations_ms.size, int(end)) for j, end in zip(members, ends, strict=True)}
+        self.ranked = StratifiedRanks(self.times, codes, self.keys.size)
+
+    def p_value(self, index: int, own: np.ndarray, min_peers: int, own_strata: np.ndarray) -> float | None:
+        if index not in self.span:
+            # a manager left out of the pool (median outside the band) against the whole pool
+            shared = np.isin(self.labels, own_strata).sum()
+            return van_elteren_greater_p(own, own_strata, self.times, self.labels) if shared >= min_peers else None
+        start, end = self.span[index]
+        if self.ranked.peers_in_shared_strata(start, end) < min_peers:
+            return None
+        return self.ranked.p_greater(start, end)
+
+
+def _strata_of(pair: PairInput) -> np.ndarray:
+    if pair.strata is None:
+        return np.full(pair.durations_ms.size, "", dtype=object)
+    return np.asarray(pair.strata, dtype=object)
+
+
 def _assess_pair(pair: PairInput, summary: StepSummary | None, p: float | None, q: float | None,
                  t: Thresholds, date_starts: bool = True) -> Assessment:  # fmt: skip
     band = pair.band
@@ -369,7 +497,7 @@ def _assess_pair(pair: PairInput, summary: StepSummary | None, p: float | None, 
     def verdict(status: Status, reasons: list[str], periods: int = 0, start: date | None = None,
                 at_least: bool = False) -> Assessment:  # fmt: skip
         return Assessment(pair.team, pair.manager, pair.step, status, band, summary, p, q, periods, start,
-                          tuple(reasons), at_least)  # fmt: skip
+                          tuple(reasons), at_least, pair.case_mix)  # fmt: skip
 
     if summary is None or summary.n < t.min_sessions:
         n = 0 if summary is None else summary.n

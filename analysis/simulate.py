@@ -15,6 +15,13 @@ weeks (starting up to 5 weeks before the look-back); all cover the 3 of 4 weeks 
 rule asks for. They move the manager's true median to 1.25 - 1.6 x the max band (slow) or 0.5 -
 0.75 x the min band (fast), on pairs with at least 30 sessions in the window. One team x step per
 planted population has most of its managers slowed at once: a systemic drawdown.
+
+With `case_mix=True` every session also has a segment, "vip" or "regular", and a VIP session
+takes 60% longer (VIP_FACTOR). Managers have the same skill as before, but their share of VIP
+clients differs: most serve 5-25%, a third 35-70%. The bands are proposed from the pooled mix, so
+a manager with many VIP clients has a longer median without working any slower: a flag on them is
+false unless something was planted. `Population.strata` holds the segment of every session and
+`pairs_like_for_like` builds the pairs compared within segments.
 """
 
 from __future__ import annotations
@@ -26,7 +33,14 @@ from typing import Literal
 import numpy as np
 
 from analysis.bands import Band, suggest_band
-from analysis.flags import PairInput, Thresholds, pair_from_sessions
+from analysis.flags import (
+    PairInput,
+    PairSessions,
+    Thresholds,
+    pair_from_sessions,
+    pairs_like_for_like,
+    with_earlier,
+)
 from analysis.stats import Window, daily_medians
 
 #: step -> (typical seconds, log-scale spread of sessions, share of client sessions reaching it)
@@ -46,6 +60,11 @@ WINDOW_DAYS = 14
 MIN_PLANTED_SESSIONS = 30
 #: Days of daily medians that date an onset (as the application's ONSET_DAYS), ending on `until`.
 ONSET_DAYS = 90
+#: case_mix: a VIP session takes this many times as long as a regular one.
+VIP_FACTOR = 1.6
+#: case_mix: share of managers with many VIP clients, and the ranges of the VIP share.
+VIP_HEAVY_SHARE = 0.25
+VIP_SHARE_USUAL, VIP_SHARE_HEAVY = (0.05, 0.20), (0.50, 0.90)
 Onset = Literal["before", "inside", "gradual"]
 
 
@@ -69,11 +88,19 @@ class Population:
     pairs: tuple[PairInput, ...]
     plants: tuple[Plant, ...]
     sessions: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]]  # (days, log seconds) per pair
+    strata: dict[tuple[str, str, str], np.ndarray] | None = None  # case_mix: the segment of each session
 
     def pairs_until(self, until: date, thresholds: Thresholds | None = None) -> tuple[PairInput, ...]:
         """The pairs as an analysis on `until` would see them (its window, look-back and onset history)."""
         window = Window(until - timedelta(days=WINDOW_DAYS - 1), until)
         return _pairs(self.sessions, self.bands, window, thresholds or Thresholds())
+
+    def pairs_like_for_like(self, thresholds: Thresholds | None = None) -> tuple[PairInput, ...]:
+        """The pairs compared within segments (`pairs_like_for_like`), as the application builds them
+        for a site that declares session attributes."""
+        if self.strata is None:
+            raise ValueError("the population has no segments: simulate it with case_mix=True")
+        return _pairs(self.sessions, self.bands, self.window, thresholds or Thresholds(), self.strata)
 
 
 def simulate(
@@ -85,8 +112,12 @@ def simulate(
     fast_share: float = 0.03,
     until: date = date(2025, 3, 28),
     thresholds: Thresholds | None = None,
+    case_mix: bool = False,
 ) -> Population:
-    """One synthetic site; with `plant=False` nothing is planted (a null population)."""
+    """One synthetic site; with `plant=False` nothing is planted (a null population); with
+    `case_mix`, managers of the same skill serve different shares of slower VIP clients.
+
+    `pairs` are built without strata (as for a site that declares no attributes)."""
     rng = np.random.default_rng(seed)
     first = until - timedelta(days=BASELINE_DAYS + ONSET_DAYS - 1)
     all_days = np.array([first + timedelta(days=i) for i in range(BASELINE_DAYS + ONSET_DAYS)], dtype="datetime64[D]")
@@ -97,6 +128,7 @@ def simulate(
 
     # sessions[(team, manager, step)] = (days, log seconds without drawdown), true median seconds
     sessions: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
+    strata: dict[tuple[str, str, str], np.ndarray] = {}
     true_median: dict[tuple[str, str, str], float] = {}
     for t in range(teams):
         team = f"team-{t + 1}"
@@ -106,6 +138,11 @@ def simulate(
             manager = f"{team}/manager-{m + 1}"
             skill, rate = rng.normal(0, 0.04), rng.uniform(1.5, 4.5)
             manager_day = rng.normal(0, 0.04, size=weekdays.size)
+            # drawn after the others, so a population without case mix is the same as before
+            vip_share = 0.0
+            if case_mix:
+                heavy = rng.random() < VIP_HEAVY_SHARE
+                vip_share = float(rng.uniform(*(VIP_SHARE_HEAVY if heavy else VIP_SHARE_USUAL)))
             for step, (seconds, sigma, reach) in STEPS.items():
                 offset = float(np.clip(team_effect + skill + rng.normal(0, 0.02), -NORMAL_SPREAD, NORMAL_SPREAD))
                 counts = rng.poisson(rate * reach, size=weekdays.size)
@@ -115,6 +152,10 @@ def simulate(
                          + rng.normal(0, sigma, size=day_idx.size))  # fmt: skip
                 interrupted = rng.random(day_idx.size) < 0.015
                 log_s[interrupted] += np.log(rng.uniform(3, 8, size=int(interrupted.sum())))
+                if case_mix:
+                    vip = rng.random(day_idx.size) < vip_share
+                    log_s[vip] += np.log(VIP_FACTOR)
+                    strata[(team, manager, step)] = np.where(vip, "vip", "regular").astype(object)
                 sessions[(team, manager, step)] = (weekdays[day_idx], log_s)
                 true_median[(team, manager, step)] = seconds * float(np.exp(offset))
 
@@ -130,7 +171,8 @@ def simulate(
 
     plants = _plant(rng, sessions, true_median, bands, window, history_start, slow_share, fast_share) if plant else []
     pairs = _pairs(sessions, bands, window, thresholds or Thresholds())
-    return Population(window=window, bands=bands, pairs=pairs, plants=tuple(plants), sessions=sessions)
+    return Population(window=window, bands=bands, pairs=pairs, plants=tuple(plants), sessions=sessions,
+                      strata=strata if case_mix else None)
 
 
 def _plant(
@@ -198,20 +240,34 @@ def _pairs(
     bands: dict[str, Band],
     window: Window,
     thresholds: Thresholds,
+    strata: dict[tuple[str, str, str], np.ndarray] | None = None,
 ) -> tuple[PairInput, ...]:
-    """As the application builds them: the look-back's sessions, and daily medians of the 90 days."""
+    """As the application builds them: the look-back's sessions, and daily medians of the 90 days;
+    with `strata`, compared like for like (the earlier daily medians raw, as storage keeps them)."""
     until = np.datetime64(window.until, "D")
     lookback = until - np.timedelta64(HISTORY_DAYS - 1, "D")
     onset_since = until - np.timedelta64(ONSET_DAYS - 1, "D")
     pairs = []
-    for (team, manager, step), (days, log_s) in sessions.items():
+    like: list[PairSessions] = []
+    earlier_of = []
+    for key, (days, log_s) in sessions.items():
+        team, manager, step = key
         times = np.round(np.exp(log_s) * 1000)
         keep = (days >= lookback) & (days <= until)
         earlier = (days >= onset_since) & (days < lookback)
+        if strata is not None:
+            order = np.lexsort((times[keep], days[keep]))
+            like.append(PairSessions(team, manager, step, bands[step], times[keep][order], days[keep][order],
+                                     strata[key][keep][order]))
+            earlier_of.append(daily_medians(times[earlier], days[earlier]))
+            continue
         pairs.append(pair_from_sessions(
             team=team, manager=manager, step=step, band=bands[step], durations_ms=times[keep], days=days[keep],
             window=window, thresholds=thresholds, earlier=daily_medians(times[earlier], days[earlier]),
         ))  # fmt: skip
+    if strata is not None:
+        pairs = [with_earlier(p, *e) for p, e in zip(pairs_like_for_like(like, window, thresholds), earlier_of,
+                                                      strict=True)]
     return tuple(pairs)
 
 

@@ -20,6 +20,14 @@ onset is right when within 7 days of the first weekday on or after the planted s
 "at least" when marked so (the data always begins before the planted start here). Targets: >= 0.90
 within 7 days, <= 0.05 wrongly "at least".
 
+Case mix (`--case-mix`, on by default): each seed also simulates a site whose sessions have a
+segment, VIP clients taking 60% longer, with managers of the same skill serving from 5% to 90% of
+them (analysis/simulate.py, case_mix=True), once with drawdowns planted and once without. Both are
+assessed without strata (the plain Mann-Whitney test on raw times, as for a site that declares no
+attributes) and like for like (van Elteren's stratified test on mix-adjusted times,
+analysis/strata.py). Targets with strata: <= 1 false flag per 100 pairs with nothing planted,
+precision >= 0.95 and recall >= 0.90 on the planted drawdowns.
+
 Early warning: the analysis is run on every weekday from the earliest planted start to the end;
 a planted drawdown is warned of when its pair was on `watch` at least 7 days before the first day,
 on or after its start, it was flagged. Null sites: pairs on watch at the end, per 100 pairs (target <= 2).
@@ -46,7 +54,12 @@ NULL_SEED_OFFSET = 10_000
 
 def score_planted(seed: int, thresholds: Thresholds, early_warning: bool = True) -> dict[str, Any]:
     population = simulate(seed, thresholds=thresholds)
-    result = assess(population.pairs, thresholds, population.window)
+    return _score(population, population.pairs, thresholds, early_warning)
+
+
+def _score(population: Any, pairs: Any, thresholds: Thresholds, early_warning: bool) -> dict[str, Any]:
+    seed = None
+    result = assess(pairs, thresholds, population.window)
     planted = {(p.manager, p.step): p for p in population.plants}
     planted_steps = {(p.team, p.step) for p in population.plants if p.kind == "slow"}
     systemic_steps = {(f.team, f.step) for f in result.drawdowns if f.kind == "systemic"}
@@ -77,7 +90,7 @@ def score_planted(seed: int, thresholds: Thresholds, early_warning: bool = True)
     flagged = len(result.drawdowns)
     return {
         "seed": seed,
-        "pairs": len(population.pairs),
+        "pairs": len(pairs),
         "planted": len(planted),
         "flagged": flagged,
         "tp": tp,
@@ -121,6 +134,23 @@ def score_null(seed: int, thresholds: Thresholds) -> dict[str, Any]:
     return {"pairs": len(population.pairs), "false_flags": len(result.drawdowns), "watches": len(result.watches)}
 
 
+def score_case_mix(seed: int, thresholds: Thresholds) -> dict[str, Any]:
+    """The case-mix scenario of one seed: flags with nothing planted and precision and recall on the
+    planted drawdowns, without strata and like for like."""
+    out: dict[str, Any] = {}
+    null = simulate(seed + NULL_SEED_OFFSET, plant=False, thresholds=thresholds, case_mix=True)
+    planted = simulate(seed, thresholds=thresholds, case_mix=True)
+    for name, null_pairs, planted_pairs in (
+        ("without", null.pairs, planted.pairs),
+        ("with", null.pairs_like_for_like(thresholds), planted.pairs_like_for_like(thresholds)),
+    ):
+        scored = _score(planted, planted_pairs, thresholds, early_warning=False)
+        out[name] = {"null_pairs": len(null_pairs),
+                     "null_false_flags": len(assess(null_pairs, thresholds, null.window).drawdowns),
+                     **{k: scored[k] for k in ("planted", "flagged", "tp", "fn")}}
+    return out
+
+
 def _weekday_on_or_after(day: date) -> date:
     while day.weekday() >= 5:
         day += timedelta(days=1)
@@ -134,14 +164,19 @@ def main() -> None:
     parser.add_argument("--drift", choices=["ewma", "cusum"], default="ewma", help="how start dates are found")
     parser.add_argument("--no-early-warning", action="store_true",
                         help="skip the day-by-day runs that measure warnings (the slow part)")
+    parser.add_argument("--no-case-mix", action="store_true", help="skip the case-mix scenario")
     args = parser.parse_args()
     thresholds = Thresholds(drift_method=args.drift)
     started = time.perf_counter()
     rows = []
+    mixes = []
     for seed in range(1, args.seeds + 1):
         row = score_planted(seed, thresholds, not args.no_early_warning)
+        row["seed"] = seed
         row.update({f"null_{k}": v for k, v in score_null(seed, thresholds).items()})
         rows.append(row)
+        if not args.no_case_mix:
+            mixes.append(score_case_mix(seed, thresholds))
 
     flagged, tp = sum(r["flagged"] for r in rows), sum(r["tp"] for r in rows)
     planted, fn = sum(r["planted"] for r in rows), sum(r["fn"] for r in rows)
@@ -181,6 +216,13 @@ def main() -> None:
         and (totals["onset_within_7_days"] or 0) >= 0.90 and (totals["onset_wrongly_at_least"] or 0) <= 0.05
         and totals["null_watches_per_100_pairs"] <= 2
     )
+    if mixes:
+        totals["case_mix"] = {name: _case_mix_totals([m[name] for m in mixes]) for name in ("without", "with")}
+        with_strata = totals["case_mix"]["with"]
+        totals["targets_met"] = totals["targets_met"] and (
+            with_strata["null_false_flags_per_100_pairs"] <= 1 and with_strata["precision"] >= 0.95
+            and with_strata["recall"] >= 0.90)
+    totals["seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
         print(json.dumps({"totals": totals, "seeds": [{k: v for k, v in r.items() if k not in ("onsets", "warnings")}
                                                         for r in rows]}))  # fmt: skip
@@ -206,9 +248,21 @@ def main() -> None:
     print(f"watch: {_pct(t['warned_7_days_before_flag'])} of {t['warnings_scored']} flagged plants on watch "
           f">= 7 days before the flag (slow: {_pct(t['warned_7_days_before_flag_slow'])}); "
           f"null sites {t['null_watches']} watches = {t['null_watches_per_100_pairs']:.2f} per 100 pairs")
+    for name, c in t.get("case_mix", {}).items():
+        print(f"case mix, {name + ' strata':<15}: {c['null_false_flags']} false flags in {c['null_pairs']} quiet "
+              f"pairs = {c['null_false_flags_per_100_pairs']:.2f} per 100; planted: precision {c['precision']:.3f} "
+              f"({c['tp']} of {c['flagged']} flags), recall {c['recall']:.3f} ({c['fn']} of {c['planted']} missed)")
     print(f"{t['seconds']} s; targets (precision >= 0.95, recall >= 0.90, <= 1 false flag per 100 null pairs, "
           f"onset >= 90% within 7 days and <= 5% wrongly 'at least', <= 2 watches per 100 null pairs): "
           f"{'met' if t['targets_met'] else 'NOT met'}")  # fmt: skip
+
+
+def _case_mix_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out = {k: sum(r[k] for r in rows) for k in ("null_pairs", "null_false_flags", "planted", "flagged", "tp", "fn")}
+    out["null_false_flags_per_100_pairs"] = 100 * out["null_false_flags"] / out["null_pairs"]
+    out["precision"] = out["tp"] / out["flagged"] if out["flagged"] else 1.0
+    out["recall"] = (out["planted"] - out["fn"]) / out["planted"] if out["planted"] else 1.0
+    return out
 
 
 def _share(values: list[bool]) -> float | None:

@@ -1,0 +1,221 @@
+"""Like for like: comparing a manager with peers within the kinds of client they serve.
+
+A site may declare a few session attributes (segment, channel, ...); a session's stratum is the
+tuple of its declared values, encoded as one string (sessions without attributes form the stratum
+""). A manager who serves more of a slow segment has a longer median without working any slower,
+so the analysis accounts for the mix in two places:
+
+- The peer test is van Elteren's stratified rank-sum test: the manager's sessions are ranked
+  against the peers' sessions of the same stratum only, and the strata's rank sums are combined
+  with weights 1 / (N_s + 1) (N_s: the sessions of the stratum in the comparison), the locally
+  most powerful weights when the shift is the same in every stratum. With one stratum it is the
+  Mann-Whitney test without continuity correction.
+- The figures compared with the band (median, time above the reference, the weekly medians of
+  persistence) are taken on mix-adjusted times: each session's time divided by its stratum's
+  factor, how much longer that stratum takes than the step as a whole. The factor is the
+  stratum's own band reference over the step's when the stratum has a band, else the team's
+  median of the stratum over the team's median of the step (all its managers' sessions in the
+  window), else (fewer than `min_sessions` sessions of the stratum in the team) 1. Dividing by a
+  positive constant per stratum changes no rank within the stratum, so the test is the same on
+  raw or adjusted times.
+
+`CaseMix` records how the mix was accounted for, for the drawdown page: each stratum's share of
+the manager's sessions and of the team's, its factor, and the excess over the reference with and
+without adjustment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+from analysis.bands import Band
+
+#: Joins the values of a stratum's attributes in its key; never part of an attribute value (short
+#: lowercase keys of letters, digits, _ and -).
+SEPARATOR = "|"
+#: Below this many team sessions in a stratum its median is too unsteady to adjust by.
+MIN_STRATUM_SESSIONS = 20
+
+
+def stratum_key(attributes: Mapping[str, str], declared: Sequence[str]) -> str:
+    """The stratum of one session: its values of the declared attributes, in declared order
+    (a missing one as ""); "" for a session with none of them."""
+    values = [attributes.get(name, "") for name in declared]
+    return SEPARATOR.join(values) if any(values) else ""
+
+
+def stratum_values(key: str, declared: Sequence[str]) -> dict[str, str]:
+    """{attribute: value} of a stratum key, leaving out the attributes it has no value for."""
+    if not key:
+        return {}
+    return {name: value for name, value in zip(declared, key.split(SEPARATOR), strict=False) if value}
+
+
+@dataclass(frozen=True)
+class StratumShare:
+    """One stratum of a manager x step comparison."""
+
+    stratum: str
+    manager_sessions: int
+    manager_share: float
+    team_share: float
+    factor: float
+
+
+@dataclass(frozen=True)
+class CaseMix:
+    """How the mix of clients was accounted for in one manager x step assessment.
+
+    `median_ms` and `minutes_above_reference_per_week` are of the raw times; the adjusted ones are
+    what the verdict rests on (the assessment's summary). `strata` in descending order of the
+    manager's share.
+    """
+
+    strata: tuple[StratumShare, ...]
+    median_ms: float
+    adjusted_median_ms: float
+    minutes_above_reference_per_week: float
+    adjusted_minutes_above_reference_per_week: float
+    method: str = "van_elteren"
+
+    @property
+    def main_difference(self) -> StratumShare | None:
+        """The stratum that moves the manager's median most against the team's: the largest
+        (manager share - team share) x log(factor), when it lengthens the median; else None."""
+        best, best_effect = None, 0.0
+        for s in self.strata:
+            effect = (s.manager_share - s.team_share) * float(np.log(s.factor)) if s.factor > 0 else 0.0
+            if effect > best_effect + 1e-12:
+                best, best_effect = s, effect
+        return best
+
+
+def stratum_factors(times_ms: np.ndarray, strata: np.ndarray, band: Band, *,
+                    stratum_bands: Mapping[str, Band] | None = None,
+                    min_sessions: int = MIN_STRATUM_SESSIONS) -> dict[str, float]:  # fmt: skip
+    """How much longer each stratum takes than the step as a whole (see the module's docstring).
+
+    `times_ms`, `strata`: the team's sessions on the step in the window, all its managers.
+    """
+    times = np.asarray(times_ms, dtype=float)
+    labels = np.asarray(strata)
+    if times.shape != labels.shape:
+        raise ValueError(f"one stratum per session is needed (got {labels.size} for {times.size})")
+    factors: dict[str, float] = {}
+    if times.size == 0:
+        return factors
+    overall = float(np.median(times))
+    for key in np.unique(labels).tolist():
+        own = (stratum_bands or {}).get(key)
+        if own is not None:
+            factors[key] = own.reference_ms / band.reference_ms
+            continue
+        mine = times[labels == key]
+        factors[key] = float(np.median(mine)) / overall if mine.size >= min_sessions and overall > 0 else 1.0
+    return factors
+
+
+def adjusted_times(times_ms: np.ndarray, strata: np.ndarray, factors: Mapping[str, float]) -> np.ndarray:
+    """Each session's time divided by its stratum's factor (1 for a stratum without one)."""
+    times = np.asarray(times_ms, dtype=float)
+    labels = np.asarray(strata)
+    if times.shape != labels.shape:
+        raise ValueError(f"one stratum per session is needed (got {labels.size} for {times.size})")
+    if times.size == 0:
+        return times
+    keys, inverse = np.unique(labels, return_inverse=True)
+    divisors = np.array([factors.get(k, 1.0) for k in keys.tolist()], dtype=float)
+    return times / divisors[inverse]
+
+
+def van_elteren_greater_p(mine_ms: np.ndarray, mine_strata: np.ndarray, peers_ms: np.ndarray,
+                          peers_strata: np.ndarray) -> float | None:  # fmt: skip
+    """One-sided p-value of van Elteren's test for 'this manager's times tend to be longer than the
+    peers' of the same stratum'; None when no stratum has sessions of both (nothing to compare)."""
+    mine, peers = np.asarray(mine_ms, dtype=float), np.asarray(peers_ms, dtype=float)
+    if mine.shape != np.shape(mine_strata) or peers.shape != np.shape(peers_strata):
+        raise ValueError("one stratum per session is needed")
+    keys, codes = np.unique(np.concatenate([np.asarray(mine_strata), np.asarray(peers_strata)]), return_inverse=True)
+    pool = StratifiedRanks(np.concatenate([mine, peers]), codes, keys.size)
+    return pool.p_greater(0, mine.size)
+
+
+class StratifiedRanks:
+    """Sessions ranked within their strata once (average ranks for ties); then the van Elteren
+    statistic of any slice of them against the rest costs one pass over the slice."""
+
+    def __init__(self, times_ms: np.ndarray, codes: np.ndarray, n_strata: int):
+        self.times = np.asarray(times_ms, dtype=float)
+        self.codes = np.asarray(codes, dtype=np.intp)
+        self.n_strata = n_strata
+        order = np.lexsort((self.times, self.codes))
+        ordered_t, ordered_c = self.times[order], self.codes[order]
+        first = np.r_[True, (ordered_t[1:] != ordered_t[:-1]) | (ordered_c[1:] != ordered_c[:-1])]
+        bounds = np.r_[np.flatnonzero(first), ordered_t.size]
+        dense = first.cumsum() - 1
+        self.sizes = np.bincount(self.codes, minlength=n_strata).astype(float)
+        stratum_start = np.r_[0, np.cumsum(self.sizes)[:-1]]
+        # 1-based average rank within the stratum of each sorted value
+        average = 0.5 * (bounds[dense] + bounds[dense + 1] + 1) - stratum_start[ordered_c]
+        self.ranks = np.empty(ordered_t.size)
+        self.ranks[order] = average
+        ties = np.diff(bounds).astype(float)
+        self.tie_terms = np.bincount(ordered_c[bounds[:-1]], weights=ties**3 - ties, minlength=n_strata)
+
+    def p_greater(self, start: int, end: int) -> float | None:
+        """Van Elteren's one-sided p-value for the sessions [start, end) against all the others."""
+        codes = self.codes[start:end]
+        n1 = np.bincount(codes, minlength=self.n_strata).astype(float)
+        rank_sums = np.bincount(codes, weights=self.ranks[start:end], minlength=self.n_strata)
+        n = self.sizes
+        n2 = n - n1
+        informative = (n1 > 0) & (n2 > 0)
+        if not informative.any():
+            return None
+        n1, n2, n, rank_sums = n1[informative], n2[informative], n[informative], rank_sums[informative]
+        ties = self.tie_terms[informative]
+        weights = 1.0 / (n + 1)
+        deviation = rank_sums - n1 * (n + 1) / 2
+        variance = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)))
+        spread = float(np.sqrt((weights**2 * variance).sum()))
+        if spread == 0:
+            return 1.0  # every session of every compared stratum took the same time
+        z = float((weights * deviation).sum()) / spread
+        return float(np.clip(special.ndtr(-z), 0.0, 1.0))
+
+    def peers_in_shared_strata(self, start: int, end: int) -> int:
+        """The other sessions in the strata the slice has sessions in: the comparison's size."""
+        n1 = np.bincount(self.codes[start:end], minlength=self.n_strata)
+        return int((self.sizes - n1)[n1 > 0].sum())
+
+
+def case_mix(times_ms: np.ndarray, strata: np.ndarray, adjusted_ms: np.ndarray, team_strata: np.ndarray,
+             factors: Mapping[str, float], reference_ms: float, window_days: int) -> CaseMix:  # fmt: skip
+    """The record of one pair's adjustment: `times_ms` raw and `adjusted_ms` adjusted, aligned with
+    `strata` (the manager's window sessions); `team_strata` the team's window sessions' strata."""
+    from analysis.stats import minutes_above_reference_per_week
+
+    labels, team = np.asarray(strata), np.asarray(team_strata)
+    n = int(labels.size)
+    if n == 0:
+        raise ValueError("no sessions to describe")
+    keys, counts = np.unique(labels, return_counts=True)
+    team_keys, team_counts = np.unique(team, return_counts=True)
+    team_share = dict(zip(team_keys.tolist(), (team_counts / max(team.size, 1)).tolist(), strict=True))
+    mine = dict(zip(keys.tolist(), counts.tolist(), strict=True))
+    shares = sorted(
+        (StratumShare(k, int(mine.get(k, 0)), mine.get(k, 0) / n, float(team_share.get(k, 0.0)),
+                      float(factors.get(k, 1.0))) for k in sorted(set(mine) | set(team_share))),
+        key=lambda s: (-s.manager_share, -s.team_share, s.stratum),
+    )  # fmt: skip
+    median, adjusted = float(np.median(times_ms)), float(np.median(adjusted_ms))
+    return CaseMix(
+        strata=tuple(shares), median_ms=median, adjusted_median_ms=adjusted,
+        minutes_above_reference_per_week=minutes_above_reference_per_week(median, reference_ms, n, window_days),
+        adjusted_minutes_above_reference_per_week=minutes_above_reference_per_week(
+            adjusted, reference_ms, n, window_days),
+    )  # fmt: skip
