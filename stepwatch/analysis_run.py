@@ -23,15 +23,18 @@ from analysis.flags import (
     Assessment,
     Drawdown,
     PairInput,
+    PairSessions,
     RunResult,
     Thresholds,
     assess,
     auto_update,
     date_onsets,
     pair_from_sessions,
+    pairs_like_for_like,
     with_earlier,
 )
 from analysis.stats import Window
+from analysis.strata import SEPARATOR, CaseMix, stratum_values
 from kernel import band_versions, flag_store, processes, sites, storage, teams
 from kernel.settings import Settings
 
@@ -60,6 +63,8 @@ class SiteRun:
     result: RunResult
     without_band: tuple[tuple[str, str, Any], ...]  # (manager, step, window times) of steps with no band yet
     teams: dict[str, str]
+    #: The session attributes the site's process declares, in order: what a stratum key's values are.
+    attributes: tuple[str, ...] = ()
 
     def assessment(self, manager: str, step: str) -> Assessment | None:
         return next((a for a in self.result.assessments if a.manager == manager and a.step == step), None)
@@ -80,10 +85,17 @@ def run_site(client: Client, site: str, settings: Settings, window: Window) -> S
             stored.effective_from, stored.team or None, Band(stored.min_ms, stored.reference_ms, stored.max_ms)))
     lookback = min(window.since, window.until - timedelta(days=LOOKBACK_DAYS - 1))
     storage.refresh_session_steps(client, site)
-    rows = storage.session_step_times(client, site, lookback, window.until + timedelta(days=1),
-                                      settings.analysis_metric)
+    declared = {name: tuple(values) for name, values in process.attributes.items()} if process else {}
+    rows: list[Any]
+    if declared:  # like for like: each session with its stratum
+        rows = stratified_step_times(client, site, lookback, window.until + timedelta(days=1),
+                                     settings.analysis_metric, declared)
+    else:
+        rows = storage.session_step_times(client, site, lookback, window.until + timedelta(days=1),
+                                          settings.analysis_metric)
     limits = thresholds(settings)
     pairs: list[PairInput] = []
+    stratified: list[PairSessions] = []
     without_band = []
     for row in rows:
         if steps and row.step not in steps:
@@ -94,9 +106,15 @@ def run_site(client: Client, site: str, settings: Settings, window: Window) -> S
             in_window = (row.days >= np.datetime64(window.since)) & (row.days <= np.datetime64(window.until))
             without_band.append((row.manager, row.step, row.times_ms[in_window]))
             continue
+        if declared:
+            stratified.append(PairSessions(team, row.manager, row.step, version.band, row.times_ms, row.days,
+                                           row.strata))
+            continue
         pairs.append(pair_from_sessions(team=team, manager=row.manager, step=row.step, band=version.band,
                                         durations_ms=row.times_ms, days=row.days, window=window,
                                         thresholds=limits))
+    if stratified:
+        pairs = pairs_like_for_like(stratified, window, limits)
     # Only drawdowns are dated, once: the days before the look-back are read for their pairs alone.
     result = assess(pairs, limits, window, date_starts=False)
     dated = [i for i, a in enumerate(result.assessments) if a.status in ("slow", "fast")]
@@ -109,7 +127,94 @@ def run_site(client: Client, site: str, settings: Settings, window: Window) -> S
             if found is not None:
                 pairs[i] = with_earlier(pairs[i], *found)
     result = date_onsets(result, pairs, limits)
-    return SiteRun(site, window, result, tuple(without_band), members)
+    return SiteRun(site, window, result, tuple(without_band), members, tuple(declared))
+
+
+@dataclass(frozen=True)
+class StratifiedTimes:
+    """storage.PairTimes with the stratum of each session (analysis/strata.py's keys)."""
+
+    manager: str
+    step: str
+    times_ms: Any  # numpy int64 array
+    days: Any  # numpy datetime64[D] array
+    strata: Any  # numpy object array of stratum keys
+
+
+def stratified_step_times(client: Client, site: str, since: date, until: date, metric: str,
+                          declared: dict[str, tuple[str, ...]]) -> list[StratifiedTimes]:  # fmt: skip
+    """What storage.session_step_times reads (each session's time on a step, summed over its rows of
+    the range, dated by its first day; pairs by manager and step, sessions by day then time), with
+    each session's stratum: its start event's values of the `declared` attributes, in order.
+
+    A value the process no longer declares, or a session whose start event is older than the day
+    before `since` or missing, counts as no value; a session with none is in the stratum "". The
+    attributes come from session_events' start events (the map service_sessions shows), read for
+    the range alone rather than through the view, which groups every session of the site.
+    """
+    column = storage.METRIC_COLUMNS[metric]
+    rng = "site = {site:String} AND day >= {since:Date} AND day < {until:Date}"
+    current = f"(day, computed_at) IN (SELECT day, max(computed_at) FROM session_steps WHERE {rng} GROUP BY day)"
+    names = list(declared)
+    found = client.query(
+        f"""
+        SELECT toString(s.manager), toString(s.step), toUInt16(s.first_day - {{since:Date}}), s.t,
+               arrayStringConcat(arrayMap(n -> a.declared[n], {{names:Array(String)}}), {{separator:String}})
+        FROM (
+            SELECT manager, step, session_id, min(day) AS first_day, sum({column}) AS t FROM session_steps
+            WHERE {rng} AND {current} GROUP BY manager, step, session_id
+        ) AS s
+        LEFT JOIN (
+            SELECT session_id, argMin(attributes, at) AS declared FROM session_events
+            WHERE site = {{site:String}} AND action = 'start' AND at >= {{starts:DateTime64(3, 'UTC')}}
+              AND at < {{ends:DateTime64(3, 'UTC')}} AND notEmpty(attributes)
+            GROUP BY session_id
+        ) AS a ON a.session_id = s.session_id
+        """,
+        parameters={"site": site, "since": since, "until": until, "names": names, "separator": SEPARATOR,
+                    "starts": datetime.combine(since - timedelta(days=1), datetime.min.time(), UTC),
+                    "ends": datetime.combine(until, datetime.min.time(), UTC)},
+        settings={"join_use_nulls": 0},
+    ).result_columns
+    if not found or not len(found[0]):
+        return []
+    managers, steps, offsets, times, raw = found
+    # Each distinct stored key once: the values the process declares kept, any other as no value.
+    keys: dict[str, str] = {}
+    for key in set(raw):
+        values = [v if v in declared[n] else "" for n, v in zip(names, key.split(SEPARATOR), strict=False)]
+        keys[key] = SEPARATOR.join(values) if any(values) else ""
+    pair_names = sorted(set(zip(managers, steps, strict=True)))
+    number = {name: i for i, name in enumerate(pair_names)}
+    pair = np.fromiter((number[m, st] for m, st in zip(managers, steps, strict=True)), dtype=np.int64,
+                       count=len(managers))
+    offsets = np.asarray(offsets, dtype=np.int64)
+    times = np.asarray(times, dtype=np.int64)
+    strata = np.array([keys[k] for k in raw], dtype=object)
+    order = np.lexsort((times, offsets, pair))
+    pair, offsets, times, strata = pair[order], offsets[order], times[order], strata[order]
+    bounds = np.searchsorted(pair, np.arange(len(pair_names) + 1))
+    days = np.datetime64(since, "D") + offsets.astype("timedelta64[D]")
+    return [StratifiedTimes(*pair_names[i], times[a:b], days[a:b], strata[a:b])
+            for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)) if b > a]
+
+
+def case_mix_json(mix: CaseMix | None, attributes: tuple[str, ...]) -> dict[str, Any] | None:
+    """A pair's CaseMix for the stats rows and the pages: each stratum as its attribute values."""
+    if mix is None:
+        return None
+    main = mix.main_difference
+    return {
+        "method": mix.method,
+        "median_ms": round(mix.median_ms, 1),
+        "adjusted_median_ms": round(mix.adjusted_median_ms, 1),
+        "minutes_above_reference_per_week": round(mix.minutes_above_reference_per_week, 2),
+        "adjusted_minutes_above_reference_per_week": round(mix.adjusted_minutes_above_reference_per_week, 2),
+        "strata": [{"attributes": stratum_values(s.stratum, attributes), "manager_sessions": s.manager_sessions,
+                    "manager_share": round(s.manager_share, 4), "team_share": round(s.team_share, 4),
+                    "factor": round(s.factor, 3)} for s in mix.strata],
+        "main": None if main is None else stratum_values(main.stratum, attributes),
+    }
 
 
 def analyze(client: Client, settings: Settings, *, until: date | None = None, only_site: str | None = None,
@@ -287,6 +392,8 @@ def stats_rows(client: Client, run: SiteRun) -> list[dict[str, Any]]:
             "flag_id": flag and flag.flag_id,
             "flag_kind": flag and flag.kind,
             "reasons": list(a.reasons),
+            # only for a site that declares session attributes: a row of any other site is as it was
+            **({"case_mix": case_mix_json(a.case_mix, run.attributes)} if run.attributes else {}),
         })
     for manager, step, times in run.without_band:
         if times.size == 0:

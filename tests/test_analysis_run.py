@@ -287,3 +287,71 @@ def test_time_lost_peers_and_flags_of_every_pair(client: storage.Client, site: s
     assert sum(f.minutes_lost_per_week for f in flags.values()) == pytest.approx(
         sum(r["minutes_lost_per_week"] or 0.0 for r in row.values()), abs=0.05)
     assert row["s-0"]["peers"]["of"] == 4 and row["s-0"]["minutes_lost_per_week"] == 0.0
+
+
+def _case_mix_site(client: storage.Client, site: sites.Site, settings: Settings) -> None:
+    """North on the offer step for 28 days: six managers with 10% VIP clients, m-mix with 70%, all of the
+    same skill; a VIP session takes 60% longer. Each session's segment is on its start event."""
+    from collector.events import check_events, parse_batch
+
+    teams.add_team(client, site.name, "north", actor="test")
+    managers = ["m-mix", *(f"m-{i}" for i in range(6))]
+    teams.assign(client, site.name, "north", managers, actor="test")
+    band_versions.add_version(client, site.name, "offer", "", 100_000, 200_000, 400_000, TODAY - timedelta(days=60),
+                              actor="test", reason="test")
+    rng = np.random.default_rng(7)
+    visits, starts = [], []
+    for manager in managers:
+        share = 0.7 if manager == "m-mix" else 0.1
+        for d in range(28):
+            day = TODAY - timedelta(days=d)
+            for k in range(3):
+                vip = bool(rng.random() < share)
+                session = f"{manager}-{d}-{k}"
+                active = round(200_000 * (1.6 if vip else 1.0) * float(np.exp(rng.normal(0, 0.25))))
+                visits.append(visit(manager, session, "offer", day, active))
+                at = datetime(day.year, day.month, day.day, 9, tzinfo=UTC)
+                starts.append([site.name, str(uuid.uuid4()), session, "start", manager, "c", "sales", at, "",
+                               {"segment": "vip" if vip else "regular"}, "t"])
+    checked = check_events(parse_batch(json.dumps({"site": "k", "events": visits}).encode()), site=site.name,
+                           settings=settings)
+    storage.insert_visits(client, b"\n".join(checked.visits))
+    client.insert("session_events", starts, column_names=["site", "event_id", "session_id", "action", "manager",
+                                                          "customer", "process", "at", "outcome", "attributes",
+                                                          "tracker"])
+
+
+def test_a_site_that_declares_attributes_compares_like_with_like(client: storage.Client, site: sites.Site,
+                                                                settings: Settings) -> None:
+    _case_mix_site(client, site, settings)
+    window = Window(TODAY - timedelta(days=13), TODAY)
+    processes.load(client, processes.parse(EXAMPLE.read_text(), site.name), actor="test")
+    plain = {r["manager"]: r for r in analysis_run.stats_rows(client, analysis_run.run_site(
+        client, site.name, settings, window)) if r["step"] == "offer"}
+    assert plain["m-mix"]["status"] == "slow"  # the VIP share alone makes the median long
+    assert "case_mix" not in plain["m-mix"]  # a site without attributes: its rows as they were
+
+    declared = EXAMPLE.read_text() + '\n[attributes]\nsegment = ["vip", "regular"]\n'
+    processes.load(client, processes.parse(declared, site.name), actor="test")
+    run = analysis_run.run_site(client, site.name, settings, window)
+    rows = {r["manager"]: r for r in analysis_run.stats_rows(client, run) if r["step"] == "offer"}
+    mine = rows["m-mix"]
+    assert mine["status"] == "ok"
+    assert not [d for d in run.result.drawdowns if d.step == "offer"]
+    mix = mine["case_mix"]
+    assert mix["method"] == "van_elteren" and mix["main"] == {"segment": "vip"}
+    vip = next(s for s in mix["strata"] if s["attributes"] == {"segment": "vip"})
+    assert vip["manager_share"] > 0.55 and vip["team_share"] < 0.2
+    assert vip["factor"] == pytest.approx(1.6, rel=0.15)
+    assert mix["minutes_above_reference_per_week"] > 3 * mix["adjusted_minutes_above_reference_per_week"]
+    assert mine["median_ms"] == mix["adjusted_median_ms"] < mix["median_ms"]
+    # the same sessions as the plain reader, each with its stratum
+    plain_times = {(p.manager, p.step): p for p in storage.session_step_times(
+        client, site.name, TODAY - timedelta(days=27), TODAY + timedelta(days=1))}
+    stratified = analysis_run.stratified_step_times(client, site.name, TODAY - timedelta(days=27),
+                                                    TODAY + timedelta(days=1), "visible", {"segment": ("vip",)})
+    assert len(stratified) == len(plain_times)
+    for s in stratified:
+        p = plain_times[(s.manager, s.step)]
+        assert s.times_ms.tolist() == p.times_ms.tolist() and s.days.tolist() == p.days.tolist()
+        assert set(s.strata.tolist()) <= {"vip", ""}  # "regular" is no longer declared here: no value
