@@ -12,6 +12,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -20,8 +21,9 @@ from clickhouse_connect.driver.client import Client
 import coaching
 from analysis.bands import Band, BandVersion, band_in_force
 from analysis.confidence import Confidence, chance_by_luck, confidence, margin_past_limit
+from analysis.decomposition import Decomposition, Usage, apportion, decompose
 from analysis.flags import ALLOWED, FlagStatus, InvalidTransition, Thresholds, transition
-from dashboards import charts, figures, overview_figures
+from dashboards import charts, decomposition_figures, figures, overview_figures
 from dashboards.access import scope_of
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator, catalog
@@ -197,6 +199,8 @@ class Detail:
     bands: list[BandVersion]
     assignment: coaching.CoachingAssignment | None
     course_title: str
+    usage: dict[str, Usage]  # the team's and the flag's managers' visits of the step in the flag's window
+    team: list[str]  # the managers of the flag's team
 
 
 def evidence_weeks(flag: flag_store.StoredFlag) -> list[date]:
@@ -231,8 +235,91 @@ def flag_detail(client: Client, settings: Settings, user: User, flag_id: str) ->
             course_title = next((c.title for c in coaching.list_courses(client, flag.site, include_retired=True)
                                  if c.course_id == assignment.course_id), assignment.course_id)
     rows = [r for r in latest.rows if r.get("team") == flag.team or r.get("manager") in members]
+    usage = decomposition_figures.step_usage(client, flag.site, flag.step, members, flag.window_start,
+                                             flag.window_end) if flag.kind != "fast" else {}
     return Detail(flag, flag_store.history(client, flag_id), found.steps, found.names, rows, weeks, series, bands,
-                  assignment, course_title)
+                  assignment, course_title, usage, team)
+
+
+def where_time_goes(detail: Detail) -> Decomposition | None:
+    """The flag's manager (a systemic flag: its slow managers together) against the rest of the team on
+    the step over the flag's window; none for a fast flag (no extra time) or without sessions on both sides."""
+    flag = detail.flag
+    if flag.kind == "fast":
+        return None
+    apart = {flag.manager} if flag.manager else set(flag.managers)
+    mine = Usage.pooled(u for m, u in detail.usage.items() if m in apart)
+    rest = Usage.pooled(u for m, u in detail.usage.items() if m in detail.team and m not in apart)
+    return decompose(mine, rest, (flag.window_end - flag.window_start).days + 1)
+
+
+def decomposition_json(d: Decomposition | None) -> dict[str, Any] | None:
+    """The JSON twin's `decomposition`: minutes a week to a tenth, the parts adding up to the total exactly
+    (and idle plus hidden to their part), with the rates behind them."""
+    if d is None:
+        return None
+    total, (longer, returns, idle_hidden) = apportion(d.total_minutes, d.parts, 0.1)
+    _, (idle, hidden) = apportion(idle_hidden, [d.idle_minutes, d.hidden_minutes], 0.1)
+
+    def rates(p: Any) -> dict[str, Any]:
+        return {"sessions": p.sessions, "visits_per_session": round(p.visits_per_session, 3),
+                "active_ms_per_visit": round(p.active_ms_per_visit), "idle_ms_per_visit": round(p.idle_ms_per_visit),
+                "hidden_ms_per_visit": round(p.hidden_ms_per_visit), "ms_per_session": round(p.ms_per_session)}
+
+    return {"total_minutes": total, "longer_visits_minutes": longer, "more_visits_minutes": returns,
+            "idle_hidden_minutes": idle_hidden, "idle_minutes": idle, "hidden_minutes": hidden,
+            "sessions_per_week": round(d.sessions_per_week, 1), "manager": rates(d.mine), "team": rates(d.team)}
+
+
+# The parts in the order the page says them: their key, and the message said when they add and when they save.
+PARTS = (("longer", "drawdowns.part_longer", "drawdowns.part_shorter"),
+         ("returns", "drawdowns.part_returns", "drawdowns.part_fewer_returns"),
+         ("idle", "drawdowns.part_idle", "drawdowns.part_less_idle"))
+BAR_WIDTH = 600  # the stacked bar's drawing width (it is scaled to the column)
+
+
+def _visits(_: Translator, per_session: float) -> str:
+    """'1.6 visits' / '1,6 визита': a rate said to a tenth, its plural form that of the words said ("1.0
+    visits": a Decimal keeps the shown decimal, which CLDR's rules read and a float loses)."""
+    shown = Decimal(f"{per_session:.1f}")
+    return _.plural("drawdowns.visits", shown, n=_.num(float(shown), 1))  # type: ignore[arg-type]
+
+
+def decomposition_words(_: Translator, d: Decomposition | None, who: str, step: str, systemic: bool
+                        ) -> dict[str, Any] | None:
+    """Where the extra time goes, for a reader: one sentence in whole minutes that add up, the stacked bar's
+    segments (when every part adds time) and the table behind them."""
+    if d is None:
+        return None
+    total, parts = apportion(d.total_minutes, d.parts)
+    mine, team = d.mine, d.team
+    figures = {"longer": (_.minutes(mine.active_ms_per_visit), _.minutes(team.active_ms_per_visit)),
+               "returns": (_.num(mine.visits_per_session, 1), _.num(team.visits_per_session, 1)),
+               "idle": (_.minutes(mine.idle_ms_per_visit + mine.hidden_ms_per_visit),
+                        _.minutes(team.idle_ms_per_visit + team.hidden_ms_per_visit))}
+    rates = {**figures, "returns": (_visits(_, mine.visits_per_session), figures["returns"][1])}  # "1.6 visits"
+    if total <= 0:
+        sentence = _("drawdowns.no_extra_team" if systemic else "drawdowns.no_extra", who=who, step=step,
+                     mine=_.minutes(mine.ms_per_session), team=_.minutes(team.ms_per_session))
+    else:
+        said = [_(add if n > 0 else save, n=_.num(abs(n)), mine=rates[key][0], team=rates[key][1])
+                for (key, add, save), n in zip(PARTS, parts, strict=True) if n != 0]
+        lead = _.plural("drawdowns.extra_lead_team" if systemic else "drawdowns.extra_lead", int(total), who=who,
+                        step=step, n=_.num(total))
+        sentence = _("drawdowns.extra_sentence", lead=lead, parts=_("drawdowns.list_separator").join(said))
+    segments = []
+    if total > 0 and all(n >= 0 for n in parts):
+        x = 0.0
+        for (key, *_keys), n in zip(PARTS, parts, strict=True):
+            if n > 0:
+                width = BAR_WIDTH * n / total
+                segments.append({"key": key, "x": round(x, 1), "width": round(width, 1)})
+                x += width
+    rows = [{"key": key, "label": _(f"drawdowns.cause_{key}"), "minutes": _.num(n), "mine": figures[key][0],
+             "team": figures[key][1]} for (key, *_keys), n in zip(PARTS, parts, strict=True)]
+    return {"sentence": sentence, "segments": segments, "rows": rows, "total": _.num(total),
+            "per_session": (_.minutes(mine.ms_per_session), _.minutes(team.ms_per_session)),
+            "sessions_per_week": _.num(d.sessions_per_week, 1)}
 
 
 def peers_of(row: dict[str, Any] | None, team_rows: list[dict[str, Any]], min_sessions: int) -> dict[str, int] | None:
@@ -318,6 +405,8 @@ async def drawdown_page(request: web.Request, who: Viewer) -> Page:
             "confidence": {"level": sure.level, "why": why(_, sure)},
             "explanation": explanation(_, flag, row, peers, window_weeks, slow_count, team_count),
             "peers": peers, "assignment": assignment}
+    split = where_time_goes(detail)
+    data["decomposition"] = decomposition_json(split)
     data["notes"] = await run(request, flag_notes, who.user, flag, detail.weeks, names)
     picked = next((n for n in data["notes"] if n["note_id"] == request.query.get("note")), None)
     chart_args = evidence_chart_args(_, detail, data, names)
@@ -327,7 +416,9 @@ async def drawdown_page(request: web.Request, who: Viewer) -> Page:
                "series_names": (chart_args["main"].name,
                                 chart_args["compare"].name if chart_args["compare"] else None),
                "luck": luck(_, flag.q_value), "history_shown": history_shown(_, detail.history),
-               "note_reason": note_reason(_, picked) if picked else ""}
+               "note_reason": note_reason(_, picked) if picked else "",
+               "decomposition": decomposition_words(_, split, row.get("manager_name") or flag.manager or "",
+                                                    step_title, flag.kind == "systemic")}
     return Page("drawdown.html", data, title="drawdowns.detail_title", table="history",
                 columns=["at", "actor", "from_status", "to_status", "reason"], context=context)
 
@@ -450,16 +541,16 @@ def explanation(_: Translator, flag: flag_store.StoredFlag, row: dict[str, Any],
               "median": _.minutes(flag.median_ms), "weeks": _.num(flag.periods_in_drawdown),
               "of": _.num(window_weeks), "lost": lost}
     if flag.kind == "systemic":
-        return _("drawdowns.explain_systemic", **common, k=_.num(slow_count), n=_.num(team_count),
-                 team=flag.team or "–", max=_.minutes(flag.max_ms))
+        return _.plural("drawdowns.explain_systemic", team_count, **common, k=_.num(slow_count),
+                        n=_.num(team_count), team=flag.team or "–", max=_.minutes(flag.max_ms))
     if flag.kind == "fast":
         return _("drawdowns.explain_fast", **common,
                  below=_.pct(margin_past_limit("fast", flag.median_ms, flag.min_ms, flag.max_ms)))
     peer_words = _.plural("drawdowns.explain_peers", peers["of"], k=_.num(peers["slower_than"]), n=_.num(peers["of"])) \
         if peers and peers.get("of") else ""
     if flag.median_ms <= flag.max_ms:  # inside the band: the peer rule flagged it
-        inside = _.plural("verdict.slower_than_peers", peers["of"], k=_.num(peers["slower_than"]), n=_.num(peers["of"])) \
-            if peers and peers.get("of") else _("drawdowns.inside_band")
+        inside = _.plural("verdict.slower_than_peers", peers["of"], k=_.num(peers["slower_than"]),
+                          n=_.num(peers["of"])) if peers and peers.get("of") else _("drawdowns.inside_band")
         return _("drawdowns.explain_inside", **common, inside=inside,
                  above=_.pct(max(0.0, flag.median_ms / flag.reference_ms - 1)) if flag.reference_ms else "–")
     return _("drawdowns.explain_slow", **common, peers=peer_words,
@@ -467,13 +558,14 @@ def explanation(_: Translator, flag: flag_store.StoredFlag, row: dict[str, Any],
 
 
 # The reasons said with a count, and the figure that picks their plural form ("1 session", "5 сессий").
-WHY_PLURAL = {"drawdowns.why_few_sessions": "n", "drawdowns.why_clear": "of"}
+WHY_PLURAL = {"drawdowns.why_few_sessions": "n", "drawdowns.why_clear": "of", "drawdowns.why_not_every_week": "of"}
 
 
 def why(_: Translator, sure: Confidence) -> str:
     f = sure.figures
     values = {"n": _.num(f["n"]), "pct": _.pct(f["margin"]), "weeks": _.num(f["weeks"]), "of": _.num(f["of"]),
-              "luck": luck(_, f["q_value"])}  # type: ignore[arg-type]
+              "luck": luck(_, f["q_value"]),  # type: ignore[arg-type]
+              "sessions": _.plural("drawdowns.session_count", f["n"], n=_.num(f["n"]))}  # type: ignore[arg-type]
     key = f"drawdowns.why_{sure.why}"
     if key in WHY_PLURAL:
         return _.plural(key, f[WHY_PLURAL[key]], **values)  # type: ignore[arg-type]
@@ -571,7 +663,7 @@ def register(app: web.Application) -> None:
              query=(uuid_id("note", "a manager's note to offer as the reason to dismiss"),),
              response=answer(flag="object", history="array", actions="array", links="object", evidence="object",
                              onset="object?", confidence="object", explanation="string", peers="object?",
-                             assignment="object?", notes="array"))
+                             assignment="object?", notes="array", decomposition="object?"))
     moved = answer(flag_id="string", from_status="string", status="string", **DONE)
     for name, target in MOVES.items():
         add_action(app, f"/drawdowns/{{flag_id}}/{name}", _mover(name, target), roles=ROLES, name=f"drawdown_{name}",
