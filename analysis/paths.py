@@ -5,7 +5,7 @@ after another are one stay (a page reloaded is not a return), so a path never re
 in a row. On a path:
 
     rework      the session comes back to a step it left earlier (A B A: A is reworked)
-    ping-pong   A -> B -> A: the session goes to B and straight back to A
+    ping-pong   A -> B -> A: the session goes to B and straight back to A (A B A B is one pair)
     edge        A -> B: B is the next stay after A (the directly-follows relation of process mining);
                 its time is from entering A to entering B
 
@@ -172,8 +172,13 @@ def reworked(path: Sequence[str]) -> set[str]:
 
 
 def ping_pongs(path: Sequence[str]) -> set[tuple[str, str]]:
-    """The (A, B) pairs a path goes A -> B -> A in, each once however often."""
-    return {(path[i], path[i + 1]) for i in range(len(path) - 2) if path[i] == path[i + 2]}
+    """The (A, B) pairs a path goes A -> B -> A in, each once however often: A B A B is one
+    back-and-forth between A and B, named from the step it started on (not also B -> A -> B)."""
+    found: dict[frozenset[str], tuple[str, str]] = {}
+    for i in range(len(path) - 2):
+        if path[i] == path[i + 2]:
+            found.setdefault(frozenset((path[i], path[i + 1])), (path[i], path[i + 1]))
+    return set(found.values())
 
 
 # --- many sessions, as variants ------------------------------------------------------------------------------

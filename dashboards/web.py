@@ -49,6 +49,7 @@ NAV: list[tuple[str, str, tuple[str, ...]]] = [
     ("/overview", "nav.overview", ("admin", "director")),
     ("/drawdowns", "nav.drawdowns", ("admin", "director")),
     ("/steps", "nav.steps", ("admin", "director", "trainer")),
+    ("/flow", "nav.flow", ("admin", "director", "trainer", "manager")),
     ("/coaching", "nav.coaching", ("admin", "director", "trainer", "manager")),
     ("/me", "nav.me", ("manager",)),
     ("/process", "nav.process", ("admin", "director")),

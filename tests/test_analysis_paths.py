@@ -29,6 +29,7 @@ def test_rework_is_a_return_to_a_step_left_earlier_and_ping_pong_is_a_to_b_to_a(
     assert paths.reworked(path) == {"needs", "offer"}
     assert paths.ping_pongs(path) == {("needs", "offer")}
     assert paths.ping_pongs(("a", "b", "c")) == set()
+    assert paths.ping_pongs(("a", "b", "a", "b", "c", "b")) == {("a", "b"), ("b", "c")}  # a-b-a-b: one pair
 
 
 def test_variants_sum_by_their_sessions() -> None:

@@ -39,6 +39,10 @@ PAGES: dict[str, tuple[Any, ...]] = {
     "/managers/m3": (200, 403, 403, 403),
     "/me": (403, 403, 403, 200),
     "/steps": (200, 200, 200, 403),
+    "/flow": (200, 200, 200, 200),  # a manager sees their own paths, a trainer their trainees'
+    "/flow?manager=m1": (200, 200, 200, 200),
+    "/flow?manager=m3": (200, 403, 403, 403),
+    "/flow?team=south": (200, 403, 403, 403),
     "/steps/offer": (200, 200, 200, 403),
     "/process": (200, 200, 403, 403),
     "/audit": (200, 200, 403, 403),

@@ -1,0 +1,212 @@
+"""The flow page: the ClickHouse reader agrees with analysis/paths.py on the same visits, the page's
+JSON twin, HTML and CSV say the same, the map's layout is stable, and nobody sees a manager or a
+team outside their scope (nor, as a manager, their teammates one by one)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import uuid
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from analysis import paths
+from dashboards import flow_figures, flow_svg
+from dashboards.i18n import Translator
+from kernel import sites, storage
+from kernel.settings import Settings
+from stepwatch.app import create_app
+from tests.dashboard_data import TODAY, load_process, store_events
+from tests.web_helpers import SECRET, login, make_accounts
+
+DAYS = 10
+# Per manager, the path of every session (step, seconds on it); one session of each a day per entry.
+ROUTES: dict[str, list[list[tuple[str, int]]]] = {
+    # m1 goes back and forth between the needs and the offer in every session
+    "m1": [[("needs", 60), ("offer", 100), ("needs", 40), ("offer", 50), ("closing", 30)]] * 3,
+    # m2 goes straight through; one session reloads the needs (two visits in a row are one stay)
+    "m2": [[("needs", 70), ("offer", 90), ("closing", 30)]] * 2 + [[("needs", 30), ("needs", 40), ("offer", 90),
+                                                                    ("closing", 30)]],
+    "m3": [[("needs", 50), ("products", 80), ("offer", 60), ("closing", 20)]] * 2,
+}
+
+
+def visit_events(manager: str, session: str, start: datetime, route: list[tuple[str, int]]
+                 ) -> tuple[list[dict[str, Any]], list[paths.Visit]]:
+    events, plain = [], []
+    clock = start
+    for step, seconds in route:
+        ms = seconds * 1000 + len(session) % 7 * 100
+        at = int(clock.timestamp() * 1000)
+        visit_id = str(uuid.uuid4())
+        base = {"type": "visit", "visit_id": visit_id, "manager": manager, "session_id": session, "process": "sales",
+                "step": step, "started_at": at, "idle_ms": 1000, "hidden_ms": 5000}
+        # a checkpoint, then the final report: the `visits` view keeps the latest
+        events += [{**base, "seq": 0, "active_ms": ms // 2}, {**base, "seq": 1, "active_ms": ms}]
+        plain.append(paths.Visit(session, manager, step, at, ms + 1000))  # visible time: active + idle
+        clock += timedelta(seconds=seconds + 20)
+    return events, plain
+
+
+def fill(client: storage.Client, settings: Settings) -> list[paths.Visit]:
+    events, plain = [], []
+    for back in range(1, DAYS + 1):
+        day = TODAY - timedelta(days=back)
+        for manager, routes in ROUTES.items():
+            for i, route in enumerate(routes):
+                start = datetime(day.year, day.month, day.day, 9 + i, tzinfo=UTC)
+                e, p = visit_events(manager, f"{manager}-{back}-{i}", start, route)
+                events += e
+                plain += p
+    for chunk in range(0, len(events), 400):
+        store_events(client, settings, "crm", events[chunk:chunk + 400])
+    return plain
+
+
+@pytest.fixture
+def visits(client: storage.Client, settings: Settings, site: sites.Site) -> list[paths.Visit]:
+    make_accounts(client)
+    load_process(client)
+    return fill(client, settings)
+
+
+@pytest.fixture
+async def api(aiohttp_client: Any, settings: Settings, visits: list[paths.Visit]) -> Any:
+    return await aiohttp_client(create_app(settings.model_copy(update={"secret_key": SECRET})))
+
+
+def test_the_reader_agrees_with_the_paths_module_on_the_same_visits(client: storage.Client,
+                                                                    visits: list[paths.Visit]) -> None:
+    since, until = TODAY - timedelta(days=DAYS), TODAY
+    expected = paths.summarise(visits)
+    rows = flow_figures.variants(client, "crm", since, until, managers=None)
+    together = {r["path"]: (r["sessions"], r["median_ms"]) for r in rows if r["manager"] is None}
+    assert together == {v.path: (v.sessions, pytest.approx(v.median_ms)) for v in expected.variants}
+    assert ("needs", "needs", "offer", "closing") not in together  # a reload is one stay
+    mine = {r["path"]: r["sessions"] for r in rows if r["manager"] == "m1"}
+    assert mine == {("needs", "offer", "needs", "offer", "closing"): 3 * DAYS}
+    moves = flow_figures.transitions(client, "crm", since, until, managers=None)
+    edges = {(e["source"], e["target"]): (e["transitions"], e["median_ms"]) for e in moves["edges"]
+             if e["manager"] is None}
+    assert edges == {(e.source, e.target): (e.transitions, pytest.approx(e.median_ms)) for e in expected.edges}
+    back = {s["step"]: s["median_return_ms"] for s in moves["steps"] if s["manager"] is None and s["returns"]}
+    assert back == pytest.approx(expected.return_ms)
+    # the scope is bound: a director's list reads only those managers; an empty list reads nobody
+    assert {r["manager"] for r in flow_figures.variants(client, "crm", since, until, managers=["m3"])} == {"m3", None}
+    assert flow_figures.variants(client, "crm", since, until, managers=[]) == []
+
+
+async def test_a_team_its_paths_rework_and_ping_pong(api: Any) -> None:
+    await login(api, "ada")
+    data = await (await api.get("/api/v1/flow?site=crm&team=north")).json()
+    assert data["sessions"] == 6 * DAYS and data["reworked_sessions"] == 3 * DAYS and data["rework_rate"] == 0.5
+    assert data["variants"][0]["path"] == ["needs", "offer", "closing"] and data["variants"][0]["sessions"] == 30
+    assert data["variants"][1]["rework"] is True and data["variants"][1]["titles"][0] == "Needs assessment"
+    assert data["ping_pong"] == [{"source": "needs", "target": "offer", "sessions": 30, "share": 0.5,
+                                  "teammates_share": None}]
+    steps = {s["step"]: s for s in data["steps"]}
+    assert [s["step"] for s in data["steps"]] == ["needs", "offer", "closing"]  # the process's order
+    assert steps["needs"]["rate"] == 0.5 and steps["closing"]["rate"] == 0
+    # m1 reworks every session, m2 none: m1's minutes are their extra returns at a return's median time
+    by_manager = {m["manager"]: m for m in data["managers"]}
+    assert by_manager["m1"]["rework_rate"] == 1.0 and by_manager["m1"]["teammates_rework_rate"] == 0.0
+    returns = steps["needs"]["median_return_ms"] + steps["offer"]["median_return_ms"]
+    assert by_manager["m1"]["rework_minutes_per_week"] == pytest.approx(30 * returns / 60_000 / (30 / 7), abs=0.05)
+    assert by_manager["m2"]["rework_minutes_per_week"] < 0
+    assert data["managers"][0]["manager"] == "m1"  # the costliest first
+    html = await (await api.get("/flow?site=crm&team=north")).text()
+    assert "60 service sessions" in html and "50% of them came back" in html
+    svg = re.search(r"<svg .*?</svg>", html, re.S)
+    assert svg and ET.fromstring(svg.group(0)).get("role") == "img"
+    assert "Needs assessment → Offer: 90 times" in svg.group(0)  # each edge says itself to a screen reader
+    assert "<caption>Transitions between steps" in html  # the map as a table
+    assert 'href="/flow?site=crm&amp;manager=m1"' in html
+    exported = await api.get("/flow?site=crm&team=north&format=csv&table=edges")
+    rows = list(csv.DictReader(io.StringIO(await exported.text())))
+    assert {(r["source"], r["target"]): int(r["transitions"]) for r in rows} == {
+        ("needs", "offer"): 2 * 30 + 30, ("offer", "closing"): 30 + 30, ("offer", "needs"): 30}
+
+
+async def test_a_manager_against_their_teammates(api: Any) -> None:
+    await login(api, "ada")
+    data = await (await api.get("/api/v1/flow?site=crm&manager=m1")).json()
+    assert data["manager"] == "m1" and data["team"] == "north" and data["compared_with_teammates"] is True
+    assert data["sessions"] == 3 * DAYS
+    edges = {(e["source"], e["target"]): e for e in data["edges"]}
+    assert edges[("offer", "needs")]["deviation"] == "more" and edges[("offer", "needs")]["teammates_per_session"] == 0
+    assert edges[("needs", "offer")]["deviation"] == "more"  # twice a session against once
+    assert edges[("offer", "closing")]["deviation"] is None
+    cost = data["rework_cost"]
+    assert cost["teammates_rework_rate"] == 0.0 and cost["minutes_per_week"] > 0
+    assert {c["step"] for c in cost["steps"]} == {"needs", "offer", "closing"}
+    assert cost["minutes_per_week"] == pytest.approx(sum(c["minutes_per_week"] for c in cost["steps"]), abs=0.2)
+    assert data["managers"] == []
+    html = await (await api.get("/flow?site=crm&manager=m1")).text()
+    assert "Rework costs" in html and "▲" in html and 'class="flow-edge flow-more"' in html
+    assert 'href="/managers/m1?site=crm"' in html
+
+
+async def test_a_manager_sees_only_themselves_and_no_teammate_one_by_one(api: Any) -> None:
+    await login(api, "max")  # a manager: m1 of north, whose one teammate is fewer than the peer group minimum
+    data = await (await api.get("/api/v1/flow?site=crm")).json()
+    assert data["manager"] == "m1" and data["sessions"] == 3 * DAYS
+    assert data["compared_with_teammates"] is False and data["rework_cost"] is None
+    assert all(e["teammates_per_session"] is None for e in data["edges"]) and data["manager_options"] == []
+    assert (await api.get("/api/v1/flow?site=crm&manager=m2")).status == 403
+    assert (await api.get("/api/v1/flow?site=crm&team=north")).status == 403
+    html = await (await api.get("/flow?site=crm")).text()
+    assert "Not compared with teammates" in html
+
+
+async def test_a_director_sees_the_teams_they_lead_only(api: Any) -> None:
+    await login(api, "dora")  # leads north
+    data = await (await api.get("/api/v1/flow?site=crm")).json()
+    assert data["sessions"] == 6 * DAYS and {m["manager"] for m in data["managers"]} == {"m1", "m2"}
+    assert {m["manager"] for m in data["manager_options"]} == {"m1", "m2"}
+    assert (await api.get("/api/v1/flow?site=crm&team=south")).status == 403
+    assert (await api.get("/api/v1/flow?site=crm&manager=m3")).status == 403
+    assert (await api.get("/api/v1/flow?site=crm&team=nowhere")).status == 403
+    assert (await api.get("/api/v1/flow?site=crm&since=2026-02-10&until=2026-02-01")).status == 400
+
+
+async def test_a_trainer_without_trainees_sees_nobody(api: Any) -> None:
+    await login(api, "tom")
+    data = await (await api.get("/api/v1/flow?site=crm")).json()
+    assert data["sessions"] == 0 and data["edges"] == [] and data["managers"] == []
+    assert (await api.get("/api/v1/flow?site=crm&manager=m1")).status == 403
+
+
+async def test_the_page_in_russian(api: Any) -> None:
+    await login(api, "sam")  # m3 of south, in Russian
+    html = await (await api.get("/flow?site=crm")).text()
+    assert "Пути и возвраты" in html and "20 сессий обслуживания" in html
+    assert "Карта процесса" in html and "Needs assessment → Products" not in html.split("<svg")[0]
+
+
+def test_the_layout_is_stable_steps_in_process_order_and_returns_on_the_left() -> None:
+    _ = Translator("en")
+    nodes = [flow_svg.Node(k, k.title(), 10, 60_000) for k in ("a", "b", "c", "d")]
+    arrows = [flow_svg.Arrow("a", "b", 10, 1000), flow_svg.Arrow("b", "d", 4, 2000),
+              flow_svg.Arrow("c", "a", 3, 3000, "more")]
+    drawn = ET.fromstring(flow_svg.flow_map(_, nodes=nodes, arrows=arrows, label="map"))
+    ns = {"s": flow_svg.SVG_NS}
+    boxes = drawn.findall(".//s:g[@class='flow-step']/s:rect", ns)
+    ys = [float(b.get("y", 0)) for b in boxes]
+    assert ys == sorted(ys) and len(set(ys)) == 4  # one row per step, top to bottom
+    left = float(boxes[0].get("x", 0))
+    right = left + flow_svg.BOX_W
+    edges = drawn.findall(".//s:g[@class]", ns)
+    paths_d = {e.findtext("s:title", namespaces=ns): e.find("s:path", ns).get("d") for e in edges
+               if e.get("class", "").startswith("flow-edge")}
+    back = next(d for t, d in paths_d.items() if t.startswith("C → A"))
+    skip = next(d for t, d in paths_d.items() if t.startswith("B → D"))
+    assert min(float(x.split(",")[0]) for x in re.findall(r"[-\d.]+,[-\d.]+", back)) < left  # goes back on the left
+    assert max(float(x.split(",")[0]) for x in re.findall(r"[-\d.]+,[-\d.]+", skip)) > right  # skips on the right
+    assert "much more often than teammates" in next(t for t in paths_d if t.startswith("C → A"))
+    # the same steps with other data stand where they stood
+    again = ET.fromstring(flow_svg.flow_map(_, nodes=nodes, arrows=arrows[:1], label="map"))
+    assert [float(b.get("y", 0)) for b in again.findall(".//s:g[@class='flow-step']/s:rect", ns)] == ys
