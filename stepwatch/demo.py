@@ -30,6 +30,8 @@ SITE = "demo"
 # Typical visible time per step, in seconds, and how often a session goes through it.
 STEP_SECONDS = {"identification": 70, "needs": 260, "products": 320, "offer": 240, "contract": 200,
                 "payment": 100, "closing": 60}
+# Sessions that go back from the offer to the needs: most managers now and then, one of them often.
+REWORK_RATE, REWORKER_RATE = 0.04, 0.3
 DAY_OF_WEEK = [1.08, 1.0, 0.98, 1.0, 0.95, 1.0, 1.0]  # Monday slowest, Friday quickest
 TEAM_NAMES = ["north", "south", "east", "west"]
 # The demo managers' names, in order of their ids (m-001, m-002, ...); a long one shows how pages wrap.
@@ -177,6 +179,10 @@ def _factor(truth: DemoTruth, manager: str, step: str, day: date) -> float:
 def _history(rng: np.random.Generator, truth: DemoTruth, today: date,
              days: int) -> Iterator[tuple[list[bytes], list[bytes]]]:
     prefix = b'{"site":"' + SITE.encode() + b'","source":"demo",'
+    # Rework (the flow page): its own generator, so every other figure of the demo stays as it was.
+    again = np.random.default_rng(truth.seed + 1)
+    planted = {p.manager for p in truth.planted}
+    reworker = next((m for m in truth.skill if m not in planted), "")
     for offset in range(days, 0, -1):
         day = today - timedelta(days=offset)
         if day.weekday() >= 5:
@@ -209,12 +215,32 @@ def _history(rng: np.random.Generator, truth: DemoTruth, today: date,
                         visits.append(_row(prefix, report))
                     truth.visits += 1
                     clock += visible + hidden + float(rng.uniform(2, 20))
+                    if step == "offer" and again.random() < (REWORKER_RATE if manager == reworker else REWORK_RATE):
+                        clock = _back_to_needs(again, prefix, visits, truth, manager, session_id, customer, skill,
+                                               clock)
                 outcome = "sale" if rng.random() < 0.55 else "no_sale"
                 session_events.append(_row(prefix, {"event_id": str(uuid.uuid4()), "action": "end",
                     "session_id": session_id, "manager": manager, "customer": customer, "process": "sales",
                     "at": round(clock, 3), "outcome": outcome}))
                 clock += float(rng.uniform(60, 900))
         yield visits, session_events
+
+
+def _back_to_needs(rng: np.random.Generator, prefix: bytes, visits: list[bytes], truth: DemoTruth, manager: str,
+                   session_id: str, customer: str, skill: float, clock: float) -> float:
+    """A client who asks for something else once the offer is made: back to the needs, then the offer again
+    (a ping-pong the flow page shows), each a shorter visit than the first. Returns the clock after them."""
+    for step, share in (("needs", 0.35), ("offer", 0.3)):
+        visible = float(rng.lognormal(np.log(STEP_SECONDS[step] * share * skill), 0.4))
+        idle = visible * 0.1
+        visits.append(_row(prefix, {
+            "visit_id": str(uuid.uuid4()), "seq": 0, "final": True, "manager": manager, "session_id": session_id,
+            "customer": customer, "process": "sales", "step": step, "path": f"/clients/:customer/{step}",
+            "started_at": round(clock, 3), "active_ms": int((visible - idle) * 1000), "idle_ms": int(idle * 1000),
+            "hidden_ms": 0, "tracker": "demo"}))
+        truth.visits += 1
+        clock += visible + float(rng.uniform(2, 20))
+    return clock
 
 
 def _reports(rng: np.random.Generator, visit: dict[str, Any]) -> list[dict[str, Any]]:
