@@ -61,27 +61,39 @@ class Criteria:
 
 @dataclass(frozen=True)
 class Windows:
-    """The days compared, both ends included: before the assignment, and after the coaching."""
+    """The days compared, both ends included. `pre` is the baseline: the days before `trigger`, the
+    fortnight before the assignment that prompted it, which is in neither window compared (a
+    fortnight chosen for being bad would make any return to normal look like the coaching's work).
+    `post`: the days after the coaching."""
 
     pre: Window
     post: Window
+    trigger: Window
 
 
-def windows(assigned_on: date, done_on: date, *, pre_days: int = 14, post_days: int = 14,
+#: days before the assignment left out of the comparison: the streak that prompted the coaching
+TRIGGER_DAYS = 14
+#: the baseline's length by default: four weeks before the trigger fortnight
+PRE_DAYS = 28
+
+
+def windows(assigned_on: date, done_on: date, *, pre_days: int = PRE_DAYS, post_days: int = 14,
             checkpoint: int = 0) -> Windows:
-    """Pre: the `pre_days` before the day of the assignment. Post: the `post_days` after the day it
-    was done (checkpoint 0), or the `post_days` ending `checkpoint` days after it (a follow-up).
-    The days of the coaching itself, from the assignment to the day it was done, are in neither."""
+    """Trigger: the TRIGGER_DAYS before the day of the assignment. Pre (the baseline): the `pre_days`
+    before the trigger. Post: the `post_days` after the day the coaching was done (checkpoint 0), or
+    the `post_days` ending `checkpoint` days after it (a follow-up). The days of the coaching itself,
+    from the assignment to the day it was done, are in neither."""
     if done_on < assigned_on:
         raise ValueError(f"done ({done_on}) before assigned ({assigned_on})")
     if pre_days < 1 or post_days < 1:
         raise ValueError("windows need at least one day")
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"checkpoint must be one of {CHECKPOINTS} (got {checkpoint})")
-    pre = Window(assigned_on - timedelta(days=pre_days), assigned_on - timedelta(days=1))
+    trigger = Window(assigned_on - timedelta(days=TRIGGER_DAYS), assigned_on - timedelta(days=1))
+    pre = Window(trigger.since - timedelta(days=pre_days), trigger.since - timedelta(days=1))
     end = done_on + timedelta(days=checkpoint or post_days)
     start = max(done_on + timedelta(days=1), end - timedelta(days=post_days - 1))
-    return Windows(pre, Window(start, end))
+    return Windows(pre, Window(start, end), trigger)
 
 
 @dataclass(frozen=True)
@@ -340,28 +352,48 @@ def _yuen(times: np.ndarray, trim: float) -> tuple[float, float, np.ndarray]:
 def _design_effect(wins: Sequence[_Window], trim: float) -> float:
     """How much more the window means vary than independent sessions would make them: at least 1.
 
-    Sessions of one day move together (a manager's bad day, the team's busy day, a Monday). For
-    each person and window, the day-clustered variance of the mean (the sums of the winsorised
-    deviations by day, squared, with the G / (G - 1) small-sample factor) is set against the
-    session-level one; the ratio is pooled over the manager's and the peers' windows (some 100 to
-    200 person-days, where one person's 10 days alone would give too noisy a ratio).
+    A manager's own bad day makes their sessions of that day move together. For each person and
+    window, the day-clustered variance of the mean (the sums of the winsorised deviations by day,
+    squared, with the G / (G - 1) small-sample factor) is set against the session-level one; the
+    ratio is pooled over the manager's and the peers' windows (some 100 to 200 person-days, where
+    one person's 10 days alone would give too noisy a ratio). What a day does to everyone (the
+    team's busy day, a Monday) is taken out first, as the mean deviation of the other people's
+    sessions that day: the comparison with the peers cancels it, so it is no uncertainty of the
+    verdict's.
     """
-    clustered = independent = 0.0
+    people = []
     for w in wins:
         if w.days is None:
             continue
         _, _, winsorised = _yuen(w.times, trim)
-        deviations = winsorised - winsorised.mean()
-        _, cluster = np.unique(w.days, return_inverse=True)
-        groups = int(cluster.max()) + 1 if cluster.size else 0
-        n = w.times.size
+        people.append((w.days.astype(np.int64), winsorised - winsorised.mean(), w.times.size))
+    if not people:
+        return 1.0
+    every_day = np.concatenate([d for d, _, _ in people])
+    first = int(every_day.min()) if every_day.size else 0
+    span = int(every_day.max()) - first + 1 if every_day.size else 1
+    day_sum = np.zeros(span)
+    day_count = np.zeros(span)
+    for d, dev, _ in people:
+        day_sum += np.bincount(d - first, dev, minlength=span)
+        day_count += np.bincount(d - first, minlength=span)
+    clustered = independent = 0.0
+    for d, dev, n in people:
+        _, cluster, per_day = np.unique(d, return_inverse=True, return_counts=True)
+        groups = per_day.size
         kept = n - 2 * int(trim * n)
         if groups < 2 or kept < 2:
             continue
-        sums = np.bincount(cluster, deviations, minlength=groups)
+        days = np.unique(d) - first
+        sums = np.bincount(cluster, dev, minlength=groups)
+        others = np.maximum(day_count[days] - per_day, 1)
+        others_mean = np.where(day_count[days] > per_day, (day_sum[days] - sums) / others, 0.0)
+        # sum^2 holds n^2 (everyone's day + own day) + n sigma^2; n x sum x the others' mean that day
+        # holds n^2 x everyone's day alone, without the others' noise (they are independent of this
+        # person's sessions): their difference keeps the own day and the sessions' noise
         scale = kept * (kept - 1)
-        clustered += float(sums @ sums) * groups / (groups - 1) / scale
-        independent += float(deviations @ deviations) / scale
+        clustered += float(sums @ sums - (per_day * sums) @ others_mean) * groups / (groups - 1) / scale
+        independent += float(dev @ dev) / scale
     return max(1.0, clustered / independent) if independent > 0 else 1.0
 
 

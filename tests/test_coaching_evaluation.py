@@ -200,18 +200,73 @@ def test_zero_time_sessions_are_allowed_and_negative_ones_refused() -> None:
         evaluate(-pre, pre, post_days=14)
 
 
-def test_windows_leave_the_coaching_days_out() -> None:
+def test_windows_leave_the_coaching_days_and_the_trigger_fortnight_out() -> None:
     w = windows(date(2026, 3, 10), date(2026, 3, 13))
-    assert (w.pre.since, w.pre.until) == (date(2026, 2, 24), date(2026, 3, 9))
+    assert (w.trigger.since, w.trigger.until) == (date(2026, 2, 24), date(2026, 3, 9))  # the 14 days that prompted it
+    assert (w.pre.since, w.pre.until) == (date(2026, 1, 27), date(2026, 2, 23))  # the 28 days before them
     assert (w.post.since, w.post.until) == (date(2026, 3, 14), date(2026, 3, 27))
     follow = windows(date(2026, 3, 10), date(2026, 3, 13), checkpoint=30)
     assert (follow.post.since, follow.post.until) == (date(2026, 3, 30), date(2026, 4, 12))
-    assert follow.pre == w.pre
-    assert windows(date(2026, 3, 10), date(2026, 3, 10), pre_days=28, post_days=7).pre.days == 28
+    assert follow.pre == w.pre and follow.trigger == w.trigger
+    short = windows(date(2026, 3, 10), date(2026, 3, 10), pre_days=7, post_days=7)
+    assert short.pre.days == 7 and short.pre.until == date(2026, 2, 23)
     with pytest.raises(ValueError):
         windows(date(2026, 3, 10), date(2026, 3, 9))
     with pytest.raises(ValueError):
         windows(date(2026, 3, 10), date(2026, 3, 12), checkpoint=45)
+
+
+def _fortnight(seed: int, n: int, median_s: float, first_day: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return np.exp(np.log(median_s * 1000) + rng.normal(0, 0.4, n)), rng.integers(first_day, first_day + 10, n)
+
+
+def test_the_end_of_a_bad_streak_is_not_credited_to_the_coaching() -> None:
+    # Regression to the mean: a manager at 300 s for a month has a bad fortnight at 400 s, is coached,
+    # and is back at 300 s after. Their peers stay at 250 s throughout. Against the fortnight that
+    # prompted the coaching the manager looks 25% faster; against their baseline, unchanged.
+    baseline, baseline_on = _fortnight(1, 120, 300, 0)
+    baseline_on = baseline_on * 2  # 20 working days
+    streak, streak_on = _fortnight(2, 60, 400, 20)
+    post, post_on = _fortnight(3, 60, 300, 40)
+    group = []
+    for i in range(5):
+        base, base_on = _fortnight(10 + i, 90, 250, 0)
+        bad, bad_on = _fortnight(20 + i, 45, 250, 20)
+        after, after_on = _fortnight(30 + i, 45, 250, 40)
+        group.append((PeerTimes(f"p{i}", base, after, base_on * 2, after_on),
+                      PeerTimes(f"p{i}", bad, after, bad_on, after_on)))
+    fair = evaluate(baseline, post, [g[0] for g in group], post_days=14, pre_on=baseline_on, post_on=post_on)
+    assert fair.verdict == "no_change"
+    assert abs(fair.relative_effect_pct) < 8  # type: ignore[arg-type]
+    against_streak = evaluate(streak, post, [g[1] for g in group], post_days=14, pre_on=streak_on, post_on=post_on)
+    assert against_streak.verdict == "improved" and against_streak.relative_effect_pct < -20  # type: ignore[operator]
+    # the windows a stored assignment is measured on put that fortnight in neither
+    w = windows(date(2026, 3, 10), date(2026, 3, 13))
+    assert w.trigger.since > w.pre.until and w.trigger.until < date(2026, 3, 10) < w.post.since
+
+
+def test_a_day_everyone_shares_is_no_uncertainty_of_the_verdict() -> None:
+    # The whole team has busy and quiet days (sd 0.25 in log time), nobody has days of their own:
+    # the comparison with the peers cancels what everyone shares, so the design effect stays near 1.
+    rng = np.random.default_rng(7)
+    team_day = rng.normal(0, 0.25, 20)
+
+    def person(seed: int, n: int, first_day: int, median_s: float) -> tuple[np.ndarray, np.ndarray]:
+        r = np.random.default_rng(seed)
+        days = r.integers(first_day, first_day + 10, n)
+        return np.exp(np.log(median_s * 1000) + team_day[days] + r.normal(0, 0.3, n)), days
+
+    pre, pre_on = person(1, 80, 0, 300)
+    post, post_on = person(2, 80, 10, 240)
+    group = [PeerTimes(f"p{i}", *person(10 + i, 60, 0, 240)[:1], *person(20 + i, 60, 10, 240)[:1],
+                       person(10 + i, 60, 0, 240)[1], person(20 + i, 60, 10, 240)[1]) for i in range(5)]
+    shared = evaluate(pre, post, group, post_days=14, pre_on=pre_on, post_on=post_on)
+    assert shared.design_effect < 1.3  # type: ignore[operator]
+    # the same spread of days, but each person's own: their sessions of a day move together, alone
+    pre2, pre_on2, post2, post_on2, own_group = _dated_assignment(0.25)
+    own = evaluate(pre2, post2, own_group, post_days=14, pre_on=pre_on2, post_on=post_on2)
+    assert own.design_effect > 2  # type: ignore[operator]
 
 
 def test_effectiveness_share_and_median_with_intervals() -> None:
