@@ -35,7 +35,7 @@ class Scope:
 
     def require_manager(self, manager: str) -> None:
         if not self.sees_manager(manager):
-            raise Forbidden("this manager's figures are outside what your account may see")
+            raise Forbidden("this manager's figures are outside what your account may see", code="manager_not_yours")
 
 
 def scope_of(client: Client, user: User, site: str) -> Scope:

@@ -472,7 +472,7 @@ def _check_role(who: Viewer, allowed: tuple[str, ...]) -> None:
     if who.role not in allowed:
         from kernel.errors import Forbidden
 
-        raise Forbidden(f"the {who.role} role may not open this")
+        raise Forbidden(f"the {who.role} role may not open this", code=f"role_may_not_{who.role}")
 
 
 def safe_next(target: str) -> str:
@@ -514,16 +514,18 @@ def render(request: web.Request, who: Viewer | None, page: Page, status: int = 2
 
 def worded(exc: StepwatchError, language: str) -> str:
     """The error in the reader's language when its `code` has words in the catalog (messages/error.toml:
-    `error.<code>`, filled with its values and the field's label), else its English message."""
+    `error.<code>`, filled with its values and the field's label; `error.<code>.one|few|many|other` for a
+    count `n`), else its English message."""
     key = f"error.{exc.code}"
-    if not exc.code or key not in catalog():
+    counted = f"{key}.other" in catalog()  # a phrase per plural category, for the count `n`
+    if not exc.code or key not in catalog() and not counted:
         return str(exc)
     _ = Translator(language)
     values = {name: _human(_, value) for name, value in exc.values.items()}
     if exc.field:
         label = f"error.field.{exc.field}"
         values.setdefault("field", _(label) if label in catalog() else exc.field)
-    return _(key, **values)
+    return _.plural(key, float(exc.values["n"]), **values) if counted else _(key, **values)
 
 
 def _human(_: Translator, value: str) -> str:
@@ -629,7 +631,7 @@ async def chosen_site(request: web.Request) -> tuple[str, list[str]]:
     if wanted:
         from kernel.errors import NotFound
 
-        raise NotFound(f"no site named {wanted!r}")
+        raise NotFound(f"no site named {wanted!r}", field="site", code="no_site", values={"site": wanted})
     return (names[0] if names else ""), names
 
 

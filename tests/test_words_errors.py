@@ -56,3 +56,26 @@ async def test_json_keeps_english_and_adds_the_code(api: Any) -> None:
     body = await response.json()
     assert response.status == 400
     assert body == {"error": "since must be a date like 2026-11-23", "field": "since", "code": "not_a_date"}
+
+
+@pytest.mark.parametrize(("path", "words"), [
+    ("/overview?since=2026-12-01&until=2026-11-01", "Начало периода должно быть не позже его конца."),
+    ("/overview?since=2025-01-01&until=2026-11-01", "Выберите период не длиннее 366 дней."),
+    ("/overview?team=nowhere", "Команды «nowhere» нет."),
+    ("/overview?site=nowhere", "Сайта «nowhere» нет."),
+    ("/steps/nowhere", "В процессе нет шага «nowhere»."),
+])
+async def test_a_refusal_of_a_page_reads_in_russian(api: Any, path: str, words: str) -> None:
+    await login(api, "rita")
+    response = await api.get(path)
+    html = await response.text()
+    assert response.status in (400, 403, 404)
+    assert words in html, path
+
+
+async def test_a_director_refused_another_teams_manager_reads_it_in_russian(api: Any, client: storage.Client) -> None:
+    users.add_user(client, "dina", "director", PASSWORD, teams=("north",), language="ru", actor="test")
+    await login(api, "dina")
+    response = await api.get("/managers/m3")
+    assert response.status == 403
+    assert "Показатели этого менеджера недоступны вашей учётной записи." in await response.text()

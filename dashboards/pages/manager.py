@@ -70,9 +70,10 @@ def period_of(query: Mapping[str, str], settings: Settings, today: date | None =
     until = day_param(query.get("until", ""), "until") or today
     since = day_param(query.get("since", ""), "since") or until - timedelta(days=settings.analysis_window_days - 1)
     if since > until:
-        raise InvalidInput("since must be on or before until", field="since")
+        raise InvalidInput("since must be on or before until", field="since", code="since_after_until")
     if (until - since).days >= MAX_DAYS:
-        raise InvalidInput(f"a window is at most {MAX_DAYS} days", field="since")
+        raise InvalidInput(f"a window is at most {MAX_DAYS} days", field="since", code="window_too_long",
+                           values={"n": str(MAX_DAYS)})
     monday = until - timedelta(days=until.weekday())
     return Period(since, until, monday - timedelta(weeks=TREND_WEEKS - 1))
 
@@ -118,7 +119,9 @@ def manager_data(client: Client, settings: Settings, user: User, site: str, mana
     titles = {s.key: s.title for s in process.steps} if process else {}
     order = list(titles) + sorted(set(found.by_key) - set(titles))
     if unknown_is_404 and not found.by_key and not sources and manager not in scope.team_of and not verdicts:
-        raise NotFound(f"no sessions of manager {manager!r} on site {site} from {period.trend_since} to {period.until}")
+        raise NotFound(f"no sessions of manager {manager!r} on site {site} from {period.trend_since} to {period.until}",
+                       code="no_sessions",
+                       values={"since": period.trend_since.isoformat(), "until": period.until.isoformat()})
     weeks = [period.trend_since + timedelta(weeks=i) for i in range(TREND_WEEKS)]
     steps = []
     for step in order:

@@ -60,7 +60,7 @@ async def set_name(request: web.Request, who: Viewer, fields: dict[str, Any]) ->
     if not isinstance(email, str | None):
         raise InvalidInput(_("managers.error_email"), field="email")
     if not await run(request, _site_exists, site):
-        raise NotFound(f"no site named {site!r}")
+        raise NotFound(f"no site named {site!r}", field="site", code="no_site", values={"site": site})
     try:
         entry, changed = await run(request, lambda client: managers.set_manager(
             client, site, manager, name=name, email=email, actor=who.user.name, reason=reason))

@@ -160,7 +160,8 @@ async def me_page(request: web.Request, who: Viewer) -> Page:
     """A manager's own figures: what needs attention, each step against the band and their own previous
     weeks, what stepwatch measures and who sees it, their notes (manager accounts only)."""
     if not who.user.manager_id:
-        raise Forbidden("this manager account is linked to no manager id: stepwatch users add ... --manager-id")
+        raise Forbidden("this manager account is linked to no manager id: stepwatch users add ... --manager-id",
+                        code="no_manager_id")
     site, names = await chosen_site(request)
     settings = request.app[app_keys.SETTINGS]
     period = period_of(request.query, settings)

@@ -55,7 +55,7 @@ def write_note(client: Client, user: User, site: str, fields: dict[str, Any], _:
 async def add_note(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
     """Attach a note to a week of one of your steps, or to one of your flags."""
     if not who.user.manager_id:
-        raise Forbidden("this manager account is linked to no manager id")
+        raise Forbidden("this manager account is linked to no manager id", code="no_manager_id")
     _ = Translator(who.user.language)
     site, _names = await chosen_site(request)
     note = await run(request, write_note, who.user, site, fields, _)

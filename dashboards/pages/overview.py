@@ -153,9 +153,10 @@ def team_filter(scope: Scope, team: str, team_names: list[str]) -> None:
     if not team:
         return
     if not scope.sees_team(team):
-        raise Forbidden(f"team {team!r} is not one of the teams your account may see")
+        raise Forbidden(f"team {team!r} is not one of the teams your account may see", field="team",
+                        code="team_not_yours", values={"team": team})
     if team not in team_names:
-        raise NotFound(f"no team {team!r}")
+        raise NotFound(f"no team {team!r}", field="team", code="no_team", values={"team": team})
 
 
 def managers_in_view(scope: Scope, team: str) -> list[str] | None:
@@ -183,7 +184,8 @@ async def overview_page(request: web.Request, who: Viewer) -> Page:
     team_filter(found.scope, team, found.team_names)
     step_keys = [s["key"] for s in found.steps]
     if step and step_keys and step not in step_keys:
-        raise NotFound(f"the process of site {site!r} has no step {step!r}")
+        raise NotFound(f"the process of site {site!r} has no step {step!r}", field="step", code="no_step",
+                       values={"step": step})
     managers, flag_teams = managers_in_view(found.scope, team), teams_in_view(found.scope, team)
 
     now = datetime.now(UTC)
@@ -196,9 +198,10 @@ async def overview_page(request: web.Request, who: Viewer) -> Page:
         until = until or today
         since = since or until - timedelta(days=settings.analysis_window_days - 1)
         if since > until:
-            raise InvalidInput("since must be on or before until", field="since")
+            raise InvalidInput("since must be on or before until", field="since", code="since_after_until")
         if (until - since).days >= MAX_RANGE_DAYS:
-            raise InvalidInput(f"choose at most {MAX_RANGE_DAYS} days", field="since")
+            raise InvalidInput(f"choose at most {MAX_RANGE_DAYS} days", field="since", code="window_too_long",
+                               values={"n": str(MAX_RANGE_DAYS)})
     if found.run is not None:  # the verdicts and the ranking: always the latest analysis'
         latest_cells = run(request, overview_figures.stored_cells, site, found.run.run_at, managers=managers,
                            step=step)

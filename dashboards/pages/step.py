@@ -133,7 +133,7 @@ def step_data(client: Client, settings: Settings, user: User, site: str, step: s
     versions = band_versions_by_step(client, site, step).get(step, [])
     titles = {s.key: s.title for s in process.steps} if process else {}
     if step not in titles and not versions:
-        raise NotFound(f"site {site} has no step {step!r}")
+        raise NotFound(f"site {site} has no step {step!r}", field="step", code="no_step", values={"step": step})
     site_teams = teams.list_teams(client, site)
     by_team = {t: band_dict(band_in_force(versions, period.until, t)) for t in site_teams}
     default = band_dict(band_in_force(versions, period.until, None))
