@@ -210,3 +210,15 @@ def test_the_layout_is_stable_steps_in_process_order_and_returns_on_the_left() -
     # the same steps with other data stand where they stood
     again = ET.fromstring(flow_svg.flow_map(_, nodes=nodes, arrows=arrows[:1], label="map"))
     assert [float(b.get("y", 0)) for b in again.findall(".//s:g[@class='flow-step']/s:rect", ns)] == ys
+
+
+async def test_the_manager_and_drawdown_pages_link_to_the_managers_paths(api: Any, client: storage.Client) -> None:
+    from tests.dashboard_data import make_flag
+
+    flag = make_flag(client, "crm", manager="m1", step="offer")
+    await login(api, "dora")
+    manager_html = await (await api.get("/managers/m1?site=crm")).text()
+    assert 'href="/flow?site=crm&amp;manager=m1"' in manager_html and "Paths and rework of" in manager_html
+    drawdown_html = await (await api.get(f"/drawdowns/{flag.flag_id}")).text()
+    evidence = drawdown_html.split('id="evidence"', 1)[1]
+    assert 'href="/flow?site=crm&amp;manager=m1"' in evidence.split("</figure>", 1)[0]
