@@ -40,7 +40,6 @@ from analysis.strata import (
     MIN_STRATUM_SESSIONS,
     CaseMix,
     StratifiedRanks,
-    adjusted_times,
     case_mix,
     stratum_factors,
     van_elteren_greater_p,
@@ -98,9 +97,10 @@ class PairInput:
     per-session rows. The peers of a pair are the other pairs of the run with the same team and
     step, so pass every pair, including those with few sessions.
 
-    `strata`, when the site declares session attributes: the stratum of each window session
-    (aligned with `durations_ms`, which are then mix-adjusted times); the peer test is then van
-    Elteren's, within strata. `case_mix` records the adjustment. `pairs_like_for_like` builds both.
+    `strata`, when the site declares session attributes: the stratum of each window session as an
+    integer code, comparable within the team and step (aligned with `durations_ms`, which are then
+    mix-adjusted times); the peer test is then van Elteren's, within strata. `case_mix` records
+    the adjustment. `pairs_like_for_like` builds both.
     """
 
     team: str
@@ -239,7 +239,10 @@ class PairSessions:
     """One manager on one step with the stratum of each session: what `pairs_like_for_like` takes.
 
     `durations_ms`, `days` and `strata` cover the persistence look-back, ordered as for
-    `pair_from_sessions`; `stratum_bands` are the step's bands of their own for some strata.
+    `pair_from_sessions`. `strata` are the stratum keys (analysis/strata.py) or, with
+    `stratum_keys`, integer places in it (the same `stratum_keys` for every pair of a team and
+    step: a reader that numbers the strata once spares sorting strings). `stratum_bands` are the
+    step's bands of their own for some strata, by key.
     """
 
     team: str
@@ -250,6 +253,7 @@ class PairSessions:
     days: np.ndarray
     strata: np.ndarray
     stratum_bands: dict[str, Band] | None = None
+    stratum_keys: np.ndarray | None = None
 
 
 def pairs_like_for_like(sessions: Sequence[PairSessions], window: Window, thresholds: Thresholds | None = None,
@@ -257,52 +261,67 @@ def pairs_like_for_like(sessions: Sequence[PairSessions], window: Window, thresh
     """PairInputs that compare like with like (analysis/strata.py): per team and step, each stratum's
     factor from the team's window sessions; every pair's times divided by their stratum's factor (its
     median, weekly medians and daily medians then compare with the band as if it served the team's
-    mix); the window sessions' strata for the van Elteren test; and the CaseMix record.
+    mix); the window sessions' strata (as integer codes) for the van Elteren test; and the CaseMix
+    record, with the stratum keys.
 
     A team and step whose window sessions are all of one stratum, with no band of a stratum, are
     built as `pair_from_sessions` builds them: nothing to adjust, the Mann-Whitney test as before.
     """
     t = thresholds or Thresholds()
     since, until = np.datetime64(window.since, "D"), np.datetime64(window.until, "D")
-    in_window = [(np.asarray(s.days, dtype="datetime64[D]") >= since) & (np.asarray(s.days, dtype="datetime64[D]")
-                                                                          <= until) for s in sessions]
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, s in enumerate(sessions):
         groups[(s.team, s.step)].append(i)
     built: list[PairInput | None] = [None] * len(sessions)
     for members in groups.values():
         first = sessions[members[0]]
-        team_times = np.concatenate([np.asarray(sessions[i].durations_ms, dtype=float)[in_window[i]]
-                                     for i in members])
-        team_strata = np.concatenate([np.asarray(sessions[i].strata, dtype=object)[in_window[i]] for i in members])
+        codes_of, keys = _stratum_codes([sessions[i] for i in members])
+        days_of = [np.asarray(sessions[i].days, dtype="datetime64[D]") for i in members]
+        window_of = [(d >= since) & (d <= until) for d in days_of]
+        team_codes = np.concatenate([c[w] for c, w in zip(codes_of, window_of, strict=True)])
+        team_times = np.concatenate([np.asarray(sessions[i].durations_ms, dtype=float)[w]
+                                     for i, w in zip(members, window_of, strict=True)])
         bands_of = first.stratum_bands or {}
-        if np.unique(team_strata).size <= 1 and not bands_of:
+        if np.unique(team_codes).size <= 1 and not bands_of:
             for i in members:
                 s = sessions[i]
                 built[i] = pair_from_sessions(team=s.team, manager=s.manager, step=s.step, band=s.band,
                                               durations_ms=s.durations_ms, days=s.days, window=window, thresholds=t)
             continue
-        factors = stratum_factors(team_times, team_strata, first.band, stratum_bands=bands_of,
-                                  min_sessions=min_stratum_sessions)
-        offsets = np.cumsum([0] + [int(in_window[i].sum()) for i in members])
+        by_code = stratum_factors(team_times, team_codes, first.band, min_sessions=min_stratum_sessions,
+                                  stratum_bands={k: bands_of[key] for k, key in enumerate(keys.tolist())
+                                                 if key in bands_of})  # fmt: skip
+        factors = np.array([by_code.get(k, 1.0) for k in range(keys.size)])
+        team_counts = np.bincount(team_codes, minlength=keys.size)
         for k, i in enumerate(members):
             s = sessions[i]
-            labels = np.asarray(s.strata, dtype=object)
+            codes, days = codes_of[k], days_of[k]
             raw = np.asarray(s.durations_ms, dtype=float)
-            adjusted = adjusted_times(raw, labels, factors)
-            days = np.asarray(s.days, dtype="datetime64[D]")
+            adjusted = raw / factors[codes]
             if adjusted.size > 1 and not bool(np.all((days[1:] > days[:-1]) | ((days[1:] == days[:-1])
                                                                                 & (adjusted[1:] >= adjusted[:-1])))):
                 order = np.lexsort((adjusted, days))  # by day, then (adjusted) time, as storage orders raw ones
-                raw, adjusted, days, labels = raw[order], adjusted[order], days[order], labels[order]
+                raw, adjusted, days, codes = raw[order], adjusted[order], days[order], codes[order]
             pair = pair_from_sessions(team=s.team, manager=s.manager, step=s.step, band=s.band,
                                       durations_ms=adjusted, days=days, window=window, thresholds=t)
             mine = (days >= since) & (days <= until)
-            others = np.concatenate([team_strata[:offsets[k]], team_strata[offsets[k + 1]:]])
-            mix = case_mix(raw[mine], labels[mine], adjusted[mine], others, factors, s.band.reference_ms,
-                           window.days) if mine.any() else None
-            built[i] = replace(pair, strata=labels[mine], case_mix=mix)
+            own_counts = np.bincount(codes[mine], minlength=keys.size)
+            mix = case_mix(raw[mine], adjusted[mine], keys.tolist(), own_counts, team_counts - own_counts,
+                           factors, s.band.reference_ms, window.days) if mine.any() else None
+            built[i] = replace(pair, strata=codes[mine], case_mix=mix)
     return [p for p in built if p is not None]
+
+
+def _stratum_codes(sessions: Sequence[PairSessions]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each pair's strata as integer places in one array of keys, shared by the pairs."""
+    keys = sessions[0].stratum_keys
+    if keys is not None and all(s.stratum_keys is keys for s in sessions):
+        return [np.asarray(s.strata, dtype=np.intp) for s in sessions], np.asarray(keys, dtype=object)
+    labels = [np.asarray(s.strata if s.stratum_keys is None else np.asarray(s.stratum_keys, dtype=object)[s.strata],
+                         dtype=object) for s in sessions]
+    found, inverse = np.unique(np.concatenate(labels), return_inverse=True)
+    ends = np.cumsum([x.size for x in labels])
+    return [inverse[end - x.size:end] for x, end in zip(labels, ends, strict=True)], found.astype(object)
 
 
 def with_earlier(pair: PairInput, days: np.ndarray | Sequence[date], medians_ms: np.ndarray | Sequence[float]
@@ -486,8 +505,8 @@ class _StratifiedPool:
 
 def _strata_of(pair: PairInput) -> np.ndarray:
     if pair.strata is None:
-        return np.full(pair.durations_ms.size, "", dtype=object)
-    return np.asarray(pair.strata, dtype=object)
+        return np.full(pair.durations_ms.size, -1, dtype=np.intp)
+    return np.asarray(pair.strata)
 
 
 def _assess_pair(pair: PairInput, summary: StepSummary | None, p: float | None, q: float | None,

@@ -33,6 +33,7 @@ import numpy as np
 from scipy import special
 
 from analysis.bands import Band
+from analysis.stats import _median, minutes_above_reference_per_week
 
 #: Joins the values of a stratum's attributes in its key; never part of an attribute value (short
 #: lowercase keys of letters, digits, _ and -).
@@ -193,26 +194,23 @@ class StratifiedRanks:
         return int((self.sizes - n1)[n1 > 0].sum())
 
 
-def case_mix(times_ms: np.ndarray, strata: np.ndarray, adjusted_ms: np.ndarray, team_strata: np.ndarray,
-             factors: Mapping[str, float], reference_ms: float, window_days: int) -> CaseMix:  # fmt: skip
-    """The record of one pair's adjustment: `times_ms` raw and `adjusted_ms` adjusted, aligned with
-    `strata` (the manager's window sessions); `team_strata` the team's window sessions' strata."""
-    from analysis.stats import minutes_above_reference_per_week
-
-    labels, team = np.asarray(strata), np.asarray(team_strata)
-    n = int(labels.size)
-    if n == 0:
-        raise ValueError("no sessions to describe")
-    keys, counts = np.unique(labels, return_counts=True)
-    team_keys, team_counts = np.unique(team, return_counts=True)
-    team_share = dict(zip(team_keys.tolist(), (team_counts / max(team.size, 1)).tolist(), strict=True))
-    mine = dict(zip(keys.tolist(), counts.tolist(), strict=True))
+def case_mix(times_ms: np.ndarray, adjusted_ms: np.ndarray, keys: Sequence[str], manager_counts: np.ndarray,
+             peer_counts: np.ndarray, factors: Sequence[float], reference_ms: float, window_days: int) -> CaseMix:
+    """The record of one pair's adjustment: `times_ms` raw and `adjusted_ms` adjusted (the manager's
+    window sessions); per stratum (`keys`, in the order of the counts and factors) the manager's
+    sessions and the other managers' of the team."""
+    mine, peers = np.asarray(manager_counts, dtype=float), np.asarray(peer_counts, dtype=float)
+    n = int(mine.sum())
+    if n == 0 or np.size(times_ms) != n:
+        raise ValueError(f"the manager's counts must add up to their sessions (got {n} for {np.size(times_ms)})")
+    peer_total = max(float(peers.sum()), 1.0)
     shares = sorted(
-        (StratumShare(k, int(mine.get(k, 0)), mine.get(k, 0) / n, float(team_share.get(k, 0.0)),
-                      float(factors.get(k, 1.0))) for k in sorted(set(mine) | set(team_share))),
+        (StratumShare(key, int(mine[k]), float(mine[k] / n), float(peers[k] / peer_total), float(factors[k]))
+         for k, key in enumerate(keys) if mine[k] or peers[k]),
         key=lambda s: (-s.manager_share, -s.team_share, s.stratum),
-    )  # fmt: skip
-    median, adjusted = float(np.median(times_ms)), float(np.median(adjusted_ms))
+    )
+    median = _median(np.asarray(times_ms, dtype=float))
+    adjusted = _median(np.asarray(adjusted_ms, dtype=float))
     return CaseMix(
         strata=tuple(shares), median_ms=median, adjusted_median_ms=adjusted,
         minutes_above_reference_per_week=minutes_above_reference_per_week(median, reference_ms, n, window_days),

@@ -10,6 +10,11 @@ the one-time backfill of the daily pre-aggregate; then, in a separate process li
 analyze`: the full analysis (every manager x step, flags opened), an incremental run after one
 new day of data arrives, `stepwatch stats` for one team (p50/p95 of 20 calls) and once
 recomputed (`--fresh`), and that process's peak RSS (the embedded ClickHouse engine included).
+
+With `--case-mix` the process declares a session attribute (`segment`: vip or regular), every
+session's start event carries it, a VIP session takes 60% longer, and each manager serves from 10%
+to 70% VIP clients: the analysis then compares like with like (each session's stratum read with its
+time, van Elteren's test, mix-adjusted times; analysis/strata.py).
 """
 
 from __future__ import annotations
@@ -33,9 +38,15 @@ STEPS = ["greeting", "identification", "needs", "products", "offer", "contract",
 BASE_SECONDS = [40, 70, 260, 320, 240, 200, 100, 60]
 
 
-def generate(client, site: str, managers: int, visits: int, days: int, end: datetime, first_session: int = 0) -> None:
+# case mix: whether session s (a number) is a VIP client's, from its manager's share (10% to 70%)
+VIP = "(cityHash64(session_id) % 100) < 10 + cityHash64(manager, 'mix') % 61"
+
+
+def generate(client, site: str, managers: int, visits: int, days: int, end: datetime, first_session: int = 0,
+             case_mix: bool = False) -> None:
     """`visits` step visits: sessions of 8 steps, managers round-robin, spread over the `days` days before
-    `end`, numbered from `first_session` (a later batch continues the numbering, so its sessions are new)."""
+    `end`, numbered from `first_session` (a later batch continues the numbering, so its sessions are new).
+    With `case_mix`, each session's start event with its segment, and VIP sessions 60% longer."""
     sessions = visits // len(STEPS)
     per_day = max(1, sessions // (managers * days))
     base = "[" + ",".join(str(s) for s in BASE_SECONDS) + "]"
@@ -58,15 +69,32 @@ def generate(client, site: str, managers: int, visits: int, days: int, end: date
                                 + k * 45, 3, 'UTC') AS started,
                    -- skill of the manager, planted slowdowns on a few pairs over the last 30 days
                    exp((cityHash64(manager) % 1000) / 1000 * 0.4 - 0.2)
-                     * if(cityHash64(manager, step) % 40 = 0 AND day >= {days - 30}, 1.7, 1.0) AS factor,
+                     * if(cityHash64(manager, step) % 40 = 0 AND day >= {days - 30}, 1.7, 1.0)
+                     * if({int(case_mix)} AND {VIP}, 1.6, 1.0) AS factor,
                    {base}[k + 1] * 1000 * factor * exp(randNormal(0, 0.45)) AS t
             FROM numbers({visits})
         )
         SETTINGS max_insert_threads = 2
     """)
+    if case_mix:
+        client.command(f"""
+            INSERT INTO session_events (site, event_id, session_id, action, manager, customer, process, at, outcome,
+                                        attributes, tracker, source)
+            SELECT '{site}', generateUUIDv4(number), session_id, 'start', manager, '', 'bench', started, '',
+                   map('segment', if({VIP}, 'vip', 'regular')), 'bench', 'bench'
+            FROM (
+                SELECT number,
+                       concat('m-', leftPad(toString(number % {managers}), 3, '0')) AS manager,
+                       concat('b-', toString(number + {first_session})) AS session_id,
+                       least(intDiv(number, {managers * per_day}), {days - 1}) AS day,
+                       toDateTime64({first_day} + day * 86400 + 9 * 3600
+                                    + (intDiv(number, {managers}) % {per_day}) * 420, 3, 'UTC') AS started
+                FROM numbers({sessions})
+            )
+        """)
 
 
-def setup_site(client, settings, managers: int, days: int) -> str:
+def setup_site(client, settings, managers: int, days: int, case_mix: bool = False) -> str:
     """The benchmark's site on a fresh store: a process of 8 steps, `managers` managers in 8 teams and a
     band per step in force from before the first of the `days` days. Returns the site's name."""
     from kernel import band_versions, migrations, processes, sites, teams
@@ -74,7 +102,10 @@ def setup_site(client, settings, managers: int, days: int) -> str:
     migrations.apply_pending(client, settings.retention_days)
     site = "bench"
     sites.add_site(client, site, ["https://crm.example.com"], actor="bench")
-    definition = {"process": "bench", "steps": [{"key": s, "patterns": [f"/clients/{{customer}}/{s}"]} for s in STEPS]}
+    definition: dict = {"process": "bench",
+                        "steps": [{"key": s, "patterns": [f"/clients/{{customer}}/{s}"]} for s in STEPS]}
+    if case_mix:
+        definition["attributes"] = {"segment": ["vip", "regular"]}
     processes.load(client, processes.from_definition(definition, site), actor="bench")
     names = [f"m-{i:03d}" for i in range(managers)]
     for t in range(8):
@@ -94,6 +125,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--stats-calls", type=int, default=20)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--case-mix", action="store_true", help="sessions with a declared segment (like for like)")
     parser.add_argument("--measure", metavar="DATA_DIR", help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
     if args.measure:
@@ -106,12 +138,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="sw-analysis-"))
     settings = Settings(data_dir=work / "data", analysis_interval_s=0)
     client = storage.connect(settings)
-    site = setup_site(client, settings, args.managers, args.days)
+    site = setup_site(client, settings, args.managers, args.days, args.case_mix)
     today = datetime.now(UTC).date()
 
     end = datetime(today.year, today.month, today.day, tzinfo=UTC)  # data up to yesterday
     started = time.perf_counter()
-    generate(client, site, args.managers, args.visits, args.days, end)
+    generate(client, site, args.managers, args.visits, args.days, end, case_mix=args.case_mix)
     generated_s = time.perf_counter() - started
     stored = client.command("SELECT count() FROM step_visits")
     # The daily pre-aggregate is normally kept up to date run by run; a store that received 90 days
@@ -125,10 +157,12 @@ def main() -> None:
     # The analysis runs in a process of its own, like `stepwatch analyze`, so its RSS is its own.
     child = subprocess.run([sys.executable, __file__, "--measure", str(settings.data_dir),
                             "--visits", str(args.visits), "--managers", str(args.managers), "--days", str(args.days),
-                            "--stats-calls", str(args.stats_calls)], capture_output=True, text=True, check=True)
+                            "--stats-calls", str(args.stats_calls), *(["--case-mix"] if args.case_mix else [])],
+                           capture_output=True, text=True, check=True)
     measured = json.loads(child.stdout.strip().splitlines()[-1])
     shutil.rmtree(work, ignore_errors=True)
     result = {"visits": int(stored), "managers": args.managers, "steps": len(STEPS), "days": args.days,
+              "case_mix": args.case_mix,
               "generate_s": round(generated_s, 2), "preaggregate_backfill_s": round(backfill_s, 2),
               "setup_peak_rss_mb": round(setup_rss_mb, 1), **measured}
     if args.json:
@@ -156,7 +190,7 @@ def measure(data_dir: Path, args: argparse.Namespace) -> dict[str, float | int]:
     end = datetime(today.year, today.month, today.day, tzinfo=UTC)
     # today's visits, the day after the history: inside the new window, as a day of work arrives
     generate(client, site, args.managers, args.visits // args.days, 1, end + timedelta(days=1),
-             first_session=args.visits // len(STEPS))
+             first_session=args.visits // len(STEPS), case_mix=args.case_mix)
     started = time.perf_counter()
     analysis_run.analyze(client, settings, until=today, only_site=site)
     incremental_s = time.perf_counter() - started
@@ -178,6 +212,7 @@ def measure(data_dir: Path, args: argparse.Namespace) -> dict[str, float | int]:
     return {
         "pairs": len(runs[0].result.assessments),
         "drawdowns": len(runs[0].result.drawdowns),
+        "pairs_with_case_mix": sum(a.case_mix is not None for a in runs[0].result.assessments),
         "full_analysis_s": round(full_s, 2),
         "incremental_after_one_day_s": round(incremental_s, 2),
         "stats_team_rows": len(rows),

@@ -108,7 +108,7 @@ def run_site(client: Client, site: str, settings: Settings, window: Window) -> S
             continue
         if declared:
             stratified.append(PairSessions(team, row.manager, row.step, version.band, row.times_ms, row.days,
-                                           row.strata))
+                                           row.codes, stratum_keys=row.keys))
             continue
         pairs.append(pair_from_sessions(team=team, manager=row.manager, step=row.step, band=version.band,
                                         durations_ms=row.times_ms, days=row.days, window=window,
@@ -138,7 +138,12 @@ class StratifiedTimes:
     step: str
     times_ms: Any  # numpy int64 array
     days: Any  # numpy datetime64[D] array
-    strata: Any  # numpy object array of stratum keys
+    codes: Any  # numpy integer array: each session's stratum, a place in `keys`
+    keys: Any  # numpy object array of the stratum keys (analysis/strata.py), the same for every pair of a read
+
+    @property
+    def strata(self) -> Any:
+        return self.keys[self.codes]
 
 
 def stratified_step_times(client: Client, site: str, since: date, until: date, metric: str,
@@ -151,18 +156,28 @@ def stratified_step_times(client: Client, site: str, since: date, until: date, m
     before `since` or missing, counts as no value; a session with none is in the stratum "". The
     attributes come from session_events' start events (the map service_sessions shows), read for
     the range alone rather than through the view, which groups every session of the site.
+
+    Only numbers travel: the pair as its hash (named by a second, small query), the day, the time,
+    and the stratum as one number, each attribute's place in its declared values (0: none) in base
+    MAX_ATTRIBUTE_VALUES + 1; the few distinct numbers are turned into keys here.
     """
     column = storage.METRIC_COLUMNS[metric]
     rng = "site = {site:String} AND day >= {since:Date} AND day < {until:Date}"
     current = f"(day, computed_at) IN (SELECT day, max(computed_at) FROM session_steps WHERE {rng} GROUP BY day)"
     names = list(declared)
-    found = client.query(
+    base = processes.MAX_ATTRIBUTE_VALUES + 1
+    parameters = {"site": site, "since": since, "until": until, "names": names,
+                  "values": [list(declared[n]) for n in names], "powers": [base**i for i in range(len(names))],
+                  "starts": datetime.combine(since - timedelta(days=1), datetime.min.time(), UTC),
+                  "ends": datetime.combine(until, datetime.min.time(), UTC)}
+    code = ("arraySum(arrayMap((n, v, w) -> indexOf(v, a.declared[n]) * w, {names:Array(String)}, "
+            "{values:Array(Array(String))}, {powers:Array(UInt64)}))")
+    table = client.query_np(
         f"""
-        SELECT toString(s.manager), toString(s.step), toUInt16(s.first_day - {{since:Date}}), s.t,
-               arrayStringConcat(arrayMap(n -> a.declared[n], {{names:Array(String)}}), {{separator:String}})
+        SELECT s.pair, toUInt64(s.first_day - {{since:Date}}), s.t, toUInt64({code})
         FROM (
-            SELECT manager, step, session_id, min(day) AS first_day, sum({column}) AS t FROM session_steps
-            WHERE {rng} AND {current} GROUP BY manager, step, session_id
+            SELECT pair, session_id, min(day) AS first_day, sum({column}) AS t FROM session_steps
+            WHERE {rng} AND {current} GROUP BY pair, session_id
         ) AS s
         LEFT JOIN (
             SELECT session_id, argMin(attributes, at) AS declared FROM session_events
@@ -171,32 +186,37 @@ def stratified_step_times(client: Client, site: str, since: date, until: date, m
             GROUP BY session_id
         ) AS a ON a.session_id = s.session_id
         """,
-        parameters={"site": site, "since": since, "until": until, "names": names, "separator": SEPARATOR,
-                    "starts": datetime.combine(since - timedelta(days=1), datetime.min.time(), UTC),
-                    "ends": datetime.combine(until, datetime.min.time(), UTC)},
-        settings={"join_use_nulls": 0},
-    ).result_columns
-    if not found or not len(found[0]):
+        parameters=parameters, settings={"join_use_nulls": 0},
+    )
+    if table.size == 0:
         return []
-    managers, steps, offsets, times, raw = found
-    # Each distinct stored key once: the values the process declares kept, any other as no value.
-    keys: dict[str, str] = {}
-    for key in set(raw):
-        values = [v if v in declared[n] else "" for n, v in zip(names, key.split(SEPARATOR), strict=False)]
-        keys[key] = SEPARATOR.join(values) if any(values) else ""
-    pair_names = sorted(set(zip(managers, steps, strict=True)))
+    hashes, offsets, times, codes = (np.asarray(table[:, i], dtype=np.uint64) for i in range(4))
+    named = client.query(f"SELECT DISTINCT pair, toString(manager), toString(step) FROM session_steps WHERE {rng}",
+                         parameters=parameters).result_rows
+    by_hash = {int(h): (m, st) for h, m, st in named}
+    if len(by_hash) != len(named):
+        raise storage.StorageUnavailable(f"manager x step pairs of {site} share a hash in session_steps")
+    pair_names = sorted(by_hash.values())
     number = {name: i for i, name in enumerate(pair_names)}
-    pair = np.fromiter((number[m, st] for m, st in zip(managers, steps, strict=True)), dtype=np.int64,
-                       count=len(managers))
-    offsets = np.asarray(offsets, dtype=np.int64)
-    times = np.asarray(times, dtype=np.int64)
-    strata = np.array([keys[k] for k in raw], dtype=object)
+    known = np.array(sorted(by_hash), dtype=np.uint64)
+    numbers = np.array([number[by_hash[int(h)]] for h in known], dtype=np.int64)
+    pair = numbers[np.searchsorted(known, hashes)]
+    distinct, codes = np.unique(codes, return_inverse=True)
+    keys = np.array([_stratum_of(int(c), names, declared, base) for c in distinct], dtype=object)
     order = np.lexsort((times, offsets, pair))
-    pair, offsets, times, strata = pair[order], offsets[order], times[order], strata[order]
+    pair, offsets, times, codes = pair[order], offsets[order], times[order].view(np.int64), codes[order]
     bounds = np.searchsorted(pair, np.arange(len(pair_names) + 1))
     days = np.datetime64(since, "D") + offsets.astype("timedelta64[D]")
-    return [StratifiedTimes(*pair_names[i], times[a:b], days[a:b], strata[a:b])
+    return [StratifiedTimes(*pair_names[i], times[a:b], days[a:b], codes[a:b], keys)
             for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)) if b > a]
+
+
+def _stratum_of(code: int, names: list[str], declared: dict[str, tuple[str, ...]], base: int) -> str:
+    values = []
+    for name in names:
+        code, place = divmod(code, base)
+        values.append(declared[name][place - 1] if place else "")
+    return SEPARATOR.join(values) if any(values) else ""
 
 
 def case_mix_json(mix: CaseMix | None, attributes: tuple[str, ...]) -> dict[str, Any] | None:

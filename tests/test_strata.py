@@ -90,9 +90,9 @@ def test_factors_from_the_team_or_from_a_stratum_band() -> None:
 
 
 def test_case_mix_names_the_stratum_that_lengthens_the_median() -> None:
-    mix = case_mix(np.array([160.0, 160.0, 100.0, 100.0]), np.array(["vip", "vip", "regular", "regular"]),
-                   np.array([100.0, 100.0, 100.0, 100.0]), np.array(["vip"] + ["regular"] * 9),
-                   {"vip": 1.6, "regular": 1.0}, reference_ms=100.0, window_days=7)
+    mix = case_mix(np.array([160.0, 160.0, 100.0, 100.0]), np.array([100.0, 100.0, 100.0, 100.0]),
+                   ["regular", "vip"], np.array([2, 2]), np.array([9, 1]), [1.0, 1.6], reference_ms=100.0,
+                   window_days=7)
     assert mix.main_difference == StratumShare("vip", 2, 0.5, 0.1, 1.6)
     assert mix.median_ms == 130.0 and mix.adjusted_median_ms == 100.0
     assert mix.minutes_above_reference_per_week == pytest.approx(30 * 4 / 60_000)
