@@ -42,6 +42,7 @@ class SiteDirectory:
         self._configs: dict[str, TrackerConfig] = {}
         self._allowed: dict[tuple[str, str], bool] = {}
         self._pseudonyms: dict[str, Pseudonyms] = {}
+        self._attributes: dict[str, dict[str, tuple[str, ...]]] = {}
 
     def by_key(self, key: str) -> Site | None:
         return self._by_key.get(key)
@@ -64,6 +65,10 @@ class SiteDirectory:
     def config(self, key: str) -> TrackerConfig | None:
         return self._configs.get(key)
 
+    def attributes(self, site: Site) -> dict[str, tuple[str, ...]]:
+        """The session attributes the site's process declares (none before a process is loaded)."""
+        return self._attributes.get(site.name, {})
+
     def pseudonyms(self, site: Site) -> Pseudonyms | None:
         """The site's customer pseudonyms; None while its key is unknown (a snapshot older than the key)."""
         return self._pseudonyms.get(site.key)
@@ -81,6 +86,7 @@ class SiteDirectory:
             elif site.pseudonym_key:
                 self._pseudonyms[site.key] = Pseudonyms(site.pseudonym_key)
         if by_site is not None:
+            self._attributes = {name: process.attributes for name, process in by_site.items()}
             self._configs = {
                 site.key: tracker_config(site, by_site[site.name])
                 for site in sites
@@ -140,5 +146,7 @@ def tracker_config(site: Site, process: processes.Process) -> TrackerConfig:
         **asdict(process.tracker),
         "steps": [{"key": step.key, "patterns": list(step.patterns)} for step in process.steps],
     }
+    if process.attributes:  # the tracker sends only these names and values
+        config["attributes"] = {name: list(values) for name, values in process.attributes.items()}
     body = json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
     return TrackerConfig(body, '"' + hashlib.sha256(body).hexdigest()[:20] + '"', site.origins)

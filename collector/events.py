@@ -38,6 +38,7 @@ import orjson
 from pydantic import Field, StrictBool, StringConstraints, TypeAdapter, ValidationError
 from typing_extensions import TypedDict, get_type_hints
 
+from kernel.processes import attribute_problem
 from kernel.settings import Settings
 from kernel.storage import SESSION_EVENT_COLUMNS, VISIT_COLUMNS
 
@@ -51,6 +52,8 @@ Customer = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Za-z0-
 EpochMs = Annotated[int, Field(ge=0, lt=2**47, strict=True)]
 Millis = Annotated[int, Field(ge=0, lt=2**32, strict=True)]
 Short = Annotated[str, StringConstraints(max_length=32, pattern=r"^[^\x00-\x1f\x7f]*$")]
+AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_\-]+$")]
+MAX_ATTRIBUTES = 4  # as kernel.processes.MAX_ATTRIBUTES: a process declares at most that many
 
 
 class VisitEvent(TypedDict):
@@ -95,6 +98,14 @@ class SessionEvent(TypedDict):
             str,
             StringConstraints(max_length=32, pattern=r"^[a-z0-9_]*$"),
             Field(description="on end: e.g. sale, no_sale, abandoned"),
+        ]
+    ]
+    attributes: NotRequired[
+        Annotated[
+            dict[AttributeKey, AttributeKey],
+            Field(max_length=MAX_ATTRIBUTES,
+                  description="on start: the session's attributes, e.g. {\"segment\": \"vip\"}; only the names and "
+                              "values the site's process declares ([attributes]), else the event is rejected"),
         ]
     ]
     tracker: NotRequired[Short]
@@ -320,6 +331,7 @@ def _compiled_batch(settings: Settings, now: float, valid_for_s: int) -> _Compil
     key = Annotated[str, Meta(min_length=1, max_length=64)]  # and _KEY_CHARS
     customer = Annotated[str, Meta(max_length=128)]  # and _CUSTOMER_CHARS
     short = Annotated[str, Meta(max_length=32)]
+    attribute = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[a-z0-9_\-]+$")]
 
     # defstruct, not class statements: this module's annotations are strings (from __future__).
     # Fields in the order of the table's columns (without site and source), for compact rows.
@@ -334,6 +346,7 @@ def _compiled_batch(settings: Settings, now: float, valid_for_s: int) -> _Compil
         ("event_id", uuid), ("session_id", key), ("action", Literal["start", "end"]), ("manager", ident),
         ("customer", customer, ""), ("process", key), ("at", moment),
         ("outcome", short, ""),  # and _OUTCOME_CHARS
+        ("attributes", Annotated[dict[attribute, attribute], Meta(max_length=MAX_ATTRIBUTES)], {}),
         ("tracker", short, ""),
     ], tag_field="type", tag="session", gc=False, kw_only=True)
     assert visit.__struct_fields__ == VISIT_COLUMNS[1:-1], "the table's columns changed"
@@ -349,7 +362,8 @@ def _compiled_batch(settings: Settings, now: float, valid_for_s: int) -> _Compil
 _ENCODE = msgspec.json.Encoder().encode
 _ASTUPLE = msgspec.structs.astuple
 # What a row holds for an optional field the event left out (ClickHouse's default for the column).
-_DEFAULTS = {"final": False, "customer": "", "path": "", "tracker": "", "outcome": ""}
+_DEFAULTS: dict[str, Any] = {"final": False, "customer": "", "path": "", "tracker": "", "outcome": "",
+                             "attributes": {}}
 _VISIT_TAG, _SESSION_TAG = len(b'{"type":"visit",'), len(b'{"type":"session",')  # what msgspec writes first
 
 
@@ -368,20 +382,24 @@ def check_events(
     source: str = "tracker",
     compact: bool = False,
     pseudonyms: Callable[[str], str] | None = None,
+    attributes: dict[str, tuple[str, ...]] | None = None,
 ) -> ValidatedBatch:
-    """Apply the checks that need context (time, identity) and turn valid events into rows
-    (JSONCompactEachRow lines with `compact`, see ValidatedBatch). With `pseudonyms` (the site's
-    kernel.sites.Pseudonyms), each customer reference is stored as its pseudonym."""
+    """Apply the checks that need context (time, identity, the declared session attributes) and turn
+    valid events into rows (JSONCompactEachRow lines with `compact`, see ValidatedBatch). With
+    `pseudonyms` (the site's kernel.sites.Pseudonyms), each customer reference is stored as its
+    pseudonym. `attributes` are the names and values the site's process declares (none: a session
+    start naming any is rejected)."""
     out = ValidatedBatch(compact=compact)
+    declared = attributes or {}
     if parsed.visit_type is not None:
         if pseudonyms is not None:
             for event in parsed.events:
                 event.customer = pseudonyms(event.customer)
-        return _check_compiled(parsed, out, site, source, signed_manager)
+        return _check_compiled(parsed, out, site, source, signed_manager, declared)
     prefix = b'{"site":' + orjson.dumps(site) + b',"source":' + orjson.dumps(source) + b","
     events = parsed.events
-    if not parsed.checked or signed_manager is not None:
-        events = _exact_checks(parsed, out, settings, now_ms, signed_manager)
+    if not parsed.checked or signed_manager is not None or any(e and e.get("attributes") for e in events):
+        events = _exact_checks(parsed, out, settings, now_ms, signed_manager, declared)
     visits, sessions = out.visits, out.sessions
     dumps = orjson.dumps
     for event in events:
@@ -406,15 +424,26 @@ def check_events(
 
 
 def _check_compiled(
-    parsed: ParsedBatch, out: ValidatedBatch, site: str, source: str, signed_manager: str | None
+    parsed: ParsedBatch, out: ValidatedBatch, site: str, source: str, signed_manager: str | None,
+    declared: dict[str, tuple[str, ...]],
 ) -> ValidatedBatch:
-    """Rows of a batch the compiled path checked: only the signed manager is left to compare."""
+    """Rows of a batch the compiled path checked: only the signed manager and the declared session
+    attributes are left to compare."""
     visit, encode, visits, sessions = parsed.visit_type, _ENCODE, out.visits, out.sessions
     rejected = out.rejected if signed_manager is not None else None
+    # Session starts with attributes are few: they are checked here, the rest of the batch untouched.
+    refused = {index: problem for index, event in enumerate(parsed.events)
+               if type(event) is not visit and event.attributes
+               and (problem := _attribute_problem(event.action, event.attributes, declared))}
+    if refused:
+        out.rejected.extend(Rejection(index, problem) for index, problem in refused.items())
+        kept = [(i, e) for i, e in enumerate(parsed.events) if i not in refused]
+    else:
+        kept = list(enumerate(parsed.events))
     # As on the other paths, ClickHouse reads a JSON number into DateTime64 as seconds.
     if out.compact:  # [site, <the struct's fields: the columns in order>, source]
         head, tail, astuple = b"[" + orjson.dumps(site) + b",", b"," + orjson.dumps(source) + b"]", _ASTUPLE
-        for index, event in enumerate(parsed.events):
+        for index, event in kept:
             if rejected is not None and event.manager != signed_manager:
                 rejected.append(Rejection(index, "manager: differs from the signed identity"))
             elif type(event) is visit:
@@ -425,7 +454,7 @@ def _check_compiled(
                 sessions.append(head + encode(astuple(event))[1:-1] + tail)
         return out
     prefix = b'{"site":' + orjson.dumps(site) + b',"source":' + orjson.dumps(source) + b","
-    for index, event in enumerate(parsed.events):  # the row starts with site and source, not the type
+    for index, event in kept:  # the row starts with site and source, not the type
         if rejected is not None and event.manager != signed_manager:
             rejected.append(Rejection(index, "manager: differs from the signed identity"))
         elif type(event) is visit:
@@ -437,10 +466,17 @@ def _check_compiled(
     return out
 
 
+def _attribute_problem(action: str, attributes: dict[str, str], declared: dict[str, tuple[str, ...]]) -> str | None:
+    if action != "start":
+        return "attributes: only on a session's start event"
+    return attribute_problem(declared, attributes)
+
+
 def _exact_checks(
-    parsed: ParsedBatch, out: ValidatedBatch, settings: Settings, now_ms: int | None, signed_manager: str | None
+    parsed: ParsedBatch, out: ValidatedBatch, settings: Settings, now_ms: int | None, signed_manager: str | None,
+    declared: dict[str, tuple[str, ...]],
 ) -> list[dict[str, Any]]:
-    """The slow path: per-event reasons, the exact time limits, the signed manager."""
+    """The slow path: per-event reasons, the exact time limits, the signed manager, the declared attributes."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     latest = now_ms + settings.clock_skew_s * 1000
     oldest = now_ms - settings.retention_days * 86_400_000
@@ -462,6 +498,10 @@ def _exact_checks(
             continue
         if field_name == "started_at" and max(event["active_ms"], event["idle_ms"], event["hidden_ms"]) > longest:
             out.rejected.append(Rejection(index, f"duration: above the maximum of {longest} ms"))
+            continue
+        if event.get("attributes") and (problem := _attribute_problem(event["action"], event["attributes"],
+                                                                       declared)):
+            out.rejected.append(Rejection(index, problem))
             continue
         kept.append(event)
     return kept

@@ -185,7 +185,7 @@ async def post_events(request: web.Request) -> web.Response:
     if pseudonyms is None:  # the site's key comes with the next refresh from ClickHouse
         return error(503, "this site's keys are not loaded yet", headers={"Retry-After": "30"}, request=request)
     checked = check_events(batch, site=site.name, settings=settings, signed_manager=signed_manager, compact=True,
-                           pseudonyms=pseudonyms)
+                           pseudonyms=pseudonyms, attributes=sites.attributes(site))
     rejected = [{"index": r.index, "reason": r.reason} for r in checked.rejected]
     if rejected:
         metrics.INVALID_EVENTS.inc(len(rejected))

@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from collector import metrics
 from collector.memory import MemoryReleaser
 from collector.spool import Spool, SpoolFull
@@ -223,8 +225,18 @@ def insert_visits(client: Any, block: bytes, compact: bool = False) -> None:
     _insert(client, "step_visits", block, VISIT_COLUMNS if compact else None)
 
 
+# Compact session rows spooled before the table had `attributes` have one value fewer; a spool
+# file holds the rows of one collector version, so its first row tells which columns it has.
+_SESSION_COLUMNS_BEFORE_ATTRIBUTES = tuple(c for c in SESSION_EVENT_COLUMNS if c != "attributes")
+
+
 def insert_session_events(client: Any, block: bytes, compact: bool = False) -> None:
-    _insert(client, "session_events", block, SESSION_EVENT_COLUMNS if compact else None)
+    columns = None
+    if compact:
+        first = orjson.loads(block.partition(b"\n")[0] or b"[]")
+        columns = SESSION_EVENT_COLUMNS if len(first) != len(_SESSION_COLUMNS_BEFORE_ATTRIBUTES) \
+            else _SESSION_COLUMNS_BEFORE_ATTRIBUTES
+    _insert(client, "session_events", block, columns)
 
 
 def _insert_all(client: Any, visits: bytes, sessions: bytes, compact: bool = False) -> None:

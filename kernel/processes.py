@@ -81,15 +81,7 @@ class Process:
 
     def attribute_problem(self, attributes: Any) -> str | None:
         """Why a session's attributes are not allowed by this definition (naming the field), or None."""
-        if not isinstance(attributes, dict):
-            return "attributes must be an object of declared names and values"
-        for name, value in attributes.items():
-            if name not in self.attributes:
-                return f"attributes.{name} is not declared by the process" if ATTRIBUTE_KEY.match(str(name)) \
-                    else "attributes: a name is not declared by the process"
-            if not isinstance(value, str) or value not in self.attributes[name]:
-                return f"attributes.{name}: the value is not one of {', '.join(self.attributes[name])}"
-        return None
+        return attribute_problem(self.attributes, attributes)
 
     def definition(self) -> dict[str, Any]:
         """What is versioned: everything but the version's own bookkeeping."""
@@ -112,6 +104,21 @@ class Process:
         import tomli_w
 
         return tomli_w.dumps(self.definition())
+
+
+def attribute_problem(declared: dict[str, tuple[str, ...]], attributes: Any) -> str | None:
+    """Why a session's attributes are not among the `declared` names and values (naming the field), or None."""
+    if not isinstance(attributes, dict):
+        return "attributes: must be an object of declared names and values"
+    for name, value in attributes.items():
+        allowed = declared.get(name)
+        if allowed is None:
+            shown = name if isinstance(name, str) and ATTRIBUTE_KEY.match(name) else "?"
+            return f"attributes.{shown}: not declared by the process" + (
+                f" (declared: {', '.join(declared)})" if declared else " (it declares none)")
+        if not isinstance(value, str) or value not in allowed:
+            return f"attributes.{name}: the value is not one of {', '.join(allowed)}"
+    return None
 
 
 def parse(text: str, site: str) -> Process:
@@ -156,7 +163,9 @@ def _attributes(raw: Any) -> dict[str, tuple[str, ...]]:
     if len(raw) > MAX_ATTRIBUTES:
         raise InvalidInput(f"[attributes]: at most {MAX_ATTRIBUTES} attributes, found {len(raw)}")
     out: dict[str, tuple[str, ...]] = {}
-    for name, values in raw.items():
+    # In name order: the stored definition's JSON is key-sorted, and a session's stratum (the tuple of
+    # its values) must read the same before and after a round trip.
+    for name, values in sorted(raw.items()):
         if not ATTRIBUTE_KEY.match(name):
             raise InvalidInput(f"[attributes] {name!r}: a name must be 1-32 lowercase letters, digits, _ or -")
         if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):

@@ -180,7 +180,7 @@ VISIT_COLUMNS = (
 )
 SESSION_EVENT_COLUMNS = (
     "site", "event_id", "session_id", "action", "manager", "customer", "process", "at", "outcome",
-    "tracker", "source",
+    "attributes", "tracker", "source",
 )
 
 

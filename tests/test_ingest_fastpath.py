@@ -20,7 +20,7 @@ from kernel.storage import SESSION_EVENT_COLUMNS, VISIT_COLUMNS
 
 SETTINGS = Settings()
 VISIT_DEFAULTS = {"final": False, "customer": "", "path": "", "tracker": ""}
-SESSION_DEFAULTS = {"customer": "", "outcome": "", "tracker": ""}
+SESSION_DEFAULTS = {"customer": "", "outcome": "", "attributes": {}, "tracker": ""}
 
 
 def now_ms() -> int:
@@ -46,7 +46,8 @@ def session(**overrides: Any) -> dict[str, Any]:
 
 def rows(batch: ParsedBatch, compact: bool, pseudonyms: Any = None) -> list[dict[str, Any]]:
     """The stored rows, with ClickHouse's value for a missing optional field filled in."""
-    checked = check_events(batch, site="crm", settings=SETTINGS, compact=compact, pseudonyms=pseudonyms)
+    checked = check_events(batch, site="crm", settings=SETTINGS, compact=compact, pseudonyms=pseudonyms,
+                           attributes={"segment": ("vip",), "channel": ("phone",)})
     out = []
     for columns, lines in ((VISIT_COLUMNS, checked.visits), (SESSION_EVENT_COLUMNS, checked.sessions)):
         for line in lines:
@@ -161,6 +162,17 @@ EDGE_CASES: dict[str, Any] = {
     "unknown nested field": visit(extra={"a": [1, {"b": None}]}),
     "unknown site field": visit(site=5),
     "not an object": "visit",
+    "attributes": session(action="start", attributes={"segment": "vip", "channel": "phone"}),
+    "attributes empty": session(action="start", attributes={}),
+    "attribute name in capitals": session(action="start", attributes={"Segment": "vip"}),
+    "attribute value in capitals": session(action="start", attributes={"segment": "VIP"}),
+    "attribute value with a space": session(action="start", attributes={"segment": "very vip"}),
+    "attribute value empty": session(action="start", attributes={"segment": ""}),
+    "attribute value of 33": session(action="start", attributes={"segment": "v" * 33}),
+    "attribute value a number": session(action="start", attributes={"segment": 1}),
+    "attribute value a list": session(action="start", attributes={"segment": ["vip"]}),
+    "attributes a list": session(action="start", attributes=["vip"]),
+    "five attributes": session(action="start", attributes={f"a{i}": "x" for i in range(5)}),
 }
 
 

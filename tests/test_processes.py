@@ -78,6 +78,7 @@ key = "a"
 def test_declared_attributes_are_parsed_titled_and_round_trip() -> None:
     process = processes.parse(WITH_ATTRIBUTES, "crm")
     assert process.attributes == {"segment": ("vip", "regular"), "channel": ("phone", "email", "chat")}
+    assert list(process.attributes) == ["channel", "segment"]  # in name order, as stored
     assert (process.attribute_title("segment"), process.attribute_title("channel")) == ("Client segment", "channel")
     assert (process.value_title("segment", "vip"), process.value_title("segment", "regular")) == ("VIP", "regular")
     assert processes.parse(process.to_toml(), "crm") == process
@@ -90,7 +91,10 @@ def test_a_session_s_attributes_are_checked_against_the_declaration() -> None:
     process = processes.parse(WITH_ATTRIBUTES, "crm")
     assert process.attribute_problem({}) is None
     assert process.attribute_problem({"segment": "vip", "channel": "chat"}) is None
-    assert process.attribute_problem({"region": "north"}) == "attributes.region is not declared by the process"
+    assert process.attribute_problem({"region": "north"}) == \
+        "attributes.region: not declared by the process (declared: channel, segment)"
+    assert processes.attribute_problem({}, {"region": "north"}) == \
+        "attributes.region: not declared by the process (it declares none)"
     assert process.attribute_problem({"segment": "gold"}) == "attributes.segment: the value is not one of vip, regular"
     assert process.attribute_problem({"segment": 1}) == "attributes.segment: the value is not one of vip, regular"
     assert process.attribute_problem(["vip"]) is not None
