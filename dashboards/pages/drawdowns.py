@@ -26,6 +26,7 @@ from analysis.flags import ALLOWED, FlagStatus, InvalidTransition, Thresholds, t
 from dashboards import charts, decomposition_figures, figures, overview_figures
 from dashboards.access import scope_of
 from dashboards.auth import Viewer
+from dashboards.case_mix import case_mix_view
 from dashboards.i18n import Translator, catalog
 from dashboards.pages.overview import (
     FLAG_WORDS,
@@ -54,7 +55,7 @@ from dashboards.web import (
     uuid_id,
     whole,
 )
-from kernel import app_keys, band_versions, flag_store, notes
+from kernel import app_keys, band_versions, flag_store, notes, processes
 from kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from kernel.settings import Settings
 from kernel.users import User
@@ -407,6 +408,8 @@ async def drawdown_page(request: web.Request, who: Viewer) -> Page:
             "peers": peers, "assignment": assignment}
     split = where_time_goes(detail)
     data["decomposition"] = decomposition_json(split)
+    data["case_mix"] = (mine or {}).get("case_mix")  # how the mix of clients was accounted for (analysis/strata.py)
+    process = await run(request, processes.latest, flag.site) if data["case_mix"] else None
     data["notes"] = await run(request, flag_notes, who.user, flag, detail.weeks, names)
     picked = next((n for n in data["notes"] if n["note_id"] == request.query.get("note")), None)
     chart_args = evidence_chart_args(_, detail, data, names)
@@ -418,7 +421,8 @@ async def drawdown_page(request: web.Request, who: Viewer) -> Page:
                "luck": luck(_, flag.q_value), "history_shown": history_shown(_, detail.history),
                "note_reason": note_reason(_, picked) if picked else "",
                "decomposition": decomposition_words(_, split, row.get("manager_name") or flag.manager or "",
-                                                    step_title, flag.kind == "systemic")}
+                                                    step_title, flag.kind == "systemic"),
+               "case_mix": case_mix_view(_, data["case_mix"], process, row.get("manager_name") or flag.manager or "")}
     return Page("drawdown.html", data, title="drawdowns.detail_title", table="history",
                 columns=["at", "actor", "from_status", "to_status", "reason"], context=context)
 
