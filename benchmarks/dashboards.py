@@ -164,6 +164,14 @@ async def measure(settings: Any, calls: int, since: str, until: str) -> dict[str
         pages["ada"].append(("/audit", "audit log"))
     if "/steps" in routes:
         pages["ada"].append(("/steps", "steps"))
+    if "/flow" in routes:  # paths and rework: one team over 30 days, and one manager against the team
+        pages["ada"] += [(f"/flow?team=team-3&since={since}&until={until}", "flow, one team, 30 days"),
+                         (f"/api/v1/flow?team=team-3&since={since}&until={until}", "flow JSON, one team, 30 days"),
+                         (f"/flow?manager=m-003&since={since}&until={until}", "flow, one manager, 30 days")]
+    # Where a slow manager's extra time goes (the drawdown page's decomposition), in its JSON twin.
+    slow = next((f for f in flag_store.current(client, "bench") if f.kind == "slow" and f.manager), None)
+    if slow is not None:
+        pages["ada"].append((f"/api/v1/drawdowns/{slow.flag_id}", "a drawdown's time split (JSON)"))
     if "/coaching" in routes:
         from coaching import assignments
 

@@ -4,7 +4,9 @@ the service sessions that visited it, the visits, and their active, idle and hid
 One query on the `visits` view (each visit as its latest report), aggregated in ClickHouse: a team
 on a step over a fortnight is a few rows whatever the number of visits behind them. The table's
 order (site, manager, step, day) finds each manager's visits of the step in one range; every value is
-bound as a query parameter.
+bound as a query parameter. The reports FINAL collapses share the sort key, which holds the visit's
+day, so they are in one partition (the month): FINAL need not merge across partitions, which took
+a fifth of the time at a million visits.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def step_usage(client: Client, site: str, step: str, managers: Collection[str], 
         "SELECT manager, uniqExact(session_id), count(), sum(active_ms), sum(idle_ms), sum(hidden_ms) "
         "FROM visits WHERE site = {site:String} AND manager IN {managers:Array(String)} AND step = {step:String} "
         "AND started_at >= {since:DateTime64(3, 'UTC')} AND started_at < {end:DateTime64(3, 'UTC')} "
-        "GROUP BY manager",
+        "GROUP BY manager SETTINGS do_not_merge_across_partitions_select_final = 1",
         parameters={"site": site, "managers": sorted(managers), "step": step, "since": _midnight(since),
                     "end": _midnight(until + timedelta(days=1))},
     ).result_rows
