@@ -285,7 +285,7 @@ def box_domain(rows: Iterable[BoxRow]) -> tuple[float, float]:
 def boxes(_: Translator, *, label: str, rows: Sequence[BoxRow], domain: tuple[float, float] | None = None,
           width: int = 640, row_height: int = 20) -> Markup:
     """One row per manager: P10-P90 line, P25-P75 box, the median as a shape, each row's band behind."""
-    summary = _("charts.boxes_label", label=label, n=_.num(len(rows)))
+    summary = _.plural("charts.boxes_label", len(rows), label=label, n=_.num(len(rows)))
     left, right = 132.0, width - 86.0
     scale = _LogScale(domain or box_domain(rows), left, right)
     top = 6.0
@@ -327,7 +327,7 @@ def weekly(_: Translator, *, label: str, weeks: Sequence[tuple[date, int, float 
     `bands[i]` is the band in force in week i. A week with fewer than `min_sessions` sessions is drawn
     hollow: its median says little (the analysis does not count it either).
     """
-    summary = _("charts.weekly_label", label=label, n=_.num(len(weeks)))
+    summary = _.plural("charts.weekly_label", len(weeks), label=label, n=_.num(len(weeks)))
     left, right, top, bottom = 44.0, width - 10.0, 14.0, height - 30.0
     peak = max([w[2] or 0 for w in weeks] + [b.max_ms for b in bands if b] + [1_000.0]) * 1.15
     step = (right - left) / max(len(weeks), 1)
@@ -388,7 +388,8 @@ def before_after(_: Translator, *, label: str, days: Sequence[date], manager_ms:
     """Daily medians around a coaching: the manager (solid, ●) against their peers (dashed, ■), the
     windows before and after shaded and named, the target and the band's maximum as lines, and the
     dates along the bottom, a tick a week."""
-    summary = _("charts.before_after_label", label=label, n=_.num(sum(m is not None for m in manager_ms)))
+    with_sessions = sum(m is not None for m in manager_ms)
+    summary = _.plural("charts.before_after_label", with_sessions, label=label, n=_.num(with_sessions))
     left, right, top, bottom = 48.0, width - 12.0, 18.0, height - 30.0
     values = [v for v in (*manager_ms, *peers_ms) if v is not None]
     peak = max(values + [float(target_ms), float(band_max_ms or 0), 1_000.0]) * 1.15
@@ -464,7 +465,7 @@ def evidence(_: Translator, *, label: str, weeks: Sequence[date], main: Series, 
     `at_least`, an arrow to the left: it began before the data), and `events` (coaching assigned,
     due) as dotted lines. A week with fewer than `min_sessions` sessions is drawn hollow. The legend is
     the page's (HTML wraps on a phone, a drawing's text does not)."""
-    summary = _("charts.evidence_label", label=label, n=_.num(len(weeks)))
+    summary = _.plural("charts.evidence_label", len(weeks), label=label, n=_.num(len(weeks)))
     narrow = width < 500
     left, right, top, bottom = 54.0, width - (10.0 if narrow else 104.0), 48.0, height - 24.0
     values = [v for s in (main, compare, *others) if s is not None for v in s.medians if v is not None]

@@ -153,7 +153,8 @@ class Translator:
             return "–"
         if seconds < 2 * 86400:
             return self("unit.h", n=self.num(seconds / 3600, 1))
-        return self("unit.d", n=self.num(seconds / 86400, 1))
+        days = round(seconds / 86400, 1)
+        return self.plural("unit.d", days, n=self.num(days, 0 if days.is_integer() else 1))
 
     def date(self, value: date | datetime | str | None) -> str:
         if value is None or value == "":

@@ -179,7 +179,8 @@ def _director(client: Client, settings: Settings, user: User, site: str, now: da
     def who(f: StoredFlag) -> str:
         if f.manager:
             return display(found.names, f.manager)
-        return _("digest.whole_team", team=team_titles.get(f.team) or f.team, n=len(f.managers))
+        return _.plural("digest.whole_team", len(f.managers), team=team_titles.get(f.team) or f.team,
+                        n=len(f.managers))
 
     def flag_item(f: StoredFlag, key: str) -> Item:
         return Item(f"{who(f)}, {titles.get(f.step, f.step)}",

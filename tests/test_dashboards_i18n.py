@@ -232,3 +232,14 @@ def test_a_message_escapes_its_words_around_a_time_and_keeps_the_time_as_markup(
              by="a&b")
     assert said.startswith("&lt;b&gt; (p), version 1, loaded <time datetime=") and said.endswith("by a&amp;b.")
     assert ">3 hours ago</time>" in said
+
+
+def test_counts_in_captions_agree_with_their_number() -> None:
+    en, ru = Translator("en"), Translator("ru")
+    assert en.plural("unit.d", 1, n="1") == "1 day" and en.hours(3 * 86400) == "3 days"
+    assert [ru.plural("overview.count_managers", n, n=n) for n in (1, 3, 5, 21)] == [
+        "1 менеджер", "3 менеджера", "5 менеджеров", "21 менеджер"]
+    assert ru.plural("overview.legend_few", 21, n=21) == "меньше 21 сессии: не оценивается"
+    assert ru.plural("overview.legend_few", 5, n=5) == "меньше 5 сессий: не оценивается"
+    assert en.plural("charts.boxes_label", 1, label="Offer", n="1").startswith("Offer: 1 manager,")
+    assert ru.plural("overview.drifting_counts", 1, slow="1", watch="0", n="1").endswith("из 1 менеджера")
