@@ -124,6 +124,7 @@ async def test_a_stacked_bar_with_its_legend_and_a_table_of_its_figures(api: Any
     table = said.split('<details class="split-data">', 1)[1]
     assert "<th scope=\"row\">Visits a session</th><td class=\"num\">20</td><td class=\"num\">1.5</td>" in table
     assert "<th scope=\"row\">Time a session</th><td class=\"num\">51</td><td class=\"num\">5.6 min</td>" in table
+    assert ">Manager</th>" in table  # the column, not the name again (a long name broke a phone's table)
     css = await (await api.get("/static/drawdown.css")).text()
     assert ".split-bar .part-returns" in css
 
@@ -233,3 +234,16 @@ async def test_the_confidence_reason_counts_its_sessions_and_weeks_in_plural(api
     flag_store.write(client, [patchy])
     data, _ = await page(api, patchy)
     assert data["confidence"]["why"] == "в просадке 3 из последних 4 недель, а не каждую неделю"
+
+
+def test_rates_that_differ_are_never_shown_as_the_same() -> None:
+    from analysis.decomposition import Usage, decompose
+    from dashboards.pages.drawdowns import decomposition_words
+
+    # 104 visits in 100 sessions against 1.00: a tenth would say "1.0 against 1.0" beside minutes it costs
+    split = decompose(Usage(100, 104, 104 * 300_000, 0, 0), Usage(300, 300, 300 * 300_000, 0, 0), 14)
+    words = decomposition_words(Translator("en"), split, "Ana", "Offer", False)
+    assert words is not None and "(1.04 visits a session against 1.00)" in words["sentence"]
+    split = decompose(Usage(100, 160, 160 * 300_000, 0, 0), Usage(300, 360, 360 * 300_000, 0, 0), 14)
+    words = decomposition_words(Translator("ru"), split, "Ana", "Offer", False)
+    assert words is not None and "(1,6 визита за сессию против 1,2)" in words["sentence"]

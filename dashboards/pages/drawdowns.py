@@ -279,11 +279,17 @@ PARTS = (("longer", "drawdowns.part_longer", "drawdowns.part_shorter"),
 BAR_WIDTH = 600  # the stacked bar's drawing width (it is scaled to the column)
 
 
-def _visits(_: Translator, per_session: float) -> str:
-    """'1.6 visits' / '1,6 визита': a rate said to a tenth, its plural form that of the words said ("1.0
-    visits": a Decimal keeps the shown decimal, which CLDR's rules read and a float loses)."""
-    shown = Decimal(f"{per_session:.1f}")
-    return _.plural("drawdowns.visits", shown, n=_.num(float(shown), 1))  # type: ignore[arg-type]
+def _visits(_: Translator, per_session: float, digits: int) -> str:
+    """'1.6 visits' / '1,6 визита': a rate said to `digits` decimals, its plural form that of the words said
+    ("1.0 visits": a Decimal keeps the shown decimals, which CLDR's rules read and a float loses)."""
+    shown = Decimal(f"{per_session:.{digits}f}")
+    return _.plural("drawdowns.visits", shown, n=_.num(float(shown), digits))  # type: ignore[arg-type]
+
+
+def _visit_digits(mine: float, team: float) -> int:
+    """Visits a session to a tenth, or to a hundredth when a tenth would show two different rates as one
+    ("3 minutes from coming back: 1.0 visits a session against 1.0" reads as a contradiction)."""
+    return 2 if round(mine, 1) == round(team, 1) and round(mine, 2) != round(team, 2) else 1
 
 
 def decomposition_words(_: Translator, d: Decomposition | None, who: str, step: str, systemic: bool
@@ -294,11 +300,12 @@ def decomposition_words(_: Translator, d: Decomposition | None, who: str, step: 
         return None
     total, parts = apportion(d.total_minutes, d.parts)
     mine, team = d.mine, d.team
+    digits = _visit_digits(mine.visits_per_session, team.visits_per_session)
     figures = {"longer": (_.minutes(mine.active_ms_per_visit), _.minutes(team.active_ms_per_visit)),
-               "returns": (_.num(mine.visits_per_session, 1), _.num(team.visits_per_session, 1)),
+               "returns": (_.num(mine.visits_per_session, digits), _.num(team.visits_per_session, digits)),
                "idle": (_.minutes(mine.idle_ms_per_visit + mine.hidden_ms_per_visit),
                         _.minutes(team.idle_ms_per_visit + team.hidden_ms_per_visit))}
-    rates = {**figures, "returns": (_visits(_, mine.visits_per_session), figures["returns"][1])}  # "1.6 visits"
+    rates = {**figures, "returns": (_visits(_, mine.visits_per_session, digits), figures["returns"][1])}
     if total <= 0:
         sentence = _("drawdowns.no_extra_team" if systemic else "drawdowns.no_extra", who=who, step=step,
                      mine=_.minutes(mine.ms_per_session), team=_.minutes(team.ms_per_session))
