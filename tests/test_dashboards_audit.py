@@ -233,6 +233,9 @@ async def test_the_page_tells_real_changes_in_the_readers_language_and_the_json_
     assert '<a href="/managers/m-1?site=crm">Manager m-1 on site crm: name none → Анна Петрова</a>' in body
     assert not PYTHON.search(" ".join(cells)), [c for c in cells if PYTHON.search(c)]
     assert "<code>" not in body and "kv" not in body
+    # just now: said relative to now, the absolute moment in the tooltip; the machine's moment in datetime=
+    assert re.search(r'<time datetime="[0-9-]+T[0-9:.]+\+00:00" title="[A-Z][a-z]{2} \d+, \d{4}[^"]*">'
+                     r'(in 0 seconds|\d+ seconds? ago|1 minute ago)</time>', body), body[:400]
 
     users.set_language(client, "ada", "ru", actor="ada")
     html = await (await web.get("/audit")).text()
@@ -242,6 +245,7 @@ async def test_the_page_tells_real_changes_in_the_readers_language_and_the_json_
             "2 мар. 2026 г.") in cells
     assert "Анна Петрова: переход из команды north в команду south" in cells
     assert "Язык учётной записи ada: русский" in cells
+    assert re.search(r'title="[^"]*">(\d+ секунд[уы]? назад|через 0 секунд|1 минуту назад)</time>', body), body[:400]
     assert not PYTHON.search(" ".join(cells)), [c for c in cells if PYTHON.search(c)]
 
     entries = (await (await web.get("/api/v1/audit", params={"action": "band.set"})).json())["entries"]

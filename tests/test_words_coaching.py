@@ -120,3 +120,15 @@ async def test_the_forms_own_checks_are_worded_too(api: Any, client: storage.Cli
                             headers={"X-CSRF-Token": token}, json={"reason": " "})
     body = await answer.json()
     assert (answer.status, body["code"], body["field"]) == (400, "form_cancel_reason", "reason")
+
+
+async def test_recent_events_of_an_assignment_are_said_relative_to_now(
+        api: Any, client: storage.Client, settings: Settings, org: Any) -> None:
+    import re
+
+    a = a_meeting(client, settings, org)
+    users.set_language(client, "dana", "ru", actor="test")
+    await sign_in(api, "dana")
+    page = await (await api.get(f"/coaching/assignments/{a.assignment_id}")).text()
+    # the history's "assigned" just now: relative words, the absolute moment in the tooltip
+    assert re.search(r'<time datetime="[^"]+" title="\d+ [а-я]+\.? \d{4}[^"]*">[^<]*назад</time>', page)
