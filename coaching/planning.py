@@ -3,8 +3,9 @@
 The verdict (coaching/evaluation.py) is a one-sided z-test of the difference in differences of the
 trimmed mean of log time: the manager's change minus the peers' precision-weighted change, its
 variance Yuen's from the sessions times the design effect of sessions that share a day. Its
-standard error therefore follows from how many sessions each person has in each window and how
-spread their times are, both known before the coaching from the recent history on the step:
+standard error (evaluation.standard_error) therefore follows from how many sessions each person
+has in each window and how spread their times are, both known before the coaching from the
+recent history on the step:
 
     manager = volume(times_ms, days_seen=28)                # sessions a day, spread of one session
     peers = [volume(t, days_seen=28) for t in peers_times]
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from coaching import evaluation
 from coaching.evaluation import Criteria, _design_effect, _Window, _yuen
 
 POWER = 0.80  # the chance of `improved` a plan promises for the improvement it names
@@ -60,40 +62,25 @@ def volume(times_ms: np.ndarray | Sequence[float], days_seen: int, trim: float |
 
 
 def window_variance(v: Volume, days: int, trim: float | None = None) -> float | None:
-    """Yuen's variance of the trimmed mean of log time over a window of `days` (as _yuen computes it
-    from the winsorised deviations: s_w^2 (n - 1) / (h (h - 1)), h the sessions kept), None when the
-    window would hold fewer than 2 kept sessions."""
-    cut = Criteria().trim if trim is None else trim
-    n = v.sessions(days)
-    kept = n - 2 * math.floor(cut * n)
-    if kept < 2:
-        return None
-    return v.spread ** 2 * (n - 1) / (kept * (kept - 1))
+    """Yuen's variance of the trimmed mean of log time over a window of `days` (evaluation.window_variance
+    at this person's rate and spread), None when the window would keep fewer than 2 sessions."""
+    return evaluation.window_variance(v.sessions(days), v.spread, Criteria().trim if trim is None else trim)
 
 
 def standard_error(manager: Volume, peers: Sequence[Volume], *, pre_days: int, post_days: int,
                    design_effect: float = 1.0, criteria: Criteria | None = None) -> float | None:
-    """The verdict's standard error for these windows, or None when the verdict would be
-    `insufficient_data` (the manager short of `min_sessions` in a window, or no peer with
-    `min_peer_sessions` in both): the same sum of variances as evaluation._difference_in_differences."""
+    """The verdict's standard error for these windows (evaluation.standard_error, the evaluation's own
+    formula), or None when the verdict would be `insufficient_data`: the manager short of
+    `min_sessions` in a window, or no peer expected to have `min_peer_sessions` in both."""
     c = criteria or Criteria()
     if min(manager.sessions(pre_days), manager.sessions(post_days)) < c.min_sessions:
         return None
-    own = [window_variance(manager, pre_days, c.trim), window_variance(manager, post_days, c.trim)]
-    if None in own:
+    counted = [evaluation.Volume(p.sessions(pre_days), p.sessions(post_days), p.spread) for p in peers
+               if min(p.sessions(pre_days), p.sessions(post_days)) >= c.min_peer_sessions]
+    if not counted:
         return None
-    peer_variances = []
-    for p in peers:
-        if min(p.sessions(pre_days), p.sessions(post_days)) < c.min_peer_sessions:
-            continue
-        pre, post = window_variance(p, pre_days, c.trim), window_variance(p, post_days, c.trim)
-        if pre is not None and post is not None:
-            peer_variances.append(max(pre + post, 1e-12))
-    if not peer_variances:
-        return None
-    # precision weights: the variance of the weighted peers' change is 1 / sum(1 / var_i)
-    peers_part = 1.0 / sum(1.0 / v for v in peer_variances)
-    return math.sqrt((own[0] + own[1] + peers_part) * max(design_effect, 1.0))  # type: ignore[operator]
+    own = evaluation.Volume(manager.sessions(pre_days), manager.sessions(post_days), manager.spread)
+    return evaluation.standard_error(own, counted, design_effect=design_effect, trim=c.trim)
 
 
 def power(change: float, se: float | None, alpha: float | None = None) -> float:

@@ -14,13 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
+import numpy as np
 from aiohttp import web
 
 import coaching
+from coaching import _store, outbox, peers, permissions, planning, pooling
 from coaching import assignments as coached
-from coaching import outbox, peers, permissions
-from coaching.lifecycle import MAX_NOTE_CHARS, STATES
+from coaching.evaluation import PRE_DAYS, Criteria
+from coaching.lifecycle import MAX_NOTE_CHARS, MAX_WINDOW_DAYS, MIN_WINDOW_DAYS, STATES
 from dashboards import access, charts
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator, catalog
@@ -45,7 +48,7 @@ from dashboards.web import (
     uuid_id,
     whole,
 )
-from kernel import app_keys, band_versions, flag_store, processes, users
+from kernel import app_keys, band_versions, flag_store, processes, storage, teams, users
 from kernel import managers as directory
 from kernel.errors import InvalidInput, NotFound, StepwatchError
 
@@ -199,18 +202,25 @@ def signed_pct(_: Translator, pct: float | None) -> str:
 
 
 async def new_assignment(request: web.Request, who: Viewer) -> Page:
-    """The assign form; `?flag=` fills it from a drawdown flag, `?manager=&step=` from a page."""
+    """The assign form; `?flag=` fills it from a drawdown flag, `?manager=&step=` from a page, and the
+    form's own fields (its "check the plan" button) fill it again with the plan for them."""
     site, site_names = await chosen_site(request)
     q = request.query
     prefill: dict[str, Any] = {"manager": q.get("manager", ""), "step": q.get("step", ""), "flag_id": "",
-                               "kind": "mentor_meeting", "target_minutes": "", "within_days": 28}
-    if q.get("flag"):
-        flag = await run(request, flag_store.get, q["flag"])
+                               "kind": q.get("kind") or "mentor_meeting", "target_minutes": q.get("target_minutes", ""),
+                               "within_days": q.get("within_days") or 28, "course_id": q.get("course_id", ""),
+                               "mentor": q.get("mentor", ""), "course_trainer": q.get("course_trainer", ""),
+                               "due": q.get("due", ""), "note": q.get("note", ""),
+                               "pre_days": int(float(q.get("pre_days") or PRE_DAYS)),
+                               "post_days": int(float(q.get("post_days") or 14))}
+    flag_id = q.get("flag") or q.get("flag_id")
+    if flag_id:
+        flag = await run(request, flag_store.get, flag_id)
         if not permissions.sees_flag(who.user, flag.team):
-            raise NotFound(f"no flag {q['flag']}")  # as for a flag that does not exist
+            raise NotFound(f"no flag {flag_id}")  # as for a flag that does not exist
         site = flag.site
         prefill.update(manager=flag.manager, step=flag.step, flag_id=flag.flag_id,
-                       target_minutes=round(flag.reference_ms / 60_000, 1),
+                       target_minutes=prefill["target_minutes"] or round(flag.reference_ms / 60_000, 1),
                        flag={"kind": flag.kind, "minutes_lost_per_week": round(flag.minutes_lost_per_week),
                              "start_date": flag.start_date, "start_at_least": flag.start_at_least})
     catalog = await run(request, _catalog, site, prefill["step"] or None, who.user)
@@ -219,9 +229,117 @@ async def new_assignment(request: web.Request, who: Viewer) -> Page:
         if bands:
             prefill["target_minutes"] = round(bands[-1].reference_ms / 60_000, 1)
     coaches = [m["name"] for m in catalog["mentors"] if prefill["step"] and prefill["step"] in m["steps"]]
+    settings = request.app[app_keys.SETTINGS]
+    target_ms = _target_ms(prefill["target_minutes"])
+    plan = await run(request, plan_for, settings, site, prefill["manager"], prefill["step"], target_ms,
+                     prefill["pre_days"], prefill["post_days"]) if site and prefill["manager"] and prefill["step"] \
+        else None
+    recommended = None
+    if site and prefill["step"]:
+        pooled = await run(request, pooled_effects, site, who.user)
+        pick = pooling.best(pooled, prefill["step"])
+        recommended = pick.as_dict() if pick else None
+        if recommended:
+            words = await run(request, words_of, site)
+            recommended["title"] = words.courses.get(pick.key, pick.key) if pick.by == "course" else pick.key
     data = {"site": site, "prefill": prefill, **catalog, "only_mentor": coaches[0] if len(coaches) == 1 else "",
-            "due_default": (datetime.now(UTC).date() + timedelta(days=7)).isoformat()}
-    return Page("coaching_new.html", data, title="coaching.new_title", context={"sites": site_names})
+            "due_default": (datetime.now(UTC).date() + timedelta(days=7)).isoformat(), "planning": plan,
+            "recommended": recommended}
+    _ = Translator(who.user.language)
+    return Page("coaching_new.html", data, title="coaching.new_title",
+                context={"sites": site_names, "min_window": MIN_WINDOW_DAYS, "max_window": MAX_WINDOW_DAYS,
+                         "signed": functools.partial(signed_pct, _), "plan_link": _plan_link(site, prefill, plan)})
+
+
+HISTORY_DAYS = 28  # the recent history a plan reads each person's volume and spread from
+
+
+def plan_for(client: Any, settings: Any, site: str, manager: str, step: str, target_ms: int | None,
+             pre_days: int, post_days: int, today: date | None = None) -> dict[str, Any] | None:
+    """The plan for an assignment of `manager` on `step` (coaching/planning.py), from the last
+    HISTORY_DAYS of sessions of the manager and of the peers the evaluation would compare with
+    (their team, else the site); None when the manager is in no team."""
+    today = today or datetime.now(UTC).date()
+    members = teams.members(client, site)
+    team = members.get(manager)
+    if not team:
+        return None
+    since = today - timedelta(days=HISTORY_DAYS)
+    storage.refresh_session_steps(client, site)
+    pairs = {p.manager: p for p in storage.session_step_times(client, site, since, today,
+                                                                settings.analysis_metric, step=step)}
+    own = pairs.get(manager)
+    times = own.times_ms if own is not None else np.empty(0)
+    manager_volume = planning.volume(times, HISTORY_DAYS)
+    criteria = Criteria()
+
+    def peers_in(names: set[str]) -> list[Any]:
+        return [pairs[m] for m in sorted(names) if m in pairs and m != manager]
+
+    def usable(found: list[Any]) -> list[Any]:
+        return [p for p in found if p.times_ms.size * min(pre_days, post_days) / HISTORY_DAYS
+                >= criteria.min_peer_sessions]
+
+    chosen = usable(peers_in({m for m, t in members.items() if t == team}))
+    scope = "team"
+    if not chosen:
+        chosen, scope = usable(peers_in(set(members))), "site"
+    found = [own, *chosen] if own is not None else chosen
+    deff = planning.design_effect([(p.times_ms, p.days) for p in found])
+    median = float(np.median(times)) if times.size else None
+    change = 1 - target_ms / median if target_ms and median else None
+    plan = planning.plan_windows(manager_volume, [planning.volume(p.times_ms, HISTORY_DAYS) for p in chosen],
+                                 pre_days=pre_days, post_days=post_days,
+                                 target_change=change if change is not None and change > 0 else None,
+                                 design_effect=deff, criteria=criteria)
+    return {**plan.as_dict(), "history_days": HISTORY_DAYS, "sessions_seen": manager_volume.sessions_seen,
+            "sessions_per_fortnight": manager_volume.sessions(14), "median_ms": median, "target_ms": target_ms,
+            "target_already_met": bool(target_ms and median and median <= target_ms), "peer_scope": scope,
+            "power": planning.POWER, "alpha": criteria.alpha, "longest_window": MAX_WINDOW_DAYS,
+            "min_sessions": criteria.min_sessions}
+
+
+def pooled_effects(client: Any, site: str, user: Any) -> list[pooling.Pooled]:
+    """Every course's and mentor's effect per step, pooled (coaching/pooling.py), over the evaluated
+    assignments `user` may see, each with the standard error its evaluation's interval implies."""
+    evaluated = coaching.list_assignments(client, site, user, state="evaluated")
+    if not evaluated:
+        return []
+    intervals = {e.assignment_id: e.figures.get("relative_effect_ci_pct")
+                 for e in _store.evaluations(client, site=site) if e.checkpoint == 0}
+    outcomes = []
+    for a in evaluated:
+        error = pooling.Outcome.error_of(intervals.get(a.assignment_id))
+        for by, key in (("course", a.course_id), ("mentor", a.mentor)):
+            if key:
+                outcomes.append(pooling.Outcome(a.step, by, key, a.verdict or "insufficient_data",
+                                                a.relative_effect_pct, error))
+    return pooling.pool(outcomes)
+
+
+def _plan_link(site: str, prefill: dict[str, Any], plan: dict[str, Any] | None) -> str:
+    """The form again with the windows the plan suggests, and a deadline that leaves room for them."""
+    days = plan.get("days_to_verdict") if plan else None
+    if not days or days > MAX_WINDOW_DAYS:
+        return ""
+    today = datetime.now(UTC).date()
+    due = prefill["due"] or (today + timedelta(days=7)).isoformat()
+    try:
+        needed = (date.fromisoformat(str(due)) - today).days + days
+    except ValueError:
+        needed = 7 + days
+    kept = {k: str(v) for k, v in prefill.items() if k in PLAN_FIELDS and str(v or "").strip()}
+    kept.update(site=site, pre_days=str(max(prefill["pre_days"], days)), post_days=str(days),
+                within_days=str(max(int(float(prefill["within_days"] or 0)), needed)))
+    return "/coaching/new?" + urlencode(kept)
+
+
+def _target_ms(minutes: Any) -> int | None:
+    try:
+        value = float(str(minutes).replace(",", "."))
+    except ValueError:
+        return None
+    return int(round(value * 60_000)) if value > 0 else None
 
 
 async def catalog_page(request: web.Request, who: Viewer) -> Page:
@@ -238,12 +356,18 @@ async def effectiveness_page(request: web.Request, who: Viewer) -> Page:
     site, site_names = await chosen_site(request)
     by_course = await run(request, coaching.effectiveness_by, site, who.user, by="course") if site else []
     by_mentor = await run(request, coaching.effectiveness_by, site, who.user, by="mentor") if site else []
-    courses = (await run(request, words_of, site)).courses
-    # a course by its title (its id where the catalog lost it), a mentor by their account name
-    rows = [{**r.as_dict(), "title": courses.get(r.key, r.key) if r.by == "course" else r.key}
-            for r in [*by_course, *by_mentor]]
-    return Page("coaching_effectiveness.html", {"site": site, "rows": rows}, title="coaching.effectiveness_title",
-                table="rows", context={"sites": site_names})
+    pooled = await run(request, pooled_effects, site, who.user) if site else []
+    words = await run(request, words_of, site)
+
+    def title(by: str, key: str) -> str:  # a course by its title (its id where the catalog lost it), a mentor by name
+        return words.courses.get(key, key) if by == "course" else key
+
+    rows = [{**r.as_dict(), "title": title(r.by, r.key)} for r in [*by_course, *by_mentor]]
+    ranked = [{**p.as_dict(), "title": title(p.by, p.key), "step_title": words.steps.get(p.step, p.step)}
+              for p in pooled]
+    return Page("coaching_effectiveness.html", {"site": site, "rows": rows, "pooled": ranked},
+                title="coaching.effectiveness_title", table="pooled",
+                context={"sites": site_names, "signed": functools.partial(signed_pct, Translator(who.user.language))})
 
 
 CHARTED = 3  # before/after charts on a manager page: the latest coaching that has an "after"
@@ -361,8 +485,20 @@ def _message(m: outbox.OutboxMessage) -> dict[str, Any]:
 # --- actions -----------------------------------------------------------------------------------------------
 
 
+PLAN_FIELDS = ("site", "manager", "step", "kind", "course_id", "mentor", "course_trainer", "due", "target_minutes",
+               "within_days", "note", "flag_id", "pre_days", "post_days")
+
+
 async def assign(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
     settings = request.app[app_keys.SETTINGS]
+    if str(fields.get("check_plan", "")).lower() in ("1", "true", "on", "yes"):
+        if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            raise InvalidInput("check_plan is the form's button; the plan is GET /api/v1/coaching/new with the same "
+                               "fields", field="check_plan")
+        # the form again with its values and the plan for them (a POST, so that the form's token stays out of URLs)
+        kept = {k: str(fields[k]) for k in PLAN_FIELDS if str(fields.get(k, "") or "").strip()}
+        return {"redirect": "/coaching/new?" + urlencode(kept),
+                "message": Translator(who.user.language)("coaching.plan_checked")}
     site = await _site(request, fields)
     minutes = _number(fields.get("target_minutes"), "target_minutes")
     target = coaching.Target(max_ms=int(round(minutes * 60_000)), within_days=_integer(fields.get("within_days"),
@@ -377,7 +513,7 @@ async def assign(request: web.Request, who: Viewer, fields: dict[str, Any]) -> d
         client, settings, who.user, site=site, manager=_text(fields, "manager"), step=_text(fields, "step"),
         kind=kind, due=_day(fields.get("due"), "due"), target=target, course_id=course_id, mentor=mentor,
         note=str(fields.get("note", "") or ""), flag_id=str(fields.get("flag_id", "") or ""),
-        pre_days=_integer(fields.get("pre_days", 14), "pre_days"),
+        pre_days=_integer(fields.get("pre_days", PRE_DAYS), "pre_days"),
         post_days=_integer(fields.get("post_days", 14), "post_days")))
     return {"assignment": a.as_dict(), "redirect": f"/coaching/assignments/{a.assignment_id}",
             "message": Translator(who.user.language)("coaching.assigned")}
@@ -545,17 +681,23 @@ def register(app: web.Application) -> None:
              response=answer(site="string", filters="object", choices="object", assignments="array",
                              failed_notifications="array", overdue="integer", questions_waiting="integer"))
     add_page(app, "/coaching/new", speaking(new_assignment), roles=LEADS, name="coaching_new", query=(
-        SITE, uuid_id("flag", "fill the form from this drawdown flag"), text("manager"), text("step")),
+        SITE, uuid_id("flag", "fill the form from this drawdown flag"), text("manager"), text("step"),
+        choice("kind", KINDS), text("course_id"), text("mentor"), text("course_trainer"), day("due"),
+        number("target_minutes", 0, 1440, "the target the plan is for: the step's median at most this many minutes"),
+        whole("within_days", 0, 3650), text("note"), uuid_id("flag_id", "as flag (the form's own field)"),
+        whole("pre_days", MIN_WINDOW_DAYS, MAX_WINDOW_DAYS, f"the baseline the plan is for (default {PRE_DAYS})"),
+        whole("post_days", MIN_WINDOW_DAYS, MAX_WINDOW_DAYS, "the window after the plan is for (default 14)")),
              response=answer(site="string", prefill="object", courses="array", mentors="array", trainers="array",
                              steps="array", step_titles="object", managers="array", manager_names="object",
-                             due_default="string"))
+                             due_default="string", planning="object?", recommended="object?"))
     add_page(app, "/coaching/catalog", speaking(catalog_page), roles=("admin", "director", "trainer"),
              name="coaching_catalog",
              query=(SITE,), response=answer(site="string", courses="array", mentors="array", trainers="array",
                                             steps="array", step_titles="object", managers="array",
                                             manager_names="object"))
     add_page(app, "/coaching/effectiveness", speaking(effectiveness_page), roles=("admin", "director", "trainer"),
-             name="coaching_effectiveness", query=(SITE,), response=answer(site="string", rows="array"))
+             name="coaching_effectiveness", query=(SITE,), response=answer(site="string", rows="array",
+                                                                           pooled="array"))
     add_page(app, "/coaching/assignments/{assignment_id}", speaking(assignment_page), roles=ALL_ROLES,
              name="coaching_assignment", path_params=one,
              response=answer(assignment="object", evaluations="array", before_after="object", actions="array",
@@ -570,8 +712,10 @@ def register(app: web.Application) -> None:
         text("course_id", "a course (kind course)"), text("mentor", "the mentor or the course's trainer"),
         text("course_trainer", "the form's trainer of a course (JSON: mentor)"),
         text("note"), uuid_id("flag_id", "the drawdown flag this answers"),
-        whole("pre_days", 0, 3650, "days measured before (default 14)"),
-        whole("post_days", 0, 3650, "days measured after (default 14)")), response=moved)
+        whole("pre_days", 0, 3650, f"days of the baseline before the fortnight that prompted it (default {PRE_DAYS})"),
+        whole("post_days", 0, 3650, "days measured after (default 14)"),
+        flag("check_plan", "the form's 'check the plan' button: the form again with the plan for these values, "
+                           "nothing assigned")), response=moved)
     add_action(app, "/coaching/assignments/{assignment_id}/schedule", speaking(schedule), roles=ALL_ROLES,
                name="coaching_schedule", path_params=one,
                body=(moment("meeting_at", "when (UTC unless an offset is given)", required=True), text("reason")),
