@@ -104,8 +104,9 @@ class SessionEvent(TypedDict):
         Annotated[
             dict[AttributeKey, AttributeKey],
             Field(max_length=MAX_ATTRIBUTES,
-                  description="on start: the session's attributes, e.g. {\"segment\": \"vip\"}; only the names and "
-                              "values the site's process declares ([attributes]), else the event is rejected"),
+                  description="the session's attributes, e.g. {\"segment\": \"vip\"} (the start event's are the "
+                              "session's); only names and values the site's process declares ([attributes]), else "
+                              "the event is rejected"),
         ]
     ]
     tracker: NotRequired[Short]
@@ -434,7 +435,7 @@ def _check_compiled(
     # Session starts with attributes are few: they are checked here, the rest of the batch untouched.
     refused = {index: problem for index, event in enumerate(parsed.events)
                if type(event) is not visit and event.attributes
-               and (problem := _attribute_problem(event.action, event.attributes, declared))}
+               and (problem := attribute_problem(declared, event.attributes))}
     if refused:
         out.rejected.extend(Rejection(index, problem) for index, problem in refused.items())
         kept = [(i, e) for i, e in enumerate(parsed.events) if i not in refused]
@@ -466,12 +467,6 @@ def _check_compiled(
     return out
 
 
-def _attribute_problem(action: str, attributes: dict[str, str], declared: dict[str, tuple[str, ...]]) -> str | None:
-    if action != "start":
-        return "attributes: only on a session's start event"
-    return attribute_problem(declared, attributes)
-
-
 def _exact_checks(
     parsed: ParsedBatch, out: ValidatedBatch, settings: Settings, now_ms: int | None, signed_manager: str | None,
     declared: dict[str, tuple[str, ...]],
@@ -499,8 +494,7 @@ def _exact_checks(
         if field_name == "started_at" and max(event["active_ms"], event["idle_ms"], event["hidden_ms"]) > longest:
             out.rejected.append(Rejection(index, f"duration: above the maximum of {longest} ms"))
             continue
-        if event.get("attributes") and (problem := _attribute_problem(event["action"], event["attributes"],
-                                                                       declared)):
+        if event.get("attributes") and (problem := attribute_problem(declared, event["attributes"])):
             out.rejected.append(Rejection(index, problem))
             continue
         kept.append(event)

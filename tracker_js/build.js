@@ -31,7 +31,8 @@ async function build() {
   const wrapped = `!function(){try{\n${code}\n}catch(e){}}()`
   const result = await minify(wrapped, {
     ecma: 2020,
-    compress: { passes: 3, unsafe: true, unsafe_arrows: true, pure_getters: true },
+    // inline: 1 (only functions that just return): inlining the bigger ones gzipped 5 bytes larger.
+    compress: { passes: 3, unsafe: true, unsafe_arrows: true, pure_getters: true, inline: 1 },
     // Properties named _likeThis are private to the tracker; anything stored or sent keeps its name.
     mangle: { properties: { regex: /^_/ } },
     format: { comments: false }

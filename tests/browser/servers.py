@@ -302,6 +302,7 @@ class StubCollector:
             "checkpoint_ms": self.process.get("tracker", {}).get("checkpoint_ms", 15000),
             "session_timeout_ms": self.process.get("tracker", {}).get("session_timeout_ms", 1800000),
             "steps": self.process["steps"],
+            "attributes": self.process.get("attributes", {}),
         }
         return web.json_response(config, headers=self._cors(request))
 

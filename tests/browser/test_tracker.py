@@ -304,6 +304,32 @@ def test_declared_sessions_carry_the_customer_and_outcome(page, crm_as, collecto
     assert not any(v["customer"] == "C-3003" for v in visits)
 
 
+def test_a_declared_session_carries_only_the_declared_attributes(page, crm_as, collector, manager):
+    # sales.toml declares segment (vip, regular) and channel (phone, email, chat): the rest is dropped.
+    crm = crm_as(extra="stepwatch('session', 'start', {customer: 'C-3010', attributes: "
+                       "{segment: 'vip', channel: 'fax', region: 'north', constructor: 'x', __proto__: {}}})")
+    clock = Clock(page)
+
+    def serve_one_client() -> None:
+        page.goto(crm.url + "/hash/#/clients/x/needs")
+        tracker_ready(page)
+        work(page, clock, 3_000)
+        page.evaluate("stepwatch('session', 'end', {outcome: 'sale'})")
+        work(page, clock, 1_000)
+        clock.settle()
+
+    sent = expect_events(
+        collector,
+        serve_one_client,
+        expected=[{"type": "session", "action": "start", "attributes": {"segment": "vip"}},
+                  {"type": "session", "action": "end", "outcome": "sale", "attributes": {"segment": "vip"}}],
+        pump=clock.settle,
+    )
+    assert all(e.get("attributes") in (None, {"segment": "vip"}) for e in sent)
+    with_attributes = [b for b in collector.proxy.batches if '"attributes"' in b.body]
+    assert with_attributes and all(b.status == 200 for b in with_attributes)
+
+
 def test_a_declared_end_on_the_customers_page_starts_no_new_session(page, crm_as, collector, manager):
     crm = crm_as()
     clock = open_crm(page, crm, "/app/clients/C-3004/closing")

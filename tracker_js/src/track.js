@@ -7,8 +7,8 @@ function hash(customer) {
   return Promise.resolve(
     customer &&
       crypto.subtle.digest('SHA-256', new TextEncoder().encode(config.salt + ':' + customer)).then(function (digest) {
-        return [].map
-          .call(new Uint8Array(digest), function (b) {
+        return [...new Uint8Array(digest)]
+          .map(function (b) {
             return (b + 256).toString(16).slice(1)
           })
           .join('')
@@ -17,17 +17,17 @@ function hash(customer) {
 }
 
 // A session as stored in localStorage (s): i id, c customer hash, l last activity (epoch ms),
-// q quiet. Only sessions with a customer have start and end events; the implicit ones (c == '')
+// q quiet, a attributes (only names and values the process declares). Only sessions with a customer have start and end events; the implicit ones (c == '')
 // and the quiet ones (what follows a declared end, until another customer shows) do not.
 
 // Ends the stored session at `at` and starts one for `customer` (none if 0) in its place.
-function switchTo(customer, outcome, at, quiet) {
+function switchTo(customer, outcome, at, quiet, attributes) {
   var state = load()
   var s = state.s
-  var next = (state.s = customer !== 0 && { i: crypto.randomUUID(), c: customer || '', l: at, q: quiet })
+  var next = (state.s = customer !== 0 && { i: crypto.randomUUID(), c: customer || '', l: at, q: quiet, a: attributes })
   save(state)
   ;[s, next].forEach(function (s, starts) {
-    if (s?.c && !s.q) put({ type: 'session', event_id: crypto.randomUUID(), action: starts ? 'start' : 'end', session_id: s.i, customer: s.c, at: at, outcome: (!starts && outcome) || '' })
+    if (s?.c && !s.q) put({ type: 'session', event_id: crypto.randomUUID(), action: starts ? 'start' : 'end', session_id: s.i, customer: s.c, at: at, outcome: (!starts && outcome) || '', attributes: s.a })
   })
   return next
 }
@@ -82,9 +82,12 @@ function route() {
   }
 }
 
-// Starting the session of the customer already being served is a no-op. Ending one leaves a
-// quiet session for the same customer: staying on their page does not start another.
+// Starting the session of the customer already being served is a no-op (its attributes too).
+// Ending one leaves a quiet session for the same customer: staying on their page does not start
+// another. Attributes the process does not declare (config.attributes) are dropped.
 function session(action, options = {}) {
+  var attributes = {}
+  for (var name in options.attributes) if (config.attributes?.[name]?.includes?.(options.attributes[name])) attributes[name] = options.attributes[name]
   return hash(options.customer).then(
     guard(function (h) {
       var t = now()
@@ -92,7 +95,7 @@ function session(action, options = {}) {
       var start = action == 'start'
       if (start && s?.c == h && !s.q) return
       close(t)
-      switchTo(start ? h : s.c, options.outcome, origin + t, !start)
+      switchTo(start ? h : s.c, options.outcome, origin + t, !start, attributes)
       route()
     })
   )
@@ -121,7 +124,7 @@ function start(c) {
   lastTick = lastInput = now()
   stepwatch = guard(command)
   ;['pointerdown', 'pointermove', 'keydown', 'scroll'].forEach(function (name) {
-    listen(name, input, { capture: true, passive: true })
+    listen(name, input, true)
   })
   ;['pushState', 'replaceState'].forEach(function (name) {
     var original = history[name]
