@@ -5,13 +5,10 @@ manager (or every manager the viewer may see). The `visits` view (one row per vi
 report) is read on its key (site, manager, step, day), so only the chosen managers' days are
 touched; each session's visits are put in order of `started_at` inside ClickHouse and repeated
 visits of one step in a row merged into one stay, as analysis/paths.py defines a path. What comes
-back is small whatever the number of sessions:
-
-- `variants`: per manager and path, the sessions and their median time; also per path for all the
-  managers together (GROUPING SETS, one pass);
-- `transitions`: per manager and edge A -> B, the transitions and the median time from entering A
-  to entering B; per step, the stays, their median time, the returns and a return's median time;
-  each also for all the managers together.
+back is small whatever the number of sessions, in one query (`flow`, GROUPING SETS in one pass):
+per manager and path, the sessions and their median time; per manager and edge A -> B, the
+transitions and the median time from entering A to entering B; per manager and step, the stays,
+their median time, the returns and a return's median time; each also for the managers together.
 
 A session is counted from its visits that started in the range (a session across the first or
 last midnight of the range is cut there). Every value is bound as a query parameter; the metric's
@@ -31,20 +28,21 @@ from kernel.storage import query_rows
 METRIC_SQL = {"visible": "toUInt64(active_ms) + idle_ms", "active": "toUInt64(active_ms)",
               "wall": "toUInt64(active_ms) + idle_ms + hidden_ms"}
 
+# A visit's reports all fall in the month it started (the partition), so the `visits` view's FINAL need
+# not merge across partitions: ClickHouse then skips collapsing the parts that have nothing to collapse
+# (a team's 30 days at 1 million visits: about 200 ms of CPU without it, 90 to 150 with it).
+FINAL_SETTINGS = "SETTINGS do_not_merge_across_partitions_select_final = 1"
+
 # Per session (manager, session_id): its stays in order, consecutive visits of one step merged.
 _SESSIONS = """
-    SELECT manager, steps, starts,
-           arrayMap(j -> arraySum(arrayFilter((x, r) -> r = j, d0, run)), arrayEnumerate(steps)) AS ms
+    SELECT manager, arrayFilter((x, k) -> k, s0, keep) AS steps, arrayFilter((x, k) -> k, t0, keep) AS starts,
+           arrayMap(x -> arraySum(x), arraySplit((x, k) -> k, d0, keep)) AS ms
     FROM (
-        SELECT manager,
-               arraySort(x -> (x.1, x.2), groupArray((toUnixTimestamp64Milli(started_at), toString(step), {metric})))
-                   AS v,
-               arrayMap(x -> x.2, v) AS s0,
-               arrayMap(x -> x.3, v) AS d0,
-               arrayMap(i -> i = 1 OR s0[i] != s0[i - 1], arrayEnumerate(s0)) AS keep,
-               arrayCumSum(arrayMap(k -> toUInt32(k), keep)) AS run,
-               arrayFilter((x, k) -> k, s0, keep) AS steps,
-               arrayFilter((x, k) -> k, arrayMap(x -> x.1, v), keep) AS starts
+        -- sorted as tuples: by start, then step (as analysis/paths.py orders ties); `keep` marks the
+        -- first visit of each run of one step, where arraySplit cuts the times to sum them per stay
+        SELECT manager, arraySort(groupArray((toUnixTimestamp64Milli(started_at), step, {metric}))) AS v,
+               v.1 AS t0, v.2 AS s0, v.3 AS d0,
+               arrayMap((s, p) -> s != p, s0, arrayPushFront(arrayPopBack(s0), '')) AS keep
         FROM visits
         WHERE site = {{site:String}}
           AND started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}}
@@ -60,56 +58,58 @@ def _parameters(site: str, since: date, until: date, managers: list[str] | None)
             "everyone": managers is None, "managers": list(managers or [])}
 
 
-def variants(client: Client, site: str, since: date, until: date, *, managers: list[str] | None,
-             metric: str = "visible") -> list[dict[str, Any]]:
-    """Per manager x path: sessions and the median of their total time (`manager` None: every manager
-    of the range together). `managers=None`: every manager of the site; [] nobody."""
+def flow(client: Client, site: str, since: date, until: date, *, managers: list[str] | None,
+         metric: str = "visible") -> dict[str, list[dict[str, Any]]]:
+    """Everything the flow page reads, in one pass over the sessions (`manager` None: the managers together;
+    `managers=None`: every manager of the site, [] nobody):
+
+    variants  per manager x path: sessions and the median of their total time
+    edges     per manager x A -> B: transitions and the median time from entering A to entering B
+    steps     per manager x step: stays, their median time, returns (stays on a step the session left
+              earlier) and a return's median time
+
+    Each session is unrolled into one row for itself (i = 0, carrying its path) and one per stay; the
+    grouping sets that do not concern a row put it in a group with an empty step or path, left out here.
+    """
     rows = query_rows(
         client,
         f"""
-        SELECT manager, steps AS path, count() AS sessions,
-               quantileExactInclusive(0.5)(arraySum(ms)) AS median_ms, grouping(manager) AS together
-        FROM ({_SESSIONS.format(metric=METRIC_SQL[metric])})
-        GROUP BY GROUPING SETS ((manager, path), (path))
-        ORDER BY together, manager, sessions DESC, path
-        """,
-        _parameters(site, since, until, managers),
-    )
-    return [{"manager": None if r["together"] else r["manager"], "path": tuple(r["path"]),
-             "sessions": r["sessions"], "median_ms": r["median_ms"]} for r in rows]
-
-
-def transitions(client: Client, site: str, since: date, until: date, *, managers: list[str] | None,
-                metric: str = "visible") -> dict[str, list[dict[str, Any]]]:
-    """`edges`: per manager (None: together) x A -> B, transitions and the median time from entering A
-    to entering B. `steps`: per manager (None: together) x step, stays, their median time, returns
-    (stays on a step the session left earlier) and a return's median time."""
-    rows = query_rows(
-        client,
-        f"""
-        SELECT manager, a, b, count() AS n, quantileExactInclusive(0.5)(gap) AS median_gap_ms,
-               quantileExactInclusive(0.5)(ms) AS median_ms, countIf(back) AS returns,
-               quantileExactInclusiveIf(0.5)(ms, back) AS median_return_ms,
-               grouping(manager) AS together, grouping(b) AS per_step
+        SELECT manager, a, b, path, countIf(i > 0) AS n, countIf(i = 0) AS sessions,
+               quantileExactInclusiveIf(0.5)(total, i = 0) AS median_total_ms,
+               quantileExactInclusiveIf(0.5)(gap, i > 0) AS median_gap_ms,
+               quantileExactInclusiveIf(0.5)(stay_ms, i > 0) AS median_ms, countIf(back) AS returns,
+               quantileExactInclusiveIf(0.5)(stay_ms, back) AS median_return_ms,
+               grouping(manager) AS together, grouping(b) AS per_step, grouping(path) AS not_path
         FROM (
-            SELECT manager, steps[i] AS a, if(i < length(steps), steps[i + 1], '') AS b,
-                   if(i < length(steps), starts[i + 1] - starts[i], 0) AS gap, ms[i] AS ms,
-                   has(arraySlice(steps, 1, i - 1), steps[i]) AS back
+            SELECT manager, i,
+                   if(i = 0, steps, []) AS path, if(i = 0, arraySum(ms), 0) AS total,
+                   if(i = 0, '', steps[i]) AS a, if(i > 0 AND i < length(steps), steps[i + 1], '') AS b,
+                   if(i > 0 AND i < length(steps), starts[i + 1] - starts[i], 0) AS gap,
+                   if(i = 0, 0, ms[i]) AS stay_ms,
+                   i > 0 AND has(arraySlice(steps, 1, i - 1), steps[i]) AS back
             FROM ({_SESSIONS.format(metric=METRIC_SQL[metric])})
-            ARRAY JOIN arrayEnumerate(steps) AS i
+            ARRAY JOIN arrayConcat([0], arrayEnumerate(steps)) AS i
         )
-        GROUP BY GROUPING SETS ((manager, a, b), (a, b), (manager, a), (a))
+        GROUP BY GROUPING SETS ((manager, path), (path), (manager, a, b), (a, b), (manager, a), (a))
+        {FINAL_SETTINGS}
         """,
         _parameters(site, since, until, managers),
     )
-    edges, steps = [], []
+    variants, edges, steps = [], [], []
     for r in rows:
         who = None if r["together"] else r["manager"]
-        if r["per_step"]:
+        if not r["not_path"]:
+            if r["path"]:
+                variants.append({"manager": who, "path": tuple(r["path"]), "sessions": r["sessions"],
+                                 "median_ms": r["median_total_ms"]})
+        elif not r["a"]:
+            continue  # the sessions' own rows, in the per-step and per-edge sets
+        elif r["per_step"]:
             steps.append({"manager": who, "step": r["a"], "stays": r["n"], "median_ms": r["median_ms"],
                           "returns": r["returns"],
                           "median_return_ms": r["median_return_ms"] if r["returns"] else None})
         elif r["b"]:  # '' is the session's end: not an edge
             edges.append({"manager": who, "source": r["a"], "target": r["b"], "transitions": r["n"],
                           "median_ms": r["median_gap_ms"]})
-    return {"edges": edges, "steps": steps}
+    variants.sort(key=lambda v: (v["manager"] is None, v["manager"] or "", -v["sessions"], v["path"]))
+    return {"variants": variants, "edges": edges, "steps": steps}

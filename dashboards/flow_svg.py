@@ -23,11 +23,11 @@ from markupsafe import Markup, escape
 from dashboards.charts import BLUE, INK, MUTED, SVG_NS, VERMILLION, _el, _join, _n, _text
 from dashboards.i18n import Translator
 
-BOX_W, BOX_H, ROW = 230, 46, 92
+BOX_W, BOX_H, ROW = 210, 46, 92
 TOP = 16
 SPAN_STEP = 36  # how much further out an edge curves for each step it spans
-LABEL_ROOM = 118  # room for an edge's label beside its curve
-TITLE_CHARS = 28
+APEX = 0.75  # how far out a curve reaches, as a share of its control points' distance (a cubic Bézier's)
+TITLE_CHARS = 26
 
 
 @dataclass(frozen=True)
@@ -47,14 +47,20 @@ class Arrow:
     deviation: str | None = None  # "more", "less" or None
 
 
+def _width(text: str, size: float = 11) -> float:
+    """About how wide a label is drawn (the browser measures; the layout only needs room enough)."""
+    return len(text) * size * 0.58
+
+
 def _short(title: str) -> str:
     return title if len(title) <= TITLE_CHARS else title[:TITLE_CHARS - 1] + "…"
 
 
 def _arrow_markers() -> Markup:
     def marker(name: str, colour: str) -> Markup:
-        return _el("marker", _el("path", d="M0,0 L8,4 L0,8 z", fill=colour), id=name, viewBox="0 0 8 8", refX=8,
-                   refY=4, markerWidth=7, markerHeight=7, orient="auto-start-reverse")
+        # in the drawing's units: a thick edge keeps a head of the same size as a thin one's
+        return _el("marker", _el("path", d="M0,0 L8,4 L0,8 z", fill=colour), id=name, viewBox="0 0 8 8", refX=7,
+                   refY=4, markerWidth=9, markerHeight=9, markerUnits="userSpaceOnUse", orient="auto-start-reverse")
     return _el("defs", _join([marker("flow-arrow", MUTED), marker("flow-arrow-more", VERMILLION),
                               marker("flow-arrow-less", BLUE)]))
 
@@ -65,10 +71,18 @@ def flow_map(_: Translator, *, nodes: Sequence[Node], arrows: Sequence[Arrow], l
     row = {n.key: i for i, n in enumerate(nodes)}
     arrows = [a for a in arrows if a.source in row and a.target in row and a.source != a.target]
     spans = [(row[a.target] - row[a.source]) for a in arrows]
-    right = max([s for s in spans if s > 1] or [0])
-    left = max([-s for s in spans if s < 0] or [0])
-    left_room = (SPAN_STEP * (left + 1) + LABEL_ROOM) if left else 24
-    right_room = max(SPAN_STEP * (right + 1) + LABEL_ROOM if right > 1 else 0, LABEL_ROOM)
+    texts = [{"more": "▲ ", "less": "▼ "}.get(a.deviation or "", "") + f"{_.num(a.transitions)} · {_.minutes(a.median_ms)}"
+             for a in arrows]
+    # Room beside the boxes for the curves and their labels, as much as they need and no more, so the map
+    # is as narrow as it can be (on a phone it scrolls in its box).
+    left_room, right_room = 12.0, 12.0
+    for span, said in zip(spans, texts, strict=True):
+        if span == 1:
+            right_room = max(right_room, 10 + _width(said) - BOX_W / 2 + 6)
+        elif span > 1:
+            right_room = max(right_room, APEX * SPAN_STEP * span + 6 + _width(said) + 6)
+        else:
+            left_room = max(left_room, APEX * SPAN_STEP * -span + 6 + _width(said) + 6)
     width = int(left_room + BOX_W + right_room)
     height = TOP * 2 + max(len(nodes), 1) * ROW - (ROW - BOX_H)
     cx = left_room + BOX_W / 2
@@ -78,7 +92,7 @@ def flow_map(_: Translator, *, nodes: Sequence[Node], arrows: Sequence[Arrow], l
         return TOP + i * ROW
 
     body: list[Markup] = [_arrow_markers()]
-    for a, span in sorted(zip(arrows, spans, strict=True), key=lambda x: x[0].transitions):
+    for a, span, text in sorted(zip(arrows, spans, texts, strict=True), key=lambda x: x[0].transitions):
         colour = {"more": VERMILLION, "less": BLUE}.get(a.deviation or "", MUTED)
         marker = {"more": "flow-arrow-more", "less": "flow-arrow-less"}.get(a.deviation or "", "flow-arrow")
         thickness = 1 + 5 * a.transitions / busiest
@@ -94,10 +108,8 @@ def flow_map(_: Translator, *, nodes: Sequence[Node], arrows: Sequence[Arrow], l
             y1, y2 = y_top(i) + BOX_H / 2 + side * 8, y_top(j) + BOX_H / 2 - side * 8
             d = (f"M{_n(edge_x)},{_n(y1)} C{_n(out)},{_n(y1)} {_n(out)},{_n(y2)} "
                  f"{_n(edge_x + side * 2)},{_n(y2)}")
-            lx, ly, anchor = out - side * (SPAN_STEP * abs(span)) / 4 + side * 6, (y1 + y2) / 2 + 4, \
-                "start" if side > 0 else "end"
-        mark = {"more": "▲ ", "less": "▼ "}.get(a.deviation or "", "")
-        text = f"{mark}{_.num(a.transitions)} · {_.minutes(a.median_ms)}"
+            lx, ly = edge_x + side * (APEX * SPAN_STEP * abs(span) + 6), (y1 + y2) / 2 + 4
+            anchor = "start" if side > 0 else "end"
         said = _.plural("flow.edge_said", a.transitions, source=nodes[i].title, target=nodes[j].title, n=_.num(a.transitions),
                  time=_.minutes(a.median_ms))
         if a.deviation:

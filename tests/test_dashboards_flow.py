@@ -83,21 +83,23 @@ def test_the_reader_agrees_with_the_paths_module_on_the_same_visits(client: stor
                                                                     visits: list[paths.Visit]) -> None:
     since, until = TODAY - timedelta(days=DAYS), TODAY
     expected = paths.summarise(visits)
-    rows = flow_figures.variants(client, "crm", since, until, managers=None)
+    found = flow_figures.flow(client, "crm", since, until, managers=None)
+    rows = found["variants"]
     together = {r["path"]: (r["sessions"], r["median_ms"]) for r in rows if r["manager"] is None}
     assert together == {v.path: (v.sessions, pytest.approx(v.median_ms)) for v in expected.variants}
     assert ("needs", "needs", "offer", "closing") not in together  # a reload is one stay
     mine = {r["path"]: r["sessions"] for r in rows if r["manager"] == "m1"}
     assert mine == {("needs", "offer", "needs", "offer", "closing"): 3 * DAYS}
-    moves = flow_figures.transitions(client, "crm", since, until, managers=None)
+    moves = found
     edges = {(e["source"], e["target"]): (e["transitions"], e["median_ms"]) for e in moves["edges"]
              if e["manager"] is None}
     assert edges == {(e.source, e.target): (e.transitions, pytest.approx(e.median_ms)) for e in expected.edges}
     back = {s["step"]: s["median_return_ms"] for s in moves["steps"] if s["manager"] is None and s["returns"]}
     assert back == pytest.approx(expected.return_ms)
     # the scope is bound: a director's list reads only those managers; an empty list reads nobody
-    assert {r["manager"] for r in flow_figures.variants(client, "crm", since, until, managers=["m3"])} == {"m3", None}
-    assert flow_figures.variants(client, "crm", since, until, managers=[]) == []
+    only = flow_figures.flow(client, "crm", since, until, managers=["m3"])
+    assert {r["manager"] for key in ("variants", "edges", "steps") for r in only[key]} == {"m3", None}
+    assert flow_figures.flow(client, "crm", since, until, managers=[]) == {"variants": [], "edges": [], "steps": []}
 
 
 async def test_a_team_its_paths_rework_and_ping_pong(api: Any) -> None:
@@ -146,7 +148,7 @@ async def test_a_manager_against_their_teammates(api: Any) -> None:
     assert cost["minutes_per_week"] == pytest.approx(sum(c["minutes_per_week"] for c in cost["steps"]), abs=0.2)
     assert data["managers"] == []
     html = await (await api.get("/flow?site=crm&manager=m1")).text()
-    assert "Rework costs" in html and "▲" in html and 'class="flow-edge flow-more"' in html
+    assert "rework costs" in html and "▲" in html and 'class="flow-edge flow-more"' in html
     assert 'href="/managers/m1?site=crm"' in html
 
 

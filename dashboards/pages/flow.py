@@ -18,7 +18,6 @@ them all or they are at least STEPWATCH_PEER_GROUP_MIN people.
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -119,9 +118,10 @@ def _rate(variants: list[tuple[tuple[str, ...], int]]) -> tuple[int, int]:
     return total, sum(n for p, n in variants if paths.reworked(p))
 
 
-def flow_data(found: Lookups, view: View, since: date, until: date, variant_rows: list[dict[str, Any]],
-              moves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """The page's data from the readers' rows (pure: no storage)."""
+def flow_data(found: Lookups, view: View, since: date, until: date, moves: dict[str, list[dict[str, Any]]]
+              ) -> dict[str, Any]:
+    """The page's data from the reader's rows (flow_figures.flow; pure: no storage)."""
+    variant_rows = moves["variants"]
     titles = {s["key"]: s["title"] for s in found.steps}
     days = (until - since).days + 1
     own = view.manager
@@ -258,9 +258,7 @@ async def flow_page(request: web.Request, who: Viewer) -> Page:
     found = await run(request, lookups, who.user, site)
     view = view_of(found, who.user, q.get("team", ""), q.get("manager", ""), settings.peer_group_min)
     metric = settings.analysis_metric
-    variant_rows, moves = await asyncio.gather(
-        run(request, flow_figures.variants, site, since, until, managers=view.read, metric=metric),
-        run(request, flow_figures.transitions, site, since, until, managers=view.read, metric=metric))
+    found_paths = await run(request, flow_figures.flow, site, since, until, managers=view.read, metric=metric)
     data = {
         "site": site, "sites": site_names,
         "filters": {"team": q.get("team") or None, "manager": view.manager or None,
@@ -272,7 +270,7 @@ async def flow_page(request: web.Request, who: Viewer) -> Page:
         "compared_with_teammates": view.baseline,
         "teams": found.team_names if who.user.role in ("admin", "director") else [],
         "manager_options": _manager_options(found, who.user),
-        **flow_data(found, view, since, until, variant_rows, moves),
+        **flow_data(found, view, since, until, found_paths),
     }
     table = q.get("table") if q.get("table") in TABLES else "variants"
     html = not request.path.startswith(API) and q.get("format") != "csv"  # the map is drawn for a person only
