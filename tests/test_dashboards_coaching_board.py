@@ -158,6 +158,10 @@ async def test_the_result_sentence_follows_the_readers_language(
     await api.post("/api/v1/account/language", headers={"X-CSRF-Token": token}, json={"language": "ru"})
     page = words(await (await api.get(f"/coaching/assignments/{a.assignment_id}")).text())
     assert "Время на шаге «" in page and "улучшение, уверенно" in page and "improved" not in page
+    # the chance of the manager's own change in words, never a bare "p 0,0000"
+    assert re.search(r"Вряд ли: такое большое изменение без реального случается реже чем в одном случае из 1\s000"
+                     r"|Такое большое изменение без реального случается в [\d,]+\s?% случаев", page), page[-1500:]
+    assert "0,0000" not in page
 
 
 # --- the assign form and the catalog ----------------------------------------------------------
