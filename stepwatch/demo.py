@@ -352,4 +352,12 @@ def seed_coaching(client: Client, settings: Any, truth: DemoTruth, *, today: dat
             if i == 0:
                 assignments.schedule(client, settings, trainer, a.assignment_id, start + timedelta(days=1, hours=1))
             made.append(a.assignment_id)
+    own = accounts.get("manager")  # the manager account sees coaching of its own: a course to take
+    coached = {a.manager for a in assignments.list_assignments(client, SITE)}
+    if own is not None and own.manager_id and own.manager_id not in coached and course_of:
+        step = sorted(course_of)[0]
+        a = assignments.assign(client, settings, director, site=SITE, manager=own.manager_id, step=step, kind="course",
+                               course_id=course_of[step].course_id, due=today + timedelta(days=10),
+                               target=Target(int(STEP_SECONDS[step] * 1000), 28), note="demo: a refresher")
+        made.append(a.assignment_id)
     return made

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from coaching import assignments, catalog, measure
-from kernel import flag_store, storage
+from kernel import flag_store, storage, users
 from kernel.settings import Settings
 from stepwatch import analysis_run, demo
 
@@ -33,5 +33,7 @@ def test_seed_coaching(client: storage.Client, settings: Settings) -> None:
     assert meetings and all(a.mentor == "trainer" and a.flag_id for a in meetings)
     assert {flag_store.get(client, a.flag_id).status for a in meetings} == {"coaching"}
     assert [a.state for a in meetings].count("scheduled") == 1
+    own = next(u for u in users.list_users(client) if u.role == "manager")  # the manager account has coaching
+    assert any(a.manager == own.manager_id for a in listed.values())
     assert len(catalog.list_courses(client, demo.SITE)) == len(demo.COURSES)
     assert measure.effectiveness_by(client, demo.SITE)
