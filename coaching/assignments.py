@@ -27,6 +27,7 @@ from clickhouse_connect.driver.client import Client
 from analysis.flags import InvalidTransition as FlagTransitionError
 from analysis.flags import transition as flag_transition
 from coaching import _store, catalog, outbox, permissions
+from coaching.evaluation import PRE_DAYS
 from coaching.lifecycle import (
     OPEN_STATES,
     CoachingAssignment,
@@ -60,7 +61,7 @@ def assign(
     mentor: str = "",
     note: str = "",
     flag_id: str = "",
-    pre_days: int = 14,
+    pre_days: int = PRE_DAYS,
     post_days: int = 14,
     now: datetime | None = None,
 ) -> CoachingAssignment:

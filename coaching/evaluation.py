@@ -212,10 +212,10 @@ def evaluate(
         _Window(pre, pre_day), _Window(post, post_day),
         [(_Window(_times(p.pre_ms), _days(p.pre_on, np.size(p.pre_ms))),
           _Window(_times(p.post_ms), _days(p.post_on, np.size(p.post_ms)))) for p in usable], c.trim)
-    z = float(stats.norm.ppf(1 - c.alpha))
+    z = float(stats.t.ppf(1 - c.alpha, did.df))
     if did.se > 0:
-        p_gain = float(stats.norm.cdf(did.estimate / did.se))
-        p_loss = float(stats.norm.sf(did.estimate / did.se))
+        p_gain = float(stats.t.cdf(did.estimate / did.se, did.df))
+        p_loss = float(stats.t.sf(did.estimate / did.se, did.df))
     else:  # nothing varies: the sign alone
         p_gain, p_loss = float(did.estimate >= 0), float(did.estimate <= 0)
     relative = _pct(math.exp(did.estimate))
@@ -307,6 +307,7 @@ class _Window:
 class _DiD:
     estimate: float  # manager's change in trimmed mean log time minus the peers' (weighted) change
     se: float  # its standard error, the design effect included
+    df: float  # Welch-Satterthwaite degrees of freedom of that variance (each window's: sessions kept - 1)
     own_change: float
     design_effect: float | None  # None: the days of the sessions were not given
 
@@ -322,19 +323,29 @@ def _difference_in_differences(pre: _Window, post: _Window, peers: Sequence[tupl
     The variance is multiplied by the design effect of the sessions' days (see _design_effect).
     """
     own_pre, own_post = _yuen(pre.times, trim), _yuen(post.times, trim)
-    changes, variances = [], []
+    changes, variances, parts = [], [], []
     for a, b in peers:
         ya, yb = _yuen(a.times, trim), _yuen(b.times, trim)
         changes.append(yb[0] - ya[0])
         variances.append(ya[1] + yb[1])
+        parts.append(((ya[1], _kept(a.times.size, trim)), (yb[1], _kept(b.times.size, trim))))
     var = np.maximum(np.array(variances), 1e-12)
     weights = (1 / var) / np.sum(1 / var)
     own = own_post[0] - own_pre[0]
     estimate = own - float(weights @ np.array(changes))
     variance = own_pre[1] + own_post[1] + float(weights ** 2 @ var)
+    # each window's variance is estimated from its kept sessions: Welch-Satterthwaite's df, as Yuen's test
+    components = [(own_pre[1], _kept(pre.times.size, trim)), (own_post[1], _kept(post.times.size, trim))]
+    components += [(w * w * v, kept) for w, pair in zip(weights, parts, strict=True) for v, kept in pair]
+    spread_of_estimates = sum(v * v / (kept - 1) for v, kept in components if kept > 1)
+    df = variance ** 2 / spread_of_estimates if spread_of_estimates > 0 else math.inf
     windows_ = [pre, post, *(w for pair in peers for w in pair)]
     deff = _design_effect(windows_, trim) if all(w.days is not None for w in windows_) else None
-    return _DiD(estimate, math.sqrt(variance * (deff or 1.0)), own, deff)
+    return _DiD(estimate, math.sqrt(variance * (deff or 1.0)), df, own, deff)
+
+
+def _kept(n: int, trim: float) -> int:
+    return n - 2 * int(trim * n)
 
 
 def _yuen(times: np.ndarray, trim: float) -> tuple[float, float, np.ndarray]:

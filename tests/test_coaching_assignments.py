@@ -215,8 +215,9 @@ def test_a_racing_change_loses_and_is_told(client: storage.Client, settings: Set
 
 def _history(client: storage.Client, org: Org, *, coached_factor: float, peer_factor: float = 1.0,
              split: int = 25) -> None:
-    """60 days of offer sessions; from `split` days ago the coached manager's time is x coached_factor."""
-    first, last = today() - timedelta(days=60), today() - timedelta(days=1)
+    """75 days of offer sessions (an assignment of 30 days ago has its 28-day baseline from 72 days
+    ago); from `split` days ago the coached manager's time is x coached_factor."""
+    first, last = today() - timedelta(days=75), today() - timedelta(days=1)
     change = today() - timedelta(days=split)
     add_sessions(client, org.site, "m-1", first, change - timedelta(days=1), 300, seed=1)
     add_sessions(client, org.site, "m-1", change, last, 300 * coached_factor, seed=2)

@@ -91,17 +91,24 @@ def test_the_verdicts_test_by_hand() -> None:
     # the manager's part is Yuen's trimmed two-sample statistic, as scipy computes it
     yuen_t = stats.ttest_ind(np.log(post), np.log(pre), equal_var=False, trim=0.1).statistic
     assert own / np.sqrt(own_pre[1] + own_post[1]) == pytest.approx(yuen_t)
-    changes, variances = [], []
+    changes, variances, windows_ = [], [], []
     for p in group:
         a, b = _yuen_by_hand(p.pre_ms), _yuen_by_hand(p.post_ms)
         changes.append(b[0] - a[0])
         variances.append(a[1] + b[1])
+        windows_.append(((a[1], p.pre_ms.size), (b[1], p.post_ms.size)))
     weights = (1 / np.array(variances)) / np.sum(1 / np.array(variances))  # precision-weighted peers
     did = own - weights @ changes
-    se = np.sqrt(own_pre[1] + own_post[1] + weights ** 2 @ variances)
+    variance = own_pre[1] + own_post[1] + weights ** 2 @ variances
+    se = np.sqrt(variance)
+    # Welch-Satterthwaite: each window's variance has (sessions kept - 1) degrees of freedom
+    parts = [(own_pre[1], pre.size), (own_post[1], post.size)]
+    parts += [(w * w * v, n) for w, pair in zip(weights, windows_, strict=True) for v, n in pair]
+    df = variance ** 2 / sum(v * v / (n - 2 * int(0.1 * n) - 1) for v, n in parts)
+    assert 50 < df < 140
     assert result.relative_effect_pct == pytest.approx((np.exp(did) - 1) * 100)
-    assert result.relative_effect_p == pytest.approx(stats.norm.cdf(did / se))
-    z = stats.norm.ppf(0.95)
+    assert result.relative_effect_p == pytest.approx(stats.t.cdf(did / se, df))
+    z = stats.t.ppf(0.95, df)
     assert result.relative_effect_ci_pct == pytest.approx(((np.exp(did - z * se) - 1) * 100,
                                                            (np.exp(did + z * se) - 1) * 100))
     assert result.design_effect is None  # no days given: sessions taken as independent

@@ -348,7 +348,8 @@ def register(sub: Any) -> None:
     a.add_argument("--within", type=int, required=True, help="days from today to reach the target")
     a.add_argument("--flag", help="the drawdown flag this answers (moves it to coaching)")
     a.add_argument("--note", default="")
-    a.add_argument("--pre-days", type=int, default=14, help="days before the assignment compared (default 14)")
+    a.add_argument("--pre-days", type=int, default=28,
+                   help="baseline days compared, before the fortnight that prompted the coaching (default 28)")
     a.add_argument("--post-days", type=int, default=14, help="days after it is done compared (default 14)")
     a.add_argument("--json", action="store_true")
     _as(a)
