@@ -318,3 +318,45 @@ def test_standard_error_from_counts_and_spreads_is_the_verdicts() -> None:
     # four times the sessions everywhere: half the standard error, near enough (n-1 / h(h-1) ~ 1/n)
     quarter = standard_error(Volume(240, 240, 0.5), [Volume(240, 240, 0.5)] * 4)
     assert quarter == pytest.approx(standard_error(Volume(60, 60, 0.5), [Volume(60, 60, 0.5)] * 4) / 2, rel=0.03)
+
+
+def _team_days(seed: int, days: int, sd: float) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, sd, days)
+
+
+def _on_days(seed: int, n: int, median_s: float, shared: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    on = rng.choice(days, n)
+    return np.exp(np.log(median_s * 1000) + shared[on] + rng.normal(0, 0.3, n)), on
+
+
+def test_the_variance_of_a_day_everyone_shares_is_recovered() -> None:
+    from coaching.evaluation import _shared_day_variance, _Window
+
+    shared = _team_days(3, 60, 0.3)
+    people = [_Window(*_on_days(i, 900, 240, shared, np.arange(60))) for i in range(8)]
+    assert 0.05 < _shared_day_variance(people, 0.1) < 0.14  # 0.3^2 = 0.09; 60 days of it
+    alone = [_Window(*_on_days(i, 900, 240, np.zeros(60), np.arange(60))) for i in range(8)]
+    assert _shared_day_variance(alone, 0.1) < 0.005
+
+
+def test_a_manager_on_other_days_than_the_peers_keeps_the_shared_days_uncertainty() -> None:
+    # Busy and quiet team days (sd 0.3). The peers work every day; the manager only on two days of
+    # each window: those two days' luck is in the manager's change and not in the peers'.
+    shared = _team_days(4, 20, 0.3)
+    pre, pre_on = _on_days(1, 60, 300, shared, np.array([0, 1]))
+    post, post_on = _on_days(2, 60, 300, shared, np.array([10, 11]))
+    group = []
+    for i in range(6):
+        a, a_on = _on_days(10 + i, 60, 240, shared, np.arange(10))
+        b, b_on = _on_days(20 + i, 60, 240, shared, np.arange(10, 20))
+        group.append(PeerTimes(f"p{i}", a, b, a_on, b_on))
+    dated = evaluate(pre, post, group, post_days=14, pre_on=pre_on, post_on=post_on)
+    undated = evaluate(pre, post, [PeerTimes(p.manager, p.pre_ms, p.post_ms) for p in group], post_days=14)
+    width = [r.relative_effect_ci_pct[1] - r.relative_effect_ci_pct[0] for r in (dated, undated)]  # type: ignore[index]
+    assert width[0] > 2 * width[1]  # two days a window: the day's luck weighs like sd 0.3 / sqrt(2) per window
+    # the same manager on every day, as the peers: nearly all of it cancels
+    spread_pre, spread_pre_on = _on_days(1, 60, 300, shared, np.arange(10))
+    spread_post, spread_post_on = _on_days(2, 60, 300, shared, np.arange(10, 20))
+    even = evaluate(spread_pre, spread_post, group, post_days=14, pre_on=spread_pre_on, post_on=spread_post_on)
+    assert even.relative_effect_ci_pct[1] - even.relative_effect_ci_pct[0] < 1.3 * width[1]  # type: ignore[index]
