@@ -22,10 +22,16 @@ def cmd_import(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
     from stepwatch import eventlog
 
     mapping = eventlog.read_mapping_file(Path(args.mapping)) if args.mapping else eventlog.CsvMapping()
+    attributes = []
+    for given in args.attribute or []:
+        name, sep, column = given.partition("=")
+        if not sep or not name.strip() or not column.strip():
+            raise CliError(f"--attribute takes NAME=COLUMN, e.g. --attribute segment=Segment, not {given!r}")
+        attributes.append((name.strip(), column.strip()))
     mapping = mapping.merged(eventlog.CsvMapping(
         case=args.case, activity=args.activity, resource=args.resource, start=args.start, end=args.end,
         timestamp=args.timestamp, lifecycle=args.lifecycle, timestamp_format=args.timestamp_format,
-        delimiter=args.delimiter or ""))
+        delimiter=args.delimiter or "", attributes=tuple(attributes)))
     options = eventlog.ImportOptions(site=args.site, fmt=args.format, mapping=mapping, timing=args.timing,
                                      max_gap_ms=parse_duration(args.max_gap), strict=args.strict)
     show = sys.stderr.isatty() and out is sys.stdout
@@ -66,7 +72,7 @@ def cmd_export(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
 
     since = _parse_date(args.since) if args.since else None
     until = _parse_date(args.until) if args.until else None
-    write = eventlog.export_xes if args.format == "xes" else eventlog.export_csv
+    write = {"xes": eventlog.export_xes, "csv": eventlog.export_csv, "ocel": eventlog.export_ocel}[args.format]
     if args.file == "-":
         write(client, args.site, out, since, until)
         return 0
@@ -93,6 +99,9 @@ def register(sub: Any) -> None:
         p.add_argument(f"--{column}", metavar="COLUMN", help=f"CSV column of the {column}")
     p.add_argument("--timestamp-format", help="strptime format, or unix / unix_ms (default: ISO 8601)")
     p.add_argument("--delimiter", help="CSV delimiter (default ,)")
+    p.add_argument("--attribute", action="append", metavar="NAME=COLUMN",
+                   help="CSV column of a session attribute the process declares (repeatable; by default a column "
+                        "named NAME or case:NAME); XES: the trace attribute NAME")
     p.add_argument("--timing", choices=["auto", "pairs", "gaps"], default="auto",
                    help="pairs: start/complete events; gaps: time since the resource's previous event in the case")
     p.add_argument("--max-gap", default="4h", help="gaps: longest gap taken as work (default 4h)")
@@ -100,10 +109,12 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("export", help="export step visits as an event log (CSV or XES) for process-mining tools")
+    p = sub.add_parser("export", help="export step visits as an event log (CSV, XES or OCEL 2.0 JSON) for "
+                                      "process-mining tools")
     p.add_argument("file", help="output file (.gz: compressed; - : standard output)")
     p.add_argument("--site", required=True)
-    p.add_argument("--format", choices=["csv", "xes"], required=True)
+    p.add_argument("--format", choices=["csv", "xes", "ocel"], required=True,
+                   help="ocel: OCEL 2.0 JSON, with managers, customers and service sessions as objects")
     p.add_argument("--since", help="first day, YYYY-MM-DD")
     p.add_argument("--until", help="last day, YYYY-MM-DD (included)")
     p.set_defaults(func=cmd_export)

@@ -3,7 +3,7 @@ process-mining tools. The rules and their reasons are in docs/import-export.md."
 
 from __future__ import annotations
 
-from stepwatch.eventlog._export import CSV_COLUMNS, export_csv, export_xes
+from stepwatch.eventlog._export import CSV_COLUMNS, export_csv, export_ocel, export_xes
 from stepwatch.eventlog._import import (
     NAMESPACE,
     ImportOptions,
@@ -23,6 +23,7 @@ __all__ = [
     "ImportSummary",
     "customer_ref",
     "export_csv",
+    "export_ocel",
     "export_xes",
     "import_log",
     "parse_timestamp",

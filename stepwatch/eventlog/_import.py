@@ -109,6 +109,7 @@ class Interval(NamedTuple):
     resource: str
     start: float
     end: float
+    attributes: tuple[tuple[str, str], ...] = ()
 
 
 Item = LogEvent | BadRow | CaseEnd
@@ -131,7 +132,7 @@ def pair_intervals(items: Iterator[Item], summary: ImportSummary) -> Iterator[In
             yield item
             continue
         if item.end is not None:
-            yield Interval(item.number, item.case, item.activity, item.resource, item.at, item.end)
+            yield Interval(item.number, item.case, item.activity, item.resource, item.at, item.end, item.attributes)
             continue
         key = (item.case, item.activity, item.resource)
         if item.lifecycle == "start":
@@ -144,7 +145,8 @@ def pair_intervals(items: Iterator[Item], summary: ImportSummary) -> Iterator[In
             if started is None:
                 yield BadRow(item.number, "complete without a start of the same case, activity and resource")
             else:
-                yield Interval(started.number, item.case, item.activity, item.resource, started.at, item.at)
+                yield Interval(started.number, item.case, item.activity, item.resource, started.at, item.at,
+                               started.attributes or item.attributes)
         else:
             summary.ignored[f"lifecycle {item.lifecycle or '(none)'}"] += 1
     for left in open_items.values():
@@ -179,7 +181,7 @@ def gap_intervals(items: Iterator[Item], summary: ImportSummary, max_gap_s: floa
         elif item.at - previous > max_gap_s:
             summary.ignored["gap over the cap"] += 1
         else:
-            yield Interval(item.number, item.case, item.activity, item.resource, previous, item.at)
+            yield Interval(item.number, item.case, item.activity, item.resource, previous, item.at, item.attributes)
 
 
 def _choose_timing(items: Iterator[Item], timing: str) -> tuple[str, Iterator[Item]]:
@@ -218,7 +220,9 @@ class _Writer:
         self.new_steps: dict[str, str] = {}  # key -> title, waiting for the next block
         self.prefix = orjson.dumps({"site": options.site, "source": source})[:-1] + b","
         self.visits: list[bytes] = []
-        self.sessions: dict[str, list[object]] = {}  # session_id -> [manager, customer, first start, last end]
+        # session_id -> [manager, customer, first start, last end, attributes of its first visit]
+        self.sessions: dict[str, list[object]] = {}
+        self.declared = self.process.attributes if self.process else {}
         now = time.time()
         self.oldest = now - settings.retention_days * 86_400
         self.newest = now + settings.clock_skew_s
@@ -244,6 +248,10 @@ class _Writer:
         if len(iv.resource) > 128 or not iv.resource.isprintable():
             self.summary.bad(iv.number, "resource is longer than 128 characters or holds control characters")
             return
+        attributes = {name: value.strip().lower() for name, value in iv.attributes if value.strip()}
+        if attributes and (problem := processes.attribute_problem(self.declared, attributes)):
+            self.summary.bad(iv.number, problem)
+            return
         step = step_key(iv.activity)
         if step not in self.steps and step not in self.new_steps:
             if self.options.strict:
@@ -265,7 +273,7 @@ class _Writer:
             "tracker": "import"})[1:])
         bounds = self.sessions.get(session)
         if bounds is None:
-            self.sessions[session] = [iv.resource, customer, iv.start, iv.end]
+            self.sessions[session] = [iv.resource, customer, iv.start, iv.end, attributes]
         else:
             bounds[2], bounds[3] = min(bounds[2], iv.start), max(bounds[3], iv.end)  # type: ignore[call-overload]
         self.summary.visits += 1
@@ -280,13 +288,14 @@ class _Writer:
         # gets one pair per block; service_sessions takes the earliest start and the latest end.
         # The event id is made from the session, action and time, so a re-import repeats it.
         events = []
-        for session, (manager, customer, first, last) in self.sessions.items():
+        for session, (manager, customer, first, last, attributes) in self.sessions.items():
             for action, at in (("start", first), ("end", last)):
                 at_ms = round(at * 1000)  # type: ignore[operator]
                 events.append(self.prefix + orjson.dumps({
                     "event_id": uuid5(f"{session}|{action}|{at_ms}"), "session_id": session,
                     "action": action, "manager": manager, "customer": customer, "process": self.process_key,
-                    "at": at_ms / 1000, "outcome": "", "tracker": "import"})[1:])
+                    "at": at_ms / 1000, "outcome": "", "attributes": attributes if action == "start" else {},
+                    "tracker": "import"})[1:])
         storage.insert_session_events(self.client, b"\n".join(events))
         self.visits, self.sessions = [], {}
 
@@ -297,7 +306,9 @@ class _Writer:
             self.process = processes.Process(site=self.options.site, key=self.process_key,
                                              title=f"imported from {name}"[:200], steps=())
         updated = processes.Process(site=self.process.site, key=self.process.key, title=self.process.title,
-                                    steps=self.process.steps + tuple(added), tracker=self.process.tracker)
+                                    steps=self.process.steps + tuple(added), tracker=self.process.tracker,
+                                    attributes=self.process.attributes, attribute_titles=self.process.attribute_titles,
+                                    value_titles=self.process.value_titles)
         self.process, _ = processes.load(self.client, updated, actor="import",
                                          reason=f"import {self.summary.file}: steps found in the log")
         self.steps.update(self.new_steps)
@@ -315,9 +326,16 @@ def import_log(client: Client, settings: Settings, path: Path, options: ImportOp
     source = f"import:{path.name}"[:100]
     summary = ImportSummary(file=path.name, source=source, unit="event" if fmt == "xes" else "line")
     began = time.monotonic()
+    process = processes.latest(client, options.site)
+    declared = tuple(process.attributes) if process else ()
+    undeclared = [name for name, _ in options.mapping.attributes if name not in declared]
+    if undeclared:
+        raise InvalidInput(f"attribute {undeclared[0]!r} is not declared by the process of site {options.site} "
+                           f"(declared: {', '.join(declared) or 'none'}); add it to [attributes] and load the process")
     raw, stream = open_log(path)
     try:
-        events: Iterator[Item] = read_xes(stream) if fmt == "xes" else iter(read_csv(stream, options.mapping))
+        events: Iterator[Item] = (read_xes(stream, declared) if fmt == "xes"
+                                  else iter(read_csv(stream, options.mapping, declared)))
         summary.timing, events = _choose_timing(events, options.timing)
         intervals = (pair_intervals(events, summary) if summary.timing == "pairs"
                      else gap_intervals(events, summary, options.max_gap_ms / 1000))

@@ -33,6 +33,7 @@ class LogEvent(NamedTuple):
     lifecycle: str  # "start", "complete", another XES transition, or "" when the log has none
     at: float  # epoch seconds, UTC
     end: float | None = None
+    attributes: tuple[tuple[str, str], ...] = ()  # (name, value) of the session attributes the log gives
 
 
 class BadRow(NamedTuple):
@@ -113,10 +114,11 @@ def parse_timestamp(text: str, fmt: str | None = None) -> float:
 # -- XES -------------------------------------------------------------------------------------
 
 
-def read_xes(stream: IO[bytes]) -> Iterator[LogEvent | BadRow | CaseEnd]:
+def read_xes(stream: IO[bytes], attribute_names: tuple[str, ...] = ()) -> Iterator[LogEvent | BadRow | CaseEnd]:
     """Events of an XES file in file order. The case is the trace's `concept:name`; an event
     needs `concept:name`, `org:resource` and `time:timestamp`; `lifecycle:transition` defaults to
-    "" (the log does not say).
+    "" (the log does not say). The trace's own attributes named in `attribute_names` (session
+    attributes, e.g. `segment`) go with each of its events.
 
     expat's callbacks rather than ElementTree.iterparse: no element objects are built, which
     makes reading about three times faster, and nothing is kept beyond the current event and the
@@ -125,6 +127,8 @@ def read_xes(stream: IO[bytes]) -> Iterator[LogEvent | BadRow | CaseEnd]:
     ready: list[LogEvent | BadRow | CaseEnd] = []
     state = {"depth": 0, "traces": 0, "number": 0, "case": "", "event_depth": 0}
     attributes: dict[str, str] = {}
+    wanted = set(attribute_names)
+    trace_attributes: dict[str, str] = {}
 
     def start(name: str, attrs: dict[str, str]) -> None:
         state["depth"] += 1
@@ -136,13 +140,16 @@ def read_xes(stream: IO[bytes]) -> Iterator[LogEvent | BadRow | CaseEnd]:
             state["traces"] += 1
             state["case"] = ""
             state["trace_depth"] = state["depth"]
+            trace_attributes.clear()
         elif "key" in attrs:
             # An event's own attributes are its direct children; nested ones (lists) are ignored.
             if state["event_depth"] and state["depth"] == state["event_depth"] + 1:
                 attributes[attrs["key"]] = attrs.get("value", "")
-            elif (not state["event_depth"] and state.get("trace_depth") and state["depth"] == state["trace_depth"] + 1
-                  and attrs["key"] == "concept:name"):
-                state["case"] = attrs.get("value", "")
+            elif not state["event_depth"] and state.get("trace_depth") and state["depth"] == state["trace_depth"] + 1:
+                if attrs["key"] == "concept:name":
+                    state["case"] = attrs.get("value", "")
+                elif attrs["key"] in wanted:
+                    trace_attributes[attrs["key"]] = attrs.get("value", "")
 
     def end(name: str) -> None:
         tag = name.rpartition(":")[2]
@@ -150,7 +157,10 @@ def read_xes(stream: IO[bytes]) -> Iterator[LogEvent | BadRow | CaseEnd]:
             state["number"] += 1
             state["event_depth"] = 0
             case = state["case"] or f"trace-{state['traces']}"
-            ready.append(_xes_event(attributes, state["number"], str(case)))
+            event = _xes_event(attributes, state["number"], str(case))
+            if trace_attributes and isinstance(event, LogEvent):
+                event = event._replace(attributes=tuple(trace_attributes.items()))
+            ready.append(event)
         elif tag == "trace" and state["depth"] == state.get("trace_depth"):
             ready.append(CaseEnd(str(state["case"] or f"trace-{state['traces']}")))
             state["trace_depth"] = 0
@@ -207,11 +217,15 @@ class CsvMapping:
     lifecycle: str | None = None
     timestamp_format: str | None = None
     delimiter: str = ","
+    # session attribute -> its column; a declared attribute without one is read from a column named
+    # like it (`segment`, or `case:segment` as pm4py and `stepwatch export` write it) when there is one
+    attributes: tuple[tuple[str, str], ...] = ()
 
     def merged(self, other: CsvMapping) -> CsvMapping:
         """`other`'s values where set, this one's elsewhere (options override a mapping file)."""
-        values = {f.name: getattr(other, f.name) or getattr(self, f.name) for f in fields(self)}
-        return CsvMapping(**values)
+        values = {f.name: getattr(other, f.name) or getattr(self, f.name)
+                  for f in fields(self) if f.name != "attributes"}
+        return CsvMapping(**values, attributes=tuple({**dict(self.attributes), **dict(other.attributes)}.items()))
 
 
 # Usual column names, including those pm4py and `stepwatch export --format csv` write.
@@ -241,23 +255,30 @@ def read_mapping_file(path: Path) -> CsvMapping:
     if unknown:
         raise InvalidInput(f"{path.name}: unknown keys {', '.join(sorted(unknown))} "
                            f"(known: {', '.join(sorted(known))})")
+    attributes = raw.pop("attributes", {})
+    if not isinstance(attributes, dict) or not all(isinstance(v, str) for v in attributes.values()):
+        raise InvalidInput(f"{path.name}: `attributes` must be a table of attribute = column name")
     if not all(isinstance(v, str) for v in raw.values()):
         raise InvalidInput(f"{path.name}: every value must be a string (a column name or a format)")
-    return CsvMapping(**raw)
+    return CsvMapping(**raw, attributes=tuple(attributes.items()))
 
 
-def read_csv(stream: IO[bytes], mapping: CsvMapping) -> Iterator[LogEvent | BadRow]:
+def read_csv(stream: IO[bytes], mapping: CsvMapping,
+             attribute_names: tuple[str, ...] = ()) -> Iterator[LogEvent | BadRow]:
+    """Rows of a CSV log. `attribute_names` are the session attributes to look for in columns
+    named like them when the mapping does not name their column."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     reader = csv.reader(text, delimiter=mapping.delimiter)
     header = next(reader, None)
     if header is None:
         return
     index = _columns(header, mapping)
+    attribute_columns = _attribute_columns(header, mapping, attribute_names)
     fmt = mapping.timestamp_format
     case_i, activity_i, resource_i = index["case"], index["activity"], index["resource"]
     start_i, end_i, stamp_i, lifecycle_i = index.get("start"), index.get("end"), index.get("timestamp"), \
         index.get("lifecycle")
-    width = max(index.values()) + 1
+    width = max([*index.values(), *(i for _, i in attribute_columns)]) + 1
     for row in reader:
         number = reader.line_num
         if not row:
@@ -276,15 +297,33 @@ def read_csv(stream: IO[bytes], mapping: CsvMapping) -> Iterator[LogEvent | BadR
                 at = parse_timestamp(row[start_i], fmt)
                 column = "end"
                 end = parse_timestamp(row[end_i], fmt)
-                yield LogEvent(number, case, activity, resource, "", at, end)
+                yield LogEvent(number, case, activity, resource, "", at, end,
+                               tuple((name, row[i]) for name, i in attribute_columns))
             else:
                 column = "timestamp"
                 at = parse_timestamp(row[stamp_i], fmt)  # type: ignore[index]
                 lifecycle = row[lifecycle_i].strip().lower() if lifecycle_i is not None else ""
-                yield LogEvent(number, case, activity, resource, lifecycle, at)
+                yield LogEvent(number, case, activity, resource, lifecycle, at, None,
+                               tuple((name, row[i]) for name, i in attribute_columns))
         except ValueError:
             shown = row[index[column]][:40]
             yield BadRow(number, f"{column} is not a timestamp{' in ' + fmt if fmt else ' (ISO 8601)'}: {shown!r}")
+
+
+def _attribute_columns(header: list[str], mapping: CsvMapping,
+                       attribute_names: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    names = [h.strip() for h in header]
+    found: dict[str, int] = {}
+    for attribute, column in mapping.attributes:
+        if column not in names:
+            raise InvalidInput(f"the CSV has no column {column!r} (for the attribute {attribute}); "
+                               f"its columns: {', '.join(names)}")
+        found[attribute] = names.index(column)
+    for attribute in attribute_names:
+        for column in (attribute, f"case:{attribute}"):
+            if attribute not in found and column in names:
+                found[attribute] = names.index(column)
+    return tuple(found.items())
 
 
 def _columns(header: list[str], mapping: CsvMapping) -> dict[str, int]:
