@@ -1,18 +1,23 @@
 """Did the coaching work? The statistics, on plain arrays of session times in milliseconds.
 
 One value is one service session's time on the coached step (as in analysis/stats.py). The
-manager's sessions in a window before the assignment are compared with those in a window after
+manager's sessions in a baseline before the assignment are compared with those in a window after
 the coaching was done; the same windows of peers who were not coached on that step say how much
 of the change everyone had (a season, a new CRM page), and only the rest is credited:
 
     result = evaluate(pre_ms, post_ms, [PeerTimes("m-7", pre7, post7), ...], post_days=14)
     result.verdict  # improved, no_change, worse or insufficient_data
 
+The baseline (`windows`) is the four weeks before the fortnight that prompted the coaching: that
+fortnight was chosen for being bad, and part of any bad fortnight is luck that ends by itself.
+
 The verdict rests on one pre-specified test: the difference in differences of the trimmed mean
-of log time, with its variance from the sessions (Yuen) times the design effect of sessions that
-share a day (when the days of the sessions are given). The Mann-Whitney p-value and the bootstrap
-interval of the median difference are reported beside it, as descriptions of the manager's own
-change; they do not decide.
+of log time, a one-sided t with Yuen's variances and Welch-Satterthwaite's degrees of freedom; when
+the days of the sessions are given, the variance allows for a person's sessions of one day moving
+together (the design effect) and for team-wide days the manager did not share with the peers. The
+Mann-Whitney p-value and the bootstrap interval of the median difference are reported beside it,
+as descriptions of the manager's own change; they do not decide. `standard_error` gives the
+verdict's standard error from session counts and spreads, for planning.
 
 Pure: no database, no web. docs/coaching.md gives the reasons for each rule.
 """
