@@ -38,6 +38,7 @@ PAGES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "catalog": (("/coaching/catalog",), None),
     "effectiveness": (("/coaching/effectiveness",), None),
     "new_assignment": (("/coaching/new",), None),
+    "flow": (("/flow",), None),
 }
 
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
