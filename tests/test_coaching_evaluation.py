@@ -4,6 +4,7 @@ difference-in-differences against a seasonal shift, windows, effectiveness."""
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -11,6 +12,10 @@ from scipy import stats
 from scipy.stats import mstats
 
 from coaching.evaluation import Criteria, PeerTimes, effectiveness, evaluate, windows
+
+if TYPE_CHECKING:
+    from kernel import sites, storage
+    from kernel.settings import Settings
 
 
 def lognormal(seed: int, n: int, median_s: float, sigma: float = 0.4) -> np.ndarray:
@@ -360,3 +365,34 @@ def test_a_manager_on_other_days_than_the_peers_keeps_the_shared_days_uncertaint
     spread_post, spread_post_on = _on_days(2, 60, 300, shared, np.arange(10, 20))
     even = evaluate(spread_pre, spread_post, group, post_days=14, pre_on=spread_pre_on, post_on=spread_post_on)
     assert even.relative_effect_ci_pct[1] - even.relative_effect_ci_pct[0] < 1.3 * width[1]  # type: ignore[index]
+
+
+def test_a_stored_assignment_after_a_bad_fortnight_is_measured_against_the_usual_time(
+        client: storage.Client, settings: Settings, site: sites.Site) -> None:
+    # m-1 works at 300 s, has a bad fortnight at 420 s just before the assignment, is coached and
+    # is back at 300 s. The peers stay at 250 s. The evaluation stored for the assignment compares
+    # the window after with the four weeks before that fortnight: no_change, not improved.
+    from datetime import timedelta
+
+    from coaching import assignments, measure
+    from coaching.lifecycle import Target
+    from tests.coaching_helpers import add_sessions, at, build_org, today
+
+    org = build_org(client, site.name)
+    assigned, done = today() - timedelta(days=30), today() - timedelta(days=26)
+    trigger = assigned - timedelta(days=14)
+    add_sessions(client, org.site, "m-1", assigned - timedelta(days=60), trigger - timedelta(days=1), 300, seed=1)
+    add_sessions(client, org.site, "m-1", trigger, assigned - timedelta(days=1), 420, seed=2)
+    add_sessions(client, org.site, "m-1", assigned, today() - timedelta(days=1), 300, seed=3)
+    for i, peer in enumerate(["m-2", "m-3", "m-4"]):
+        add_sessions(client, org.site, peer, assigned - timedelta(days=60), today() - timedelta(days=1), 250,
+                     seed=10 + i)
+    a = assignments.assign(client, settings, org.dana, site=org.site, manager="m-1", step="offer", kind="course",
+                           course_id="offer-basics", due=assigned + timedelta(days=7),
+                           target=Target(max_ms=240_000, within_days=30), now=at(assigned))
+    assignments.mark_done(client, settings, org.max, a.assignment_id, now=at(done))
+    evaluation = measure.evaluate_assignment(client, settings, a.assignment_id, org.dana)
+    assert evaluation.pre_until == trigger - timedelta(days=1)  # the bad fortnight is not the baseline
+    assert evaluation.pre_since == trigger - timedelta(days=28)
+    assert evaluation.verdict == "no_change"
+    assert abs(evaluation.figures["relative_effect_pct"]) < 8
