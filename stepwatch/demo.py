@@ -34,6 +34,30 @@ STEP_SECONDS = {"identification": 70, "needs": 260, "products": 320, "offer": 24
 REWORK_RATE, REWORKER_RATE = 0.04, 0.3
 DAY_OF_WEEK = [1.08, 1.0, 0.98, 1.0, 0.95, 1.0, 1.0]  # Monday slowest, Friday quickest
 TEAM_NAMES = ["north", "south", "east", "west"]
+# Case mix: the demo process declares two session attributes. A VIP client takes 60% longer on the
+# consultative steps; most managers serve about one VIP in five, a few (none of the planted ones) three
+# in five, so without comparing like with like they would look slow. Channels change no time.
+DEMO_ATTRIBUTES = """
+[attributes]
+segment = ["vip", "regular"]
+channel = ["phone", "email", "chat"]
+
+[attribute_titles]
+segment = "Client segment"
+channel = "Channel"
+
+[value_titles.segment]
+vip = "VIP"
+regular = "Regular"
+
+[value_titles.channel]
+phone = "Phone"
+email = "E-mail"
+chat = "Chat"
+"""
+VIP_SHARE, VIP_HEAVY_SHARE = 0.2, 0.6
+VIP_SLOWER = {"needs": 1.6, "products": 1.6, "offer": 1.6}
+CHANNELS, CHANNEL_SHARES = ("phone", "email", "chat"), (0.5, 0.3, 0.2)
 # The demo managers' names, in order of their ids (m-001, m-002, ...); a long one shows how pages wrap.
 PEOPLE = ["Анна Петрова", "Борис Иванов", "Виктория Смирнова", "Григорий Кузнецов", "Дарья Соколова",
           "Евгений Попов", "Жанна Лебедева", "Захар Козлов", "Ирина Новикова", "Кирилл Морозов",
@@ -58,6 +82,7 @@ class DemoTruth:
     managers: dict[str, str] = field(default_factory=dict)  # manager -> team
     skill: dict[str, float] = field(default_factory=dict)
     planted: list[Planted] = field(default_factory=list)
+    vip_share: dict[str, float] = field(default_factory=dict)  # manager -> share of VIP sessions
     visits: int = 0
     sessions: int = 0
 
@@ -77,7 +102,8 @@ def build(client: Client, *, seed: int = 7, managers: int = 24, days: int = 42,
     if not any(s.name == SITE for s in sites.list_sites(client)):
         sites.add_site(client, SITE, [origin, origin.replace("127.0.0.1", "localhost")], actor="demo",
                        reason="demo data")
-    processes.load(client, processes.parse(EXAMPLE.read_text(), SITE), actor="demo", reason="demo data")
+    processes.load(client, processes.parse(EXAMPLE.read_text() + DEMO_ATTRIBUTES, SITE), actor="demo",
+                   reason="demo data")
 
     names = [f"m-{i + 1:03d}" for i in range(managers)]
     team_count = max(1, min(len(TEAM_NAMES), managers // 6))
@@ -97,6 +123,7 @@ def build(client: Client, *, seed: int = 7, managers: int = 24, days: int = 42,
         for i, name in enumerate(names)], actor="demo", reason="demo data")
 
     truth.planted = _plant(rng, names, today, days)
+    truth.vip_share = _case_mix(truth)
     visit_rows: list[bytes] = []
     session_rows: list[bytes] = []
     for visits, session_events in _history(rng, truth, today, days):
@@ -165,6 +192,16 @@ def _plant(rng: np.random.Generator, names: list[str], today: date, days: int) -
     return planted
 
 
+def _case_mix(truth: DemoTruth) -> dict[str, float]:
+    """Each manager's share of VIP sessions: a few managers, none with a planted drawdown, serve many.
+    Its own generator, so every other figure of the demo is drawn as before."""
+    mix = np.random.default_rng(truth.seed + 2)
+    planted = {p.manager for p in truth.planted}
+    free = [m for m in truth.skill if m not in planted]
+    heavy = {free[i] for i in mix.permutation(len(free))[:max(1, len(truth.skill) // 10)]} if free else set()
+    return {m: VIP_HEAVY_SHARE if m in heavy else VIP_SHARE for m in truth.skill}
+
+
 def _factor(truth: DemoTruth, manager: str, step: str, day: date) -> float:
     factor = 1.0
     for p in truth.planted:
@@ -183,6 +220,7 @@ def _history(rng: np.random.Generator, truth: DemoTruth, today: date,
     again = np.random.default_rng(truth.seed + 1)
     planted = {p.manager for p in truth.planted}
     reworker = next((m for m in truth.skill if m not in planted), "")
+    clients = np.random.default_rng(truth.seed + 3)  # the sessions' attributes: their own generator too
     for offset in range(days, 0, -1):
         day = today - timedelta(days=offset)
         if day.weekday() >= 5:
@@ -195,13 +233,17 @@ def _history(rng: np.random.Generator, truth: DemoTruth, today: date,
                 session_id = str(uuid.uuid4())
                 customer = uuid.uuid4().hex
                 truth.sessions += 1
+                vip = bool(clients.random() < truth.vip_share.get(manager, VIP_SHARE))
+                channel = str(clients.choice(CHANNELS, p=CHANNEL_SHARES))
                 session_events.append(_row(prefix, {"event_id": str(uuid.uuid4()), "action": "start",
                     "session_id": session_id, "manager": manager, "customer": customer, "process": "sales",
-                    "at": round(clock, 3)}))
+                    "at": round(clock, 3), "attributes": {"segment": "vip" if vip else "regular", "channel": channel}}))
                 for step, seconds in STEP_SECONDS.items():
                     if step in ("contract", "payment") and rng.random() < 0.35:
                         break  # no sale: the session ends after the offer
                     typical = seconds * skill * DAY_OF_WEEK[day.weekday()] * _factor(truth, manager, step, day)
+                    if vip:
+                        typical *= VIP_SLOWER.get(step, 1.0)
                     visible = float(rng.lognormal(np.log(typical), 0.45))
                     idle = visible * float(rng.uniform(0.02, 0.2))
                     hidden = float(rng.exponential(8)) if rng.random() < 0.2 else 0.0

@@ -173,6 +173,15 @@ async def test_a_director_sees_the_teams_they_lead_only(api: Any) -> None:
     assert (await api.get("/api/v1/flow?site=crm&manager=m3")).status == 403
     assert (await api.get("/api/v1/flow?site=crm&team=nowhere")).status == 403
     assert (await api.get("/api/v1/flow?site=crm&since=2026-02-10&until=2026-02-01")).status == 400
+    assert (await api.get("/api/v1/flow?site=crm&since=2024-01-01&until=2026-02-01")).status == 400
+
+
+async def test_refusals_are_said_in_the_readers_language(api: Any) -> None:
+    await login(api, "sam")  # a Russian manager account
+    page = await api.get("/flow?site=crm&team=north")
+    assert page.status == 403 and "Команда «north» не входит" in await page.text()
+    page = await api.get("/flow?site=crm&since=2026-02-10&until=2026-02-01")
+    assert page.status == 400 and "Начало периода должно быть не позже его конца" in await page.text()
 
 
 async def test_a_trainer_without_trainees_sees_nobody(api: Any) -> None:

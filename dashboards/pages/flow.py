@@ -74,9 +74,10 @@ def window_of(since_text: str, until_text: str, today: date) -> tuple[date, date
     until = day_param(until_text, "until") or today
     since = day_param(since_text, "since") or until - timedelta(days=DEFAULT_DAYS - 1)
     if since > until:
-        raise InvalidInput("since must be on or before until", field="since")
+        raise InvalidInput("since must be on or before until", field="since", code="since_after_until")
     if (until - since).days >= MAX_DAYS:
-        raise InvalidInput(f"choose at most {MAX_DAYS} days", field="since")
+        raise InvalidInput(f"choose at most {MAX_DAYS} days", field="since", code="window_too_long",
+                           values={"n": str(MAX_DAYS)})
     return since, until
 
 
@@ -90,23 +91,26 @@ class View:
     baseline: bool  # a manager is compared with their teammates
 
 
-def view_of(found: Lookups, user: User, team: str, manager: str, peer_group_min: int) -> View:
+def view_of(found: Lookups, user: User, team: str, manager: str, peer_group_min: int, since: date, until: date
+            ) -> View:
     scope = found.scope
     if team and not scope.sees_team(team):
-        raise Forbidden(f"team {team!r} is not one of the teams your account may see")
+        raise Forbidden(f"team {team!r} is not one of the teams your account may see", field="team",
+                        code="team_not_yours", values={"team": team})
     if user.role == "manager" and not manager:
         manager = user.manager_id or ""
     if manager:
         scope.require_manager(manager)
         if manager not in scope.team_of and manager not in found.names and user.role != "manager":
-            raise NotFound(f"no manager {manager!r}")
+            raise NotFound(f"no sessions of manager {manager!r} from {since} to {until}", field="manager",
+                           code="no_sessions", values={"since": since.isoformat(), "until": until.isoformat()})
         own_team = scope.team_of.get(manager, "")
         mates = [m for m, t in scope.team_of.items() if own_team and t == own_team and m != manager]
         baseline = bool(mates) and (all(scope.sees_manager(m) for m in mates) or len(mates) >= peer_group_min)
         return View(manager, own_team, sorted([manager, *mates]) if baseline else [manager], baseline)
     if team:
         if team not in found.team_names:
-            raise NotFound(f"no team {team!r}")
+            raise NotFound(f"no team {team!r}", field="team", code="no_team", values={"team": team})
         return View("", team, sorted(m for m, t in scope.team_of.items() if t == team and scope.sees_manager(m)),
                     False)
     return View("", "", None if scope.managers is None else sorted(scope.managers), False)
@@ -256,7 +260,7 @@ async def flow_page(request: web.Request, who: Viewer) -> Page:
     site, site_names = await chosen_site(request)
     since, until = window_of(q.get("since", ""), q.get("until", ""), datetime.now(UTC).date())
     found = await run(request, lookups, who.user, site)
-    view = view_of(found, who.user, q.get("team", ""), q.get("manager", ""), settings.peer_group_min)
+    view = view_of(found, who.user, q.get("team", ""), q.get("manager", ""), settings.peer_group_min, since, until)
     metric = settings.analysis_metric
     found_paths = await run(request, flow_figures.flow, site, since, until, managers=view.read, metric=metric)
     data = {
