@@ -30,6 +30,33 @@ def test_demo_history_is_realistic_and_counted_once(client: storage.Client) -> N
     assert demo.exists(client)
 
 
+def test_demo_sessions_carry_a_case_mix_with_slower_vips(client: storage.Client) -> None:
+    from kernel import processes
+
+    truth = demo.build(client, seed=3, managers=12, days=21)
+    process = processes.latest(client, demo.SITE)
+    assert process is not None and process.attributes == {"channel": ("phone", "email", "chat"),
+                                                          "segment": ("vip", "regular")}
+    assert process.value_title("segment", "vip") == "VIP"
+    shares = storage.query_rows(client, "SELECT manager, countIf(attributes['segment'] = 'vip') / count() AS vip, "
+                                        "countIf(attributes['segment'] = '') AS without FROM service_sessions "
+                                        "GROUP BY manager")
+    assert all(r["without"] == 0 for r in shares)  # every demo session says its segment
+    heavy = {m for m, share in truth.vip_share.items() if share == demo.VIP_HEAVY_SHARE}
+    assert heavy and not heavy & {p.manager for p in truth.planted}
+    for row in shares:
+        assert abs(row["vip"] - truth.vip_share[row["manager"]]) < 0.15, row
+    # a VIP takes longer on the consultative steps, as planted
+    ratio = storage.query_rows(client, "SELECT medianIf(v.active_ms + v.idle_ms, s.attributes['segment'] = 'vip') / "
+                                       "medianIf(v.active_ms + v.idle_ms, s.attributes['segment'] = 'regular') AS r "
+                                       "FROM visits AS v JOIN service_sessions AS s USING (site, session_id) "
+                                       "WHERE v.step = 'needs'")[0]["r"]
+    assert 1.4 < ratio < 1.8
+    channels = storage.query_rows(client, "SELECT attributes['channel'] AS c, count() AS n FROM service_sessions "
+                                          "GROUP BY c ORDER BY n DESC")
+    assert [r["c"] for r in channels] == ["phone", "email", "chat"]
+
+
 @pytest.mark.slow
 def test_demo_command_builds_once_and_writes_the_truth(tmp_path: Path) -> None:
     env = {"STEPWATCH_DATA_DIR": str(tmp_path / "data")}
