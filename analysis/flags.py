@@ -115,6 +115,8 @@ class PairInput:
     onset_medians_ms: np.ndarray | None = None
     strata: np.ndarray | None = None
     case_mix: CaseMix | None = None
+    #: With strata: the window sessions as measured, which the peer test ranks within their strata.
+    peer_ms: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -258,11 +260,11 @@ class PairSessions:
 
 def pairs_like_for_like(sessions: Sequence[PairSessions], window: Window, thresholds: Thresholds | None = None,
                         *, min_stratum_sessions: int = MIN_STRATUM_SESSIONS) -> list[PairInput]:  # fmt: skip
-    """PairInputs that compare like with like (analysis/strata.py): per team and step, each stratum's
-    factor from the team's window sessions; every pair's times divided by their stratum's factor (its
-    median, weekly medians and daily medians then compare with the band as if it served the team's
-    mix); the window sessions' strata (as integer codes) for the van Elteren test; and the CaseMix
-    record, with the stratum keys.
+    """PairInputs that compare like with like (analysis/strata.py): per pair, each stratum's factor
+    from the window sessions of the rest of its team on the step; the pair's times divided by their
+    stratum's factor (its median, weekly medians and daily medians then compare with the band as if
+    it served the team's mix); the window sessions as measured and their strata (integer codes) for
+    the van Elteren test; and the CaseMix record, with the stratum keys.
 
     A team and step whose window sessions are all of one stratum, with no band of a stratum, are
     built as `pair_from_sessions` builds them: nothing to adjust, the Mann-Whitney test as before.
@@ -288,14 +290,18 @@ def pairs_like_for_like(sessions: Sequence[PairSessions], window: Window, thresh
                 built[i] = pair_from_sessions(team=s.team, manager=s.manager, step=s.step, band=s.band,
                                               durations_ms=s.durations_ms, days=s.days, window=window, thresholds=t)
             continue
-        by_code = stratum_factors(team_times, team_codes, first.band, min_sessions=min_stratum_sessions,
-                                  stratum_bands={k: bands_of[key] for k, key in enumerate(keys.tolist())
-                                                 if key in bands_of})  # fmt: skip
-        factors = np.array([by_code.get(k, 1.0) for k in range(keys.size)])
+        own_bands = {k: bands_of[key] for k, key in enumerate(keys.tolist()) if key in bands_of}
         team_counts = np.bincount(team_codes, minlength=keys.size)
+        owner = np.repeat(np.arange(len(members)), [int(w.sum()) for w in window_of])
         for k, i in enumerate(members):
             s = sessions[i]
             codes, days = codes_of[k], days_of[k]
+            # the factors from the rest of the team: a slow manager who serves most of a kind of
+            # client would otherwise make that kind look slow and be excused by it
+            others = owner != k
+            by_code = stratum_factors(team_times[others], team_codes[others], first.band,
+                                      stratum_bands=own_bands, min_sessions=min_stratum_sessions)
+            factors = np.array([by_code.get(c, 1.0) for c in range(keys.size)])
             raw = np.asarray(s.durations_ms, dtype=float)
             adjusted = raw / factors[codes]
             if adjusted.size > 1 and not bool(np.all((days[1:] > days[:-1]) | ((days[1:] == days[:-1])
@@ -308,7 +314,7 @@ def pairs_like_for_like(sessions: Sequence[PairSessions], window: Window, thresh
             own_counts = np.bincount(codes[mine], minlength=keys.size)
             mix = case_mix(raw[mine], adjusted[mine], keys.tolist(), own_counts, team_counts - own_counts,
                            factors, s.band.reference_ms, window.days) if mine.any() else None
-            built[i] = replace(pair, strata=codes[mine], case_mix=mix)
+            built[i] = replace(pair, strata=codes[mine], case_mix=mix, peer_ms=raw[mine])
     return [p for p in built if p is not None]
 
 
@@ -434,7 +440,7 @@ def _peer_p_values(
             result.append(None)
             continue
         if isinstance(pool, _StratifiedPool):
-            result.append(pool.p_value(i, pair.durations_ms, t.min_peer_sessions, _strata_of(pair)))
+            result.append(pool.p_value(i, _peer_times(pair), t.min_peer_sessions, _strata_of(pair)))
         else:
             result.append(pool.p_value(i, pair.durations_ms, t.min_peer_sessions))
     return result
@@ -484,7 +490,7 @@ class _StratifiedPool:
     of a pair without strata counts in the stratum ""."""
 
     def __init__(self, pairs: Sequence[PairInput], members: list[int]):
-        self.times = np.concatenate([pairs[j].durations_ms for j in members]).astype(float)
+        self.times = np.concatenate([_peer_times(pairs[j]) for j in members]).astype(float)
         labels = np.concatenate([_strata_of(pairs[j]) for j in members])
         self.keys, codes = np.unique(labels, return_inverse=True)
         self.labels = labels
@@ -501,6 +507,10 @@ class _StratifiedPool:
         if self.ranked.peers_in_shared_strata(start, end) < min_peers:
             return None
         return self.ranked.p_greater(start, end)
+
+
+def _peer_times(pair: PairInput) -> np.ndarray:
+    return pair.durations_ms if pair.peer_ms is None else pair.peer_ms
 
 
 def _strata_of(pair: PairInput) -> np.ndarray:

@@ -13,11 +13,11 @@ so the analysis accounts for the mix in two places:
 - The figures compared with the band (median, time above the reference, the weekly medians of
   persistence) are taken on mix-adjusted times: each session's time divided by its stratum's
   factor, how much longer that stratum takes than the step as a whole. The factor is the
-  stratum's own band reference over the step's when the stratum has a band, else the team's
-  median of the stratum over the team's median of the step (all its managers' sessions in the
-  window), else (fewer than `min_sessions` sessions of the stratum in the team) 1. Dividing by a
-  positive constant per stratum changes no rank within the stratum, so the test is the same on
-  raw or adjusted times.
+  stratum's own band reference over the step's when the stratum has a band, else the median of
+  the stratum over the median of the step among the rest of the team's window sessions (the
+  manager's own left out: a slow manager who serves most of a kind of client would otherwise
+  make that kind look slow and be excused by it), else (fewer than `min_sessions` such sessions
+  of the stratum) 1. The test ranks the sessions as measured, within their strata.
 
 `CaseMix` records how the mix was accounted for, for the drawdown page: each stratum's share of
 the manager's sessions and of the team's, its factor, and the excess over the reference with and
@@ -85,11 +85,14 @@ class CaseMix:
 
     @property
     def main_difference(self) -> StratumShare | None:
-        """The stratum that moves the manager's median most against the team's: the largest
-        (manager share - team share) x log(factor), when it lengthens the median; else None."""
+        """The slower kind of client the manager serves more of than the rest of the team, that
+        lengthens their median most: the largest (manager share - team share) x log(factor) among
+        strata with a factor above 1 and a larger share; None when there is none."""
         best, best_effect = None, 0.0
         for s in self.strata:
-            effect = (s.manager_share - s.team_share) * float(np.log(s.factor)) if s.factor > 0 else 0.0
+            if s.factor <= 1 or s.manager_share <= s.team_share:
+                continue
+            effect = (s.manager_share - s.team_share) * float(np.log(s.factor))
             if effect > best_effect + 1e-12:
                 best, best_effect = s, effect
         return best
@@ -100,7 +103,7 @@ def stratum_factors(times_ms: np.ndarray, strata: np.ndarray, band: Band, *,
                     min_sessions: int = MIN_STRATUM_SESSIONS) -> dict[str, float]:  # fmt: skip
     """How much longer each stratum takes than the step as a whole (see the module's docstring).
 
-    `times_ms`, `strata`: the team's sessions on the step in the window, all its managers.
+    `times_ms`, `strata`: the sessions on the step in the window of the managers compared with.
     """
     times = np.asarray(times_ms, dtype=float)
     labels = np.asarray(strata)

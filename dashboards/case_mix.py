@@ -14,6 +14,8 @@ from kernel.processes import Process
 
 #: Below this many minutes a week the adjusted excess is said to be nothing.
 NOTHING_LEFT_MINUTES = 0.5
+#: A share this much larger than the team's, of a kind the team has too few sessions of to scale, is said.
+NOTABLE_SHARE = 0.15
 
 
 def kind_words(attributes: dict[str, str], process: Process | None) -> str:
@@ -31,7 +33,14 @@ def case_mix_view(_: Translator, mix: dict[str, Any] | None, process: Process | 
     adjusted = mix["adjusted_minutes_above_reference_per_week"]
     raw_words, adjusted_words = _("unit.min", n=_.num(raw)), _("unit.min", n=_.num(adjusted))
     main = next((s for s in mix["strata"] if mix.get("main") and s["attributes"] == mix["main"]), None)
-    if main is None:
+    # a kind the manager serves much more of, which the team has too few sessions of to scale by
+    unscaled = next((s for s in mix["strata"] if s["factor"] == 1 and s["attributes"]
+                     and s["manager_share"] - s["team_share"] >= NOTABLE_SHARE), None)
+    if main is None and unscaled is not None:
+        sentence = _("case_mix.not_scaled", manager=who, share=_.pct(unscaled["manager_share"]),
+                     kind=kind_words(unscaled["attributes"], process), team_share=_.pct(unscaled["team_share"]),
+                     adjusted=adjusted_words)
+    elif main is None:
         sentence = _("case_mix.same_mix", manager=who, adjusted=adjusted_words, raw=raw_words)
     else:
         values = {"manager": who, "share": _.pct(main["manager_share"]),
@@ -42,6 +51,6 @@ def case_mix_view(_: Translator, mix: dict[str, Any] | None, process: Process | 
              "manager_share": _.pct(s["manager_share"]), "team_share": _.pct(s["team_share"]),
              "factor": _("case_mix.factor", x=_.num(s["factor"], 2)), "sessions": _.num(s["manager_sessions"])}
             for s in mix["strata"]]
-    return {"sentence": sentence, "rows": rows, "manager": who,
+    return {"sentence": sentence, "rows": rows,
             "medians": _("case_mix.medians", raw=_.minutes(mix["median_ms"]),
                          adjusted=_.minutes(mix["adjusted_median_ms"]))}

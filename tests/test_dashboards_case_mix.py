@@ -95,3 +95,22 @@ async def test_a_flag_of_a_site_without_attributes_has_no_case_mix(api: Any, cli
     assert data["case_mix"] is None
     html = await (await api.get(f"/drawdowns/{flag.flag_id}")).text()
     assert 'class="case-mix"' not in html
+
+
+def test_a_kind_the_team_has_too_few_sessions_of_is_said_as_not_scaled() -> None:
+    from dashboards.case_mix import case_mix_view
+    from dashboards.i18n import Translator
+
+    mix = {"minutes_above_reference_per_week": 71.0, "adjusted_minutes_above_reference_per_week": 71.0,
+           "median_ms": 300_000.0, "adjusted_median_ms": 300_000.0, "main": None, "method": "van_elteren",
+           "strata": [{"attributes": {"segment": "vip"}, "manager_sessions": 28, "manager_share": 0.67,
+                       "team_share": 0.12, "factor": 1.0},
+                      {"attributes": {"segment": "regular"}, "manager_sessions": 14, "manager_share": 0.33,
+                       "team_share": 0.88, "factor": 0.94}]}
+    process = processes.parse(DECLARED, "crm")
+    said = case_mix_view(Translator("en"), mix, process, "Anna")
+    assert said is not None and said["sentence"] == (
+        "Anna serves 67% VIP clients against 12% for the rest of the team, but the team has too few sessions of "
+        "that kind on this step to tell how long they take, so they are compared as they are: the excess over the "
+        "reference is 71 min a week.")
+    assert [r["kind"] for r in said["rows"]] == ["VIP", "Regular"]

@@ -165,7 +165,26 @@ def test_the_stratified_p_value_of_a_pool_member_matches_the_function(share: flo
     result = assess(pairs, Thresholds(), WINDOW)
     i = next(k for k, p in enumerate(pairs) if p.manager == "m-mix")
     others = [p for k, p in enumerate(pairs) if k != i]
-    expected = van_elteren_greater_p(pairs[i].durations_ms, pairs[i].strata,
-                                     np.concatenate([p.durations_ms for p in others]),
+    expected = van_elteren_greater_p(pairs[i].peer_ms, pairs[i].strata,
+                                     np.concatenate([p.peer_ms for p in others]),
                                      np.concatenate([p.strata for p in others]))
     assert result.assessments[i].p_value == pytest.approx(expected, rel=1e-10)
+
+
+def test_a_slow_manager_who_serves_most_of_a_kind_is_not_excused_by_it() -> None:
+    # m-0 serves 80% VIP and is 35% slower with every client; the others serve 10%. Factors from the
+    # whole team would be pulled up by m-0's own slow VIP sessions (1.86 x here) and excuse part of it.
+    sessions = _team({**{m: 0.1 for m in SHARES}, "m-0": 0.8}, {"m-0": 1.35}, seed=4)
+    result = assess(pairs_like_for_like(sessions, WINDOW, min_stratum_sessions=10), Thresholds(), WINDOW)
+    mine = next(a for a in result.assessments if a.manager == "m-0")
+    assert mine.status == "slow" and mine.case_mix is not None
+    vip = next(s for s in mine.case_mix.strata if s.stratum == "vip")
+    assert vip.factor == pytest.approx(1.6, rel=0.08)  # the others' VIP sessions
+    assert mine.case_mix.adjusted_median_ms == pytest.approx(1.35 * 200_000, rel=0.1)
+
+
+def test_the_main_difference_is_a_slower_kind_served_more() -> None:
+    # VIP could not be scaled (factor 1: too few team sessions); regular is a little faster and served less
+    mix = CaseMix((StratumShare("vip", 28, 0.67, 0.12, 1.0), StratumShare("regular", 14, 0.33, 0.88, 0.94)),
+                  300_000.0, 300_000.0, 71.0, 71.0)
+    assert mix.main_difference is None
