@@ -1,7 +1,8 @@
 """Measuring coaching: evaluate an assignment from stored session times, evaluate whatever is due,
 and summarise effectiveness per course and per mentor.
 
-This composes the parts: session times from storage (the analysis's pre-aggregate), peers from
+This composes the parts: session times from storage (the analysis's pre-aggregate) in the
+baseline and the window after (the fortnight that prompted the coaching is in neither), peers from
 the teams, bands from their versions, the statistics from coaching/evaluation.py, the state
 change through coaching/assignments.py. When the verdict is `improved` and the step's median is
 back within the band, the drawdown flag the coaching was assigned from is resolved.
@@ -167,12 +168,14 @@ class BeforeAfter:
     target_ms: int
     band_max_ms: int | None
     peers_n: int = 0  # the peers with sessions on the step in these days: whom peers_ms describes
+    trigger: tuple[date, date] | None = None  # the fortnight that prompted the coaching: in neither window
 
     def as_dict(self) -> dict[str, Any]:
         return {"assignment_id": self.assignment_id, "days": [d.isoformat() for d in self.days],
                 "manager_ms": list(self.manager_ms), "peers_ms": list(self.peers_ms),
                 "pre": [d.isoformat() for d in self.pre],
                 "post": [d.isoformat() for d in self.post] if self.post else None,
+                "trigger": [d.isoformat() for d in self.trigger] if self.trigger else None,
                 "target_ms": self.target_ms, "band_max_ms": self.band_max_ms, "peers_n": self.peers_n}
 
 
@@ -194,7 +197,7 @@ def before_after(client: Client, settings: Settings, assignment_id: str, user: A
     return BeforeAfter(a.assignment_id, tuple(days), tuple(medians.get((d, True)) for d in days),
                        tuple(medians.get((d, False)) for d in days), (w.pre.since, w.pre.until),
                        (w.post.since, w.post.until) if done else None, a.target.max_ms,
-                       band.max_ms if band else None, counted)
+                       band.max_ms if band else None, counted, (w.trigger.since, w.trigger.until))
 
 
 # --- internals ---------------------------------------------------------------------------------

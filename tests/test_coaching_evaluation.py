@@ -396,3 +396,7 @@ def test_a_stored_assignment_after_a_bad_fortnight_is_measured_against_the_usual
     assert evaluation.pre_since == trigger - timedelta(days=28)
     assert evaluation.verdict == "no_change"
     assert abs(evaluation.figures["relative_effect_pct"]) < 8
+    chart = measure.before_after(client, settings, a.assignment_id, org.dana)  # the chart can mark that fortnight
+    assert chart.pre == (evaluation.pre_since, evaluation.pre_until)
+    assert chart.trigger == (trigger, assigned - timedelta(days=1))
+    assert chart.as_dict()["trigger"] == [trigger.isoformat(), (assigned - timedelta(days=1)).isoformat()]
