@@ -4,8 +4,10 @@ effectiveness page ranks courses and mentors by their pooled effect."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
+from html import unescape
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -169,3 +171,26 @@ async def test_the_form_recommends_the_course_with_the_best_pooled_effect(
     await login(api, "dana")
     dana = await (await api.get("/api/v1/coaching/effectiveness")).json()
     assert [p["assignments"] for p in dana["pooled"]] == [3]
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+async def test_the_plan_and_the_recommendation_read_as_words_of_the_readers_language(
+        api: Any, client: storage.Client, settings: Settings, org: Any, language: str) -> None:
+    """The sweep's checks (tests/browser_dashboards/test_every_word.py) on the form with a plan, a
+    warning, a recommendation and its figures, and on the effectiveness page."""
+    from tests.browser_dashboards.test_every_word import problems
+
+    for manager, effect in (("m-2", -25.0), ("m-3", -20.0), ("m-4", -30.0)):
+        evaluated(client, settings, org, manager, effect)
+    users.set_language(client, "ada", language, actor="test")
+    await login(api, "ada")
+    for path, params in (("/coaching/new", {"manager": "m-1", "step": "offer", "target_minutes": "4.5"}),
+                         ("/coaching/new", {"manager": "m-1", "step": "offer", "target_minutes": "3.6"}),
+                         ("/coaching/new", {"manager": "m-2", "step": "needs"}),
+                         ("/coaching/effectiveness", {})):
+        html = await (await api.get(path, params=params)).text()
+        main = html.split("<main", 1)[1].split("</main>", 1)[0]
+        main = re.sub(r"<(code|pre|select)\b.*?</\1>", " ", main, flags=re.S)  # choices and code are not prose
+        text = unescape(re.sub(r"<[^>]+>", " ", main.split(">", 1)[1]))
+        assert ("Что сможет показать оценка" in text or "Типичный эффект" in text or language == "en")
+        assert not problems(text, language), (path, params, problems(text, language))
