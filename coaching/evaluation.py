@@ -329,7 +329,8 @@ def _difference_in_differences(pre: _Window, post: _Window, peers: Sequence[tupl
     winsorised values). Each peer's change is their own post minus pre, so a peer away for part
     of a window does not shift the peers' level; the peers' change is the mean of their changes
     weighted by precision (1 / variance), the estimate of a common change with the least noise.
-    The variance is multiplied by the design effect of the sessions' days (see _design_effect).
+    The variance is multiplied by the design effect of a person's own days (see _design_effect),
+    and the part of the days everyone shares that does not cancel against the peers is added.
     """
     own_pre, own_post = _yuen(pre.times, trim), _yuen(post.times, trim)
     changes, variances, parts = [], [], []
