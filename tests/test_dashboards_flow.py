@@ -233,3 +233,15 @@ async def test_the_manager_and_drawdown_pages_link_to_the_managers_paths(api: An
     drawdown_html = await (await api.get(f"/drawdowns/{flag.flag_id}")).text()
     evidence = drawdown_html.split('id="evidence"', 1)[1]
     assert 'href="/flow?site=crm&amp;manager=m1"' in evidence.split("</figure>", 1)[0]
+
+
+async def test_a_team_is_named_by_its_title(api: Any, client: storage.Client) -> None:
+    from kernel import teams
+
+    teams.add_team(client, "crm", "east", "East desk", actor="test")
+    teams.assign(client, "crm", "east", ["m3"], actor="test")
+    await login(api, "ada")
+    data = await (await api.get("/api/v1/flow?site=crm&team=east")).json()
+    assert data["team"] == "east" and data["team_title"] == "East desk"
+    html = await (await api.get("/flow?site=crm&team=east")).text()
+    assert "<h1>Paths and rework: East desk</h1>" in html and "<td>East desk</td>" in html

@@ -59,15 +59,17 @@ class Lookups:
     team_names: list[str]
     steps: list[dict[str, str]]
     names: dict[str, str]
+    team_titles: dict[str, str]  # team name -> title, as pages show a team
 
 
 def lookups(client: Client, user: User, site: str) -> Lookups:
     scope = scope_of(client, user, site)
-    every = sorted(teams.list_teams(client, site)) if site else []
+    titles = teams.list_teams(client, site) if site else {}
+    every = sorted(titles)
     visible = every if scope.teams is None else [t for t in every if t in scope.teams]
     process = processes.latest(client, site) if site else None
     steps = [{"key": s.key, "title": s.title} for s in process.steps] if process else []
-    return Lookups(scope, visible, steps, managers.names(client, site) if site else {})
+    return Lookups(scope, visible, steps, managers.names(client, site) if site else {}, titles)
 
 
 def window_of(since_text: str, until_text: str, today: date) -> tuple[date, date]:
@@ -269,6 +271,7 @@ async def flow_page(request: web.Request, who: Viewer) -> Page:
                     "since": q.get("since") or None, "until": q.get("until") or None},
         "window": {"since": since, "until": until, "days": (until - since).days + 1},
         "team": view.team or None,
+        "team_title": found.team_titles.get(view.team) or view.team or None,
         "manager": view.manager or None,
         "manager_name": found.names.get(view.manager) if view.manager else None,
         "compared_with_teammates": view.baseline,
@@ -280,6 +283,7 @@ async def flow_page(request: web.Request, who: Viewer) -> Page:
     html = not request.path.startswith(API) and q.get("format") != "csv"  # the map is drawn for a person only
     return Page("flow.html", data, title="flow.title", table=table, columns=TABLES[table],
                 context={"map": flow_map(Translator(who.user.language), data) if html else None,
+                         "team_titles": found.team_titles,
                          "titles": {s["step"]: s["title"] for s in data["steps"]}})
 
 
@@ -299,6 +303,7 @@ def register(app: web.Application) -> None:
         day("until", "last day (default: today)"),
         choice("table", tuple(TABLES), "which table ?format=csv exports")),
              response=answer(site="string", sites="array", filters="object", window="object", team="string?",
+                             team_title="string?",
                              manager="string?", manager_name="string?", compared_with_teammates="boolean",
                              teams="array", manager_options="array", sessions="integer",
                              reworked_sessions="integer", rework_rate="number?", variants="array",
