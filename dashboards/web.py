@@ -36,7 +36,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from dashboards import auth
 from dashboards.auth import Viewer
 from dashboards.i18n import Translator, catalog
-from kernel import app_keys, sites, small_tables
+from kernel import app_keys, sites, small_tables, teams
 from kernel.errors import InvalidInput, NotFound, StepwatchError
 
 API = "/api/v1"
@@ -329,10 +329,19 @@ def setup(app: web.Application, secret: str) -> None:
         lstrip_blocks=True,
     )
     env.globals["query_string"] = query_string
+    env.filters["team"] = team_title
     app[JINJA] = env
     app[FLASH] = URLSafeTimedSerializer(secret, salt="stepwatch.flash")
     app[API_ROUTES] = []
     app[ROUTE_PATHS] = set()
+
+
+@jinja2.pass_context
+def team_title(context: Any, team: str | None) -> str:
+    """A team as people call it: its title (`stepwatch teams add NAME --title`), else its name."""
+    if not team:
+        return ""
+    return (context.get("team_titles") or {}).get(team) or team
 
 
 def query_string(query: Any, **changes: Any) -> str:
@@ -366,6 +375,9 @@ def add_page(app: web.Application, path: str, handler: PageHandler, *, roles: It
             return render_error(request, who, exc.status, worded(exc, who.user.language))
         if request.query.get("format") == "csv":
             return csv_response(page, name)
+        site = page.data.get("site") if isinstance(page.data, dict) else None
+        if isinstance(site, str) and site and "team_titles" not in page.context:  # for the `team` filter
+            page.context["team_titles"] = await request.app[app_keys.STORE].run(teams.list_teams, site)
         return render(request, who, page)
 
     async def api(request: web.Request) -> web.StreamResponse:

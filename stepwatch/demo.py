@@ -34,6 +34,8 @@ STEP_SECONDS = {"identification": 70, "needs": 260, "products": 320, "offer": 24
 REWORK_RATE, REWORKER_RATE = 0.04, 0.3
 DAY_OF_WEEK = [1.08, 1.0, 0.98, 1.0, 0.95, 1.0, 1.0]  # Monday slowest, Friday quickest
 TEAM_NAMES = ["north", "south", "east", "west"]
+# The demo company works in Russian, as its people's names say: its team titles are Russian too.
+TEAM_TITLES = {"north": "Север", "south": "Юг", "east": "Восток", "west": "Запад"}
 # Case mix: the demo process declares two session attributes. A VIP client takes 60% longer on the
 # consultative steps; most managers serve about one VIP in five, a few (none of the planted ones) three
 # in five, so without comparing like with like they would look slow. Channels change no time.
@@ -110,7 +112,7 @@ def build(client: Client, *, seed: int = 7, managers: int = 24, days: int = 42,
     existing = teams.list_teams(client, SITE)
     for t in TEAM_NAMES[:team_count]:
         if t not in existing:
-            teams.add_team(client, SITE, t, f"{t.title()} desk", actor="demo", reason="demo data")
+            teams.add_team(client, SITE, t, TEAM_TITLES[t], actor="demo", reason="demo data")
     for i, name in enumerate(names):
         truth.managers[name] = TEAM_NAMES[i % team_count]
         truth.skill[name] = float(np.exp(rng.normal(0, 0.08)))

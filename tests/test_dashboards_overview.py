@@ -429,3 +429,21 @@ async def test_steps_where_many_managers_drift(api: Any, client: storage.Client)
                                                "flag_id": None, "minutes_lost_per_week": None}
     html = await (await api.get("/overview")).text()
     assert "slow 1, on watch 1, of 4 managers" in html and f'href="/drawdowns/{systemic.flag_id}"' in html
+
+
+async def test_teams_are_called_by_their_titles_and_filtered_by_their_names(
+        api: Any, client: storage.Client, settings: Settings) -> None:
+    from kernel import teams
+
+    teams.add_team(client, "crm", "east", "Восток", actor="test")
+    teams.assign(client, "crm", "east", ["m3"], actor="test")
+    tiny_site(client, settings)
+    analysis_run.analyze(client, settings)
+    await login(api, "ada")
+    html = await (await api.get("/overview")).text()
+    assert '<option value="east">Восток</option>' in html  # the filter sends the name, shows the title
+    assert "(Восток)" in html and "Team Восток (1 manager)" in html and "(east)" not in html and ">east<" not in html
+    drawdowns = await (await api.get("/drawdowns")).text()
+    assert '<option value="east">Восток</option>' in drawdowns and ">east<" not in drawdowns
+    data = await (await api.get("/api/v1/overview")).json()
+    assert "Восток" not in str(data["heatmap"])  # JSON keeps the team's name, its key
