@@ -97,8 +97,10 @@ def test_the_reader_agrees_with_the_paths_module_on_the_same_visits(client: stor
     back = {s["step"]: s["median_return_ms"] for s in moves["steps"] if s["manager"] is None and s["returns"]}
     assert back == pytest.approx(expected.return_ms)
     # the scope is bound: a director's list reads only those managers; an empty list reads nobody
-    only = flow_figures.flow(client, "crm", since, until, managers=["m3"])
+    only = flow_figures.flow(client, "crm", since, until, managers=["m3"], per_manager=True)
     assert {r["manager"] for key in ("variants", "edges", "steps") for r in only[key]} == {"m3", None}
+    assert {(e["source"], e["target"]) for e in only["edges"] if e["manager"] == "m3"} == {
+        ("needs", "products"), ("products", "offer"), ("offer", "closing")}
     assert flow_figures.flow(client, "crm", since, until, managers=[]) == {"variants": [], "edges": [], "steps": []}
 
 

@@ -264,7 +264,8 @@ async def flow_page(request: web.Request, who: Viewer) -> Page:
     found = await run(request, lookups, who.user, site)
     view = view_of(found, who.user, q.get("team", ""), q.get("manager", ""), settings.peer_group_min, since, until)
     metric = settings.analysis_metric
-    found_paths = await run(request, flow_figures.flow, site, since, until, managers=view.read, metric=metric)
+    found_paths = await run(request, flow_figures.flow, site, since, until, managers=view.read, metric=metric,
+                            per_manager=bool(view.manager))
     data = {
         "site": site, "sites": site_names,
         "filters": {"team": q.get("team") or None, "manager": view.manager or None,
