@@ -40,8 +40,8 @@ from analysis.strata import (
     MIN_STRATUM_SESSIONS,
     CaseMix,
     StratifiedRanks,
+    TeamStrata,
     case_mix,
-    stratum_factors,
     van_elteren_greater_p,
 )
 
@@ -293,15 +293,13 @@ def pairs_like_for_like(sessions: Sequence[PairSessions], window: Window, thresh
         own_bands = {k: bands_of[key] for k, key in enumerate(keys.tolist()) if key in bands_of}
         team_counts = np.bincount(team_codes, minlength=keys.size)
         owner = np.repeat(np.arange(len(members)), [int(w.sum()) for w in window_of])
+        team = TeamStrata(team_times, team_codes, owner, keys.size)
         for k, i in enumerate(members):
             s = sessions[i]
             codes, days = codes_of[k], days_of[k]
             # the factors from the rest of the team: a slow manager who serves most of a kind of
             # client would otherwise make that kind look slow and be excused by it
-            others = owner != k
-            by_code = stratum_factors(team_times[others], team_codes[others], first.band,
-                                      stratum_bands=own_bands, min_sessions=min_stratum_sessions)
-            factors = np.array([by_code.get(c, 1.0) for c in range(keys.size)])
+            factors = team.factors_without(k, first.band, own_bands, min_stratum_sessions)
             raw = np.asarray(s.durations_ms, dtype=float)
             adjusted = raw / factors[codes]
             if adjusted.size > 1 and not bool(np.all((days[1:] > days[:-1]) | ((days[1:] == days[:-1])

@@ -123,6 +123,44 @@ def stratum_factors(times_ms: np.ndarray, strata: np.ndarray, band: Band, *,
     return factors
 
 
+class TeamStrata:
+    """A team's window sessions on a step by stratum code, for the factors of each of its managers
+    from the rest of the team (`factors_without`): the same figures as `stratum_factors` over the
+    others' sessions, one partition per stratum instead of a sort of the strings."""
+
+    def __init__(self, times_ms: np.ndarray, codes: np.ndarray, owners: np.ndarray, n_codes: int):
+        times, owners, codes = np.asarray(times_ms, dtype=float), np.asarray(owners), np.asarray(codes)
+        order = np.argsort(times, kind="stable")  # sorted once: a median without one owner is a lookup
+        self.times, self.owners, codes = times[order], owners[order], codes[order]
+        self.n_codes = n_codes
+        self.by_code = [(self.times[m], self.owners[m]) for m in (codes == c for c in range(n_codes))]
+
+    def factors_without(self, owner: int, band: Band, code_bands: Mapping[int, Band], min_sessions: int
+                        ) -> np.ndarray:  # fmt: skip
+        """Each code's factor from the sessions of every owner but `owner` (1 when too few)."""
+        factors = np.ones(self.n_codes)
+        overall = _sorted_median_without(self.times, self.owners, owner)
+        for code, (times, owners) in enumerate(self.by_code):
+            own = code_bands.get(code)
+            if own is not None:
+                factors[code] = own.reference_ms / band.reference_ms
+                continue
+            kept = np.flatnonzero(owners != owner)
+            if kept.size >= min_sessions and overall:
+                factors[code] = _sorted_median_without(times, owners, owner, kept) / overall
+        return factors
+
+
+def _sorted_median_without(times: np.ndarray, owners: np.ndarray, owner: int, kept: np.ndarray | None = None
+                           ) -> float:  # fmt: skip
+    """The median of the sorted `times` whose owner is not `owner` (0 when there are none)."""
+    if kept is None:
+        kept = np.flatnonzero(owners != owner)
+    if not kept.size:
+        return 0.0
+    return float((times[kept[(kept.size - 1) // 2]] + times[kept[kept.size // 2]]) / 2)
+
+
 def adjusted_times(times_ms: np.ndarray, strata: np.ndarray, factors: Mapping[str, float]) -> np.ndarray:
     """Each session's time divided by its stratum's factor (1 for a stratum without one)."""
     times = np.asarray(times_ms, dtype=float)

@@ -16,6 +16,7 @@ from analysis.stats import Window
 from analysis.strata import (
     CaseMix,
     StratumShare,
+    TeamStrata,
     adjusted_times,
     case_mix,
     stratum_factors,
@@ -188,3 +189,17 @@ def test_the_main_difference_is_a_slower_kind_served_more() -> None:
     mix = CaseMix((StratumShare("vip", 28, 0.67, 0.12, 1.0), StratumShare("regular", 14, 0.33, 0.88, 0.94)),
                   300_000.0, 300_000.0, 71.0, 71.0)
     assert mix.main_difference is None
+
+
+def test_the_factors_of_a_manager_are_those_of_the_rest_of_the_team() -> None:
+    rng = np.random.default_rng(2)
+    times = np.round(rng.lognormal(12, 0.4, 300))
+    codes = rng.integers(0, 3, 300)
+    owners = rng.integers(0, 5, 300)
+    team = TeamStrata(times, codes, owners, 4)  # code 3: no session at all
+    own = {2: Band(100_000, 300_000, 600_000)}
+    for manager in range(5):
+        rest = owners != manager
+        expected = stratum_factors(times[rest], codes[rest], BAND, stratum_bands=own, min_sessions=20)
+        got = team.factors_without(manager, BAND, own, 20)
+        assert got.tolist() == pytest.approx([expected.get(c, 1.0) for c in range(4)], rel=1e-12)
