@@ -209,6 +209,7 @@ async def test_the_history_says_when_relatively_with_the_date_in_its_tooltip(
     ("drawdowns.why_not_every_week", 1, {"weeks": "1", "of": "1"}, "в просадке 1 из последней 1 недели"),
     ("drawdowns.explain_systemic", 21, {"k": "3", "n": "21"}, "3 из 21 менеджера команды"),
     ("drawdowns.explain_systemic", 5, {"k": "3", "n": "5"}, "3 из 5 менеджеров команды"),
+    ("drawdowns.why_team_every_week", 5, {"of": "5"}, "в просадке все последние 5 недель"),
     ("drawdowns.session_count", 41, {"n": "41"}, "41 сессия"),
     ("drawdowns.session_count", 3, {"n": "3"}, "3 сессии"),
     ("drawdowns.session_count", 60, {"n": "60"}, "60 сессий"),

@@ -569,7 +569,8 @@ def explanation(_: Translator, flag: flag_store.StoredFlag, row: dict[str, Any],
 
 
 # The reasons said with a count, and the figure that picks their plural form ("1 session", "5 сессий").
-WHY_PLURAL = {"drawdowns.why_few_sessions": "n", "drawdowns.why_clear": "of", "drawdowns.why_not_every_week": "of"}
+WHY_PLURAL = {"drawdowns.why_few_sessions": "n", "drawdowns.why_clear": "of", "drawdowns.why_not_every_week": "of",
+              "drawdowns.why_team_every_week": "of"}
 
 
 def why(_: Translator, sure: Confidence) -> str:
