@@ -15,7 +15,9 @@ recent history on the step:
 
 The power of a true improvement r (a time r shorter) is P(z > z_alpha) with z ~ N(-log(1 - r) / se, 1);
 the minimum detectable improvement at `power` is 1 - exp(-(z_alpha + z_power) se). Sessions are
-assumed to come at the rate and spread of the history in both windows. Pure: no database, no web.
+assumed to come at the rate and spread of the history in both windows, their number in the window
+after as a Poisson count: the chance it reaches the verdict's minimum multiplies every power.
+Pure: no database, no web.
 docs/coaching.md ("Planning") gives the reasons.
 """
 
@@ -98,10 +100,18 @@ def power(change: float, se: float | None, alpha: float | None = None) -> float:
 
 def min_detectable_change(se: float | None, alpha: float | None = None, at_power: float = POWER) -> float | None:
     """The smallest improvement (a share: 0.2 = 20% faster) confirmed with `at_power` at one-sided `alpha`."""
-    if se is None:
+    if se is None or not 0 < at_power < 1:
         return None
     a = Criteria().alpha if alpha is None else alpha
     return 1.0 - math.exp(-(stats.norm.ppf(1 - a) + stats.norm.ppf(at_power)) * se)
+
+
+def availability(expected_sessions: float, criteria: Criteria | None = None) -> float:
+    """The chance that a window expected to hold `expected_sessions` holds the verdict's `min_sessions`
+    (sessions taken as Poisson): below them the verdict is `insufficient_data`, whatever the change.
+    Only the window after the coaching is uncertain when assigning; the baseline is past by then."""
+    c = criteria or Criteria()
+    return float(stats.poisson.sf(c.min_sessions - 1, expected_sessions)) if expected_sessions > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,7 @@ class Plan:
     sessions_after: float  # and in the window after the coaching
     peers: int  # peers expected to have enough sessions in both windows
     design_effect: float
+    availability: float  # chance the window after holds min_sessions (Poisson); every power below includes it
     standard_error: float | None  # of the relative effect in log time; None: the verdict would lack data
     min_detectable_change: float | None  # confirmed with POWER at these windows
     target_change: float | None  # what the director's target asks (1 - target / current median)
@@ -150,15 +161,16 @@ def plan_windows(manager: Volume, peers: Sequence[Volume], *, pre_days: int, pos
     elif se is None:
         reason = "no_peers"
     days = at_target = confirmable = None
+    available = availability(manager.sessions(post_days), c)
     if target_change is not None and target_change > 0:
         target_change = min(target_change, 0.95)
-        at_target = power(target_change, se, c.alpha)
+        at_target = available * power(target_change, se, c.alpha)
         confirmable = at_target >= at_power
         days = days_to_verdict(manager, peers, target_change, pre_days=pre_days, design_effect=deff,
                                criteria=c, at_power=at_power)
+    mde = min_detectable_change(se, c.alpha, at_power / available) if available > at_power else None
     return Plan(pre_days, post_days, manager.sessions(pre_days), manager.sessions(post_days), len(enough), deff,
-                se, min_detectable_change(se, c.alpha, at_power), target_change, at_target, days, confirmable,
-                reason)
+                available, se, mde, target_change, at_target, days, confirmable, reason)
 
 
 def days_to_verdict(manager: Volume, peers: Sequence[Volume], change: float, *, pre_days: int,
@@ -171,7 +183,7 @@ def days_to_verdict(manager: Volume, peers: Sequence[Volume], change: float, *, 
     def enough(d: int) -> bool:
         se = standard_error(manager, peers, pre_days=max(pre_days, d), post_days=d, design_effect=design_effect,
                             criteria=c)
-        return power(change, se, c.alpha) >= at_power
+        return availability(manager.sessions(d), c) * power(change, se, c.alpha) >= at_power
 
     if not enough(longest):
         return None

@@ -57,7 +57,8 @@ def test_days_to_verdict_is_the_shortest_window_that_reaches_the_power() -> None
     assert plan.suggested_pre_days == days
 
     def reaches(d: int) -> float:
-        return power(0.25, standard_error(MANAGER, [PEER] * 4, pre_days=max(14, d), post_days=d, design_effect=1.1))
+        se = standard_error(MANAGER, [PEER] * 4, pre_days=max(14, d), post_days=d, design_effect=1.1)
+        return planning.availability(MANAGER.sessions(d)) * power(0.25, se)
 
     assert reaches(days) >= 0.8 > reaches(days - 1)
     bigger = plan_windows(MANAGER, [PEER] * 4, pre_days=14, post_days=14, target_change=0.4, design_effect=1.1)
@@ -65,6 +66,22 @@ def test_days_to_verdict_is_the_shortest_window_that_reaches_the_power() -> None
     smaller = plan_windows(MANAGER, [PEER] * 4, pre_days=14, post_days=14, target_change=0.15, design_effect=1.1)
     assert smaller.days_to_verdict is not None and smaller.days_to_verdict > days
     assert plan_windows(MANAGER, [PEER] * 4, pre_days=14, post_days=14, target_change=0.01).days_to_verdict is None
+
+
+def test_a_window_that_may_fall_short_of_the_minimum_costs_power() -> None:
+    # P(Poisson(20) >= 20) = 1 - P(<= 19) = 0.529743; P(Poisson(40) >= 20) = 0.999824 (scipy.stats.poisson.sf(19, mu))
+    assert planning.availability(20) == pytest.approx(0.529743, abs=1e-6)
+    assert planning.availability(40) == pytest.approx(0.999824, abs=1e-6)
+    quiet = Volume(per_day=24 / 14, spread=0.5, sessions_seen=48)  # 24 expected in a fortnight
+    plan = plan_windows(quiet, [PEER] * 4, pre_days=28, post_days=14, target_change=0.5)
+    assert 0.8 < plan.availability < 0.9
+    se = plan.standard_error
+    assert plan.power_at_target == pytest.approx(plan.availability * power(0.5, se))
+    # the detectable change is where the power, the chance of enough sessions included, is 80%
+    assert plan.availability * power(plan.min_detectable_change, se) == pytest.approx(0.80)  # type: ignore[arg-type]
+    assert plan.min_detectable_change > min_detectable_change(se)  # type: ignore[operator]
+    thin = plan_windows(Volume(per_day=21 / 14, spread=0.5, sessions_seen=42), [PEER] * 4, pre_days=28, post_days=14)
+    assert thin.availability < 0.8 and thin.min_detectable_change is None  # 80% is out of reach whatever the change
 
 
 def test_a_plan_says_why_it_has_no_figure() -> None:
