@@ -196,3 +196,20 @@ async def test_the_plan_and_the_recommendation_read_as_words_of_the_readers_lang
         text = unescape(re.sub(r"<[^>]+>", " ", main.split(">", 1)[1]))
         assert ("Что сможет показать оценка" in text or "Типичный эффект" in text or language == "en")
         assert not problems(text, language), (path, params, problems(text, language))
+
+
+async def test_a_window_after_likely_to_fall_short_is_said_instead_of_a_detectable_change(
+        api: Any, client: storage.Client, org: Any) -> None:
+    first, last = today() - timedelta(days=28), today() - timedelta(days=1)
+    add_sessions(client, org.site, "m-1", first, last, 200, step="needs", per_day=1, seed=3)
+    for i, peer in enumerate(("m-2", "m-3", "m-4")):
+        add_sessions(client, org.site, peer, first, last, 200, step="needs", per_day=4, seed=30 + i)
+    await login(api, "dana")
+    # one session a weekday: 20 in four weeks, so about 20 expected in 28 days after: as likely short as not
+    plan = await plan_of(api, step="needs", pre_days="28", post_days="28")
+    assert plan["reason"] is None and plan["sessions_after"] == pytest.approx(20.0)
+    assert 0.4 < plan["availability"] < 0.8 and plan["min_detectable_change"] is None
+    html = await (await api.get("/coaching/new", params={"manager": "m-1", "step": "needs", "pre_days": "28",
+                                                         "post_days": "28"})).text()
+    assert "the window after may well hold fewer than 20 sessions (about 20 expected)" in html
+    assert "or more is confirmed" not in html
