@@ -313,6 +313,7 @@ def _case_mix_site(client: storage.Client, site: sites.Site, settings: Settings)
                 at = datetime(day.year, day.month, day.day, 9, tzinfo=UTC)
                 starts.append([site.name, str(uuid.uuid4()), session, "start", manager, "c", "sales", at, "",
                                {"segment": "vip" if vip else "regular"}, "t"])
+    visits.append(visit("m-1", "m-1-1-0", "offer", TODAY, 30_000))  # over two days: summed, dated by the first
     checked = check_events(parse_batch(json.dumps({"site": "k", "events": visits}).encode()), site=site.name,
                            settings=settings)
     storage.insert_visits(client, b"\n".join(checked.visits))
@@ -351,6 +352,7 @@ def test_a_site_that_declares_attributes_compares_like_with_like(client: storage
     stratified = analysis_run.stratified_step_times(client, site.name, TODAY - timedelta(days=27),
                                                     TODAY + timedelta(days=1), "visible", {"segment": ("vip",)})
     assert len(stratified) == len(plain_times)
+    assert sum(s.times_ms.size for s in stratified) == 7 * 28 * 3  # the session over two days counts once
     for s in stratified:
         p = plain_times[(s.manager, s.step)]
         assert s.times_ms.tolist() == p.times_ms.tolist() and s.days.tolist() == p.days.tolist()
