@@ -78,7 +78,7 @@ def get(client: Client, flag_id: str) -> StoredFlag:
         {"id": flag_id},
     )
     if not rows:
-        raise NotFound(f"no flag {flag_id}")
+        raise NotFound(f"no flag {flag_id}", field="flag_id", code="no_flag")
     return _flag(rows[0])
 
 

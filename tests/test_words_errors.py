@@ -79,3 +79,13 @@ async def test_a_director_refused_another_teams_manager_reads_it_in_russian(api:
     response = await api.get("/managers/m3")
     assert response.status == 403
     assert "Показатели этого менеджера недоступны вашей учётной записи." in await response.text()
+
+
+async def test_an_unknown_drawdown_is_said_in_words_without_its_id(api: Any) -> None:
+    await login(api, "rita")
+    missing = "3f2b8c1e-5d4a-4f7e-9c61-0a8b7d6e5f40"
+    response = await api.get(f"/drawdowns/{missing}")
+    html = await response.text()
+    assert response.status == 404
+    main = html.split("<main")[1].split("</main>")[0]
+    assert "Такой просадки нет" in main and missing not in main
