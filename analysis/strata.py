@@ -258,3 +258,20 @@ def case_mix(times_ms: np.ndarray, adjusted_ms: np.ndarray, keys: Sequence[str],
         adjusted_minutes_above_reference_per_week=minutes_above_reference_per_week(
             adjusted, reference_ms, n, window_days),
     )  # fmt: skip
+
+
+def bands_of_strata(keys: Sequence[str], declared: Sequence[str], kind_bands: Mapping[str, Band]) -> dict[str, Band]:
+    """Each stratum key's band of its own, from the bands set per kind of client (`kind_bands`:
+    "name=value" -> the band in force, e.g. "segment=vip"): a key takes the band of its value of the
+    first declared attribute that has one; a key with none is left out (its factor then comes from
+    the data). A band of an attribute no longer declared matches nothing."""
+    found: dict[str, Band] = {}
+    if not kind_bands:
+        return found
+    for key in keys:
+        values = stratum_values(key, declared)
+        band = next((kind_bands[f"{name}={values[name]}"] for name in declared
+                     if name in values and f"{name}={values[name]}" in kind_bands), None)
+        if band is not None:
+            found[key] = band
+    return found

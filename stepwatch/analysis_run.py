@@ -34,7 +34,7 @@ from analysis.flags import (
     with_earlier,
 )
 from analysis.stats import Window
-from analysis.strata import SEPARATOR, CaseMix, stratum_values
+from analysis.strata import SEPARATOR, CaseMix, bands_of_strata, stratum_values
 from kernel import band_versions, flag_store, processes, sites, storage, teams
 from kernel.settings import Settings
 
@@ -80,8 +80,9 @@ def run_site(client: Client, site: str, settings: Settings, window: Window) -> S
     steps = {s.key for s in process.steps} if process else set()
     members = teams.members(client, site)
     versions: dict[str, list[BandVersion]] = defaultdict(list)
-    for stored in band_versions.versions(client, site):
-        versions[stored.step].append(BandVersion(
+    kinds: dict[str, dict[str, list[BandVersion]]] = defaultdict(lambda: defaultdict(list))  # step -> kind -> versions
+    for stored in band_versions.versions(client, site, stratum=None):
+        (kinds[stored.step][stored.stratum] if stored.stratum else versions[stored.step]).append(BandVersion(
             stored.effective_from, stored.team or None, Band(stored.min_ms, stored.reference_ms, stored.max_ms)))
     lookback = min(window.since, window.until - timedelta(days=LOOKBACK_DAYS - 1))
     storage.refresh_session_steps(client, site)
@@ -108,7 +109,8 @@ def run_site(client: Client, site: str, settings: Settings, window: Window) -> S
             continue
         if declared:
             stratified.append(PairSessions(team, row.manager, row.step, version.band, row.times_ms, row.days,
-                                           row.codes, stratum_keys=row.keys))
+                                           row.codes, stratum_keys=row.keys, stratum_bands=kind_bands_in_force(
+                                               kinds.get(row.step, {}), window.until, team, row.keys, declared)))
             continue
         pairs.append(pair_from_sessions(team=team, manager=row.manager, step=row.step, band=version.band,
                                         durations_ms=row.times_ms, days=row.days, window=window,
@@ -128,6 +130,15 @@ def run_site(client: Client, site: str, settings: Settings, window: Window) -> S
                 pairs[i] = with_earlier(pairs[i], *found)
     result = date_onsets(result, pairs, limits)
     return SiteRun(site, window, result, tuple(without_band), members, tuple(declared))
+
+
+def kind_bands_in_force(kinds: dict[str, list[BandVersion]], on: date, team: str, keys: Any,
+                        declared: dict[str, tuple[str, ...]]) -> dict[str, Band] | None:  # fmt: skip
+    """Each stratum key's band from a step's bands per kind of client in force for the team on the day
+    (a team's own before the default, as for every kind); None when no kind has one."""
+    in_force = {kind: found.band for kind, found in ((k, band_in_force(v, on, team or None)) for k, v in kinds.items())
+                if found is not None}
+    return bands_of_strata(list(keys), list(declared), in_force) or None
 
 
 @dataclass(frozen=True)
