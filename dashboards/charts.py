@@ -458,14 +458,17 @@ class Series:
 def evidence(_: Translator, *, label: str, weeks: Sequence[date], main: Series, sessions: Sequence[int],
              bands: Sequence[Limits | None], compare: Series | None = None, others: Sequence[Series] = (),
              onset: date | None = None, at_least: bool = False, events: Sequence[tuple[date, str]] = (),
-             min_sessions: int = 5, width: int = 880, height: int = 300) -> Markup:
+             note: str = "", min_sessions: int = 5, width: int = 880, height: int = 300) -> Markup:
     """A drawdown's evidence: the weekly medians of `main` (solid, shaped by the band: ▲ above, ▼ below,
     ● within) against each week's band (shaded, the reference dashed, min and max named) and `compare`
     (dashed grey, ■), `others` as thin lines, the onset as a vertical line ("since about" or, with
     `at_least`, an arrow to the left: it began before the data), and `events` (coaching assigned,
     due) as dotted lines. A week with fewer than `min_sessions` sessions is drawn hollow. The legend is
-    the page's (HTML wraps on a phone, a drawing's text does not)."""
+    the page's (HTML wraps on a phone, a drawing's text does not). `note`, a sentence on how the figures
+    were taken (adjusted for the client mix), ends the summary a screen reader reads."""
     summary = _.plural("charts.evidence_label", len(weeks), label=label, n=_.num(len(weeks)))
+    if note:
+        summary += ". " + note
     narrow = width < 500
     left, right, top, bottom = 54.0, width - (10.0 if narrow else 104.0), 48.0, height - 24.0
     values = [v for s in (main, compare, *others) if s is not None for v in s.medians if v is not None]

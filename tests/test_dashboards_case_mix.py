@@ -5,15 +5,18 @@ and Russian; the JSON twin's `case_mix` keeps the analysis' figures; a site with
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from html import unescape
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from markupsafe import escape
 
 from analysis.strata import case_mix
-from kernel import managers, processes, storage
+from kernel import band_versions, managers, processes, storage
 from kernel.settings import Settings
 from stepwatch.analysis_run import case_mix_json
 from stepwatch.app import create_app
@@ -114,3 +117,87 @@ def test_a_kind_the_team_has_too_few_sessions_of_is_said_as_not_scaled() -> None
         "that kind on this step to tell how long they take, so they are compared as they are: the excess over the "
         "reference is 71 min a week.")
     assert [r["kind"] for r in said["rows"]] == ["VIP", "Regular"]
+
+
+def add_mixed_sessions(client: storage.Client, first: date, last: date) -> None:
+    """m-1 on the offer every day from `first` to `last`: two VIP sessions of 10 minutes and two regular ones
+    of 5, each VIP session's segment on its start event; a VIP session takes twice as long (factor 2), so
+    every session takes 5 minutes for the team's mix and the weeks' medians as measured are 7.5 minutes."""
+    visits, starts = [], []
+    day = first
+    while day <= last:
+        for k, (segment_, minutes) in enumerate((("vip", 10), ("vip", 10), ("regular", 5), ("regular", 5))):
+            session = f"m-1-{day.isoformat()}-{k}"
+            at = datetime(day.year, day.month, day.day, 9 + k, tzinfo=UTC)
+            visits.append(orjson.dumps({
+                "site": "crm", "visit_id": str(uuid.uuid4()), "seq": 0, "final": True, "manager": "m-1",
+                "session_id": session, "customer": "c", "process": "sales", "step": "offer",
+                "path": "/clients/:customer/offer", "started_at": at.timestamp(), "active_ms": minutes * 60_000,
+                "idle_ms": 0, "hidden_ms": 0, "tracker": "test", "source": "test"}))
+            starts.append(["crm", str(uuid.uuid4()), session, "start", "m-1", "c", "sales", at, "",
+                           {"segment": segment_}, "t"])
+        day += timedelta(days=1)
+    storage.insert_visits(client, b"\n".join(visits))
+    client.insert("session_events", starts, column_names=["site", "event_id", "session_id", "action", "manager",
+                                                          "customer", "process", "at", "outcome", "attributes",
+                                                          "tracker"])
+    storage.refresh_session_steps(client, "crm")
+
+
+async def test_the_evidence_chart_plots_the_adjusted_medians_the_flag_rests_on(api: Any, client: storage.Client
+                                                                               ) -> None:
+    processes.load(client, processes.parse(DECLARED, "crm"), actor="test")
+    band_versions.add_version(client, "crm", "offer", "", 60_000, 120_000, 240_000, today() - timedelta(days=200),
+                              actor="test", reason="test band")
+    add_mixed_sessions(client, today() - timedelta(days=27), today() - timedelta(days=1))
+    # the analysis' record of it: half the sessions VIP against 10% for the team, factor 2
+    raw = np.array([300_000.0] * 28 + [600_000.0] * 28)
+    mix = case_mix(raw, np.full(56, 300_000.0), ["regular", "vip"], np.array([28, 28]), np.array([90, 10]),
+                   [1.0, 2.0], reference_ms=120_000, window_days=14)
+    row = stats_row("crm", "north", "m-1", "offer", 300_000, n=56)
+    row.update(status="slow", case_mix=case_mix_json(mix, ("segment",)), p90_ms=360_000)
+    store_pair_stats(client, "crm", [row], today() - timedelta(days=13), today())
+    flag = make_flag(client, "crm", manager="m-1", step="offer", median_ms=300_000)
+    await login(api, "dana")
+
+    data = await (await api.get(f"/api/v1/drawdowns/{flag.flag_id}")).json()
+    evidence = data["evidence"]
+    assert evidence["adjusted_for_case_mix"] is True
+    weeks = [w for w in evidence["weeks"] if w["n"]]
+    assert weeks and all(w["manager_median_ms"] == 300_000 for w in weeks)  # the flag's median, every week
+    assert all(w["manager_measured_median_ms"] == 450_000 for w in weeks)  # as measured: kept, not drawn
+    assert data["case_mix"]["adjusted_median_ms"] == data["flag"]["median_ms"] == 300_000
+    assert "median on Offer is 5.0 min" in data["explanation"].replace("\xa0", " ")
+
+    html = (await (await api.get(f"/drawdowns/{flag.flag_id}")).text()).replace("\xa0", " ")
+    charts_drawn = re.findall(r'<svg[^>]*class="chart evidence"[^>]*aria-label="([^"]*)".*?</svg>', html, re.S)
+    assert len(charts_drawn) == 2
+    for chart in re.findall(r'<svg[^>]*class="chart evidence".*?</svg>', html, re.S):
+        said = re.findall(r"<title>Анна Петрова: ([^<]*)</title>", chart)
+        assert said and all("median 5.0 min" in s for s in said), said  # the manager's points: 5 minutes
+        assert "7.5 min" not in chart
+        assert "adjusted for the mix of clients" in chart  # the summary a screen reader reads says so
+    text = unescape(visible_text(html))
+    assert "The manager's times are adjusted for the mix of clients" in text
+    # the measured median is named once: in the case-mix section
+    assert text.count("7.5 min") == 1, [text[m.start() - 200:m.end()] for m in re.finditer("7.5 min", text)]
+    assert "Median session: 7.5 min as measured, 5.0 min for the team's mix of clients." in text
+
+
+async def test_without_an_adjustment_the_chart_plots_the_times_as_measured(api: Any, client: storage.Client
+                                                                           ) -> None:
+    processes.load(client, processes.parse(DECLARED, "crm"), actor="test")
+    add_mixed_sessions(client, today() - timedelta(days=13), today() - timedelta(days=1))
+    raw = np.array([300_000.0] * 14 + [600_000.0] * 14)
+    mix = case_mix(raw, raw, ["regular", "vip"], np.array([14, 14]), np.array([90, 10]), [1.0, 1.0],
+                   reference_ms=120_000, window_days=14)  # the team has too few VIP sessions to scale by
+    row = stats_row("crm", "north", "m-1", "offer", 450_000, n=28)
+    row.update(status="slow", case_mix=case_mix_json(mix, ("segment",)))
+    store_pair_stats(client, "crm", [row], today() - timedelta(days=13), today())
+    flag = make_flag(client, "crm", manager="m-1", step="offer", median_ms=450_000)
+    await login(api, "dana")
+    data = await (await api.get(f"/api/v1/drawdowns/{flag.flag_id}")).json()
+    assert data["evidence"]["adjusted_for_case_mix"] is False
+    assert all("manager_measured_median_ms" not in w for w in data["evidence"]["weeks"])
+    html = await (await api.get(f"/drawdowns/{flag.flag_id}")).text()
+    assert "adjusted for the mix of clients" not in html

@@ -23,7 +23,7 @@ from analysis.bands import Band, BandVersion, band_in_force
 from analysis.confidence import Confidence, chance_by_luck, confidence, margin_past_limit
 from analysis.decomposition import Decomposition, Usage, apportion, decompose
 from analysis.flags import ALLOWED, FlagStatus, InvalidTransition, Thresholds, transition
-from dashboards import charts, decomposition_figures, figures, overview_figures
+from dashboards import case_mix_figures, charts, decomposition_figures, figures, overview_figures
 from dashboards.access import scope_of
 from dashboards.auth import Viewer
 from dashboards.case_mix import case_mix_view
@@ -202,6 +202,9 @@ class Detail:
     course_title: str
     usage: dict[str, Usage]  # the team's and the flag's managers' visits of the step in the flag's window
     team: list[str]  # the managers of the flag's team
+    #: the flag's manager's weekly medians adjusted for the client mix as the analysis adjusted them
+    #: ({Monday: (sessions, median_ms)}), when its assessment was; None when it was not
+    adjusted: dict[date, tuple[int, float]] | None = None
 
 
 def evidence_weeks(flag: flag_store.StoredFlag) -> list[date]:
@@ -238,8 +241,15 @@ def flag_detail(client: Client, settings: Settings, user: User, flag_id: str) ->
     rows = [r for r in latest.rows if r.get("team") == flag.team or r.get("manager") in members]
     usage = decomposition_figures.step_usage(client, flag.site, flag.step, members, flag.window_start,
                                              flag.window_end) if flag.kind != "fast" else {}
+    mix = next((r.get("case_mix") for r in rows if flag.manager and r["manager"] == flag.manager), None)
+    adjusted = None
+    if case_mix_figures.has_adjustment(mix):  # the chart shows what the flag's median rests on
+        process = processes.latest(client, flag.site)
+        adjusted = case_mix_figures.adjusted_weekly_medians(
+            client, flag.site, flag.step, flag.manager, weeks[0], flag.window_end, mix=mix,  # type: ignore[arg-type]
+            declared=process.attributes if process else {}, metric=settings.analysis_metric)
     return Detail(flag, flag_store.history(client, flag_id), found.steps, found.names, rows, weeks, series, bands,
-                  assignment, course_title, usage, team)
+                  assignment, course_title, usage, team, adjusted)
 
 
 def where_time_goes(detail: Detail) -> Decomposition | None:
@@ -348,25 +358,34 @@ def peers_of(row: dict[str, Any] | None, team_rows: list[dict[str, Any]], min_se
 
 def evidence(detail: Detail, names: dict[str, str]) -> dict[str, Any]:
     """The JSON twin's `evidence`: per week the flag's manager (or, systemic, the whole team) against
-    the rest of the team and the band in force that week; a systemic flag lists its slow managers."""
+    the rest of the team and the band in force that week; a systemic flag lists its slow managers.
+
+    When the manager's assessment was adjusted for the client mix (`adjusted_for_case_mix`), their
+    weekly medians are the adjusted ones, the figures the flag's median comes from, and each week keeps
+    the median as measured too (`manager_measured_median_ms`); the rest of the team is as measured,
+    the mix the manager's times were scaled to."""
     flag = detail.flag
     weeks = []
     for monday in detail.weeks:
         band = band_in_force(detail.bands, min(monday + timedelta(days=6), flag.window_end), flag.team or None)
+        extra: dict[str, Any] = {}
         if flag.manager:
             n, mine = detail.series.get(monday, flag.manager)
             _, team = detail.series.get(monday, "")
+            if detail.adjusted is not None:
+                extra["manager_measured_median_ms"] = _round(mine)
+                n, mine = detail.adjusted.get(monday, (0, None))
         else:
             n, mine = 0, None
             n, team = detail.series.get(monday, None)
         weeks.append({"week": monday, "manager_median_ms": _round(mine), "team_median_ms": _round(team),
                       "band": None if band is None else {"min_ms": band.band.min_ms,
                                                          "reference_ms": band.band.reference_ms,
-                                                         "max_ms": band.band.max_ms}, "n": n})
+                                                         "max_ms": band.band.max_ms}, "n": n, **extra})
     slow = [{"manager": m, "manager_name": names.get(m),
              "weeks": [_round(detail.series.get(w, m)[1]) for w in detail.weeks]} for m in flag.managers] \
         if not flag.manager else []
-    return {"weeks": weeks, "slow_managers": slow}
+    return {"weeks": weeks, "slow_managers": slow, "adjusted_for_case_mix": detail.adjusted is not None}
 
 
 def _round(value: float | None) -> float | None:
@@ -613,15 +632,16 @@ def evidence_chart_args(_: Translator, detail: Detail, data: dict[str, Any], nam
     if flag.manager:
         main = charts.Series(names.get(flag.manager) or flag.manager, [w["manager_median_ms"] for w in weeks])
         compare = charts.Series(_("drawdowns.chart_team_rest"), [w["team_median_ms"] for w in weeks])
-        sessions = [detail.series.get(w["week"], flag.manager)[0] for w in weeks]
+        sessions = [w["n"] for w in weeks]
     else:
         main = charts.Series(_("drawdowns.chart_team", team=flag.team or "–"), [w["team_median_ms"] for w in weeks])
         sessions = [w["n"] for w in weeks]
         others = [charts.Series(s["manager_name"] or s["manager"], s["weeks"][first:]) for s in slow]
     label = _("drawdowns.chart_label", step=data["flag"]["step_title"], who=main.name)
+    note = _("drawdowns.chart_adjusted") if data["evidence"].get("adjusted_for_case_mix") else ""
     return {"label": label, "weeks": [w["week"] for w in weeks], "main": main, "compare": compare, "others": others,
             "sessions": sessions, "bands": bands, "onset": flag.start_date, "at_least": flag.start_at_least,
-            "events": events}
+            "events": events, "note": note}
 
 
 def _coaching_link(request: web.Request, flag: flag_store.StoredFlag) -> str | None:
