@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
+from slugify import slugify
 
 from coaching import permissions
 from coaching._store import aware, utc
@@ -182,7 +183,8 @@ def _steps(steps: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _slug(title: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:63] or "course"
+    """An id from a title in any script, transliterated: "Основы предложения" -> "osnovy-predlozheniia"."""
+    return slugify(title, max_length=63, word_boundary=True) or "course"
 
 
 def _course_details(c: Course) -> dict[str, object]:

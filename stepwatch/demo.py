@@ -34,8 +34,12 @@ STEP_SECONDS = {"identification": 70, "needs": 260, "products": 320, "offer": 24
 REWORK_RATE, REWORKER_RATE = 0.04, 0.3
 DAY_OF_WEEK = [1.08, 1.0, 0.98, 1.0, 0.95, 1.0, 1.0]  # Monday slowest, Friday quickest
 TEAM_NAMES = ["north", "south", "east", "west"]
-# The demo company works in Russian, as its people's names say: its team titles are Russian too.
+# The demo company works in Russian, as its people's names say: the titles of its teams, steps, courses
+# and kinds of client are Russian too (data is in the company's language; the pages' words follow the reader).
 TEAM_TITLES = {"north": "Север", "south": "Юг", "east": "Восток", "west": "Запад"}
+STEP_TITLES = {"Sales desk": "Отдел продаж", "Client identification": "Знакомство с клиентом",
+               "Needs assessment": "Выявление потребностей", "Product selection": "Подбор продукта",
+               "Offer": "Предложение", "Contract": "Договор", "Payment": "Оплата", "Closing": "Завершение"}
 # Case mix: the demo process declares two session attributes. A VIP client takes 60% longer on the
 # consultative steps; most managers serve about one VIP in five, a few (none of the planted ones) three
 # in five, so without comparing like with like they would look slow. Channels change no time.
@@ -45,17 +49,17 @@ segment = ["vip", "regular"]
 channel = ["phone", "email", "chat"]
 
 [attribute_titles]
-segment = "Client segment"
-channel = "Channel"
+segment = "Сегмент клиента"
+channel = "Канал"
 
 [value_titles.segment]
 vip = "VIP"
-regular = "Regular"
+regular = "Обычный"
 
 [value_titles.channel]
-phone = "Phone"
-email = "E-mail"
-chat = "Chat"
+phone = "Телефон"
+email = "Почта"
+chat = "Чат"
 """
 VIP_SHARE, VIP_HEAVY_SHARE = 0.2, 0.6
 VIP_SLOWER = {"needs": 1.6, "products": 1.6, "offer": 1.6}
@@ -89,6 +93,14 @@ class DemoTruth:
     sessions: int = 0
 
 
+def process_text() -> str:
+    """The example process (examples/sales_desk.toml) with the demo's Russian titles and its attributes."""
+    text = EXAMPLE.read_text()
+    for english, russian in STEP_TITLES.items():
+        text = text.replace(f'title = "{english}"', f'title = "{russian}"')
+    return text + DEMO_ATTRIBUTES
+
+
 def exists(client: Client) -> bool:
     """Whether the store holds demo history already (the demo is not built twice)."""
     return bool(client.command("SELECT count() > 0 FROM step_visits WHERE site = {site:String}",
@@ -104,7 +116,7 @@ def build(client: Client, *, seed: int = 7, managers: int = 24, days: int = 42,
     if not any(s.name == SITE for s in sites.list_sites(client)):
         sites.add_site(client, SITE, [origin, origin.replace("127.0.0.1", "localhost")], actor="demo",
                        reason="demo data")
-    processes.load(client, processes.parse(EXAMPLE.read_text() + DEMO_ATTRIBUTES, SITE), actor="demo",
+    processes.load(client, processes.parse(process_text(), SITE), actor="demo",
                    reason="demo data")
 
     names = [f"m-{i + 1:03d}" for i in range(managers)]
@@ -333,11 +345,11 @@ def write_truth(truth: DemoTruth, path: Path) -> None:
 
 
 COURSES = (  # title, steps, self-paced
-    ("Client identification", ("identification",), True),
-    ("Needs discovery", ("needs", "products"), True),
-    ("Offer basics", ("offer",), True),
-    ("Contract, payment and closing", ("contract", "payment", "closing"), True),
-    ("Offer and contract workshop", ("offer", "contract"), False),
+    ("Как узнать клиента", ("identification",), True),
+    ("Выявление потребностей", ("needs", "products"), True),
+    ("Основы предложения", ("offer",), True),
+    ("Договор, оплата и завершение", ("contract", "payment", "closing"), True),
+    ("Практикум: предложение и договор", ("offer", "contract"), False),
 )
 
 

@@ -352,3 +352,11 @@ def test_assigning_from_a_flag_checks_the_flag(client: storage.Client, settings:
     second = meeting(client, settings, org, flag_id=flag.flag_id)  # a second coaching for the same flag
     assert first.flag_id == second.flag_id == flag.flag_id
     assert [h["to_status"] for h in flag_store.history(client, flag.flag_id)] == ["coaching"]
+
+
+def test_courses_titled_in_another_script_get_distinct_readable_ids(client: storage.Client, org: Org) -> None:
+    first = catalog.add_course(client, ROOT, site=org.site, title="Основы предложения", steps=["offer"])
+    second = catalog.add_course(client, ROOT, site=org.site, title="Выявление потребностей", steps=["offer"])
+    assert (first.course_id, second.course_id) == ("osnovy-predlozheniia", "vyiavlenie-potrebnostei")
+    with pytest.raises(Conflict):  # the same title twice is still one course
+        catalog.add_course(client, ROOT, site=org.site, title="Основы предложения", steps=["offer"])
