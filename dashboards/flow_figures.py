@@ -1,14 +1,16 @@
-"""The read queries behind the flow page: service sessions' paths through the steps, from raw visits.
+"""The read queries behind the flow page: service sessions' paths through the steps.
 
 Expected query pattern: one site, a range of days (30 by default), the managers of one team or one
-manager (or every manager the viewer may see). The `visits` view (one row per visit, its latest
-report) is read on its key (site, manager, step, day), so only the chosen managers' days are
-touched; each session's visits are put in order of `started_at` inside ClickHouse and repeated
-visits of one step in a row merged into one stay, as analysis/paths.py defines a path. What comes
-back is small whatever the number of sessions, in one query (`flow`, GROUPING SETS in one pass):
-per manager and path, the sessions and their median time; per manager and edge A -> B, the
-transitions and the median time from entering A to entering B; per manager and step, the stays,
-their median time, the returns and a return's median time; each also for the managers together.
+manager (or every manager the viewer may see). Each session's path comes from `session_paths`
+(migration 0024, kept by the analysis's refresh, storage.refresh_session_steps): per day its stays
+in order, repeated visits of one step in a row merged into one stay, as analysis/paths.py defines a
+path. The table is ordered by manager, then day, so only the chosen managers' days are read, one row
+per session and day instead of every visit; figures are as of the last refresh, like the other
+pre-aggregates'. What comes back is small whatever the number of sessions, in one query (`flow`,
+GROUPING SETS in one pass): per manager and path, the sessions and their median time; per manager
+and edge A -> B, the transitions and the median time from entering A to entering B; per manager and
+step, the stays, their median time, the returns and a return's median time; each also for the
+managers together.
 
 A session is counted from its visits that started in the range (a session across the first or
 last midnight of the range is cut there). Every value is bound as a query parameter; the metric's
@@ -17,45 +19,39 @@ column is chosen by name from a fixed list.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from kernel.storage import query_rows
+from kernel.storage import older_refreshes_left_out, query_rows
 
-# The time of a visit for each analysis metric (STEPWATCH_ANALYSIS_METRIC), as the analysis reads it.
-METRIC_SQL = {"visible": "toUInt64(active_ms) + idle_ms", "active": "toUInt64(active_ms)",
-              "wall": "toUInt64(active_ms) + idle_ms + hidden_ms"}
+# Each stay's time for each analysis metric (STEPWATCH_ANALYSIS_METRIC): a column of session_paths, by name.
+METRIC_COLUMNS = {"visible": "visible_ms", "active": "active_ms", "wall": "wall_ms"}
 
-# A visit's reports all fall in the month it started (the partition), so the `visits` view's FINAL need
-# not merge across partitions: ClickHouse then skips collapsing the parts that have nothing to collapse
-# (a team's 30 days at 1 million visits: about 200 ms of CPU without it, 90 to 150 with it).
-FINAL_SETTINGS = "SETTINGS do_not_merge_across_partitions_select_final = 1"
-
-# Per session (manager, session_id): its stays in order, consecutive visits of one step merged.
+# Per session (manager, session_id): its stays in order. session_paths holds them per day, already
+# merged; a session over midnight has a row per day, joined here in day order, and a stay cut by
+# midnight (the same step last before it and first after) merged once more: `keep` marks the first
+# stay of each run of one step, where arraySplit cuts the times to sum them.
 _SESSIONS = """
     SELECT manager, arrayFilter((x, k) -> k, s0, keep) AS steps, arrayFilter((x, k) -> k, t0, keep) AS starts,
            arrayMap(x -> arraySum(x), arraySplit((x, k) -> k, d0, keep)) AS ms
     FROM (
-        -- sorted as tuples: by start, then step (as analysis/paths.py orders ties); `keep` marks the
-        -- first visit of each run of one step, where arraySplit cuts the times to sum them per stay
-        SELECT manager, arraySort(groupArray((toUnixTimestamp64Milli(started_at), step, {metric}))) AS v,
-               v.1 AS t0, v.2 AS s0, v.3 AS d0,
+        SELECT manager, arraySort(x -> x.1, groupArray((day, steps, starts, {column}))) AS parts,
+               arrayFlatten(arrayMap(x -> x.2, parts)) AS s0, arrayFlatten(arrayMap(x -> x.3, parts)) AS t0,
+               arrayFlatten(arrayMap(x -> x.4, parts)) AS d0,
                arrayMap((s, p) -> s != p, s0, arrayPushFront(arrayPopBack(s0), '')) AS keep
-        FROM visits
-        WHERE site = {{site:String}}
-          AND started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}}
-          AND ({{everyone:Bool}} OR manager IN {{managers:Array(String)}})
+        FROM session_paths
+        WHERE site = {{site:String}} AND day >= {{since:Date}} AND day <= {{until:Date}}
+          AND ({{everyone:Bool}} OR manager IN {{managers:Array(String)}}) {newest_only}
         GROUP BY manager, session_id
     )
 """
 
 
 def _parameters(site: str, since: date, until: date, managers: list[str] | None) -> dict[str, Any]:
-    return {"site": site, "start": datetime.combine(since, time()),
-            "end": datetime.combine(until + timedelta(days=1), time()),
-            "everyone": managers is None, "managers": list(managers or [])}
+    return {"site": site, "since": since, "until": until, "everyone": managers is None,
+            "managers": list(managers or [])}
 
 
 def flow(client: Client, site: str, since: date, until: date, *, managers: list[str] | None,
@@ -75,6 +71,9 @@ def flow(client: Client, site: str, since: date, until: date, *, managers: list[
     Each session is unrolled into one row for itself (i = 0, carrying its path) and one per stay; the
     grouping sets that do not concern a row put it in a group with an empty step or path, left out here.
     """
+    if managers == []:
+        return {"variants": [], "edges": [], "steps": []}
+    newest_only, newest = older_refreshes_left_out(client, site, since, until, "session_paths")
     sets = ("(manager, path), (manager, a, b), (manager, a), (a)" if per_manager
             else "(manager, path), (path), (a, b), (a)")  # fixed texts: nothing from outside enters the SQL
     rows = query_rows(
@@ -93,13 +92,12 @@ def flow(client: Client, site: str, since: date, until: date, *, managers: list[
                    if(i > 0 AND i < length(steps), starts[i + 1] - starts[i], 0) AS gap,
                    if(i = 0, 0, ms[i]) AS stay_ms,
                    i > 0 AND has(arraySlice(steps, 1, i - 1), steps[i]) AS back
-            FROM ({_SESSIONS.format(metric=METRIC_SQL[metric])})
+            FROM ({_SESSIONS.format(column=METRIC_COLUMNS[metric], newest_only=newest_only)})
             ARRAY JOIN arrayConcat([0], arrayEnumerate(steps)) AS i
         )
         GROUP BY GROUPING SETS ({sets})
-        {FINAL_SETTINGS}
         """,
-        _parameters(site, since, until, managers),
+        {**_parameters(site, since, until, managers), **newest},
     )
     variants, edges, steps = [], [], []
     for r in rows:

@@ -305,6 +305,36 @@ class PairTimes:
 REFRESH_DAYS_PER_STATEMENT = 7
 
 
+# session_paths (migration 0024): per site, day, manager and session, its stays in order, as the flow
+# page reads them. The same visits as session_steps (each as its latest report), sorted by start,
+# then step (as analysis/paths.py orders ties); `keep` marks the first visit of each run of one step,
+# where arraySplit cuts the times to sum them per stay.
+_SESSION_PATHS_REFRESH = """
+    INSERT INTO session_paths (site, day, manager, session_id, steps, starts, visible_ms, active_ms, wall_ms,
+                               computed_at)
+    SELECT {site:String}, day, manager, session_id, arrayFilter((x, k) -> k, s0, keep),
+           arrayFilter((x, k) -> k, t0, keep),
+           arrayMap(x -> arraySum(x), arraySplit((x, k) -> k, v.3, keep)),
+           arrayMap(x -> arraySum(x), arraySplit((x, k) -> k, v.4, keep)),
+           arrayMap(x -> arraySum(x), arraySplit((x, k) -> k, v.5, keep)), {at:DateTime64(6, 'UTC')}
+    FROM (
+        SELECT day, manager, session_id,
+               arraySort(groupArray((toUnixTimestamp64Milli(started_at), step, toUInt64(active_ms) + idle_ms,
+                                     toUInt64(active_ms), toUInt64(active_ms) + idle_ms + hidden_ms))) AS v,
+               v.1 AS t0, v.2 AS s0, arrayMap((s, p) -> s != p, s0, arrayPushFront(arrayPopBack(s0), '')) AS keep
+        FROM (
+            SELECT manager, step, toDate(started_at) AS day, visit_id, session_id, started_at, active_ms, idle_ms,
+                   hidden_ms
+            FROM step_visits
+            WHERE site = {site:String} AND toDate(started_at) IN {days:Array(Date)}
+            ORDER BY manager, step, day, visit_id, seq DESC, received_at DESC
+            LIMIT 1 BY manager, step, day, visit_id
+        )
+        GROUP BY day, manager, session_id
+    )
+"""
+
+
 def refresh_session_steps(client: Client, site: str) -> int:
     """Bring the daily pre-aggregate up to date: recompute the days that received visits since the
     last refresh. Returns how many days were recomputed (0 when nothing arrived).
@@ -354,6 +384,9 @@ def refresh_session_steps(client: Client, site: str) -> int:
             """,
             parameters={"site": site, "days": days[first:first + REFRESH_DAYS_PER_STATEMENT], "at": computed_at},
         )
+        client.command(_SESSION_PATHS_REFRESH,
+                       parameters={"site": site, "days": days[first:first + REFRESH_DAYS_PER_STATEMENT],
+                                   "at": computed_at})
     # The older rows go in the background (a lightweight delete waits for running merges of the
     # partition, seconds after an insert); until they are gone the reader keeps the newest row.
     # A day seen for the first time (most days) has none: no delete, whose mutation would read
@@ -362,7 +395,7 @@ def refresh_session_steps(client: Client, site: str) -> int:
     parameters = {"site": site, "days": days, "at": computed_at}
     if client.command(f"SELECT count() FROM session_steps WHERE {older}", parameters=parameters):
         # pair_days (migration 0014) holds the same refreshes, copied by its materialized view
-        for table in ("pair_days", "session_steps"):
+        for table in ("pair_days", "session_paths", "session_steps"):
             client.command(f"DELETE FROM {table} WHERE {older}", parameters=parameters,
                            settings={"lightweight_deletes_sync": 0})
     client.command("INSERT INTO analysis_state (site, watermark) SELECT {site:String}, {mark:DateTime64(3, 'UTC')}",
@@ -505,9 +538,14 @@ _RANGE = "site = {site:String} AND day >= {since:Date} AND day < {until:Date}"
 _CURRENT = f"(day, computed_at) IN (SELECT day, max(computed_at) FROM session_steps WHERE {_RANGE} GROUP BY day)"
 
 
-def older_refreshes_left_out(client: Client, site: str, since: date, until: date) -> tuple[str, dict[str, Any]]:
+_REFRESHED_TABLES = {"pair_days": "pair_days", "session_paths": "session_paths"}  # by name: nothing else enters the SQL
+
+
+def older_refreshes_left_out(client: Client, site: str, since: date, until: date, table: str = "pair_days"
+                             ) -> tuple[str, dict[str, Any]]:
     """A condition ("AND ...", or "" when there is nothing to leave out) and its parameters that
-    read each day of pair_days from `since` to `until` (both included) as its newest refresh.
+    read each day of pair_days (or session_paths, whose deletes run on their own) from `since` to
+    `until` (both included) as its newest refresh.
 
     A day holds an older refresh's rows only while the refresh's delete is on its way, so the days
     are found by this check first and the read filters only those: as a subquery of the read (like
@@ -518,7 +556,7 @@ def older_refreshes_left_out(client: Client, site: str, since: date, until: date
     """
     rows = query_rows(
         client,
-        "SELECT day, max(computed_at) AS newest FROM pair_days "
+        f"SELECT day, max(computed_at) AS newest FROM {_REFRESHED_TABLES[table]} "
         "WHERE site = {site:String} AND day >= {since:Date} AND day <= {until:Date} "
         "GROUP BY day HAVING min(computed_at) < newest ORDER BY day",
         {"site": site, "since": since, "until": until},

@@ -85,6 +85,11 @@ _PARTS = (
                           "(one list of milliseconds per column).",
          "SELECT day, step, visible_ms, active_ms, wall_ms, computed_at FROM pair_days "
          "WHERE site = {site:String} AND manager = {manager:String} ORDER BY day, step, computed_at"),
+    Part("session_paths.csv", "Derived: the steps of each session in each day in the order you took them (a "
+                              "step visited again right after itself counts once), when each began and the time "
+                              "on each, as the paths page reads them.",
+         "SELECT day, session_id, steps, starts, visible_ms, active_ms, wall_ms, computed_at FROM session_paths FINAL "
+         "WHERE site = {site:String} AND manager = {manager:String} ORDER BY day, session_id"),
     Part("figures.csv", "Derived: the latest figures per step the analysis computed (median, band, peer test) "
                         "as JSON, with the window they cover.",
          "SELECT run_at, window_start, window_end, team, step, row FROM pair_stats FINAL "

@@ -64,6 +64,7 @@ def fill(client: storage.Client, settings: Settings) -> list[paths.Visit]:
                 plain += p
     for chunk in range(0, len(events), 400):
         store_events(client, settings, "crm", events[chunk:chunk + 400])
+    storage.refresh_session_steps(client, "crm")  # what the analysis does before the page reads session_paths
     return plain
 
 
@@ -247,3 +248,127 @@ async def test_a_team_is_named_by_its_title(api: Any, client: storage.Client) ->
     assert data["team"] == "east" and data["team_title"] == "East desk"
     html = await (await api.get("/flow?site=crm&team=east")).text()
     assert "<h1>Paths and rework: East desk</h1>" in html and "<td>East desk</td>" in html
+
+
+# The read the flow page made before session_paths (migration 0024): every visit of the range put in
+# order per session. The pre-aggregate must give the page the same figures.
+RAW_SESSIONS = """
+    SELECT manager, arrayFilter((x, k) -> k, s0, keep) AS steps, arrayFilter((x, k) -> k, t0, keep) AS starts,
+           arrayMap(x -> arraySum(x), arraySplit((x, k) -> k, d0, keep)) AS ms
+    FROM (
+        SELECT manager, arraySort(groupArray((toUnixTimestamp64Milli(started_at), step, {column}))) AS v,
+               v.1 AS t0, v.2 AS s0, v.3 AS d0,
+               arrayMap((s, p) -> s != p, s0, arrayPushFront(arrayPopBack(s0), '')) AS keep
+        FROM visits
+        WHERE site = {{site:String}} AND toDate(started_at) >= {{since:Date}} AND toDate(started_at) <= {{until:Date}}
+          AND ({{everyone:Bool}} OR manager IN {{managers:Array(String)}})
+        GROUP BY manager, session_id
+    )
+"""
+RAW_METRICS = {"visible": "toUInt64(active_ms) + idle_ms", "active": "toUInt64(active_ms)",
+               "wall": "toUInt64(active_ms) + idle_ms + hidden_ms"}
+
+
+def raw_read(patch: pytest.MonkeyPatch) -> None:
+    patch.setattr(flow_figures, "_SESSIONS", RAW_SESSIONS)
+    patch.setattr(flow_figures, "METRIC_COLUMNS", RAW_METRICS)
+
+
+def visit(manager: str, session: str, step: str, at: datetime, active_s: int, *, idle_s: int = 3,
+          hidden_s: int = 0) -> list[dict[str, Any]]:
+    """One visit as the tracker reports it: a checkpoint, then the final report."""
+    base = {"type": "visit", "visit_id": str(uuid.uuid4()), "manager": manager, "session_id": session,
+            "process": "sales", "step": step, "started_at": int(at.timestamp() * 1000), "idle_ms": idle_s * 1000,
+            "hidden_ms": hidden_s * 1000}
+    return [{**base, "seq": 0, "active_ms": active_s * 500}, {**base, "seq": 1, "active_ms": active_s * 1000}]
+
+
+def midnight(day: Any, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=UTC)
+
+
+@pytest.fixture
+def awkward(client: storage.Client, settings: Settings, visits: list[paths.Visit]) -> None:
+    """Sessions the day rows must join exactly: over midnight with the stay cut there (the same step last
+    before it and first after), over midnight with a return after it, visits starting at the same moment
+    (ordered by step), and a session running into the first day of the window from the day before."""
+    events: list[dict[str, Any]] = []
+    for back in (2, 4):
+        day, next_day = TODAY - timedelta(days=back), TODAY - timedelta(days=back - 1)
+        events += visit("m1", f"late-{back}", "needs", midnight(day, 23, 57), 60, hidden_s=40)
+        events += visit("m1", f"late-{back}", "offer", midnight(day, 23, 59), 50)
+        events += visit("m1", f"late-{back}", "offer", midnight(next_day, 0, 0, 30), 70, idle_s=9)  # the cut stay
+        events += visit("m1", f"late-{back}", "closing", midnight(next_day, 0, 3), 20)
+        events += visit("m2", f"return-{back}", "offer", midnight(day, 23, 58), 90)
+        events += visit("m2", f"return-{back}", "needs", midnight(next_day, 0, 1), 30, hidden_s=5)
+        events += visit("m2", f"return-{back}", "offer", midnight(next_day, 0, 2), 40)
+        events += visit("m3", f"tie-{back}", "products", midnight(day, 11), 30)
+        events += visit("m3", f"tie-{back}", "needs", midnight(day, 11), 30)  # same moment: "needs" first
+        events += visit("m3", f"tie-{back}", "offer", midnight(day, 11, 1), 25)
+    first = TODAY - timedelta(days=5)  # the window below starts here: the day before is cut off
+    events += visit("m3", "early", "needs", midnight(first - timedelta(days=1), 23, 58), 60)
+    events += visit("m3", "early", "offer", midnight(first, 0, 1), 60)
+    events += visit("m3", "early", "closing", midnight(first, 0, 3), 60)
+    store_events(client, settings, "crm", events)
+    storage.refresh_session_steps(client, "crm")
+
+
+def test_the_pre_aggregate_gives_what_the_visits_give(client: storage.Client, awkward: None,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """flow() from session_paths equals flow() from every visit in order, in every metric, for a group and
+    one manager, over the whole range and a window that cuts a session at its first midnight."""
+    windows = [(TODAY - timedelta(days=DAYS), TODAY), (TODAY - timedelta(days=5), TODAY - timedelta(days=2))]
+    cases = [(since, until, metric, who, per_manager) for since, until in windows
+             for metric in ("visible", "active", "wall")
+             for who, per_manager in ((None, False), (["m1", "m2"], False), (["m1"], True), (["m3"], True))]
+    found = [flow_figures.flow(client, "crm", s, u, managers=w, metric=m, per_manager=p) for s, u, m, w, p in cases]
+    raw_read(monkeypatch)
+    expected = [flow_figures.flow(client, "crm", s, u, managers=w, metric=m, per_manager=p) for s, u, m, w, p in cases]
+    for case, mine, theirs in zip(cases, found, expected, strict=True):
+        for key in ("variants", "edges", "steps"):
+            assert sorted(map(repr, mine[key])) == sorted(map(repr, theirs[key])), (case, key)
+    # the cut stay is one stay, and the session cut at the window's first midnight starts at the offer
+    whole = found[0]["variants"]
+    assert any(v["manager"] == "m1" and v["path"] == ("needs", "offer", "closing") for v in whole)
+    assert any(v["manager"] == "m2" and v["path"] == ("offer", "needs", "offer") for v in whole)
+    assert any(v["manager"] == "m3" and v["path"] == ("needs", "products", "offer") for v in whole)
+    window = found[len(cases) // 2 + 3]["variants"]  # the short window, visible time, m3 alone
+    assert any(v["manager"] == "m3" and v["path"] == ("offer", "closing") for v in window)
+
+
+async def test_the_page_says_the_same_from_the_pre_aggregate_as_from_the_visits(
+        api: Any, awkward: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    await login(api, "ada")
+    urls = ["/api/v1/flow?site=crm&team=north", "/api/v1/flow?site=crm&manager=m1",
+            f"/api/v1/flow?site=crm&since={TODAY - timedelta(days=5)}&until={TODAY - timedelta(days=2)}"]
+    pages = [await (await api.get(url)).json() for url in urls]
+    raw_read(monkeypatch)
+    assert pages == [await (await api.get(url)).json() for url in urls]
+    assert pages[0]["sessions"] > 6 * DAYS  # the awkward sessions are in
+
+
+def test_the_analysis_refresh_keeps_the_paths_up_to_date(client: storage.Client, settings: Settings,
+                                                         visits: list[paths.Visit],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The analysis run (its refresh of the daily pre-aggregates) rewrites a day that got a late visit;
+    the older rows of the day count for nothing while their delete is on its way."""
+    from stepwatch import analysis_run
+
+    day = TODAY - timedelta(days=3)
+    store_events(client, settings, "crm", visit("m2", "m2-3-0", "offer", midnight(day, 9, 30), 45))  # a return
+    since, until = TODAY - timedelta(days=DAYS), TODAY
+    before = flow_figures.flow(client, "crm", since, until, managers=["m2"], per_manager=True)
+    analysis_run.analyze(client, settings, only_site="crm")
+    after = flow_figures.flow(client, "crm", since, until, managers=["m2"], per_manager=True)
+    assert after != before
+    assert any(v["path"] == ("needs", "offer", "closing", "offer") for v in after["variants"] if v["manager"] == "m2")
+    # an older refresh's rows of the day, as they stay until their delete is through, count for nothing
+    client.command("INSERT INTO session_paths SELECT site, day, manager, session_id, steps, starts, visible_ms, "
+                   "active_ms, wall_ms, computed_at - INTERVAL 1 SECOND FROM session_paths "
+                   "WHERE site = 'crm' AND manager = 'm2' AND day = {day:Date}", parameters={"day": day})
+    again = flow_figures.flow(client, "crm", since, until, managers=["m2"], per_manager=True)
+    assert sum(v["sessions"] for v in again["variants"] if v["manager"] == "m2") == 3 * DAYS  # no day twice
+    raw_read(monkeypatch)
+    raw = flow_figures.flow(client, "crm", since, until, managers=["m2"], per_manager=True)
+    for key in ("variants", "edges", "steps"):
+        assert sorted(map(repr, after[key])) == sorted(map(repr, raw[key])) == sorted(map(repr, again[key]))

@@ -21,8 +21,8 @@ from tests.figures_helpers import TODAY, build
 from tests.web_helpers import SECRET, login, page_csrf
 
 FILES = {"README.txt", "directory.csv", "teams.csv", "accounts.csv", "visits.csv", "sessions.csv", "session_steps.csv",
-         "session_days.csv", "step_days.csv", "figures.csv", "flags.csv", "flag_history.csv", "coaching.csv",
-         "coaching_evaluations.csv", "audit.csv", "notes.csv"}
+         "session_days.csv", "step_days.csv", "session_paths.csv", "figures.csv", "flags.csv", "flag_history.csv",
+         "coaching.csv", "coaching_evaluations.csv", "audit.csv", "notes.csv"}
 
 
 @pytest.fixture
@@ -59,7 +59,8 @@ def test_the_zip_holds_every_kind_of_data_about_the_person_and_no_one_else(built
     assert len(files["visits.csv"]) == counts["visits.csv"] == visits > 0
     assert {r["action"] for r in files["sessions.csv"]} == {"start", "end"}  # type: ignore[index]
     for name in ("directory.csv", "teams.csv", "session_steps.csv", "session_days.csv", "step_days.csv",
-                 "figures.csv", "flags.csv", "flag_history.csv", "coaching.csv", "audit.csv", "notes.csv"):
+                 "session_paths.csv", "figures.csv", "flags.csv", "flag_history.csv", "coaching.csv", "audit.csv",
+                 "notes.csv"):
         assert files[name], f"{name} is empty"
     assert [r["name"] for r in files["directory.csv"]] == ["Maria Other"]  # type: ignore[index]
     assert {r["kind"] for r in files["flags.csv"]} == {"slow", "systemic"}  # type: ignore[index]
@@ -97,7 +98,7 @@ def test_the_command_writes_the_file_or_says_why_not(built: storage.Client, sett
     env = {"STEPWATCH_DATA_DIR": str(settings.data_dir)}
     target = tmp_path / "m1.zip"
     assert run(["managers", "export", "m1", str(target), "--site", "crm"], environ=env) == 0
-    assert outputs[-1].startswith(f"{target}: ") and "15 CSV files and README.txt" in outputs[-1]
+    assert outputs[-1].startswith(f"{target}: ") and "16 CSV files and README.txt" in outputs[-1]
     assert set(zipfile.ZipFile(target).namelist()) == FILES
     for argv, said in ((["m1", str(tmp_path / "no" / "such" / "dir.zip")], "cannot write"),
                        (["ghost", str(tmp_path / "g.zip")], "holds nothing about a manager 'ghost'"),
