@@ -284,14 +284,14 @@ def pairs_like_for_like(sessions: Sequence[PairSessions], window: Window, thresh
         team_times = np.concatenate([np.asarray(sessions[i].durations_ms, dtype=float)[w]
                                      for i, w in zip(members, window_of, strict=True)])
         bands_of = first.stratum_bands or {}
-        if np.unique(team_codes).size <= 1 and not bands_of:
+        team_counts = np.bincount(team_codes, minlength=keys.size)
+        if np.count_nonzero(team_counts) <= 1 and not bands_of:
             for i in members:
                 s = sessions[i]
                 built[i] = pair_from_sessions(team=s.team, manager=s.manager, step=s.step, band=s.band,
                                               durations_ms=s.durations_ms, days=s.days, window=window, thresholds=t)
             continue
         own_bands = {k: bands_of[key] for k, key in enumerate(keys.tolist()) if key in bands_of}
-        team_counts = np.bincount(team_codes, minlength=keys.size)
         owner = np.repeat(np.arange(len(members)), [int(w.sum()) for w in window_of])
         team = TeamStrata(team_times, team_codes, owner, keys.size)
         for k, i in enumerate(members):

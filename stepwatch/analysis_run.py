@@ -208,12 +208,22 @@ def stratified_step_times(client: Client, site: str, since: date, until: date, m
         at = np.searchsorted(started, session_ids).clip(max=started.size - 1)
         found = started[at] == session_ids
         codes[found] = started_codes[at[found]]
-    unique_keys, first, inverse = np.unique(session_keys, return_index=True, return_inverse=True)
-    if unique_keys.size < session_keys.size:  # a session on several days: one time, dated by its first
-        summed = np.bincount(inverse, weights=times.astype(np.float64)).astype(np.uint64)
+    # Almost every session has one row in the range: one sort of the keys finds the few that have
+    # more (a session on several days), which are summed into one, dated by its first day.
+    ordered_keys = np.sort(session_keys)
+    repeated = np.unique(ordered_keys[1:][ordered_keys[1:] == ordered_keys[:-1]])
+    if repeated.size:
+        at = np.searchsorted(repeated, session_keys).clip(max=repeated.size - 1)
+        several = repeated[at] == session_keys
+        single = ~several
+        unique_keys, first, inverse = np.unique(session_keys[several], return_index=True, return_inverse=True)
+        summed = np.bincount(inverse, weights=times[several].astype(np.float64)).astype(np.uint64)
         first_day = np.full(unique_keys.size, np.iinfo(np.uint64).max, dtype=np.uint64)
-        np.minimum.at(first_day, inverse, offsets)
-        hashes, codes, times, offsets = hashes[first], codes[first], summed, first_day
+        np.minimum.at(first_day, inverse, offsets[several])
+        hashes = np.concatenate([hashes[single], hashes[several][first]])
+        codes = np.concatenate([codes[single], codes[several][first]])
+        times = np.concatenate([times[single], summed])
+        offsets = np.concatenate([offsets[single], first_day])
     named = client.query(f"SELECT DISTINCT pair, toString(manager), toString(step) FROM session_steps WHERE {rng}",
                          parameters=parameters).result_rows
     by_hash = {int(h): (m, st) for h, m, st in named}
@@ -222,13 +232,23 @@ def stratified_step_times(client: Client, site: str, since: date, until: date, m
     pair_names = sorted(by_hash.values())
     number = {name: i for i, name in enumerate(pair_names)}
     known = np.array(sorted(by_hash), dtype=np.uint64)
-    numbers = np.array([number[by_hash[int(h)]] for h in known], dtype=np.int64)
+    numbers = np.array([number[by_hash[int(h)]] for h in known], dtype=np.uint64)
     pair = numbers[np.searchsorted(known, hashes)]
-    distinct, codes = np.unique(codes, return_inverse=True)
+    # the strata present, numbered in the order of their codes: a count over the sessions, whose
+    # codes are among the start events' few distinct ones (or 0), not a sort of every session
+    candidates = np.union1d(np.asarray(starts[:, 1], dtype=np.uint64) if starts.size else [], [0]).astype(np.uint64)
+    dense = np.searchsorted(candidates, codes)
+    present = np.bincount(dense, minlength=candidates.size) > 0
+    distinct, codes = candidates[present], (np.cumsum(present) - 1)[dense]
     keys = np.array([_stratum_of(int(c), names, declared, base) for c in distinct], dtype=object)
-    order = np.lexsort((times, offsets, pair))
+    # pairs by number, sessions by day then time: one sort of (pair, day, time) packed in a number
+    # when they fit (as storage.session_step_times packs them), else a sort on the three columns
+    if len(pair_names) < 1 << 16 and int(offsets.max()) < 1 << 10 and int(times.max()) < 1 << 38:
+        order = np.argsort((pair << np.uint64(48)) | (offsets << np.uint64(38)) | times, kind="stable")
+    else:
+        order = np.lexsort((times, offsets, pair))
     pair, offsets, times, codes = pair[order], offsets[order], times[order].view(np.int64), codes[order]
-    bounds = np.searchsorted(pair, np.arange(len(pair_names) + 1))
+    bounds = np.searchsorted(pair, np.arange(len(pair_names) + 1, dtype=np.uint64))
     days = np.datetime64(since, "D") + offsets.astype("timedelta64[D]")
     return [StratifiedTimes(*pair_names[i], times[a:b], days[a:b], codes[a:b], keys)
             for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)) if b > a]

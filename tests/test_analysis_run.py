@@ -357,3 +357,38 @@ def test_a_site_that_declares_attributes_compares_like_with_like(client: storage
         p = plain_times[(s.manager, s.step)]
         assert s.times_ms.tolist() == p.times_ms.tolist() and s.days.tolist() == p.days.tolist()
         assert set(s.strata.tolist()) <= {"vip", ""}  # "regular" is no longer declared here: no value
+
+
+def test_the_stratified_read_gives_each_session_the_stratum_of_its_start_event(client: storage.Client,
+                                                                               site: sites.Site,
+                                                                               settings: Settings) -> None:
+    _case_mix_site(client, site, settings)
+    storage.refresh_session_steps(client, site.name)
+    declared = {"segment": ("vip", "regular")}
+    since, until = TODAY - timedelta(days=27), TODAY + timedelta(days=1)
+    read = analysis_run.stratified_step_times(client, site.name, since, until, "visible", declared)
+    # what each session's stratum means, joined by ClickHouse on the session's id (the two-day
+    # session's time summed and dated by its first day, as the reader does)
+    joined = client.query(
+        "SELECT manager, step, min(day), sum(visible_ms), any(m['segment']) FROM session_steps AS s "
+        "LEFT JOIN (SELECT session_id, argMin(attributes, at) AS m FROM session_events "
+        "WHERE action = 'start' GROUP BY session_id) AS e ON s.session_id = e.session_id "
+        "WHERE site = {site:String} GROUP BY manager, step, session_id",
+        parameters={"site": site.name}).result_rows
+    expected: dict[tuple[str, str], list[tuple[date, int, str]]] = {}
+    for manager, step, day, time, segment in joined:
+        expected.setdefault((manager, step), []).append((day, int(time), segment))
+    assert {(r.manager, r.step) for r in read} == set(expected)
+    assert "regular" in read[0].keys.tolist() and "vip" in read[0].keys.tolist()
+    for r in read:
+        got = list(zip(r.days.astype(date).tolist(), r.times_ms.tolist(), r.strata.tolist(), strict=True))
+        assert got == sorted(got, key=lambda g: (g[0], g[1]))  # by day, then time
+        assert sorted(got) == sorted(expected[(r.manager, r.step)])
+    # a range too long to pack day and time in one number with the pair: the same read, sorted the other way
+    longer = analysis_run.stratified_step_times(client, site.name, since - timedelta(days=1100), until, "visible",
+                                                declared)
+    assert [(r.manager, r.step) for r in longer] == [(r.manager, r.step) for r in read]
+    for a, b in zip(longer, read, strict=True):
+        assert a.times_ms.tolist() == b.times_ms.tolist() and a.days.tolist() == b.days.tolist()
+        assert sorted(zip(a.times_ms.tolist(), a.strata.tolist())) == sorted(zip(b.times_ms.tolist(),
+                                                                                  b.strata.tolist()))

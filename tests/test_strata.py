@@ -203,3 +203,19 @@ def test_the_factors_of_a_manager_are_those_of_the_rest_of_the_team() -> None:
         expected = stratum_factors(times[rest], codes[rest], BAND, stratum_bands=own, min_sessions=20)
         got = team.factors_without(manager, BAND, own, 20)
         assert got.tolist() == pytest.approx([expected.get(c, 1.0) for c in range(4)], rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_factors_without_each_manager_match_a_count_over_the_rest_with_ties_and_empty_strata(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 400))
+    times = np.round(rng.lognormal(5, 0.3, n))  # coarse: many ties
+    codes = rng.integers(0, 4, n)
+    owners = rng.integers(0, 9, n)
+    owners[owners == 4] = 5  # manager 4 has no session at all
+    team = TeamStrata(times, codes, owners, 5)  # code 4: no session at all
+    for manager in range(11):  # 9 and 10: beyond every owner
+        rest = owners != manager
+        expected = stratum_factors(times[rest], codes[rest], BAND, min_sessions=7)
+        got = team.factors_without(manager, BAND, {}, 7)
+        assert got.tolist() == pytest.approx([expected.get(c, 1.0) for c in range(5)], rel=1e-12)
