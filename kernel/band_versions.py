@@ -67,6 +67,18 @@ def check_stratum(process: processes.Process | None, text: str) -> str:
     return f"{name}={value}"
 
 
+def kind_title(process: processes.Process | None, stratum: str) -> str:
+    """How people call a band's kind of client, by the process's titles: "Client segment: VIP" for
+    "segment=vip" (the keys themselves where no title is given); "" for every kind."""
+    parsed = parse_stratum(stratum) if stratum else None
+    if parsed is None:
+        return ""
+    name, value = parsed
+    if process is None:
+        return f"{name}: {value}"
+    return f"{process.attribute_title(name)}: {process.value_title(name, value)}"
+
+
 def add_version(
     client: Client, site: str, step: str, team: str, min_ms: int, reference_ms: int, max_ms: int,
     effective_from: date, *, actor: str, reason: str, stratum: str = "",

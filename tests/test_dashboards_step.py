@@ -3,6 +3,7 @@ audited with its reason, consistency errors next to their field, and the JSON AP
 
 from __future__ import annotations
 
+import html
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -115,8 +116,8 @@ async def test_a_steps_page_shows_every_visible_manager_against_their_band(api: 
     csv = (await (await api.get("/steps/offer?site=crm&format=csv")).text()).splitlines()
     assert csv[0].startswith("manager,team,n,p10_ms") and len(csv) == 5
     history = (await (await api.get("/steps/offer?site=crm&format=csv&table=history")).text()).splitlines()
-    assert history[0] == "effective_from,team,min_ms,reference_ms,max_ms,set_at,set_by,reason"
-    assert history[1].startswith(f"{(TODAY - timedelta(days=20)).isoformat()},north,60000,150000,300000,")
+    assert history[0] == "effective_from,team,stratum,min_ms,reference_ms,max_ms,set_at,set_by,reason"
+    assert history[1].startswith(f"{(TODAY - timedelta(days=20)).isoformat()},north,,60000,150000,300000,")
 
 
 @pytest.mark.parametrize(("name", "status", "managers"), [
@@ -238,7 +239,7 @@ async def test_an_admin_changes_a_band_with_a_reason_and_it_is_audited(fresh: An
     assert entry.object == "crm/offer" and entry.reason == "new CRM offer screen"
     assert entry.details["before"]["reference_ms"] == 120_000 and entry.details["after"]["reference_ms"] == 150_000
     after = await (await fresh.get("/steps/offer?site=crm")).text()
-    assert "Band of offer saved for every team" in after and "new CRM offer screen" in after
+    assert f"Band of {html.escape(EVIL_TITLE)} saved for every team" in after and "new CRM offer screen" in after
 
 
 async def test_the_band_form_needs_its_csrf_token(api: Any, shared: tuple[Settings, storage.Client]) -> None:
@@ -534,3 +535,115 @@ def test_durations_read_as_the_cli_reads_them() -> None:
         assert parse_duration(duration_text(ms), "min") == ms
     assert (duration_text(61_234), duration_text(121_234), duration_text(45_500)) == ("1m1.234s", "2m1.234s", "45.5s")
     assert (duration_text(130_176, whole_seconds=True), duration_text(400, whole_seconds=True)) == ("2m10s", "0.4s")
+
+
+# --- bands for one kind of client ----------------------------------------------------------------------------
+
+KINDS = ('\n[attributes]\nsegment = ["vip", "regular"]\n\n[attribute_titles]\nsegment = "Client segment"\n\n'
+         '[value_titles.segment]\nvip = "VIP"\nregular = "Regular"\n')
+
+
+def declare_kinds(client: storage.Client) -> None:
+    from kernel import processes
+    from tests.figures_helpers import EXAMPLE
+
+    text = EXAMPLE.read_text().replace('title = "Offer"', f'title = "{EVIL_TITLE}"') + KINDS
+    processes.load(client, processes.parse(text, "crm"), actor="test")
+
+
+async def test_a_band_for_one_kind_of_client_is_set_listed_and_audited(fresh: Any, client: storage.Client) -> None:
+    declare_kinds(client)
+    await login(fresh, "ada")
+    page = await (await fresh.get("/steps/offer?site=crm")).text()
+    kinds = re.search(r'<select id="band-stratum" name="stratum"[^>]*>(.*?)</select>', page, re.S)
+    assert kinds is not None
+    assert re.findall(r'<option value="([^"]*)"( selected)?>([^<]*)</option>', kinds.group(1)) == [
+        ("", " selected", "Every kind of client"), ("segment=vip", "", "Client segment: VIP"),
+        ("segment=regular", "", "Client segment: Regular")]  # every kind unless one is chosen
+    assert "No kind of client has a band of its own" in page
+    response = await fresh.post("/steps/offer/bands", allow_redirects=False, data={
+        "csrf": csrf_of(page), "site": "crm", "min": "2m", "reference": "3m", "max": "6m", "team": "north",
+        "stratum": "segment=vip", "effective_from": TODAY.isoformat(), "reason": "VIP clients ask more",
+        "next": "/steps/offer?site=crm"})
+    assert response.status == 303
+    stored = band_versions.versions(client, "crm", "offer", stratum="segment=vip")
+    assert [(v.team, v.stratum, v.reference_ms) for v in stored] == [("north", "segment=vip", 180_000)]
+    assert newest(client, "offer").reason == "north works differently"  # the band for every kind is untouched
+    (entry,) = audit.entries(client, action="band.set", actor="ada")
+    assert entry.object == "crm/offer/north" and entry.details["stratum"] == "segment=vip"
+    after = await (await fresh.get("/steps/offer?site=crm")).text()
+    assert f"Band of {html.escape(EVIL_TITLE)} for Client segment: VIP saved for north from" in after
+    kind_list = after[after.index('id="kind-bands-heading"'):after.index('id="managers-heading"')]
+    assert "Client segment: VIP · team north" in kind_list and "3.0 min" in kind_list
+    history = after[after.index('id="history-heading"'):]
+    assert "<td>Client segment: VIP</td>" in history and "<td>every kind</td>" in history
+    twin = await (await fresh.get("/api/v1/steps/offer?site=crm")).json()
+    assert [(k["stratum"], k["team"], k["reference_ms"]) for k in twin["kind_bands"]] == [
+        ("segment=vip", "north", 180_000)]
+    assert [k["stratum"] for k in twin["kinds"]] == ["segment=vip", "segment=regular"]
+    assert [h["stratum"] for h in twin["history"]][:2] == ["segment=vip", ""]
+    csv = (await (await fresh.get("/steps/offer?site=crm&format=csv&table=history")).text()).splitlines()
+    assert csv[1].split(",")[1:3] == ["north", "segment=vip"]
+    # for scripts: the answer carries the kind as stored
+    token = users.create_token(client, "ada", "bands script", actor="test")
+    answer = await (await fresh.post("/api/v1/steps/offer/bands", headers={"Authorization": f"Bearer {token}"},
+                                     json={"site": "crm", "min": "2m", "reference": "4m", "max": "8m",
+                                           "stratum": " segment=vip ", "reason": "every team's VIP band"})).json()
+    assert answer["saved"] and answer["stratum"] == "segment=vip" and answer["team"] == ""
+
+
+@pytest.mark.parametrize(("stratum", "declared", "words"), [
+    ("segment=gold", True, "“segment=gold” is not a kind of client the process declares; choose one of: "
+                           "Client segment: VIP, Client segment: Regular."),
+    ("vip", True, "“vip” is not a kind of client the process declares"),
+    ("segment=vip", False, "The process declares no kinds of client (session attributes)"),
+])
+async def test_a_kind_the_process_does_not_declare_is_refused_naming_the_field(
+        fresh: Any, client: storage.Client, stratum: str, declared: bool, words: str) -> None:
+    if declared:
+        declare_kinds(client)
+    token = users.create_token(client, "ada", "bands script", actor="test")
+    response = await fresh.post("/api/v1/steps/offer/bands", headers={"Authorization": f"Bearer {token}"},
+                                json={"site": "crm", "min": "1m", "reference": "2m", "max": "4m", "reason": "r",
+                                      "stratum": stratum})
+    answer = await response.json()
+    assert response.status == 400 and answer["field"] == "stratum" and words in answer["error"]
+    assert band_versions.versions(client, "crm", stratum=None) == band_versions.versions(client, "crm")
+    if declared:  # on the page: next to the select, which keeps the band as typed
+        await login(fresh, "ada")
+        page = await (await fresh.get("/steps/offer?site=crm")).text()
+        response = await fresh.post("/steps/offer/bands", allow_redirects=False, data={
+            "csrf": csrf_of(page), "site": "crm", "form": "editor", "min": "1m", "reference": "2m", "max": "4m",
+            "stratum": stratum, "reason": "r", "next": "/steps/offer?site=crm"})
+        shown = await (await fresh.get(response.headers["Location"])).text()
+        error = re.search(r'<p class="field-error" id="error-stratum" role="alert">([^<]*)</p>', shown)
+        assert error is not None and html.escape(words) in error.group(1)
+        assert re.search(r'<select id="band-stratum"[^>]*aria-invalid="true"', shown)
+
+
+async def test_a_site_without_kinds_shows_no_kind_select(api: Any) -> None:
+    await login(api, "ada")
+    page = await (await api.get("/steps/offer?site=crm")).text()
+    assert 'name="stratum"' not in page and "kind-bands-heading" not in page
+    assert (await (await api.get("/api/v1/steps/offer?site=crm")).json())["kinds"] == []
+
+
+async def test_a_preview_of_a_kind_band_says_how_its_sessions_will_be_weighed(fresh: Any,
+                                                                            client: storage.Client) -> None:
+    declare_kinds(client)
+    await login(fresh, "ada")
+    page = await (await fresh.get("/steps/offer?site=crm")).text()
+    response = await fresh.post("/steps/offer/bands", allow_redirects=False, data={
+        "csrf": csrf_of(page), "site": "crm", "form": "editor", "min": "1m", "reference": "3m", "max": "6m",
+        "team": "", "stratum": "segment=vip", "preview": "1", "next": "/steps/offer?site=crm"})
+    location = response.headers["Location"]
+    assert "stratum=segment%3Dvip" in location
+    shown = await (await fresh.get(location)).text()
+    preview = shown[shown.index('id="preview"'):]
+    assert ("Saved, this band would apply to Client segment: VIP for every team from" in preview
+            and "divided by 1.50 (3.0 min against 2.0 min for every kind)" in preview)
+    assert re.search(r'<option value="segment=vip" selected>', shown)  # the kind previewed stays chosen
+    twin = await (await fresh.get("/api/v1/steps/offer?site=crm&min=1m&reference=3m&max=6m&team=north"
+                                  "&stratum=segment%3Dvip")).json()
+    assert twin["preview"]["factor"] == 1.2 and twin["preview"]["every_kind_reference_ms"] == 150_000  # north's
+    assert not band_versions.versions(client, "crm", stratum="segment=vip")

@@ -15,12 +15,16 @@ to them). A manager account gets 403: these pages compare managers with each oth
 Who changes bands: an admin any band (the default of every team, or a team's override); a
 director only the overrides of the teams they lead. Every change needs a reason and is audited
 (band_versions.add_version writes the audit entry: who, when, why, before and after).
+
+A site whose process declares session attributes may also have bands for one kind of client
+(`stratum` "segment=vip"): listed under the bands in force, set with the same editor by choosing
+the kind, and read by the analysis as how long that kind should take (docs/analysis.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -74,7 +78,8 @@ MANAGER_COLUMNS = ["manager", "team", "n", "p10_ms", "p25_ms", "median_ms", "p75
                    "band_reference_ms", "band_max_ms", "band_team", "position", "share_above_max", "share_below_min",
                    "status", "minutes_lost_per_week", "minutes_above_reference_per_week", "start_date",
                    "start_at_least", "flag_id", "visits_imported"]
-HISTORY_COLUMNS = ["effective_from", "team", "min_ms", "reference_ms", "max_ms", "set_at", "set_by", "reason"]
+HISTORY_COLUMNS = ["effective_from", "team", "stratum", "min_ms", "reference_ms", "max_ms", "set_at", "set_by",
+                   "reason"]
 
 
 # --- the list of steps -----------------------------------------------------------------------------------------
@@ -121,6 +126,7 @@ class Proposal:
     band: Band
     team: str  # "" is the band of every team
     effective_from: date
+    stratum: str = ""  # "" is the band of every kind of client; else "segment=vip"
 
 
 def step_data(client: Client, settings: Settings, user: User, site: str, step: str, period: Period, *,
@@ -130,9 +136,11 @@ def step_data(client: Client, settings: Settings, user: User, site: str, step: s
     the preview: how many medians of the latest analysis it puts outside, against the bands in force."""
     scope = access.scope_of(client, user, site)
     process = processes.latest(client, site)
-    versions = band_versions_by_step(client, site, step).get(step, [])
+    stored = band_versions.versions(client, site, step, stratum=None)  # every kind's bands and each kind's
+    versions = [BandVersion(v.effective_from, v.team or None, Band(v.min_ms, v.reference_ms, v.max_ms))
+                for v in stored if not v.stratum]
     titles = {s.key: s.title for s in process.steps} if process else {}
-    if step not in titles and not versions:
+    if step not in titles and not stored:
         raise NotFound(f"site {site} has no step {step!r}", field="step", code="no_step", values={"step": step})
     site_teams = teams.list_teams(client, site)
     by_team = {t: band_dict(band_in_force(versions, period.until, t)) for t in site_teams}
@@ -182,9 +190,13 @@ def step_data(client: Client, settings: Settings, user: User, site: str, step: s
         if proposal.team and proposal.team not in site_teams:
             raise InvalidInput(_("step.error_team", team=proposal.team, site=site), field="team")
         raise Forbidden(_("step.error_director", teams=", ".join(user.teams) or "–"))
-    preview = proposal and editable and band_preview(
-        latest.rows, scope.team_of, versions, proposal, min_sessions=settings.analysis_min_sessions,
-        window=(latest.window_start, latest.window_end))
+    if proposal and editable and proposal.stratum:
+        proposal = replace(proposal, stratum=checked_kind(process, proposal.stratum, Translator(user.language)))
+        preview = kind_preview(versions, proposal, band_versions.kind_title(process, proposal.stratum))
+    else:
+        preview = proposal and editable and band_preview(
+            latest.rows, scope.team_of, versions, proposal, min_sessions=settings.analysis_min_sessions,
+            window=(latest.window_start, latest.window_end))
     return {
         "site": site, "step": step, "title": titles.get(step, step), "period": period.as_dict(),
         "metric": settings.analysis_metric,
@@ -192,9 +204,12 @@ def step_data(client: Client, settings: Settings, user: User, site: str, step: s
         if latest.run_at else None,
         "band": default,
         "team_bands": [{"team": t, **b} for t, b in by_team.items() if b and b["team"]],
-        "history": [{"team": v.team, "min_ms": v.min_ms, "reference_ms": v.reference_ms, "max_ms": v.max_ms,
+        "kinds": kinds_of(process),
+        "kind_bands": kind_bands(process, stored, site_teams, period.until),
+        "history": [{"team": v.team, "stratum": v.stratum, "kind_title": band_versions.kind_title(process, v.stratum),
+                     "min_ms": v.min_ms, "reference_ms": v.reference_ms, "max_ms": v.max_ms,
                      "effective_from": v.effective_from, "set_at": v.set_at, "set_by": v.set_by, "reason": v.reason}
-                    for v in reversed(band_versions.versions(client, site, step))],
+                    for v in reversed(stored)],
         "managers": managers,
         "histogram": [{"from_ms": round(b.from_ms, 1), "to_ms": round(b.to_ms, 1), "sessions": b.sessions}
                       for b in found.bins],
@@ -204,6 +219,48 @@ def step_data(client: Client, settings: Settings, user: User, site: str, step: s
         "editable_teams": editable,
         "preview": preview or None,
     }
+
+
+def kinds_of(process: processes.Process | None) -> list[dict[str, str]]:
+    """The kinds of client a band may be set for: each value of each declared session attribute, titled."""
+    if process is None:
+        return []
+    return [{"stratum": f"{name}={value}", "attribute": name, "value": value,
+             "title": band_versions.kind_title(process, f"{name}={value}")}
+            for name, values in process.attributes.items() for value in values]
+
+
+def kind_bands(process: processes.Process | None, stored: Sequence[band_versions.StoredBand],
+               site_teams: Mapping[str, str], on: date) -> list[dict[str, Any]]:
+    """The bands of one kind of client in force on `on`: per kind, the one for every team and each team's
+    own, in the process's order of kinds (a kind no longer declared last, as stored)."""
+    by_kind: dict[str, list[BandVersion]] = {}
+    for v in stored:
+        if v.stratum:
+            by_kind.setdefault(v.stratum, []).append(
+                BandVersion(v.effective_from, v.team or None, Band(v.min_ms, v.reference_ms, v.max_ms)))
+    order = [k["stratum"] for k in kinds_of(process)]
+    found = []
+    for stratum in sorted(by_kind, key=lambda k: (order.index(k) if k in order else len(order), k)):
+        versions = by_kind[stratum]
+        for team in ("", *site_teams):
+            band = band_dict(band_in_force(versions, on, team or None))
+            if band and band["team"] == team:  # a team listed only for a band of its own
+                found.append({"stratum": stratum, "kind_title": band_versions.kind_title(process, stratum),
+                              "declared": stratum in order, **band})
+    return found
+
+
+def kind_preview(versions: Sequence[BandVersion], proposal: Proposal, kind: str) -> dict[str, Any]:
+    """A band for one kind of client, not saved: how much longer it says that kind takes than the band for
+    every kind in force for the same team on its date (the factor the analysis divides that kind's sessions
+    by). The medians of the latest analysis cannot be recounted without it: that shows after the next run."""
+    every = band_in_force(versions, proposal.effective_from, proposal.team or None)
+    return {"min_ms": proposal.band.min_ms, "reference_ms": proposal.band.reference_ms,
+            "max_ms": proposal.band.max_ms, "team": proposal.team, "effective_from": proposal.effective_from,
+            "stratum": proposal.stratum, "kind_title": kind,
+            "every_kind_reference_ms": every and every.band.reference_ms,
+            "factor": every and round(proposal.band.reference_ms / every.band.reference_ms, 3)}
 
 
 def band_preview(rows: Sequence[Mapping[str, Any]], team_of: Mapping[str, str], versions: Sequence[BandVersion],
@@ -231,7 +288,7 @@ def band_preview(rows: Sequence[Mapping[str, Any]], team_of: Mapping[str, str], 
                 counts[f"below_{when}"] += median < version.band.min_ms
     keep = sorted({v.team for v in versions if v.team and v.effective_from <= effective}) if not team else []
     return {"min_ms": proposal.band.min_ms, "reference_ms": proposal.band.reference_ms,
-            "max_ms": proposal.band.max_ms, "team": proposal.team, "effective_from": effective,
+            "max_ms": proposal.band.max_ms, "team": proposal.team, "effective_from": effective, "stratum": "",
             "teams_keeping_their_band": keep, "min_sessions": min_sessions,
             "analysis_since": window[0], "analysis_until": window[1], **counts}
 
@@ -336,7 +393,8 @@ def proposal_of(query: Mapping[str, str], _: Translator) -> Proposal | None:
     effective = query.get("effective_from")
     return Proposal(band_of_fields({n: query.get(n) for n in ("min", "reference", "max")}, _),
                     str(query.get("team") or "").strip(),
-                    date.fromisoformat(effective) if effective else datetime.now(UTC).date())
+                    date.fromisoformat(effective) if effective else datetime.now(UTC).date(),
+                    str(query.get("stratum") or "").strip())
 
 
 def editor_values(data: dict[str, Any], query: Mapping[str, str]) -> dict[str, str]:
@@ -346,6 +404,8 @@ def editor_values(data: dict[str, Any], query: Mapping[str, str]) -> dict[str, s
     found = {name: query.get(name) or duration_text(band.get(f"{name}_ms")) for name in ("min", "reference", "max")}
     team = str(query.get("team") or "")
     found["team"] = team if team in data["editable_teams"] else (data["editable_teams"] or [""])[0]
+    stratum = str(query.get("stratum") or "")
+    found["stratum"] = stratum if stratum in {k["stratum"] for k in data["kinds"]} else ""  # every kind unless chosen
     found["effective_from"] = query.get("effective_from") or ""
     found["reason"] = query.get("reason") or ""
     return found
@@ -421,14 +481,18 @@ def band_of_fields(fields: dict[str, Any], _: Translator | None = None) -> Band:
 def proposal_preview(client: Client, settings: Settings, user: User, site: str, step: str,
                      proposal: Proposal) -> dict[str, Any]:
     """The preview alone (the JSON answer of a preview): the stored analysis rows and a few lookups."""
+    if proposal.stratum:
+        return kind_preview(band_versions_by_step(client, site, step).get(step, []), proposal,
+                            band_versions.kind_title(processes.latest(client, site), proposal.stratum))
     scope = access.scope_of(client, user, site)
     latest = figures.latest_stats(client, site, step=step, managers=scope.managers)
     return band_preview(latest.rows, scope.team_of, band_versions_by_step(client, site, step).get(step, []), proposal,
                         min_sessions=settings.analysis_min_sessions, window=(latest.window_start, latest.window_end))
 
 
-def check_scope(client: Client, user: User, site: str, step: str, team: str) -> None:
-    """The site, the step and the team exist, and `user` may set that team's band (or every team's)."""
+def check_scope(client: Client, user: User, site: str, step: str, team: str, stratum: str = "") -> str:
+    """The site, the step, the team and the kind of client exist, and `user` may set that team's band (or
+    every team's); the kind as stored ("" for every kind)."""
     _ = Translator(user.language)
     sites.get_site(client, site)  # NotFound names the site
     process = processes.latest(client, site)
@@ -439,13 +503,35 @@ def check_scope(client: Client, user: User, site: str, step: str, team: str) -> 
         raise InvalidInput(_("step.error_team", team=team, site=site), field="team")
     if user.role == "director" and (not team or team not in user.teams):
         raise Forbidden(_("step.error_director", teams=", ".join(user.teams) or "–"))
+    return checked_kind(process, stratum, _)
+
+
+def checked_kind(process: processes.Process | None, stratum: str, _: Translator) -> str:
+    """The kind of client as stored ("" for every kind), or InvalidInput in the viewer's words naming the
+    field and what may be chosen."""
+    try:
+        return band_versions.check_stratum(process, stratum)
+    except InvalidInput:
+        kinds = ", ".join(k["title"] for k in kinds_of(process))
+        raise InvalidInput(_("step.error_kind", kind=stratum[:80], kinds=kinds) if kinds
+                           else _("step.error_no_kinds"), field="stratum") from None
 
 
 def save_band(client: Client, user: User, site: str, step: str, band: Band, team: str, effective_from: date,
-              reason: str) -> None:
-    check_scope(client, user, site, step, team)
+              reason: str, stratum: str = "") -> str:
+    """Record the band; the kind of client as stored."""
+    stratum = check_scope(client, user, site, step, team, stratum)
     band_versions.add_version(client, site, step, team, band.min_ms, band.reference_ms, band.max_ms, effective_from,
-                              actor=user.name, reason=reason)
+                              actor=user.name, reason=reason, stratum=stratum)
+    return stratum
+
+
+def saved_words(client: Client, site: str, step: str, team: str, stratum: str) -> tuple[str, str, str]:
+    """The step's title, the team's title and the kind's title, for the message after saving."""
+    process = processes.latest(client, site)
+    titles = {s.key: s.title for s in process.steps} if process else {}
+    return (titles.get(step, step), teams.list_teams(client, site).get(team, team) if team else "",
+            band_versions.kind_title(process, stratum))
 
 
 async def set_band(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
@@ -460,6 +546,7 @@ async def set_band(request: web.Request, who: Viewer, fields: dict[str, Any]) ->
         site = names[0]
     band = band_of_fields(fields, _)
     team = str(fields.get("team") or "").strip()
+    stratum = str(fields.get("stratum") or "").strip()
     effective_text = str(fields.get("effective_from") or "").strip()
     try:
         effective = date.fromisoformat(effective_text) if effective_text else datetime.now(UTC).date()
@@ -468,27 +555,33 @@ async def set_band(request: web.Request, who: Viewer, fields: dict[str, Any]) ->
     reason = str(fields.get("reason") or "").strip()
     if len(reason) > MAX_REASON:
         raise InvalidInput(_("step.error_reason_long", n=MAX_REASON), field="reason")
-    answered = {"site": site, "step": step, "team": team, "min_ms": band.min_ms, "reference_ms": band.reference_ms,
-                "max_ms": band.max_ms, "effective_from": effective}
     if fields.get("preview") in (True, "1", "true", "on"):
         # Nothing is saved: the page comes back with the band as typed and its counts (no reason needed yet).
-        await run(request, check_scope, who.user, site, step, team)
+        stratum = await run(request, check_scope, who.user, site, step, team, stratum)
         preview = await run(request, proposal_preview, request.app[app_keys.SETTINGS], who.user, site, step,
-                            Proposal(band, team, effective))
+                            Proposal(band, team, effective, stratum))
         back = {k: v for k, v in request.query.items() if k in ("since", "until", "suggest")}
         back.update({"site": site, "min": duration_text(band.min_ms), "reference": duration_text(band.reference_ms),
                      "max": duration_text(band.max_ms), "team": team, "effective_from": effective.isoformat(),
-                     **({"reason": reason} if reason else {})})
-        return {**answered, "saved": False, "preview": preview, "message": "",
-                "redirect": f"/steps/{segment(step)}?{urlencode(back)}#preview"}
+                     **({"stratum": stratum} if stratum else {}), **({"reason": reason} if reason else {})})
+        return {**answered(site, step, team, stratum, band, effective), "saved": False, "preview": preview,
+                "message": "", "redirect": f"/steps/{segment(step)}?{urlencode(back)}#preview"}
     if not reason:
         raise InvalidInput(_("step.error_reason"), field="reason")
-    await run(request, save_band, who.user, site, step, band, team, effective, reason)
+    stratum = await run(request, save_band, who.user, site, step, band, team, effective, reason, stratum)
+    title, team_title, kind = await run(request, saved_words, site, step, team, stratum)
+    whom = team_title or _("step.every_team")
     return {
-        **answered, "saved": True, "preview": None,
-        "message": _("step.band_saved", step=step, team=team or _("step.every_team"), date=_.date(effective)),
+        **answered(site, step, team, stratum, band, effective), "saved": True, "preview": None,
+        "message": (_("step.kind_band_saved", step=title, team=whom, kind=kind, date=_.date(effective)) if stratum
+                    else _("step.band_saved", step=title, team=whom, date=_.date(effective))),
         "redirect": f"/steps/{segment(step)}?site={segment(site)}",
     }
+
+
+def answered(site: str, step: str, team: str, stratum: str, band: Band, effective: date) -> dict[str, Any]:
+    return {"site": site, "step": step, "team": team, "stratum": stratum, "min_ms": band.min_ms,
+            "reference_ms": band.reference_ms, "max_ms": band.max_ms, "effective_from": effective}
 
 
 def register(app: web.Application) -> None:
@@ -503,10 +596,12 @@ def register(app: web.Application) -> None:
         *(text(n, f'preview: the {n} of a band not saved yet, a duration ("4m30s")')
           for n in ("min", "reference", "max")),
         text("team", "preview: the team whose override it would be (default: every team)"),
+        text("stratum", 'preview: the kind of client it would be for, "segment=vip" (default: every kind)'),
         day("effective_from", "preview: in force from (default: today)"),
         text("reason", "preview: the reason typed, kept in the editor")),
              response=answer(site="string", step="string", title="string", period="object", metric="string",
-                             analysis="object?", band="object?", team_bands="array", history="array",
+                             analysis="object?", band="object?", team_bands="array", kinds="array",
+                             kind_bands="array", history="array",
                              managers="array", histogram="array", visits_imported="integer", suggested="boolean",
                              suggestion="object?", editable_teams="array", preview="object?", sites="array"))
     durations = [text(n, 'a duration: "240" (seconds), "4m", "4m30s", "1500ms", "1h"') for n in
@@ -518,9 +613,11 @@ def register(app: web.Application) -> None:
                    *(whole(f"{n}_ms", 0, 86_400_000, f"{n} in milliseconds, instead of {n}")
                      for n in ("min", "reference", "max")),
                    text("team", "a team's override (default: every team's band)"),
+                   text("stratum", 'for one kind of client, a declared session attribute\'s value: "segment=vip" '
+                                   "(default: every kind)"),
                    day("effective_from", "in force from (default: today)"),
                    text("reason", "why (required to save; not to preview)"),
                    flag("preview", "true: save nothing, answer how many medians the band would put outside")),
-               response=answer(site="string", step="string", team="string", min_ms="integer",
+               response=answer(site="string", step="string", team="string", stratum="string", min_ms="integer",
                                reference_ms="integer", max_ms="integer", effective_from="string", saved="boolean",
                                preview="object?", **DONE))
