@@ -29,6 +29,7 @@ SVG_NS = "http://www.w3.org/2000/svg"
 INK, MUTED, GRID = "#1b1f24", "#57606a", "#d0d7de"
 BLUE, VERMILLION, GREEN, ORANGE, SKY = "#0072b2", "#d55e00", "#009e73", "#e69f00", "#56b4e9"
 BAND_FILL, BELOW_FILL, ABOVE_FILL = "#d5ede5", "#e3eef7", "#fbe9cf"  # tints of green, blue, orange
+TRIGGER_FILL = "#e4e4e4"  # days a before/after chart shows but compares in neither window
 # Nice ticks of a time axis (ms): 1 s ... 4 h.
 TIME_TICKS = (1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 60_000, 120_000, 300_000, 600_000, 1_200_000,
               1_800_000, 3_600_000, 7_200_000, 14_400_000)
@@ -384,12 +385,21 @@ def _short_date_in(language: str, value: date) -> str:
 
 def before_after(_: Translator, *, label: str, days: Sequence[date], manager_ms: Sequence[float | None],
                  peers_ms: Sequence[float | None], pre: tuple[date, date], post: tuple[date, date] | None,
-                 target_ms: int, band_max_ms: int | None, width: int = 640, height: int = 200) -> Markup:
+                 target_ms: int, band_max_ms: int | None, trigger: tuple[date, date] | None = None,
+                 width: int = 640, height: int = 200) -> Markup:
     """Daily medians around a coaching: the manager (solid, ●) against their peers (dashed, ■), the
     windows before and after shaded and named, the target and the band's maximum as lines, and the
-    dates along the bottom, a tick a week."""
+    dates along the bottom, a tick a week (a fortnight when narrower than 500). `trigger`, the
+    fortnight that prompted the coaching, is shaded apart (grey, "not compared"): the baseline leaves
+    it out, so a bad fortnight that would recover anyway is not taken for the coaching's effect; the
+    legend and the summary say so."""
     with_sessions = sum(m is not None for m in manager_ms)
     summary = _.plural("charts.before_after_label", with_sessions, label=label, n=_.num(with_sessions))
+    index = {d: i for i, d in enumerate(days)}
+    trigger_days = [index[d] for d in days if trigger and trigger[0] <= d <= trigger[1]]
+    if trigger and trigger_days:
+        summary += ". " + _("charts.trigger_said", since=_.date(trigger[0]), until=_.date(trigger[1]))
+    narrow = width < 500  # a phone's drawing: a date every fortnight, the long key from the left edge
     left, right, top, bottom = 48.0, width - 12.0, 18.0, height - 30.0
     values = [v for v in (*manager_ms, *peers_ms) if v is not None]
     peak = max(values + [float(target_ms), float(band_max_ms or 0), 1_000.0]) * 1.15
@@ -401,11 +411,15 @@ def before_after(_: Translator, *, label: str, days: Sequence[date], manager_ms:
     def y(ms: float) -> float:
         return bottom - min(ms, peak) / peak * (bottom - top)
 
-    index = {d: i for i, d in enumerate(days)}
     body: list[Markup] = []
     for tick in _linear_ticks(peak):
         body.append(_el("line", x1=left, y1=y(tick), x2=right, y2=y(tick), stroke=GRID, stroke_width=0.5))
         body.append(_text(left - 4, y(tick) + 3, _.minutes(tick), anchor="end", size=9, fill=MUTED))
+    if trigger_days:  # grey, not the windows' blue: these days are in neither
+        xa, xb = x(trigger_days[0] - 0.5), x(trigger_days[-1] + 0.5)
+        body.append(_el("rect", x=xa, y=top, width=xb - xa, height=bottom - top, fill=TRIGGER_FILL, class_="trigger"))
+        body.append(_text((xa + xb) / 2, top - 4, _("charts.trigger_short"), anchor="middle", size=9 if narrow else 10,
+                          fill=MUTED))
     for window, key in ((pre, "charts.before"), (post, "charts.after")):
         if window is None:
             continue
@@ -432,7 +446,7 @@ def before_after(_: Translator, *, label: str, days: Sequence[date], manager_ms:
                     else _el("rect", x=px - 2.5, y=py - 2.5, width=5, height=5, fill=colour))
             body.append(_el("g", tip + mark))
     for i, day in enumerate(days):  # a date axis: a tick each week from the first day shown
-        if i % 7 == 0:
+        if i % (14 if narrow else 7) == 0:
             body.append(_el("line", x1=x(i), y1=bottom, x2=x(i), y2=bottom + 3, stroke=MUTED))
             body.append(_text(x(i), bottom + 13, _short_date(_, day), anchor="middle", size=9, fill=MUTED))
     legend_y = bottom + 28
@@ -441,10 +455,17 @@ def before_after(_: Translator, *, label: str, days: Sequence[date], manager_ms:
     if any(v is not None for v in peers_ms):  # a group too small to show has no line, so no legend entry
         body.append(_el("rect", x=left + 118, y=legend_y - 6, width=6, height=6, fill=MUTED))
         body.append(_text(left + 128, legend_y, _("charts.peers"), size=10))
+    extra = 0
+    if trigger_days:  # a line of its own: the words are long, and a narrow chart has no room beside the others
+        extra = 16
+        key_x = 6.0 if narrow else left - 3
+        body.append(_el("rect", x=key_x, y=legend_y + 16 - 8, width=12, height=10, fill=TRIGGER_FILL,
+                        stroke=MUTED, stroke_width=0.5))
+        body.append(_text(key_x + 17, legend_y + 16, _("charts.trigger_key"), size=9 if narrow else 10))
     if not values:
         body.append(_text((left + right) / 2, (top + bottom) / 2, _("charts.no_data"), anchor="middle", fill=MUTED))
     body.append(_el("line", x1=left, y1=bottom, x2=right, y2=bottom, stroke=MUTED))
-    return _svg(width, height + 12, summary, body, "before-after")
+    return _svg(width, height + 12 + extra, summary, body, "before-after")
 
 
 @dataclass(frozen=True)
@@ -470,7 +491,7 @@ def evidence(_: Translator, *, label: str, weeks: Sequence[date], main: Series, 
     if note:
         summary += ". " + note
     narrow = width < 500
-    left, right, top, bottom = 54.0, width - (10.0 if narrow else 104.0), 48.0, height - 24.0
+    left, right, top, bottom = 64.0, width - (10.0 if narrow else 104.0), 48.0, height - 24.0  # room for "10.0 min"
     values = [v for s in (main, compare, *others) if s is not None for v in s.medians if v is not None]
     peak = max(values + [b.max_ms for b in bands if b] + [1_000.0]) * 1.12
     step = (right - left) / max(len(weeks), 1)

@@ -190,3 +190,27 @@ def test_before_after_names_the_peers_in_its_legend_only_when_it_draws_them() ->
 
     assert en("charts.peers") in words(drawn)
     assert en("charts.peers") not in words(hidden) and en("charts.manager") in words(hidden)
+
+
+def test_before_after_shades_the_fortnight_that_prompted_the_coaching_apart_and_says_so() -> None:
+    days = [date(2026, 10, 1) + timedelta(days=i) for i in range(60)]
+    pre, trigger, post = (days[0], days[27]), (days[28], days[41]), (days[46], days[59])
+    common = {"label": "Offer", "days": days, "manager_ms": [200_000.0] * 60, "peers_ms": [180_000.0] * 60,
+              "pre": pre, "post": post, "target_ms": 150_000, "band_max_ms": 240_000}
+    for _, key, short in ((en, "the fortnight that prompted the coaching — not compared", "not compared"),
+                          (ru, "две недели, из-за которых назначено обучение, — не сравниваются", "не сравниваются")):
+        root = parse(charts.before_after(_, trigger=trigger, **common))
+        said = texts(root)
+        assert key in said and short in said
+        shaded = {r.get("class"): r for r in root.iter(f"{{{charts.SVG_NS}}}rect") if r.get("class")}
+        assert shaded["trigger"].get("fill") != shaded["window"].get("fill")  # not the baseline's shade
+        windows = [r for r in root.iter(f"{{{charts.SVG_NS}}}rect") if r.get("class") == "window"]
+        grey = shaded["trigger"]
+        start, end = float(grey.get("x") or 0), float(grey.get("x") or 0) + float(grey.get("width") or 0)
+        assert float(windows[0].get("x") or 0) + float(windows[0].get("width") or 0) == pytest.approx(start, abs=0.1)
+        assert end < float(windows[1].get("x") or 0)  # the days between the assignment and done: in neither
+        summary = root.get("aria-label") or ""
+        assert _.date(trigger[0]) in summary and _.date(trigger[1]) in summary  # the text equivalent
+    assert "not compared" in (parse(charts.before_after(en, trigger=trigger, **common)).get("aria-label") or "")
+    without = parse(charts.before_after(en, **common))
+    assert "not compared" not in " ".join(texts(without)) and "not compared" not in (without.get("aria-label") or "")

@@ -47,6 +47,11 @@ async def test_director_assigns_from_the_form_and_lands_on_the_assignment(api: A
     assert response.status == 303 and response.headers["Location"].startswith("/coaching/assignments/")
     page = await (await api.get(response.headers["Location"])).text()
     assert "Coaching of m-1 on Offer" in page and "assigned" in page and "<svg" in page
+    # the fortnight that prompted it, shaded apart and said: the baseline leaves it out
+    assert 'class="trigger"' in page and "the fortnight that prompted the coaching — not compared" in page
+    # a phone has a drawing of its own, not the wide one shrunk: both are there, the CSS shows one
+    assert page.count('class="chart before-after"') == 2 and 'width="380"' in page
+    assert 'class="chart-wide chart-scroll" tabindex="0" role="region"' in page  # scrolled from the keyboard too
 
 
 async def test_a_refusal_is_shown_next_to_its_field(api: Any, org: Any) -> None:
@@ -211,6 +216,7 @@ async def test_the_manager_page_shows_coaching_history_with_a_before_after_chart
     await login(api, "dana")
     page = await (await api.get("/managers/m-1")).text()
     assert "/coaching/assignments/" + a.assignment_id in page and 'class="chart before-after"' in page
+    assert 'class="trigger"' in page  # the fortnight that prompted the coaching, as on the assignment's page
     twin = await (await api.get("/api/v1/managers/m-1")).json()
     assert twin["coaching"][0]["assignment_id"] == a.assignment_id and twin["coaching"][0]["before_after"]
     await login(api, "max")

@@ -138,15 +138,17 @@ async def assignment_page(request: web.Request, who: Viewer) -> Page:
             "refused_codes": {move: f"refusal_{why.code}" for move, why in moves.refused.items()}}
     refused_said = [(_(f"coaching.move_{move}"), said(_, f"refusal_{why.code}", why.values))
                     for move, why in sorted(moves.refused.items()) if move not in ("ask", "acknowledge")]
-    chart = charts.before_after(_, label=f"{directory.display(words.managers, a.manager)} · "
-                                         f"{words.steps.get(a.step, a.step)}", days=picture.days,
-                                manager_ms=picture.manager_ms, peers_ms=tuple(shown["peers_ms"]), pre=picture.pre,
-                                post=picture.post, target_ms=picture.target_ms, band_max_ms=picture.band_max_ms,
-                                width=880, height=230)
+    drawn = {"label": f"{directory.display(words.managers, a.manager)} · {words.steps.get(a.step, a.step)}",
+             "days": picture.days, "manager_ms": picture.manager_ms, "peers_ms": tuple(shown["peers_ms"]),
+             "pre": picture.pre, "post": picture.post, "target_ms": picture.target_ms,
+             "band_max_ms": picture.band_max_ms, "trigger": picture.trigger}
+    chart = charts.before_after(_, **drawn, width=880, height=230)
+    chart_narrow = charts.before_after(_, **drawn, width=380, height=220)  # a phone's: drawn to fit, not shrunk
     return Page("coaching_assignment.html", data, title="coaching.assignment_title", table="evaluations",
                 columns=["checkpoint", "evaluated_at", "pre_since", "pre_until", "post_since", "post_until", "verdict",
                          "target_met"],
-                context={"chart": chart, "now_local": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                context={"chart": chart, "chart_narrow": chart_narrow,
+                         "now_local": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
                          "max_note_chars": MAX_NOTE_CHARS, "own": who.role == "manager",
                          "refused_said": refused_said})
 
@@ -401,11 +403,12 @@ def history_charts(_: Translator, rows: list[dict[str, Any]]) -> dict[str, Any]:
         days = [date.fromisoformat(d) for d in picture["days"]]
         pre = tuple(date.fromisoformat(d) for d in picture["pre"])
         post = tuple(date.fromisoformat(d) for d in picture["post"]) if picture.get("post") else None
+        trigger = tuple(date.fromisoformat(d) for d in picture["trigger"]) if picture.get("trigger") else None
         drawn[row["assignment_id"]] = charts.before_after(
             _, label=f"{row['manager_name'] or row['manager']} · {row['step_title']}", days=days,
             manager_ms=picture["manager_ms"],
             peers_ms=picture["peers_ms"], pre=pre, post=post, target_ms=picture["target_ms"],
-            band_max_ms=picture["band_max_ms"], width=560, height=170)
+            band_max_ms=picture["band_max_ms"], trigger=trigger, width=560, height=170)
     return drawn
 
 
