@@ -71,6 +71,37 @@ def test_set_checks_consistency_and_audits(demo_env: dict[str, str]) -> None:
 
 
 @pytest.mark.slow
+def test_a_band_for_one_kind_of_client(demo_env: dict[str, str]) -> None:
+    """--stratum sets a band for the sessions of one declared attribute value; anything else is refused
+    naming the field, before anything is written; the list shows each band's kind."""
+    env = demo_env
+    band = ("--min", "2m", "--reference", "6m", "--max", "9m", "--reason", "VIP clients need longer")
+    for stratum, said in [("segment=gold", "stratum: 'gold' is not a declared value of segment (declared: vip, "
+                                           "regular)"),
+                          ("region=north", "stratum: 'region' is not a session attribute the process declares "
+                                           "(declared: channel, segment)"),
+                          ("vip", "stratum: write it as attribute=value")]:
+        code, _, err = run_cli("bands", "set", "demo", "products", *band, "--stratum", stratum, env=env)
+        assert code == 1 and said in err, err
+    code, out, err = run_cli("bands", "set", "demo", "products", *band, "--stratum", "segment=vip", "--team", "north",
+                             "--from", "2026-01-05", env=env)
+    assert code == 0, err
+    assert out == ("band of products for team north, segment=vip clients from 2026-01-05: "
+                   "min 2m00s, reference 6m00s, max 9m00s\n")
+    code, out, _ = run_cli("bands", "list", "demo", "--step", "products", "--json", env=env)
+    listed = [(b["team"], b["stratum"], b["reference_ms"]) for b in json.loads(out) if b["set_by"].startswith("cli:")]
+    assert listed == [("north", "segment=vip", 360_000)]  # the refused ones left nothing behind
+    code, out, _ = run_cli("bands", "list", "demo", "--step", "products", env=env)
+    lines = out.splitlines()
+    assert lines[0].split("\t")[:3] == ["step", "team", "clients"]
+    assert any(line.startswith("products\tnorth\tsegment=vip\t2026-01-05\t2m00s\t6m00s\t9m00s") for line in lines)
+    assert any(line.startswith("products\t(all)\t(all)\t") for line in lines)  # the demo's band for every kind
+    code, out, _ = run_cli("sql", "SELECT details FROM audit_log WHERE action = 'band.set' AND object = "
+                           "'demo/products/north'", "--format", "json", env=env)
+    assert json.loads(json.loads(out)[0]["details"])["stratum"] == "segment=vip"
+
+
+@pytest.mark.slow
 def test_suggest_shows_a_table_then_applies(demo_env: dict[str, str]) -> None:
     code, out, err = run_cli("bands", "suggest", "demo", "--json", env=demo_env)
     assert code == 0, err

@@ -35,24 +35,26 @@ def cmd_bands_set(args: argparse.Namespace, client: Client, out: IO[str]) -> int
         band = Band(parse_duration(args.min), parse_duration(args.reference), parse_duration(args.max))
     except BandError as exc:
         raise CliError(f"band refused: {exc}") from None
+    stratum = band_versions.check_stratum(process, args.stratum)  # names the field before anything is written
     effective = _parse_date(args.effective_from) if args.effective_from else datetime.now(UTC).date()
     band_versions.add_version(client, args.site, args.step, args.team, band.min_ms, band.reference_ms, band.max_ms,
-                              effective, actor=audit.cli_actor(), reason=args.reason)
+                              effective, actor=audit.cli_actor(), reason=args.reason, stratum=stratum)
     who = f"team {args.team}" if args.team else "every team"
-    out.write(f"band of {args.step} for {who} from {effective}: min {format_duration(band.min_ms)}, "
+    kind = f", {stratum} clients" if stratum else ""
+    out.write(f"band of {args.step} for {who}{kind} from {effective}: min {format_duration(band.min_ms)}, "
               f"reference {format_duration(band.reference_ms)}, max {format_duration(band.max_ms)}\n")
     return 0
 
 
 def cmd_bands_list(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
     sites.get_site(client, args.site)
-    listed = band_versions.versions(client, args.site, args.step)
+    listed = band_versions.versions(client, args.site, args.step, stratum=None)  # every kind of client's too
     if args.json:
         out.write(json.dumps([v.__dict__ for v in listed], default=_json_default) + "\n")
         return 0
-    out.write("step\tteam\tfrom\tmin\treference\tmax\tset by\treason\n")
+    out.write("step\tteam\tclients\tfrom\tmin\treference\tmax\tset by\treason\n")
     for v in listed:
-        out.write(_line(v.step, v.team or "(all)", v.effective_from, format_duration(v.min_ms),
+        out.write(_line(v.step, v.team or "(all)", v.stratum or "(all)", v.effective_from, format_duration(v.min_ms),
                         format_duration(v.reference_ms), format_duration(v.max_ms), v.set_by, v.reason))
     return 0
 
@@ -303,6 +305,9 @@ def register(sub: Any) -> None:
     a.add_argument("--max", required=True)
     a.add_argument("--reason", required=True, help="why (kept in the audit log)")
     a.add_argument("--team", default="", help="override for one team (default: every team)")
+    a.add_argument("--stratum", default="", metavar="ATTRIBUTE=VALUE",
+                   help="for one kind of client only, a declared session attribute's value, e.g. segment=vip "
+                        "(default: every kind)")
     a.add_argument("--from", dest="effective_from", help="date it takes effect, YYYY-MM-DD (default: today)")
     a.set_defaults(func=cmd_bands_set)
     a = band_sub.add_parser("list", help="every version of a site's bands")
