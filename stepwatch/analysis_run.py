@@ -185,12 +185,51 @@ def stratified_step_times(client: Client, site: str, since: date, until: date, m
                   "values": [list(declared[n]) for n in names], "powers": [base**i for i in range(len(names))],
                   "starts": datetime.combine(since - timedelta(days=1), datetime.min.time(), UTC),
                   "ends": datetime.combine(until, datetime.min.time(), UTC)}
-    rows = client.query_np(f"SELECT pair, toUInt64(day - {{since:Date}}), {column}, session_key, "
-                           f"cityHash64(session_id) FROM session_steps WHERE {rng} AND {current}",
-                           parameters=parameters)
-    if rows.size == 0:
+    # the pairs of the range (more may arrive during the read: their rows are left out) and their
+    # longest session, to know whether (pair, day, time) fit in one number
+    named = client.query(f"SELECT pair, toString(manager), toString(step), max({column}) FROM session_steps "
+                         f"WHERE {rng} GROUP BY pair, manager, step", parameters=parameters).result_rows
+    if not named:
         return []
-    hashes, offsets, times, session_keys, session_ids = (np.asarray(rows[:, i], dtype=np.uint64) for i in range(5))
+    by_hash = {int(h): (m, st) for h, m, st, _ in named}
+    if len(by_hash) != len(named):
+        raise storage.StorageUnavailable(f"manager x step pairs of {site} share a hash in session_steps")
+    pair_names = sorted(by_hash.values())
+    known = sorted(by_hash, key=by_hash.__getitem__)  # each pair's hash, in the order of its number
+    longest = max(int(t) for *_, t in named)
+    # A session's time on a step summed over the range fits in 38 bits when one day's does with room
+    # for every day of the range; the pair's number in 16, the day in 10, as storage packs them.
+    packed = (len(pair_names) < 1 << 16 and (until - since).days < 1 << 10
+              and longest * ((until - since).days + 1) < 1 << 38)
+    parameters["pairs"] = known
+    if packed:
+        number = ("transform(pair, {pairs:Array(UInt64)}, range(length({pairs:Array(UInt64)})), "
+                  "length({pairs:Array(UInt64)}))")
+        rows = client.query_np(f"SELECT bitOr(bitOr(bitShiftLeft(toUInt64({number}), 48), "
+                               f"bitShiftLeft(toUInt64(day - {{since:Date}}), 38)), {column}), session_key, "
+                               f"cityHash64(session_id) FROM session_steps WHERE {rng} AND {current}",
+                               parameters=parameters)
+        if rows.size == 0:
+            return []
+        values, session_keys, session_ids = (np.asarray(rows[:, i], dtype=np.uint64) for i in range(3))
+        pair, offsets = values >> np.uint64(48), (values >> np.uint64(38)) & np.uint64((1 << 10) - 1)
+        times = values & np.uint64((1 << 38) - 1)
+    else:
+        rows = client.query_np(f"SELECT pair, toUInt64(day - {{since:Date}}), {column}, session_key, "
+                               f"cityHash64(session_id) FROM session_steps WHERE {rng} AND {current}",
+                               parameters=parameters)
+        if rows.size == 0:
+            return []
+        hashes, offsets, times, session_keys, session_ids = (np.asarray(rows[:, i], dtype=np.uint64)
+                                                             for i in range(5))
+        ordered = np.array(known, dtype=np.uint64)
+        order = np.argsort(ordered)
+        at = np.searchsorted(ordered[order], hashes).clip(max=len(known) - 1)
+        pair = np.where(ordered[order][at] == hashes, order[at], len(known)).astype(np.uint64)
+    kept = pair < len(pair_names)
+    if not kept.all():  # a pair that arrived after the names were read
+        pair, offsets, times, session_keys, session_ids = (
+            x[kept] for x in (pair, offsets, times, session_keys, session_ids))
     code = ("arraySum(arrayMap((n, v, w) -> indexOf(v, m[n]) * w, {names:Array(String)}, "
             "{values:Array(Array(String))}, {powers:Array(UInt64)}))")
     starts = client.query_np(
@@ -200,7 +239,7 @@ def stratified_step_times(client: Client, site: str, since: date, until: date, m
         "GROUP BY h)",
         parameters=parameters,
     )
-    codes = np.zeros(hashes.size, dtype=np.uint64)
+    codes = np.zeros(pair.size, dtype=np.uint64)
     if starts.size:
         started, started_codes = np.asarray(starts[:, 0], dtype=np.uint64), np.asarray(starts[:, 1], dtype=np.uint64)
         order = np.argsort(started)
@@ -220,20 +259,10 @@ def stratified_step_times(client: Client, site: str, since: date, until: date, m
         summed = np.bincount(inverse, weights=times[several].astype(np.float64)).astype(np.uint64)
         first_day = np.full(unique_keys.size, np.iinfo(np.uint64).max, dtype=np.uint64)
         np.minimum.at(first_day, inverse, offsets[several])
-        hashes = np.concatenate([hashes[single], hashes[several][first]])
+        pair = np.concatenate([pair[single], pair[several][first]])
         codes = np.concatenate([codes[single], codes[several][first]])
         times = np.concatenate([times[single], summed])
         offsets = np.concatenate([offsets[single], first_day])
-    named = client.query(f"SELECT DISTINCT pair, toString(manager), toString(step) FROM session_steps WHERE {rng}",
-                         parameters=parameters).result_rows
-    by_hash = {int(h): (m, st) for h, m, st in named}
-    if len(by_hash) != len(named):
-        raise storage.StorageUnavailable(f"manager x step pairs of {site} share a hash in session_steps")
-    pair_names = sorted(by_hash.values())
-    number = {name: i for i, name in enumerate(pair_names)}
-    known = np.array(sorted(by_hash), dtype=np.uint64)
-    numbers = np.array([number[by_hash[int(h)]] for h in known], dtype=np.uint64)
-    pair = numbers[np.searchsorted(known, hashes)]
     # the strata present, numbered in the order of their codes: a count over the sessions, whose
     # codes are among the start events' few distinct ones (or 0), not a sort of every session
     candidates = np.union1d(np.asarray(starts[:, 1], dtype=np.uint64) if starts.size else [], [0]).astype(np.uint64)
@@ -241,9 +270,8 @@ def stratified_step_times(client: Client, site: str, since: date, until: date, m
     present = np.bincount(dense, minlength=candidates.size) > 0
     distinct, codes = candidates[present], (np.cumsum(present) - 1)[dense]
     keys = np.array([_stratum_of(int(c), names, declared, base) for c in distinct], dtype=object)
-    # pairs by number, sessions by day then time: one sort of (pair, day, time) packed in a number
-    # when they fit (as storage.session_step_times packs them), else a sort on the three columns
-    if len(pair_names) < 1 << 16 and int(offsets.max()) < 1 << 10 and int(times.max()) < 1 << 38:
+    # pairs by number, sessions by day then time: one sort of the packed number, else of the three
+    if packed:
         order = np.argsort((pair << np.uint64(48)) | (offsets << np.uint64(38)) | times, kind="stable")
     else:
         order = np.lexsort((times, offsets, pair))
