@@ -255,3 +255,30 @@ async def test_the_page_tells_real_changes_in_the_readers_language_and_the_json_
                                                                  "details", "object_name"}
     csv = await (await web.get("/audit", params={"format": "csv", "action": "band.set"})).text()
     assert "300000" in csv and "2026-03-02" in csv
+
+
+def test_a_band_for_one_kind_of_client_names_the_kind_by_its_title(client: storage.Client,
+                                                                   site: sites.Site) -> None:
+    from kernel import audit, processes
+    from tests.test_processes import EXAMPLE
+
+    kinds = ('\n[attributes]\nsegment = ["vip", "regular"]\n\n[value_titles.segment]\nvip = "VIP"\n'
+             'regular = "Обычный"\n')
+    processes.load(client, processes.parse(EXAMPLE.read_text() + kinds, "crm"), actor="test")
+    teams.add_team(client, "crm", "north", title="Север", actor="test")
+    for team, stratum, high in [("north", "segment=vip", 360_000), ("north", "segment=vip", 300_000),
+                                ("", "segment=regular", 240_000), ("north", "", 300_000)]:
+        band_versions.add_version(client, "crm", "offer", team, 60_000, 180_000, high, date(2026, 1, 5), actor="ada",
+                                  reason="r", stratum=stratum)
+    rows = [{"action": e.action, "object": e.object, "details": e.details}
+            for e in reversed(audit.entries(client, action="band.set"))]
+    words = page.Words.of(client, rows)
+    told = {language: [plain(page.describe(Translator(language), row, words)) for row in rows]
+            for language in ("en", "ru")}
+    assert told["en"][1] == "Band of Offer for team Север, VIP clients: maximum 6.0 min → 5.0 min"
+    assert told["en"][2].startswith("Band of Offer for every team, Обычный clients: minimum 1.0 min; ")
+    # a band for every kind is told as before, and its "before" is not the VIP band's
+    assert told["en"][3].startswith("Band of Offer for team Север: minimum 1.0 min; reference 3.0 min; ")
+    assert told["ru"][1] == "Норма шага Offer для команды Север, клиенты «VIP»: максимум: 6,0 мин → 5,0 мин"
+    assert told["ru"][2].startswith("Норма шага Offer для всех команд, клиенты «Обычный»: ")
+    assert not any(PYTHON.search(t) or "segment" in t for t in told["en"] + told["ru"])

@@ -88,6 +88,7 @@ class Words:
     teams: dict[str, dict[str, str]] = field(default_factory=dict)
     courses: dict[str, dict[str, str]] = field(default_factory=dict)
     assignments: dict[str, CoachingAssignment] = field(default_factory=dict)
+    process_of: dict[str, processes.Process] = field(default_factory=dict)
 
     @classmethod
     def of(cls, client: Client, rows: list[dict[str, Any]]) -> Words:
@@ -96,6 +97,8 @@ class Words:
             words.managers[site.name] = managers.names(client, site.name)
             process = processes.latest(client, site.name)
             words.steps[site.name] = {s.key: s.title for s in process.steps} if process else {}
+            if process:
+                words.process_of[site.name] = process
             words.teams[site.name] = teams.list_teams(client, site.name)
             words.courses[site.name] = {c.course_id: c.title for c in list_courses(client, site.name,
                                                                                      include_retired=True)}
@@ -121,6 +124,12 @@ class Words:
 
     def course(self, site: str, course: str) -> str:
         return self._of(self.courses, site, course) or course
+
+    def kind(self, site: str, stratum: str) -> str:
+        """A band's kind of client ("segment=vip") as people call it: the value's title ("VIP")."""
+        name, _equals, value = stratum.partition("=")
+        process = self.process_of.get(site)
+        return process.value_title(name, value) if process else value
 
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -304,8 +313,13 @@ BAND_FIELDS = ("min_ms", "reference_ms", "max_ms", "effective_from")
 def _band(_: Translator, obj: str, d: dict[str, Any], w: Words) -> str:
     site, _slash, rest = obj.partition("/")
     step, _slash, team = rest.partition("/")
-    where = (_("audit.do.band.team", step=w.step(site, step), team=w.team(site, team)) if team
-             else _("audit.do.band.every_team", step=w.step(site, step)))
+    kind = w.kind(site, d["stratum"]) if d.get("stratum") else ""  # a band for one kind of client
+    if team:
+        where = _("audit.do.band.kind_team" if kind else "audit.do.band.team", step=w.step(site, step),
+                  team=w.team(site, team), kind=kind)
+    else:
+        where = _("audit.do.band.kind_every_team" if kind else "audit.do.band.every_team", step=w.step(site, step),
+                  kind=kind)
     return where + ": " + _changes(_, d.get("before"), d.get("after") or {}, BAND_FIELDS)
 
 
