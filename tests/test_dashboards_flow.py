@@ -372,3 +372,36 @@ def test_the_analysis_refresh_keeps_the_paths_up_to_date(client: storage.Client,
     raw = flow_figures.flow(client, "crm", since, until, managers=["m2"], per_manager=True)
     for key in ("variants", "edges", "steps"):
         assert sorted(map(repr, after[key])) == sorted(map(repr, raw[key])) == sorted(map(repr, again[key]))
+
+
+def test_each_managers_teammates_are_the_team_less_themselves() -> None:
+    """The group's table counts each manager's paths once and takes their teammates' as the team's sums less
+    their own: the same figures as counting every teammate's paths again for each manager."""
+    import random
+    from types import SimpleNamespace
+
+    from dashboards.pages import flow as flow_page
+
+    rng = random.Random(7)
+    steps = ("needs", "offer", "closing", "products")
+    team_of = {f"m{i}": ("north", "south", "west")[i % 3] for i in range(9)}
+    team_of.pop("m8")  # one manager in no team
+    by_manager = {m: [(tuple(rng.choice(steps) for _ in range(rng.randint(1, 6))), rng.randint(1, 9))
+                      for _ in range(rng.randint(1, 8))] for m in [*team_of, "m8"]}
+    by_manager["m2"] = [(("needs", "offer"), 3)]  # west is m2 and m5: steps only m5 took
+    return_ms = {s: 1000.0 * (i + 1) for i, s in enumerate(steps)}
+    found = SimpleNamespace(scope=SimpleNamespace(team_of=team_of), names={})
+
+    def counted_again(manager: str) -> tuple[Any, Any]:
+        team = team_of.get(manager, "")
+        mates = [(p, n) for m, other in by_manager.items() if m != manager and team_of.get(m, "") == team
+                 for p, n in other]
+        mine = paths.rework(by_manager[manager])
+        cost = paths.rework_cost(mine, paths.rework(mates), return_ms, 30) if mates else None
+        total, back = flow_page._rate(mates)
+        return (None if cost is None else round(cost.minutes_per_week, 1)), (round(back / total, 4) if total else None)
+
+    rows = flow_page._managers(found, by_manager, return_ms, 30)  # type: ignore[arg-type]
+    assert {r["manager"]: (r["rework_minutes_per_week"], r["teammates_rework_rate"]) for r in rows} == {
+        m: counted_again(m) for m in by_manager}
+    assert any(r["rework_minutes_per_week"] not in (None, 0) for r in rows)

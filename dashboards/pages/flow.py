@@ -18,7 +18,7 @@ them all or they are at least STEPWATCH_PEER_GROUP_MIN people.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -222,16 +222,36 @@ def flow_data(found: Lookups, view: View, since: date, until: date, moves: dict[
 
 def _managers(found: Lookups, by_manager: dict[str, list[tuple[tuple[str, ...], int]]],
               return_ms: dict[str, float], days: int) -> list[dict[str, Any]]:
-    """Each manager of a group against the rest of their team in the group: rework rate and minutes a week."""
+    """Each manager of a group against the rest of their team in the group: rework rate and minutes a week.
+
+    Each manager's paths are counted once; their teammates' figures are the team's sums less their own
+    (counting every teammate's paths again for each manager took a team's page 60 ms)."""
     team_of = found.scope.team_of
+    own = {m: (_rate(listed), paths.rework(listed)) for m, listed in by_manager.items()}
+    teams: dict[str, list[str]] = defaultdict(list)
+    for manager in by_manager:
+        teams[team_of.get(manager, "")].append(manager)
+    sums: dict[str, tuple[int, int, Counter[str], Counter[str]]] = {}
+    for team, members in teams.items():
+        visited: Counter[str] = Counter()
+        back: Counter[str] = Counter()
+        for m in members:
+            for r in own[m][1].values():
+                visited[r.step] += r.sessions
+                back[r.step] += r.reworked
+        sums[team] = (sum(own[m][0][0] for m in members), sum(own[m][0][1] for m in members), visited, back)
     rows = []
-    for manager, listed in by_manager.items():
+    for manager in by_manager:
         team = team_of.get(manager, "")
-        mates = [(p, n) for m, other in by_manager.items() if m != manager and team_of.get(m, "") == team
-                 for p, n in other]
-        total, reworked_ = _rate(listed)
-        mates_total, mates_reworked = _rate(mates)
-        cost = paths.rework_cost(paths.rework(listed), paths.rework(mates), return_ms, days) if mates else None
+        (total, reworked_), steps = own[manager]
+        team_total, team_reworked, visited, back = sums[team]
+        mates_total, mates_reworked = team_total - total, team_reworked - reworked_
+        cost = None
+        if len(teams[team]) > 1:  # the teammates' rework: the team's less the manager's (a step only they took: 0)
+            mates = {step: paths.StepRework(step, n - (steps[step].sessions if step in steps else 0),
+                                            back[step] - (steps[step].reworked if step in steps else 0))
+                     for step, n in visited.items()}
+            cost = paths.rework_cost(steps, mates, return_ms, days)
         rows.append({"manager": manager, "manager_name": found.names.get(manager), "team": team, "sessions": total,
                      "rework_rate": round(reworked_ / total, 4) if total else None,
                      "teammates_rework_rate": round(mates_reworked / mates_total, 4) if mates_total else None,
