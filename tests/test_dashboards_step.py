@@ -558,7 +558,7 @@ async def test_a_band_for_one_kind_of_client_is_set_listed_and_audited(fresh: An
     kinds = re.search(r'<select id="band-stratum" name="stratum"[^>]*>(.*?)</select>', page, re.S)
     assert kinds is not None
     assert re.findall(r'<option value="([^"]*)"( selected)?>([^<]*)</option>', kinds.group(1)) == [
-        ("", " selected", "Every kind of client"), ("segment=vip", "", "Client segment: VIP"),
+        ("", " selected", "Every kind"), ("segment=vip", "", "Client segment: VIP"),
         ("segment=regular", "", "Client segment: Regular")]  # every kind unless one is chosen
     assert "No kind of client has a band of its own" in page
     response = await fresh.post("/steps/offer/bands", allow_redirects=False, data={
@@ -576,7 +576,8 @@ async def test_a_band_for_one_kind_of_client_is_set_listed_and_audited(fresh: An
     kind_list = after[after.index('id="kind-bands-heading"'):after.index('id="managers-heading"')].replace("\xa0", " ")
     assert "Client segment: VIP · team north" in kind_list and "3.0 min" in kind_list
     history = after[after.index('id="history-heading"'):]
-    assert "<td>Client segment: VIP</td>" in history and "<td>every kind</td>" in history
+    assert "<td>north<br><span class=\"hint\">Client segment: VIP</span></td>" in history
+    assert "<td>north</td>" in history  # a band for every kind names no kind
     twin = await (await fresh.get("/api/v1/steps/offer?site=crm")).json()
     assert [(k["stratum"], k["team"], k["reference_ms"]) for k in twin["kind_bands"]] == [
         ("segment=vip", "north", 180_000)]
