@@ -6,11 +6,11 @@ manager (or every manager the viewer may see). Each session's path comes from `s
 in order, repeated visits of one step in a row merged into one stay, as analysis/paths.py defines a
 path. The table is ordered by manager, then day, so only the chosen managers' days are read, one row
 per session and day instead of every visit; figures are as of the last refresh, like the other
-pre-aggregates'. What comes back is small whatever the number of sessions, in one query (`flow`,
-GROUPING SETS in one pass): per manager and path, the sessions and their median time; per manager
-and edge A -> B, the transitions and the median time from entering A to entering B; per manager and
-step, the stays, their median time, the returns and a return's median time; each also for the
-managers together.
+pre-aggregates'. What comes back is small whatever the number of sessions, in two queries (`flow`,
+GROUPING SETS): per manager and path, the sessions and their median time; per manager and edge
+A -> B, the transitions and the median time from entering A to entering B; per manager and step,
+the stays, their median time, the returns and a return's median time; each also for the managers
+together.
 
 A session is counted from its visits that started in the range (a session across the first or
 last midnight of the range is cut there). Every value is bound as a query parameter; the metric's
@@ -29,21 +29,31 @@ from kernel.storage import older_refreshes_left_out, query_rows
 # Each stay's time for each analysis metric (STEPWATCH_ANALYSIS_METRIC): a column of session_paths, by name.
 METRIC_COLUMNS = {"visible": "visible_ms", "active": "active_ms", "wall": "wall_ms"}
 
-# Per session (manager, session_id): its stays in order. session_paths holds them per day, already
-# merged; a session over midnight has a row per day, joined here in day order, and a stay cut by
-# midnight (the same step last before it and first after) merged once more: `keep` marks the first
-# stay of each run of one step, where arraySplit cuts the times to sum them.
+# The rows of the range: one site, its days, the managers read (every one, or a list), each day as its
+# newest refresh (`newest_only`: storage.older_refreshes_left_out).
+_WHERE = """site = {{site:String}} AND day >= {{since:Date}} AND day <= {{until:Date}}
+            AND ({{everyone:Bool}} OR manager IN {{managers:Array(String)}}) {newest_only}"""
+
+# Per session (manager, session_id): its stays in order, `steps`, `starts` and `ms`. Nearly every
+# session has one row in the range, its stays as they are. A session with more (over midnight, or back
+# on a later day; `joined`: their ids, found first) has its rows put together in day order, and a stay
+# cut by midnight (the same step last before it and first after) merged once more: `keep` marks the
+# first stay of each run of one step, where arraySplit cuts the times to sum them. Grouping every
+# session to find the few took 140 of the 370 ms of CPU of a team's 30 days at 10 million visits.
 _SESSIONS = """
+    SELECT manager, CAST(steps, 'Array(String)') AS steps, starts, {column} AS ms
+    FROM session_paths
+    WHERE {where} AND session_id NOT IN {{joined:Array(String)}}
+    UNION ALL
     SELECT manager, arrayFilter((x, k) -> k, s0, keep) AS steps, arrayFilter((x, k) -> k, t0, keep) AS starts,
            arrayMap(x -> arraySum(x), arraySplit((x, k) -> k, d0, keep)) AS ms
     FROM (
-        SELECT manager, arraySort(x -> x.1, groupArray((day, steps, starts, {column}))) AS parts,
+        SELECT manager, arraySort(x -> x.1, groupArray((day, CAST(steps, 'Array(String)'), starts, {column}))) AS parts,
                arrayFlatten(arrayMap(x -> x.2, parts)) AS s0, arrayFlatten(arrayMap(x -> x.3, parts)) AS t0,
                arrayFlatten(arrayMap(x -> x.4, parts)) AS d0,
                arrayMap((s, p) -> s != p, s0, arrayPushFront(arrayPopBack(s0), '')) AS keep
         FROM session_paths
-        WHERE site = {{site:String}} AND day >= {{since:Date}} AND day <= {{until:Date}}
-          AND ({{everyone:Bool}} OR manager IN {{managers:Array(String)}}) {newest_only}
+        WHERE {where} AND session_id IN {{joined:Array(String)}}
         GROUP BY manager, session_id
     )
 """
@@ -56,64 +66,66 @@ def _parameters(site: str, since: date, until: date, managers: list[str] | None)
 
 def flow(client: Client, site: str, since: date, until: date, *, managers: list[str] | None,
          metric: str = "visible", per_manager: bool = False) -> dict[str, list[dict[str, Any]]]:
-    """Everything the flow page reads, in one pass over the sessions (`manager` None: the managers together;
-    `managers=None`: every manager of the site, [] nobody):
+    """Everything the flow page reads (`manager` None: the managers together; `managers=None`: every
+    manager of the site, [] nobody):
 
     variants  per manager x path: sessions and the median of their total time
     edges     per manager x A -> B: transitions and the median time from entering A to entering B
     steps     per manager x step: stays, their median time, returns (stays on a step the session left
               earlier) and a return's median time
 
-    Variants come per manager and together; edges and steps together (a group's map), or with
-    `per_manager` per manager, plus each step's figures together (one manager's map against their
-    team): two grouping sets fewer than both, a sixth of the query's CPU.
-
-    Each session is unrolled into one row for itself (i = 0, carrying its path) and one per stay; the
-    grouping sets that do not concern a row put it in a group with an empty step or path, left out here.
+    Variants come per manager, and together unless `per_manager`; edges and steps together (a group's
+    map), or with `per_manager` per manager, plus each step's figures together (one manager's map
+    against their team). Two reads of the sessions, one row per session for the variants and one per
+    stay for the edges and steps: each grouping set then sees only its own rows (one read of a row per
+    session and per stay, every row in every set, took twice the CPU).
     """
     if managers == []:
         return {"variants": [], "edges": [], "steps": []}
     newest_only, newest = older_refreshes_left_out(client, site, since, until, "session_paths")
-    sets = ("(manager, path), (manager, a, b), (manager, a), (a)" if per_manager
-            else "(manager, path), (path), (a, b), (a)")  # fixed texts: nothing from outside enters the SQL
-    rows = query_rows(
-        client,
-        f"""
-        SELECT manager, a, b, path, countIf(i > 0) AS n, countIf(i = 0) AS sessions,
-               quantileExactInclusiveIf(0.5)(total, i = 0) AS median_total_ms,
-               quantileExactInclusiveIf(0.5)(gap, i > 0) AS median_gap_ms,
-               quantileExactInclusiveIf(0.5)(stay_ms, i > 0) AS median_ms, countIf(back) AS returns,
-               quantileExactInclusiveIf(0.5)(stay_ms, back) AS median_return_ms,
-               grouping(manager) AS together, grouping(b) AS per_step, grouping(path) AS not_path
+    parameters = {**_parameters(site, since, until, managers), **newest}
+    where = _WHERE.format(newest_only=newest_only)
+    joined = [r["session_id"] for r in query_rows(
+        client, f"SELECT session_id FROM session_paths WHERE {where} GROUP BY session_id HAVING count() > 1",
+        parameters)]
+    sessions = _SESSIONS.format(column=METRIC_COLUMNS[metric], where=where)
+    parameters["joined"] = joined
+    # fixed texts: nothing from outside enters the SQL
+    variant_sets = "(manager, path)" if per_manager else "(manager, path), (path)"
+    stay_sets = "(manager, a, b), (manager, a), (a)" if per_manager else "(a, b), (a)"
+    who = "manager, grouping(manager) AS together" if per_manager else "'' AS manager, 1 AS together"  # a group's map
+    variants = [{"manager": None if r["together"] else r["manager"], "path": tuple(r["path"]),
+                 "sessions": r["sessions"], "median_ms": r["median_ms"]}
+                for r in query_rows(client, f"""
+        SELECT manager, steps AS path, count() AS sessions, quantileExactInclusive(0.5)(arraySum(ms)) AS median_ms,
+               grouping(manager) AS together
+        FROM ({sessions})
+        GROUP BY GROUPING SETS ({variant_sets})
+        """, parameters) if r["path"]]
+    edges, steps = [], []
+    for r in query_rows(client, f"""
+        SELECT {who}, a, b, count() AS n,
+               quantileExactInclusive(0.5)(gap) AS median_gap_ms, quantileExactInclusive(0.5)(stay_ms) AS median_ms,
+               countIf(back) AS returns, quantileExactInclusiveIf(0.5)(stay_ms, back) AS median_return_ms,
+               grouping(b) AS per_step
         FROM (
-            SELECT manager, i,
-                   if(i = 0, steps, []) AS path, if(i = 0, arraySum(ms), 0) AS total,
-                   if(i = 0, '', steps[i]) AS a, if(i > 0 AND i < length(steps), steps[i + 1], '') AS b,
-                   if(i > 0 AND i < length(steps), starts[i + 1] - starts[i], 0) AS gap,
-                   if(i = 0, 0, ms[i]) AS stay_ms,
-                   i > 0 AND has(arraySlice(steps, 1, i - 1), steps[i]) AS back
-            FROM ({_SESSIONS.format(column=METRIC_COLUMNS[metric], newest_only=newest_only)})
-            ARRAY JOIN arrayConcat([0], arrayEnumerate(steps)) AS i
+            SELECT manager, steps[i] AS a, if(i < length(steps), steps[i + 1], '') AS b,
+                   if(i < length(steps), starts[i + 1] - starts[i], 0) AS gap, ms[i] AS stay_ms,
+                   has(arraySlice(steps, 1, i - 1), steps[i]) AS back
+            FROM ({sessions})
+            ARRAY JOIN arrayEnumerate(steps) AS i
         )
-        GROUP BY GROUPING SETS ({sets})
-        """,
-        {**_parameters(site, since, until, managers), **newest},
-    )
-    variants, edges, steps = [], [], []
-    for r in rows:
-        who = None if r["together"] else r["manager"]
-        if not r["not_path"]:
-            if r["path"]:
-                variants.append({"manager": who, "path": tuple(r["path"]), "sessions": r["sessions"],
-                                 "median_ms": r["median_total_ms"]})
-        elif not r["a"]:
-            continue  # the sessions' own rows, in the per-step and per-edge sets
-        elif r["per_step"]:
-            steps.append({"manager": who, "step": r["a"], "stays": r["n"], "median_ms": r["median_ms"],
+        GROUP BY GROUPING SETS ({stay_sets})
+        """, parameters):
+        manager = None if r["together"] else r["manager"]
+        if not r["a"]:
+            continue
+        if r["per_step"]:
+            steps.append({"manager": manager, "step": r["a"], "stays": r["n"], "median_ms": r["median_ms"],
                           "returns": r["returns"],
                           "median_return_ms": r["median_return_ms"] if r["returns"] else None})
         elif r["b"]:  # '' is the session's end: not an edge
-            edges.append({"manager": who, "source": r["a"], "target": r["b"], "transitions": r["n"],
+            edges.append({"manager": manager, "source": r["a"], "target": r["b"], "transitions": r["n"],
                           "median_ms": r["median_gap_ms"]})
     variants.sort(key=lambda v: (v["manager"] is None, v["manager"] or "", -v["sessions"], v["path"]))
     return {"variants": variants, "edges": edges, "steps": steps}
