@@ -75,7 +75,7 @@ async def test_the_drawdown_page_says_how_the_mix_was_accounted_for(api: Any, cl
     html = await (await api.get(f"/drawdowns/{flag.flag_id}")).text()
     # (260 - 120) s x 10 sessions in 2 weeks = 11.7 min a week; (200 - 120) s: 6.7
     said = ("Анна Петрова serves 50% VIP clients against 15% for the rest of the team; after accounting for that, "
-            "the excess over the reference is 7 min a week instead of 12 min.")
+            "the excess over the reference is 7\xa0min a week instead of 12\xa0min.")
     assert str(escape(said)) in html, re.findall(r'case-mix-sentence">([^<]*)<', html)
     text = visible_text(html)
     assert "Compared like with like" in text and "× 1.6" in text and "Not marked" in text
@@ -115,7 +115,7 @@ def test_a_kind_the_team_has_too_few_sessions_of_is_said_as_not_scaled() -> None
     assert said is not None and said["sentence"] == (
         "Anna serves 67% VIP clients against 12% for the rest of the team, but the team has too few sessions of "
         "that kind on this step to tell how long they take, so they are compared as they are: the excess over the "
-        "reference is 71 min a week.")
+        "reference is 71\xa0min a week.")
     assert [r["kind"] for r in said["rows"]] == ["VIP", "Regular"]
 
 

@@ -116,8 +116,8 @@ async def test_the_sentence_says_since_when_who_how_far_and_how_much(api: Any, c
     await login(api, "dana")
     data, html = await page(api, flag)
     onset = f"{ONSET:%b} {ONSET.day}, {ONSET.year}"
-    expected = (f"Since about {onset}, Анна Петрова's median on Offer is 5.0 min, 25% above the maximum and slower "
-                "than 3 of 3 teammates, in 3 of the last 4 weeks; about 44 min a week.")
+    expected = (f"Since about {onset}, Анна Петрова's median on Offer is 5.0\xa0min, 25% above the maximum and slower "
+                "than 3 of 3 teammates, in 3 of the last 4 weeks; about 44\xa0min a week.")
     assert data["explanation"] == expected and data["peers"] == {"slower_than": 3, "of": 3}
     assert str(escape(expected)) in html
     # the analysis' own peers when its run has them
@@ -136,7 +136,7 @@ async def test_the_sentence_in_russian_and_its_variants(api: Any, client: storag
     said = {k: (await page(api, f))[0]["explanation"] for k, f in
             (("inside", inside), ("undated", undated), ("fast", fast), ("systemic", systemic))}
     assert said["inside"].startswith(f"At least since {ONSET:%b} {ONSET.day}")
-    assert "is 3.3 min: inside the band, slower than 3 of 3 teammates, 67% above the reference" in said["inside"]
+    assert "is 3.3\xa0min: inside the band, slower than 3 of 3 teammates, 67% above the reference" in said["inside"]
     assert said["undated"].startswith("Recently (start not dated), Анна Петрова's median")
     assert "50% below the minimum" in said["fast"] and "possible skipped work, no time lost." in said["fast"]
     assert "2 of 4 managers of team north are slow on Offer" in said["systemic"]
