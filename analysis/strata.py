@@ -162,7 +162,8 @@ class _SortedWithout:
 
     def __init__(self, times: np.ndarray, owners: np.ndarray, n_owners: int):
         self.times = times
-        by_owner = np.argsort(owners, kind="stable")  # each owner's places, ascending
+        # each owner's places, ascending (owners as 16-bit numbers when they fit: a radix sort)
+        by_owner = np.argsort(owners.astype(np.int16) if n_owners < 1 << 15 else owners, kind="stable")
         counts = np.bincount(owners, minlength=n_owners) if owners.size else np.zeros(n_owners, dtype=np.intp)
         self.starts = np.r_[0, np.cumsum(counts)]
         # p_k - k of each owner's k-th place
