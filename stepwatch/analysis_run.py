@@ -168,13 +168,15 @@ def stratified_step_times(client: Client, site: str, since: date, until: date, m
     attributes come from session_events' start events (the map service_sessions shows), read for
     the range alone rather than through the view, which groups every session of the site.
 
-    Only numbers travel, in two flat reads joined here: the rows of the range (pair and session as
-    their hashes, day, time) and each session's stratum as one number (each attribute's place in its
-    declared values, 0 for none, in base MAX_ATTRIBUTE_VALUES + 1) by the hash of its id: 0.47 s for
-    the 400,000 sessions of 1 million visits, against 0.44 to 0.93 s for a JOIN and GROUP BY on the
-    ids in ClickHouse (the plain reader, without strata, 0.1 s). The few sessions with rows on
-    several days are summed by their session_key (as storage.session_step_times does, a hash
-    collision would merge two sessions: about 1 in 10^13 for a million sessions).
+    Only numbers travel, in two flat reads joined here: the rows of the range (pair number, day and
+    time packed in one number by ClickHouse as storage.session_step_times packs them, the session's
+    key, the hash of its id) and each session's stratum as one number (each attribute's place in
+    its declared values, 0 for none, in base MAX_ATTRIBUTE_VALUES + 1) by the hash of its id. A
+    JOIN and GROUP BY on the ids in ClickHouse took longer (0.44 to 0.93 s at 1 million visits,
+    against 0.47 s for the two reads then; docs/performance.md has the figures of this one). The
+    few sessions with rows on several days are found by one sort of the keys and summed by their
+    session_key (as storage.session_step_times does, a hash collision would merge two sessions:
+    about 1 in 10^13 for a million sessions).
     """
     column = storage.METRIC_COLUMNS[metric]
     rng = "site = {site:String} AND day >= {since:Date} AND day < {until:Date}"

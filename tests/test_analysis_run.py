@@ -390,5 +390,5 @@ def test_the_stratified_read_gives_each_session_the_stratum_of_its_start_event(c
     assert [(r.manager, r.step) for r in longer] == [(r.manager, r.step) for r in read]
     for a, b in zip(longer, read, strict=True):
         assert a.times_ms.tolist() == b.times_ms.tolist() and a.days.tolist() == b.days.tolist()
-        assert sorted(zip(a.times_ms.tolist(), a.strata.tolist())) == sorted(zip(b.times_ms.tolist(),
-                                                                                  b.strata.tolist()))
+        mixed = zip(a.times_ms.tolist(), a.strata.tolist(), strict=True)
+        assert sorted(mixed) == sorted(zip(b.times_ms.tolist(), b.strata.tolist(), strict=True))
