@@ -24,7 +24,10 @@ TODAY = datetime.now(UTC).date()
 
 def visit(manager: str, session: str, step: str, day: date, active: int, idle: int = 0, hidden: int = 0,
           seq: int = 0, visit_id: str | None = None) -> dict[str, Any]:
-    started = datetime(day.year, day.month, day.day, 10, tzinfo=UTC).timestamp() * 1000
+    # 10:00, or just now on a day whose 10:00 is still to come (the collector refuses the future)
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    at = max(midnight, min(midnight + timedelta(hours=10), datetime.now(UTC) - timedelta(seconds=1)))
+    started = at.timestamp() * 1000
     return {"type": "visit", "visit_id": visit_id or str(uuid.uuid4()), "seq": seq, "manager": manager,
             "session_id": session, "process": "sales", "step": step, "started_at": int(started),
             "active_ms": active, "idle_ms": idle, "hidden_ms": hidden}
