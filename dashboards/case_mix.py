@@ -18,11 +18,6 @@ NOTHING_LEFT_MINUTES = 0.5
 NOTABLE_SHARE = 0.15
 
 
-def together(figure: str) -> str:
-    """A figure and its unit joined by a no-break space, so a sentence never wraps "6.8" from "min"."""
-    return figure.replace(" ", "\u00a0")
-
-
 def kind_words(attributes: dict[str, str], process: Process | None) -> str:
     """The titles of a stratum's values ("VIP, phone"); the keys only when the process has no title."""
     return ", ".join(process.value_title(n, v) if process else v for n, v in attributes.items())
@@ -36,7 +31,7 @@ def case_mix_view(_: Translator, mix: dict[str, Any] | None, process: Process | 
         return None
     raw = mix["minutes_above_reference_per_week"]
     adjusted = mix["adjusted_minutes_above_reference_per_week"]
-    raw_words, adjusted_words = together(_("unit.min", n=_.num(raw))), together(_("unit.min", n=_.num(adjusted)))
+    raw_words, adjusted_words = _("unit.min", n=_.num(raw)), _("unit.min", n=_.num(adjusted))
     main = next((s for s in mix["strata"] if mix.get("main") and s["attributes"] == mix["main"]), None)
     # a kind the manager serves much more of, which the team has too few sessions of to scale by
     unscaled = next((s for s in mix["strata"] if s["factor"] == 1 and s["attributes"]
@@ -57,5 +52,5 @@ def case_mix_view(_: Translator, mix: dict[str, Any] | None, process: Process | 
              "factor": _("case_mix.factor", x=_.num(s["factor"], 2)), "sessions": _.num(s["manager_sessions"])}
             for s in mix["strata"]]
     return {"sentence": sentence, "rows": rows,
-            "medians": _("case_mix.medians", raw=together(_.minutes(mix["median_ms"])),
-                         adjusted=together(_.minutes(mix["adjusted_median_ms"])))}
+            "medians": _("case_mix.medians", raw=_.minutes(mix["median_ms"]),
+                         adjusted=_.minutes(mix["adjusted_median_ms"]))}

@@ -301,6 +301,7 @@ def _assignment_figures(a: CoachingAssignment, names: dict[str, str], link: _Lin
 def _digest(kind: str, user: User, site: str, now: datetime, _: Translator, *, subject: str, intro: str,
             facts: list[tuple[str, str, str]], note: str, sections: list[Section], action: tuple[str, str],
             figures: dict[str, Any]) -> Digest:
+    subject = subject.replace("\u00a0", " ")  # a subject never wraps; a no-break space would make it an encoded word
     context = {"_": _, "hello": _("digest.hello", name=user.name), "intro": intro, "facts": facts, "note": note,
                "sections": sections, "action": action, "footer": _("digest.footer"), "language": _.language,
                "subject": subject, "colour": {"good": "#1a7f37", "bad": "#cf222e", "": "#1f2328"}}

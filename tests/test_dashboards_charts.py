@@ -66,12 +66,12 @@ def test_a_box_row_label_is_escaped_in_the_drawing_too() -> None:
 def test_the_bullet_writes_the_median_and_the_band_and_marks_the_side_by_shape() -> None:
     root = parse(charts.bullet(en, label="Offer", median_ms=300_000, band=BAND))
     written = " ".join(texts(root))
-    assert "▲ 5.0 min" in written  # the median, with the shape of "above"
-    assert "min 1.0 min, reference 2.0 min, max 4.0 min" in written
+    assert "▲ 5.0\xa0min" in written  # the median, with the shape of "above"
+    assert "min 1.0\xa0min, reference 2.0\xa0min, max 4.0\xa0min" in written
     assert "above the maximum" in root.get("aria-label", "")
     assert root.find("svg:polygon", NS) is not None  # the triangle, not only a colour
     below = parse(charts.bullet(en, label="Offer", median_ms=30_000, band=BAND))
-    assert "▼ 30 s" in " ".join(texts(below)) and "below the minimum" in below.get("aria-label", "")
+    assert "▼ 30\xa0s" in " ".join(texts(below)) and "below the minimum" in below.get("aria-label", "")
     within = parse(charts.bullet(en, label="Offer", median_ms=100_000, band=BAND))
     assert within.find("svg:circle", NS) is not None and "within the band" in within.get("aria-label", "")
 
@@ -80,16 +80,16 @@ def test_the_histogram_uses_a_log_axis_and_writes_counts() -> None:
     root = parse(charts.histogram(en, label="Offer", bins=[(60_000, 71_352, 3), (71_352, 84_853, 12)], band=BAND,
                                   median_ms=75_000))
     written = texts(root)
-    assert "3" in written and "12" in written and "median 1.2 min" in written
+    assert "3" in written and "12" in written and "median 1.2\xa0min" in written
     ticks = [t for t in written if t.endswith("min") or t.endswith(" s")]
-    assert "1.0 min" in ticks and "2.0 min" in ticks and "5.0 min" in ticks  # 1, 2, 5: a log scale's ticks
+    assert "1.0\xa0min" in ticks and "2.0\xa0min" in ticks and "5.0\xa0min" in ticks  # 1, 2, 5: a log scale's ticks
     bars = [r for r in root.iter(f"{{{charts.SVG_NS}}}rect") if r.find("svg:title", NS) is not None]
-    assert [r.find("svg:title", NS).text for r in bars] == ["1.0 min to 1.2 min: 3 sessions",
-                                                            "1.2 min to 1.4 min: 12 sessions"]
+    assert [r.find("svg:title", NS).text for r in bars] == ["1.0\xa0min to 1.2\xa0min: 3 sessions",
+                                                            "1.2\xa0min to 1.4\xa0min: 12 sessions"]
     # the count picks the noun's form: "1 session", "2 сессии", "5 сессий", "21 сессия"
     one = parse(charts.histogram(en, label="Offer", bins=[(60_000, 71_352, 1)], band=BAND, median_ms=65_000))
     tips = [t.text for t in one.iter(f"{{{charts.SVG_NS}}}title")]
-    assert tips[0].startswith("Offer: 1 session by time") and tips[1:] == ["1.0 min to 1.2 min: 1 session"]
+    assert tips[0].startswith("Offer: 1 session by time") and tips[1:] == ["1.0\xa0min to 1.2\xa0min: 1 session"]
     said = [t.text for t in parse(charts.histogram(ru, label="Оффер", median_ms=75_000, band=BAND, bins=[
         (60_000, 71_352, 2), (71_352, 84_853, 5), (84_853, 100_000, 21)])).iter(f"{{{charts.SVG_NS}}}title")][1:]
     assert [s.split(": ")[-1] for s in said] == ["2 сессии", "5 сессий", "21 сессия"]
@@ -108,14 +108,14 @@ def test_the_weekly_chart_shades_the_band_and_marks_thin_weeks() -> None:
     changed = parse(charts.weekly(en, label="Offer", weeks=weeks, bands=[BAND] * 6 + [Limits(6e4, 1.5e5, 3e5)] * 6))
     assert len([r for r in changed.iter(f"{{{charts.SVG_NS}}}rect") if r.get("class") == "band"]) == 2
     tips = [t.text for t in root.iter(f"{{{charts.SVG_NS}}}title")]
-    assert any(t and t.startswith("Week of Sep 7, 2026: median 1.7 min, 2 sessions; no band set") for t in tips)
+    assert any(t and t.startswith("Week of Sep 7, 2026: median 1.7\xa0min, 2 sessions; no band set") for t in tips)
     assert any(t and "(▲ above the maximum)" in t for t in tips)  # 320 s and more > 240 s
-    assert "5.3 min" in texts(root)  # the last week's median, written
+    assert "5.3\xa0min" in texts(root)  # the last week's median, written
 
 
 def test_charts_speak_the_viewers_language() -> None:
     root = parse(charts.bullet(ru, label="Оффер", median_ms=252_000, band=BAND))
-    assert "4,2 мин" in " ".join(texts(root)) and "медиана" in root.get("aria-label", "")
+    assert "4,2\xa0мин" in " ".join(texts(root)) and "медиана" in root.get("aria-label", "")
 
 
 def test_position() -> None:

@@ -66,7 +66,8 @@ FIGURES = {"pre_median_ms": 306_000, "post_median_ms": 234_000, "change_pct": -2
 
 def test_the_result_in_one_sentence_in_each_language() -> None:
     english = result_sentence(Translator("en"), "Offer", {"verdict": "improved", "figures": FIGURES})
-    assert english == "Time on Offer fell from 5.1 min to 3.9 min (−24%), while peers changed −2%: improved, confident."
+    assert english == ("Time on Offer fell from 5.1\xa0min to 3.9\xa0min (−24%), while peers changed −2%: improved, "
+                       "confident.")
     russian = result_sentence(Translator("ru"), "Предложение", {"verdict": "improved", "figures": FIGURES})
     assert russian.startswith("Время на шаге «Предложение» снизилось с 5,1") and "у коллег" in russian
     assert "уверенно" in russian and "improved" not in russian

@@ -123,7 +123,7 @@ async def test_a_stacked_bar_with_its_legend_and_a_table_of_its_figures(api: Any
     assert "longer visits" in said and "coming back to the step" in said and "idle and hidden time" in said
     table = said.split('<details class="split-data">', 1)[1]
     assert "<th scope=\"row\">Visits a session</th><td class=\"num\">20</td><td class=\"num\">1.5</td>" in table
-    assert "<th scope=\"row\">Time a session</th><td class=\"num\">51</td><td class=\"num\">5.6 min</td>" in table
+    assert "<th scope=\"row\">Time a session</th><td class=\"num\">51</td><td class=\"num\">5.6\xa0min</td>" in table
     assert ">Manager</th>" in table  # the column, not the name again (a long name broke a phone's table)
     css = await (await api.get("/static/drawdown.css")).text()
     assert ".split-bar .part-returns" in css

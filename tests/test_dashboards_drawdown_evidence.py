@@ -168,8 +168,8 @@ async def test_statistics_behind_a_disclosure_in_words_never_a_q_value(api: Any,
     _, html = await page(api, flag)
     stats = html.split('<details class="statistics">', 1)[1].split("</details>", 1)[0]
     assert "chance of this by luck: under 1 in 1,000" in stats
-    assert "4.5 min to 5.5 min" in stats  # the middle half of the sessions (quartiles of the run)
-    assert "minimum 1.0 min, reference 2.0 min, maximum 4.0 min" in stats and "Median time" in stats
+    assert "4.5\xa0min to 5.5\xa0min" in stats  # the middle half of the sessions (quartiles of the run)
+    assert "minimum 1.0\xa0min, reference 2.0\xa0min, maximum 4.0\xa0min" in stats and "Median time" in stats
     text = visible_text(html)
     assert "q =" not in text and "0.00071" not in text and "q-value" not in text
     assert not UUID.search(text)
@@ -272,4 +272,4 @@ def test_the_chart_marks_at_least_since_and_a_due_date_past_the_last_week() -> N
     assert "at least since" in drawn and "<polygon" in drawn  # an arrow to the left: it began before the data
     assert "due later →" in drawn  # drawn at the right edge, pointing on
     assert drawn.count("▲") >= 4  # every week above the band has its shape, in the tooltips
-    assert "max 4.0 min" in drawn and "ref. 2.0 min" in drawn
+    assert "max 4.0\xa0min" in drawn and "ref. 2.0\xa0min" in drawn

@@ -88,7 +88,7 @@ def test_numbers_and_dates_follow_the_language() -> None:
     en, ru = Translator("en"), Translator("ru")
     assert en.num(12345.6, 1) == "12,345.6"
     assert ru.num(12345.6, 1).replace("\xa0", " ") == "12 345,6"
-    assert en.minutes(252_000) == "4.2 min" and ru.minutes(252_000) == "4,2 мин"
+    assert en.minutes(252_000) == "4.2\xa0min" and ru.minutes(252_000) == "4,2\xa0мин"
     assert en.date(date(2026, 11, 23)) == "Nov 23, 2026"
     assert ru.date(date(2026, 11, 23)).startswith("23 нояб. 2026")
     assert en.pct(0.25) == "25%"
@@ -236,7 +236,7 @@ def test_a_message_escapes_its_words_around_a_time_and_keeps_the_time_as_markup(
 
 def test_counts_in_captions_agree_with_their_number() -> None:
     en, ru = Translator("en"), Translator("ru")
-    assert en.plural("unit.d", 1, n="1") == "1 day" and en.hours(3 * 86400) == "3 days"
+    assert en.plural("unit.d", 1, n="1") == "1\xa0day" and en.hours(3 * 86400) == "3\xa0days"
     assert [ru.plural("overview.count_managers", n, n=n) for n in (1, 3, 5, 21)] == [
         "1 менеджер", "3 менеджера", "5 менеджеров", "21 менеджер"]
     assert ru.plural("overview.legend_few", 21, n=21) == "меньше 21 сессии: не оценивается"

@@ -99,7 +99,7 @@ async def test_html_json_and_csv_carry_the_same_figures(api: Any) -> None:
     row = re.search(r"<tr>\s*<th scope=\"row\"><a href=\"/steps/offer\?site=crm\">.*?</tr>", html, re.S)
     assert row is not None
     cells = re.sub(r"<[^>]+>", " ", row.group(0))
-    assert "6.3 min" in cells and "5.9 min–7.0 min" in cells and "100%" in cells and "slow" in cells
+    assert "6.3\xa0min" in cells and "5.9\xa0min–7.0\xa0min" in cells and "100%" in cells and "slow" in cells
     assert f"{offer['n']}" in cells
     assert svgs_are_well_formed(html) == 3  # bullet, histogram and weekly of offer, m2's only step
     csv = await (await api.get("/managers/m2?site=crm&format=csv")).text()

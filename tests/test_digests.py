@@ -143,11 +143,11 @@ async def test_a_directors_digest_has_the_overviews_figures_and_a_link_for_each_
 
     text = dana.text
     assert dana.subject == f"stepwatch weekly, {week.org.site}: 2.2 h lost a week"
-    assert "Time lost a week on open drawdowns: 2.2 h (open drawdowns: 3)" in text
-    assert "A week earlier: 3.0 h (0.8 h less now)" in text
-    assert f"- Maxim Orlov, Offer: 90 min lost a week\n  {PUBLIC}/drawdowns/{week.new.flag_id}?site=crm" in text
-    assert "- team north, 2 managers slow, Needs assessment: 30 min lost a week" in text
-    assert f"- Maria Ivanova, Offer: was 45 min lost a week\n  {PUBLIC}/drawdowns/{week.resolved.flag_id}" in text
+    assert "Time lost a week on open drawdowns: 2.2\xa0h (open drawdowns: 3)" in text
+    assert "A week earlier: 3.0\xa0h (0.8\xa0h less now)" in text
+    assert f"- Maxim Orlov, Offer: 90\xa0min lost a week\n  {PUBLIC}/drawdowns/{week.new.flag_id}?site=crm" in text
+    assert "- team north, 2 managers slow, Needs assessment: 30\xa0min lost a week" in text
+    assert f"- Maria Ivanova, Offer: was 45\xa0min lost a week\n  {PUBLIC}/drawdowns/{week.resolved.flag_id}" in text
     effect = round(outcome["relative_effect_pct"])
     assert f"- Maxim Orlov, Offer (course): improved, time on the step {effect}%\n" in text
     assert f"{PUBLIC}/coaching/assignments/{week.coached.assignment_id}?site=crm" in text
@@ -163,7 +163,7 @@ async def test_a_directors_digest_has_the_overviews_figures_and_a_link_for_each_
         in html
     assert html.count("<li") == 4  # two new, one resolved, one evaluated
     assert '<span style="color:#1a7f37;">improved, time on the step' in html  # green: it worked
-    assert 'color:#1a7f37;">3.0 h (0.8 h less now)</td>' in html
+    assert 'color:#1a7f37;">3.0\xa0h (0.8\xa0h less now)</td>' in html
 
     sam = one(found, "sam")
     assert [f["flag_id"] for f in sam.figures["new"]] == [week.south.flag_id] and "Sergey Lee, Offer" in sam.text
@@ -178,11 +178,11 @@ def test_a_digest_is_in_the_recipients_language(client: storage.Client, settings
     dana, tom = one(found, "dana"), one(found, "tom")
     assert dana.language == tom.language == "ru"
     assert dana.subject == "stepwatch, неделя, crm: потери 2,2 ч в неделю"
-    assert "Потери времени в неделю на открытых просадках: 2,2 ч (открытых просадок: 3)" in dana.text
-    assert "- Maxim Orlov, Offer: потери 90 мин в неделю" in dana.text
+    assert "Потери времени в неделю на открытых просадках: 2,2\xa0ч (открытых просадок: 3)" in dana.text
+    assert "- Maxim Orlov, Offer: потери 90\xa0мин в неделю" in dana.text
     assert "- Maxim Orlov, Offer (курс): улучшение, время на шаге" in dana.text
     assert "Открыть обзор" in dana.text and '<html lang="ru">' in dana.html
-    assert "Неделей раньше: 3,0 ч (сейчас на 0,8 ч меньше)" in dana.text
+    assert "Неделей раньше: 3,0\xa0ч (сейчас на 0,8\xa0ч меньше)" in dana.text
     assert "Просрочено:" in tom.text and "Срок в ближайшие 7 дней:" in tom.text
     assert 'color:#cf222e;">Просрочено</h2>' in tom.html  # an overdue list stands out
     for english in ("Time lost", "New drawdowns", "Overdue", "Open the", "Hello", "due "):

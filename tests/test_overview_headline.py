@@ -79,7 +79,7 @@ async def test_a_fast_flag_adds_nothing_and_is_listed_apart(api: Any, client: st
     assert [d["kind"] for d in data["top_drawdowns"]] == ["slow"]
     assert [d["manager"] for d in data["possible_skipped_work"]] == ["m2"]
     html = await (await api.get("/overview")).text()
-    assert "1.0 h</strong>" in html and "a week lost on the open drawdowns (1)" in html
+    assert "1.0\xa0h</strong>" in html and "a week lost on the open drawdowns (1)" in html
 
 
 async def test_new_and_resolved_this_week(api: Any, client: storage.Client) -> None:
@@ -119,7 +119,7 @@ async def test_a_week_earlier_is_the_latest_run_ending_seven_days_before(api: An
     assert headline["hours_lost_per_week_previous"] == 1.0  # 40 + 20 slow minutes; ok and watch count 0
     assert headline["previous_until"] == (TODAY - timedelta(days=7)).isoformat()
     html = await (await api.get("/overview")).text()
-    assert "A week earlier: 1.0 h" in html
+    assert "A week earlier: 1.0\xa0h" in html
     assert (await _json(api, "/api/v1/overview?team=south"))["headline"]["hours_lost_per_week_previous"] == 0.33
     assert (await _json(api, "/api/v1/overview?step=needs"))["headline"]["hours_lost_per_week_previous"] == 0.0
     await _as(api, "dora")  # north only

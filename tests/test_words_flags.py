@@ -31,7 +31,7 @@ async def page_of(aiohttp_client: Any, settings: Settings, client: storage.Clien
 async def test_a_russian_reader_reads_the_reasons_in_russian(aiohttp_client: Any, settings: Settings,
                                                               client: storage.Client, site: sites.Site) -> None:
     html, data = await page_of(aiohttp_client, settings, client, "ru")
-    assert "Медиана 6,7 мин выше максимума нормы (4,0 мин)" in html
+    assert "Медиана 6,7\xa0мин выше максимума нормы (4,0\xa0мин)" in html
     assert "Недель с отклонением от эталона за последнее время: 4" in html
     assert "Примерно с" in html
     assert "Анализ обнаружил просадку." in html and "анализ" in html
@@ -47,6 +47,6 @@ async def test_a_russian_reader_reads_the_reasons_in_russian(aiohttp_client: Any
 async def test_an_english_reader_reads_the_same_reasons_in_english(aiohttp_client: Any, settings: Settings,
                                                                     client: storage.Client, site: sites.Site) -> None:
     html, _ = await page_of(aiohttp_client, settings, client, "en")
-    assert "Median 6.7 min is above the maximum of the band, 4.0 min" in html
+    assert "Median 6.7\xa0min is above the maximum of the band, 4.0\xa0min" in html
     assert "Weeks off the reference lately: 4" in html and "The analysis found the drawdown." in html
     assert ENGLISH not in html

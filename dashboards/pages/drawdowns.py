@@ -26,7 +26,7 @@ from analysis.flags import ALLOWED, FlagStatus, InvalidTransition, Thresholds, t
 from dashboards import case_mix_figures, charts, decomposition_figures, figures, overview_figures
 from dashboards.access import scope_of
 from dashboards.auth import Viewer
-from dashboards.case_mix import case_mix_view, together
+from dashboards.case_mix import case_mix_view
 from dashboards.i18n import Translator, catalog
 from dashboards.pages.overview import (
     FLAG_WORDS,
@@ -311,14 +311,14 @@ def decomposition_words(_: Translator, d: Decomposition | None, who: str, step: 
     total, parts = apportion(d.total_minutes, d.parts)
     mine, team = d.mine, d.team
     digits = _visit_digits(mine.visits_per_session, team.visits_per_session)
-    figures = {"longer": (together(_.minutes(mine.active_ms_per_visit)), together(_.minutes(team.active_ms_per_visit))),
+    figures = {"longer": (_.minutes(mine.active_ms_per_visit), _.minutes(team.active_ms_per_visit)),
                "returns": (_.num(mine.visits_per_session, digits), _.num(team.visits_per_session, digits)),
-               "idle": (together(_.minutes(mine.idle_ms_per_visit + mine.hidden_ms_per_visit)),
-                        together(_.minutes(team.idle_ms_per_visit + team.hidden_ms_per_visit)))}
+               "idle": (_.minutes(mine.idle_ms_per_visit + mine.hidden_ms_per_visit),
+                        _.minutes(team.idle_ms_per_visit + team.hidden_ms_per_visit))}
     rates = {**figures, "returns": (_visits(_, mine.visits_per_session, digits), figures["returns"][1])}
     if total <= 0:
         sentence = _("drawdowns.no_extra_team" if systemic else "drawdowns.no_extra", who=who, step=step,
-                     mine=together(_.minutes(mine.ms_per_session)), team=together(_.minutes(team.ms_per_session)))
+                     mine=_.minutes(mine.ms_per_session), team=_.minutes(team.ms_per_session))
     else:
         said = [_(add if n > 0 else save, n=_.num(abs(n)), mine=rates[key][0], team=rates[key][1])
                 for (key, add, save), n in zip(PARTS, parts, strict=True) if n != 0]
@@ -566,13 +566,13 @@ def explanation(_: Translator, flag: flag_store.StoredFlag, row: dict[str, Any],
                 window_weeks: int, slow_count: int, team_count: int) -> str:
     """The sentence under the chart, in the viewer's language: since when, who, how far, how often, how much."""
     since = since_words(_, flag)
-    lost = together(_("unit.min", n=_.num(row["minutes_lost_per_week"])))
+    lost = _("unit.min", n=_.num(row["minutes_lost_per_week"]))
     common = {"since": since, "manager": row.get("manager_name") or flag.manager, "step": row["step_title"],
-              "median": together(_.minutes(flag.median_ms)), "weeks": _.num(flag.periods_in_drawdown),
+              "median": _.minutes(flag.median_ms), "weeks": _.num(flag.periods_in_drawdown),
               "of": _.num(window_weeks), "lost": lost}
     if flag.kind == "systemic":
         return _.plural("drawdowns.explain_systemic", team_count, **common, k=_.num(slow_count),
-                        n=_.num(team_count), team=flag.team or "–", max=together(_.minutes(flag.max_ms)))
+                        n=_.num(team_count), team=flag.team or "–", max=_.minutes(flag.max_ms))
     if flag.kind == "fast":
         return _("drawdowns.explain_fast", **common,
                  below=_.pct(margin_past_limit("fast", flag.median_ms, flag.min_ms, flag.max_ms)))
