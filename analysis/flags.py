@@ -293,7 +293,7 @@ def pairs_like_for_like(sessions: Sequence[PairSessions], window: Window, thresh
             continue
         own_bands = {k: bands_of[key] for k, key in enumerate(keys.tolist()) if key in bands_of}
         owner = np.repeat(np.arange(len(members)), [int(w.sum()) for w in window_of])
-        team = TeamStrata(team_times, team_codes, owner, keys.size)
+        team = TeamStrata(team_times, team_codes, owner, keys.size, keys.tolist())
         for k, i in enumerate(members):
             s = sessions[i]
             codes, days = codes_of[k], days_of[k]

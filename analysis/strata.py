@@ -113,14 +113,37 @@ def stratum_factors(times_ms: np.ndarray, strata: np.ndarray, band: Band, *,
     if times.size == 0:
         return factors
     overall = float(np.median(times))
-    for key in np.unique(labels).tolist():
+    keys = np.unique(labels).tolist()
+    for key in keys:
         own = (stratum_bands or {}).get(key)
         if own is not None:
             factors[key] = own.reference_ms / band.reference_ms
             continue
         mine = times[labels == key]
-        factors[key] = float(np.median(mine)) / overall if mine.size >= min_sessions and overall > 0 else 1.0
+        if mine.size >= min_sessions and overall > 0:
+            factors[key] = float(np.median(mine)) / overall
+            continue
+        factor = 1.0  # too few of this combination: the product of its values' own factors
+        for place, value in _values(key):
+            sharing = times[np.isin(labels, [k for k in keys if _value_at(k, place) == value])]
+            if sharing.size >= min_sessions and overall > 0:
+                factor *= float(np.median(sharing)) / overall
+        factors[key] = factor
     return factors
+
+
+def _values(key: str) -> list[tuple[int, str]]:
+    """(place, value) of each attribute a stratum key has a value for, when it has more than one:
+    a single attribute's stratum is its own value, with nothing finer to fall back on."""
+    if not isinstance(key, str):  # strata numbered rather than named: nothing to take apart
+        return []
+    values = [(place, value) for place, value in enumerate(key.split(SEPARATOR)) if value]
+    return values if len(values) > 1 else []
+
+
+def _value_at(key: str, place: int) -> str:
+    parts = key.split(SEPARATOR)
+    return parts[place] if place < len(parts) else ""
 
 
 class TeamStrata:
@@ -129,7 +152,8 @@ class TeamStrata:
     others' sessions, with each median without one manager found by a binary search rather than a
     pass over the team's sessions (a team of 25 on a step: 25 medians per stratum)."""
 
-    def __init__(self, times_ms: np.ndarray, codes: np.ndarray, owners: np.ndarray, n_codes: int):
+    def __init__(self, times_ms: np.ndarray, codes: np.ndarray, owners: np.ndarray, n_codes: int,
+                 keys: Sequence[str] = ()):
         times, owners, codes = np.asarray(times_ms, dtype=float), np.asarray(owners), np.asarray(codes)
         order = np.argsort(times, kind="stable")  # sorted once: a median without one owner is a lookup
         times, owners, codes = times[order], owners[order], codes[order]
@@ -137,10 +161,22 @@ class TeamStrata:
         self.n_codes = n_codes
         self.overall = _SortedWithout(times, owners, n_owners)
         self.by_code = [_SortedWithout(times[m], owners[m], n_owners) for m in (codes == c for c in range(n_codes))]
+        # a combination too rare to scale by (VIP by e-mail) takes the product of its values' factors
+        # (VIP, e-mail), each from every session with that value: the keys say which codes share one
+        key_list = list(keys)
+        self.values_of = [_values(key) for key in key_list]
+        self.by_value: dict[tuple[int, str], _SortedWithout] = {}
+        for code_values in self.values_of:
+            for place, value in code_values:
+                if (place, value) not in self.by_value:
+                    sharing = [c for c, key in enumerate(key_list) if _value_at(key, place) == value]
+                    m = np.isin(codes, sharing)
+                    self.by_value[(place, value)] = _SortedWithout(times[m], owners[m], n_owners)
 
     def factors_without(self, owner: int, band: Band, code_bands: Mapping[int, Band], min_sessions: int
                         ) -> np.ndarray:  # fmt: skip
-        """Each code's factor from the sessions of every owner but `owner` (1 when too few)."""
+        """Each code's factor from the sessions of every owner but `owner` (1 when too few, or for a
+        combination of attributes, the product of its values' factors)."""
         factors = np.ones(self.n_codes)
         overall = self.overall.median_without(owner)
         for code, sessions in enumerate(self.by_code):
@@ -150,6 +186,11 @@ class TeamStrata:
                 continue
             if sessions.count_without(owner) >= min_sessions and overall:
                 factors[code] = sessions.median_without(owner) / overall
+                continue
+            for value in (self.values_of[code] if code < len(self.values_of) else ()):
+                sharing = self.by_value[value]
+                if sharing.count_without(owner) >= min_sessions and overall:
+                    factors[code] *= sharing.median_without(owner) / overall
         return factors
 
 

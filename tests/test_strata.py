@@ -219,3 +219,27 @@ def test_the_factors_without_each_manager_match_a_count_over_the_rest_with_ties_
         expected = stratum_factors(times[rest], codes[rest], BAND, min_sessions=7)
         got = team.factors_without(manager, BAND, {}, 7)
         assert got.tolist() == pytest.approx([expected.get(c, 1.0) for c in range(5)], rel=1e-12)
+
+
+def test_a_rare_combination_of_attributes_takes_the_product_of_its_values_factors() -> None:
+    # VIP takes 1.6 times as long whatever the channel; VIP by e-mail is too rare to scale by itself,
+    # so it is scaled by VIP's factor (and e-mail's, which is about 1), not left unscaled
+    rng = np.random.default_rng(3)
+    keys = ["regular|phone"] * 200 + ["vip|phone"] * 60 + ["regular|email"] * 100 + ["vip|email"] * 5
+    slow = np.array([1.6 if k.startswith("vip") else 1.0 for k in keys])
+    times = 100_000 * slow * np.exp(rng.normal(0, 0.05, len(keys)))
+    factors = stratum_factors(times, np.array(keys), BAND, min_sessions=20)
+    vip = factors["vip|phone"]
+    assert vip == pytest.approx(1.6 * factors["regular|phone"], rel=0.05)
+    assert factors["vip|email"] > 1.3 and factors["vip|email"] == pytest.approx(vip, rel=0.15)
+    # the same from the rest of the team, owner by owner
+    codes_of = {k: i for i, k in enumerate(sorted(set(keys)))}
+    codes = np.array([codes_of[k] for k in keys])
+    owners = np.arange(len(keys)) % 4
+    team = TeamStrata(times, codes, owners, len(codes_of), sorted(codes_of))
+    for owner in range(4):
+        rest = owners != owner
+        expected = stratum_factors(times[rest], np.array(keys)[rest], BAND, min_sessions=20)
+        got = team.factors_without(owner, BAND, {}, 20)
+        for key, code in codes_of.items():
+            assert got[code] == pytest.approx(expected[key], rel=1e-9), key
