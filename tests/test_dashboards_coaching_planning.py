@@ -119,6 +119,11 @@ async def test_check_the_plan_shows_the_form_again_and_assigns_nothing(api: Any,
     assert 'name="pre_days" value="21"' in html and 'name="post_days" value="21"' in html
     assert 'value="3.5"' in html and 'name="within_days" required value="40"' in html
     assert "With 21 days before and 21 days after" in html
+    # the JSON API answers an assignment or an error, never the form's redirect, however the body is sent
+    api_form = await api.post("/api/v1/coaching/assign", data={k: v for k, v in fields.items() if k != "csrf"},
+                              headers={"X-CSRF-Token": token})
+    assert api_form.status == 400 and (await api_form.json())["field"] == "check_plan"
+    assert coaching.list_assignments(client, org.site) == []
     del fields["check_plan"]
     response = await api.post("/coaching/assign", data=fields, allow_redirects=False)
     assert response.headers["Location"].startswith("/coaching/assignments/")

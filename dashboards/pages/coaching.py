@@ -495,7 +495,8 @@ PLAN_FIELDS = ("site", "manager", "step", "kind", "course_id", "mentor", "course
 async def assign(request: web.Request, who: Viewer, fields: dict[str, Any]) -> dict[str, Any]:
     settings = request.app[app_keys.SETTINGS]
     if str(fields.get("check_plan", "")).lower() in ("1", "true", "on", "yes"):
-        if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        if request.path.startswith("/api/") or request.content_type not in ("application/x-www-form-urlencoded",
+                                                                             "multipart/form-data"):
             raise InvalidInput("check_plan is the form's button; the plan is GET /api/v1/coaching/new with the same "
                                "fields", field="check_plan")
         # the form again with its values and the plan for them (a POST, so that the form's token stays out of URLs)

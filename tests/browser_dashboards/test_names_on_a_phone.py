@@ -27,4 +27,4 @@ def test_what_works_names_courses_by_title(visit: Any) -> None:
     v.page.goto(v.base + "/coaching/effectiveness")
     v.page.wait_for_load_state()
     cells = v.page.locator("tbody td:nth-child(2)").all_inner_texts()
-    assert "Contract, payment and closing" in cells and "contract-payment-and-closing" not in cells, cells
+    assert "Договор, оплата и завершение" in cells and "dogovor-oplata-i-zavershenie" not in cells, cells
