@@ -119,3 +119,10 @@ def stats_row(site: str, team: str, manager: str, step: str, median_ms: float, n
             "status": "insufficient" if n < 20 else "ok", "q_value": None,
             "minutes_lost_per_week": max(0.0, (median_ms - band[1]) * n / 2 / 60_000), "flag_id": None,
             "reasons": []}
+
+
+async def drawdown_page(api: Any, flag: flag_store.StoredFlag) -> tuple[dict[str, Any], str]:
+    """A drawdown's JSON twin and its HTML page, as the signed-in client reads them."""
+    data = await (await api.get(f"/api/v1/drawdowns/{flag.flag_id}")).json()
+    html = await (await api.get(f"/drawdowns/{flag.flag_id}")).text()
+    return data, html

@@ -19,7 +19,7 @@ from kernel.settings import Settings
 from stepwatch.app import create_app
 from tests.coaching_helpers import build_org
 from tests.coaching_helpers import sign_in as login
-from tests.dashboard_data import TODAY, make_flag
+from tests.dashboard_data import TODAY, drawdown_page, make_flag
 from tests.web_helpers import SECRET
 
 WINDOW = [TODAY - timedelta(days=13 - i) for i in range(14)]  # make_flag's window
@@ -72,12 +72,6 @@ async def api(aiohttp_client: Any, settings: Settings, org: Any) -> Any:
                                                                        "analysis_interval_s": 0})))
 
 
-async def page(api: Any, flag: flag_store.StoredFlag) -> tuple[dict[str, Any], str]:
-    data = await (await api.get(f"/api/v1/drawdowns/{flag.flag_id}")).json()
-    html = await (await api.get(f"/drawdowns/{flag.flag_id}")).text()
-    return data, html
-
-
 def section(html: str) -> str:
     return html.split('<section class="time-split"', 1)[1].split("</section>", 1)[0]
 
@@ -85,7 +79,7 @@ def section(html: str) -> str:
 async def test_the_excess_splits_into_parts_that_add_up(api: Any, client: storage.Client) -> None:
     flag = make_flag(client, "crm", manager="m-1", median_ms=300_000)
     await login(api, "dana")
-    data, html = await page(api, flag)
+    data, html = await drawdown_page(api, flag)
     d = data["decomposition"]
     # 28 sessions in 14 days: 14 a week. Manager 1.5 x 3.75 min = 5.625 min a session, the team 1 x 2 min (the
     # replayed visit counts once, as 2 minutes; 85 sessions, not 84)
@@ -113,7 +107,7 @@ async def test_the_excess_splits_into_parts_that_add_up(api: Any, client: storag
 async def test_a_stacked_bar_with_its_legend_and_a_table_of_its_figures(api: Any, client: storage.Client) -> None:
     flag = make_flag(client, "crm", manager="m-1", median_ms=300_000)
     await login(api, "dana")
-    _, html = await page(api, flag)
+    _, html = await drawdown_page(api, flag)
     said = section(html)
     bar = said.split('<svg class="split-bar"', 1)[1].split("</svg>", 1)[0]
     assert 'aria-hidden="true"' in bar  # the sentence says it; the bar is for the eye
@@ -133,7 +127,7 @@ async def test_the_sentence_in_russian_takes_the_plural_of_its_count(api: Any, c
     flag = make_flag(client, "crm", manager="m-1", median_ms=300_000)
     token = await login(api, "dana")
     await api.post("/account/language", data={"language": "ru", "csrf": token})
-    _, html = await page(api, flag)
+    _, html = await drawdown_page(api, flag)
     said = section(html)
     assert "Куда уходит лишнее время" in said
     assert ("Анна Петрова тратит на шаг «Offer» на 51 минуту в неделю больше, чем остальные в команде потратили бы "
@@ -151,7 +145,7 @@ async def test_a_part_below_the_team_is_said_as_saved_and_draws_no_bar(
     storage.insert_visits(client, b"\n".join(visit("m-2", f"long-{day}", day, 20, 1800) for day in WINDOW))
     flag = make_flag(client, "crm", manager="m-2", median_ms=300_000)
     await login(api, "dana")
-    data, html = await page(api, flag)
+    data, html = await drawdown_page(api, flag)
     d = data["decomposition"]
     assert d["more_visits_minutes"] < 0 < d["longer_visits_minutes"] and d["idle_hidden_minutes"] < 0
     assert d["total_minutes"] > 0
@@ -166,7 +160,7 @@ async def test_a_part_below_the_team_is_said_as_saved_and_draws_no_bar(
 async def test_no_extra_time_says_so(api: Any, client: storage.Client) -> None:
     flag = make_flag(client, "crm", manager="m-3", median_ms=300_000)  # like the team, below m-1
     await login(api, "dana")
-    data, html = await page(api, flag)
+    data, html = await drawdown_page(api, flag)
     assert data["decomposition"]["total_minutes"] < 0
     assert "take no longer than the rest of the team" in section(html)
     assert '<svg class="split-bar"' not in section(html)
@@ -177,12 +171,12 @@ async def test_a_systemic_flag_pools_its_slow_managers_and_a_fast_one_has_none(
     systemic = make_flag(client, "crm", kind="systemic", manager="", managers=("m-1", "m-2"), median_ms=300_000)
     fast = make_flag(client, "crm", kind="fast", manager="m-3", median_ms=30_000)
     await login(api, "dana")
-    data, html = await page(api, systemic)
+    data, html = await drawdown_page(api, systemic)
     d = data["decomposition"]
     assert d["manager"]["sessions"] == 28 + 29 and d["team"]["sessions"] == 56
     assert section(html).split('class="time-split-sentence">', 1)[1].startswith(
         "Together the slow managers spend ")
-    data, html = await page(api, fast)
+    data, html = await drawdown_page(api, fast)
     assert data["decomposition"] is None and '<section class="time-split"' not in html
 
 
@@ -195,12 +189,12 @@ async def test_the_history_says_when_relatively_with_the_date_in_its_tooltip(
         api: Any, client: storage.Client) -> None:
     flag = make_flag(client, "crm", manager="m-1", median_ms=300_000, opened_days_ago=3)
     token = await login(api, "dana")
-    _, html = await page(api, flag)
+    _, html = await drawdown_page(api, flag)
     history = html.split('<h2 id="history">', 1)[1]
     cell = re.search(r'<time datetime="[^"]+" title="([^"]+)">([^<]+)</time>', history)
     assert cell is not None and cell.group(2) == "3 days ago" and "UTC" in cell.group(1)
     await api.post("/account/language", data={"language": "ru", "csrf": token})
-    _, html = await page(api, flag)
+    _, html = await drawdown_page(api, flag)
     assert ">3 дня назад</time>" in html.split('<h2 id="history">', 1)[1]
 
 
@@ -229,11 +223,11 @@ async def test_the_confidence_reason_counts_its_sessions_and_weeks_in_plural(api
     flag_store.write(client, [clear])
     token = await login(api, "dana")
     await api.post("/account/language", data={"language": "ru", "csrf": token})
-    data, _ = await page(api, clear)
+    data, _ = await drawdown_page(api, clear)
     assert data["confidence"]["why"].endswith("все последние 4 недели; в периоде 41 сессия")
     patchy = replace(clear, periods_in_drawdown=3, version=clear.version + 1)
     flag_store.write(client, [patchy])
-    data, _ = await page(api, patchy)
+    data, _ = await drawdown_page(api, patchy)
     assert data["confidence"]["why"] == "в просадке 3 из последних 4 недель, а не каждую неделю"
 
 

@@ -20,7 +20,7 @@ from kernel.settings import Settings
 from stepwatch.app import create_app
 from tests.coaching_helpers import add_sessions, build_org, today
 from tests.coaching_helpers import sign_in as login
-from tests.dashboard_data import make_flag, stats_row, store_pair_stats
+from tests.dashboard_data import drawdown_page, make_flag, stats_row, store_pair_stats
 from tests.web_helpers import SECRET
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -77,18 +77,12 @@ async def api(aiohttp_client: Any, settings: Settings, org: Any) -> Any:
                                                                        "analysis_interval_s": 0})))
 
 
-async def page(api: Any, flag: flag_store.StoredFlag) -> tuple[dict[str, Any], str]:
-    data = await (await api.get(f"/api/v1/drawdowns/{flag.flag_id}")).json()
-    html = await (await api.get(f"/drawdowns/{flag.flag_id}")).text()
-    return data, html
-
-
 async def test_the_evidence_is_the_weekly_medians_against_the_band_and_the_rest_of_the_team(
         api: Any, client: storage.Client) -> None:
     store_pair_stats(client, "crm", run_rows(300_000), today() - timedelta(days=13), today())
     flag = slow_flag(client)
     await login(api, "dana")
-    data, html = await page(api, flag)
+    data, html = await drawdown_page(api, flag)
     weeks = data["evidence"]["weeks"]
     assert len(weeks) == 12 and weeks[-1]["week"] == LAST_MONDAY.isoformat()
     assert all(date.fromisoformat(w["week"]).weekday() == 0 for w in weeks)
@@ -114,7 +108,7 @@ async def test_the_sentence_says_since_when_who_how_far_and_how_much(api: Any, c
     store_pair_stats(client, "crm", run_rows(300_000), today() - timedelta(days=13), today())
     flag = slow_flag(client)
     await login(api, "dana")
-    data, html = await page(api, flag)
+    data, html = await drawdown_page(api, flag)
     onset = f"{ONSET:%b} {ONSET.day}, {ONSET.year}"
     expected = (f"Since about {onset}, Анна Петрова's median on Offer is 5.0\xa0min, 25% above the maximum and slower "
                 "than 3 of 3 teammates, in 3 of the last 4 weeks; about 44\xa0min a week.")
@@ -122,7 +116,7 @@ async def test_the_sentence_says_since_when_who_how_far_and_how_much(api: Any, c
     assert str(escape(expected)) in html
     # the analysis' own peers when its run has them
     store_pair_stats(client, "crm", run_rows(300_000, peers={"slower_than": 5, "of": 6}), today(), today())
-    data, _ = await page(api, flag)
+    data, _ = await drawdown_page(api, flag)
     assert "slower than 5 of 6 teammates" in data["explanation"]
 
 
@@ -133,7 +127,7 @@ async def test_the_sentence_in_russian_and_its_variants(api: Any, client: storag
     fast = slow_flag(client, kind="fast", median_ms=30_000)
     systemic = slow_flag(client, kind="systemic", manager="", managers_=("m-1", "m-3"), median_ms=150_000)
     await login(api, "dana")
-    said = {k: (await page(api, f))[0]["explanation"] for k, f in
+    said = {k: (await drawdown_page(api, f))[0]["explanation"] for k, f in
             (("inside", inside), ("undated", undated), ("fast", fast), ("systemic", systemic))}
     assert said["inside"].startswith(f"At least since {ONSET:%b} {ONSET.day}")
     assert "is 3.3\xa0min: inside the band, slower than 3 of 3 teammates, 67% above the reference" in said["inside"]
@@ -142,7 +136,7 @@ async def test_the_sentence_in_russian_and_its_variants(api: Any, client: storag
     assert "2 of 4 managers of team north are slow on Offer" in said["systemic"]
     token = await login(api, "dana")
     await api.post("/account/language", data={"language": "ru", "csrf": token})
-    russian, html = await page(api, inside)
+    russian, html = await drawdown_page(api, inside)
     assert russian["explanation"].startswith("Как минимум с ") and "медиана менеджера Анна Петрова на шаге «Offer»" \
         in russian["explanation"] and "в пределах нормы, но медленнее 3 из 3 коллег" in russian["explanation"]
     assert "как минимум с" in html and "остальные в команде" in html
@@ -154,10 +148,10 @@ async def test_confidence_in_words_with_its_reason(api: Any, client: storage.Cli
     cases = {"high": slow_flag(client, periods=4), "medium": slow_flag(client, periods=3),
              "low": slow_flag(client, n=30)}
     for level, flag in cases.items():
-        data, html = await page(api, flag)
+        data, html = await drawdown_page(api, flag)
         assert data["confidence"]["level"] == level
         assert f'class="confidence confidence-{level}"' in html and str(escape(data["confidence"]["why"])) in html
-    assert (await page(api, cases["high"]))[0]["confidence"]["why"] == \
+    assert (await drawdown_page(api, cases["high"]))[0]["confidence"]["why"] == \
         "25% past the band's limit and in drawdown in each of the last 4 weeks, from 60 sessions"
 
 
@@ -165,7 +159,7 @@ async def test_statistics_behind_a_disclosure_in_words_never_a_q_value(api: Any,
     store_pair_stats(client, "crm", run_rows(300_000), today() - timedelta(days=13), today())
     flag = slow_flag(client, q_value=0.00071)
     await login(api, "dana")
-    _, html = await page(api, flag)
+    _, html = await drawdown_page(api, flag)
     stats = html.split('<details class="statistics">', 1)[1].split("</details>", 1)[0]
     assert "chance of this by luck: under 1 in 1,000" in stats
     assert "4.5\xa0min to 5.5\xa0min" in stats  # the middle half of the sessions (quartiles of the run)
@@ -179,7 +173,7 @@ async def test_one_primary_action_assign_coaching_prefilled(api: Any, client: st
     store_pair_stats(client, "crm", run_rows(300_000), today() - timedelta(days=13), today())
     flag = slow_flag(client)
     await login(api, "dana")
-    data, html = await page(api, flag)
+    data, html = await drawdown_page(api, flag)
     assert data["links"]["coaching"] == f"/coaching/new?flag={flag.flag_id}" and data["assignment"] is None
     assert html.count('class="primary-action"') == 1
     assert f'<a class="primary-action" href="/coaching/new?flag={flag.flag_id}">' in html
@@ -199,7 +193,7 @@ async def test_coaching_under_way_is_shown_by_title_state_and_due_date(
                            course_id=course.course_id, due=due, target=Target(240_000, 30), note="",
                            flag_id=flag.flag_id)
     await login(api, "dana")
-    data, html = await page(api, flag)
+    data, html = await drawdown_page(api, flag)
     assert data["assignment"]["course_title"] == "Offer basics" and data["assignment"]["state"] == "assigned"
     assert data["links"]["coaching"] is None and 'class="primary-action"' not in html
     assert f'<a href="/coaching/assignments/{made.assignment_id}">Offer basics</a>' in html
@@ -212,7 +206,7 @@ async def test_a_fast_flag_has_no_time_lost_and_no_coaching_on_speed(api: Any, c
     store_pair_stats(client, "crm", run_rows(30_000, status="fast"), today() - timedelta(days=13), today())
     flag = slow_flag(client, kind="fast", median_ms=30_000)
     await login(api, "dana")
-    data, html = await page(api, flag)
+    data, html = await drawdown_page(api, flag)
     assert data["flag"]["minutes_lost_per_week"] == 0 and data["links"]["coaching"] is None
     assert "none (possible skipped work)" in html and "steps may be skipped" in html
 
@@ -223,7 +217,7 @@ async def test_a_systemic_flag_shows_the_team_and_each_slow_manager(api: Any, cl
     store_pair_stats(client, "crm", rows, today() - timedelta(days=13), today())
     flag = slow_flag(client, kind="systemic", manager="", managers_=("m-1", "m-3"), median_ms=150_000)
     await login(api, "dana")
-    data, html = await page(api, flag)
+    data, html = await drawdown_page(api, flag)
     slow = data["evidence"]["slow_managers"]
     assert [s["manager"] for s in slow] == ["m-1", "m-3"] and slow[0]["manager_name"] == "Анна Петрова"
     assert len(slow[0]["weeks"]) == len(data["evidence"]["weeks"])
