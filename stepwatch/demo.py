@@ -393,7 +393,7 @@ def seed_coaching(client: Client, settings: Any, truth: DemoTruth, *, today: dat
         a = assignments.assign(client, settings, director, site=SITE, manager=plant.manager, step=plant.step,
                                kind="course", course_id=course.course_id, due=assigned.date() + timedelta(days=3),
                                target=Target(int(STEP_SECONDS[plant.step] * 1000 * 1.3), 21), post_days=10,
-                               note="demo: slow on this step for weeks", now=assigned)
+                               note="медленно на этом шаге уже несколько недель", now=assigned)
         assignments.mark_done(client, settings, demo, a.assignment_id, now=assigned + timedelta(days=3, hours=8))
         measure.evaluate_assignment(client, settings, a.assignment_id, now=start)
         made.append(a.assignment_id)
@@ -404,7 +404,7 @@ def seed_coaching(client: Client, settings: Any, truth: DemoTruth, *, today: dat
             a = assignments.assign(client, settings, director, site=SITE, manager=flag.manager, step=flag.step,
                                    kind="mentor_meeting", mentor=trainer.name, due=today + timedelta(days=7),
                                    target=Target(flag.reference_ms, 28), flag_id=flag.flag_id,
-                                   note="demo: assigned from the drawdown flag")
+                                   note="назначено по просадке")
             if i == 0:
                 assignments.schedule(client, settings, trainer, a.assignment_id, start + timedelta(days=1, hours=1))
             made.append(a.assignment_id)
@@ -414,6 +414,6 @@ def seed_coaching(client: Client, settings: Any, truth: DemoTruth, *, today: dat
         step = sorted(course_of)[0]
         a = assignments.assign(client, settings, director, site=SITE, manager=own.manager_id, step=step, kind="course",
                                course_id=course_of[step].course_id, due=today + timedelta(days=10),
-                               target=Target(int(STEP_SECONDS[step] * 1000), 28), note="demo: a refresher")
+                               target=Target(int(STEP_SECONDS[step] * 1000), 28), note="повторить основы")
         made.append(a.assignment_id)
     return made
