@@ -375,9 +375,13 @@ def add_page(app: web.Application, path: str, handler: PageHandler, *, roles: It
             return render_error(request, who, exc.status, worded(exc, who.user.language))
         if request.query.get("format") == "csv":
             return csv_response(page, name)
-        site = page.data.get("site") if isinstance(page.data, dict) else None
-        if isinstance(site, str) and site and "team_titles" not in page.context:  # for the `team` filter
-            page.context["team_titles"] = await request.app[app_keys.STORE].run(teams.list_teams, site)
+        if "team_titles" not in page.context:  # for the `team` filter: the page's site, else the one chosen
+            site = page.data.get("site") if isinstance(page.data, dict) else None
+            if not isinstance(site, str) or not site:
+                with contextlib.suppress(StepwatchError):  # a page that has no use for ?site= ignores a bad one
+                    site = (await chosen_site(request))[0]
+            if site:
+                page.context["team_titles"] = await request.app[app_keys.STORE].run(teams.list_teams, site)
         return render(request, who, page)
 
     async def api(request: web.Request) -> web.StreamResponse:

@@ -89,3 +89,25 @@ async def test_an_unknown_drawdown_is_said_in_words_without_its_id(api: Any) -> 
     assert response.status == 404
     main = html.split("<main")[1].split("</main>")[0]
     assert "Такой просадки нет" in main and missing not in main
+
+
+async def test_a_coaching_assignment_names_the_team_by_its_title(api: Any, client: storage.Client,
+                                                                   settings: Settings) -> None:
+    from datetime import timedelta
+
+    import coaching
+    from coaching.lifecycle import Target
+    from kernel import teams
+    from tests.coaching_helpers import today
+
+    teams.add_team(client, "crm", "east", "Восток", actor="test")
+    teams.assign(client, "crm", "east", ["m3"], actor="test")
+    ada = next(u for u in users.list_users(client) if u.name == "ada")
+    made = coaching.assign(client, settings, ada, site="crm", manager="m3", step="offer", kind="course",
+                           course_id=coaching.add_course(client, ada, site="crm", title="Основы предложения",
+                                                         steps=["offer"], self_paced=True).course_id,
+                           due=today() + timedelta(days=7), target=Target(240_000, 30))
+    await login(api, "ada")
+    html = await (await api.get(f"/coaching/assignments/{made.assignment_id}")).text()
+    assert "· Восток" in html and "· east<" not in html
+    assert (await api.get("/process", params={"site": "nowhere"})).status == 404  # a bad ?site= is still refused
