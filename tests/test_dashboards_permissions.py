@@ -45,6 +45,8 @@ PAGES: dict[str, tuple[Any, ...]] = {
     "/flow?team=south": (200, 403, 403, 403),
     "/steps/offer": (200, 200, 200, 403),
     "/process": (200, 200, 403, 403),
+    "/extension": (200, 403, 403, 403),
+    "/extension/setup": (200, 200, 200, 200),
     "/audit": (200, 200, 403, 403),
     "/managers": (200, 403, 403, 403),
     "/coaching": (200, 200, 200, 200),
@@ -58,6 +60,7 @@ PAGES: dict[str, tuple[Any, ...]] = {
 # Files only the API serves: path -> expected answer for admin, director, trainer, manager.
 DOWNLOADS: dict[str, tuple[int, ...]] = {
     "/me/export?site=crm": (403, 403, 403, 200),  # a manager's own data; admins use `stepwatch managers export`
+    "/me/identity-token?site={site_key}": (403, 403, 403, 200),  # the extension's signed identity: managers only
 }
 
 # path -> (JSON body, expected for admin, director, trainer, manager); tried in the order manager, trainer,
@@ -127,7 +130,7 @@ async def world(aiohttp_client: Any, settings: Settings, client: storage.Client,
                "message": "00000000-0000-0000-0000-000000000000",
                "due": (due + timedelta(days=2)).isoformat(),
                "meeting": (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M"),
-               "week": (datetime.now(UTC).date() - timedelta(days=7)).isoformat()}
+               "week": (datetime.now(UTC).date() - timedelta(days=7)).isoformat(), "site_key": site.key}
     return {"api": api, "samples": samples}
 
 
@@ -216,7 +219,7 @@ def test_the_matrix_lists_every_route(settings: Settings) -> None:
 
     app = create_app(settings.model_copy(update={"secret_key": SECRET}))
     samples = {"north_flag": "f1", "south_flag": "f2", "assignment": "a1", "south_assignment": "a2", "message": "x",
-               "due": "", "meeting": "", "week": ""}
+               "due": "", "meeting": "", "week": "", "site_key": "pk"}
     listed = [fill(p, samples).split("?")[0] for p in [*PAGES, *ACTIONS, *DOWNLOADS]]
     missing = []
     for route in app[API_ROUTES]:
