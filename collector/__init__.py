@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from collector import keys, views
+from collector import discovery, keys, views
 from collector.directory import SiteDirectory
 from collector.events import Validator
 from collector.ratelimit import RateLimiter
@@ -28,18 +28,24 @@ __all__ = ["setup"]
 def setup(app: web.Application) -> None:
     app.router.add_post("/v1/events", views.post_events)
     app.router.add_route("OPTIONS", "/v1/events", views.preflight)
+    app.router.add_post("/v1/discovery", discovery.post_discovery)
+    app.router.add_route("OPTIONS", "/v1/discovery", views.preflight)
     app.router.add_get("/v1/schema", views.schema)
     app.router.add_get("/v1/config/{site_key}", views.tracker_config)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/readyz", views.readyz)
     app.router.add_get("/metrics", views.prometheus)
     try:
-        from tracker_js import TRACKER_PATH
+        from tracker_js import DISCOVERY_PATH, TRACKER_PATH
 
         app.router.add_get("/tracker.js", views.TrackerScript(TRACKER_PATH.read_bytes()).serve)
+        # A module the tracker imports only while the site's discovery is on: any origin may load it
+        # (it holds no site's data), and a cross-origin module needs CORS.
+        app.router.add_get("/discovery.js", views.TrackerScript(DISCOVERY_PATH.read_bytes(), cors=True).serve)
     except (ImportError, OSError):
         pass  # not built yet: the route is missing rather than broken
     app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(discovery.resources)
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:

@@ -13,9 +13,10 @@ import json
 import logging
 import os
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
-from kernel import processes
+from kernel import discovery, processes
 from kernel.errors import InvalidInput
 from kernel.sites import Pseudonyms, Site, list_sites
 from kernel.storage import Store
@@ -31,6 +32,8 @@ class TrackerConfig:
 
 log = logging.getLogger("stepwatch.collector")
 
+DISCOVERY_SCRIPT = "/discovery.js"  # served next to /tracker.js (collector/__init__.py)
+
 
 class SiteDirectory:
     def __init__(self, store: Store, snapshot: Path, refresh_s: float = 5.0):
@@ -43,6 +46,8 @@ class SiteDirectory:
         self._allowed: dict[tuple[str, str], bool] = {}
         self._pseudonyms: dict[str, Pseudonyms] = {}
         self._attributes: dict[str, dict[str, tuple[str, ...]]] = {}
+        self._processes: dict[str, processes.Process] = {}
+        self._discovering: dict[str, datetime] = {}  # site name -> until (UTC)
 
     def by_key(self, key: str) -> Site | None:
         return self._by_key.get(key)
@@ -69,11 +74,20 @@ class SiteDirectory:
         """The session attributes the site's process declares (none before a process is loaded)."""
         return self._attributes.get(site.name, {})
 
+    def process(self, site: Site) -> processes.Process | None:
+        return self._processes.get(site.name)
+
+    def discovering(self, site: Site) -> bool:
+        """Whether the site's discovery is on (as of the last refresh, and not ended since)."""
+        until = self._discovering.get(site.name)
+        return until is not None and until > datetime.now(UTC)
+
     def pseudonyms(self, site: Site) -> Pseudonyms | None:
         """The site's customer pseudonyms; None while its key is unknown (a snapshot older than the key)."""
         return self._pseudonyms.get(site.key)
 
-    def _set(self, sites: list[Site], by_site: dict[str, processes.Process] | None = None) -> None:
+    def _set(self, sites: list[Site], by_site: dict[str, processes.Process] | None = None,
+             discovering: dict[str, datetime] | None = None) -> None:
         self._by_key = {site.key: site for site in sites}
         self._allowed = {}
         self._origins = frozenset(o for site in sites if site.enabled for o in site.origins)
@@ -85,10 +99,13 @@ class SiteDirectory:
                 self._pseudonyms[site.key] = known
             elif site.pseudonym_key:
                 self._pseudonyms[site.key] = Pseudonyms(site.pseudonym_key)
+        if discovering is not None:
+            self._discovering = discovering
         if by_site is not None:
+            self._processes = by_site
             self._attributes = {name: process.attributes for name, process in by_site.items()}
             self._configs = {
-                site.key: tracker_config(site, by_site[site.name])
+                site.key: tracker_config(site, by_site[site.name], site.name in self._discovering)
                 for site in sites
                 if site.enabled and site.name in by_site
             }
@@ -97,12 +114,13 @@ class SiteDirectory:
         try:
             sites = await self.store.run(list_sites)
             by_site = await self.store.run(processes.all_latest)
+            windows = await self.store.run(discovery.open_windows)
         except Exception as exc:
             if not self._by_key:
                 self._load_snapshot()
             log.warning("cannot refresh sites", extra={"error": str(exc)})
             return False
-        self._set(sites, by_site)
+        self._set(sites, by_site, {name: w.until for name, w in windows.items()})
         await asyncio.get_running_loop().run_in_executor(None, self._save_snapshot, sites, by_site)
         return True
 
@@ -135,8 +153,9 @@ class SiteDirectory:
             pass
 
 
-def tracker_config(site: Site, process: processes.Process) -> TrackerConfig:
-    """The tracker's view of a site: its steps' URL rules and options, nothing private."""
+def tracker_config(site: Site, process: processes.Process, discovering: bool = False) -> TrackerConfig:
+    """The tracker's view of a site: its steps' URL rules and options, nothing private; while discovery
+    is on, where the discovery script is (the tracker loads it from the collector it came from)."""
     config = {
         "site": site.key,
         "process": process.key,
@@ -148,5 +167,7 @@ def tracker_config(site: Site, process: processes.Process) -> TrackerConfig:
     }
     if process.attributes:  # the tracker sends only these names and values
         config["attributes"] = {name: list(values) for name, values in process.attributes.items()}
+    if discovering:
+        config["d"] = DISCOVERY_SCRIPT + "?site=" + site.key
     body = json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
     return TrackerConfig(body, '"' + hashlib.sha256(body).hexdigest()[:20] + '"', site.origins)

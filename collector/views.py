@@ -298,7 +298,8 @@ async def prometheus(request: web.Request) -> web.Response:
 class TrackerScript:
     """/tracker.js: minified, gzip-compressed once, cached by ETag."""
 
-    def __init__(self, source: bytes):
+    def __init__(self, source: bytes, *, cors: bool = False):
+        self.cors = cors
         self.plain = source
         self.gzipped = gzip.compress(source, compresslevel=9, mtime=0)
         self.etag = '"' + hashlib.sha256(source).hexdigest()[:20] + '"'
@@ -311,6 +312,8 @@ class TrackerScript:
             "Vary": "Accept-Encoding",
             "Cross-Origin-Resource-Policy": "cross-origin",
         }
+        if self.cors:
+            headers["Access-Control-Allow-Origin"] = "*"
         if self.etag in request.headers.get("If-None-Match", ""):
             return web.Response(status=304, headers=headers)
         if "gzip" in request.headers.get("Accept-Encoding", ""):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["GZIP_LIMIT", "TRACKER_PATH"]
+__all__ = ["DISCOVERY_PATH", "GZIP_LIMIT", "TRACKER_PATH"]
 
 TRACKER_PATH = Path(__file__).parent / "dist" / "tracker.js"
+# Step discovery's counter, loaded by the tracker only while a site's discovery is on (src/discovery.js)
+DISCOVERY_PATH = Path(__file__).parent / "dist" / "discovery.js"
 GZIP_LIMIT = 2048  # bytes: the most tracker.js may weigh gzipped (level 9), as the collector serves it

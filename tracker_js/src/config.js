@@ -1,7 +1,7 @@
 // Where the tracker was loaded from, the site's config, local storage, and which step a URL is.
 // The build wraps src/*.js (in the order of build.js) in one function: these names are private.
 
-var VERSION = '1.1.0'
+var VERSION = '1.2.0'
 var doc = document
 var loc = location
 var perf = performance
@@ -53,37 +53,4 @@ function loadConfig(ready) {
       config.steps && ready(config)
     })
     .catch(guard) // any function will do: an unreachable collector must not reach the page's console
-}
-
-// A segment that looks like an identifier: all digits, an e-mail address (has an @), or 8+
-// characters with a digit among them, which covers UUIDs and hex or base64 ids.
-function clean(segment) {
-  return /^\d+$|@|^(?=.*\d).{8}/.test(segment) ? ':id' : segment
-}
-
-// First pattern (in config order) that matches the whole path. A pattern becomes a regular
-// expression: each `*` or `{name}` stands for one non-empty segment.
-function match(path) {
-  var found
-  var param = /\*|{(\w+)}/g
-  config.steps.some(function (step) {
-    return step.patterns.some(function (pattern) {
-      var i = 0
-      var customer
-      var parts = RegExp('^' + pattern.replace(param, '([^/]+)') + '$').exec(path)
-      return (
-        parts &&
-        (found = {
-          _step: step.key,
-          _path: pattern.replace(param, function (all, name) {
-            var part = parts[++i]
-            if (name == 'customer') customer = part
-            return name ? ':' + name : clean(part)
-          }),
-          _customer: customer
-        })
-      )
-    })
-  })
-  return found
 }

@@ -63,13 +63,11 @@ function wake(t) {
   visit || route()
 }
 
+// The span up to now is accounted before `hidden` changes: it was spent in the previous state.
 function onVisibility() {
   if (doc.hidden) {
     tick()
     flush()
-    hidden = 1
-  } else {
-    wake(now())
-    hidden = 0
-  }
+  } else wake(now())
+  hidden = doc.hidden
 }

@@ -124,9 +124,9 @@ function start(c) {
   lastTick = lastInput = now()
   stepwatch = guard(command)
   ;['pointerdown', 'pointermove', 'keydown', 'scroll'].forEach(function (name) {
-    listen(name, input, true)
+    listen(name, input, 1) // capture: see the input of every element
   })
-  ;['pushState', 'replaceState'].forEach(function (name) {
+  ;['pushState', 'replaceState'].forEach((name) => {
     var original = history[name]
     history[name] = function () {
       original.apply(this, arguments)
@@ -146,6 +146,9 @@ function start(c) {
   )
   setInterval(guard(tick), c.checkpoint_ms)
   setInterval(flush, FLUSH_MS)
+  // While the site's discovery is on, config.d is the path of a module that counts the pages no step
+  // matches (src/discovery.js); a classic script may import() one.
+  c.d && import(base + c.d)
   // Calls made before the script loaded, in order; the first visit waits for a declared session.
   Promise.all(
     queued.map(function (args) {
@@ -156,4 +159,4 @@ function start(c) {
   new MutationObserver(safeRoute).observe(doc.body, { attributeFilter: ['data-stepwatch-step'] })
 }
 
-loadConfig(guard(start))
+loadConfig(start) // (an error in start() rejects the promise, which loadConfig catches)
