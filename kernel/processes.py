@@ -311,3 +311,203 @@ def _from_row(row: dict[str, Any]) -> Process:
     process = from_definition(json.loads(row["definition"]), row["site"])
     return Process(**{**process.__dict__, "version": row["version"], "loaded_at": row["loaded_at"],
                       "loaded_by": row["loaded_by"]})
+
+
+# -- which step a page counts as ------------------------------------------------------------------
+# The same rules as the tracker's match() and clean() (tracker_js/src/rules.js): patterns in order,
+# the first that matches the whole path wins; a pattern becomes a regular expression in which `*`
+# and `{name}` stand for one non-empty segment (the rest is used as written, as the tracker does).
+
+_PARAM = re.compile(r"\*|\{(\w+)\}")
+_IDENTIFIER = re.compile(r"^\d+$|@|^(?=.*\d).{8}")
+_LITERAL = re.compile(r"^[A-Za-z0-9_.~\-]{1,64}$")
+
+
+def clean(segment: str) -> str:
+    """The tracker's clean(): a segment that looks like an identifier (all digits, an e-mail address,
+    8+ characters with a digit) becomes `:id`."""
+    return ":id" if _IDENTIFIER.search(segment) else segment
+
+
+def pattern_of(path: str) -> str:
+    """A path as the tracker sends an unmatched one: every segment cleaned."""
+    return re.sub(r"[^/]+", lambda m: clean(m.group(0)), path)
+
+
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile("^" + _PARAM.sub("([^/]+)", pattern) + "$")
+
+
+@dataclass(frozen=True)
+class Match:
+    step: str
+    pattern: str
+    path: str  # as stored: `{name}` segments as `:name`, `*` ones cleaned
+
+
+def matches(process: Process, path: str) -> list[Match]:
+    """Every rule that matches `path`, in the order the tracker tries them (the first one counts)."""
+    found = []
+    for step in process.steps:
+        for pattern in step.patterns:
+            parts = _regex(pattern).match(path)
+            if parts is None:
+                continue
+            values = iter(parts.groups())
+
+            def stored(m: re.Match[str], values: Any = values) -> str:
+                value = next(values)
+                return ":" + m.group(1) if m.group(1) else clean(value)
+
+            found.append(Match(step.key, pattern, _PARAM.sub(stored, pattern)))
+    return found
+
+
+def match(process: Process, path: str) -> Match | None:
+    found = matches(process, path)
+    return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class NearMiss:
+    """A rule that does not match the path, and why: `segment` (1-based) differs, or only the trailing /."""
+
+    step: str
+    pattern: str
+    segment: int  # 0: the paths differ only in a trailing /
+    wanted: str
+    found: str
+
+
+@dataclass(frozen=True)
+class UrlTest:
+    """What the tester says about one URL: the step it counts as, or why none."""
+
+    path: str
+    pattern: str  # the path as discovery would report it (identifiers as :id)
+    match: Match | None
+    shadowed: tuple[Match, ...]  # later rules that match too, but the first wins
+    near: tuple[NearMiss, ...]  # rules of the same length that miss by one segment, or by the trailing /
+    suggested_rule: str  # a rule that would match this path (and its like): identifiers as *
+    ignored_query: bool
+    ignored_hash: bool
+
+
+def test_url(process: Process, url: str) -> UrlTest:
+    """Which step `url` (a full address or a path) would count as, or why none."""
+    from urllib.parse import urlsplit
+
+    text = url.strip()
+    parts = urlsplit(text if "://" in text or text.startswith("/") else "/" + text)
+    path = parts.path or "/"
+    found = matches(process, path)
+    near: list[NearMiss] = []
+    if not found:
+        segments = path.split("/")[1:]
+        for step in process.steps:
+            for pattern in step.patterns:
+                wanted = pattern.split("/")[1:]
+                if pattern.rstrip("/") == path.rstrip("/") or (
+                        _regex(pattern.rstrip("/") or "/").match(path.rstrip("/") or "/")):
+                    near.append(NearMiss(step.key, pattern, 0, "", ""))
+                    continue
+                if len(wanted) != len(segments):
+                    continue
+                differ = [i for i, (w, s) in enumerate(zip(wanted, segments, strict=True))
+                          if not _regex("/" + w).match("/" + s)]
+                if len(differ) == 1:
+                    i = differ[0]
+                    near.append(NearMiss(step.key, pattern, i + 1, wanted[i], segments[i]))
+    pattern = pattern_of(path)
+    rule = "/".join("*" if s == ":id" or (s and not _LITERAL.match(s)) else s for s in pattern.split("/"))
+    return UrlTest(path=path, pattern=pattern, match=found[0] if found else None, shadowed=tuple(found[1:]),
+                   near=tuple(near[:5]), suggested_rule=rule, ignored_query=bool(parts.query),
+                   ignored_hash=bool(parts.fragment))
+
+
+# -- changing a definition step by step (the process page's editor) --------------------------------------
+
+MAX_STEPS = 200
+
+
+def step_key_for(title: str, taken: set[str]) -> str:
+    """A key for a step added by title: its ASCII letters and digits, else `step`; made unique."""
+    base = re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")[:40] or "step"
+    key, n = base, 2
+    while key in taken:
+        key, n = f"{base}_{n}", n + 1
+    return key
+
+
+def edit_step(process: Process, key: str | None, *, title: str, patterns: list[str], position: int | None = None,
+              new_key: str = "") -> Process:
+    """The definition with one step changed (renamed, its rules replaced, moved to `position`, 1-based),
+    or added when `key` is None (at `position`, else last). InvalidInput (with a code) naming the field."""
+    title = title.strip()
+    if not title:
+        raise InvalidInput("a step needs a title", field="title", code="step_title_missing")
+    if len(title) > 200:
+        raise InvalidInput("a title has at most 200 characters", field="title", code="step_title_long")
+    cleaned = [p.strip() for p in patterns if p.strip()]
+    steps = list(process.steps)
+    if key is None:
+        taken = {s.key for s in steps}
+        key = new_key.strip() or step_key_for(title, taken)
+        if not KEY.match(key):
+            raise InvalidInput("a key is 1-64 letters, digits, _ . : -", field="key", code="step_key_bad")
+        if key in taken:
+            raise InvalidInput(f"there is a step {key} already", field="key", code="step_key_taken",
+                               values={"key": key})
+        if len(steps) >= MAX_STEPS:
+            raise InvalidInput(f"at most {MAX_STEPS} steps", field="title", code="too_many_steps")
+        index = len(steps)
+    else:
+        index = [s.key for s in steps].index(process.step(key).key)
+        steps.pop(index)
+    for pattern in cleaned:
+        try:
+            check_pattern(pattern, key)
+        except InvalidInput:
+            raise InvalidInput(f"{pattern} is not a URL rule", field="patterns", code="rule_bad",
+                               values={"rule": pattern[:100]}) from None
+        for other in steps:
+            if pattern in other.patterns:
+                raise InvalidInput(f"{pattern} is a rule of {other.title} already", field="patterns",
+                                   code="rule_taken", values={"rule": pattern, "step": other.title})
+    if len(set(cleaned)) != len(cleaned):
+        raise InvalidInput("a rule appears twice", field="patterns", code="rule_twice")
+    at = index if position is None else max(0, min(len(steps), position - 1))
+    steps.insert(at, Step(key=key, title=title, patterns=tuple(cleaned)))
+    return _replaced(process, steps)
+
+
+def remove_step(process: Process, key: str) -> Process:
+    step = process.step(key)
+    if len(process.steps) == 1:
+        raise InvalidInput("a process keeps at least one step", field="step", code="last_step")
+    return _replaced(process, [s for s in process.steps if s.key != step.key])
+
+
+def _replaced(process: Process, steps: list[Step]) -> Process:
+    # Through from_definition: the result passes every check a TOML file does.
+    return from_definition({**process.definition(), "steps": [
+        {"key": s.key, "title": s.title, "patterns": list(s.patterns)} for s in steps]}, process.site)
+
+
+def save_edit(client: Client, edited: Process, *, actor: str, reason: str) -> Process:
+    """Store an edited definition as the next version; a reason is required (it goes to the audit log)."""
+    if not reason.strip():
+        raise InvalidInput("say why the process changes: the reason is kept in the audit log", field="reason",
+                           code="reason_missing")
+    stored, changed = load(client, edited, actor=actor, reason=reason.strip())
+    if not changed:
+        raise InvalidInput("nothing changed: the definition is the same as the current version", field="title",
+                           code="nothing_changed")
+    return stored
+
+
+def step_visits(client: Client, site: str, step: str) -> int:
+    """How many visits of the step are stored (its history stays when the step is removed)."""
+    rows = query_rows(client, "SELECT uniqExact(visit_id) AS n FROM step_visits "
+                              "WHERE site = {site:String} AND step = {step:String}", {"site": site, "step": step})
+    return int(rows[0]["n"]) if rows else 0

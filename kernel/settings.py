@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "STEPWATCH_"
 
@@ -38,6 +38,21 @@ class Settings(BaseModel):
         "stepwatch",
         pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
         description="ClickHouse database name (a path in STEPWATCH_CLICKHOUSE_URL takes precedence).",
+    )
+    clickhouse_cluster: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        description="Cluster (of the servers' remote_servers) whose shards hold the data, each manager's rows on one "
+        "shard; unset = one server. Needs CLICKHOUSE_URL and CLICKHOUSE_NODES.",
+    )
+    clickhouse_nodes: str = Field(
+        "",
+        description="Comma-separated URLs of every node of CLICKHOUSE_CLUSTER: migrations without Keeper, and deletes, "
+        "are applied on each.",
+    )
+    clickhouse_keeper: bool = Field(
+        False,
+        description="The cluster has ClickHouse Keeper: tables are ReplicatedMergeTree and migrations run ON CLUSTER.",
     )
     host: str = Field("127.0.0.1", description="Address `stepwatch serve` listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port `stepwatch serve` listens on.")
@@ -177,6 +192,17 @@ class Settings(BaseModel):
         description="Header with the user name set by a trusted reverse proxy (single sign-on); unset = off. "
         "Believed only from TRUSTED_PROXIES.",
     )
+
+    @model_validator(mode="after")
+    def _cluster_complete(self) -> Settings:
+        if self.clickhouse_cluster and not (self.clickhouse_url and self.node_urls):
+            raise ValueError("STEPWATCH_CLICKHOUSE_CLUSTER needs STEPWATCH_CLICKHOUSE_URL (the node stepwatch talks to) "
+                             "and STEPWATCH_CLICKHOUSE_NODES (every node of the cluster)")
+        return self
+
+    @property
+    def node_urls(self) -> tuple[str, ...]:
+        return tuple(url.strip() for url in self.clickhouse_nodes.split(",") if url.strip())
 
     @field_validator("trusted_proxies")
     @classmethod

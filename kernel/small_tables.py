@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 
 from clickhouse_connect.driver.client import Client
 
+from kernel import cluster
+
 # The tables read through `remembered`; a function may only be remembered for tables listed here.
 TABLES = ("users", "sites", "teams", "team_members", "managers", "processes", "bands", "pair_stats")
 
@@ -38,6 +40,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def versions(client: Client) -> dict[str, tuple[int, int, int]]:
     """Each small table's version now: (highest block number, highest data version, active parts)."""
+    on = cluster.of(client)
+    if on is not None:  # on a cluster: the parts of the local tables, on every node (kernel/cluster.py)
+        rows = client.query(
+            f"SELECT replaceRegexpOne(table, '{cluster.LOCAL}$', ''), max(max_block_number), max(data_version), count() "
+            f"FROM clusterAllReplicas({on.layout.cluster}, system.parts) WHERE database = {{db:String}} AND active "
+            "AND table IN {tables:Array(String)} GROUP BY table",
+            parameters={"db": on.layout.database, "tables": [t + cluster.LOCAL for t in TABLES]},
+        ).result_rows
+        return {table: (int(block), int(data), int(parts)) for table, block, data, parts in rows}
     rows = client.query(
         "SELECT table, max(max_block_number), max(data_version), count() FROM system.parts "
         "WHERE database = currentDatabase() AND active AND table IN {tables:Array(String)} GROUP BY table",

@@ -26,7 +26,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from kernel import small_tables
+from kernel import cluster, small_tables
 from kernel.settings import Settings
 
 SERVE_FILE = "serve.json"
@@ -65,6 +65,8 @@ def connect(settings: Settings) -> Client:
     """A clickhouse-connect client on the configured store, its database created if missing."""
     if settings.embedded:
         return _connect_embedded(settings)
+    if settings.clickhouse_cluster:
+        return _connect_cluster(settings)
     return _connect_server(settings.clickhouse_url or "", settings.database)
 
 
@@ -102,16 +104,57 @@ def _connect_embedded(settings: Settings) -> Client:
     return clickhouse_connect.get_client(dsn=dsn, database=settings.database)
 
 
-def _connect_server(url: str, default_database: str) -> Client:
-    from urllib.parse import urlparse
-
-    database = urlparse(url).path.strip("/") or default_database
+def _connect_server(url: str, default_database: str, query_settings: dict[str, Any] | None = None) -> Client:
+    database = _database_of(url, default_database)
     try:
         bootstrap = clickhouse_connect.get_client(dsn=url, database="default")
         bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {_identifier(database)}")
-        return clickhouse_connect.get_client(dsn=url, database=database)
+        bootstrap.close()
+        return clickhouse_connect.get_client(dsn=url, database=database, settings=query_settings or {})
     except (ClickHouseError, OSError) as exc:
         raise StorageUnavailable(f"cannot reach ClickHouse at {_redact(url)}: {exc}") from exc
+
+
+def _database_of(url: str, default_database: str) -> str:
+    from urllib.parse import urlparse
+
+    return urlparse(url).path.strip("/") or default_database
+
+
+def _connect_cluster(settings: Settings) -> Client:
+    """A client on the node of STEPWATCH_CLICKHOUSE_URL that reads and writes the cluster's Distributed
+    tables (kernel/cluster.py), and sends what those cannot run to the local tables of every node."""
+    import functools
+
+    url = settings.clickhouse_url or ""
+    database = _database_of(url, settings.database)
+    layout = cluster.Layout(settings.clickhouse_cluster or "", database, settings.clickhouse_keeper)
+    client = _connect_server(url, database, cluster.QUERY_SETTINGS)
+    nodes: list[Client] = []
+
+    def node_clients() -> list[Client]:
+        if not nodes:
+            nodes.extend(_connect_server(node, database) for node in settings.node_urls)
+        return nodes
+
+    cluster.register(client, cluster.Cluster(layout, node_clients))
+    client.command = functools.partial(_cluster_command, client.command, layout, node_clients)  # type: ignore[method-assign]
+    return client
+
+
+def _cluster_command(command: Any, layout: cluster.Layout, node_clients: Any, cmd: str, *args: Any,
+                     **kwargs: Any) -> Any:
+    """client.command on a cluster: a delete or another mutation runs on every node's local table."""
+    local = layout.mutation(cmd)
+    if local is None:
+        return command(cmd, *args, **kwargs)
+    result = None
+    for node in node_clients():
+        try:
+            result = node.command(local, *args, **kwargs)
+        except (ClickHouseError, OSError) as exc:
+            raise StorageUnavailable(f"{local.split()[0]} on a node of the cluster failed: {exc}") from exc
+    return result
 
 
 def _identifier(name: str) -> str:

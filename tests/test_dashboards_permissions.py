@@ -45,6 +45,7 @@ PAGES: dict[str, tuple[Any, ...]] = {
     "/flow?team=south": (200, 403, 403, 403),
     "/steps/offer": (200, 200, 200, 403),
     "/process": (200, 200, 403, 403),
+    "/process?test=/clients/42/needs": (200, 200, 403, 403),  # the URL tester
     "/extension": (200, 403, 403, 403),
     "/extension/setup": (200, 200, 200, 200),
     "/audit": (200, 200, 403, 403),
@@ -97,6 +98,10 @@ ACTIONS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "/coaching/notifications/{message}/retry": ({}, ("404", "404", "403", "403")),  # no such message
     "/managers/m1/name": ({"name": "Matrix Name"}, ("ok", "403", "403", "403")),
     "/process/cost": ({"cost_per_hour": 50, "currency": "EUR"}, ("ok", "403", "403", "403")),
+    "/process/step": ({"title": "Matrix step", "patterns": ["/matrix/*"], "reason": "matrix"},
+                      ("ok", "403", "403", "403")),
+    "/process/step/remove": ({"step": "closing", "reason": "matrix"}, ("ok", "403", "403", "403")),
+    "/process/discovery": ({"days": 3, "reason": "matrix"}, ("ok", "403", "403", "403")),
     "/me/notes": ({"step": "offer", "week": "{week}", "text": "CRM outage"}, ("403", "403", "403", "ok")),
     "/me/notes/{message}/withdraw": ({}, ("403", "403", "403", "404")),  # no such note of theirs
     "/account/language": ({"language": "en"}, ("ok", "ok", "ok", "ok")),

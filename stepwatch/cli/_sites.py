@@ -8,7 +8,7 @@ from typing import IO, Any
 
 from clickhouse_connect.driver.client import Client
 
-from kernel import audit, processes, sites, teams
+from kernel import audit, discovery, processes, sites, teams
 from stepwatch.cli._common import (
     CliError,
 )
@@ -72,7 +72,8 @@ def cmd_sites_cost(args: argparse.Namespace, client: Client, out: IO[str]) -> in
 
 def cmd_process_load(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
     try:
-        text = open(args.file, encoding="utf-8").read()  # noqa: SIM115
+        with open(args.file, encoding="utf-8") as f:
+            text = f.read()
     except OSError as exc:
         raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
     site_name = args.site or _site_in_toml(text)
@@ -107,6 +108,36 @@ def cmd_process_show(args: argparse.Namespace, client: Client, out: IO[str]) -> 
         loaded = process.loaded_at.isoformat(timespec="seconds") if process.loaded_at else "?"
         out.write(f"# site {args.site}, version {process.version}, loaded {loaded} by {process.loaded_by}\n")
         out.write(process.to_toml())
+    return 0
+
+
+def cmd_process_discovery(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    sites.get_site(client, args.site)
+    if args.on and args.off:
+        raise CliError("give --on or --off, not both")
+    if args.on:
+        window = discovery.switch_on(client, args.site, args.days, actor=audit.cli_actor(), reason=args.reason)
+    elif args.off:
+        discovery.switch_off(client, args.site, actor=audit.cli_actor(), reason=args.reason)
+        window = None
+    else:
+        window = discovery.window(client, args.site)
+    found, views = discovery.unmatched(client, processes.latest(client, args.site), args.site)
+    if args.json:
+        out.write(json.dumps({"site": args.site, "on": window is not None,
+                              "until": window.until.isoformat() if window else None, "views": views,
+                              "patterns": [{"pattern": d.pattern, "views": d.views, "share": round(d.share, 4),
+                                            "first_day": d.first_day.isoformat(), "last_day": d.last_day.isoformat(),
+                                            "rule": d.rule, "title": d.title} for d in found]}) + "\n")
+        return 0
+    if window is None:
+        out.write(f"site {args.site}: discovery is off\n")
+    else:
+        out.write(f"site {args.site}: discovery is on until {window.until:%Y-%m-%d %H:%M} UTC "
+                  "(the tracker counts the pages no step matches: path patterns and counts only)\n")
+    for d in found:
+        out.write(f"{d.views}\t{d.share:.0%}\t{d.first_day}..{d.last_day}\t{d.pattern}\t(rule {d.rule}, "
+                  f"title {d.title!r})\n")
     return 0
 
 
@@ -166,7 +197,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("process", help="load and show a site's process definition (steps and URL rules)")
     process_sub = p.add_subparsers(title="process commands", metavar="ACTION", required=True)
-    a = process_sub.add_parser("load", help="load a TOML process definition (a new version when it changed)")
+    a = process_sub.add_parser("load", aliases=["import"],
+                               help="load a TOML process definition (a new version when it changed)")
     a.add_argument("file")
     a.add_argument("--site", help="the site it belongs to (default: site = ... in the file)")
     a.add_argument("--reason", default="", help="why (kept in the audit log)")
@@ -175,6 +207,16 @@ def register(sub: Any) -> None:
     a.add_argument("site")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_process_show)
+    a = process_sub.add_parser("discovery", help="switch step discovery on or off for a few days (audited), and "
+                                                  "list the most viewed paths no step matches")
+    a.add_argument("site")
+    a.add_argument("--on", action="store_true", help="switch it on from now for --days")
+    a.add_argument("--off", action="store_true", help="switch it off now")
+    a.add_argument("--days", type=int, default=discovery.DEFAULT_DAYS,
+                   help=f"how long it stays on (1-{discovery.MAX_DAYS}, default {discovery.DEFAULT_DAYS})")
+    a.add_argument("--reason", default="", help="why (kept in the audit log)")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_process_discovery)
 
     p = sub.add_parser("teams", help="manage teams of managers (the analysis compares peers within a team)")
     team_sub = p.add_subparsers(title="team commands", metavar="ACTION", required=True)
