@@ -49,6 +49,8 @@ def create_app(
     collector.setup(app)
     dashboards.setup(app)
     privacy_web.setup(app)  # the manager's own export: spans every part, so the application wires it
+    # Several collectors behind a load balancer share one ClickHouse: exactly one of them is deployed with
+    # STEPWATCH_ANALYSIS_INTERVAL_S > 0 and runs the schedule, the others set it to 0 (docs/deploy.md).
     if settings.analysis_interval_s > 0:
         app.cleanup_ctx.append(analysis_schedule)
     if outbox.configured(settings):

@@ -340,3 +340,43 @@ def test_a_collector_killed_under_load_loses_and_doubles_nothing(backend: Backen
     count, distinct = stored(client)
     assert count == distinct  # nothing doubled
     client.close()
+
+
+def test_two_collectors_ingest_at_once_and_one_runs_the_analysis(backend: Backend, tmp_path: Path) -> None:
+    """Collectors behind a load balancer: each its own data directory (its spool); the analysis runs
+    only where STEPWATCH_ANALYSIS_INTERVAL_S > 0, here the first (docs/deploy.md)."""
+    env, key, client = new_site(backend, tmp_path)
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+
+    def post(url: str, base: int, batches: int) -> None:
+        for n in range(batches):
+            batch = visits(20, f"m-{base}-{n % 3}", base * 100_000 + n * 20)
+            status, _ = http("POST", url + "/v1/events", {"site": key, "events": batch}, {"Content-Type": "text/plain"})
+            assert status == 200
+            with lock:
+                acknowledged.extend(v["visit_id"] for v in batch)
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    scheduler = {**env, "STEPWATCH_DATA_DIR": str(tmp_path / "a"), "STEPWATCH_SPOOL_DIR": str(tmp_path / "a" / "spool"),
+                 "STEPWATCH_ANALYSIS_INTERVAL_S": "1"}
+    plain = {**env, "STEPWATCH_DATA_DIR": str(tmp_path / "b"), "STEPWATCH_SPOOL_DIR": str(tmp_path / "b" / "spool")}
+    with serve(scheduler, tmp_path / "a") as first, serve(plain, tmp_path / "b") as second:
+        started = time.monotonic()
+        workers = [threading.Thread(target=post, args=(url, base, 40))
+                   for url, base in ((first.url, 1), (second.url, 2), (first.url, 3), (second.url, 4))]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        wait_for_empty_spool(first.url)
+        wait_for_empty_spool(second.url)
+        time.sleep(max(0.0, 4.5 - (time.monotonic() - started)))  # a few of the first's intervals
+        elapsed = time.monotonic() - started
+        logs = first.logs(), second.logs()
+    runs = [sum('"analysis ran"' in line for line in log.splitlines()) for log in logs]
+    assert 1 <= runs[0] <= elapsed / 1 + 1 and runs[1] == 0, runs
+    assert len(acknowledged) == 3200
+    assert stored(client) == (3200, 3200)
+    client.close()
