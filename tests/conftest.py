@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-BROWSER_PACKAGES = ("browser", "browser_dashboards")
+BROWSER_PACKAGES = ("browser", "browser_dashboards", "browser_extension")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

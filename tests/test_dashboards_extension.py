@@ -13,7 +13,7 @@ import pytest
 
 from collector.identity import IdentityRejected, verify
 from dashboards.pages.extension import RENEW_HOURS, TOKEN_HOURS, extension_id
-from kernel import managers, sites, storage
+from kernel import managers, processes, sites, storage
 from kernel.settings import Settings
 from stepwatch.app import create_app
 from tests.dashboard_data import load_process
@@ -57,13 +57,14 @@ def unpack(link: str) -> dict[str, Any]:
 
 
 async def test_the_admin_copies_a_setup_link_and_a_policy_holding_the_same_configuration(
-        api: Any, site: sites.Site) -> None:
+        api: Any, site: sites.Site, client: storage.Client) -> None:
     await login(api, "ada")
     base = str(api.make_url("")).rstrip("/")
     data = await (await api.get("/api/v1/extension", params={"site": "crm", "identity": "element",
                                                               "source": "#user .id"})).json()
     config = {"collector": base, "site": site.key, "origins": ["https://crm.example.com"],
-              "identity": {"element": "#user .id"}, "stepwatch": base}
+              "identity": {"element": "#user .id"}, "stepwatch": base,
+              "titles": {s.key: s.title for s in processes.latest(client, "crm").steps}}
     assert data["config"] == config
     assert data["setup_link"].startswith(f"{base}/extension/setup#") and unpack(data["setup_link"]) == config
     assert data["policy"] == {"3rdparty": {"extensions": {extension_id(): config}}}

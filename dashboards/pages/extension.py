@@ -48,7 +48,7 @@ from dashboards.web import (
     run,
     text,
 )
-from kernel import app_keys, managers, sites
+from kernel import app_keys, managers, processes, sites
 
 MANIFEST = Path(__file__).resolve().parents[2] / "tracker_js" / "extension" / "src" / "manifest.json"
 TOKEN_PATH = "/api/v1/me/identity-token"
@@ -91,10 +91,13 @@ def identity_of(kind: str, source: str, base: str) -> tuple[dict[str, str] | Non
     return {"element": source or DEFAULT_ELEMENT}, None
 
 
-def extension_config(base: str, site: sites.Site, identity: dict[str, str]) -> dict[str, Any]:
-    """What the extension reads from managed storage or a setup link (src/schema.json describes it)."""
+def extension_config(base: str, site: sites.Site, identity: dict[str, str],
+                     process: processes.Process | None) -> dict[str, Any]:
+    """What the extension reads from managed storage or a setup link (src/schema.json describes it). The
+    step titles are for its popup (the collector's tracker config carries keys and URL rules only)."""
+    titles = {step.key: step.title for step in process.steps} if process else {}
     return {"collector": base, "site": site.key, "origins": list(site.origins), "identity": identity,
-            "stepwatch": base}
+            "stepwatch": base, "titles": titles}
 
 
 def setup_link(base: str, config: dict[str, Any]) -> str:
@@ -107,14 +110,18 @@ def policy(config: dict[str, Any]) -> dict[str, Any]:
     return {"3rdparty": {"extensions": {extension_id(): config}}}
 
 
+def site_and_process(client: Client, site: str) -> tuple[sites.Site, processes.Process | None]:
+    return sites.get_site(client, site), processes.latest(client, site)
+
+
 async def extension_page(request: web.Request, who: Viewer) -> Page:
     """The setup link and the enterprise policy of a site's extension, for the identity source chosen."""
     site_name, names = await chosen_site(request)
-    found = await run(request, sites.get_site, site_name) if site_name else None
+    found, process = await run(request, site_and_process, site_name) if site_name else (None, None)
     base = base_url(request)
     kind = request.query.get("identity") or ("signin" if found is not None and found.require_identity else "element")
     identity, problem = identity_of(kind, request.query.get("source", ""), base)
-    config = None if found is None or identity is None else extension_config(base, found, identity)
+    config = None if found is None or identity is None else extension_config(base, found, identity, process)
     data = {
         "site": site_name,
         "sites": names,

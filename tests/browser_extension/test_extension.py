@@ -1,0 +1,298 @@
+"""The extension in Debian's Chromium on a CRM page with no snippet: what the collector stores is what the
+tracker measured, only on the configured origin, for the manager the configuration names.
+
+Each test plays a manager in the fake CRM with Playwright's paused fake clock (tests/browser/helpers.Clock):
+the tracker the extension injects runs in the page's main world, so the clock drives it as it drives the
+snippet's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dashboards.pages.extension import extension_id
+from tests.browser.helpers import Clock, tracker_ready
+from tests.browser.test_tracker import assert_times, by_step, finals, set_hidden, work
+from tests.browser_extension.conftest import PASSWORD, SIGNIN_MANAGER, Browser, PlainCrm, Stepwatch, launch
+
+STEPS = ["identification", "needs", "products", "offer", "contract", "payment", "closing"]
+IDLE_MS = 30_000  # sales.toml runs on the collector's defaults
+POLICY_DIR = Path("/etc/chromium/policies/managed")
+
+
+def config_for(stepwatch: Stepwatch, crm: PlainCrm, identity: dict[str, str], site: str = "crm") -> dict[str, Any]:
+    return {"collector": stepwatch.collector.proxy.url, "site": stepwatch.collector.sites[site].key,
+            "origins": [crm.url], "identity": identity, "stepwatch": stepwatch.url,
+            "titles": {s: s.title() for s in STEPS}}
+
+
+def open_crm(page: Any, url: str) -> Clock:
+    clock = Clock(page)
+    page.goto(url)
+    tracker_ready(page)
+    return clock
+
+
+def next_page(page: Any) -> None:
+    page.click("#next")
+    tracker_ready(page)
+
+
+def tab_id(browser: Browser, url: str) -> int:
+    """The browser's id of the tab showing `url` (the extension may see the URLs of its allowed origins)."""
+    return int(browser.worker.evaluate("url => chrome.tabs.query({url}).then(tabs => tabs[0].id)", url))
+
+
+def popup(browser: Browser, page: Any) -> dict[str, str]:
+    """The popup for `page`'s tab, opened as a page; what it says."""
+    shown = browser.extension_page(f"popup.html?tab={tab_id(browser, page.url)}")
+    try:
+        shown.wait_for_selector("#my-figures")
+        return shown.evaluate("""() => Object.fromEntries(['badge', 'step', 'state', 'who', 'my-figures', 'scope']
+            .map(id => [id, document.getElementById(id)]).filter(([, e]) => e)
+            .map(([id, e]) => [id, id == 'my-figures' ? e.href : (e.className + '|' + e.textContent)]))""")
+    finally:
+        shown.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Time accounting, on a page with no snippet
+
+
+def test_scripted_walk_stores_active_idle_and_hidden_time_per_step(browser, crm, stepwatch, page, manager):
+    state = browser.configure(config_for(stepwatch, crm, {"element": "#crm-user"}))
+    assert state["source"] == "link" and state["allowed"] == [crm.url]
+    crm.state.manager = manager
+    clock = open_crm(page, crm.url + "/clients/C-1001/identification")
+    assert page.evaluate("document.querySelectorAll('script').length") == 0  # the CRM's page has no script at all
+    work(page, clock, 20_000)  # identification: 20 s busy
+    next_page(page)
+    clock.run(70_000)  # needs: nobody touches anything for 70 s
+    next_page(page)
+    work(page, clock, 10_000)  # products: 10 s busy, 20 s in another tab, 5 s busy
+    set_hidden(page, True)
+    clock.run(20_000)
+    set_hidden(page, False)
+    work(page, clock, 5_000)
+    next_page(page)
+    work(page, clock, 40_000, every=10_000)  # offer: typing now and then for 40 s, then 45 s idle
+    clock.run(45_000)
+    next_page(page)
+    page.goto(crm.url + "/")  # leaves the CRM: the contract visit ends at once
+    clock.settle()
+
+    visits = stepwatch.collector.wait_for_visits(manager, finals(*STEPS[:5]))
+    steps = by_step(visits)
+    assert_times(steps["identification"], active=20_000)
+    assert_times(steps["needs"], active=IDLE_MS, idle=70_000 - IDLE_MS)
+    assert_times(steps["products"], active=15_000, hidden=20_000)
+    assert_times(steps["offer"], active=40_000 + IDLE_MS, idle=45_000 - IDLE_MS)
+    assert_times(steps["contract"], active=0)
+    assert all(v["path"] == f"/clients/:customer/{v['step']}" for v in visits)
+    assert all(v["manager"] == manager for v in visits)
+
+
+def test_a_page_of_another_origin_sends_nothing(browser, crm, stepwatch, page, manager):
+    browser.configure(config_for(stepwatch, crm, {"element": "#crm-user"}))
+    registered = browser.worker.evaluate("chrome.scripting.getRegisteredContentScripts()")
+    assert [s["matches"] for s in registered] == [[crm.url + "/*"]]  # the content script runs nowhere else
+    crm.state.manager = manager
+    clock = Clock(page)
+    page.goto(crm.other_origin + "/clients/C-1002/offer")  # the same CRM page at http://localhost:port
+    page.wait_for_timeout(1500)  # (on the configured origin the tracker starts well within this)
+    work(page, clock, 20_000)
+    clock.settle()
+    assert page.evaluate("typeof stepwatch") == "undefined"
+    assert page.evaluate("document.querySelector('[data-stepwatch-extension]')") is None
+    page.goto(crm.other_origin + "/")
+    clock.settle(1.0)
+    assert not [b for b in stepwatch.collector.proxy.batches if manager in b.body or "C-1002" in b.body]
+    assert stepwatch.collector.visits(manager) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Who is measured
+
+
+def test_identity_by_a_javascript_value_of_the_page(browser, crm, stepwatch, page, manager):
+    browser.configure(config_for(stepwatch, crm, {"variable": "window.crm.user.id"}))
+    crm.state.manager, crm.state.variable = None, manager
+    clock = open_crm(page, crm.url + "/clients/C-2001/offer")
+    work(page, clock, 6_000)
+    page.goto(crm.url + "/")
+    clock.settle()
+    visits = stepwatch.collector.wait_for_visits(manager, finals("offer"))
+    assert visits[0]["active_ms"] == 6_000
+
+
+def test_without_an_identity_nothing_is_sent(browser, crm, stepwatch, page, manager):
+    browser.configure(config_for(stepwatch, crm, {"element": "#crm-user"}))
+    crm.state.manager = None  # the page names nobody
+    clock = open_crm(page, crm.url + "/clients/C-2002/offer")
+    work(page, clock, 20_000)
+    clock.settle()
+    assert not [b for b in stepwatch.collector.proxy.batches if "C-2002" in b.body]
+
+
+def sign_in(browser: Browser, stepwatch: Stepwatch, name: str) -> None:
+    browser.context.clear_cookies()
+    login = browser.context.new_page()
+    login.goto(stepwatch.url + "/login")
+    login.fill("input[name=name]", name)
+    login.fill("input[name=password]", PASSWORD)
+    login.click("button[type=submit]")
+    login.wait_for_load_state()
+    login.close()
+
+
+def sign_out(browser: Browser, stepwatch: Stepwatch) -> None:
+    browser.context.clear_cookies()
+    browser.worker.evaluate("chrome.storage.local.remove('identity')")
+
+
+def test_identity_by_signing_in_to_stepwatch(browser, crm, stepwatch, page):
+    sign_out(browser, stepwatch)
+    browser.configure(config_for(stepwatch, crm, {"signin": stepwatch.url}, site="signed"))
+    crm.state.manager = "someone-the-page-names"  # not read: the identity comes from stepwatch
+    clock = open_crm(page, crm.url + "/clients/C-3001/offer")
+    shown = popup(browser, page)
+    assert "Sign in to stepwatch so that this time is counted as yours" in shown["who"]
+    work(page, clock, 10_000)
+    clock.settle()
+    assert not [b for b in stepwatch.collector.proxy.batches if "C-3001" in b.body]  # nothing before signing in
+
+    sign_in(browser, stepwatch, "mia")
+    before = len(stepwatch.collector.visits(SIGNIN_MANAGER))
+    clock = open_crm(page, crm.url + "/clients/C-3002/needs")
+    work(page, clock, 7_000)
+    page.goto(crm.url + "/")
+    clock.settle()
+    visits = stepwatch.collector.wait_for_visits(SIGNIN_MANAGER, lambda vs: len(vs) > before and vs[-1]["final"])
+    assert visits[-1]["step"] == "needs" and visits[-1]["active_ms"] == 7_000
+    batches = [b for b in stepwatch.collector.proxy.batches if SIGNIN_MANAGER in b.body]
+    assert batches and all(b.status == 200 and json.loads(b.body)["identity"] for b in batches)
+
+
+def test_a_token_due_for_renewal_is_renewed(browser, crm, stepwatch):
+    browser.configure(config_for(stepwatch, crm, {"signin": stepwatch.url}, site="signed"))
+    sign_in(browser, stepwatch, "mia")
+    first = browser.worker.evaluate("ready.then(r => identity(r.config, true))")
+    assert first["manager"] == SIGNIN_MANAGER and first["expires_at"] > time.time() + 3600
+    alarm = browser.worker.evaluate("chrome.alarms.get('stepwatch-renew-identity')")
+    assert abs(alarm["scheduledTime"] / 1000 - first["renew_after"]) < 5  # renewal is scheduled before expiry
+    # as if renew_after had passed: the next ask gets a new token, not the stored one
+    time.sleep(1.1)  # (expiry is in whole seconds)
+    browser.worker.evaluate("t => chrome.storage.local.set({identity: {...t, renew_after: 0}})", first)
+    renewed = browser.worker.evaluate("ready.then(r => identity(r.config, false))")
+    assert renewed["expires_at"] > first["expires_at"] and renewed["token"] != first["token"]
+
+
+def test_a_director_signed_in_gets_no_identity(browser, crm, stepwatch, page):
+    sign_out(browser, stepwatch)
+    browser.configure(config_for(stepwatch, crm, {"signin": stepwatch.url}, site="signed"))
+    sign_in(browser, stepwatch, "dan")
+    answer = browser.worker.evaluate("ready.then(r => identity(r.config, true))")
+    assert answer == {"signedOut": True, "refused": True}
+
+
+def test_a_forged_identity_is_refused_and_nothing_stored(browser, crm, stepwatch, page, manager):
+    browser.configure(config_for(stepwatch, crm, {"signin": stepwatch.url}, site="signed"))
+    sign_in(browser, stepwatch, "mia")
+    clock = open_crm(page, crm.url + "/clients/C-4001/offer")
+    # A script of the page claims another manager with the signed-in manager's token, then with a made-up one
+    token = browser.worker.evaluate("chrome.storage.local.get('identity').then(s => s.identity.token)")
+    page.evaluate("([who, token]) => stepwatch('identify', who, token)", [manager, token])
+    work(page, clock, 20_000)
+    for _ in range(3):
+        clock.settle(0.2)
+    page.evaluate("([who, token]) => stepwatch('identify', who, token)", [manager, "9999999999." + "a" * 64])
+    work(page, clock, 20_000)
+    for _ in range(3):
+        clock.settle(0.2)
+    batches = [b for b in stepwatch.collector.proxy.batches if manager in b.body]
+    assert len(batches) >= 2 and all(b.status == 401 for b in batches), stepwatch.collector.proxy_log()
+    assert stepwatch.collector.visits(manager) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The popup
+
+
+def test_the_popup_says_what_is_measured_for_whom_and_links_to_my_figures(browser, crm, stepwatch, page, manager):
+    browser.configure(config_for(stepwatch, crm, {"element": "#crm-user"}))
+    crm.state.manager = manager
+    open_crm(page, crm.url + "/clients/C-5001/offer")
+    page.mouse.move(5, 5)
+    shown = popup(browser, page)
+    assert shown["badge"] == "badge on|Measuring"
+    assert shown["step"].endswith("|Offer")  # the step's title, not its key
+    assert shown["state"].startswith("state active|Active")
+    assert shown["who"] == f"|Counted for {manager}"
+    assert shown["my-figures"] == stepwatch.url + "/me"
+    assert "127.0.0.1" in shown["scope"]
+
+    other = browser.context.new_page()
+    other.goto(crm.other_origin + "/clients/C-5001/offer")
+    shown_elsewhere = browser.extension_page("popup.html?tab=999999")  # a tab with no content script
+    shown_elsewhere.wait_for_selector("#my-figures")
+    assert shown_elsewhere.text_content("#badge") == "Not measuring"
+    shown_elsewhere.close()
+    other.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Configured by enterprise policy
+
+
+def can_write_policy() -> bool:
+    try:
+        POLICY_DIR.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(POLICY_DIR, os.W_OK)
+
+
+@pytest.mark.skipif(not can_write_policy(), reason="cannot write Chromium's policy folder (needs root): "
+                    "tests/browser_extension/test_config.py covers the managed-storage path under node")
+def test_a_policy_configures_the_extension_and_wins_over_a_pasted_link(playwright, extension_dir, crm, stepwatch,
+                                                                        manager, tmp_path):
+    assert extension_id() == "obddabkphdgkajckdcodfmgipglegech"  # from the manifest key: the same everywhere
+    config = config_for(stepwatch, crm, {"element": "#crm-user"})
+    policy = POLICY_DIR / f"stepwatch-test-{os.getpid()}.json"
+    policy.write_text(json.dumps({"3rdparty": {"extensions": {extension_id(): config}}}))
+    try:
+        browser = launch(playwright, extension_dir, tmp_path / "profile")
+        try:
+            assert browser.id == extension_id()  # the id the /extension page writes the policy for
+            deadline = time.monotonic() + 10
+            while browser.state()["source"] != "policy" and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert browser.state()["config"]["site"] == config["site"]
+            # a link pasted afterwards does not replace what the administrator set
+            options = browser.extension_page("options.html")
+            assert options.is_disabled("#link") and "policy" in options.text_content("#source")
+            options.close()
+            other = {**config, "site": stepwatch.collector.sites["signed"].key}
+            browser.worker.evaluate("c => chrome.storage.local.set({pasted: c})", other)
+            browser.worker.evaluate("refresh()")
+            state = browser.state()
+            assert state["source"] == "policy" and state["config"]["site"] == config["site"]
+
+            crm.state.manager = manager
+            page = browser.context.new_page()
+            clock = open_crm(page, crm.url + "/clients/C-6001/offer")
+            work(page, clock, 4_000)
+            page.goto(crm.url + "/")
+            clock.settle()
+            visits = stepwatch.collector.wait_for_visits(manager, finals("offer"))
+            assert visits[0]["active_ms"] == 4_000
+        finally:
+            browser.context.close()
+    finally:
+        policy.unlink()

@@ -1,0 +1,112 @@
+// The content script, registered only for the configured CRM origins (background.js). It puts the
+// tracker into the page (through the service worker), hands it the manager's identity, and keeps for
+// the popup what is being measured: the step on screen and whether the time counts as active, idle or
+// hidden. It reads nothing of the page but the one element an administrator named for the identity.
+'use strict'
+;(async function () {
+  var send = function (message) {
+    return chrome.runtime.sendMessage(message)
+  }
+  var config = await send({ type: 'config' })
+  if (!config || config.origins.indexOf(location.origin) < 0) return
+
+  var tag = document.createElement('script')
+  tag.type = 'application/json' // never runs: it only carries what the tracker reads from its script tag
+  tag.dataset.stepwatchExtension = ''
+  tag.dataset.site = config.site
+  tag.dataset.api = config.collector
+  if (config.identity.variable) tag.dataset.variable = config.identity.variable
+  document.documentElement.appendChild(tag)
+  if (!(await send({ type: 'inject' }))) return
+
+  var who = { manager: null, name: null, signedOut: false, unreachable: false }
+  function identify(manager, token) {
+    who.manager = manager
+    document.dispatchEvent(new CustomEvent('stepwatch-extension-identify', { detail: JSON.stringify([manager, token || null]) }))
+  }
+  document.addEventListener('stepwatch-extension-identified', function (event) {
+    who.manager = String(event.detail)
+  })
+
+  var id = config.identity
+  if (id.element) {
+    var readElement = function () {
+      var element = document.querySelector(id.element)
+      var value = element && (id.attribute ? element.getAttribute(id.attribute) : element.textContent)
+      value = value && value.trim()
+      if (value && value != who.manager) identify(value)
+    }
+    readElement()
+    setInterval(readElement, 1000)
+  }
+  if (id.signin) {
+    var signIn = async function () {
+      var token = await send({ type: 'identity' })
+      who.signedOut = !!(token && token.signedOut)
+      who.unreachable = !!(token && token.unreachable)
+      if (token && token.token) {
+        who.name = token.name
+        identify(token.manager, token.token)
+        // the page may stay open for days: take the renewed token before this one expires
+        setTimeout(signIn, Math.max(60e3, token.renew_after * 1000 - Date.now()))
+      } else {
+        setTimeout(signIn, 60e3) // signed in since? asked again each minute
+      }
+    }
+    signIn()
+  }
+
+  // --- what the popup shows ------------------------------------------------------------------------
+  var steps = []
+  var idleMs = 30000
+  fetch(config.collector + '/v1/config/' + encodeURIComponent(config.site))
+    .then(function (response) {
+      return response.json()
+    })
+    .then(function (site) {
+      steps = site.steps || []
+      idleMs = site.idle_ms || idleMs
+    })
+    .catch(function () {})
+
+  var lastInput = Date.now()
+  ;['pointerdown', 'pointermove', 'keydown', 'scroll'].forEach(function (name) {
+    addEventListener(
+      name,
+      function () {
+        lastInput = Date.now()
+      },
+      { capture: true, passive: true }
+    )
+  })
+  var shown = { step: null, since: Date.now(), active_ms: 0, idle_ms: 0, hidden_ms: 0, state: 'active' }
+  var lastTick = Date.now()
+  function tick() {
+    var now = Date.now()
+    var step = (document.body && document.body.dataset.stepwatchStep) || StepwatchConfig.stepOf(steps, location.pathname)
+    if (step != shown.step) shown = { step: step, since: now, active_ms: 0, idle_ms: 0, hidden_ms: 0 }
+    else shown[shown.state + '_ms'] += now - lastTick
+    shown.state = document.hidden ? 'hidden' : now - lastInput >= idleMs ? 'idle' : 'active'
+    lastTick = now
+  }
+  setInterval(tick, 1000)
+  document.addEventListener('visibilitychange', tick)
+
+  chrome.runtime.onMessage.addListener(function (message, sender, reply) {
+    if (message.type != 'status') return
+    tick()
+    reply({
+      origin: location.origin,
+      step: shown.step,
+      title: shown.step && (config.titles[shown.step] || shown.step),
+      state: shown.state,
+      active_ms: shown.active_ms,
+      idle_ms: shown.idle_ms,
+      hidden_ms: shown.hidden_ms,
+      manager: who.manager,
+      name: who.name,
+      signedOut: who.signedOut,
+      unreachable: who.unreachable
+    })
+  })
+})()
