@@ -96,6 +96,7 @@ def collector(servers: Loop, crm: CrmServer, tmp_path_factory: pytest.TempPathFa
                 return [dict(v) for v in stub.visits() if v.get("manager") == manager]
 
             upstream = stub.url
+            run_cli = None
         else:
             data_dir = tmp_path_factory.mktemp("collector")
             env = {"STEPWATCH_DATA_DIR": str(data_dir), "STEPWATCH_RATE_LIMIT_ADDRESS": "0"}
@@ -117,9 +118,14 @@ def collector(servers: Loop, crm: CrmServer, tmp_path_factory: pytest.TempPathFa
                 query = f"SELECT {VISIT_COLUMNS} FROM visits WHERE manager = '{manager}'"
                 return list(json.loads(_cli("sql", query, "--format", "json", env=env)))
 
+            def run_cli(*argv: str) -> str:
+                return _cli(*argv, env=env)
+
         proxy = CollectorProxy(upstream)
         proxy.url = servers.serve(proxy.app())
-        yield Collector(proxy, sites, read)
+        found = Collector(proxy, sites, read)
+        found.cli = run_cli  # the stepwatch command against this collector's data (None on the stub)
+        yield found
 
 
 # ---------------------------------------------------------------------------------------------

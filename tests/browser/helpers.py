@@ -45,6 +45,7 @@ class Collector:
         self.proxy = proxy
         self.sites = sites
         self._read = read
+        self.cli: Callable[..., str] | None = None
 
     @property
     def tracker_url(self) -> str:

@@ -186,6 +186,7 @@ class CollectorProxy:
         self.upstream = upstream
         self.batches: list[Batch] = []
         self.requests: list[str] = []  # "METHOD path" of everything the tracker asked for
+        self.reports: list[str] = []  # bodies of step discovery's reports (POST /v1/discovery)
         self.faults: list[Fault] = []
         self._lock = threading.Lock()
         self.url = ""
@@ -229,6 +230,9 @@ class CollectorProxy:
             payload = await upstream.read()
             if request.method == "POST" and request.path == "/v1/events":
                 self._record(body, upstream.status)
+            if request.method == "POST" and request.path == "/v1/discovery":
+                with self._lock:
+                    self.reports.append(body.decode(errors="replace"))
             passed = {
                 k: v
                 for k, v in upstream.headers.items()
