@@ -39,6 +39,8 @@ PAGES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "effectiveness": (("/coaching/effectiveness",), None),
     "new_assignment": (("/coaching/new",), None),
     "flow": (("/flow",), None),
+    "extension": (("/extension",), None),
+    "extension_setup": (("/extension/setup",), None),
 }
 
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
