@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tracker_js import GZIP_LIMIT, TRACKER_PATH
+from tracker_js import DISCOVERY_PATH, GZIP_LIMIT, TRACKER_PATH
 
 TRACKER_DIR = TRACKER_PATH.parent.parent
 
@@ -17,6 +17,15 @@ TRACKER_DIR = TRACKER_PATH.parent.parent
 def test_tracker_fits_in_2_kib_gzipped() -> None:
     size = len(gzip.compress(TRACKER_PATH.read_bytes(), compresslevel=9, mtime=0))
     assert size <= GZIP_LIMIT, f"tracker.js is {size} bytes gzipped, over the {GZIP_LIMIT} byte budget"
+
+
+def test_the_discovery_module_stays_small_and_keeps_only_patterns_and_counts() -> None:
+    code = DISCOVERY_PATH.read_text()
+    assert len(gzip.compress(code.encode(), compresslevel=9, mtime=0)) <= 1024
+    assert "import.meta.url" in code and "sendBeacon" in code
+    # what it sends: {site, counts} and nothing that names a person, a time or a session
+    for name in ("manager", "session", "Date", "performance", "localStorage", "document.title", "textContent"):
+        assert name not in code, name
 
 
 @pytest.mark.parametrize("forbidden", ["eval(", "new Function", "Function(", "document.cookie", "innerHTML", ".value"])
@@ -38,3 +47,4 @@ def test_build_reproduces_dist_byte_for_byte(tmp_path: Path) -> None:
     build = ["node", "build.js", "--out", str(out)]
     subprocess.run(build, cwd=TRACKER_DIR, check=True, capture_output=True, timeout=120)
     assert out.read_bytes() == TRACKER_PATH.read_bytes(), "dist/tracker.js is stale: run `npm run build` in tracker_js/"
+    assert (tmp_path / "discovery.js").read_bytes() == DISCOVERY_PATH.read_bytes(), "dist/discovery.js is stale"
