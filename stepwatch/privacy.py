@@ -179,7 +179,9 @@ def tables_with_manager(client: Client, column: str = "manager") -> list[str]:
     return [r["table"] for r in query_rows(client, """
         SELECT c.table AS table FROM system.columns AS c
         INNER JOIN system.tables AS t ON t.database = c.database AND t.name = c.table
-        WHERE c.database = currentDatabase() AND c.name = {column:String} AND t.engine LIKE '%MergeTree'
+        WHERE c.database = currentDatabase() AND c.name = {column:String}
+          -- on a cluster (kernel/cluster.py) the Distributed tables, whose deletes reach every shard
+          AND (t.engine LIKE '%MergeTree' AND NOT endsWith(c.table, '_local') OR t.engine = 'Distributed')
           AND c.table IN (SELECT table FROM system.columns WHERE database = currentDatabase() AND name = 'site')
         ORDER BY c.table""", {"column": column})]
 

@@ -6,6 +6,7 @@ on the first shard)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date
 from pathlib import Path
@@ -125,3 +126,27 @@ def test_with_keeper_tables_are_replicated_and_ddl_runs_on_cluster() -> None:
     assert distributed.sql.startswith("CREATE TABLE IF NOT EXISTS flags ON CLUSTER stepwatch AS sw.flags_local")
     [alter] = keeper.rewrite("ALTER TABLE flags DELETE WHERE 1", tables)
     assert alter.sql == "ALTER TABLE flags_local ON CLUSTER stepwatch DELETE WHERE 1"
+
+
+def test_erasing_a_manager_reaches_every_shard(backend: Backend, tmp_path: Path) -> None:
+    from stepwatch import privacy
+    from tests.test_server_mode import new_site, visits
+
+    env, key, client = new_site(backend, tmp_path)
+    database = storage._database_of(env["STEPWATCH_CLICKHOUSE_URL"], "")
+    managers = [f"m-{n}" for n in range(12)]
+    rows = [{**v, "site": "crm", "path": "/", "customer": "", "tracker": "", "source": "test"}
+            for n, m in enumerate(managers) for v in visits(5, m, n * 10)]
+    for v in rows:
+        v.pop("type")
+        v["started_at"] = v["started_at"] / 1000
+    storage.insert_visits(client, "\n".join(json.dumps(v) for v in rows).encode())
+    held = [{m for m, in r} for r in node_rows(backend, database, "SELECT DISTINCT manager FROM step_visits_local")]
+    assert held[0] and held[1]
+    for gone in (sorted(held[0])[0], sorted(held[1])[0]):  # one manager of each shard
+        erased = privacy.erase(client, "crm", gone, actor="test", reason="asked")
+        assert erased.rows["step_visits"] == 5
+        assert node_rows(backend, database, f"SELECT count() FROM step_visits_local WHERE manager = '{gone}'") == [
+            [(0,)], [(0,)]]
+    assert client.command("SELECT count() FROM visits") == 50
+    client.close()
