@@ -80,10 +80,11 @@ class Server:
     http_port: int
     tcp_port: int
     proc: subprocess.Popen[bytes] | None = None
+    address: str = ""  # a server this helper did not start (external)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return self.address or f"http://127.0.0.1:{self.http_port}"
 
     def log(self) -> str:
         try:
@@ -141,6 +142,24 @@ class Servers:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def external(urls: list[str], cluster: str | None = None) -> Servers:
+    """Servers started elsewhere (e.g. the official clickhouse/clickhouse-server image in CI), used as
+    `start`'s are; stopping them does nothing."""
+    return Servers([Server(f"node{n + 1}", Path("."), 0, 0, address=url.rstrip("/")) for n, url in enumerate(urls)],
+                   cluster)
+
+
+def from_environment(base: Path, count: int, cluster: str | None) -> Servers:
+    """The servers of STEPWATCH_TEST_CLICKHOUSE_URL (one) or STEPWATCH_TEST_CLICKHOUSE_NODES (a cluster named
+    STEPWATCH_TEST_CLICKHOUSE_CLUSTER, default `cluster`) when set, else `start`ed from the installed chdb."""
+    if cluster is None and os.environ.get("STEPWATCH_TEST_CLICKHOUSE_URL"):
+        return external([os.environ["STEPWATCH_TEST_CLICKHOUSE_URL"]])
+    if cluster is not None and os.environ.get("STEPWATCH_TEST_CLICKHOUSE_NODES"):
+        urls = [u.strip() for u in os.environ["STEPWATCH_TEST_CLICKHOUSE_NODES"].split(",") if u.strip()]
+        return external(urls, os.environ.get("STEPWATCH_TEST_CLICKHOUSE_CLUSTER", cluster))
+    return start(base, count, cluster)
 
 
 def config_xml(server: Server, cluster: str | None, nodes: list[Server]) -> str:

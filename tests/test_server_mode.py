@@ -53,7 +53,7 @@ class Backend:
 
     def settings(self, database: str, base: Path, **extra: Any) -> Settings:
         if self.mode == "cluster":  # stepwatch talks to the second node: any node will do
-            extra = {"clickhouse_cluster": CLUSTER, "clickhouse_nodes": ",".join(self.servers.urls), **extra}
+            extra = {"clickhouse_cluster": self.servers.cluster, "clickhouse_nodes": ",".join(self.servers.urls), **extra}
             url = self.servers.urls[-1]
         else:
             url = self.servers.url
@@ -78,7 +78,8 @@ def mode() -> str:
 @pytest.fixture(scope="module")
 def backend(mode: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     base = tmp_path_factory.mktemp(f"clickhouse-{mode}")
-    servers = chserver.start(base, 2, CLUSTER) if mode == "cluster" else chserver.start(base, 1)
+    # STEPWATCH_TEST_CLICKHOUSE_URL / _NODES: servers started elsewhere (.github/workflows/server-mode.yml)
+    servers = chserver.from_environment(base, 2, CLUSTER) if mode == "cluster" else chserver.from_environment(base, 1, None)
     try:
         yield Backend(mode, servers)
     finally:
