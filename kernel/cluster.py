@@ -52,7 +52,7 @@ QUERY_SETTINGS = {"distributed_product_mode": "global", "distributed_foreground_
 
 _NAME = r"`?(\w+)`?"
 _HEAD = re.compile(
-    r"^\s*(?P<verb>CREATE\s+(?:TABLE|VIEW|MATERIALIZED\s+VIEW)|ALTER\s+TABLE|TRUNCATE\s+TABLE|TRUNCATE"
+    r"^\s*(?P<verb>CREATE\s+(?:TABLE|VIEW|MATERIALIZED\s+VIEW|OR\s+REPLACE\s+VIEW)|ALTER\s+TABLE|TRUNCATE\s+TABLE|TRUNCATE"
     r"|DROP\s+(?:TABLE|VIEW)|DELETE\s+FROM|OPTIMIZE\s+TABLE|INSERT\s+INTO)"
     rf"(?P<exists>\s+IF\s+(?:NOT\s+)?EXISTS)?\s+{_NAME}", re.IGNORECASE)
 _ENGINE = re.compile(r"ENGINE\s*=\s*(\w*)MergeTree\b(?:\s*\(([^)]*)\))?", re.IGNORECASE)
