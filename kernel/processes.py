@@ -19,6 +19,7 @@ words people read instead of the keys.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import tomllib
@@ -418,10 +419,12 @@ def test_url(process: Process, url: str) -> UrlTest:
                 if len(differ) == 1:
                     i = differ[0]
                     near.append(NearMiss(step.key, pattern, i + 1, wanted[i], segments[i]))
+    # The likeliest typo first: the trailing /, then the segment that reads most like the rule's.
+    near.sort(key=lambda n: (n.segment != 0, -difflib.SequenceMatcher(None, n.wanted, n.found).ratio()))
     pattern = pattern_of(path)
     rule = "/".join("*" if s == ":id" or (s and not _LITERAL.match(s)) else s for s in pattern.split("/"))
     return UrlTest(path=path, pattern=pattern, match=found[0] if found else None, shadowed=tuple(found[1:]),
-                   near=tuple(near[:5]), suggested_rule=rule, ignored_query=bool(parts.query),
+                   near=tuple(near[:3]), suggested_rule=rule, ignored_query=bool(parts.query),
                    ignored_hash=bool(parts.fragment))
 
 

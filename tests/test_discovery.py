@@ -210,7 +210,8 @@ async def test_the_page_lists_patterns_and_makes_one_a_step(api: Any, client: st
                                                                                 "Reports")
     assert first["share"] == pytest.approx(60 / 70)
     assert first["first_day"] == (today - timedelta(days=3)).isoformat() and first["last_day"] == today.isoformat()
-    assert "<code>/reports/:id</code>" in page and "Make this a step" in page and "86%" in page
+    assert "<code>/reports/:id</code>: 60 views, 86% of the views outside the steps; seen" in page
+    assert "Make this a step" in page
 
     response = await api.post("/process/step", data={
         "csrf": csrf_of(page), "site": site.name, "title": "Reports", "patterns": "/reports/*",
