@@ -13,6 +13,10 @@ recomputed (`--fresh`), and that process's peak RSS (the embedded ClickHouse eng
 The two analysis runs are also given in CPU seconds of that process (the engine's threads
 included): on a machine shared with other work they move much less than the wall time.
 
+With `--servers 1` or `--servers 2` (or `--clickhouse-url`, `--cluster`: benchmarks/servers.py) the
+data lives on one ClickHouse server or on a cluster of shards instead of the embedded engine; the
+peak RSS is then this process's alone, without the servers'.
+
 With `--case-mix` the process declares a session attribute (`segment`: vip or regular), every
 session's start event carries it, a VIP session takes 60% longer, and each manager serves from 10%
 to 70% VIP clients: the analysis then compares like with like (each session's stratum read with its
@@ -32,6 +36,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 # This file is named like the `analysis` package it measures: keep its folder off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
@@ -120,6 +125,16 @@ def setup_site(client, settings, managers: int, days: int, case_mix: bool = Fals
     return site
 
 
+def _servers() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_servers", Path(__file__).with_name("servers.py"))
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--visits", type=int, default=10_000_000)
@@ -129,6 +144,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--case-mix", action="store_true", help="sessions with a declared segment (like for like)")
     parser.add_argument("--measure", metavar="DATA_DIR", help=argparse.SUPPRESS)  # the child process
+    servers = _servers()
+    servers.add_arguments(parser)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(Path(args.measure), args)))
@@ -138,7 +155,25 @@ def main() -> None:
     from kernel.settings import Settings
 
     work = Path(tempfile.mkdtemp(prefix="sw-analysis-"))
-    settings = Settings(data_dir=work / "data", analysis_interval_s=0)
+    running = servers.start(args, work)
+    try:
+        result = _build_and_measure(args, work, servers)
+    finally:
+        if running is not None:
+            running.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>28}: {value}")
+
+
+def _build_and_measure(args: argparse.Namespace, work: Path, servers: Any) -> dict[str, Any]:
+    from kernel import storage
+    from kernel.settings import Settings
+
+    settings = Settings(data_dir=work / "data", analysis_interval_s=0, **servers.settings_values(args))
     client = storage.connect(settings)
     site = setup_site(client, settings, args.managers, args.days, args.case_mix)
     today = datetime.now(UTC).date()
@@ -159,19 +194,16 @@ def main() -> None:
     # The analysis runs in a process of its own, like `stepwatch analyze`, so its RSS is its own.
     child = subprocess.run([sys.executable, __file__, "--measure", str(settings.data_dir),
                             "--visits", str(args.visits), "--managers", str(args.managers), "--days", str(args.days),
-                            "--stats-calls", str(args.stats_calls), *(["--case-mix"] if args.case_mix else [])],
-                           capture_output=True, text=True, check=True)
+                            "--stats-calls", str(args.stats_calls), *(["--case-mix"] if args.case_mix else []),
+                            *servers.child_arguments(args)],
+                           capture_output=True, text=True)
+    if child.returncode:
+        raise SystemExit(f"the measuring process failed:\n{child.stderr[-3000:]}")
     measured = json.loads(child.stdout.strip().splitlines()[-1])
-    shutil.rmtree(work, ignore_errors=True)
-    result = {"visits": int(stored), "managers": args.managers, "steps": len(STEPS), "days": args.days,
-              "case_mix": args.case_mix,
-              "generate_s": round(generated_s, 2), "preaggregate_backfill_s": round(backfill_s, 2),
-              "setup_peak_rss_mb": round(setup_rss_mb, 1), **measured}
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:>28}: {value}")
+    return {"store": servers.mode(args), "visits": int(stored), "managers": args.managers, "steps": len(STEPS),
+            "days": args.days, "case_mix": args.case_mix,
+            "generate_s": round(generated_s, 2), "preaggregate_backfill_s": round(backfill_s, 2),
+            "setup_peak_rss_mb": round(setup_rss_mb, 1), **measured}
 
 
 def measure(data_dir: Path, args: argparse.Namespace) -> dict[str, float | int]:
@@ -181,7 +213,7 @@ def measure(data_dir: Path, args: argparse.Namespace) -> dict[str, float | int]:
     from kernel.settings import Settings
     from stepwatch import analysis_run
 
-    settings = Settings(data_dir=data_dir, analysis_interval_s=0)
+    settings = Settings(data_dir=data_dir, analysis_interval_s=0, **_servers().settings_values(args))
     client = storage.connect(settings)
     site = "bench"
     today = datetime.now(UTC).date()

@@ -9,6 +9,9 @@ the analysis once (flags, stored figures), as `stepwatch serve` would have. Then
 application in this process and times each page as a signed-in admin and director: the time from
 sending the request to the last byte of the answer, over loopback (p50 and p95 of --calls calls
 after 3 warm-up calls). Pages of other parts are timed too when their routes exist.
+
+With `--servers 1` or `--servers 2` (or `--clickhouse-url`, `--cluster`: benchmarks/servers.py) the
+data lives on one ClickHouse server or on a cluster of shards instead of the embedded engine.
 """
 
 from __future__ import annotations
@@ -41,6 +44,14 @@ def _analysis_benchmark() -> Any:
     return module
 
 
+def _servers() -> Any:
+    spec = importlib.util.spec_from_file_location("benchmark_servers", Path(__file__).with_name("servers.py"))
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def session_events(client: Any, site: str, managers: int, visits: int, days: int, end: datetime, steps: int) -> None:
     """A start and an end event for every session the analysis benchmark generated (same ids, times)."""
     sessions = visits // steps
@@ -66,7 +77,7 @@ def build(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     from stepwatch import analysis_run
 
     bench = _analysis_benchmark()
-    settings = Settings(data_dir=data_dir, analysis_interval_s=0)
+    settings = Settings(data_dir=data_dir, analysis_interval_s=0, **_servers().settings_values(args))
     client = storage.connect(settings)
     site = bench.setup_site(client, settings, args.managers, args.days)
     today = datetime.now(UTC).date()
@@ -219,24 +230,35 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=30)
     parser.add_argument("--data-dir", help="keep the data here (built once, reused when it exists)")
     parser.add_argument("--json", action="store_true")
+    servers = _servers()
+    servers.add_arguments(parser)
     args = parser.parse_args()
 
     from kernel.settings import Settings
 
     work = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="sw-dashboards-")) / "data"
-    facts_file = work / "benchmark.json"
-    if facts_file.exists():
-        facts = json.loads(facts_file.read_text())
-    else:
-        facts = build(work, args)
-        facts_file.write_text(json.dumps(facts))
-    settings = Settings(data_dir=work, analysis_interval_s=0, secret_key="benchmark-secret-key-0123456789")
-    seed_coaching(settings)
-    today = datetime.now(UTC).date()
-    timings = asyncio.run(measure(settings, args.calls, str(today - timedelta(days=30)),
-                                  str(today - timedelta(days=1))))
-    if not args.data_dir:
-        shutil.rmtree(work.parent, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    running = servers.start(args, work.parent if not args.data_dir else work)
+    try:
+        facts_file = work / "benchmark.json"
+        if facts_file.exists() and not running:  # servers started here hold no data of an earlier run
+            facts = json.loads(facts_file.read_text())
+            args.database = facts.get("database", args.database)
+        else:
+            facts = {"store": servers.mode(args), **build(work, args),
+                     **({"database": args.database} if args.database else {})}
+            facts_file.write_text(json.dumps(facts))
+        settings = Settings(data_dir=work, analysis_interval_s=0, secret_key="benchmark-secret-key-0123456789",
+                            **servers.settings_values(args))
+        seed_coaching(settings)
+        today = datetime.now(UTC).date()
+        timings = asyncio.run(measure(settings, args.calls, str(today - timedelta(days=30)),
+                                      str(today - timedelta(days=1))))
+    finally:
+        if running is not None:
+            running.stop()
+        if not args.data_dir:
+            shutil.rmtree(work.parent, ignore_errors=True)
     result = {**facts, "pages": timings}
     if args.json:
         print(json.dumps(result))

@@ -20,6 +20,10 @@ reach: the cores' CPU time divided by the least a durable request needs (the bar
 request, the decoding and checking of its events, the engine's CPU to insert their rows, and wrk's
 CPU per request), against the bare handler's rate. It leaves out the spool, its fsync and all
 bookkeeping, so the real collector stays below it.
+
+With `--servers 1` (or `--clickhouse-url`; `--servers 2` / `--cluster` for a cluster:
+benchmarks/servers.py) the collector, and the raw insert reference, write to a ClickHouse server
+instead of the embedded engine.
 """
 
 from __future__ import annotations
@@ -174,7 +178,18 @@ def memory_mb(pid: int) -> dict[str, float]:
     return figures
 
 
-def raw_insert_rate(bodies: list[dict[str, Any]], seconds: float, batch_rows: int) -> tuple[float, float, float]:
+def _servers() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_servers", Path(__file__).with_name("servers.py"))
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def raw_insert_rate(bodies: list[dict[str, Any]], seconds: float, batch_rows: int,
+                    store: dict[str, Any] | None = None) -> tuple[float, float, float]:
     """clickhouse-connect inserting the collector's rows straight into the embedded engine: rows per
     second, CPU microseconds per row (this process, all threads: the engine's included), and the CPU
     microseconds the collector's own decoding, checking and encoding of one request's events takes."""
@@ -182,7 +197,11 @@ def raw_insert_rate(bodies: list[dict[str, Any]], seconds: float, batch_rows: in
     from kernel import migrations, storage
     from kernel.settings import Settings
 
-    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="sw-raw-")), rate_limit_site=0, rate_limit_address=0)
+    store = dict(store or {})
+    if store.get("clickhouse_url"):  # a database of its own on the same server
+        store["clickhouse_url"] = store["clickhouse_url"] + "_raw"
+    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="sw-raw-")), rate_limit_site=0, rate_limit_address=0,
+                        **store)
     client = storage.connect(settings)
     migrations.apply_pending(client)
     visits: list[bytes] = []
@@ -223,12 +242,31 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--batch", type=int, default=50, help="events per request")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
+    servers = _servers()
+    servers.add_arguments(parser)
     args = parser.parse_args()
 
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     work = Path(tempfile.mkdtemp(prefix="sw-bench-"))
+    running = servers.start(args, work)
+    try:
+        result = _run(args, work, servers, load_before)
+    finally:
+        if running is not None:
+            running.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps(result))
+        return
+    for key, value in result.items():
+        print(f"{key:>24}: {value}")
+
+
+def _run(args: argparse.Namespace, work: Path, servers: Any, load_before: list[str]) -> dict[str, Any]:
+    store = servers.settings_values(args)
     env = {**os.environ, "STEPWATCH_DATA_DIR": str(work / "data"), "STEPWATCH_RATE_LIMIT_SITE": "0",
-           "STEPWATCH_RATE_LIMIT_ADDRESS": "0", "STEPWATCH_LOG_LEVEL": "INFO"}
+           "STEPWATCH_RATE_LIMIT_ADDRESS": "0", "STEPWATCH_LOG_LEVEL": "INFO",
+           **{f"STEPWATCH_{name.upper()}": str(value) for name, value in store.items()}}
     cli = [sys.executable, "-m", "stepwatch"]
     site = json.loads(subprocess.run([*cli, "sites", "add", "bench", "--origin", "https://crm.example.com", "--json"],
                                      env=env, capture_output=True, text=True, check=True).stdout)
@@ -271,15 +309,15 @@ def main() -> None:
         bare.terminate()
         bare.wait(30)
 
-    raw_rate, raw_cpu_per_row, check_us = raw_insert_rate(bodies[:400], min(args.seconds, 10), 20_000)
+    raw_rate, raw_cpu_per_row, check_us = raw_insert_rate(bodies[:400], min(args.seconds, 10), 20_000, store)
     # The most a collector on this engine could reach against the bare handler on these cores: one
     # that did only the bare handler's work, the decoding and checking of the events and the engine's
     # insert of their rows (no spool, no fsync, no metrics), with wrk's CPU beside it.
     floor_us = (bare_cpu * 1e6 + check_us + args.batch * raw_cpu_per_row + bare_result["cpu_us_per_request"])
     ceiling_vs_bare = (os.cpu_count() or 1) * 1e6 / floor_us / bare_result["requests_per_s"]
-    shutil.rmtree(work, ignore_errors=True)
 
-    result = {
+    return {
+        "store": servers.mode(args),
         "events_per_s": round(measured["requests_per_s"] * args.batch),
         "requests_per_s": round(measured["requests_per_s"]),
         "p50_ms": round(measured["p50_us"] / 1000, 2),
@@ -305,11 +343,6 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "loadavg_before": load_before,
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:>24}: {value}")
 
 
 if __name__ == "__main__":
