@@ -32,6 +32,7 @@ PAGES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "steps": (("/steps",), None),
     "step": (("/steps",), r"^/steps/[^/?#]+$"),
     "process": (("/process",), None),
+    "process_tester": (("/process?test=/clients/4711/offerz",), None),  # the URL tester's answer
     "audit": (("/audit",), None),
     "coaching": (("/coaching",), None),
     "assignment": (("/coaching", "/me"), r"^/coaching/assignments/[^/?#]+$"),
