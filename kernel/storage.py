@@ -18,7 +18,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -393,16 +393,25 @@ def refresh_session_steps(client: Client, site: str) -> int:
     # The new watermark stops a second short of now: rows still arriving with the same millisecond
     # as the newest row seen are taken next time, and a bulk load sharing one timestamp is not
     # redone on every run. Recomputing a day twice is harmless (idempotent).
+    # A session's attributes come with its start event (session_steps.attributes), so start events
+    # move the watermark too: one that arrives after its visits' day was refreshed has that day and
+    # the next (a session past midnight) recomputed, but not a day still to come, whose visits will
+    # bring it. Most start events come with their visits, on the same days.
     new = client.query(
         "SELECT toString(least(max(received_at), now64(3) - INTERVAL 1 SECOND), 'UTC'), "
-        "groupUniqArray(toDate(started_at)), toString(now64(6, 'UTC')) "
-        "FROM step_visits WHERE site = {site:String} AND received_at > {mark:DateTime64(3, 'UTC')}",
+        "groupUniqArray(day), toString(now64(6, 'UTC')) FROM ("
+        "  SELECT received_at, toDate(started_at) AS day FROM step_visits "
+        "  WHERE site = {site:String} AND received_at > {mark:DateTime64(3, 'UTC')} "
+        "  UNION ALL "
+        "  SELECT received_at, arrayJoin([toDate(at), toDate(at) + 1]) AS day FROM session_events "
+        "  WHERE site = {site:String} AND received_at > {mark:DateTime64(3, 'UTC')} AND action = 'start' "
+        "    AND notEmpty(attributes) AND day <= today())",
         parameters={"site": site, "mark": mark or "1970-01-01 00:00:00"},
     ).result_rows[0]
     latest, days, computed_at = new
+    days = sorted(days)
     if not days:
         return 0
-    days = sorted(days)
     # Each visit counted once, as its latest report: the row the `visits` view (FINAL) would keep,
     # i.e. per sorting key of step_visits the highest seq (a replay of the same seq: the later
     # arrival). LIMIT 1 BY in the table's own order does that as the rows stream by: a seventh of
@@ -410,22 +419,40 @@ def refresh_session_steps(client: Client, site: str) -> int:
     # manager and step). A few days per statement keep the memory small when a whole history
     # arrives at once.
     for first in range(0, len(days), REFRESH_DAYS_PER_STATEMENT):
+        chunk = days[first:first + REFRESH_DAYS_PER_STATEMENT]
         client.command(
             """
-            INSERT INTO session_steps (site, day, manager, step, session_id, visible_ms, active_ms, wall_ms,
-                                       computed_at)
-            SELECT {site:String}, day, manager, step, session_id, sum(active_ms + idle_ms), sum(active_ms),
-                   sum(active_ms + idle_ms + hidden_ms), {at:DateTime64(6, 'UTC')}
+            INSERT INTO session_steps (site, day, manager, step, session_id, attributes, visible_ms, active_ms,
+                                       wall_ms, computed_at)
+            SELECT {site:String}, v.day, v.manager, v.step, v.session_id, s.started_with, v.visible, v.active, v.wall,
+                   {at:DateTime64(6, 'UTC')}
             FROM (
-                SELECT manager, step, toDate(started_at) AS day, visit_id, session_id, active_ms, idle_ms, hidden_ms
-                FROM step_visits
-                WHERE site = {site:String} AND toDate(started_at) IN {days:Array(Date)}
-                ORDER BY manager, step, day, visit_id, seq DESC, received_at DESC
-                LIMIT 1 BY manager, step, day, visit_id
-            )
-            GROUP BY day, manager, step, session_id
+                SELECT day, manager, step, session_id, sum(active_ms + idle_ms) AS visible, sum(active_ms) AS active,
+                       sum(active_ms + idle_ms + hidden_ms) AS wall
+                FROM (
+                    SELECT manager, step, toDate(started_at) AS day, visit_id, session_id, active_ms, idle_ms,
+                           hidden_ms
+                    FROM step_visits
+                    WHERE site = {site:String} AND toDate(started_at) IN {days:Array(Date)}
+                    ORDER BY manager, step, day, visit_id, seq DESC, received_at DESC
+                    LIMIT 1 BY manager, step, day, visit_id
+                )
+                GROUP BY day, manager, step, session_id
+            ) AS v
+            LEFT JOIN (
+                -- each session's declared attributes as name=value&name=value: its (first) start
+                -- event's, started the day before its visits at the earliest
+                SELECT session_id, argMin(arrayStringConcat(arrayMap(k -> concat(k, '=', attributes[k]),
+                                                     arraySort(mapKeys(attributes))), '&'), at) AS started_with
+                FROM session_events
+                WHERE site = {site:String} AND action = 'start' AND notEmpty(attributes)
+                  AND at >= {starts:DateTime64(3, 'UTC')} AND at < {ends:DateTime64(3, 'UTC')}
+                GROUP BY session_id
+            ) AS s ON v.session_id = s.session_id
             """,
-            parameters={"site": site, "days": days[first:first + REFRESH_DAYS_PER_STATEMENT], "at": computed_at},
+            parameters={"site": site, "days": chunk, "at": computed_at,
+                        "starts": datetime.combine(chunk[0] - timedelta(days=1), time.min, UTC),
+                        "ends": datetime.combine(chunk[-1] + timedelta(days=1), time.min, UTC)},
         )
         client.command(_SESSION_PATHS_REFRESH,
                        parameters={"site": site, "days": days[first:first + REFRESH_DAYS_PER_STATEMENT],

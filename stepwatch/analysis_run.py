@@ -161,134 +161,110 @@ def stratified_step_times(client: Client, site: str, since: date, until: date, m
                           declared: dict[str, tuple[str, ...]]) -> list[StratifiedTimes]:  # fmt: skip
     """What storage.session_step_times reads (each session's time on a step, summed over its rows of
     the range, dated by its first day; pairs by manager and step, sessions by day then time), with
-    each session's stratum: its start event's values of the `declared` attributes, in order.
+    each session's stratum: its declared attributes' values, in order.
 
-    A value the process no longer declares, or a session whose start event is older than the day
-    before `since` or missing, counts as no value; a session with none is in the stratum "". The
-    attributes come from session_events' start events (the map service_sessions shows), read for
-    the range alone rather than through the view, which groups every session of the site.
+    The attributes are those session_steps keeps with each session (its start event's, as
+    name=value pairs joined by &, written by storage.refresh_session_steps). A value the process no
+    longer declares counts as no value; a session with none is in the stratum "".
 
-    Only numbers travel, in two flat reads joined here: the rows of the range (pair number, day and
-    time packed in one number by ClickHouse as storage.session_step_times packs them, the session's
-    key, the hash of its id) and each session's stratum as one number (each attribute's place in
-    its declared values, 0 for none, in base MAX_ATTRIBUTE_VALUES + 1) by the hash of its id. A
-    JOIN and GROUP BY on the ids in ClickHouse took longer (0.44 to 0.93 s at 1 million visits,
-    against 0.47 s for the two reads then; docs/performance.md has the figures of this one). The
-    few sessions with rows on several days are found by one sort of the keys and summed by their
-    session_key (as storage.session_step_times does, a hash collision would merge two sessions:
-    about 1 in 10^13 for a million sessions).
+    Read as storage.session_step_times reads: one 64-bit number per session, packed by ClickHouse
+    from the pair's number, the day, the time and the session's attributes (their place among the
+    range's few distinct ones), each given just the bits it needs, with the session's key; the few
+    sessions with rows on several days (found by one sort of the keys) summed by ClickHouse; one sort
+    of the numbers puts pairs, days and times in order. A site, range or session too large to pack is
+    read as four columns and sorted by numpy. Against a join of the start events by session id on
+    every read, this halves the like-for-like analysis's read (docs/performance.md).
     """
     column = storage.METRIC_COLUMNS[metric]
     rng = "site = {site:String} AND day >= {since:Date} AND day < {until:Date}"
     current = f"(day, computed_at) IN (SELECT day, max(computed_at) FROM session_steps WHERE {rng} GROUP BY day)"
-    names = list(declared)
-    base = processes.MAX_ATTRIBUTE_VALUES + 1
-    parameters = {"site": site, "since": since, "until": until, "names": names,
-                  "values": [list(declared[n]) for n in names], "powers": [base**i for i in range(len(names))],
-                  "starts": datetime.combine(since - timedelta(days=1), datetime.min.time(), UTC),
-                  "ends": datetime.combine(until, datetime.min.time(), UTC)}
-    # the pairs of the range (more may arrive during the read: their rows are left out) and their
-    # longest session, to know whether (pair, day, time) fit in one number
-    named = client.query(f"SELECT pair, toString(manager), toString(step), max({column}) FROM session_steps "
-                         f"WHERE {rng} GROUP BY pair, manager, step", parameters=parameters).result_rows
+    parameters: dict[str, Any] = {"site": site, "since": since, "until": until}
+    # the pairs of the range (more may arrive during the read: their rows are left out), their
+    # longest session, to know whether (pair, day, time, attributes) fit in one number, and the
+    # sessions' distinct attributes
+    named = client.query(f"SELECT pair, toString(manager), toString(step), max({column}), "
+                         f"groupUniqArray(toString(attributes)) FROM session_steps WHERE {rng} "
+                         "GROUP BY pair, manager, step", parameters=parameters).result_rows
     if not named:
         return []
-    by_hash = {int(h): (m, st) for h, m, st, _ in named}
+    by_hash = {int(h): (m, st) for h, m, st, *_ in named}
     if len(by_hash) != len(named):
         raise storage.StorageUnavailable(f"manager x step pairs of {site} share a hash in session_steps")
     pair_names = sorted(by_hash.values())
-    known = sorted(by_hash, key=by_hash.__getitem__)  # each pair's hash, in the order of its number
-    longest = max(int(t) for *_, t in named)
-    # A session's time on a step summed over the range fits in 38 bits when one day's does with room
-    # for every day of the range; the pair's number in 16, the day in 10, as storage packs them.
-    packed = (len(pair_names) < 1 << 16 and (until - since).days < 1 << 10
-              and longest * ((until - since).days + 1) < 1 << 38)
-    parameters["pairs"] = known
-    if packed:
-        number = ("transform(pair, {pairs:Array(UInt64)}, range(length({pairs:Array(UInt64)})), "
-                  "length({pairs:Array(UInt64)}))")
-        rows = client.query_np(f"SELECT bitOr(bitOr(bitShiftLeft(toUInt64({number}), 48), "
-                               f"bitShiftLeft(toUInt64(day - {{since:Date}}), 38)), {column}), session_key, "
-                               f"cityHash64(session_id) FROM session_steps WHERE {rng} AND {current}",
-                               parameters=parameters)
+    parameters["pairs"] = sorted(by_hash, key=by_hash.__getitem__)  # each pair's hash, in the order of its number
+    parameters["kinds"] = sorted({kind for *_, kinds in named for kind in kinds})
+    number = ("transform(pair, {pairs:Array(UInt64)}, range(length({pairs:Array(UInt64)})), "
+              "length({pairs:Array(UInt64)}))")
+    code = "indexOf({kinds:Array(String)}, attributes)"  # 0: attributes that arrived during the read
+    span = (until - since).days
+    # bits: the pair's number (one more for a pair that arrives during the read), the day, the
+    # attributes' place, and what is left for the time: a session's time summed over every day
+    pair_bits, day_bits = len(pair_names).bit_length(), span.bit_length()
+    code_bits = len(parameters["kinds"]).bit_length()
+    time_bits = 64 - pair_bits - day_bits - code_bits
+    longest = max(int(t) for *_, t, _ in named)
+    if time_bits > 0 and longest * (span + 1) < 1 << time_bits:
+        shifts = {"pair": 64 - pair_bits, "day": time_bits + code_bits, "time": code_bits}
+
+        def packed(day: str, time: str, stratum: str) -> str:
+            return (f"bitOr(bitOr(bitShiftLeft(toUInt64({number}), {shifts['pair']}), "
+                    f"bitShiftLeft(toUInt64({day} - {{since:Date}}), {shifts['day']})), "
+                    f"bitOr(bitShiftLeft(toUInt64({time}), {shifts['time']}), toUInt64({stratum})))")
+
+        rows = client.query_np(f"SELECT {packed('day', column, code)}, session_key "
+                               f"FROM session_steps WHERE {rng} AND {current}", parameters=parameters)
         if rows.size == 0:
             return []
-        values, session_keys, session_ids = (np.asarray(rows[:, i], dtype=np.uint64) for i in range(3))
-        pair, offsets = values >> np.uint64(48), (values >> np.uint64(38)) & np.uint64((1 << 10) - 1)
-        times = values & np.uint64((1 << 38) - 1)
-    else:
-        rows = client.query_np(f"SELECT pair, toUInt64(day - {{since:Date}}), {column}, session_key, "
-                               f"cityHash64(session_id) FROM session_steps WHERE {rng} AND {current}",
-                               parameters=parameters)
+        values, session_keys = (np.asarray(rows[:, i], dtype=np.uint64) for i in range(2))
+        ordered_keys = np.sort(session_keys)
+        repeated = np.unique(ordered_keys[1:][ordered_keys[1:] == ordered_keys[:-1]])
+        if repeated.size:  # sessions on several days: summed, dated by their first day, by ClickHouse
+            at = np.searchsorted(repeated, session_keys).clip(max=repeated.size - 1)
+            parameters["repeated"] = repeated.tolist()
+            summed = client.query_np(
+                f"SELECT {packed('min(day)', f'sum({column})', f'any({code})')} "
+                f"FROM session_steps WHERE {rng} AND {current} AND session_key IN {{repeated:Array(UInt64)}} "
+                "GROUP BY pair, session_key", parameters=parameters)
+            values = np.concatenate([values[repeated[at] != session_keys],
+                                     np.asarray(summed, dtype=np.uint64).reshape(-1)])
+        values.sort()
+        pair = values >> np.uint64(shifts["pair"])
+        offsets = (values >> np.uint64(shifts["day"])) & np.uint64((1 << day_bits) - 1)
+        times = (values >> np.uint64(shifts["time"])) & np.uint64((1 << time_bits) - 1)
+        codes = values & np.uint64((1 << code_bits) - 1)
+    else:  # too large to pack: four columns, the sessions on several days summed by ClickHouse
+        rows = client.query_np(
+            f"SELECT toUInt64({number}), toUInt64(min(day) - {{since:Date}}), toUInt64(sum({column})), "
+            f"toUInt64(any({code})) FROM session_steps WHERE {rng} AND {current} GROUP BY pair, session_key",
+            parameters=parameters)
         if rows.size == 0:
             return []
-        hashes, offsets, times, session_keys, session_ids = (np.asarray(rows[:, i], dtype=np.uint64)
-                                                             for i in range(5))
-        ordered = np.array(known, dtype=np.uint64)
-        order = np.argsort(ordered)
-        at = np.searchsorted(ordered[order], hashes).clip(max=len(known) - 1)
-        pair = np.where(ordered[order][at] == hashes, order[at], len(known)).astype(np.uint64)
-    kept = pair < len(pair_names)
-    if not kept.all():  # a pair that arrived after the names were read
-        pair, offsets, times, session_keys, session_ids = (
-            x[kept] for x in (pair, offsets, times, session_keys, session_ids))
-    code = ("arraySum(arrayMap((n, v, w) -> indexOf(v, m[n]) * w, {names:Array(String)}, "
-            "{values:Array(Array(String))}, {powers:Array(UInt64)}))")
-    starts = client.query_np(
-        f"SELECT h, toUInt64({code}) FROM (SELECT cityHash64(session_id) AS h, argMin(attributes, at) AS m "
-        "FROM session_events WHERE site = {site:String} AND action = 'start' "
-        "AND at >= {starts:DateTime64(3, 'UTC')} AND at < {ends:DateTime64(3, 'UTC')} AND notEmpty(attributes) "
-        "GROUP BY h)",
-        parameters=parameters,
-    )
-    codes = np.zeros(pair.size, dtype=np.uint64)
-    if starts.size:
-        started, started_codes = np.asarray(starts[:, 0], dtype=np.uint64), np.asarray(starts[:, 1], dtype=np.uint64)
-        order = np.argsort(started)
-        started, started_codes = started[order], started_codes[order]
-        at = np.searchsorted(started, session_ids).clip(max=started.size - 1)
-        found = started[at] == session_ids
-        codes[found] = started_codes[at[found]]
-    # Almost every session has one row in the range: one sort of the keys finds the few that have
-    # more (a session on several days), which are summed into one, dated by its first day.
-    ordered_keys = np.sort(session_keys)
-    repeated = np.unique(ordered_keys[1:][ordered_keys[1:] == ordered_keys[:-1]])
-    if repeated.size:
-        at = np.searchsorted(repeated, session_keys).clip(max=repeated.size - 1)
-        several = repeated[at] == session_keys
-        single = ~several
-        unique_keys, first, inverse = np.unique(session_keys[several], return_index=True, return_inverse=True)
-        summed = np.bincount(inverse, weights=times[several].astype(np.float64)).astype(np.uint64)
-        first_day = np.full(unique_keys.size, np.iinfo(np.uint64).max, dtype=np.uint64)
-        np.minimum.at(first_day, inverse, offsets[several])
-        pair = np.concatenate([pair[single], pair[several][first]])
-        codes = np.concatenate([codes[single], codes[several][first]])
-        times = np.concatenate([times[single], summed])
-        offsets = np.concatenate([offsets[single], first_day])
-    # the strata present, numbered in the order of their codes: a count over the sessions, whose
-    # codes are among the start events' few distinct ones (or 0), not a sort of every session
-    candidates = np.union1d(np.asarray(starts[:, 1], dtype=np.uint64) if starts.size else [], [0]).astype(np.uint64)
-    dense = np.searchsorted(candidates, codes)
-    present = np.bincount(dense, minlength=candidates.size) > 0
-    distinct, codes = candidates[present], (np.cumsum(present) - 1)[dense]
-    keys = np.array([_stratum_of(int(c), names, declared, base) for c in distinct], dtype=object)
-    # pairs by number, sessions by day then time: one sort of the packed number, else of the three
-    if packed:
-        order = np.argsort((pair << np.uint64(48)) | (offsets << np.uint64(38)) | times, kind="stable")
-    else:
+        pair, offsets, times, codes = (np.asarray(rows[:, i], dtype=np.uint64) for i in range(4))
         order = np.lexsort((times, offsets, pair))
-    pair, offsets, times, codes = pair[order], offsets[order], times[order].view(np.int64), codes[order]
+        pair, offsets, times, codes = pair[order], offsets[order], times[order], codes[order]
+    kept = pair < len(pair_names)  # a pair that arrived after the names were read is left out
+    if not kept.all():
+        pair, offsets, times, codes = (x[kept] for x in (pair, offsets, times, codes))
+    # each session's stratum: the key of its attributes' declared values (attributes with the same
+    # declared values share one), numbered among the strata present by a count, not a sort
+    strata = [stratum_of_attributes(kind, declared) for kind in ["", *parameters["kinds"]]]
+    found, stratum_of_code = np.unique(np.array(strata, dtype=object), return_inverse=True)
+    codes = stratum_of_code[codes.astype(np.intp)]
+    present = np.bincount(codes, minlength=found.size) > 0
+    keys, codes = found[present], (np.cumsum(present) - 1)[codes]
     bounds = np.searchsorted(pair, np.arange(len(pair_names) + 1, dtype=np.uint64))
     days = np.datetime64(since, "D") + offsets.astype("timedelta64[D]")
+    times = times.view(np.int64)
     return [StratifiedTimes(*pair_names[i], times[a:b], days[a:b], codes[a:b], keys)
             for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)) if b > a]
 
 
-def _stratum_of(code: int, names: list[str], declared: dict[str, tuple[str, ...]], base: int) -> str:
-    values = []
-    for name in names:
-        code, place = divmod(code, base)
-        values.append(declared[name][place - 1] if place else "")
+def stratum_of_attributes(attributes: str, declared: dict[str, tuple[str, ...]]) -> str:
+    """The stratum key (analysis/strata.py) of a session's attributes as session_steps keeps them
+    ("channel=phone&segment=vip"): the declared attributes' values in order, a value not declared
+    as none; "" when none is left."""
+    given = dict(pair.partition("=")[::2] for pair in attributes.split("&") if pair)
+    values = [given.get(name, "") if given.get(name, "") in allowed else "" for name, allowed in declared.items()]
     return SEPARATOR.join(values) if any(values) else ""
 
 

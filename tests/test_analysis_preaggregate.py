@@ -209,8 +209,10 @@ def test_migration_0012_rebuilds_the_preaggregate_from_the_visits(history: stora
 
     before = from_preaggregate(history, DAY - timedelta(days=10), TODAY)
     (rebuild,) = [m for m in migrations.discover() if m.version == 12]
-    for statement in rebuild.statements():  # as on a store upgraded from the 0007 table
-        history.command(statement)
+    later = [m for m in migrations.discover() if m.version > 12 and "ALTER TABLE session_steps" in m.sql]
+    for migration in (rebuild, *later):  # as on a store upgraded from the 0007 table
+        for statement in migration.statements():
+            history.command(statement)
     assert storage.session_step_times(history, "crm", DAY - timedelta(days=10), TODAY) == []
     assert storage.refresh_session_steps(history, "crm") >= 4
     assert from_preaggregate(history, DAY - timedelta(days=10), TODAY) == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -379,19 +380,84 @@ def test_the_stratified_read_gives_each_session_the_stratum_of_its_start_event(c
         "WHERE site = {site:String} GROUP BY manager, step, session_id",
         parameters={"site": site.name}).result_rows
     expected: dict[tuple[str, str], list[tuple[date, int, str]]] = {}
-    for manager, step, day, time, segment in joined:
-        expected.setdefault((manager, step), []).append((day, int(time), segment))
+    for manager, step, day, spent, segment in joined:
+        expected.setdefault((manager, step), []).append((day, int(spent), segment))
     assert {(r.manager, r.step) for r in read} == set(expected)
     assert "regular" in read[0].keys.tolist() and "vip" in read[0].keys.tolist()
     for r in read:
         got = list(zip(r.days.astype(date).tolist(), r.times_ms.tolist(), r.strata.tolist(), strict=True))
         assert got == sorted(got, key=lambda g: (g[0], g[1]))  # by day, then time
         assert sorted(got) == sorted(expected[(r.manager, r.step)])
-    # a range too long to pack day and time in one number with the pair: the same read, sorted the other way
-    longer = analysis_run.stratified_step_times(client, site.name, since - timedelta(days=1100), until, "visible",
-                                                declared)
+    # a session too long to pack pair, day, time and stratum in one number (one of 2^50 ms on
+    # another pair): the same read, sorted the other way
+    client.command("INSERT INTO session_steps (site, day, manager, step, session_id, visible_ms, active_ms, wall_ms, "
+                   "computed_at) SELECT site, day, 'm-long', step, 'long', 1125899906842624, 1, 1, computed_at "
+                   "FROM session_steps WHERE site = {site:String} ORDER BY computed_at DESC, day DESC LIMIT 1",
+                   parameters={"site": site.name})
+    longer = [r for r in analysis_run.stratified_step_times(client, site.name, since, until, "visible", declared)
+              if r.manager != "m-long"]
     assert [(r.manager, r.step) for r in longer] == [(r.manager, r.step) for r in read]
     for a, b in zip(longer, read, strict=True):
         assert a.times_ms.tolist() == b.times_ms.tolist() and a.days.tolist() == b.days.tolist()
         mixed = zip(a.times_ms.tolist(), a.strata.tolist(), strict=True)
         assert sorted(mixed) == sorted(zip(b.times_ms.tolist(), b.strata.tolist(), strict=True))
+
+
+def test_a_start_event_that_arrives_after_its_visits_day_was_refreshed_gives_the_session_its_stratum(
+        client: storage.Client, site: sites.Site, settings: Settings) -> None:
+    _case_mix_site(client, site, settings)
+    day = TODAY - timedelta(days=2)
+    late = f"m-mix-{(TODAY - day).days}-0"
+    # take the session's start event out, as if it had not arrived yet, and refresh its day
+    client.command("DELETE FROM session_events WHERE session_id = {s:String}", parameters={"s": late})
+    storage.refresh_session_steps(client, site.name)
+    declared = {"segment": ("vip", "regular")}
+    since, until = TODAY - timedelta(days=27), TODAY + timedelta(days=1)
+
+    def stratum_of_late() -> str:
+        kept = client.query("SELECT visible_ms FROM session_steps WHERE session_id = {s:String} "
+                            "ORDER BY computed_at DESC LIMIT 1", parameters={"s": late}).result_rows[0][0]
+        (mine,) = [r for r in analysis_run.stratified_step_times(client, site.name, since, until, "visible", declared)
+                   if r.manager == "m-mix"]
+        on_the_day = (mine.days == np.datetime64(day)) & (mine.times_ms == kept)
+        return str(mine.strata[on_the_day][0])
+
+    assert stratum_of_late() == ""  # no start event: no kind of client
+    time.sleep(1.1)  # the refresh's watermark stops a second short of now
+    client.insert("session_events", [[site.name, str(uuid.uuid4()), late, "start", "m-mix", "c", "sales",
+                                       datetime(day.year, day.month, day.day, 9, tzinfo=UTC), "",
+                                       {"segment": "vip"}, "t"]],
+                  column_names=["site", "event_id", "session_id", "action", "manager", "customer", "process", "at",
+                                "outcome", "attributes", "tracker"])
+    from collector.events import check_events, parse_batch  # then one visit of today: a refresh is due
+
+    checked = check_events(parse_batch(json.dumps({"site": "k", "events": [
+        visit("m-0", "m-0-new", "offer", TODAY, 100_000)]}).encode()), site=site.name, settings=settings)
+    storage.insert_visits(client, b"\n".join(checked.visits))
+    time.sleep(1.1)
+    assert storage.refresh_session_steps(client, site.name) >= 2  # today, and the late session's day
+    assert stratum_of_late() == "vip"
+
+
+def test_the_upgrade_recomputes_the_preaggregate_of_sites_whose_sessions_have_attributes(
+        client: storage.Client, site: sites.Site, settings: Settings) -> None:
+    from kernel import migrations
+
+    _case_mix_site(client, site, settings)
+    storage.refresh_session_steps(client, site.name)
+    client.command("INSERT INTO analysis_state (site, watermark) VALUES ('plain', now64(3))")
+    (upgrade,) = [m for m in migrations.discover() if m.version == 27]
+    for statement in upgrade.statements():
+        client.command(statement)
+    marks = dict(client.query("SELECT site, max(watermark) FROM analysis_state FINAL GROUP BY site").result_rows)
+    assert site.name not in marks and "plain" in marks  # only the site with attributes starts again
+    assert storage.refresh_session_steps(client, site.name) >= 28
+
+
+def test_a_sessions_stored_attributes_give_its_stratum_under_the_declared_ones() -> None:
+    declared = {"segment": ("vip", "regular"), "channel": ("phone", "chat")}
+    assert analysis_run.stratum_of_attributes("channel=phone&segment=vip", declared) == "vip|phone"
+    assert analysis_run.stratum_of_attributes("segment=regular", declared) == "regular|"
+    assert analysis_run.stratum_of_attributes("channel=fax&segment=vip", declared) == "vip|"  # fax: not declared
+    assert analysis_run.stratum_of_attributes("region=north", declared) == ""
+    assert analysis_run.stratum_of_attributes("", declared) == ""
