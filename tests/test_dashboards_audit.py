@@ -91,6 +91,8 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
         "after": {"min_ms": 60_000, "reference_ms": 180_000, "max_ms": 300_000, "effective_from": "2026-03-02"}}),
     "manager.set": ("crm/m-1", {"name": ["", "Анна Петрова"], "email": ["", ""]}),
     "process.load": ("crm/sales_desk", {"version": 2, "steps": ["identification", "offer"]}),
+    "discovery.on": ("crm", {"days": 7, "until": "2026-12-12T01:55:00+00:00"}),
+    "discovery.off": ("crm", {}),
     "note.add": ("crm/m-1/" + UUID, {"step": "offer", "week": "2026-03-02", "flag_id": "", "text": "a hard week"}),
     "note.withdraw": ("crm/m-1/" + UUID, {"step": "offer"}),
     **{f"coaching.{t}": (UUID, {"state": ["assigned", t]}) for t in EVENT_TYPES},

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -250,3 +251,14 @@ async def test_admin_switches_discovery_from_the_page_a_director_cannot(api: Any
     assert 'name="days"' not in page and "Make this a step" not in page
     refused = await api.post("/api/v1/process/discovery", json={"days": 7}, headers={"X-CSRF-Token": csrf_of(page)})
     assert refused.status == 403 and discovery.window(client, site.name) is None
+
+
+async def test_the_audit_log_says_each_switch_in_words(api: Any, client: storage.Client, site: sites.Site) -> None:
+    discovery.switch_on(client, site.name, 14, actor="ada", reason="pilot")
+    discovery.switch_off(client, site.name, actor="ada", reason="enough")
+    await login(api, "ada")
+    html = await (await api.get("/audit")).text()
+    assert "Step discovery on site crm switched on for 14\xa0days, until" in html or \
+        "Step discovery on site crm switched on for 14 days, until" in html
+    assert "Step discovery on site crm switched off" in html
+    assert not re.search(r"\d{4}-\d{2}-\d{2}T\d", re.sub(r"<[^>]+>", "", html))  # words, not ISO

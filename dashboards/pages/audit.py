@@ -339,6 +339,13 @@ def _process_load(_: Translator, obj: str, d: dict[str, Any], w: Words) -> str:
              steps=steps or _("audit.none"))
 
 
+def _discovery_on(_: Translator, obj: str, d: dict[str, Any], w: Words) -> str:
+    until = d.get("until")
+    return _("audit.do.discovery.on", site=obj, days=_.plural("process.days", int(d.get("days") or 0),
+                                                             n=_.num(int(d.get("days") or 0))),
+             until=_.datetime(until) if until else "–")
+
+
 def _note(_: Translator, obj: str, d: dict[str, Any], w: Words, key: str) -> str:
     site, _slash, rest = obj.partition("/")
     manager = rest.partition("/")[0]
@@ -461,6 +468,8 @@ SENTENCES: dict[str, Tell] = {
     "band.set": _band,
     "manager.set": _manager_set,
     "process.load": _process_load,
+    "discovery.on": _discovery_on,  # step discovery (kernel/discovery.py)
+    "discovery.off": _simple("audit.do.discovery.off"),
     "note.add": _with(_note, "audit.do.note.add"),
     "note.withdraw": _with(_note, "audit.do.note.withdraw"),
     **{f"coaching.{event}": _with(_coaching, event) for event in COACHING_EVENTS},
