@@ -96,6 +96,7 @@ async def test_admin_edits_every_way_each_a_version_with_its_reason(api: Any, cl
     await login(api, "ada")
     page = await (await api.get("/process")).text()
     assert 'id="editor"' in page and 'action="/process/step?site=crm"' in page and "Save as version 2" in page
+    assert '<a href="/extension?site=crm">Set up the extension</a>' in page  # the extension's setup page
 
     html = await post(api, "/process/step", page, step="offer", title="Quote", position="2",
                       patterns="/clients/{customer}/offer\n/clients/{customer}/quotes/{offer}", reason="CRM renamed it")
@@ -157,6 +158,7 @@ async def test_a_director_reads_the_steps_and_tests_but_cannot_edit(api: Any, cl
     await login(api, "dora")
     page = await (await api.get("/process?test=https://crm.example.com/clients/4711/needs")).text()
     assert 'id="editor"' not in page and 'action="/process/step' not in page
+    assert "/extension?" not in page  # an admin's page
     assert "This page counts as “Needs assessment”." in page
     data = await (await api.get("/api/v1/process?test=/clients/4711/nope")).json()
     assert data["can_edit"] is False and data["test"]["match"] is None

@@ -130,7 +130,8 @@ async def process_page(request: web.Request, who: Viewer) -> Page:
             "patterns": [{"pattern": d.pattern, "views": d.views, "share": d.share, "first_day": d.first_day,
                           "last_day": d.last_day, "rule": d.rule, "title": d.title} for d in figures["found"]],
         },
-        "extension_url": extension_setup(site) if site else None,
+        # the extension's setup is an admin's page (dashboards/pages/extension.py)
+        "extension_url": extension_setup(site) if site and who.user.role == "admin" else None,
     }
     history_table = request.query.get("table") == "history"
     return Page("process.html", data, title="process.title", table="history" if history_table else "steps",
