@@ -1,9 +1,11 @@
 """Process definitions: the ordered steps of serving a client on one site, and how to recognise them.
 
 A definition is written in TOML (see examples/sales_desk.toml), loaded with
-`stepwatch process load FILE --site SITE`, stored in ClickHouse as a new version when it
-changed (with who and why, in the audit log), and served to the tracker by the collector at
+`stepwatch process load FILE --site SITE` or changed step by step in the process page's editor
+(edit_step, remove_step, save_edit), stored in ClickHouse as a new version when it changed (with
+who and why, in the audit log), and served to the tracker by the collector at
 `GET /v1/config/{site_key}`. The analysis adds time bands per step to the same steps.
+test_url() says which step an address counts as, or why none, matching as the tracker does.
 
 URL patterns match a path segment by segment: a literal segment matches itself, `*` matches any
 one segment, `{customer}` any one segment and captures it as the customer reference, any other
