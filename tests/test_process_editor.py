@@ -101,6 +101,8 @@ async def test_admin_edits_every_way_each_a_version_with_its_reason(api: Any, cl
     html = await post(api, "/process/step", page, step="offer", title="Quote", position="2",
                       patterns="/clients/{customer}/offer\n/clients/{customer}/quotes/{offer}", reason="CRM renamed it")
     assert "Saved as version 2: Quote." in html
+    editor = html[html.index('id="editor"'):]
+    assert '<p class="notice ok">Saved as version 2: Quote.</p>' in editor  # where the page opens after a save
     process = current(client)
     assert [s.key for s in process.steps][:3] == ["identification", "offer", "needs"]
     assert process.step("offer").patterns == ("/clients/{customer}/offer", "/clients/{customer}/quotes/{offer}")
