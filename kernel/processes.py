@@ -481,6 +481,10 @@ def edit_step(process: Process, key: str | None, *, title: str, patterns: list[s
                                    code="rule_taken", values={"rule": pattern, "step": other.title})
     if len(set(cleaned)) != len(cleaned):
         raise InvalidInput("a rule appears twice", field="patterns", code="rule_twice")
+    for other in steps:
+        if other.title.casefold() == title.casefold():  # pages and reports tell steps apart by title
+            raise InvalidInput(f"there is a step called {other.title} already", field="title",
+                               code="step_title_taken", values={"step": other.title})
     at = index if position is None else max(0, min(len(steps), position - 1))
     steps.insert(at, Step(key=key, title=title, patterns=tuple(cleaned)))
     return _replaced(process, steps)

@@ -64,6 +64,10 @@ def test_edit_add_move_remove_keep_every_check(client: storage.Client, site: sit
     with pytest.raises(InvalidInput) as raised:
         processes.edit_step(process, None, title="New", patterns=[], new_key="offer")
     assert raised.value.code == "step_key_taken"
+    with pytest.raises(InvalidInput) as raised:  # two steps of one title could not be told apart on any page
+        processes.edit_step(process, None, title="offer", patterns=[])
+    assert (raised.value.field, raised.value.code) == ("title", "step_title_taken")
+    assert processes.edit_step(process, "offer", title="Offer", patterns=[]).step("offer").patterns == ()  # itself
     with pytest.raises(InvalidInput) as raised:
         processes.save_edit(client, added, actor="ada", reason="  ")
     assert raised.value.field == "reason" and current(client).version == 1
