@@ -152,6 +152,8 @@ class Layout:
             return None
         verb = " ".join(head["verb"].upper().split())
         name, tail = head.group(3), statement[head.end():]
+        if re.match(r"^\s*ON\s+CLUSTER\b", tail, re.I):  # reaches every node already
+            return None
         local = name if name.endswith(LOCAL) else name + LOCAL
         if verb == "ALTER TABLE" and re.match(r"^\s*(UPDATE|DELETE|MODIFY\s+TTL|MATERIALIZE)\b", tail, re.I):
             return f"ALTER TABLE {local}{tail}"

@@ -111,6 +111,7 @@ def test_what_a_distributed_table_cannot_run_goes_to_the_local_tables() -> None:
         "DELETE FROM session_steps_local WHERE site = {s:String}")
     assert LAYOUT.mutation("ALTER TABLE `flags` DELETE WHERE 1") == "ALTER TABLE flags_local DELETE WHERE 1"
     assert LAYOUT.mutation("SELECT 1") is None
+    assert LAYOUT.mutation("TRUNCATE TABLE IF EXISTS x_local ON CLUSTER stepwatch") is None
     assert LAYOUT.mutation("ALTER TABLE flags ADD COLUMN x String") is None
 
 

@@ -117,6 +117,7 @@ def demos(backend: Backend, engine_dir: Path, tmp_path_factory: pytest.TempPathF
     built = {"embedded": Built(embedded, build_demo(embedded, today)),
              backend.mode: Built(served, build_demo(served, today))}
     yield built
+    built["embedded"].client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
     for b in built.values():
         b.client.close()
 
@@ -324,7 +325,9 @@ def test_a_collector_killed_under_load_loses_and_doubles_nothing(backend: Backen
         workers = [threading.Thread(target=post, args=(collector.url, base)) for base in (1, 2)]
         for w in workers:
             w.start()
+        deadline = time.monotonic() + 60
         while len(acknowledged) < 1500:
+            assert time.monotonic() < deadline, collector.logs()
             time.sleep(0.01)
         collector.proc.send_signal(signal.SIGKILL)
         collector.proc.wait()
