@@ -101,7 +101,8 @@ def extension_config(base: str, site: sites.Site, identity: dict[str, str],
 
 
 def setup_link(base: str, config: dict[str, Any]) -> str:
-    packed = base64.urlsafe_b64encode(json.dumps(config, separators=(",", ":")).encode()).decode().rstrip("=")
+    text = json.dumps(config, separators=(",", ":"), ensure_ascii=False)  # UTF-8: Cyrillic titles stay short
+    packed = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
     return f"{base}/extension/setup#{packed}"
 
 
@@ -134,8 +135,9 @@ async def extension_page(request: web.Request, who: Viewer) -> Page:
         "setup_link": None if config is None else setup_link(base, config),
         "policy": None if config is None else policy(config),
     }
+    policy_text = json.dumps(data["policy"], indent=2, ensure_ascii=False)
     return Page("extension.html", data, title="extension.title",
-                context={"policy_text": json.dumps(data["policy"], indent=2, ensure_ascii=False),
+                context={"policy_text": policy_text, "policy_rows": min(policy_text.count("\n") + 2, 40),
                          "signin_warning": kind != "signin" and data["require_identity"]})
 
 

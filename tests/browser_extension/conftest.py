@@ -213,9 +213,10 @@ def setup_link(base: str, config: dict[str, Any]) -> str:
     return f"{base}/extension/setup#{packed}"
 
 
-def launch(playwright: Any, extension: Path, user_data_dir: Path, extra_args: tuple[str, ...] = ()) -> Browser:
+def launch(playwright: Any, extension: Path, user_data_dir: Path, extra_args: tuple[str, ...] = (),
+           env: dict[str, str] | None = None) -> Browser:
     context = playwright.chromium.launch_persistent_context(
-        str(user_data_dir), executable_path=CHROMIUM, headless=False,
+        str(user_data_dir), executable_path=CHROMIUM, headless=False, env={**os.environ, **(env or {})},
         args=["--headless=new", *CHROMIUM_ARGS, f"--disable-extensions-except={extension}",
               f"--load-extension={extension}", *extra_args])
     worker = context.service_workers[0] if context.service_workers else context.wait_for_event("serviceworker")

@@ -3,17 +3,19 @@
 var say = function (key, values) {
   return chrome.i18n.getMessage(key, values) || key
 }
-var language = chrome.i18n.getUILanguage()
+var language = say('locale') // the language of the words shown, so that numbers follow it too
 
-// "2 min 10 s" / "2 мин 10 с": whole seconds under an hour, else hours and minutes.
+// "2 min 10 s" / "2 мин 10 с": whole seconds under an hour, else hours and minutes; a figure and its
+// unit never wrap apart.
 function duration(ms) {
-  var unit = function (n, name) {
-    return new Intl.NumberFormat(language, { style: 'unit', unit: name, unitDisplay: 'short' }).format(n)
+  var number = new Intl.NumberFormat(language)
+  var unit = function (n, key) {
+    return say(key, [number.format(n)]).replace(' ', '\u00a0')
   }
   var s = Math.floor(ms / 1000)
-  if (s < 60) return unit(s, 'second')
-  if (s < 3600) return unit(Math.floor(s / 60), 'minute') + ' ' + unit(s % 60, 'second')
-  return unit(Math.floor(s / 3600), 'hour') + ' ' + unit(Math.floor(s / 60) % 60, 'minute')
+  if (s < 60) return unit(s, 'unitS')
+  if (s < 3600) return unit(Math.floor(s / 60), 'unitMin') + ' ' + unit(s % 60, 'unitS')
+  return unit(Math.floor(s / 3600), 'unitH') + ' ' + unit(Math.floor(s / 60) % 60, 'unitMin')
 }
 
 function host(origin) {
