@@ -133,6 +133,8 @@ async def test_a_save_without_a_reason_or_with_a_bad_rule_is_refused_at_its_fiel
     html = await post(api, "/process/step", page, step="needs", title="Needs", patterns="/clients/{customer}/needs",
                       reason="", next="/process#editor")
     assert 'id="error-reason"' in html and "Enter a reason: it is kept in the audit log" in html
+    assert 'id="reason-needs" name="reason" maxlength="500" autocomplete="off" required aria-invalid="true" ' \
+           'aria-describedby="error-reason"' in html
     html = await post(api, "/process/step", html, step="needs", title="Needs", patterns="clients//needs",
                       reason="typo", next="/process#editor")
     assert 'id="error-patterns"' in html and "is not a URL rule" in html
