@@ -151,8 +151,6 @@ def main() -> None:
         print(json.dumps(measure(Path(args.measure), args)))
         return
 
-    from kernel import storage
-    from kernel.settings import Settings
 
     work = Path(tempfile.mkdtemp(prefix="sw-analysis-"))
     running = servers.start(args, work)

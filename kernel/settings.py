@@ -196,7 +196,7 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _cluster_complete(self) -> Settings:
         if self.clickhouse_cluster and not (self.clickhouse_url and self.node_urls):
-            raise ValueError("STEPWATCH_CLICKHOUSE_CLUSTER needs STEPWATCH_CLICKHOUSE_URL (the node stepwatch talks to) "
+            raise ValueError("STEPWATCH_CLICKHOUSE_CLUSTER needs STEPWATCH_CLICKHOUSE_URL (the node it talks to) "
                              "and STEPWATCH_CLICKHOUSE_NODES (every node of the cluster)")
         return self
 

@@ -43,7 +43,8 @@ def versions(client: Client) -> dict[str, tuple[int, int, int]]:
     on = cluster.of(client)
     if on is not None:  # on a cluster: the parts of the local tables, on every node (kernel/cluster.py)
         rows = client.query(
-            f"SELECT replaceRegexpOne(table, '{cluster.LOCAL}$', ''), max(max_block_number), max(data_version), count() "
+            f"SELECT replaceRegexpOne(table, '{cluster.LOCAL}$', ''), max(max_block_number), max(data_version), "
+            "count() "
             f"FROM clusterAllReplicas({on.layout.cluster}, system.parts) WHERE database = {{db:String}} AND active "
             "AND table IN {tables:Array(String)} GROUP BY table",
             parameters={"db": on.layout.database, "tables": [t + cluster.LOCAL for t in TABLES]},

@@ -93,11 +93,12 @@ def test_a_table_becomes_a_local_table_and_a_distributed_one() -> None:
 
 def test_what_a_distributed_table_cannot_run_goes_to_the_local_tables() -> None:
     tables = {"sites", "pair_days", "session_steps"}
-    assert [(s.scope, s.sql) for s in LAYOUT.rewrite("ALTER TABLE sites ADD COLUMN IF NOT EXISTS x String", tables)] == [
+    added = LAYOUT.rewrite("ALTER TABLE sites ADD COLUMN IF NOT EXISTS x String", tables)
+    assert [(s.scope, s.sql) for s in added] == [
         ("each", "ALTER TABLE sites_local ADD COLUMN IF NOT EXISTS x String"),
         ("each", "ALTER TABLE sites ADD COLUMN IF NOT EXISTS x String")]
-    assert [s.sql for s in LAYOUT.rewrite("ALTER TABLE sites UPDATE x = '' WHERE 1 SETTINGS mutations_sync = 2",
-                                          tables)] == ["ALTER TABLE sites_local UPDATE x = '' WHERE 1 SETTINGS mutations_sync = 2"]
+    updated = LAYOUT.rewrite("ALTER TABLE sites UPDATE x = '' WHERE 1 SETTINGS mutations_sync = 2", tables)
+    assert [s.sql for s in updated] == ["ALTER TABLE sites_local UPDATE x = '' WHERE 1 SETTINGS mutations_sync = 2"]
     assert [s.sql for s in LAYOUT.rewrite("TRUNCATE TABLE pair_days", tables)] == ["TRUNCATE TABLE pair_days_local"]
     assert [s.sql for s in LAYOUT.rewrite("DROP TABLE IF EXISTS pair_days", tables)] == [
         "DROP TABLE IF EXISTS pair_days", "DROP TABLE IF EXISTS pair_days_local"]

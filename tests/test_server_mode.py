@@ -53,7 +53,8 @@ class Backend:
 
     def settings(self, database: str, base: Path, **extra: Any) -> Settings:
         if self.mode == "cluster":  # stepwatch talks to the second node: any node will do
-            extra = {"clickhouse_cluster": self.servers.cluster, "clickhouse_nodes": ",".join(self.servers.urls), **extra}
+            extra = {"clickhouse_cluster": self.servers.cluster, "clickhouse_nodes": ",".join(self.servers.urls),
+                     **extra}
             url = self.servers.urls[-1]
         else:
             url = self.servers.url
@@ -66,7 +67,8 @@ class Backend:
                "STEPWATCH_SPOOL_DIR": str(base / "spool"), "STEPWATCH_RATE_LIMIT_SITE": "0",
                "STEPWATCH_RATE_LIMIT_ADDRESS": "0", "STEPWATCH_ANALYSIS_INTERVAL_S": "0"}
         if s.clickhouse_cluster:
-            env |= {"STEPWATCH_CLICKHOUSE_CLUSTER": s.clickhouse_cluster, "STEPWATCH_CLICKHOUSE_NODES": s.clickhouse_nodes}
+            env |= {"STEPWATCH_CLICKHOUSE_CLUSTER": s.clickhouse_cluster,
+                    "STEPWATCH_CLICKHOUSE_NODES": s.clickhouse_nodes}
         return env
 
 
@@ -79,7 +81,7 @@ def mode() -> str:
 def backend(mode: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     base = tmp_path_factory.mktemp(f"clickhouse-{mode}")
     # STEPWATCH_TEST_CLICKHOUSE_URL / _NODES: servers started elsewhere (.github/workflows/server-mode.yml)
-    servers = chserver.from_environment(base, 2, CLUSTER) if mode == "cluster" else chserver.from_environment(base, 1, None)
+    servers = chserver.from_environment(base, *((2, CLUSTER) if mode == "cluster" else (1, None)))
     try:
         yield Backend(mode, servers)
     finally:
@@ -185,8 +187,10 @@ def test_the_flags_are_the_embedded_engines(demos: dict[str, Built], mode: str) 
 
 PAGES = ("/overview", "/drawdowns", "/managers", "/steps", "/process", "/coaching", "/coaching/catalog",
          "/coaching/effectiveness", "/coaching/new", "/flow")
-FOUND = (("/drawdowns", re.compile(r'"(/drawdowns/[^"?#/]+)"')), ("/managers", re.compile(r'"(/managers/[^"?#/]+)"')),
-         ("/steps", re.compile(r'"(/steps/[^"?#/]+)"')), ("/coaching", re.compile(r'"(/coaching/assignments/[^"?#/]+)"')))
+FOUND = (("/drawdowns", re.compile(r'"(/drawdowns/[^"?#/]+)"')),
+         ("/managers", re.compile(r'"(/managers/[^"?#/]+)"')),
+         ("/steps", re.compile(r'"(/steps/[^"?#/]+)"')),
+         ("/coaching", re.compile(r'"(/coaching/assignments/[^"?#/]+)"')))
 
 
 async def page_twins(settings: Settings) -> dict[str, Any]:
