@@ -177,6 +177,17 @@ def start(base: Path, count: int = 1, cluster: str | None = None, timeout_s: flo
     With `cluster`, each server's config names all of them as the shards of that cluster.
     Raises ServerFailed with the reason when one does not come up (and stops the others).
     """
+    for attempt in range(3):
+        try:
+            return _start(base / f"try{attempt}" if attempt else base, count, cluster, timeout_s)
+        except ServerFailed as exc:
+            # a free port taken by another process between our look and the server's bind: new ports
+            if "already in use" not in str(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start(base: Path, count: int, cluster: str | None, timeout_s: float) -> Servers:
     base.mkdir(parents=True, exist_ok=True)
     nodes = [Server(f"node{n + 1}", base / f"node{n + 1}", free_port(), free_port()) for n in range(count)]
     servers = Servers(nodes, cluster)

@@ -36,7 +36,7 @@ from tests import chserver
 from tests.helpers import http, serve
 from tests.web_helpers import PASSWORD, SECRET, login
 
-pytestmark = pytest.mark.xdist_group("server_mode")
+pytestmark = [pytest.mark.xdist_group("server_mode"), pytest.mark.slow]
 
 CLUSTER = "stepwatch"
 # Lists whose order ties on a moment or an id made at random (assignments made in the same millisecond).
