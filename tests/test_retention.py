@@ -24,7 +24,7 @@ def ddl(client: storage.Client, table: str) -> str:
 def test_every_table_with_visit_level_data_has_the_retention_as_its_ttl(client: storage.Client,
                                                                           settings: Settings) -> None:
     for table in ("step_visits", "session_events", "session_steps", "session_days", "pair_days", "session_paths",
-                  "pair_stats", "notes"):
+                  "pair_stats", "notes", "discovered_paths"):
         assert table in migrations.RETENTION_TABLES, table
         assert f"toIntervalDay({settings.retention_days})" in ddl(client, table), table
     migrations.apply_retention(client, 30)

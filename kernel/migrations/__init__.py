@@ -125,7 +125,8 @@ def _run(client: Client, on: cluster.Cluster, step: cluster.Step) -> None:
 # Tables whose rows expire after the retention, with the column the age is measured on.
 # Every table with visit-level or per-session data; 0021_retention.sql says why each is here or not.
 RETENTION_TABLES = {"step_visits": "started_at", "session_events": "at", "session_steps": "day", "session_days": "day",
-                    "pair_days": "day", "session_paths": "day", "pair_stats": "run_at", "notes": "created_at"}
+                    "pair_days": "day", "session_paths": "day", "pair_stats": "run_at", "notes": "created_at",
+                    "discovered_paths": "day"}
 
 
 def apply_retention(client: Client, days: int) -> None:
