@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from kernel import band_versions, processes, sites, storage, teams
+from kernel import band_versions, discovery, processes, sites, storage, teams
 from kernel import managers as directory
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sales_desk.toml"
@@ -148,7 +148,19 @@ def build(client: Client, *, seed: int = 7, managers: int = 24, days: int = 42,
             visit_rows = []
     storage.insert_visits(client, b"\n".join(visit_rows))
     storage.insert_session_events(client, b"\n".join(session_rows))
+    _discovery(client, today)
     return truth
+
+
+# Step discovery (docs/processes.md): on for the last days, the CRM pages no step matches counted.
+UNMATCHED_PAGES = {"/clients/:id/documents": 40, "/clients/:id/calls": 25, "/reports/daily": 9, "/settings/profile": 3}
+
+
+def _discovery(client: Client, today: date) -> None:
+    discovery.switch_on(client, SITE, actor="demo", reason="demo data")
+    for back in range(5, 0, -1):
+        discovery.record(client, SITE, {pattern: views + back for pattern, views in UNMATCHED_PAGES.items()},
+                         today - timedelta(days=back))
 
 
 def set_bands(client: Client, truth: DemoTruth, today: date, days: int) -> int:

@@ -28,6 +28,12 @@ def test_demo_history_is_realistic_and_counted_once(client: storage.Client) -> N
                                       "WHERE step = 'offer'")
     assert skew[0]["r"] > 1.05
     assert demo.exists(client)
+    # step discovery is on, and the admin's process page has CRM pages no step matches to show
+    from kernel import discovery, processes
+
+    assert discovery.window(client, demo.SITE) is not None
+    found, views = discovery.unmatched(client, processes.latest(client, demo.SITE), demo.SITE)
+    assert [d.pattern for d in found][:2] == ["/clients/:id/documents", "/clients/:id/calls"] and views > 0
 
 
 def test_demo_sessions_carry_a_case_mix_with_slower_vips(client: storage.Client) -> None:
