@@ -18,8 +18,8 @@ merges their answers.
   ReplicatedMergeTree like the rest, so the first shard's replicas keep them (docs/deploy.md).
 
 Statements a Distributed table cannot run (mutations, TRUNCATE, TTL changes) go to the `_local`
-tables on every node: with Keeper once, `ON CLUSTER`; without, on each node of
-STEPWATCH_CLICKHOUSE_NODES. Queries run with `distributed_product_mode = 'global'` (a subquery or
+tables of every node of STEPWATCH_CLICKHOUSE_NODES; a migration's DDL runs there too, or, with
+Keeper, once `ON CLUSTER`. Queries run with `distributed_product_mode = 'global'` (a subquery or
 JOIN on a Distributed table is computed once and sent to the shards: the same answer as on one
 server) and `distributed_foreground_insert = 1` (an insert is acknowledged once the shards hold it,
 so the collector's exactly-once holds); an `INSERT ... SELECT` runs once, on the node asked.
@@ -30,10 +30,9 @@ This module only writes SQL; kernel/storage.py connects and kernel/migrations ap
 from __future__ import annotations
 
 import re
-import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # Tables whose rows grow with traffic, each with `site` and `manager` columns.
@@ -168,7 +167,6 @@ class Cluster:
 
     layout: Layout
     node_clients: Callable[[], list[Any]]
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 _clients: weakref.WeakKeyDictionary[Any, Cluster] = weakref.WeakKeyDictionary()
