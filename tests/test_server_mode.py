@@ -288,7 +288,7 @@ def stored(client: storage.Client) -> tuple[int, int]:
 
 
 def wait_for_empty_spool(url: str) -> None:
-    for _ in range(200):
+    for _ in range(600):  # 30 s: a loaded machine
         if http("GET", url + "/readyz")[1].get("spool_events") == 0:
             return
         time.sleep(0.05)
