@@ -108,6 +108,11 @@ def test_a_page_of_another_origin_sends_nothing(browser, crm, stepwatch, page, m
     browser.configure(config_for(stepwatch, crm, {"element": "#crm-user"}))
     registered = browser.worker.evaluate("chrome.scripting.getRegisteredContentScripts()")
     assert [s["matches"] for s in registered] == [[crm.url + "/*"]]  # the content script runs nowhere else
+    # and were a page elsewhere to ask the service worker, it would get nothing (the second lock)
+    for origin, frame in ((crm.other_origin, 0), (crm.url, 3)):
+        sender = {"tab": {"id": 1}, "origin": origin, "frameId": frame}
+        for kind in ("config", "inject", "identity"):
+            assert browser.worker.evaluate("([m, s]) => answer(m, s)", [{"type": kind}, sender]) is None
     crm.state.manager = manager
     clock = Clock(page)
     page.goto(crm.other_origin + "/clients/C-1002/offer")  # the same CRM page at http://localhost:port
