@@ -74,6 +74,8 @@ def test_scripted_walk_stores_active_idle_and_hidden_time_per_step(browser, crm,
     crm.state.manager = manager
     clock = open_crm(page, crm.url + "/clients/C-1001/identification")
     assert page.evaluate("document.querySelectorAll('script').length") == 0  # the CRM's page has no script at all
+    # what carried the site key to the tracker is gone, and document.currentScript is the browser's again
+    assert page.evaluate("Object.getOwnPropertyDescriptor(document, 'currentScript') === undefined")
     work(page, clock, 20_000)  # identification: 20 s busy
     next_page(page)
     clock.run(70_000)  # needs: nobody touches anything for 70 s

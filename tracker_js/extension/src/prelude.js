@@ -2,12 +2,19 @@
 // tracker.js and postlude.js as one script, so no page script runs in between). The tracker reads its
 // site key and collector from document.currentScript, as from its snippet's <script> tag: here that is
 // the <script type="application/json" data-stepwatch-extension> element content.js put in the page (it
-// never runs). postlude.js gives document.currentScript back.
+// never runs). postlude.js gives document.currentScript back, should the tracker not have read it.
 ;(function () {
   var tag = document.querySelector('script[data-stepwatch-extension]')
   if (!tag || window.stepwatch) return // already tracked: the CRM has the snippet itself
   tag.remove()
-  Object.defineProperty(document, 'currentScript', { configurable: true, get: function () { return tag } })
+  // Read once, by the tracker's first line, and gone at that read: no page script sees it.
+  Object.defineProperty(document, 'currentScript', {
+    configurable: true,
+    get: function () {
+      delete document.currentScript
+      return tag
+    }
+  })
   // The snippet's queueing stub: calls made before the tracker has its config wait in stepwatch.q.
   window.stepwatch = function () {
     ;(window.stepwatch.q = window.stepwatch.q || []).push(arguments)
