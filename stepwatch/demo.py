@@ -153,7 +153,7 @@ def build(client: Client, *, seed: int = 7, managers: int = 24, days: int = 42,
 
 
 # Step discovery (docs/processes.md): on for the last days, the CRM pages no step matches counted.
-UNMATCHED_PAGES = {"/clients/:id/documents": 40, "/clients/:id/calls": 25, "/reports/daily": 9, "/settings/profile": 3}
+UNMATCHED_PAGES = {"/clients/:id/documents": 40, "/clients/:id/calls": 25, "/clients/:id/history": 9, "/tasks": 3}
 
 
 def _discovery(client: Client, today: date) -> None:
