@@ -22,7 +22,9 @@ from collector.spool import Spool
 from collector.writer import EventWriter
 from kernel import app_keys
 
-__all__ = ["setup"]
+__all__ = ["setup", "EXTENSION_BASE"]
+
+EXTENSION_BASE = "/v1/extension"  # the browser extension's tracker's data-api, below the collector's URL
 
 
 def setup(app: web.Application) -> None:
@@ -32,6 +34,11 @@ def setup(app: web.Application) -> None:
     app.router.add_route("OPTIONS", "/v1/discovery", views.preflight)
     app.router.add_get("/v1/schema", views.schema)
     app.router.add_get("/v1/config/{site_key}", views.tracker_config)
+    # the tracker the browser extension runs has this as its base (data-api): the same events, its
+    # own config (without the discovery module, which the page would load from here)
+    app.router.add_post(EXTENSION_BASE + "/v1/events", views.post_events)
+    app.router.add_route("OPTIONS", EXTENSION_BASE + "/v1/events", views.preflight)
+    app.router.add_get(EXTENSION_BASE + "/v1/config/{site_key}", views.extension_tracker_config)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/readyz", views.readyz)
     app.router.add_get("/metrics", views.prometheus)

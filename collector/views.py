@@ -16,7 +16,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import ipaddress
+import json
 import math
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -25,6 +27,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from collector import keys, metrics
+from collector.directory import TrackerConfig
 from collector.events import BadBatch, ParsedBatch, batch_schema, check_events
 from collector.identity import IdentityRejected, verify
 from collector.spool import SpoolFull
@@ -252,6 +255,29 @@ async def tracker_config(request: web.Request) -> web.Response:
     config = request.app[keys.SITES].config(request.match_info["site_key"])
     if config is None:
         return error(404, "no enabled site with this key, or its process is not loaded yet", request=request)
+    return _config_response(request, config)
+
+
+async def extension_tracker_config(request: web.Request) -> web.Response:
+    """GET /v1/extension/v1/config/{site_key}: the same for the tracker the browser extension runs (its
+    data-api is EXTENSION_BASE), without step discovery: the page would import the discovery module from
+    the collector, and an extension runs no code it does not carry (docs/extension.md)."""
+    config = request.app[keys.SITES].config(request.match_info["site_key"])
+    if config is None:
+        return error(404, "no enabled site with this key, or its process is not loaded yet", request=request)
+    return _config_response(request, without_discovery(config))
+
+
+def without_discovery(config: TrackerConfig) -> TrackerConfig:
+    parsed = json.loads(config.body)
+    if "d" not in parsed:
+        return config
+    del parsed["d"]
+    body = json.dumps(parsed, separators=(",", ":"), sort_keys=True).encode()
+    return replace(config, body=body, etag='"' + hashlib.sha256(body).hexdigest()[:20] + '"')
+
+
+def _config_response(request: web.Request, config: TrackerConfig) -> web.Response:
     headers = {"ETag": config.etag, "Cache-Control": "public, max-age=300", "Vary": "Origin"}
     origin = request.headers.get("Origin")
     if origin and _normalized_in(origin, config.origins):

@@ -134,6 +134,20 @@ async def test_the_config_names_the_discovery_module_only_while_on(api: Any, cli
     assert "import.meta.url" in await script.text() and "/v1/discovery" in await script.text()
 
 
+async def test_the_extensions_tracker_gets_the_config_without_the_discovery_module(api: Any, client: storage.Client,
+                                                                                     site: sites.Site) -> None:
+    # the browser extension's tracker has the collector's EXTENSION_BASE as its base: it runs no code it
+    # does not carry, so its config never names the module the page would import from the collector
+    await switch_on(api, client, site)
+    plain = await (await api.get(f"/v1/config/{site.key}")).json()
+    answer = await api.get(f"/v1/extension/v1/config/{site.key}", headers={"Origin": ORIGIN})
+    assert answer.status == 200 and answer.headers["Access-Control-Allow-Origin"] == ORIGIN
+    extension = await answer.json()
+    assert "d" in plain and "d" not in extension
+    assert {k: v for k, v in plain.items() if k != "d"} == extension
+    assert (await api.get("/v1/extension/v1/config/no-such-key")).status == 404
+
+
 async def test_counts_are_stored_per_site_pattern_and_day(api: Any, client: storage.Client, site: sites.Site) -> None:
     await switch_on(api, client, site)
     first = await report(api, {"site": site.key, "counts": {"/reports/:id": 3, "/deals/98765/notes": 2,

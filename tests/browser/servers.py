@@ -228,7 +228,7 @@ class CollectorProxy:
             request.method, self.upstream + request.path_qs, data=body or None, headers=headers
         ) as upstream:
             payload = await upstream.read()
-            if request.method == "POST" and request.path == "/v1/events":
+            if request.method == "POST" and request.path.endswith("/v1/events"):  # the extension's base too
                 self._record(body, upstream.status)
             if request.method == "POST" and request.path == "/v1/discovery":
                 with self._lock:

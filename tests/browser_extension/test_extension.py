@@ -104,6 +104,10 @@ def test_scripted_walk_stores_active_idle_and_hidden_time_per_step(browser, crm,
     assert_times(steps["contract"], active=0)
     assert all(v["path"] == f"/clients/:customer/{v['step']}" for v in visits)
     assert all(v["manager"] == manager for v in visits)
+    # the extension's tracker talks to the collector's extension base only (its config never names
+    # the discovery module, so the page imports nothing from the collector)
+    asked = [r.split()[1] for r in stepwatch.collector.proxy.requests if " /v1/" in r]
+    assert asked and all(path.startswith("/v1/extension/v1/") for path in asked), asked
 
 
 def test_a_page_of_another_origin_sends_nothing(browser, crm, stepwatch, page, manager):

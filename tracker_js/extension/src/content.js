@@ -3,6 +3,9 @@
 // the popup what is being measured: the step on screen and whether the time counts as active, idle or
 // hidden. It reads nothing of the page but the one element an administrator named for the identity.
 'use strict'
+// Below the collector's URL, where the extension's tracker talks to it (collector.EXTENSION_BASE): the
+// same events; a config without step discovery, whose module the page would load from the collector.
+var EXTENSION_BASE = '/v1/extension'
 ;(async function () {
   var send = function (message) {
     return chrome.runtime.sendMessage(message)
@@ -14,7 +17,7 @@
   tag.type = 'application/json' // never runs: it only carries what the tracker reads from its script tag
   tag.dataset.stepwatchExtension = ''
   tag.dataset.site = config.site
-  tag.dataset.api = config.collector
+  tag.dataset.api = config.collector + EXTENSION_BASE
   if (config.identity.variable) tag.dataset.variable = config.identity.variable
   document.documentElement.appendChild(tag)
   if (!(await send({ type: 'inject' }))) return
@@ -59,7 +62,7 @@
   // --- what the popup shows ------------------------------------------------------------------------
   var steps = []
   var idleMs = 30000
-  fetch(config.collector + '/v1/config/' + encodeURIComponent(config.site))
+  fetch(config.collector + EXTENSION_BASE + '/v1/config/' + encodeURIComponent(config.site))
     .then(function (response) {
       return response.json()
     })
