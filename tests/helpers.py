@@ -39,7 +39,7 @@ class Server:
 @contextmanager
 def serve(env: dict[str, str], tmp: Path, timeout: float = 60) -> Iterator[Server]:
     """Start `stepwatch serve` with STEPWATCH_* overrides in `env`; stop it (SIGTERM) afterwards."""
-    import select
+    import selectors
     import subprocess
     import sys
 
@@ -53,12 +53,15 @@ def serve(env: dict[str, str], tmp: Path, timeout: float = 60) -> Iterator[Serve
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     url = ""
-    while not url and time.monotonic() < deadline and proc.poll() is None:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline()
-            if "serving on" in line:
-                url = line.split("serving on ")[1].split()[0]
+    # a selector, not select.select: a test process that holds over 1,024 files (the embedded
+    # engine's) gets pipe numbers select() refuses
+    with selectors.DefaultSelector() as waiting:
+        waiting.register(proc.stdout, selectors.EVENT_READ)
+        while not url and time.monotonic() < deadline and proc.poll() is None:
+            if waiting.select(0.5):
+                line = proc.stdout.readline()
+                if "serving on" in line:
+                    url = line.split("serving on ")[1].split()[0]
     if not url:
         proc.kill()
         proc.wait()
