@@ -71,8 +71,8 @@ def flow_map(_: Translator, *, nodes: Sequence[Node], arrows: Sequence[Arrow], l
     row = {n.key: i for i, n in enumerate(nodes)}
     arrows = [a for a in arrows if a.source in row and a.target in row and a.source != a.target]
     spans = [(row[a.target] - row[a.source]) for a in arrows]
-    texts = [{"more": "▲ ", "less": "▼ "}.get(a.deviation or "", "") + f"{_.num(a.transitions)} · {_.minutes(a.median_ms)}"
-             for a in arrows]
+    marks = {"more": "▲ ", "less": "▼ "}
+    texts = [marks.get(a.deviation or "", "") + f"{_.num(a.transitions)} · {_.minutes(a.median_ms)}" for a in arrows]
     # Room beside the boxes for the curves and their labels, as much as they need and no more, so the map
     # is as narrow as it can be (on a phone it scrolls in its box).
     left_room, right_room = 12.0, 12.0
@@ -110,8 +110,8 @@ def flow_map(_: Translator, *, nodes: Sequence[Node], arrows: Sequence[Arrow], l
                  f"{_n(edge_x + side * 2)},{_n(y2)}")
             lx, ly = edge_x + side * (APEX * SPAN_STEP * abs(span) + 6), (y1 + y2) / 2 + 4
             anchor = "start" if side > 0 else "end"
-        said = _.plural("flow.edge_said", a.transitions, source=nodes[i].title, target=nodes[j].title, n=_.num(a.transitions),
-                 time=_.minutes(a.median_ms))
+        said = _.plural("flow.edge_said", a.transitions, source=nodes[i].title, target=nodes[j].title,
+                        n=_.num(a.transitions), time=_.minutes(a.median_ms))
         if a.deviation:
             said += " " + _(f"flow.deviation_{a.deviation}")
         body.append(_el("g", _join([

@@ -99,8 +99,9 @@ async def test_the_excess_splits_into_parts_that_add_up(api: Any, client: storag
     # the words: whole minutes that add up (51 = 18 + 20 + 13), the rates behind each part
     said = section(html)
     assert ("Анна Петрова spends 51 minutes a week more on Offer than the rest of the team would on the same "
-            "sessions: 18 from longer visits (3.0\xa0min of work a visit against 2.0\xa0min), 20 from coming back to the "
-            "step (1.5 visits a session against 1.0), 13 from idle and hidden time (45\xa0s a visit against 0\xa0s).") in said
+            "sessions: 18 from longer visits (3.0\xa0min of work a visit against 2.0\xa0min), 20 from coming back "
+            "to the step (1.5 visits a session against 1.0), 13 from idle and hidden time (45\xa0s a visit "
+            "against 0\xa0s).") in said
     assert "Where the extra time goes" in said
 
 
@@ -131,8 +132,8 @@ async def test_the_sentence_in_russian_takes_the_plural_of_its_count(api: Any, c
     said = section(html)
     assert "Куда уходит лишнее время" in said
     assert ("Анна Петрова тратит на шаг «Offer» на 51 минуту в неделю больше, чем остальные в команде потратили бы "
-            "на те же сессии: 18 — из-за более долгой работы за визит (3,0\xa0мин против 2,0\xa0мин); 20 — из-за возвратов "
-            "к шагу (1,5 визита за сессию против 1,0); 13 — из-за простоя и скрытой вкладки") in said
+            "на те же сессии: 18 — из-за более долгой работы за визит (3,0\xa0мин против 2,0\xa0мин); 20 — из-за "
+            "возвратов к шагу (1,5 визита за сессию против 1,0); 13 — из-за простоя и скрытой вкладки") in said
     ru = Translator("ru")
     said = [ru.plural("drawdowns.extra_lead", n, who="А", step="Б", n=str(n)).split(" в неделю")[0] for n in (1, 3, 5)]
     assert [s.rsplit(" на ", 1)[1] for s in said] == ["1 минуту", "3 минуты", "5 минут"]

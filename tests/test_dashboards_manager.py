@@ -126,7 +126,8 @@ async def test_flags_come_with_their_history(api: Any) -> None:
     assert "<summary>Status changes: 1</summary>" in html
     # the drawdown's own page, under the step's title (escaped)
     assert f'<a href="/drawdowns/{flag["flag_id"]}">{escape(EVIL_TITLE)}</a>' in html
-    assert '<span class="status">new</span> → <span class="status">open</span>, the analysis: The analysis found the drawdown.' in html
+    assert ('<span class="status">new</span> → <span class="status">open</span>, the analysis: '
+            'The analysis found the drawdown.') in html
 
 
 PAGE_ACCESS = [  # (account, manager asked for, expected status)

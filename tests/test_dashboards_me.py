@@ -5,8 +5,8 @@ settings, and a manager's notes: written only about themselves, read by those wh
 from __future__ import annotations
 
 import re
-from html import unescape
 from datetime import timedelta
+from html import unescape
 from typing import Any
 
 import pytest

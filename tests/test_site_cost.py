@@ -86,11 +86,13 @@ async def test_admin_sets_the_cost_on_the_process_page(api: Any, client: storage
     await login(api, "ada")
     page = await (await api.get("/process")).text()
     assert "Not set: pages show hours only." in page and 'name="cost_per_hour"' in page
-    response = await api.post("/process/cost", data={"csrf": csrf_of(page), "site": site.name, "cost_per_hour": "1250,5",
-                                                      "currency": "usd", "reason": "finance"})
+    form = {"csrf": csrf_of(page), "site": site.name, "cost_per_hour": "1250,5", "currency": "usd",
+            "reason": "finance"}
+    response = await api.post("/process/cost", data=form)
     assert response.status == 200  # followed the redirect back to the page
     html = await response.text()
-    assert "Saved: an hour of a manager&#39;s time costs $1,250." in html or "Saved: an hour of a manager's time costs $1,250." in html
+    assert ("Saved: an hour of a manager&#39;s time costs $1,250." in html
+            or "Saved: an hour of a manager's time costs $1,250." in html)
     assert "An hour costs $1,250." in html
     data = await (await api.get("/api/v1/process")).json()
     assert data["cost"] == {"cost_per_hour": 1250.5, "currency": "USD"} and data["can_set_cost"] is True

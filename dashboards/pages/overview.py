@@ -393,7 +393,8 @@ def _groups(cells: list[dict[str, Any]], steps: list[dict[str, str]], labels: La
             if c["status"] == "slow" and peers and c["max_ms"] is not None and c["median_ms"] <= c["max_ms"]:
                 key = (peers["slower_than"], peers["of"])
                 if key not in notes:
-                    notes[key] = _.plural("verdict.slower_than_peers", key[1], k=labels.num(key[0]), n=labels.num(key[1]))
+                    notes[key] = _.plural("verdict.slower_than_peers", key[1], k=labels.num(key[0]),
+                                          n=labels.num(key[1]))
                 note = notes[key]
         else:
             mark = c["grade"]

@@ -34,7 +34,8 @@ AXE_RUN = """async () => (await axe.run(document, {resultTypes: ['violations']})
 # A chart is read by a screen reader through its <title>/<desc> or aria-label, or through a table or a
 # written summary beside it (a figure's table, a <details> with the data, a figcaption).
 CHARTS_WITHOUT_TEXT = """() => [...document.querySelectorAll('svg.chart')].filter(svg => {
-  if (svg.querySelector(':scope > title, :scope > desc') && (svg.querySelector(':scope > title, :scope > desc').textContent || '').trim()) return false;
+  const named = svg.querySelector(':scope > title, :scope > desc');
+  if (named && (named.textContent || '').trim()) return false;
   if (svg.getAttribute('aria-label') || svg.getAttribute('aria-labelledby')) return false;
   const holder = svg.closest('figure, section, .chart-scroll, .evidence-chart') || svg.parentElement;
   return !(holder && holder.querySelector('table, figcaption, .chart-data, .chart-summary'));
@@ -54,7 +55,8 @@ STICKY_FIRST_COLUMN = """() => [...document.querySelectorAll('.table-scroll')]
     box.scrollLeft = 0;
     const ok = style.position === 'sticky' && Math.abs(after - before) < 2
       && style.backgroundColor !== 'rgba(0, 0, 0, 0)' && style.backgroundColor !== 'transparent';
-    return ok ? null : `${box.className}: position ${style.position}, moved ${before}->${after}, background ${style.backgroundColor}`;
+    return ok ? null
+      : `${box.className}: position ${style.position}, moved ${before}->${after}, background ${style.backgroundColor}`;
   }).filter(Boolean)"""
 
 
