@@ -65,7 +65,7 @@ def test_an_unmatched_page_is_counted_by_its_cleaned_path_only(browser: Any, pag
     tracker_ready(page)
     wait_for(lambda: any(r.startswith("GET /discovery.js") for r in collector.proxy.requests), "the module")
     page.goto(crm.url + "/clients/4711/needs")  # a step: counted by nobody; the page before reports on pagehide
-    report = wait_for(lambda: collector.proxy.reports, "a discovery report")[0]
+    report = wait_for(lambda: collector.proxy.reports, "a discovery report", timeout=60)[0]  # a loaded machine
     assert json.loads(report) == {"site": key, "counts": {"/app/reports/:id": 1}}
 
     def stored() -> list[dict[str, Any]]:
