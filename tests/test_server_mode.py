@@ -372,8 +372,8 @@ def test_two_collectors_ingest_at_once_and_one_runs_the_analysis(backend: Backen
     scheduler = {**env, "STEPWATCH_DATA_DIR": str(tmp_path / "a"), "STEPWATCH_SPOOL_DIR": str(tmp_path / "a" / "spool"),
                  "STEPWATCH_ANALYSIS_INTERVAL_S": "1"}
     plain = {**env, "STEPWATCH_DATA_DIR": str(tmp_path / "b"), "STEPWATCH_SPOOL_DIR": str(tmp_path / "b" / "spool")}
+    started = time.monotonic()  # the first's analysis runs from its start, so count from before it
     with serve(scheduler, tmp_path / "a") as first, serve(plain, tmp_path / "b") as second:
-        started = time.monotonic()
         workers = [threading.Thread(target=post, args=(url, base, 40))
                    for url, base in ((first.url, 1), (second.url, 2), (first.url, 3), (second.url, 4))]
         for w in workers:
