@@ -32,6 +32,7 @@ from analysis.stats import (
     drift_onset,
     ewma_alarm_now,
     minutes_above_reference_per_week,
+    order_by_group_then_value,
     slower_than_peers_p,
     summarize,
     weekly_medians,
@@ -304,7 +305,7 @@ def pairs_like_for_like(sessions: Sequence[PairSessions], window: Window, thresh
             adjusted = raw / factors[codes]
             if adjusted.size > 1 and not bool(np.all((days[1:] > days[:-1]) | ((days[1:] == days[:-1])
                                                                                 & (adjusted[1:] >= adjusted[:-1])))):
-                order = np.lexsort((adjusted, days))  # by day, then (adjusted) time, as storage orders raw ones
+                order = order_by_group_then_value(days, adjusted)  # by day, then time, as storage orders raw ones
                 raw, adjusted, days, codes = raw[order], adjusted[order], days[order], codes[order]
             pair = pair_from_sessions(team=s.team, manager=s.manager, step=s.step, band=s.band,
                                       durations_ms=adjusted, days=days, window=window, thresholds=t)

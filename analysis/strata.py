@@ -33,7 +33,7 @@ import numpy as np
 from scipy import special
 
 from analysis.bands import Band
-from analysis.stats import _median, minutes_above_reference_per_week
+from analysis.stats import _median, minutes_above_reference_per_week, order_by_group_then_value
 
 #: Joins the values of a stratum's attributes in its key; never part of an attribute value (short
 #: lowercase keys of letters, digits, _ and -).
@@ -155,7 +155,7 @@ class TeamStrata:
     def __init__(self, times_ms: np.ndarray, codes: np.ndarray, owners: np.ndarray, n_codes: int,
                  keys: Sequence[str] = ()):
         times, owners, codes = np.asarray(times_ms, dtype=float), np.asarray(owners), np.asarray(codes)
-        order = np.argsort(times, kind="stable")  # sorted once: a median without one owner is a lookup
+        order = np.argsort(times)  # sorted once: a median without one owner is a lookup
         times, owners, codes = times[order], owners[order], codes[order]
         n_owners = int(owners.max()) + 1 if owners.size else 0
         self.n_codes = n_codes
@@ -262,7 +262,7 @@ class StratifiedRanks:
         self.times = np.asarray(times_ms, dtype=float)
         self.codes = np.asarray(codes, dtype=np.intp)
         self.n_strata = n_strata
-        order = np.lexsort((self.times, self.codes))
+        order = order_by_group_then_value(self.codes, self.times)
         ordered_t, ordered_c = self.times[order], self.codes[order]
         first = np.r_[True, (ordered_t[1:] != ordered_t[:-1]) | (ordered_c[1:] != ordered_c[:-1])]
         bounds = np.r_[np.flatnonzero(first), ordered_t.size]

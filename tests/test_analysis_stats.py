@@ -18,6 +18,7 @@ from analysis.stats import (
     drift_start,
     ewma_alarm_now,
     minutes_above_reference_per_week,
+    order_by_group_then_value,
     slower_than_peers_p,
     summarize,
     weekly_medians,
@@ -255,3 +256,14 @@ def test_the_ewma_alarm_now_is_on_the_last_day_only() -> None:
     assert ewma_alarm_now(drifting, 120_000)
     assert not ewma_alarm_now(drifting[:22], 120_000)
     assert not ewma_alarm_now([np.nan, 1.0, 2.0], 120_000)
+
+
+def test_order_by_group_then_value_sorts_as_lexsort_does() -> None:
+    rng = np.random.default_rng(4)
+    values = rng.integers(0, 50, 5_000).astype(float)  # many ties
+    for groups in (rng.integers(0, 3, 5_000), np.datetime64("2026-01-01") + rng.integers(0, 90, 5_000),
+                   rng.integers(0, 1 << 40, 5_000)):  # the last too far apart for the radix sort
+        order = order_by_group_then_value(groups, values)
+        expected = np.lexsort((values, groups))
+        assert np.array_equal(groups[order], groups[expected]) and np.array_equal(values[order], values[expected])
+    assert order_by_group_then_value(np.array([], dtype=int), np.array([])).size == 0
