@@ -12,10 +12,14 @@ merges their answers.
   per-manager reads see all of a manager's rows on one shard, and a batch replayed from the spool
   lands on the shard that already holds it.
 - The small tables (sites, users, processes, bands, flags, coaching, audit, the ledger) have the
-  sharding key 0: their rows all live on the first shard, written and read through the same
-  Distributed tables from any node. No Keeper is needed, a node added later holds no copy to bring
-  up to date, and a read of them is a few rows from one shard. With Keeper their `_local` tables are
+  sharding key 0: their rows all live on the first shard, written through the same Distributed
+  tables from any node. No Keeper is needed, a node added later holds no copy to bring up to date,
+  and a read of them is a few rows from one shard. With Keeper their `_local` tables are
   ReplicatedMergeTree like the rest, so the first shard's replicas keep them (docs/deploy.md).
+  Without Keeper a SELECT that reads only small tables (`Layout.first_shard_read`) goes straight to
+  the first node's `_local` tables: a Distributed table would ask every shard, about 6 ms more per
+  query, for rows only the first one holds. It sees what the Distributed table would: a write
+  through it is acknowledged once the first shard holds it (distributed_foreground_insert).
 
 Statements a Distributed table cannot run (mutations, TRUNCATE, TTL changes) go to the `_local`
 tables of every node of STEPWATCH_CLICKHOUSE_NODES; a migration's DDL runs there too, or, with
@@ -46,8 +50,13 @@ LOCAL = "_local"
 # parallel_distributed_insert_select = 0: an INSERT ... SELECT between two Distributed tables is not
 # run on each shard with its subqueries left unqualified there (ClickHouse 26.9 then fails), but once,
 # as on one server.
+# optimize_skip_unused_shards: a query for one manager (WHERE site = .. AND manager = ..) asks only
+# that manager's shard; optimize_distributed_group_by_sharding_key: a GROUP BY of site and manager
+# is finished on each shard (no manager's rows are on two), the node asked only puts the groups
+# together. Both give the same rows as without (tests/test_cluster.py), in less time.
 QUERY_SETTINGS = {"distributed_product_mode": "global", "distributed_foreground_insert": 1,
-                  "parallel_distributed_insert_select": 0}
+                  "parallel_distributed_insert_select": 0, "optimize_skip_unused_shards": 1,
+                  "optimize_distributed_group_by_sharding_key": 1}
 
 _NAME = r"`?(\w+)`?"
 _HEAD = re.compile(
@@ -55,6 +64,8 @@ _HEAD = re.compile(
     r"|DROP\s+(?:TABLE|VIEW)|DELETE\s+FROM|OPTIMIZE\s+TABLE|INSERT\s+INTO)"
     rf"(?P<exists>\s+IF\s+(?:NOT\s+)?EXISTS)?\s+{_NAME}", re.IGNORECASE)
 _ENGINE = re.compile(r"ENGINE\s*=\s*(\w*)MergeTree\b(?:\s*\(([^)]*)\))?", re.IGNORECASE)
+_SOURCE = re.compile(r"\b(FROM|JOIN)(\s+)(`?)([\w.]+)\3(?!\s*\()", re.IGNORECASE)
+_READ = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.IGNORECASE)
 _COLUMN_CHANGE = re.compile(r"^\s*(ADD|DROP|MODIFY|RENAME|COMMENT|CLEAR)\s+COLUMN\b", re.IGNORECASE)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -143,6 +154,19 @@ class Layout:
 
         return _ENGINE.sub(replicated, tail, count=1)
 
+    def first_shard_read(self, statement: str, small: frozenset[str]) -> str | None:
+        """A SELECT every FROM and JOIN of which names one of the `small` tables (on the first shard),
+        rewritten to read their `_local` tables, to be run on the first node; None for any other
+        statement (a sharded table, a view, a table function, a subquery's alias, a column after
+        FROM in `extract(... FROM x)` or ARRAY JOIN: read through the Distributed tables, as always).
+        Only without Keeper, where the first node is the first shard's one copy."""
+        if self.keeper or not _READ.match(statement):
+            return None
+        sources = _SOURCE.findall(statement)
+        if not sources or any(name not in small for _, _, _, name in sources):
+            return None
+        return _SOURCE.sub(lambda m: f"{m[1]}{m[2]}{m[4]}{LOCAL}", statement)
+
     def mutation(self, statement: str) -> str | None:
         """A statement a Distributed table cannot run, on the local table instead (to be run on every
         node), or None for a statement that runs as it is."""
@@ -167,6 +191,37 @@ class Cluster:
 
     layout: Layout
     node_clients: Callable[[], list[Any]]
+    first: tuple[Any, frozenset[str]] | None = None  # found once by first_shard()
+
+    def first_shard(self) -> tuple[Any, frozenset[str]]:
+        """The client of the first shard's node (the one whose system.clusters row of shard 1 is
+        local) and the tables whose rows all live there: every `_local` MergeTree table of the
+        database but the SHARDED ones. Read again after migrations (schema_changed)."""
+        if self.first is None:
+            for node in self.node_clients():
+                if node.command("SELECT count() FROM system.clusters WHERE cluster = {c:String} AND shard_num = 1 "
+                                "AND is_local", parameters={"c": self.layout.cluster}):
+                    break
+            else:
+                raise LookupError(f"no node of STEPWATCH_CLICKHOUSE_NODES is the first shard of {self.layout.cluster}")
+            rows = node.query(
+                "SELECT name FROM system.tables WHERE database = {db:String} AND endsWith(name, {local:String}) "
+                "AND engine LIKE '%MergeTree'", parameters={"db": self.layout.database, "local": LOCAL}).result_rows
+            self.first = node, frozenset(n[: -len(LOCAL)] for (n,) in rows) - SHARDED
+        return self.first
+
+    def schema_changed(self) -> None:
+        """Migrations ran: read the first shard's tables again at the next read."""
+        self.first = None
+
+    def first_shard_read(self, statement: str) -> tuple[Any, str] | None:
+        """Where a statement reading only the small tables runs instead: (the first node's client, the
+        statement on its local tables); None for any other statement (Layout.first_shard_read)."""
+        if self.layout.keeper or not _READ.match(statement):
+            return None
+        node, small = self.first_shard()
+        local = self.layout.first_shard_read(statement, small)
+        return None if local is None else (node, local)
 
 
 _clients: weakref.WeakKeyDictionary[Any, Cluster] = weakref.WeakKeyDictionary()

@@ -137,19 +137,33 @@ def _connect_cluster(settings: Settings) -> Client:
             nodes.extend(_connect_server(node, database) for node in settings.node_urls)
         return nodes
 
-    cluster.register(client, cluster.Cluster(layout, node_clients))
-    client.command = functools.partial(_cluster_command, client.command, layout, node_clients)  # type: ignore[method-assign]
+    on = cluster.Cluster(layout, node_clients)
+    cluster.register(client, on)
+    client.command = functools.partial(_cluster_command, client.command, on)  # type: ignore[method-assign]
+    client.query = functools.partial(_cluster_query, client.query, on)  # type: ignore[method-assign]
     return client
 
 
-def _cluster_command(command: Any, layout: cluster.Layout, node_clients: Any, cmd: str, *args: Any,
-                     **kwargs: Any) -> Any:
-    """client.command on a cluster: a delete or another mutation runs on every node's local table."""
-    local = layout.mutation(cmd)
+def _cluster_query(query: Any, on: cluster.Cluster, sql: str, *args: Any, **kwargs: Any) -> Any:
+    """client.query on a cluster: a read of the small tables alone goes to the first shard's node."""
+    routed = on.first_shard_read(sql)
+    if routed is None:
+        return query(sql, *args, **kwargs)
+    node, local = routed
+    return node.query(local, *args, **kwargs)
+
+
+def _cluster_command(command: Any, on: cluster.Cluster, cmd: str, *args: Any, **kwargs: Any) -> Any:
+    """client.command on a cluster: a delete or another mutation runs on every node's local table,
+    a read of the small tables alone on the first shard's node."""
+    routed = on.first_shard_read(cmd)
+    if routed is not None:
+        return routed[0].command(routed[1], *args, **kwargs)
+    local = on.layout.mutation(cmd)
     if local is None:
         return command(cmd, *args, **kwargs)
     result = None
-    for node in node_clients():
+    for node in on.node_clients():
         try:
             result = node.command(local, *args, **kwargs)
         except (ClickHouseError, OSError) as exc:
@@ -474,7 +488,7 @@ def refresh_session_steps(client: Client, site: str) -> int:
 
 
 def session_step_times(client: Client, site: str, since: Any, until: Any, metric: str = "visible", *,
-                       step: str | None = None) -> list[PairTimes]:
+                       step: str | None = None, managers: list[str] | None = None) -> list[PairTimes]:
     """Per manager x step, the time of each service session on the step, for sessions from `since`
     (a date, included) to `until` (a date, excluded), as of the last refresh_session_steps.
 
@@ -483,14 +497,17 @@ def session_step_times(client: Client, site: str, since: Any, until: Any, metric
     counted once, dated by its first day in the range. Values travel as numeric columns (numpy),
     not as Python lists: a 28-day window of 10 million visits a quarter is millions of sessions.
     Pairs come ordered by manager and step; within a pair, sessions by day, then time. With `step`,
-    only that step's pairs are read (a coaching evaluation needs one step: an eighth of the work).
+    only that step's pairs are read (a coaching evaluation needs one step: an eighth of the work);
+    with `managers`, only theirs (a plan needs one team's).
     """
     import numpy as np
 
     since, until = _day(since), _day(until)
-    parameters: dict[str, Any] = {"site": site, "since": since, "until": until, "step": step or ""}
+    parameters: dict[str, Any] = {"site": site, "since": since, "until": until, "step": step or "",
+                                  "managers": sorted(managers or [])}
     column = METRIC_COLUMNS[metric]
-    rng = _RANGE + (" AND step = {step:String}" if step else "")
+    rng = (_RANGE + (" AND step = {step:String}" if step else "")
+           + (" AND manager IN {managers:Array(String)}" if managers is not None else ""))
     # who is in the range, and its longest session (GROUP BY on LowCardinality: dictionary work)
     found: dict[int, list[str]] = {1: [], 2: [], 3: []}
     for kind, value in client.query(

@@ -10,6 +10,7 @@ import json
 import uuid
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,47 @@ def test_the_small_tables_live_on_the_first_shard(backend: Backend, demos: dict[
     for table in ("sites", "users", "processes", "bands", "flags", "coaching_events", "audit_log", "schema_migrations"):
         first, second = node_rows(backend, database, f"SELECT count() FROM {table}{cluster.LOCAL}")
         assert first[0][0] > 0 and second[0][0] == 0, table
+
+
+def test_a_read_of_the_small_tables_alone_asks_only_the_first_shards_node(demos: dict[str, Built]) -> None:
+    from kernel import flag_store, small_tables, users
+
+    client = storage.connect(demos["cluster"].settings)  # talks to the second node
+    on = cluster.of(client)
+    assert on is not None
+    asked: list[tuple[int, str]] = []
+    for number, node in enumerate(on.node_clients()):
+        def query(sql: str, *args: Any, _query: Any = node.query, _number: int = number, **kwargs: Any) -> Any:
+            asked.append((_number, sql))
+            return _query(sql, *args, **kwargs)
+        node.query = query  # type: ignore[method-assign]
+    distributed: list[str] = []
+    through = client.query
+
+    def query(sql: str, *args: Any, **kwargs: Any) -> Any:
+        distributed.append(sql)
+        return through(sql, *args, **kwargs)
+
+    client.query = query  # type: ignore[method-assign]
+    on.first = None  # found again, through the recording clients
+    embedded = demos["embedded"].client
+    accounts = [[(u.name, u.role) for u in users.list_users(c)] for c in (client, embedded)]
+    assert accounts[0] == accounts[1] and accounts[0]
+    flags = [sorted((f.kind, f.step, f.manager, f.status) for f in flag_store.current(c, demo.SITE))
+             for c in (client, embedded)]
+    assert flags[0] == flags[1] and flags[0]
+    reads = [sql for number, sql in asked if "users_local" in sql or "flags_local" in sql]
+    assert len(reads) == 2 and all(number == 0 for number, sql in asked if sql in reads)
+    # a sharded table still goes through its Distributed table, on the node asked
+    asked.clear()
+    assert client.command("SELECT count() FROM session_steps") == embedded.command("SELECT count() FROM session_steps")
+    assert not [sql for _, sql in asked if "session_steps" in sql]
+    # the small tables' versions: every node's local parts, asked of each node by itself
+    asked.clear()
+    versions = small_tables.versions(client)
+    assert {n for n, sql in asked if "system.parts" in sql} == {0, 1}
+    assert set(versions) >= {"users", "sites", "pair_stats"}
+    client.close()
 
 
 def test_a_delete_reaches_every_shard(backend: Backend, tmp_path: Path) -> None:

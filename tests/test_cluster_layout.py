@@ -58,3 +58,25 @@ def test_with_keeper_tables_are_replicated_and_ddl_runs_on_cluster() -> None:
     assert distributed.sql.startswith("CREATE TABLE IF NOT EXISTS flags ON CLUSTER stepwatch AS sw.flags_local")
     [alter] = keeper.rewrite("ALTER TABLE flags DELETE WHERE 1", tables)
     assert alter.sql == "ALTER TABLE flags_local ON CLUSTER stepwatch DELETE WHERE 1"
+
+
+def test_a_read_of_the_small_tables_alone_goes_to_their_local_tables() -> None:
+    small = frozenset({"users", "flags", "courses"})
+    read = LAYOUT.first_shard_read
+    assert read("SELECT a FROM users FINAL WHERE x = 1", small) == "SELECT a FROM users_local FINAL WHERE x = 1"
+    assert read("SELECT a FROM `users` u JOIN flags f USING (id)", small) == (
+        "SELECT a FROM users_local u JOIN flags_local f USING (id)")
+    assert read("WITH 1 AS one SELECT one FROM (SELECT 1 FROM courses)", small) == (
+        "WITH 1 AS one SELECT one FROM (SELECT 1 FROM courses_local)")
+    # anything else keeps the Distributed tables
+    for other in ("SELECT a FROM users WHERE id IN (SELECT id FROM step_visits)",  # a sharded table
+                  "SELECT count() FROM visits",  # a view
+                  "SELECT * FROM numbers(3)", "SELECT a FROM users ARRAY JOIN arr",
+                  "SELECT extract(day FROM at) FROM users",  # a column after FROM: not taken for a table
+                  "WITH t AS (SELECT 1 FROM users) SELECT * FROM t",
+                  "INSERT INTO users SELECT * FROM users", "ALTER TABLE users DELETE WHERE 1",
+                  "SELECT 1"):
+        assert read(other, small) is None, other
+    # with Keeper a write may reach another replica of the first shard first
+    keeper = cluster.Layout("stepwatch", "sw", keeper=True)
+    assert keeper.first_shard_read("SELECT a FROM users", small) is None

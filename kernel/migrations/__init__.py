@@ -101,6 +101,8 @@ def apply_pending(client: Client, retention_days: int | None = None) -> list[Mig
             column_names=["version", "name", "checksum"],
         )
         applied.append(migration)
+    if on is not None and applied:
+        on.schema_changed()
     if retention_days is not None:
         apply_retention(client, retention_days)
     return applied
