@@ -142,7 +142,28 @@ def seed_coaching(settings: Any, assignments_count: int = 40) -> None:
         client.close()
 
 
-async def measure(settings: Any, calls: int, since: str, until: str) -> dict[str, Any]:
+def record_queries() -> list[tuple[float, str]]:
+    """From now on, every HTTP request of clickhouse-connect (a query on a server) is appended to the
+    returned list as (ms until its answer began, its SQL's first line); the embedded engine's are not."""
+    from clickhouse_connect.driver._backend.http_sync import HttpSyncBackend
+
+    seen: list[tuple[float, str]] = []
+    request = HttpSyncBackend.request
+
+    def timed(self: Any, data: Any, params: dict[str, str], *args: Any, **kwargs: Any) -> Any:
+        sql = params.get("query") or (data.decode(errors="replace") if isinstance(data, bytes) else str(data or ""))
+        started = time.perf_counter()
+        try:
+            return request(self, data, params, *args, **kwargs)
+        finally:
+            seen.append(((time.perf_counter() - started) * 1000, " ".join(sql.split())[:150]))
+
+    HttpSyncBackend.request = timed  # type: ignore[method-assign]
+    return seen
+
+
+async def measure(settings: Any, calls: int, since: str, until: str, only: str = "",
+                  queries: list[tuple[float, str]] | None = None) -> dict[str, Any]:
     from aiohttp import ClientSession, CookieJar
     from aiohttp.test_utils import TestServer
 
@@ -205,8 +226,12 @@ async def measure(settings: Any, calls: int, since: str, until: str) -> dict[str
                                             allow_redirects=False)
                 assert signed_in.status == 303, f"{name} could not sign in: {signed_in.status}"
                 for path, label in listed:
+                    if only and only not in label:
+                        continue
                     timings, status, size = [], 0, 0
                     for i in range(calls + 3):
+                        if queries is not None:
+                            queries.clear()
                         started = time.perf_counter()
                         async with http.get(path) as response:
                             body = await response.read()
@@ -217,6 +242,8 @@ async def measure(settings: Any, calls: int, since: str, until: str) -> dict[str
                     p95 = timings[min(len(timings) - 1, round(0.95 * (len(timings) - 1)))]
                     results[label] = {"path": path, "status": status, "bytes": size,
                                       "p50_ms": round(statistics.median(timings), 1), "p95_ms": round(p95, 1)}
+                    if queries is not None:  # the last call's queries
+                        results[label]["queries"] = [(round(ms, 1), sql) for ms, sql in queries]
     finally:
         await server.close()
     return results
@@ -230,6 +257,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=30)
     parser.add_argument("--data-dir", help="keep the data here (built once, reused when it exists)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--only", default="", help="time only the pages whose label contains this")
+    parser.add_argument("--queries", action="store_true",
+                        help="list each page's queries to a server with their times (the last call's)")
     servers = _servers()
     servers.add_arguments(parser)
     args = parser.parse_args()
@@ -241,8 +271,10 @@ def main() -> None:
     running = servers.start(args, work.parent if not args.data_dir else work)
     try:
         facts_file = work / "benchmark.json"
-        if facts_file.exists() and not running:  # servers started here hold no data of an earlier run
-            facts = json.loads(facts_file.read_text())
+        kept = json.loads(facts_file.read_text()) if facts_file.exists() else None
+        # servers started here keep their data under --data-dir too (its clickhouse/ folder)
+        if kept is not None and kept.get("store") == servers.mode(args):
+            facts = kept
             args.database = facts.get("database", args.database)
         else:
             facts = {"store": servers.mode(args), **build(work, args),
@@ -253,7 +285,8 @@ def main() -> None:
         seed_coaching(settings)
         today = datetime.now(UTC).date()
         timings = asyncio.run(measure(settings, args.calls, str(today - timedelta(days=30)),
-                                      str(today - timedelta(days=1))))
+                                      str(today - timedelta(days=1)), args.only,
+                                      record_queries() if args.queries else None))
     finally:
         if running is not None:
             running.stop()
@@ -268,6 +301,8 @@ def main() -> None:
     print(f"{'page':<34} {'status':>6} {'kB':>7} {'p50 ms':>8} {'p95 ms':>8}")
     for label, t in timings.items():
         print(f"{label:<34} {t['status']:>6} {t['bytes'] / 1024:>7.0f} {t['p50_ms']:>8} {t['p95_ms']:>8}")
+        for ms, sql in t.get("queries", []):
+            print(f"{'':>6}{ms:>8.1f} ms  {sql}")
 
 
 if __name__ == "__main__":

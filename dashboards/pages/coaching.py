@@ -268,24 +268,27 @@ def plan_for(client: Any, settings: Any, site: str, manager: str, step: str, tar
         return None
     since = today - timedelta(days=HISTORY_DAYS)
     storage.refresh_session_steps(client, site)
-    pairs = {p.manager: p for p in storage.session_step_times(client, site, since, today,
-                                                                settings.analysis_metric, step=step)}
+    criteria = Criteria()
+
+    def times_of(names: set[str]) -> dict[str, Any]:
+        # only these managers' sessions: a team's are an eighth of a site's (on a cluster they all
+        # travel to the node asked)
+        return {p.manager: p for p in storage.session_step_times(client, site, since, today, settings.analysis_metric,
+                                                                 step=step, managers=sorted(names | {manager}))}
+
+    def usable(pairs: dict[str, Any], names: set[str]) -> list[Any]:
+        return [pairs[m] for m in sorted(names) if m in pairs and m != manager
+                and pairs[m].times_ms.size * min(pre_days, post_days) / HISTORY_DAYS >= criteria.min_peer_sessions]
+
+    team_members = {m for m, t in members.items() if t == team}
+    pairs = times_of(team_members)
+    chosen, scope = usable(pairs, team_members), "team"
+    if not chosen:  # nobody in the team to compare with: the site's managers
+        pairs = times_of(set(members))
+        chosen, scope = usable(pairs, set(members)), "site"
     own = pairs.get(manager)
     times = own.times_ms if own is not None else np.empty(0)
     manager_volume = planning.volume(times, HISTORY_DAYS)
-    criteria = Criteria()
-
-    def peers_in(names: set[str]) -> list[Any]:
-        return [pairs[m] for m in sorted(names) if m in pairs and m != manager]
-
-    def usable(found: list[Any]) -> list[Any]:
-        return [p for p in found if p.times_ms.size * min(pre_days, post_days) / HISTORY_DAYS
-                >= criteria.min_peer_sessions]
-
-    chosen = usable(peers_in({m for m, t in members.items() if t == team}))
-    scope = "team"
-    if not chosen:
-        chosen, scope = usable(peers_in(set(members))), "site"
     found = [own, *chosen] if own is not None else chosen
     deff = planning.design_effect([(p.times_ms, p.days) for p in found])
     median = float(np.median(times)) if times.size else None
