@@ -43,7 +43,6 @@ from analysis.strata import (
     StratifiedRanks,
     TeamStrata,
     case_mix,
-    van_elteren_greater_p,
 )
 
 Status = Literal["ok", "watch", "slow", "fast", "insufficient"]
@@ -492,7 +491,6 @@ class _StratifiedPool:
         self.times = np.concatenate([_peer_times(pairs[j]) for j in members]).astype(float)
         labels = np.concatenate([_strata_of(pairs[j]) for j in members])
         self.keys, codes = np.unique(labels, return_inverse=True)
-        self.labels = labels
         ends = np.cumsum([pairs[j].durations_ms.size for j in members])
         self.span = {j: (int(end) - pairs[j].durations_ms.size, int(end)) for j, end in zip(members, ends, strict=True)}
         self.ranked = StratifiedRanks(self.times, codes, self.keys.size)
@@ -500,8 +498,10 @@ class _StratifiedPool:
     def p_value(self, index: int, own: np.ndarray, min_peers: int, own_strata: np.ndarray) -> float | None:
         if index not in self.span:
             # a manager left out of the pool (median outside the band) against the whole pool
-            shared = np.isin(self.labels, own_strata).sum()
-            return van_elteren_greater_p(own, own_strata, self.times, self.labels) if shared >= min_peers else None
+            at = np.searchsorted(self.keys, own_strata).clip(max=max(self.keys.size - 1, 0))
+            codes = np.where(self.keys[at] == own_strata, at, -1) if self.keys.size else np.full(own.size, -1)
+            shared = self.ranked.sizes[np.unique(codes[codes >= 0])].sum()
+            return self.ranked.p_greater_than_all(own, codes) if shared >= min_peers else None
         start, end = self.span[index]
         if self.ranked.peers_in_shared_strata(start, end) < min_peers:
             return None

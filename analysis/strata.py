@@ -275,32 +275,63 @@ class StratifiedRanks:
         self.ranks[order] = average
         ties = np.diff(bounds).astype(float)
         self.tie_terms = np.bincount(ordered_c[bounds[:-1]], weights=ties**3 - ties, minlength=n_strata)
+        self.ordered = ordered_t  # by stratum, then time: stratum c's are [stratum_start[c], stratum_start[c + 1])
+        self.stratum_start = np.r_[stratum_start, ordered_t.size].astype(np.intp)
 
     def p_greater(self, start: int, end: int) -> float | None:
         """Van Elteren's one-sided p-value for the sessions [start, end) against all the others."""
         codes = self.codes[start:end]
         n1 = np.bincount(codes, minlength=self.n_strata).astype(float)
         rank_sums = np.bincount(codes, weights=self.ranks[start:end], minlength=self.n_strata)
-        n = self.sizes
-        n2 = n - n1
-        informative = (n1 > 0) & (n2 > 0)
-        if not informative.any():
-            return None
-        n1, n2, n, rank_sums = n1[informative], n2[informative], n[informative], rank_sums[informative]
-        ties = self.tie_terms[informative]
-        weights = 1.0 / (n + 1)
-        deviation = rank_sums - n1 * (n + 1) / 2
-        variance = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)))
-        spread = float(np.sqrt((weights**2 * variance).sum()))
-        if spread == 0:
-            return 1.0  # every session of every compared stratum took the same time
-        z = float((weights * deviation).sum()) / spread
-        return float(np.clip(special.ndtr(-z), 0.0, 1.0))
+        return _van_elteren_p(n1, self.sizes - n1, rank_sums, self.tie_terms)
+
+    def p_greater_than_all(self, times_ms: np.ndarray, codes: np.ndarray) -> float | None:
+        """Van Elteren's one-sided p-value for sessions outside the pool (`codes` its strata's
+        numbers; others count in no comparison) against all of it: what van_elteren_greater_p gives
+        for them and the pool's sessions, from the pool's sorted times (no sort of the pool again).
+
+        In a stratum, a session's rank among both is the pool's times below it, half of those equal
+        to it, and its rank among its own: the own ranks add up to m (m + 1) / 2 whatever the ties.
+        The tie term is the pool's, with each value the outside sessions share made larger."""
+        times, codes = np.asarray(times_ms, dtype=float), np.asarray(codes, dtype=np.intp)
+        n1, n2 = np.zeros(self.n_strata), np.zeros(self.n_strata)
+        rank_sums, ties = np.zeros(self.n_strata), self.tie_terms.copy()
+        for code in np.unique(codes[(codes >= 0) & (codes < self.n_strata)]).tolist():
+            pool = self.ordered[self.stratum_start[code]:self.stratum_start[code + 1]]
+            own = times[codes == code]
+            below, up_to = np.searchsorted(pool, own, side="left"), np.searchsorted(pool, own, side="right")
+            m = own.size
+            n1[code], n2[code] = m, pool.size
+            rank_sums[code] = float((below + 0.5 * (up_to - below)).sum()) + m * (m + 1) / 2
+            values, first, counts = np.unique(own, return_index=True, return_counts=True)
+            in_pool = (up_to - below)[first].astype(float)
+            both = in_pool + counts
+            ties[code] += float((both**3 - both).sum() - (in_pool**3 - in_pool).sum())
+        return _van_elteren_p(n1, n2, rank_sums, ties)
 
     def peers_in_shared_strata(self, start: int, end: int) -> int:
         """The other sessions in the strata the slice has sessions in: the comparison's size."""
         n1 = np.bincount(self.codes[start:end], minlength=self.n_strata)
         return int((self.sizes - n1)[n1 > 0].sum())
+
+
+def _van_elteren_p(n1: np.ndarray, n2: np.ndarray, rank_sums: np.ndarray, tie_terms: np.ndarray) -> float | None:
+    """Van Elteren's one-sided p-value from each stratum's sizes (the tested sessions' and the
+    others'), the tested sessions' rank sum among both and the stratum's tie term (sum of t^3 - t)."""
+    n = n1 + n2
+    informative = (n1 > 0) & (n2 > 0)
+    if not informative.any():
+        return None
+    n1, n2, n, rank_sums = n1[informative], n2[informative], n[informative], rank_sums[informative]
+    ties = tie_terms[informative]
+    weights = 1.0 / (n + 1)
+    deviation = rank_sums - n1 * (n + 1) / 2
+    variance = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)))
+    spread = float(np.sqrt((weights**2 * variance).sum()))
+    if spread == 0:
+        return 1.0  # every session of every compared stratum took the same time
+    z = float((weights * deviation).sum()) / spread
+    return float(np.clip(special.ndtr(-z), 0.0, 1.0))
 
 
 def case_mix(times_ms: np.ndarray, adjusted_ms: np.ndarray, keys: Sequence[str], manager_counts: np.ndarray,

@@ -267,3 +267,13 @@ def test_order_by_group_then_value_sorts_as_lexsort_does() -> None:
         expected = np.lexsort((values, groups))
         assert np.array_equal(groups[order], groups[expected]) and np.array_equal(values[order], values[expected])
     assert order_by_group_then_value(np.array([], dtype=int), np.array([])).size == 0
+
+
+def test_the_summary_percentiles_are_numpys_to_the_last_bit() -> None:
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 4, 5, 7, 10, 101, 2_000):
+        for decimals in (0, 2):  # with and without ties
+            times = np.round(rng.lognormal(10, 1, n), decimals)
+            summary = summarize(times, BAND, 28)
+            expected = np.percentile(times, [25, 50, 75, 90])
+            assert [summary.p25_ms, summary.median_ms, summary.p75_ms, summary.p90_ms] == expected.tolist()

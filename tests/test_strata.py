@@ -15,6 +15,7 @@ from analysis.flags import PairSessions, Thresholds, assess, pair_from_sessions,
 from analysis.stats import Window
 from analysis.strata import (
     CaseMix,
+    StratifiedRanks,
     StratumShare,
     TeamStrata,
     adjusted_times,
@@ -243,3 +244,21 @@ def test_a_rare_combination_of_attributes_takes_the_product_of_its_values_factor
         got = team.factors_without(owner, BAND, {}, 20)
         for key, code in codes_of.items():
             assert got[code] == pytest.approx(expected[key], rel=1e-9), key
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sessions_outside_a_pool_get_the_p_value_of_the_function(seed: int) -> None:
+    # times rounded to whole seconds: many ties within and across the two sets; the outside
+    # sessions also have a stratum the pool has none of (it counts in no comparison)
+    rng = np.random.default_rng(seed)
+    pool_t = np.round(rng.lognormal(5, 0.5, 400))
+    pool_s = rng.choice(np.array(["", "vip", "web"]), 400)
+    own_t = np.round(rng.lognormal(5.1, 0.5, 60))
+    own_s = rng.choice(np.array(["", "vip", "phone"]), 60)
+    keys, codes = np.unique(pool_s, return_inverse=True)
+    ranked = StratifiedRanks(pool_t, codes, keys.size)
+    at = np.searchsorted(keys, own_s).clip(max=keys.size - 1)
+    own_codes = np.where(keys[at] == own_s, at, -1)
+    assert ranked.p_greater_than_all(own_t, own_codes) == pytest.approx(
+        van_elteren_greater_p(own_t, own_s, pool_t, pool_s), rel=1e-12)
+    assert ranked.p_greater_than_all(own_t, np.full(60, -1)) is None  # no stratum shared
