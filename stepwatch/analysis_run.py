@@ -34,9 +34,10 @@ from analysis.flags import (
     with_earlier,
 )
 from analysis.stats import Window
-from analysis.strata import SEPARATOR, CaseMix, bands_of_strata, stratum_values
+from analysis.strata import CaseMix, bands_of_strata, stratum_values
 from kernel import band_versions, flag_store, processes, sites, storage, teams
 from kernel.settings import Settings
+from stepwatch.stratified_read import stratified_step_times
 
 ANALYSIS_ACTOR = "analysis"
 # Persistence looks at the last four weekly periods, so sessions are read this far back.
@@ -139,133 +140,6 @@ def kind_bands_in_force(kinds: dict[str, list[BandVersion]], on: date, team: str
     in_force = {kind: found.band for kind, found in ((k, band_in_force(v, on, team or None)) for k, v in kinds.items())
                 if found is not None}
     return bands_of_strata(list(keys), list(declared), in_force) or None
-
-
-@dataclass(frozen=True)
-class StratifiedTimes:
-    """storage.PairTimes with the stratum of each session (analysis/strata.py's keys)."""
-
-    manager: str
-    step: str
-    times_ms: Any  # numpy int64 array
-    days: Any  # numpy datetime64[D] array
-    codes: Any  # numpy integer array: each session's stratum, a place in `keys`
-    keys: Any  # numpy object array of the stratum keys (analysis/strata.py), the same for every pair of a read
-
-    @property
-    def strata(self) -> Any:
-        return self.keys[self.codes]
-
-
-def stratified_step_times(client: Client, site: str, since: date, until: date, metric: str,
-                          declared: dict[str, tuple[str, ...]]) -> list[StratifiedTimes]:  # fmt: skip
-    """What storage.session_step_times reads (each session's time on a step, summed over its rows of
-    the range, dated by its first day; pairs by manager and step, sessions by day then time), with
-    each session's stratum: its declared attributes' values, in order.
-
-    The attributes are those session_steps keeps with each session (its start event's, as
-    name=value pairs joined by &, written by storage.refresh_session_steps). A value the process no
-    longer declares counts as no value; a session with none is in the stratum "".
-
-    Read as storage.session_step_times reads: one 64-bit number per session, packed by ClickHouse
-    from the pair's number, the day, the time and the session's attributes (their place among the
-    range's few distinct ones), each given just the bits it needs, with the session's key; the few
-    sessions with rows on several days (found by one sort of the keys) summed by ClickHouse; one sort
-    of the numbers puts pairs, days and times in order. A site, range or session too large to pack is
-    read as four columns and sorted by numpy. Against a join of the start events by session id on
-    every read, this halves the like-for-like analysis's read (docs/performance.md).
-    """
-    column = storage.METRIC_COLUMNS[metric]
-    rng = "site = {site:String} AND day >= {since:Date} AND day < {until:Date}"
-    current = f"(day, computed_at) IN (SELECT day, max(computed_at) FROM session_steps WHERE {rng} GROUP BY day)"
-    parameters: dict[str, Any] = {"site": site, "since": since, "until": until}
-    # the pairs of the range (more may arrive during the read: their rows are left out), their
-    # longest session, to know whether (pair, day, time, attributes) fit in one number, and the
-    # sessions' distinct attributes
-    named = client.query(f"SELECT pair, toString(manager), toString(step), max({column}), "
-                         f"groupUniqArray(toString(attributes)) FROM session_steps WHERE {rng} "
-                         "GROUP BY pair, manager, step", parameters=parameters).result_rows
-    if not named:
-        return []
-    by_hash = {int(h): (m, st) for h, m, st, *_ in named}
-    if len(by_hash) != len(named):
-        raise storage.StorageUnavailable(f"manager x step pairs of {site} share a hash in session_steps")
-    pair_names = sorted(by_hash.values())
-    parameters["pairs"] = sorted(by_hash, key=by_hash.__getitem__)  # each pair's hash, in the order of its number
-    parameters["kinds"] = sorted({kind for *_, kinds in named for kind in kinds})
-    number = ("transform(pair, {pairs:Array(UInt64)}, range(length({pairs:Array(UInt64)})), "
-              "length({pairs:Array(UInt64)}))")
-    code = "indexOf({kinds:Array(String)}, attributes)"  # 0: attributes that arrived during the read
-    span = (until - since).days
-    # bits: the pair's number (one more for a pair that arrives during the read), the day, the
-    # attributes' place, and what is left for the time: a session's time summed over every day
-    pair_bits, day_bits = len(pair_names).bit_length(), span.bit_length()
-    code_bits = len(parameters["kinds"]).bit_length()
-    time_bits = 64 - pair_bits - day_bits - code_bits
-    longest = max(int(t) for *_, t, _ in named)
-    if time_bits > 0 and longest * (span + 1) < 1 << time_bits:
-        shifts = {"pair": 64 - pair_bits, "day": time_bits + code_bits, "time": code_bits}
-
-        def packed(day: str, time: str, stratum: str) -> str:
-            return (f"bitOr(bitOr(bitShiftLeft(toUInt64({number}), {shifts['pair']}), "
-                    f"bitShiftLeft(toUInt64({day} - {{since:Date}}), {shifts['day']})), "
-                    f"bitOr(bitShiftLeft(toUInt64({time}), {shifts['time']}), toUInt64({stratum})))")
-
-        rows = client.query_np(f"SELECT {packed('day', column, code)}, session_key "
-                               f"FROM session_steps WHERE {rng} AND {current}", parameters=parameters)
-        if rows.size == 0:
-            return []
-        values, session_keys = (np.asarray(rows[:, i], dtype=np.uint64) for i in range(2))
-        ordered_keys = np.sort(session_keys)
-        repeated = np.unique(ordered_keys[1:][ordered_keys[1:] == ordered_keys[:-1]])
-        if repeated.size:  # sessions on several days: summed, dated by their first day, by ClickHouse
-            at = np.searchsorted(repeated, session_keys).clip(max=repeated.size - 1)
-            parameters["repeated"] = repeated.tolist()
-            summed = client.query_np(
-                f"SELECT {packed('min(day)', f'sum({column})', f'any({code})')} "
-                f"FROM session_steps WHERE {rng} AND {current} AND session_key IN {{repeated:Array(UInt64)}} "
-                "GROUP BY pair, session_key", parameters=parameters)
-            values = np.concatenate([values[repeated[at] != session_keys],
-                                     np.asarray(summed, dtype=np.uint64).reshape(-1)])
-        values.sort()
-        pair = values >> np.uint64(shifts["pair"])
-        offsets = (values >> np.uint64(shifts["day"])) & np.uint64((1 << day_bits) - 1)
-        times = (values >> np.uint64(shifts["time"])) & np.uint64((1 << time_bits) - 1)
-        codes = values & np.uint64((1 << code_bits) - 1)
-    else:  # too large to pack: four columns, the sessions on several days summed by ClickHouse
-        rows = client.query_np(
-            f"SELECT toUInt64({number}), toUInt64(min(day) - {{since:Date}}), toUInt64(sum({column})), "
-            f"toUInt64(any({code})) FROM session_steps WHERE {rng} AND {current} GROUP BY pair, session_key",
-            parameters=parameters)
-        if rows.size == 0:
-            return []
-        pair, offsets, times, codes = (np.asarray(rows[:, i], dtype=np.uint64) for i in range(4))
-        order = np.lexsort((times, offsets, pair))
-        pair, offsets, times, codes = pair[order], offsets[order], times[order], codes[order]
-    kept = pair < len(pair_names)  # a pair that arrived after the names were read is left out
-    if not kept.all():
-        pair, offsets, times, codes = (x[kept] for x in (pair, offsets, times, codes))
-    # each session's stratum: the key of its attributes' declared values (attributes with the same
-    # declared values share one), numbered among the strata present by a count, not a sort
-    strata = [stratum_of_attributes(kind, declared) for kind in ["", *parameters["kinds"]]]
-    found, stratum_of_code = np.unique(np.array(strata, dtype=object), return_inverse=True)
-    codes = stratum_of_code[codes.astype(np.intp)]
-    present = np.bincount(codes, minlength=found.size) > 0
-    keys, codes = found[present], (np.cumsum(present) - 1)[codes]
-    bounds = np.searchsorted(pair, np.arange(len(pair_names) + 1, dtype=np.uint64))
-    days = np.datetime64(since, "D") + offsets.astype("timedelta64[D]")
-    times = times.view(np.int64)
-    return [StratifiedTimes(*pair_names[i], times[a:b], days[a:b], codes[a:b], keys)
-            for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)) if b > a]
-
-
-def stratum_of_attributes(attributes: str, declared: dict[str, tuple[str, ...]]) -> str:
-    """The stratum key (analysis/strata.py) of a session's attributes as session_steps keeps them
-    ("channel=phone&segment=vip"): the declared attributes' values in order, a value not declared
-    as none; "" when none is left."""
-    given = dict(pair.partition("=")[::2] for pair in attributes.split("&") if pair)
-    values = [given.get(name, "") if given.get(name, "") in allowed else "" for name, allowed in declared.items()]
-    return SEPARATOR.join(values) if any(values) else ""
 
 
 def case_mix_json(mix: CaseMix | None, attributes: tuple[str, ...]) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ from analysis.stats import Window
 from collector import keys
 from kernel import band_versions, flag_store, processes, sites, storage, teams
 from kernel.settings import Settings
-from stepwatch import analysis_run, demo
+from stepwatch import analysis_run, demo, stratified_read
 from stepwatch.app import create_app
 from tests.test_processes import EXAMPLE
 
@@ -353,7 +353,7 @@ def test_a_site_that_declares_attributes_compares_like_with_like(client: storage
     # the same sessions as the plain reader, each with its stratum
     plain_times = {(p.manager, p.step): p for p in storage.session_step_times(
         client, site.name, TODAY - timedelta(days=27), TODAY + timedelta(days=1))}
-    stratified = analysis_run.stratified_step_times(client, site.name, TODAY - timedelta(days=27),
+    stratified = stratified_read.stratified_step_times(client, site.name, TODAY - timedelta(days=27),
                                                     TODAY + timedelta(days=1), "visible", {"segment": ("vip",)})
     assert len(stratified) == len(plain_times)
     assert sum(s.times_ms.size for s in stratified) == 7 * 28 * 3  # the session over two days counts once
@@ -370,7 +370,7 @@ def test_the_stratified_read_gives_each_session_the_stratum_of_its_start_event(c
     storage.refresh_session_steps(client, site.name)
     declared = {"segment": ("vip", "regular")}
     since, until = TODAY - timedelta(days=27), TODAY + timedelta(days=1)
-    read = analysis_run.stratified_step_times(client, site.name, since, until, "visible", declared)
+    read = stratified_read.stratified_step_times(client, site.name, since, until, "visible", declared)
     # what each session's stratum means, joined by ClickHouse on the session's id (the two-day
     # session's time summed and dated by its first day, as the reader does)
     joined = client.query(
@@ -394,13 +394,62 @@ def test_the_stratified_read_gives_each_session_the_stratum_of_its_start_event(c
                    "computed_at) SELECT site, day, 'm-long', step, 'long', 1125899906842624, 1, 1, computed_at "
                    "FROM session_steps WHERE site = {site:String} ORDER BY computed_at DESC, day DESC LIMIT 1",
                    parameters={"site": site.name})
-    longer = [r for r in analysis_run.stratified_step_times(client, site.name, since, until, "visible", declared)
+    longer = [r for r in stratified_read.stratified_step_times(client, site.name, since, until, "visible", declared)
               if r.manager != "m-long"]
     assert [(r.manager, r.step) for r in longer] == [(r.manager, r.step) for r in read]
     for a, b in zip(longer, read, strict=True):
         assert a.times_ms.tolist() == b.times_ms.tolist() and a.days.tolist() == b.days.tolist()
         mixed = zip(a.times_ms.tolist(), a.strata.tolist(), strict=True)
         assert sorted(mixed) == sorted(zip(b.times_ms.tolist(), b.strata.tolist(), strict=True))
+
+
+def test_a_second_read_reads_only_the_changed_days_and_gives_what_a_first_read_gives(
+        client: storage.Client, site: sites.Site, settings: Settings) -> None:
+    from collector.events import check_events, parse_batch
+
+    _case_mix_site(client, site, settings)
+    time.sleep(1.1)  # the refresh's watermark stops a second short of now
+    storage.refresh_session_steps(client, site.name)
+    declared = {"segment": ("vip", "regular")}
+    stratified_read.stratified_step_times(client, site.name, TODAY - timedelta(days=27), TODAY + timedelta(days=1),
+                                          "visible", declared)
+    # today: a new session, and a session of three days ago that goes on (rows on two days now);
+    # m-4 erased from a day; and the range a day shorter
+    checked = check_events(parse_batch(json.dumps({"site": "k", "events": [
+        visit("m-2", "m-2-new", "offer", TODAY, 150_000), visit("m-3", "m-3-3-1", "offer", TODAY, 40_000)]}).encode()),
+        site=site.name, settings=settings)
+    storage.insert_visits(client, b"\n".join(checked.visits))
+    time.sleep(1.1)
+    assert storage.refresh_session_steps(client, site.name) == 1
+    client.command("DELETE FROM session_steps WHERE manager = 'm-4' AND day = {d:Date}",
+                   parameters={"d": TODAY - timedelta(days=5)})
+    read_days: list[list[date]] = []
+    query_np = client.query_np
+
+    def recording(query: str, parameters: dict | None = None, **kw: object) -> object:
+        if parameters and "changed" in parameters and "session_key FROM session_steps" in query:
+            read_days.append(list(parameters["changed"]))
+        return query_np(query, parameters=parameters, **kw)
+
+    since, until = TODAY - timedelta(days=26), TODAY + timedelta(days=1)
+    client.query_np = recording  # type: ignore[method-assign]
+    try:
+        second = stratified_read.stratified_step_times(client, site.name, since, until, "visible", declared)
+    finally:
+        del client.query_np
+    assert read_days and all(set(days) == {TODAY, TODAY - timedelta(days=5)} for days in read_days)
+    stratified_read._kept.clear()  # a process that never read before
+    first = stratified_read.stratified_step_times(client, site.name, since, until, "visible", declared)
+    assert [(r.manager, r.step) for r in second] == [(r.manager, r.step) for r in first]
+    for a, b in zip(second, first, strict=True):
+        assert a.times_ms.tolist() == b.times_ms.tolist() and a.days.tolist() == b.days.tolist()
+        assert a.strata.tolist() == b.strata.tolist()
+    (m3,) = [r for r in second if r.manager == "m-3"]
+    (m4,) = [r for r in second if r.manager == "m-4"]
+    assert np.datetime64(TODAY - timedelta(days=5)) not in m4.days
+    summed = client.query("SELECT sum(visible_ms) FROM session_steps FINAL WHERE session_id = 'm-3-3-1'"
+                          ).result_rows[0][0]
+    assert summed in m3.times_ms[m3.days == np.datetime64(TODAY - timedelta(days=3))].tolist()
 
 
 def test_a_start_event_that_arrives_after_its_visits_day_was_refreshed_gives_the_session_its_stratum(
@@ -417,8 +466,8 @@ def test_a_start_event_that_arrives_after_its_visits_day_was_refreshed_gives_the
     def stratum_of_late() -> str:
         kept = client.query("SELECT visible_ms FROM session_steps WHERE session_id = {s:String} "
                             "ORDER BY computed_at DESC LIMIT 1", parameters={"s": late}).result_rows[0][0]
-        (mine,) = [r for r in analysis_run.stratified_step_times(client, site.name, since, until, "visible", declared)
-                   if r.manager == "m-mix"]
+        read = stratified_read.stratified_step_times(client, site.name, since, until, "visible", declared)
+        (mine,) = [r for r in read if r.manager == "m-mix"]
         on_the_day = (mine.days == np.datetime64(day)) & (mine.times_ms == kept)
         return str(mine.strata[on_the_day][0])
 
@@ -456,8 +505,8 @@ def test_the_upgrade_recomputes_the_preaggregate_of_sites_whose_sessions_have_at
 
 def test_a_sessions_stored_attributes_give_its_stratum_under_the_declared_ones() -> None:
     declared = {"segment": ("vip", "regular"), "channel": ("phone", "chat")}
-    assert analysis_run.stratum_of_attributes("channel=phone&segment=vip", declared) == "vip|phone"
-    assert analysis_run.stratum_of_attributes("segment=regular", declared) == "regular|"
-    assert analysis_run.stratum_of_attributes("channel=fax&segment=vip", declared) == "vip|"  # fax: not declared
-    assert analysis_run.stratum_of_attributes("region=north", declared) == ""
-    assert analysis_run.stratum_of_attributes("", declared) == ""
+    assert stratified_read.stratum_of_attributes("channel=phone&segment=vip", declared) == "vip|phone"
+    assert stratified_read.stratum_of_attributes("segment=regular", declared) == "regular|"
+    assert stratified_read.stratum_of_attributes("channel=fax&segment=vip", declared) == "vip|"  # fax: not declared
+    assert stratified_read.stratum_of_attributes("region=north", declared) == ""
+    assert stratified_read.stratum_of_attributes("", declared) == ""
