@@ -29,7 +29,8 @@ from typing import Any, Literal
 
 from clickhouse_connect.driver.client import Client
 
-from kernel import flag_store
+from dashboards.overview_figures import latest_run
+from kernel import cluster, flag_store
 from kernel.storage import METRIC_COLUMNS, older_refreshes_left_out, query_rows
 
 #: Histogram bins on a log time scale: 4 per doubling (each bin 19% wider than the one before),
@@ -258,8 +259,7 @@ def visit_sources(client: Client, site: str, since: date, until: date, *, manage
     where, parameters = _filters(site, since, until, manager, step, managers, day="toDate(started_at)")
     if not tracked:
         where += " AND startsWith(source, 'import:')"
-    rows = query_rows(
-        client,
+    rows = client.query(
         f"""
         SELECT manager, toString(step) AS step,
                uniqExactIf(visit_id, NOT startsWith(source, 'import:')) AS tracked,
@@ -267,10 +267,11 @@ def visit_sources(client: Client, site: str, since: date, until: date, *, manage
         FROM step_visits WHERE {where}
         GROUP BY manager, step
         """,
-        parameters,
-    )
-    return {(r["manager"], r["step"]): {"tracked": int(r["tracked"]) if tracked else None,
-                                        "imported": int(r["imported"])} for r in rows}
+        parameters=parameters,
+        settings=cluster.GROUPS_ON_ONE_SHARD,  # a manager's visits are on one shard of a cluster
+    ).result_rows
+    return {(manager, step_): {"tracked": int(counted) if tracked else None, "imported": int(imported)}
+            for manager, step_, counted, imported in rows}
 
 
 def flags_of(client: Client, site: str, manager: str) -> list[flag_store.StoredFlag]:
@@ -301,13 +302,18 @@ def latest_stats(client: Client, site: str, *, manager: str | None = None, step:
     the rows analysis_run.save_stats wrote, read for the few pairs a page shows instead of all."""
     if managers is not None and not managers:
         return LatestRun(None, None, None, [])
+    # the latest run's time first (remembered by a page while pair_stats is unchanged): then the
+    # read names it, and on a cluster a read for one manager asks that manager's shard alone
+    run = latest_run(client, site)
+    if run is None:
+        return LatestRun(None, None, None, [])
     parameters: dict[str, Any] = {"site": site, "manager": manager or "", "step": step or "",
-                                  "managers": sorted(managers or ()), "all": managers is None}
+                                  "managers": sorted(managers or ()), "all": managers is None, "run_at": run.run_at}
     rows = query_rows(
         client,
         """
         SELECT run_at, window_start, window_end, row FROM pair_stats
-        WHERE site = {site:String} AND run_at = (SELECT max(run_at) FROM pair_stats WHERE site = {site:String})
+        WHERE site = {site:String} AND run_at = {run_at:DateTime64(3, 'UTC')}
           AND ({manager:String} = '' OR manager = {manager:String}) AND ({step:String} = '' OR step = {step:String})
           AND ({all:Bool} OR has({managers:Array(String)}, manager))
         ORDER BY manager, step

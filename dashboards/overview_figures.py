@@ -26,7 +26,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from kernel import small_tables
+from kernel import cluster, small_tables
 from kernel.flag_store import COLUMNS as FLAG_COLUMNS
 from kernel.flag_store import StoredFlag
 from kernel.storage import METRIC_COLUMNS, older_refreshes_left_out, query_rows
@@ -116,8 +116,7 @@ def range_cells(client: Client, site: str, since: date, until: date, *, managers
     column = METRIC_COLUMNS[metric]  # a column chosen by name: nothing from outside enters the SQL
     parameters = {"site": site, "since": since, "until": until, "step": step, **_who(managers)}
     newest_only, newest = older_refreshes_left_out(client, site, since, until)
-    rows = query_rows(
-        client,
+    rows = client.query(
         f"""
         SELECT any(manager) AS manager_, any(step) AS step_, sum(length({column})) AS n,
                quantilesExactInclusiveArray(0.5, 0.9)({column}) AS q
@@ -129,15 +128,16 @@ def range_cells(client: Client, site: str, since: date, until: date, *, managers
         GROUP BY pair
         ORDER BY manager_, step_
         """,
-        {**parameters, **newest},
-    )
-    return [{"manager": r["manager_"], "step": r["step_"], "n": r["n"], "median_ms": r["q"][0], "p90_ms": r["q"][1]}
-            for r in rows]
+        parameters={**parameters, **newest},
+        settings=cluster.GROUPS_ON_ONE_SHARD,  # a pair is one manager's: on one shard of a cluster
+    ).result_rows
+    return [{"manager": manager, "step": step_, "n": n, "median_ms": q[0], "p90_ms": q[1]}
+            for manager, step_, n, q in rows]
 
 
 def headline(client: Client, site: str, since: date, until: date, *, managers: list[str] | None,
              teams: list[str] | None) -> dict[str, Any]:
-    """The overview's headline numbers for days `since` to `until` (both included), in one query:
+    """The overview's headline numbers for days `since` to `until` (both included), in two queries:
 
     sessions         service sessions started in the range (a session start event)
     median_service_ms   median time from a session's start to its end, over those that ended
@@ -151,45 +151,54 @@ def headline(client: Client, site: str, since: date, until: date, *, managers: l
     """
     start = datetime.combine(since, time())
     end = datetime.combine(until + timedelta(days=1), time())
+    parameters = {"site": site, "since": since, "until": until, "start": start, "end": end,
+                  "active": list(ACTIVE_STATUSES), "all_teams": teams is None, "teams": list(teams or []),
+                  **_who(managers)}
+    # Two queries: the sessions' (sharded on a cluster) and the flags' (small tables: on a cluster
+    # read from the first shard alone, kernel/cluster.py), not one joining both, whose every part
+    # would be a query of every shard.
     rows = query_rows(
         client,
         """
-        SELECT s.sessions AS sessions, s.median_service_ms AS median_service_ms, f.active_flags AS active_flags,
-               r.resolved AS resolved, r.median_hours AS median_hours, r.p90_hours AS p90_hours
+        SELECT countIf(started IS NOT NULL) AS sessions,
+               quantileExactInclusiveIf(0.5)(dateDiff('millisecond', started, ended),
+                                             started IS NOT NULL AND ended IS NOT NULL AND ended >= started
+                                             ) AS median_service_ms
         FROM (
-            SELECT countIf(started IS NOT NULL) AS sessions,
-                   quantileExactInclusiveIf(0.5)(dateDiff('millisecond', started, ended),
-                                                 started IS NOT NULL AND ended IS NOT NULL AND ended >= started
-                                                 ) AS median_service_ms
-            FROM (
-                -- session_days (migration 0013): a session's first start and last end per day, kept
-                -- on ingest; a session over midnight has a row on each of its days. FINAL merges a
-                -- day's rows of one session (a start and an end arriving apart, a replay) where
-                -- parts still hold several. A row with both a start and an end is a session served
-                -- within the day: taken as it is. Only the other rows (over midnight) are grouped
-                -- by session across the range: grouping all of them cost 60% more CPU.
-                SELECT started, ended
-                FROM session_days FINAL
-                WHERE site = {site:String} AND day >= {since:Date} AND day <= {until:Date}
-                  AND ({everyone:Bool} OR manager IN {managers:Array(String)})
-                  AND started IS NOT NULL AND ended IS NOT NULL
-                UNION ALL
-                -- A row that lacks a start or an end once merged lacks it in every part, so only the
-                -- sessions with such a row before merging are merged (FINAL) here: once the parts are
-                -- merged that is a few sessions, not the range (27 ms -> 13 ms for 30 days).
-                SELECT min(started), max(ended)
-                FROM session_days FINAL
-                WHERE site = {site:String} AND day >= {since:Date} AND day <= {until:Date}
-                  AND ({everyone:Bool} OR manager IN {managers:Array(String)})
-                  AND (started IS NULL OR ended IS NULL)
-                  AND session IN (SELECT session FROM session_days
-                                  WHERE site = {site:String} AND day >= {since:Date} AND day <= {until:Date}
-                                    AND ({everyone:Bool} OR manager IN {managers:Array(String)})
-                                    AND (started IS NULL OR ended IS NULL))
-                GROUP BY session
-            )
-        ) AS s
-        CROSS JOIN (
+            -- session_days (migration 0013): a session's first start and last end per day, kept
+            -- on ingest; a session over midnight has a row on each of its days. FINAL merges a
+            -- day's rows of one session (a start and an end arriving apart, a replay) where
+            -- parts still hold several. A row with both a start and an end is a session served
+            -- within the day: taken as it is. Only the other rows (over midnight) are grouped
+            -- by session across the range: grouping all of them cost 60% more CPU.
+            SELECT started, ended
+            FROM session_days FINAL
+            WHERE site = {site:String} AND day >= {since:Date} AND day <= {until:Date}
+              AND ({everyone:Bool} OR manager IN {managers:Array(String)})
+              AND started IS NOT NULL AND ended IS NOT NULL
+            UNION ALL
+            -- A row that lacks a start or an end once merged lacks it in every part, so only the
+            -- sessions with such a row before merging are merged (FINAL) here: once the parts are
+            -- merged that is a few sessions, not the range (27 ms -> 13 ms for 30 days).
+            SELECT min(started), max(ended)
+            FROM session_days FINAL
+            WHERE site = {site:String} AND day >= {since:Date} AND day <= {until:Date}
+              AND ({everyone:Bool} OR manager IN {managers:Array(String)})
+              AND (started IS NULL OR ended IS NULL)
+              AND session IN (SELECT session FROM session_days
+                              WHERE site = {site:String} AND day >= {since:Date} AND day <= {until:Date}
+                                AND ({everyone:Bool} OR manager IN {managers:Array(String)})
+                                AND (started IS NULL OR ended IS NULL))
+            GROUP BY session
+        )
+        """,
+        parameters,
+    ) + query_rows(
+        client,
+        """
+        SELECT f.active_flags AS active_flags, r.resolved AS resolved, r.median_hours AS median_hours,
+               r.p90_hours AS p90_hours
+        FROM (
             SELECT count() AS active_flags FROM flags FINAL
             WHERE site = {site:String} AND status IN {active:Array(String)}
               AND ({all_teams:Bool} OR team IN {teams:Array(String)})
@@ -210,11 +219,9 @@ def headline(client: Client, site: str, since: date, until: date, *, managers: l
             )
         ) AS r
         """,
-        {"site": site, "since": since, "until": until, "start": start, "end": end, "active": list(ACTIVE_STATUSES),
-         "all_teams": teams is None,
-         "teams": list(teams or []), **_who(managers)},
+        parameters,
     )
-    row = rows[0]
+    row = rows[0] | rows[1]
     days = (until - since).days + 1
     empty = row["resolved"] == 0
     return {
@@ -232,8 +239,8 @@ def headline(client: Client, site: str, since: date, until: date, *, managers: l
 
 def decisions(client: Client, site: str, now: datetime, run_until: date | None, *, managers: list[str] | None,
               teams: list[str] | None, step: str = "") -> dict[str, Any]:
-    """The overview's headline, in one query (four small scans: flags, one earlier run of pair_stats,
-    the coaching events and evaluations):
+    """The overview's headline, in two queries (four small scans: flags, the coaching events and
+    evaluations; one earlier run of pair_stats):
 
     minutes_lost        minutes a week lost over the active slow and systemic flags (a systemic flag's
                         minutes are the sum over its slow managers, so this is the sum over slow pairs)
@@ -251,12 +258,15 @@ def decisions(client: Client, site: str, now: datetime, run_until: date | None, 
     """
     week_ago = now - timedelta(days=7)
     before = (run_until - timedelta(days=7)) if run_until else date(1970, 1, 1)
+    parameters = {"site": site, "week_ago": week_ago, "before": before, "step": step, "kinds": list(DRAWDOWN_KINDS),
+                  "active": list(ACTIVE_STATUSES), "all_teams": teams is None, "teams": list(teams or []),
+                  **_who(managers)}
+    # Two queries, as in headline: the flags' and the coaching's (small tables), the earlier run's (sharded).
     rows = query_rows(
         client,
         """
         SELECT f.lost AS minutes_lost, f.drawdowns AS drawdowns, f.fast AS fast_flags, f.new AS new,
-               f.resolved AS resolved, p.runs AS previous_runs, p.until AS previous_until,
-               p.minutes AS previous_minutes, c.active AS coaching_active, c.evaluated AS coaching_evaluated,
+               f.resolved AS resolved, c.active AS coaching_active, c.evaluated AS coaching_evaluated,
                c.saved AS minutes_saved
         FROM (
             SELECT sumIf(minutes_lost_per_week, drawdown AND active) AS lost, countIf(drawdown AND active) AS drawdowns,
@@ -270,19 +280,6 @@ def decisions(client: Client, site: str, now: datetime, run_until: date | None, 
                   WHERE site = {site:String} AND ({all_teams:Bool} OR team IN {teams:Array(String)})
                     AND ({step:String} = '' OR step = {step:String}))
         ) AS f
-        CROSS JOIN (
-            -- The earlier run: its run_at found among the runs' windows first, then only its rows read.
-            SELECT any(r.runs) AS runs, any(r.until) AS until,
-                   sumIf(JSONExtractFloat(row, 'minutes_lost_per_week'), JSONExtractString(row, 'status') = 'slow')
-                       AS minutes
-            FROM (SELECT count() AS runs, argMax(window_end, run_at) AS until, max(run_at) AS at
-                  FROM (SELECT DISTINCT run_at, window_end FROM pair_stats
-                        WHERE site = {site:String} AND window_end <= {before:Date})) AS r
-            LEFT JOIN (SELECT run_at, row FROM pair_stats
-                       WHERE site = {site:String} AND window_end <= {before:Date}
-                         AND ({everyone:Bool} OR manager IN {managers:Array(String)})
-                         AND ({step:String} = '' OR step = {step:String})) AS s ON s.run_at = r.at
-        ) AS p
         CROSS JOIN (
             SELECT countIf(a.open) AS active, countIf(e.evaluations > 0) AS evaluated, sum(e.saved) AS saved
             FROM (SELECT assignment_id,
@@ -299,10 +296,25 @@ def decisions(client: Client, site: str, now: datetime, run_until: date | None, 
               AND ({step:String} = '' OR a.step = {step:String})
         ) AS c
         """,
-        {"site": site, "week_ago": week_ago, "before": before, "step": step, "kinds": list(DRAWDOWN_KINDS),
-         "active": list(ACTIVE_STATUSES), "all_teams": teams is None, "teams": list(teams or []), **_who(managers)},
+        parameters,
+    ) + query_rows(
+        client,
+        """
+        -- The earlier run: its run_at found among the runs' windows first, then only its rows read.
+        SELECT any(r.runs) AS previous_runs, any(r.until) AS previous_until,
+               sumIf(JSONExtractFloat(row, 'minutes_lost_per_week'), JSONExtractString(row, 'status') = 'slow')
+                   AS previous_minutes
+        FROM (SELECT count() AS runs, argMax(window_end, run_at) AS until, max(run_at) AS at
+              FROM (SELECT DISTINCT run_at, window_end FROM pair_stats
+                    WHERE site = {site:String} AND window_end <= {before:Date})) AS r
+        LEFT JOIN (SELECT run_at, row FROM pair_stats
+                   WHERE site = {site:String} AND window_end <= {before:Date}
+                     AND ({everyone:Bool} OR manager IN {managers:Array(String)})
+                     AND ({step:String} = '' OR step = {step:String})) AS s ON s.run_at = r.at
+        """,
+        parameters,
     )
-    row = rows[0]
+    row = rows[0] | rows[1]
     previous = None if run_until is None or not row["previous_runs"] else float(row["previous_minutes"])
     return {
         "minutes_lost_per_week": float(row["minutes_lost"]),

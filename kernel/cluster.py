@@ -58,6 +58,12 @@ QUERY_SETTINGS = {"distributed_product_mode": "global", "distributed_foreground_
                   "parallel_distributed_insert_select": 0, "optimize_skip_unused_shards": 1,
                   "optimize_distributed_group_by_sharding_key": 1}
 
+# For a query whose every group holds rows of one manager on one site (GROUP BY pair, manager, ...
+# with one site): each shard's groups are final, so the node asked only puts them in order instead
+# of merging every group's state (the quantiles' states are all their values). It is no setting of
+# the one-server engine's tables (a MergeTree ignores it). Not for a median of a team or a site.
+GROUPS_ON_ONE_SHARD = {"distributed_group_by_no_merge": 2}
+
 _NAME = r"`?(\w+)`?"
 _HEAD = re.compile(
     r"^\s*(?P<verb>CREATE\s+(?:TABLE|VIEW|MATERIALIZED\s+VIEW|OR\s+REPLACE\s+VIEW)|ALTER\s+TABLE|TRUNCATE\s+TABLE|TRUNCATE"

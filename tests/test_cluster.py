@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,17 @@ def test_a_read_of_the_small_tables_alone_asks_only_the_first_shards_node(demos:
     assert {n for n, sql in asked if "system.parts" in sql} == {0, 1}
     assert set(versions) >= {"users", "sites", "pair_stats"}
     client.close()
+
+
+def test_groups_finished_on_each_shard_are_the_embedded_engines(demos: dict[str, Built]) -> None:
+    from dashboards import figures, overview_figures
+
+    since, until = date(2000, 1, 1), date.today() + timedelta(days=1)
+    found = {name: (overview_figures.range_cells(b.client, demo.SITE, since, until, managers=None),
+                    figures.visit_sources(b.client, demo.SITE, since, until))
+             for name, b in demos.items()}
+    assert len(found["embedded"][0]) > 50 and len(found["embedded"][1]) > 50
+    assert found["cluster"] == found["embedded"]
 
 
 def test_a_delete_reaches_every_shard(backend: Backend, tmp_path: Path) -> None:
