@@ -102,13 +102,17 @@ def test_a_read_of_the_small_tables_alone_asks_only_the_first_shards_node(demos:
 
 
 def test_groups_finished_on_each_shard_are_the_embedded_engines(demos: dict[str, Built]) -> None:
-    from dashboards import figures, overview_figures
+    from dashboards import decomposition_figures, figures, overview_figures
 
     since, until = date(2000, 1, 1), date.today() + timedelta(days=1)
+    embedded = demos["embedded"].client
+    managers = [m for m, in embedded.query("SELECT DISTINCT manager FROM step_visits").result_rows]
+    step = embedded.command("SELECT any(step) FROM step_visits")
     found = {name: (overview_figures.range_cells(b.client, demo.SITE, since, until, managers=None),
-                    figures.visit_sources(b.client, demo.SITE, since, until))
+                    figures.visit_sources(b.client, demo.SITE, since, until),
+                    decomposition_figures.step_usage(b.client, demo.SITE, step, managers, since, until))
              for name, b in demos.items()}
-    assert len(found["embedded"][0]) > 50 and len(found["embedded"][1]) > 50
+    assert all(len(figure) > 10 for figure in found["embedded"])
     assert found["cluster"] == found["embedded"]
 
 
