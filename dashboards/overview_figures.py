@@ -157,7 +157,7 @@ def headline(client: Client, site: str, since: date, until: date, *, managers: l
     # Two queries: the sessions' (sharded on a cluster) and the flags' (small tables: on a cluster
     # read from the first shard alone, kernel/cluster.py), not one joining both, whose every part
     # would be a query of every shard.
-    rows = query_rows(
+    rows = _rows(
         client,
         """
         SELECT countIf(started IS NOT NULL) AS sessions,
@@ -178,21 +178,30 @@ def headline(client: Client, site: str, since: date, until: date, *, managers: l
               AND started IS NOT NULL AND ended IS NOT NULL
             UNION ALL
             -- A row that lacks a start or an end once merged lacks it in every part, so only the
-            -- sessions with such a row before merging are merged (FINAL) here: once the parts are
-            -- merged that is a few sessions, not the range (27 ms -> 13 ms for 30 days).
-            SELECT min(started), max(ended)
-            FROM session_days FINAL
-            WHERE site = {site:String} AND day >= {since:Date} AND day <= {until:Date}
-              AND ({everyone:Bool} OR manager IN {managers:Array(String)})
-              AND (started IS NULL OR ended IS NULL)
-              AND session IN (SELECT session FROM session_days
-                              WHERE site = {site:String} AND day >= {since:Date} AND day <= {until:Date}
-                                AND ({everyone:Bool} OR manager IN {managers:Array(String)})
-                                AND (started IS NULL OR ended IS NULL))
+            -- sessions with such a row before merging are merged here: once the parts are merged
+            -- that is a few sessions, not the range (27 ms -> 13 ms for 30 days). They are merged
+            -- as FINAL would (min and max per day, manager and session), which on a cluster runs
+            -- on each shard with the sessions of its own managers (distributed_product_mode =
+            -- 'local' below): a session's rows are on its manager's shard. FINAL and a GLOBAL IN
+            -- took twice as long there (80 -> 46 ms for 30 days of 10 million visits).
+            SELECT min(s), max(e)
+            FROM (
+                SELECT session, min(started) AS s, max(ended) AS e
+                FROM session_days
+                WHERE site = {site:String} AND day >= {since:Date} AND day <= {until:Date}
+                  AND ({everyone:Bool} OR manager IN {managers:Array(String)})
+                  AND session IN (SELECT session FROM session_days
+                                  WHERE site = {site:String} AND day >= {since:Date} AND day <= {until:Date}
+                                    AND ({everyone:Bool} OR manager IN {managers:Array(String)})
+                                    AND (started IS NULL OR ended IS NULL))
+                GROUP BY manager, day, session
+                HAVING s IS NULL OR e IS NULL
+            )
             GROUP BY session
         )
         """,
         parameters,
+        settings={"distributed_product_mode": "local"},
     ) + query_rows(
         client,
         """
@@ -328,6 +337,12 @@ def decisions(client: Client, site: str, now: datetime, run_until: date | None, 
         "coaching_evaluated": int(row["coaching_evaluated"]),
         "minutes_saved_per_week": float(row["minutes_saved"] or 0.0),
     }
+
+
+def _rows(client: Client, sql: str, parameters: dict[str, Any], settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """query_rows with query settings."""
+    result = client.query(sql, parameters=parameters, settings=settings)
+    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
 
 def _nan(value: Any) -> bool:
