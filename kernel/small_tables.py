@@ -34,7 +34,10 @@ from clickhouse_connect.driver.client import Client
 from kernel import cluster
 
 # The tables read through `remembered`; a function may only be remembered for tables listed here.
-TABLES = ("users", "sites", "teams", "team_members", "managers", "processes", "bands", "pair_stats")
+# pair_days and session_paths are not small, but they change only when the analysis refreshes them,
+# and what is remembered of them is small (storage.older_refreshes_left_out).
+TABLES = ("users", "sites", "teams", "team_members", "managers", "processes", "bands", "pair_stats", "pair_days",
+          "session_paths")
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -58,3 +58,33 @@ def test_the_latest_runs_rows_are_one_query_once_the_page_remembers_the_run(clie
         small_tables.end(token)
     assert [(r["manager"], r["median_ms"]) for r in latest.rows] == [("m-1", 100_000)]
     assert len(sent) == 1 and "max(run_at)" not in sent[0]
+
+
+def test_a_page_checks_the_newest_refresh_of_each_day_once_until_the_next_refresh(client: storage.Client, site: Any,
+                                                                               sent: list[str]) -> None:
+    day = TODAY - timedelta(days=2)
+
+    def refresh(at: datetime) -> None:  # a refresh's rows of one day, its older rows not yet deleted
+        client.insert("pair_days", [[site.name, day, 1, "m-1", "offer", [60_000], [60_000], [60_000], at]],
+                      column_names=["site", "day", "pair", "manager", "step", "visible_ms", "active_ms", "wall_ms",
+                                    "computed_at"])
+
+    def check() -> dict[str, Any]:
+        token = small_tables.begin(memory, small_tables.versions(client))
+        try:
+            sent.clear()
+            first = storage.older_refreshes_left_out(client, site.name, day, TODAY)[1]
+            again = storage.older_refreshes_left_out(client, site.name, day, TODAY)[1]
+            assert again == first
+            return first | {"queries": len([sql for sql in sent if "max(computed_at)" in sql])}
+        finally:
+            small_tables.end(token)
+
+    memory = small_tables.Memory()
+    early = datetime(2026, 1, 1)  # read back without its zone
+    refresh(early)
+    refresh(early + timedelta(hours=1))
+    assert check() == {"days": [day], "newest": [early + timedelta(hours=1)], "queries": 1}
+    assert check()["queries"] == 0  # the next page: nothing refreshed since
+    refresh(early + timedelta(hours=2))
+    assert check() == {"days": [day], "newest": [early + timedelta(hours=2)], "queries": 1}
