@@ -9,6 +9,7 @@ or HR system (listed in /openapi.json).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -225,20 +226,27 @@ async def new_assignment(request: web.Request, who: Viewer) -> Page:
                        target_minutes=prefill["target_minutes"] or round(flag.reference_ms / 60_000, 1),
                        flag={"kind": flag.kind, "minutes_lost_per_week": round(flag.minutes_lost_per_week),
                              "start_date": flag.start_date, "start_at_least": flag.start_at_least})
-    catalog = await run(request, _catalog, site, prefill["step"] or None, who.user)
     if not prefill["target_minutes"] and prefill["step"]:
         bands = await run(request, band_versions.versions, site, prefill["step"])
         if bands:
             prefill["target_minutes"] = round(bands[-1].reference_ms / 60_000, 1)
-    coaches = [m["name"] for m in catalog["mentors"] if prefill["step"] and prefill["step"] in m["steps"]]
     settings = request.app[app_keys.SETTINGS]
     target_ms = _target_ms(prefill["target_minutes"])
-    plan = await run(request, plan_for, settings, site, prefill["manager"], prefill["step"], target_ms,
-                     prefill["pre_days"], prefill["post_days"]) if site and prefill["manager"] and prefill["step"] \
-        else None
+
+    async def nothing() -> None:
+        return None
+
+    # the plan (a read of a team's sessions: most of the page's time) while the catalog and the
+    # pooled effects are read, each in a worker of its own
+    planned = site and prefill["manager"] and prefill["step"]
+    plan, catalog, pooled = await asyncio.gather(
+        run(request, plan_for, settings, site, prefill["manager"], prefill["step"], target_ms,
+            prefill["pre_days"], prefill["post_days"]) if planned else nothing(),
+        run(request, _catalog, site, prefill["step"] or None, who.user),
+        run(request, pooled_effects, site, who.user) if site and prefill["step"] else nothing())
+    coaches = [m["name"] for m in catalog["mentors"] if prefill["step"] and prefill["step"] in m["steps"]]
     recommended = None
-    if site and prefill["step"]:
-        pooled = await run(request, pooled_effects, site, who.user)
+    if pooled is not None:
         pick = pooling.best(pooled, prefill["step"])
         recommended = pick.as_dict() if pick else None
         if recommended:
