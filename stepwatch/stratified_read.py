@@ -84,6 +84,14 @@ class _Layout:
         codes = values & np.uint64((1 << self.code_bits) - 1)
         return pair, offsets, times, codes
 
+    def fields(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(day offset, time, attributes' place) of each number: unpack without the pair."""
+        offsets = values >> np.uint64(self.day_shift)
+        offsets &= np.uint64((1 << self.day_bits) - 1)
+        times = values >> np.uint64(self.code_bits)
+        times &= np.uint64((1 << self.time_bits) - 1)
+        return offsets, times, values & np.uint64((1 << self.code_bits) - 1)
+
     def pack(self, pair: np.ndarray, offsets: np.ndarray, times: np.ndarray, codes: np.ndarray) -> np.ndarray:
         return ((pair << np.uint64(self.pair_shift)) | (offsets << np.uint64(self.day_shift))
                 | (times << np.uint64(self.code_bits)) | codes)
@@ -178,7 +186,11 @@ def stratified_step_times(client: Client, site: str, since: date, until: date, m
         values, last = _read_packed(client, layout, kept, changed, stored, parameters, column, rng)
         with _kept_lock:
             _kept.setdefault(client, {})[(site, column)] = replace(last, names=names, kinds=tuple(kinds))
-        pair, offsets, times, codes = layout.unpack(values)
+        # each pair's sessions: a pair that arrived after the names were read (numbered one past
+        # the last) comes after the last bound
+        bounds = np.searchsorted(values, np.arange(len(pair_hashes) + 1, dtype=np.uint64)
+                                 << np.uint64(layout.pair_shift))
+        offsets, times, codes = layout.fields(values)
     else:  # too large to pack: four columns, the sessions on several days summed by ClickHouse
         with _kept_lock:
             _kept.get(client, {}).pop((site, column), None)
@@ -195,19 +207,21 @@ def stratified_step_times(client: Client, site: str, since: date, until: date, m
         pair, offsets, times, codes = (np.asarray(rows[:, i], dtype=np.uint64) for i in range(4))
         order = np.lexsort((times, offsets, pair))
         pair, offsets, times, codes = pair[order], offsets[order], times[order], codes[order]
+        bounds = np.searchsorted(pair, np.arange(len(pair_hashes) + 1, dtype=np.uint64))
     pair_names = [names[h] for h in pair_hashes]
-    kept_rows = pair < len(pair_names)  # a pair that arrived after the names were read is left out
-    if not kept_rows.all():
-        pair, offsets, times, codes = (x[kept_rows] for x in (pair, offsets, times, codes))
     # each session's stratum: the key of its attributes' declared values (attributes with the same
     # declared values share one), numbered among the strata present by a count, not a sort
     strata = [stratum_of_attributes(kind, declared) for kind in ["", *kinds]]
     found, stratum_of_code = np.unique(np.array(strata, dtype=object), return_inverse=True)
-    codes = stratum_of_code[codes.astype(np.intp)]
-    present = np.bincount(codes, minlength=found.size) > 0
-    keys, codes = found[present], (np.cumsum(present) - 1)[codes]
-    bounds = np.searchsorted(pair, np.arange(len(pair_names) + 1, dtype=np.uint64))
-    days = np.datetime64(since, "D") + offsets.astype("timedelta64[D]")
+    codes = codes.astype(np.min_scalar_type(len(strata)))  # a byte a session, mostly
+    in_pairs = np.bincount(codes[:bounds[-1]], minlength=len(strata)) > 0
+    present = np.bincount(stratum_of_code[in_pairs], minlength=found.size) > 0
+    keys = found[present]
+    codes = ((np.cumsum(present) - 1)[stratum_of_code]).astype(codes.dtype)[codes]
+    # in place, without copies of three million numbers (a machine's first touch of memory is slow)
+    days = offsets.view(np.int64)
+    days += (since - date(1970, 1, 1)).days
+    days = days.view("datetime64[D]")
     times = times.view(np.int64)
     return [StratifiedTimes(*pair_names[i], times[a:b], days[a:b], codes[a:b], keys)
             for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)) if b > a]
@@ -251,10 +265,11 @@ def _read_packed(client: Client, layout: _Layout, kept: _Kept | None, changed: l
         repeated = np.union1d(kept.repeated, np.asarray(found, dtype=np.uint64).reshape(-1))
     old_values, old_keys = _where(~_among(old_keys, repeated), old_values, old_keys)
     new_values, new_keys = _where(~_among(new_keys, repeated), new_values, new_keys)
-    if new_values.size:  # the kept numbers are one sorted run: the sort is a merge
-        values, keys = np.concatenate([old_values, new_values]), np.concatenate([old_keys, new_keys])
-        order = np.argsort(values, kind="stable")
-        values, keys = values[order], keys[order]
+    if new_values.size:  # sorted, and put where they belong among the kept ones (sorted too)
+        order = np.argsort(new_values)
+        new_values, new_keys = new_values[order], new_keys[order]
+        at = np.searchsorted(old_values, new_values, side="right")
+        values, keys = np.insert(old_values, at, new_values), np.insert(old_keys, at, new_keys)
     else:  # nothing changed: the kept numbers as they are (a copy of 3 million costs 10 to 100 ms)
         values, keys = old_values, old_keys
     summed = np.zeros(0, dtype=np.uint64)
