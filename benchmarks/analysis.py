@@ -209,8 +209,9 @@ def measure(data_dir: Path, args: argparse.Namespace) -> dict[str, float | int]:
     from analysis.stats import Window
     from kernel import storage
     from kernel.settings import Settings
-    from stepwatch import analysis_run
+    from stepwatch import analysis_run, memory
 
+    memory.keep_freed_memory()  # as `stepwatch analyze` and `stepwatch serve` do (stepwatch/memory.py)
     settings = Settings(data_dir=data_dir, analysis_interval_s=0, **_servers().settings_values(args))
     client = storage.connect(settings)
     site = "bench"

@@ -24,6 +24,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from kernel import migrations, storage
 from kernel.errors import StepwatchError
 from kernel.settings import Settings, SettingsError
+from stepwatch import memory
 from stepwatch.cli import _accounts, _admin, _analysis, _coaching, _digests, _eventlog, _managers, _serve, _sites
 from stepwatch.cli._common import CliError, _first_line, format_duration, parse_duration
 from stepwatch.cli._serve import cmd_demo, cmd_serve
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     # Before the engine, the spool or the secret key make a file: what stepwatch writes is its
     # owner's only (the data directory itself is made 0700 where it is created).
     os.umask(0o077)
+    memory.keep_freed_memory()  # the analysis reuses its memory run after run (stepwatch/memory.py)
     try:
         code = run(sys.argv[1:] if argv is None else argv)
     except BrokenPipeError:  # `stepwatch stats | head`: the reader has what it wanted
