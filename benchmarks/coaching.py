@@ -2,6 +2,7 @@
 set against the best test that could be run on the same sessions.
 
     python benchmarks/coaching.py [--assignments 2000] [--grid 0] [--real-spread 0.99] [--json]
+                                  [--scenarios planted,null] [--spreads step,real]
 
 Each simulated assignment is a manager and 4-8 peers of one team on one step (typical time and
 log-spread from analysis/simulate.py: 45 s to 10 min, spread 0.45-0.6), with the simulation's
@@ -174,6 +175,9 @@ def met(row: dict[str, Any]) -> bool | None:
     return None
 
 
+SCENARIOS = {s.name: s for s in (Scenario("planted", 0.8, 1.0), Scenario("null", 1.0, 1.0),
+                                 Scenario("seasonal", 1.0, 0.8), Scenario("rtm", 1.0, 1.0, rtm=True),
+                                 Scenario("seasonal+", 0.8, 0.85))}
 TRIGGER = ("null", "rtm")  # the scenarios also run with the trigger fortnight as the baseline, to compare
 TARGETS = {"planted": "ratio >= 0.90", "null": "<= 0.05", "seasonal": "<= 0.05", "rtm": "<= 0.05"}
 
@@ -199,17 +203,25 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=0, help="assignments per grid cell (0 = no grid)")
     parser.add_argument("--real-spread", type=float, default=None,
                         help="the real log's spread (default: measured by benchmarks/real_spread.py, else 0.99)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help=f"comma-separated, of {', '.join(SCENARIOS)} (default: all)")
+    parser.add_argument("--spreads", default="step,real", help="comma-separated, of step and real (default: both)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    chosen, spreads = args.scenarios.split(","), args.spreads.split(",")
+    if not set(chosen) <= set(SCENARIOS) or not set(spreads) <= {"step", "real"}:
+        parser.error("unknown scenario or spread")
     if args.assignments < 50:
         parser.error("at least 50 assignments per scenario")
     started = time.perf_counter()
     real = args.real_spread if args.real_spread is not None else _real_spread()
-    base = [Scenario("planted", 0.8, 1.0), Scenario("null", 1.0, 1.0), Scenario("seasonal", 1.0, 0.8),
-            Scenario("rtm", 1.0, 1.0, rtm=True), Scenario("seasonal+", 0.8, 0.85)]
     rows = []
     for k, sigma in enumerate((None, real)):
-        for i, s in enumerate(base):
+        if ("step", "real")[k] not in spreads:
+            continue
+        for i, s in enumerate(SCENARIOS.values()):
+            if s.name not in chosen:
+                continue
             row = run(replace(s, sigma=sigma), args.assignments, 1 + i + 10 * k, compare_trigger=s.name in TRIGGER)
             rows.append(dict(row, target=TARGETS.get(s.name, ""), met=met(row)))
     grid = []

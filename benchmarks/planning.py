@@ -6,8 +6,9 @@ Each simulated assignment is a manager and 4-8 peers of one team on one step, wi
 of benchmarks/coaching.py (the simulation's weekdays, busy days shared by the team, each person's
 own good and bad days) and 1.5% interrupted sessions 3-8 times longer. The plan reads four weeks
 of history as the assign form does (coaching/planning.py: each person's rate and spread, the
-design effect of their days), then the assignment runs on fresh days: a 28-day baseline and the
-14 days after the coaching (evaluation.PRE_DAYS, the default windows), evaluated by `evaluate`.
+design effect of their days, the variance of the days they share), then the assignment runs on
+fresh days: a 28-day baseline and the 14 days after the coaching (evaluation.PRE_DAYS, the
+default windows), evaluated by `evaluate`.
 
 Per scenario (sessions a fortnight, log-spread):
   at MDE   the planted improvement is each plan's own minimum detectable change: the plan states
@@ -86,7 +87,7 @@ def simulate(rng: np.random.Generator, s: Scenario, planted: float | None) -> tu
     seen = [part(p, 0, history) for p in (me, *peers)]
     volumes = [planning.volume(t, HISTORY_DAYS) for t, _ in seen]
     plan = planning.plan_windows(volumes[0], volumes[1:], pre_days=PRE_DAYS, post_days=POST_DAYS,
-                                 design_effect=planning.design_effect(seen), criteria=CRITERIA,
+                                 days=planning.day_effects(seen, HISTORY_DAYS), criteria=CRITERIA,
                                  target_change=planted)
     change = planted if planted is not None else plan.min_detectable_change
     if change is None:

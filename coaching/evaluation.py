@@ -16,8 +16,13 @@ of log time, a one-sided t with Yuen's variances and Welch-Satterthwaite's degre
 the days of the sessions are given, the variance allows for a person's sessions of one day moving
 together (the design effect) and for team-wide days the manager did not share with the peers. The
 Mann-Whitney p-value and the bootstrap interval of the median difference are reported beside it,
-as descriptions of the manager's own change; they do not decide. `standard_error` gives the
-verdict's standard error from session counts and spreads, for planning.
+as descriptions of the manager's own change; they do not decide. `planned_test` gives the
+verdict's standard error and degrees of freedom from session counts and spreads, for planning.
+
+The design effect is estimated from the sessions, so it is noisy (about ±0.15 with 4-8 peers and
+six weeks of sessions): it is used as estimated, below 1 as well as above (holding it at 1 or more
+would add some 6% of variance on average where there are no days of one's own), and its own noise,
+measured by leaving out one person's window at a time, lowers the t's degrees of freedom.
 
 Pure: no database, no web. docs/coaching.md gives the reasons for each rule.
 """
@@ -51,7 +56,7 @@ class Criteria:
     min_sessions: int = 20  # the manager's sessions in each window (as the analysis's min_sessions)
     min_peer_sessions: int = 10  # a peer's sessions in each window to count as a peer
     alpha: float = 0.05  # one-sided level of the verdict's test (the difference in differences)
-    trim: float = 0.10  # share cut from each end for the trimmed mean of log time
+    trim: float = 0.05  # share cut from each end for the trimmed mean of log time
     resamples: int = 2000  # bootstrap resamples for the reported interval of the median difference
     seed: int = 6
 
@@ -136,7 +141,7 @@ class Evaluation:
     relative_effect_pct: float | None  # difference-in-differences: manager's change beyond the peers', in %
     relative_effect_ci_pct: tuple[float, float] | None  # 90% interval (= the one-sided 5% test of the verdict)
     relative_effect_p: float | None  # one-sided p of the verdict's test: the manager did not gain on the peers
-    design_effect: float | None  # variance factor for sessions that share a day (1 = as if independent)
+    design_effect: float | None  # variance factor for sessions sharing a day (1 = independent; under 1 by chance)
     target_max_ms: int | None
     target_met: bool | None  # post median at most the target (None: no target, or too little data)
 
@@ -266,7 +271,7 @@ class Volume:
     spread: float
 
 
-def window_variance(sessions: float, spread: float, trim: float = 0.10) -> float | None:
+def window_variance(sessions: float, spread: float, trim: float = Criteria.trim) -> float | None:
     """Yuen's variance of a window's trimmed mean of log time: spread^2 (n - 1) / (h (h - 1)), with h
     the sessions kept after trimming; exactly `_yuen`'s when `spread` is the window's winsorised
     standard deviation. None below 2 kept sessions."""
@@ -276,34 +281,75 @@ def window_variance(sessions: float, spread: float, trim: float = 0.10) -> float
     return spread ** 2 * (sessions - 1) / (kept * (kept - 1))
 
 
-def standard_error(manager: Volume, peers: Sequence[Volume], *, design_effect: float = 1.0,
-                   trim: float = 0.10) -> float | None:
-    """The standard error of the verdict's estimate (the difference in differences of log time) for
-    these session counts and spreads: what `evaluate` computes from the sessions, before they exist.
+@dataclass(frozen=True)
+class PlannedTest:
+    """The verdict's test as counts and spreads foretell it: its standard error and degrees of freedom."""
 
-    The manager's two window variances, plus the variance of the peers' precision-weighted change
-    (1 / sum of 1 / each peer's pre + post variance), times the design effect (at least 1). None when
-    a manager's window keeps fewer than 2 sessions or no peer has 2 kept in both windows (the
-    verdict is then `insufficient_data`; the session minimums of `Criteria` are the caller's to
-    check). A planned improvement r (0.2 = 20% faster) is confirmed with probability
-    Phi(-log(1 - r) / se - z_(1 - alpha)) (the verdict's t has 100 or more degrees of freedom with
-    windows of 40 sessions and more, where t and z differ by under 0.02). Left out: the variance of
-    days everyone shares on which the manager did not work as the peers did, small when the manager
-    works most days of each window.
-    """
+    standard_error: float
+    df: float
+
+
+def planned_test(manager: Volume, peers: Sequence[Volume], *, design_effect: float = 1.0,
+                 design_effect_variance: float = 0.0, trim: float = Criteria.trim,
+                 shared_day_variance: float = 0.0, working_days: tuple[float, float] = (20.0, 10.0)
+                 ) -> PlannedTest | None:
+    """The verdict's standard error and degrees of freedom for these session counts and spreads: what
+    `evaluate` computes from the sessions, before they exist (see standard_error). The degrees of
+    freedom are the verdict's: Welch-Satterthwaite's over the windows' variances, lowered by the
+    noise of the design effect (`design_effect_variance`, the variance of its estimate)."""
     own = [window_variance(manager.pre_sessions, manager.spread, trim),
            window_variance(manager.post_sessions, manager.spread, trim)]
     if None in own:
         return None
-    precisions = []
+    counted = []
     for p in peers:
         pre, post = window_variance(p.pre_sessions, p.spread, trim), window_variance(p.post_sessions, p.spread, trim)
         if pre is not None and post is not None:
-            precisions.append(1.0 / max(pre + post, 1e-12))
-    if not precisions:
+            counted.append((p, pre, post))
+    if not counted:
         return None
-    variance = own[0] + own[1] + 1.0 / sum(precisions)  # type: ignore[operator]
-    return math.sqrt(variance * max(design_effect, 1.0))
+    precisions = [1.0 / max(pre + post, 1e-12) for _, pre, post in counted]
+    total_precision = sum(precisions)
+    variance = own[0] + own[1] + 1.0 / total_precision  # type: ignore[operator]
+    components = [(own[0], _kept(manager.pre_sessions, trim)), (own[1], _kept(manager.post_sessions, trim))]
+    for (p, pre, post), precision in zip(counted, precisions, strict=True):
+        weight = precision / total_precision
+        components += [(weight ** 2 * pre, _kept(p.pre_sessions, trim)),
+                       (weight ** 2 * post, _kept(p.post_sessions, trim))]
+    spread_of_estimates = sum(v * v / (kept - 1) for v, kept in components if kept > 1)  # type: ignore[operator]
+    df = variance ** 2 / spread_of_estimates if spread_of_estimates > 0 else math.inf
+
+    def mismatch(v: Volume) -> float:
+        return sum((1 - 1 / max(days, 1.0)) / n for n, days in zip((v.pre_sessions, v.post_sessions), working_days,
+                                                                    strict=True))
+
+    expected = mismatch(manager) + sum((w / total_precision) ** 2 * mismatch(p)
+                                       for (p, _, _), w in zip(counted, precisions, strict=True))
+    total = variance * design_effect + max(shared_day_variance, 0.0) * expected
+    noise = variance ** 2 * (2 * design_effect ** 2 / df + design_effect_variance)
+    return PlannedTest(math.sqrt(total), 2 * total ** 2 / noise if noise > 0 else math.inf)
+
+
+def standard_error(manager: Volume, peers: Sequence[Volume], *, design_effect: float = 1.0,
+                   trim: float = Criteria.trim, shared_day_variance: float = 0.0,
+                   working_days: tuple[float, float] = (20.0, 10.0)) -> float | None:
+    """The standard error of the verdict's estimate (the difference in differences of log time) for
+    these session counts and spreads: what `evaluate` computes from the sessions, before they exist.
+
+    The manager's two window variances, plus the variance of the peers' precision-weighted change
+    (1 / sum of 1 / each peer's pre + post variance), times the design effect; plus the variance of
+    the days everyone shares (`shared_day_variance`, as _shared_day_variance measures it) times the
+    expected squared mismatch of the manager's days with the peers' when each session falls on one
+    of the window's `working_days` (before, after) at random: (1 - 1 / D) / n for each window of
+    each person, the peers' weighted by their squared precision weights. None when a manager's
+    window keeps fewer than 2 sessions or no peer has 2 kept in both windows (the verdict is then
+    `insufficient_data`; the session minimums of `Criteria` are the caller's to check). A planned
+    improvement r (0.2 = 20% faster) is confirmed with probability about
+    Phi(-log(1 - r) / se - t_(1 - alpha, df)), df from planned_test.
+    """
+    test = planned_test(manager, peers, design_effect=design_effect, trim=trim,
+                        shared_day_variance=shared_day_variance, working_days=working_days)
+    return None if test is None else test.standard_error
 
 
 @dataclass(frozen=True)
@@ -316,7 +362,7 @@ class _Window:
 class _DiD:
     estimate: float  # manager's change in trimmed mean log time minus the peers' (weighted) change
     se: float  # its standard error, the design effect included
-    df: float  # Welch-Satterthwaite degrees of freedom of that variance (each window's: sessions kept - 1)
+    df: float  # Welch-Satterthwaite degrees of freedom of that variance, the design effect's own noise included
     own_change: float
     design_effect: float | None  # None: the days of the sessions were not given
 
@@ -330,7 +376,9 @@ def _difference_in_differences(pre: _Window, post: _Window, peers: Sequence[tupl
     of a window does not shift the peers' level; the peers' change is the mean of their changes
     weighted by precision (1 / variance), the estimate of a common change with the least noise.
     The variance is multiplied by the design effect of a person's own days (see _design_effect),
-    and the part of the days everyone shares that does not cancel against the peers is added.
+    and the part of the days everyone shares that does not cancel against the peers is added. The
+    design effect is itself estimated: its variance joins Welch-Satterthwaite's, for fewer degrees
+    of freedom (Var(V d) ~ d^2 Var(V) + V^2 Var(d), with Var(V) = 2 V^2 / df).
     """
     own_pre, own_post = _yuen(pre.times, trim), _yuen(post.times, trim)
     changes, variances, parts = [], [], []
@@ -352,7 +400,7 @@ def _difference_in_differences(pre: _Window, post: _Window, peers: Sequence[tupl
     windows_ = [pre, post, *(w for pair in peers for w in pair)]
     if not all(w.days is not None for w in windows_):
         return _DiD(estimate, math.sqrt(variance), df, own, None)
-    deff = _design_effect(windows_, trim)
+    deff, deff_variance = _day_design_effect(windows_, trim)
     # what a day does to everyone cancels only as far as the manager's sessions fall on the same days
     # as the peers': the rest of it, the shared day's variance times the squared mismatch, is added
     mismatch: dict[int, float] = defaultdict(float)
@@ -363,7 +411,9 @@ def _difference_in_differences(pre: _Window, post: _Window, peers: Sequence[tupl
             for day, share in _day_shares(pair[peer_side]).items():
                 mismatch[day] -= sign * float(weight) * share
     shared = _shared_day_variance(windows_, trim) * sum(m * m for m in mismatch.values())
-    return _DiD(estimate, math.sqrt(variance * deff + shared), df, own, deff)
+    noise = variance ** 2 * (2 * deff ** 2 / df + deff_variance)
+    total = variance * deff + shared
+    return _DiD(estimate, math.sqrt(total), 2 * total ** 2 / noise if noise > 0 else df, own, deff)
 
 
 def _day_shares(w: _Window) -> dict[int, float]:
@@ -403,8 +453,8 @@ def _by_day(days: np.ndarray, dev: np.ndarray) -> list[tuple[int, float, int]]:
     return [(int(d), float(t), int(n)) for d, t, n in zip(unique, sums, counts, strict=True)]
 
 
-def _kept(n: int, trim: float) -> int:
-    return n - 2 * int(trim * n)
+def _kept(n: float, trim: float) -> float:
+    return n - 2 * math.floor(trim * n)
 
 
 def _yuen(times: np.ndarray, trim: float) -> tuple[float, float, np.ndarray]:
@@ -419,8 +469,19 @@ def _yuen(times: np.ndarray, trim: float) -> tuple[float, float, np.ndarray]:
     return float(ordered[cut:n - cut].mean()), float(deviations @ deviations / (kept * (kept - 1))), winsorised
 
 
+#: the design effect is not taken below this: a chance estimate that far under 1 (some 3 standard
+#: errors with the data the verdict requires) would make the interval narrower than the sessions allow
+LOWEST_DESIGN_EFFECT = 0.5
+
+
 def _design_effect(wins: Sequence[_Window], trim: float) -> float:
-    """How much more the window means vary than independent sessions would make them: at least 1.
+    """The design effect alone (see _day_design_effect)."""
+    return _day_design_effect(wins, trim)[0]
+
+
+def _day_design_effect(wins: Sequence[_Window], trim: float) -> tuple[float, float]:
+    """How much more the window means vary than independent sessions would make them, and the
+    variance of that estimate: (design effect, its jackknife variance over the people's windows).
 
     A manager's own bad day makes their sessions of that day move together. For each person and
     window, the day-clustered variance of the mean (the sums of the winsorised deviations by day,
@@ -430,6 +491,11 @@ def _design_effect(wins: Sequence[_Window], trim: float) -> float:
     team's busy day, a Monday) is taken out first, as the mean deviation of the other people's
     sessions that day: the comparison with the peers cancels it, so it is no uncertainty of the
     verdict's.
+
+    The ratio is an estimate, as noisy as some 200 person-days make it: it is taken as it comes, below
+    1 too (down to LOWEST_DESIGN_EFFECT), not held at 1 or more, which would lean the variance up by
+    the noise's positive half. Its variance is the jackknife's, leaving out one person's window at a
+    time: (k - 1) / k x the sum of squared deviations of the k leave-one-out ratios.
     """
     people = []
     for w in wins:
@@ -438,7 +504,7 @@ def _design_effect(wins: Sequence[_Window], trim: float) -> float:
         _, _, winsorised = _yuen(w.times, trim)
         people.append((w.days.astype(np.int64), winsorised - winsorised.mean(), w.times.size))
     if not people:
-        return 1.0
+        return 1.0, 0.0
     every_day = np.concatenate([d for d, _, _ in people])
     first = int(every_day.min()) if every_day.size else 0
     span = int(every_day.max()) - first + 1 if every_day.size else 1
@@ -447,7 +513,7 @@ def _design_effect(wins: Sequence[_Window], trim: float) -> float:
     for d, dev, _ in people:
         day_sum += np.bincount(d - first, dev, minlength=span)
         day_count += np.bincount(d - first, minlength=span)
-    clustered = independent = 0.0
+    parts: list[tuple[float, float]] = []  # each window's (clustered, independent)
     for d, dev, n in people:
         _, cluster, per_day = np.unique(d, return_inverse=True, return_counts=True)
         groups = per_day.size
@@ -462,9 +528,19 @@ def _design_effect(wins: Sequence[_Window], trim: float) -> float:
         # holds n^2 x everyone's day alone, without the others' noise (they are independent of this
         # person's sessions): their difference keeps the own day and the sessions' noise
         scale = kept * (kept - 1)
-        clustered += float(sums @ sums - (per_day * sums) @ others_mean) * groups / (groups - 1) / scale
-        independent += float(dev @ dev) / scale
-    return max(1.0, clustered / independent) if independent > 0 else 1.0
+        parts.append((float(sums @ sums - (per_day * sums) @ others_mean) * groups / (groups - 1) / scale,
+                      float(dev @ dev) / scale))
+    clustered = sum(c for c, _ in parts)
+    independent = sum(i for _, i in parts)
+    if independent <= 0:
+        return 1.0, 0.0
+    ratio = max(LOWEST_DESIGN_EFFECT, clustered / independent)
+    k = len(parts)
+    left_out = [(clustered - c) / (independent - i) for c, i in parts if independent - i > 0]
+    if k < 2 or len(left_out) < k:
+        return ratio, 0.0
+    jackknife = np.array(left_out)
+    return ratio, float((k - 1) / k * np.sum((jackknife - jackknife.mean()) ** 2))
 
 
 def _log(times: np.ndarray) -> np.ndarray:

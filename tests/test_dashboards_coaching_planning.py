@@ -56,8 +56,9 @@ async def test_the_plan_in_the_json_twin_matches_the_planning_module(api: Any, c
     se, mde = plan["standard_error"], plan["min_detectable_change"]
     available = plan["availability"]
     assert available == pytest.approx(planning.availability(plan["sessions_after"])) and available > 0.95
-    assert mde == pytest.approx(planning.min_detectable_change(se, at_power=0.8 / available)) and 0.2 < mde < 0.6
-    assert plan["power_at_target"] == pytest.approx(available * planning.power(plan["target_change"], se))
+    df = plan["degrees_of_freedom"]  # the verdict's t's, expected
+    assert mde == pytest.approx(planning.min_detectable_change(se, at_power=0.8 / available, df=df)) and 0.2 < mde < 0.6
+    assert plan["power_at_target"] == pytest.approx(available * planning.power(plan["target_change"], se, df=df))
     assert plan["confirmable"] is (plan["power_at_target"] >= 0.8)
     longer = await plan_of(api, target_minutes="3", pre_days="28", post_days="28")
     assert longer["min_detectable_change"] < mde and longer["standard_error"] < se

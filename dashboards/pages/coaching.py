@@ -298,13 +298,13 @@ def plan_for(client: Any, settings: Any, site: str, manager: str, step: str, tar
     times = own.times_ms if own is not None else np.empty(0)
     manager_volume = planning.volume(times, HISTORY_DAYS)
     found = [own, *chosen] if own is not None else chosen
-    deff = planning.design_effect([(p.times_ms, p.days) for p in found])
+    days = planning.day_effects([(p.times_ms, p.days) for p in found], days_seen=HISTORY_DAYS)
     median = float(np.median(times)) if times.size else None
     change = 1 - target_ms / median if target_ms and median else None
     plan = planning.plan_windows(manager_volume, [planning.volume(p.times_ms, HISTORY_DAYS) for p in chosen],
                                  pre_days=pre_days, post_days=post_days,
                                  target_change=change if change is not None and change > 0 else None,
-                                 design_effect=deff, criteria=criteria)
+                                 days=days, criteria=criteria)
     return {**plan.as_dict(), "history_days": HISTORY_DAYS, "sessions_seen": manager_volume.sessions_seen,
             "sessions_per_fortnight": manager_volume.sessions(14), "median_ms": median, "target_ms": target_ms,
             "target_already_met": bool(target_ms and median and median <= target_ms), "peer_scope": scope,
