@@ -5,10 +5,14 @@ glibc's malloc serves blocks that large with fresh mmap()s and gives them back t
 free, so every run touches new pages. A first touch costs a page fault and zeroing everywhere,
 and far more on a virtual machine whose memory the host backs lazily: on the 2-core VM of
 docs/performance.md, an array of 3.2 million numbers costs 410 ms the first time its memory is
-touched and 7 ms when it reuses memory the process had freed. So the processes that run the
-analysis (`stepwatch serve`, `stepwatch analyze`) keep large blocks on the heap and do not trim
-it: their resident size stays at the high-water mark of a run, which is the figure the analysis's
-memory target is about (peak RSS), and the next run reuses those pages.
+touched and 7 ms when it reuses memory the process had freed. So the commands other than `serve`
+(`stepwatch analyze`, `stats --fresh`, ...) keep large blocks on the heap and do not trim it:
+their resident size stays at the high-water mark of a run, which is the figure the analysis's
+memory target is about (peak RSS), and the next run in the process reuses those pages.
+
+`stepwatch serve` is tuned the other way, for ingest (collector/memory.py): it gives freed blocks
+of 4 MiB and more back at once, so the schedule's runs inside it touch fresh pages (on that VM,
+about 1.3 s of CPU more for an incremental run at 10 million visits; docs/performance.md).
 """
 
 from __future__ import annotations

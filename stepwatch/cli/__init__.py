@@ -38,7 +38,6 @@ def main(argv: list[str] | None = None) -> None:
     # Before the engine, the spool or the secret key make a file: what stepwatch writes is its
     # owner's only (the data directory itself is made 0700 where it is created).
     os.umask(0o077)
-    memory.keep_freed_memory()  # the analysis reuses its memory run after run (stepwatch/memory.py)
     try:
         code = run(sys.argv[1:] if argv is None else argv)
     except BrokenPipeError:  # `stepwatch stats | head`: the reader has what it wanted
@@ -55,8 +54,9 @@ def run(argv: list[str], environ: dict[str, str] | None = None) -> int:
         return 2
     try:
         settings = Settings.from_env(environ)
-        if args.func in (cmd_serve, cmd_demo):
+        if args.func in (cmd_serve, cmd_demo):  # serve tunes its allocators for ingest (collector/memory.py)
             return int(args.func(args, settings))
+        memory.keep_freed_memory()  # an analysis reuses what it freed (stepwatch/memory.py)
         return run_with_store(argv, args, settings, sys.stdout)
     except SettingsError as exc:
         print(f"stepwatch: configuration error: {exc}", file=sys.stderr)
