@@ -268,8 +268,11 @@ def _read_packed(client: Client, layout: _Layout, kept: _Kept | None, changed: l
     if new_values.size:  # sorted, and put where they belong among the kept ones (sorted too)
         order = np.argsort(new_values)
         new_values, new_keys = new_values[order], new_keys[order]
-        at = np.searchsorted(old_values, new_values, side="right")
-        values, keys = np.insert(old_values, at, new_values), np.insert(old_keys, at, new_keys)
+        if old_values.size:
+            at = np.searchsorted(old_values, new_values, side="right")
+            values, keys = np.insert(old_values, at, new_values), np.insert(old_keys, at, new_keys)
+        else:  # a first read
+            values, keys = new_values, new_keys
     else:  # nothing changed: the kept numbers as they are (a copy of 3 million costs 10 to 100 ms)
         values, keys = old_values, old_keys
     summed = np.zeros(0, dtype=np.uint64)
