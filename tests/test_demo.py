@@ -109,3 +109,11 @@ def test_the_demo_flags_are_dated_within_7_days_of_the_planted_start(client: sto
         assert assessment.start_at_least == (plant.since <= first_day), (plant, assessment.start_at_least)
         checked += 1
     assert checked >= 3
+    # a slow flag nobody planted is on a manager the demo made slower than most (its skill), not
+    # on one who only serves more VIP clients, which the like-for-like comparison accounts for
+    planted = {(p.manager, p.step) for p in truth.planted}
+    skills = sorted(truth.skill.values())
+    unplanted = [d for d in run.result.drawdowns
+                 if d.kind == "slow" and d.manager and (d.manager, d.step) not in planted]
+    for flag in unplanted:
+        assert truth.skill[flag.manager] > skills[len(skills) // 2], (flag.manager, flag.step, truth.skill[flag.manager])
