@@ -202,18 +202,22 @@ class Cluster:
     def first_shard(self) -> tuple[Any, frozenset[str]]:
         """The client of the first shard's node (the one whose system.clusters row of shard 1 is
         local) and the tables whose rows all live there: every `_local` MergeTree table of the
-        database but the SHARDED ones. Read again after migrations (schema_changed)."""
+        database but the SHARDED ones. Read again after migrations (schema_changed). When no node
+        of STEPWATCH_CLICKHOUSE_NODES says it is the first shard (a proxy in front of them), no
+        table: every read goes through the Distributed tables."""
         if self.first is None:
-            for node in self.node_clients():
-                if node.command("SELECT count() FROM system.clusters WHERE cluster = {c:String} AND shard_num = 1 "
-                                "AND is_local", parameters={"c": self.layout.cluster}):
+            node, small = None, frozenset[str]()
+            for candidate in self.node_clients():
+                if candidate.command("SELECT count() FROM system.clusters WHERE cluster = {c:String} "
+                                     "AND shard_num = 1 AND is_local", parameters={"c": self.layout.cluster}):
+                    node = candidate
+                    rows = node.query(
+                        "SELECT name FROM system.tables WHERE database = {db:String} "
+                        "AND endsWith(name, {local:String}) AND engine LIKE '%MergeTree'",
+                        parameters={"db": self.layout.database, "local": LOCAL}).result_rows
+                    small = frozenset(n[: -len(LOCAL)] for (n,) in rows) - SHARDED
                     break
-            else:
-                raise LookupError(f"no node of STEPWATCH_CLICKHOUSE_NODES is the first shard of {self.layout.cluster}")
-            rows = node.query(
-                "SELECT name FROM system.tables WHERE database = {db:String} AND endsWith(name, {local:String}) "
-                "AND engine LIKE '%MergeTree'", parameters={"db": self.layout.database, "local": LOCAL}).result_rows
-            self.first = node, frozenset(n[: -len(LOCAL)] for (n,) in rows) - SHARDED
+            self.first = node, small
         return self.first
 
     def schema_changed(self) -> None:
@@ -226,7 +230,7 @@ class Cluster:
         if self.layout.keeper or not _READ.match(statement):
             return None
         node, small = self.first_shard()
-        local = self.layout.first_shard_read(statement, small)
+        local = self.layout.first_shard_read(statement, small) if node is not None else None
         return None if local is None else (node, local)
 
 

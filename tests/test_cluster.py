@@ -101,6 +101,16 @@ def test_a_read_of_the_small_tables_alone_asks_only_the_first_shards_node(demos:
     client.close()
 
 
+def test_without_a_node_that_says_it_is_the_first_shard_reads_go_through_the_distributed_tables(
+        demos: dict[str, Built]) -> None:
+    client = storage.connect(demos["cluster"].settings)
+    on = cluster.of(client)
+    assert on is not None and on.first_shard_read("SELECT name FROM users") is not None
+    elsewhere = cluster.Cluster(cluster.Layout("elsewhere", on.layout.database), on.node_clients)
+    assert elsewhere.first_shard_read("SELECT name FROM users") is None
+    client.close()
+
+
 def test_groups_finished_on_each_shard_are_the_embedded_engines(demos: dict[str, Built]) -> None:
     from dashboards import decomposition_figures, figures, overview_figures
 
