@@ -24,6 +24,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from kernel import cluster
 from kernel.storage import older_refreshes_left_out, query_rows
 
 # Each stay's time for each analysis metric (STEPWATCH_ANALYSIS_METRIC): a column of session_paths, by name.
@@ -85,9 +86,10 @@ def flow(client: Client, site: str, since: date, until: date, *, managers: list[
     newest_only, newest = older_refreshes_left_out(client, site, since, until, "session_paths")
     parameters = {**_parameters(site, since, until, managers), **newest}
     where = _WHERE.format(newest_only=newest_only)
-    joined = [r["session_id"] for r in query_rows(
-        client, f"SELECT session_id FROM session_paths WHERE {where} GROUP BY session_id HAVING count() > 1",
-        parameters)]
+    # by manager too: a session is one manager's, so on a cluster each shard finds its own
+    joined = [session for session, in client.query(
+        f"SELECT session_id FROM session_paths WHERE {where} GROUP BY manager, session_id HAVING count() > 1",
+        parameters=parameters, settings=cluster.GROUPS_ON_ONE_SHARD).result_rows]
     sessions = _SESSIONS.format(column=METRIC_COLUMNS[metric], where=where)
     parameters["joined"] = joined
     # fixed texts: nothing from outside enters the SQL

@@ -112,7 +112,7 @@ def test_without_a_node_that_says_it_is_the_first_shard_reads_go_through_the_dis
 
 
 def test_groups_finished_on_each_shard_are_the_embedded_engines(demos: dict[str, Built]) -> None:
-    from dashboards import decomposition_figures, figures, overview_figures
+    from dashboards import decomposition_figures, figures, flow_figures, overview_figures
 
     since, until = date(2000, 1, 1), date.today() + timedelta(days=1)
     embedded = demos["embedded"].client
@@ -120,9 +120,10 @@ def test_groups_finished_on_each_shard_are_the_embedded_engines(demos: dict[str,
     step = embedded.command("SELECT any(step) FROM step_visits")
     found = {name: (overview_figures.range_cells(b.client, demo.SITE, since, until, managers=None),
                     figures.visit_sources(b.client, demo.SITE, since, until),
-                    decomposition_figures.step_usage(b.client, demo.SITE, step, managers, since, until))
+                    decomposition_figures.step_usage(b.client, demo.SITE, step, managers, since, until),
+                    flow_figures.flow(b.client, demo.SITE, since, until, managers=managers[:5], per_manager=True))
              for name, b in demos.items()}
-    assert all(len(figure) > 10 for figure in found["embedded"])
+    assert all(len(figure) > 2 for figure in found["embedded"]) and found["embedded"][3]["variants"]
     assert found["cluster"] == found["embedded"]
 
 
