@@ -175,7 +175,7 @@ class Plan:
     sessions_after: float  # and in the window after the coaching
     peers: int  # peers expected to have enough sessions in both windows
     design_effect: float
-    degrees_of_freedom: float | None  # the verdict's t's, expected; None with no standard error
+    degrees_of_freedom: float | None  # the verdict's t's, expected; None: no standard error, or a normal (no spread)
     availability: float  # chance the window after holds min_sessions (Poisson); every power below includes it
     standard_error: float | None  # of the relative effect in log time; None: the verdict would lack data
     min_detectable_change: float | None  # confirmed with POWER at these windows
@@ -223,7 +223,7 @@ def plan_windows(manager: Volume, peers: Sequence[Volume], *, pre_days: int, pos
                                  at_power=at_power)
     mde = min_detectable_change(se, c.alpha, at_power / available, df) if available > at_power else None
     return Plan(pre_days, post_days, manager.sessions(pre_days), manager.sessions(post_days), len(enough),
-                max(d.design_effect, LOWEST_DESIGN_EFFECT), df if test is not None else None, available, se, mde,
+                max(d.design_effect, LOWEST_DESIGN_EFFECT), df if math.isfinite(df) else None, available, se, mde,
                 target_change, at_target, needed, confirmable, reason)
 
 

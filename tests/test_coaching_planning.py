@@ -140,6 +140,10 @@ def test_a_plan_says_why_it_has_no_figure() -> None:
     assert few.reason == "few_sessions" and few.min_detectable_change is None and few.power_at_target == 0.0
     alone = plan_windows(MANAGER, [Volume(0.3, 0.5, 8)], pre_days=14, post_days=14, target_change=0.3)
     assert alone.reason == "no_peers" and alone.standard_error is None and alone.peers == 0
+    assert alone.degrees_of_freedom is None
+    # no spread at all: no variance to estimate, a normal's critical value, and no infinity in the JSON
+    still = plan_windows(Volume(2.0, 0.0, 56), [Volume(3.0, 0.0, 84)], pre_days=14, post_days=14, target_change=0.3)
+    assert still.standard_error < 1e-5 and still.degrees_of_freedom is None  # type: ignore[operator]
     # longer windows bring the manager past min_sessions: the reason goes
     assert plan_windows(Volume(1.0, 0.5, 28), [PEER], pre_days=21, post_days=21).reason is None
 
