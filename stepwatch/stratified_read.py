@@ -152,8 +152,8 @@ def stratified_step_times(client: Client, site: str, since: date, until: date, m
     stored = {day: (at, int(rows), int(longest)) for day, at, rows, longest in client.query(
         f"SELECT day, toString(max(computed_at)), count(), max({column}) FROM session_steps WHERE {rng} GROUP BY day",
         parameters=parameters).result_rows}
-    with _kept_lock:
-        kept = _kept.get(client, {}).get((site, column))
+    with _kept_lock:  # taken out while in use (a read that fails leaves nothing half moved behind)
+        kept = _kept.get(client, {}).pop((site, column), None)
     if not stored:
         return []
     changed = sorted(day for day, state in stored.items() if kept is None or kept.days.get(day) != state)
@@ -248,33 +248,23 @@ def _read_packed(client: Client, layout: _Layout, kept: _Kept | None, changed: l
         # the first read: the sessions with rows on several days, found by one sort of the keys
         ordered = np.sort(new_keys)
         repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
-        old_values = old_keys = np.zeros(0, dtype=np.uint64)
-    else:
-        # the kept days still in the range and unchanged, in the new layout
-        unchanged = [(day - kept.layout.since).days for day in stored if day not in changed]
-        offsets = (kept.values >> np.uint64(kept.layout.day_shift)) & np.uint64((1 << kept.layout.day_bits) - 1)
-        keep = np.isin(offsets, np.array(unchanged, dtype=np.uint64))
-        old_values, old_keys = _where(keep, kept.values, kept.keys)
-        old_values = kept.layout.moved_to(old_values, layout)
-        # sessions with rows on several days: those found before, and those with a row on a changed
-        # day and another on any day of the range (ClickHouse looks the changed days' keys up)
-        found = client.query_np(
-            f"SELECT session_key FROM session_steps WHERE {rng} AND session_key IN (SELECT session_key "
-            "FROM session_steps WHERE site = {site:String} AND day IN {changed:Array(Date)}) "
-            "GROUP BY session_key HAVING uniqExact(day) > 1", parameters=parameters) if changed else np.zeros(0)
-        repeated = np.union1d(kept.repeated, np.asarray(found, dtype=np.uint64).reshape(-1))
-    old_values, old_keys = _where(~_among(old_keys, repeated), old_values, old_keys)
-    new_values, new_keys = _where(~_among(new_keys, repeated), new_values, new_keys)
-    if new_values.size:  # sorted, and put where they belong among the kept ones (sorted too)
+        new_values, new_keys = _where(~_among(new_keys, repeated), new_values, new_keys)
         order = np.argsort(new_values)
-        new_values, new_keys = new_values[order], new_keys[order]
-        if old_values.size:
-            at = np.searchsorted(old_values, new_values, side="right")
-            values, keys = np.insert(old_values, at, new_values), np.insert(old_keys, at, new_keys)
-        else:  # a first read
-            values, keys = new_values, new_keys
-    else:  # nothing changed: the kept numbers as they are (a copy of 3 million costs 10 to 100 ms)
-        values, keys = old_values, old_keys
+        values, keys = new_values[order], new_keys[order]
+    else:
+        # sessions with rows on several days: those found before, and those with a row on a changed
+        # day and another on any day of the range (ClickHouse looks the changed days' keys up),
+        # with the pair and days of their rows
+        found = client.query(
+            f"SELECT session_key, pair, groupUniqArray(day) FROM session_steps WHERE {rng} AND session_key IN ("
+            "SELECT session_key FROM session_steps WHERE site = {site:String} AND day IN {changed:Array(Date)}) "
+            "GROUP BY session_key, pair HAVING uniqExact(day) > 1",
+            parameters=parameters).result_rows if changed else []
+        repeated = np.union1d(kept.repeated, np.array([row[0] for row in found], dtype=np.uint64))
+        new_values, new_keys = _where(~_among(new_keys, repeated), new_values, new_keys)
+        order = np.argsort(new_values)
+        values, keys = _merged(kept, layout, sorted(set(stored) - set(changed)), changed, new_values[order],
+                               new_keys[order], found)
     summed = np.zeros(0, dtype=np.uint64)
     if repeated.size:  # summed, dated by their first day, by ClickHouse
         newest = f"(day, computed_at) IN (SELECT day, max(computed_at) FROM session_steps WHERE {rng} GROUP BY day)"
@@ -287,6 +277,84 @@ def _read_packed(client: Client, layout: _Layout, kept: _Kept | None, changed: l
         repeated = np.unique(rows[:, 1])  # those no longer in the range are forgotten
     last = _Kept(layout, dict(stored), {}, (), values, keys, repeated)
     return (np.sort(np.concatenate([values, summed]), kind="stable") if summed.size else values), last
+
+
+def _merged(kept: _Kept, layout: _Layout, unchanged: list[date], changed: list[date], new_values: np.ndarray,
+            new_keys: np.ndarray, found: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The kept numbers of the unchanged days and the changed days' new ones (sorted, in `layout`),
+    one sorted array in `layout`, with their keys; without the rows of the sessions in `found`.
+
+    Every (pair, day) is one block of each sorted array: the result is the blocks in order, each
+    from the kept numbers or the new ones, joined by one concatenation. Kept numbers only moved to
+    a later first day are moved in place (the kept arrays are replaced by the result): a read
+    after a new day then touches no memory but the result's (fresh memory is slow to touch on a
+    virtual machine: stepwatch/memory.py)."""
+    old, fresh_days, unchanged_set = kept.layout, set(changed), set(unchanged)
+    days = sorted([*unchanged, *changed])
+    if replace(layout, since=old.since) == old and layout.since >= old.since:  # only a later first day
+        old_values, old_keys, cells_in = kept.values, kept.keys, old
+        shift = (layout.since - old.since).days
+    else:  # other pairs or bit widths: the kept days of the range, moved to the new layout
+        offsets = (kept.values >> np.uint64(old.day_shift)) & np.uint64((1 << old.day_bits) - 1)
+        wanted = np.isin(offsets, np.array([(d - old.since).days for d in unchanged], dtype=np.uint64))
+        old_values, old_keys = _where(wanted, kept.values, kept.keys)
+        old_values, cells_in, shift = old.moved_to(old_values, layout), layout, 0
+    old_bounds = _block_bounds(old_values, cells_in, unchanged).tolist()
+    new_bounds = _block_bounds(new_values, layout, changed).tolist()
+    if shift:  # in place: the rows of the days before the new first day go nowhere
+        old_values -= np.uint64(shift << layout.day_shift)
+    # the sessions now known to have rows on several days, out of the kept blocks that hold them
+    number = {h: i for i, h in enumerate(layout.pairs)}
+    leave_out: dict[tuple[int, date], list[int]] = {}
+    for key, pair, on_days in found:
+        for day in on_days:
+            if int(pair) in number and day not in fresh_days and day in unchanged_set:
+                leave_out.setdefault((number[int(pair)], day), []).append(int(key))
+    old_day, new_day = {d: j for j, d in enumerate(unchanged)}, {d: j for j, d in enumerate(changed)}
+    pieces_v: list[np.ndarray] = []
+    pieces_k: list[np.ndarray] = []
+    for p in range(len(layout.pairs)):
+        run_start = run_end = -1  # a run of adjacent kept blocks, taken as one slice
+        for d in days:
+            fresh = d in fresh_days
+            if not fresh and (p, d) not in leave_out:
+                a, b = old_bounds[p][old_day[d]]
+                if a == run_end:
+                    run_end = b
+                    continue
+                if run_end > run_start:
+                    pieces_v.append(old_values[run_start:run_end])
+                    pieces_k.append(old_keys[run_start:run_end])
+                run_start, run_end = a, b
+                continue
+            if run_end > run_start:
+                pieces_v.append(old_values[run_start:run_end])
+                pieces_k.append(old_keys[run_start:run_end])
+            run_start = run_end = -1
+            if fresh:
+                a, b = new_bounds[p][new_day[d]]
+                pieces_v.append(new_values[a:b])
+                pieces_k.append(new_keys[a:b])
+            else:
+                a, b = old_bounds[p][old_day[d]]
+                keep = ~np.isin(old_keys[a:b], np.array(leave_out[(p, d)], dtype=np.uint64))
+                pieces_v.append(old_values[a:b][keep])
+                pieces_k.append(old_keys[a:b][keep])
+        if run_end > run_start:
+            pieces_v.append(old_values[run_start:run_end])
+            pieces_k.append(old_keys[run_start:run_end])
+    if not pieces_v:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)
+    return np.concatenate(pieces_v), np.concatenate(pieces_k)
+
+
+def _block_bounds(values: np.ndarray, layout: _Layout, days: list[date]) -> np.ndarray:
+    """Where each pair's block of each day starts and ends in sorted numbers: (pairs, days, 2)."""
+    pairs = np.arange(len(layout.pairs), dtype=np.uint64) << np.uint64(layout.pair_shift)
+    offsets = np.array([(d - layout.since).days for d in days], dtype=np.uint64) << np.uint64(layout.day_shift)
+    first = pairs[:, None] | offsets[None, :]
+    after = first + np.uint64(1 << layout.day_shift)
+    return np.stack([np.searchsorted(values, first), np.searchsorted(values, after)], axis=-1)
 
 
 def _where(mask: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -403,8 +403,9 @@ def test_the_stratified_read_gives_each_session_the_stratum_of_its_start_event(c
         assert sorted(mixed) == sorted(zip(b.times_ms.tolist(), b.strata.tolist(), strict=True))
 
 
+@pytest.mark.parametrize("new_pair", [False, True])  # the kept numbers moved in place, or to a new layout
 def test_a_second_read_reads_only_the_changed_days_and_gives_what_a_first_read_gives(
-        client: storage.Client, site: sites.Site, settings: Settings) -> None:
+        client: storage.Client, site: sites.Site, settings: Settings, new_pair: bool) -> None:
     from collector.events import check_events, parse_batch
 
     _case_mix_site(client, site, settings)
@@ -416,7 +417,8 @@ def test_a_second_read_reads_only_the_changed_days_and_gives_what_a_first_read_g
     # today: a new session, and a session of three days ago that goes on (rows on two days now);
     # m-4 erased from a day; and the range a day shorter
     checked = check_events(parse_batch(json.dumps({"site": "k", "events": [
-        visit("m-2", "m-2-new", "offer", TODAY, 150_000), visit("m-3", "m-3-3-1", "offer", TODAY, 40_000)]}).encode()),
+        visit("m-2", "m-2-new", "offer", TODAY, 150_000), visit("m-3", "m-3-3-1", "offer", TODAY, 40_000),
+        *([visit("m-00", "m-00-new", "offer", TODAY, 90_000)] if new_pair else [])]}).encode()),
         site=site.name, settings=settings)
     storage.insert_visits(client, b"\n".join(checked.visits))
     time.sleep(1.1)
