@@ -119,8 +119,8 @@ class _Kept:
     days: dict[date, tuple[str, int, int]]  # each day's newest refresh, rows and longest time, when read
     names: dict[int, tuple[str, str]]  # each pair's hash: (manager, step)
     kinds: tuple[str, ...]  # the attributes seen, in the order of their places (from 1)
-    values: np.ndarray  # the numbers of the sessions with rows on one day, sorted
-    keys: np.ndarray  # each of those numbers' session key
+    values: list[np.ndarray]  # per pair (in the layout's order): its sessions with rows on one day, sorted
+    keys: list[np.ndarray]  # each of those numbers' session key
     repeated: np.ndarray  # the keys of the sessions with rows on several days (read summed every time), sorted
 
 
@@ -139,7 +139,8 @@ def stratified_step_times(client: Client, site: str, since: date, until: date, m
     longer declares counts as no value; a session with none is in the stratum "".
 
     Read as one 64-bit number per session (_Layout), packed by ClickHouse, with the session's key;
-    the sessions with rows on several days are summed by ClickHouse; one sort of the numbers puts
+    the sessions with rows on several days are summed by ClickHouse, with the attributes of their
+    first day's row (the start event is joined to the rows of its day and the next); one sort of the numbers puts
     pairs, days and times in order. Against a join of the start events by session id on every read,
     this halves the read; keeping the last read (the module's docstring) makes a run that follows
     another read only the days that changed (docs/performance.md). A site, range or session too
@@ -183,56 +184,54 @@ def stratified_step_times(client: Client, site: str, since: date, until: date, m
     if time_bits > 0 and longest * (span + 1) < 1 << time_bits:
         layout = _Layout(since, tuple(pair_hashes), pair_bits, day_bits, time_bits, code_bits)
         parameters["pairs"] = list(layout.pairs)
-        values, last = _read_packed(client, layout, kept, changed, stored, parameters, column, rng)
+        per_pair, last = _read_packed(client, layout, kept, changed, stored, parameters, column, rng)
         with _kept_lock:
             _kept.setdefault(client, {})[(site, column)] = replace(last, names=names, kinds=tuple(kinds))
-        # each pair's sessions: a pair that arrived after the names were read (numbered one past
-        # the last) comes after the last bound
-        bounds = np.searchsorted(values, np.arange(len(pair_hashes) + 1, dtype=np.uint64)
-                                 << np.uint64(layout.pair_shift))
-        offsets, times, codes = layout.fields(values)
+        fields = [layout.fields(values) for values in per_pair]
     else:  # too large to pack: four columns, the sessions on several days summed by ClickHouse
-        with _kept_lock:
-            _kept.get(client, {}).pop((site, column), None)
         current = f"(day, computed_at) IN (SELECT day, max(computed_at) FROM session_steps WHERE {rng} GROUP BY day)"
         parameters["pairs"] = pair_hashes
         number = ("transform(pair, {pairs:Array(UInt64)}, range(length({pairs:Array(UInt64)})), "
                   "length({pairs:Array(UInt64)}))")
         rows = client.query_np(
             f"SELECT toUInt64({number}), toUInt64(min(day) - {{since:Date}}), toUInt64(sum({column})), "
-            f"toUInt64(any({code})) FROM session_steps WHERE {rng} AND {current} GROUP BY pair, session_key",
+            f"toUInt64(argMin({code}, day)) FROM session_steps WHERE {rng} AND {current} GROUP BY pair, session_key",
             parameters=parameters)
         if rows.size == 0:
             return []
         pair, offsets, times, codes = (np.asarray(rows[:, i], dtype=np.uint64) for i in range(4))
         order = np.lexsort((times, offsets, pair))
         pair, offsets, times, codes = pair[order], offsets[order], times[order], codes[order]
-        bounds = np.searchsorted(pair, np.arange(len(pair_hashes) + 1, dtype=np.uint64))
+        bounds = np.searchsorted(pair, np.arange(len(pair_hashes) + 1, dtype=np.uint64)).tolist()
+        fields = [(offsets[a:b], times[a:b], codes[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     pair_names = [names[h] for h in pair_hashes]
     # each session's stratum: the key of its attributes' declared values (attributes with the same
     # declared values share one), numbered among the strata present by a count, not a sort
     strata = [stratum_of_attributes(kind, declared) for kind in ["", *kinds]]
     found, stratum_of_code = np.unique(np.array(strata, dtype=object), return_inverse=True)
-    codes = codes.astype(np.min_scalar_type(len(strata)))  # a byte a session, mostly
-    in_pairs = np.bincount(codes[:bounds[-1]], minlength=len(strata)) > 0
+    in_pairs = sum((np.bincount(codes.astype(np.intp), minlength=len(strata)) for _, _, codes in fields),
+                   np.zeros(len(strata), dtype=np.intp)) > 0
     present = np.bincount(stratum_of_code[in_pairs], minlength=found.size) > 0
     keys = found[present]
-    codes = ((np.cumsum(present) - 1)[stratum_of_code]).astype(codes.dtype)[codes]
-    # in place, without copies of three million numbers (a machine's first touch of memory is slow)
-    days = offsets.view(np.int64)
-    days += (since - date(1970, 1, 1)).days
-    days = days.view("datetime64[D]")
-    times = times.view(np.int64)
-    return [StratifiedTimes(*pair_names[i], times[a:b], days[a:b], codes[a:b], keys)
-            for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)) if b > a]
+    numbered = ((np.cumsum(present) - 1)[stratum_of_code]).astype(np.min_scalar_type(max(keys.size, 1)))
+    first_day = (since - date(1970, 1, 1)).days
+    return [StratifiedTimes(*pair_names[i], times.view(np.int64),
+                            (offsets.astype(np.int64) + first_day).view("datetime64[D]"),
+                            numbered[codes.astype(np.intp)], keys)
+            for i, (offsets, times, codes) in enumerate(fields) if times.size]
 
 
 def _read_packed(client: Client, layout: _Layout, kept: _Kept | None, changed: list[date],
                  stored: dict[date, tuple[str, int, int]], parameters: dict[str, Any], column: str,
-                 rng: str) -> tuple[np.ndarray, _Kept]:  # fmt: skip
-    """The range's numbers, sorted: the kept days' from memory, the changed days' from ClickHouse,
-    the sessions with rows on several days summed by ClickHouse; and what to keep for the next read
-    (its names and kinds left to the caller)."""
+                 rng: str) -> tuple[list[np.ndarray], _Kept]:  # fmt: skip
+    """Each pair's numbers (in `layout`'s order of pairs), sorted: the kept days' from memory, the
+    changed days' from ClickHouse, the sessions with rows on several days summed by ClickHouse; and
+    what to keep for the next read (its names and kinds left to the caller).
+
+    Kept pair by pair, and put together pair by pair: each array is a pair's (a few thousand
+    numbers), so a read allocates no block of tens of MB, which the heap of a process that ran an
+    analysis before rarely has free in one piece (fresh memory is slow to touch on a virtual
+    machine: stepwatch/memory.py)."""
     code = "indexOf({kinds:Array(String)}, attributes)"  # 0: attributes that arrived during the read
     if changed:
         newest = ("(day, computed_at) IN (SELECT day, max(computed_at) FROM session_steps "
@@ -248,9 +247,7 @@ def _read_packed(client: Client, layout: _Layout, kept: _Kept | None, changed: l
         # the first read: the sessions with rows on several days, found by one sort of the keys
         ordered = np.sort(new_keys)
         repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
-        new_values, new_keys = _where(~_among(new_keys, repeated), new_values, new_keys)
-        order = np.argsort(new_values)
-        values, keys = new_values[order], new_keys[order]
+        found: list[Any] = []
     else:
         # sessions with rows on several days: those found before, and those with a row on a changed
         # day and another on any day of the range (ClickHouse looks the changed days' keys up),
@@ -261,100 +258,91 @@ def _read_packed(client: Client, layout: _Layout, kept: _Kept | None, changed: l
             "GROUP BY session_key, pair HAVING uniqExact(day) > 1",
             parameters=parameters).result_rows if changed else []
         repeated = np.union1d(kept.repeated, np.array([row[0] for row in found], dtype=np.uint64))
-        new_values, new_keys = _where(~_among(new_keys, repeated), new_values, new_keys)
-        order = np.argsort(new_values)
-        values, keys = _merged(kept, layout, sorted(set(stored) - set(changed)), changed, new_values[order],
-                               new_keys[order], found)
+    new_values, new_keys = _where(~_among(new_keys, repeated), new_values, new_keys)
+    order = np.argsort(new_values)
+    new_values, new_keys = new_values[order], new_keys[order]
+    new_bounds = _pair_bounds(new_values, layout)
+    values = [new_values[a:b] for a, b in zip(new_bounds[:-1], new_bounds[1:], strict=True)]
+    keys = [new_keys[a:b] for a, b in zip(new_bounds[:-1], new_bounds[1:], strict=True)]
+    if kept is not None:
+        _add_kept(kept, layout, stored, changed, found, values, keys)
     summed = np.zeros(0, dtype=np.uint64)
     if repeated.size:  # summed, dated by their first day, by ClickHouse
         newest = f"(day, computed_at) IN (SELECT day, max(computed_at) FROM session_steps WHERE {rng} GROUP BY day)"
         rows = client.query_np(
-            f"SELECT {layout.sql('min(day)', f'sum({column})', f'any({code})')}, session_key FROM session_steps "
+            f"SELECT {layout.sql('min(day)', f'sum({column})', f'argMin({code}, day)')}, session_key "
+            "FROM session_steps "
             f"WHERE {rng} AND {newest} AND session_key IN {{repeated:Array(UInt64)}} GROUP BY pair, session_key",
             parameters={**parameters, "repeated": repeated.tolist()})
         rows = np.asarray(rows, dtype=np.uint64).reshape(-1, 2)
-        summed = rows[:, 0]
+        summed = np.sort(rows[:, 0])
         repeated = np.unique(rows[:, 1])  # those no longer in the range are forgotten
     last = _Kept(layout, dict(stored), {}, (), values, keys, repeated)
-    return (np.sort(np.concatenate([values, summed]), kind="stable") if summed.size else values), last
+    if not summed.size:
+        return values, last
+    summed_bounds = _pair_bounds(summed, layout)
+    with_summed = list(values)
+    for p in np.flatnonzero(np.diff(summed_bounds)).tolist():
+        extra = summed[summed_bounds[p]:summed_bounds[p + 1]]
+        with_summed[p] = np.insert(values[p], np.searchsorted(values[p], extra), extra)
+    return with_summed, last
 
 
-def _merged(kept: _Kept, layout: _Layout, unchanged: list[date], changed: list[date], new_values: np.ndarray,
-            new_keys: np.ndarray, found: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """The kept numbers of the unchanged days and the changed days' new ones (sorted, in `layout`),
-    one sorted array in `layout`, with their keys; without the rows of the sessions in `found`.
-
-    Every (pair, day) is one block of each sorted array: the result is the blocks in order, each
-    from the kept numbers or the new ones, joined by one concatenation. Kept numbers only moved to
-    a later first day are moved in place (the kept arrays are replaced by the result): a read
-    after a new day then touches no memory but the result's (fresh memory is slow to touch on a
-    virtual machine: stepwatch/memory.py)."""
-    old, fresh_days, unchanged_set = kept.layout, set(changed), set(unchanged)
-    days = sorted([*unchanged, *changed])
-    if replace(layout, since=old.since) == old and layout.since >= old.since:  # only a later first day
-        old_values, old_keys, cells_in = kept.values, kept.keys, old
-        shift = (layout.since - old.since).days
-    else:  # other pairs or bit widths: the kept days of the range, moved to the new layout
-        offsets = (kept.values >> np.uint64(old.day_shift)) & np.uint64((1 << old.day_bits) - 1)
-        wanted = np.isin(offsets, np.array([(d - old.since).days for d in unchanged], dtype=np.uint64))
-        old_values, old_keys = _where(wanted, kept.values, kept.keys)
-        old_values, cells_in, shift = old.moved_to(old_values, layout), layout, 0
-    old_bounds = _block_bounds(old_values, cells_in, unchanged).tolist()
-    new_bounds = _block_bounds(new_values, layout, changed).tolist()
-    if shift:  # in place: the rows of the days before the new first day go nowhere
-        old_values -= np.uint64(shift << layout.day_shift)
-    # the sessions now known to have rows on several days, out of the kept blocks that hold them
-    number = {h: i for i, h in enumerate(layout.pairs)}
-    leave_out: dict[tuple[int, date], list[int]] = {}
-    for key, pair, on_days in found:
-        for day in on_days:
-            if int(pair) in number and day not in fresh_days and day in unchanged_set:
-                leave_out.setdefault((number[int(pair)], day), []).append(int(key))
-    old_day, new_day = {d: j for j, d in enumerate(unchanged)}, {d: j for j, d in enumerate(changed)}
-    pieces_v: list[np.ndarray] = []
-    pieces_k: list[np.ndarray] = []
-    for p in range(len(layout.pairs)):
-        run_start = run_end = -1  # a run of adjacent kept blocks, taken as one slice
-        for d in days:
-            fresh = d in fresh_days
-            if not fresh and (p, d) not in leave_out:
-                a, b = old_bounds[p][old_day[d]]
-                if a == run_end:
-                    run_end = b
-                    continue
-                if run_end > run_start:
-                    pieces_v.append(old_values[run_start:run_end])
-                    pieces_k.append(old_keys[run_start:run_end])
-                run_start, run_end = a, b
-                continue
-            if run_end > run_start:
-                pieces_v.append(old_values[run_start:run_end])
-                pieces_k.append(old_keys[run_start:run_end])
-            run_start = run_end = -1
-            if fresh:
-                a, b = new_bounds[p][new_day[d]]
-                pieces_v.append(new_values[a:b])
-                pieces_k.append(new_keys[a:b])
-            else:
-                a, b = old_bounds[p][old_day[d]]
-                keep = ~np.isin(old_keys[a:b], np.array(leave_out[(p, d)], dtype=np.uint64))
-                pieces_v.append(old_values[a:b][keep])
-                pieces_k.append(old_keys[a:b][keep])
-        if run_end > run_start:
-            pieces_v.append(old_values[run_start:run_end])
-            pieces_k.append(old_keys[run_start:run_end])
-    if not pieces_v:
-        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)
-    return np.concatenate(pieces_v), np.concatenate(pieces_k)
+def _add_kept(kept: _Kept, layout: _Layout, stored: dict[date, tuple[str, int, int]], changed: list[date],
+              found: list[Any], values: list[np.ndarray], keys: list[np.ndarray]) -> None:
+    """Each pair's kept numbers of the range's unchanged days, moved to `layout`, joined with its
+    new ones in `values` and `keys` (in place, pair by pair), without the rows of the sessions in
+    `found` (now known to have rows on several days)."""
+    old = kept.layout
+    unchanged = sorted(set(stored) - set(changed))
+    if not unchanged:
+        return
+    first, last = unchanged[0], unchanged[-1]
+    # the common case: the unchanged days are the kept ones from the first on, with none changed
+    # between: each pair's kept numbers from a place on (a slice), else a mask of the days
+    contiguous = all(day in stored and day not in changed for day in kept.days if first <= day <= last) and \
+        all(day in kept.days for day in unchanged)
+    wanted = np.array([(d - old.since).days for d in unchanged], dtype=np.uint64)
+    day_mask = np.uint64((1 << old.day_bits) - 1)
+    number = {h: i for i, h in enumerate(old.pairs)}
+    where = {int(pair): number.get(int(pair)) for _, pair, _ in found}
+    leave_out: dict[int, list[int]] = {}
+    for key, pair, _ in found:
+        if where.get(int(pair)) is not None:
+            leave_out.setdefault(where[int(pair)], []).append(int(key))
+    same = replace(layout, since=old.since) == old and layout.since >= old.since
+    shift = np.uint64(((layout.since - old.since).days << layout.day_shift) if same else 0)
+    for p, pair in enumerate(layout.pairs):
+        o = number.get(pair)
+        if o is None or not kept.values[o].size:
+            continue
+        mine, their_keys = kept.values[o], kept.keys[o]
+        if contiguous:
+            start = (o << old.pair_shift) + ((first - old.since).days << old.day_shift)
+            end = (o << old.pair_shift) + (((last - old.since).days + 1) << old.day_shift)  # the next pair's, at most
+            a, b = np.searchsorted(mine, np.array([start, end], dtype=np.uint64)).tolist()
+            mine, their_keys = mine[a:b], their_keys[a:b]
+        else:
+            keep = np.isin((mine >> np.uint64(old.day_shift)) & day_mask, wanted)
+            mine, their_keys = _where(keep, mine, their_keys)
+        if o in leave_out:
+            mine, their_keys = _where(~np.isin(their_keys, leave_out[o]), mine, their_keys)
+        mine = mine - shift if same else old.moved_to(mine, layout)
+        if values[p].size:  # the changed days' numbers where they belong (after the kept ones, mostly)
+            joined_v, joined_k = np.concatenate([mine, values[p]]), np.concatenate([their_keys, keys[p]])
+            if not bool(np.all(joined_v[1:] >= joined_v[:-1])):
+                order = np.argsort(joined_v, kind="stable")
+                joined_v, joined_k = joined_v[order], joined_k[order]
+            values[p], keys[p] = joined_v, joined_k
+        else:
+            values[p], keys[p] = mine, their_keys
 
 
-def _block_bounds(values: np.ndarray, layout: _Layout, days: list[date]) -> np.ndarray:
-    """Where each pair's block of each day starts and ends in sorted numbers: (pairs, days, 2)."""
-    pairs = np.arange(len(layout.pairs), dtype=np.uint64) << np.uint64(layout.pair_shift)
-    offsets = np.array([(d - layout.since).days for d in days], dtype=np.uint64) << np.uint64(layout.day_shift)
-    first = pairs[:, None] | offsets[None, :]
-    after = first + np.uint64(1 << layout.day_shift)
-    return np.stack([np.searchsorted(values, first), np.searchsorted(values, after)], axis=-1)
+def _pair_bounds(values: np.ndarray, layout: _Layout) -> list[int]:
+    """Where each pair's numbers start in sorted numbers, and where the last ends (a pair that
+    arrived during the read, numbered one past the last, comes after it)."""
+    starts = np.arange(len(layout.pairs) + 1, dtype=np.uint64) << np.uint64(layout.pair_shift)
+    return np.searchsorted(values, starts).tolist()
 
 
 def _where(mask: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
