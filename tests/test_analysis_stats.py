@@ -277,3 +277,19 @@ def test_the_summary_percentiles_are_numpys_to_the_last_bit() -> None:
             summary = summarize(times, BAND, 28)
             expected = np.percentile(times, [25, 50, 75, 90])
             assert [summary.p25_ms, summary.median_ms, summary.p75_ms, summary.p90_ms] == expected.tolist()
+
+
+def test_the_ewma_alarm_now_is_the_last_point_of_the_whole_chart() -> None:
+    from analysis.stats import MEDIAN_MOVING_RANGE_TO_SIGMA, _alarms, _median
+
+    rng = np.random.default_rng(11)
+    agreed = 0
+    for n in (3, 5, 14, 28, 60):
+        for drift in (0.0, 0.01, 0.03):
+            medians = 120_000 * np.exp(rng.normal(0, 0.1, n) + drift * np.arange(n))
+            x = np.log(medians / 130_000)
+            sigma = max(_median(np.abs(np.diff(x))) / MEDIAN_MOVING_RANGE_TO_SIGMA, 0.02)
+            whole = bool(_alarms(x, sigma, "ewma", 0.2, 3.0, 0.5, 4.0)[-1])
+            assert ewma_alarm_now(medians, 130_000) == whole
+            agreed += whole
+    assert agreed  # some of them alarm
