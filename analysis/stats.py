@@ -162,19 +162,21 @@ def bh_qvalues(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     return q
 
 
-def daily_medians(durations_ms: np.ndarray, days: np.ndarray | Sequence[date]) -> tuple[np.ndarray, np.ndarray]:
+def daily_medians(durations_ms: np.ndarray, days: np.ndarray | Sequence[date], *,
+                  ordered: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(days, median time of each day), days sorted, one entry per day with sessions.
 
-    Sessions already ordered by day, then time (as storage returns them) are not sorted again.
+    Sessions already ordered by day, then time (as storage returns them) are not sorted again;
+    `ordered` says so for a caller that knows (nor are the times checked to be finite then).
     """
-    times = _times(durations_ms)
+    times = np.asarray(durations_ms, dtype=float) if ordered else _times(durations_ms)
     day_values = np.asarray(days, dtype="datetime64[D]")
     if day_values.shape != times.shape:
         raise ValueError(f"one day per session is needed (got {day_values.size} for {times.size})")
     if times.size == 0:
         return day_values, times
     # One sort by (day, time), then each day's middle element(s): no loop over days.
-    if _by_day_then_time(day_values, times):
+    if ordered or _by_day_then_time(day_values, times):
         ordered_days, ordered_times = day_values, times
         starts = np.flatnonzero(ordered_days[1:] != ordered_days[:-1]) + 1
         starts = np.concatenate(([0], starts))
@@ -218,20 +220,21 @@ def weekly_medians(
     *,
     periods: int = 4,
     min_sessions: int = 5,
+    ordered: bool = False,
 ) -> tuple[float | None, ...]:
     """Median of each of the last `periods` 7-day periods ending on `until`, oldest first.
 
     None for a period with fewer than `min_sessions` sessions: a median of two sessions says
     nothing about a week, and the persistence rule counts None as 'not a drawdown week'.
     """
-    times = _times(durations_ms)
+    times = np.asarray(durations_ms, dtype=float) if ordered else _times(durations_ms)
     day_values = np.asarray(days, dtype="datetime64[D]")
     if day_values.shape != times.shape:
         raise ValueError(f"one day per session is needed (got {day_values.size} for {times.size})")
     end = np.datetime64(until, "D")
     # the end of each period and of the one before it: (last - 7 days, last]
     ends = end - np.timedelta64(7, "D") * np.arange(periods, -1, -1)
-    if bool(np.all(day_values[1:] >= day_values[:-1])):  # days ascending: each week is one slice
+    if ordered or bool(np.all(day_values[1:] >= day_values[:-1])):  # days ascending: each week is one slice
         bounds = np.searchsorted(day_values, ends, side="right")
         weeks = [times[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
     else:

@@ -184,14 +184,16 @@ class TeamStrata:
             if own is not None:
                 factors[code] = own.reference_ms / band.reference_ms
                 continue
-            if sessions.count_without(owner) >= min_sessions and overall:
-                factors[code] = sessions.median_without(owner) / overall
+            median = sessions.median_without(owner) if sessions.count_without(owner) >= min_sessions else 0.0
+            if median and overall:
+                factors[code] = median / overall
                 continue
             for value in (self.values_of[code] if code < len(self.values_of) else ()):
                 sharing = self.by_value[value]
-                if sharing.count_without(owner) >= min_sessions and overall:
-                    factors[code] *= sharing.median_without(owner) / overall
-        return factors
+                median = sharing.median_without(owner) if sharing.count_without(owner) >= min_sessions else 0.0
+                if median and overall:
+                    factors[code] *= median / overall
+        return factors  # never 0: a kind of client whose median is 0 ms is not scaled by
 
 
 class _SortedWithout:

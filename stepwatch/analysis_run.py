@@ -115,7 +115,7 @@ def run_site(client: Client, site: str, settings: Settings, window: Window) -> S
             continue
         pairs.append(pair_from_sessions(team=team, manager=row.manager, step=row.step, band=version.band,
                                         durations_ms=row.times_ms, days=row.days, window=window,
-                                        thresholds=limits))
+                                        thresholds=limits, ordered=True))  # storage's order
     if stratified:
         pairs = pairs_like_for_like(stratified, window, limits)
     # Only drawdowns are dated, once: the days before the look-back are read for their pairs alone.
