@@ -382,21 +382,23 @@ def _change_point(x: np.ndarray, last_alarm: int) -> tuple[int, bool]:
     sum_c = np.concatenate([[0.0], np.cumsum(centred)])
     sum_tc = np.concatenate([[0.0], np.cumsum(np.arange(n) * centred)])
     best, best_gain, best_levels = 0, -np.inf, (0.0, 0.0)
-    for ramp in RAMP_LENGTHS:
-        # the shape: 0 before the start a, (t - a + 1) / (ramp + 1) on the ramp [a, b), 1 from b on
-        a, b = starts, np.minimum(starts + ramp, n)
-        m, tail = (b - a).astype(float), (n - b).astype(float)
-        cross = (sum_tc[b] - sum_tc[a] - (a - 1) * (sum_c[b] - sum_c[a])) / (ramp + 1) + sum_c[n] - sum_c[b]
-        total = m * (m + 1) / 2 / (ramp + 1) + tail
-        squares = m * (m + 1) * (2 * m + 1) / 6 / (ramp + 1) ** 2 + tail
-        mean = total / n
-        spread = squares - n * mean**2
-        gain = np.where((spread > 1e-12) & (cross > 0), cross**2 / np.maximum(spread, 1e-12), -np.inf)
-        i = int(np.argmax(gain))
-        if np.isfinite(gain[i]) and (not np.isfinite(best_gain) or gain[i] > best_gain * (1 + 1e-9)):  # tie: shorter
-            slope = cross[i] / spread[i]
-            before = x.mean() - slope * mean[i]
-            best, best_gain, best_levels = int(starts[i]), float(gain[i]), (before, before + slope)
+    # every ramp length at once, a row each: the shape is 0 before the start a, (t - a + 1) /
+    # (ramp + 1) on the ramp [a, b), 1 from b on
+    ramps = np.array(RAMP_LENGTHS)[:, None]
+    a, b = starts[None, :], np.minimum(starts[None, :] + ramps, n)
+    m, tail = (b - a).astype(float), (n - b).astype(float)
+    cross = (sum_tc[b] - sum_tc[a] - (a - 1) * (sum_c[b] - sum_c[a])) / (ramps + 1) + sum_c[n] - sum_c[b]
+    total = m * (m + 1) / 2 / (ramps + 1) + tail
+    squares = m * (m + 1) * (2 * m + 1) / 6 / (ramps + 1) ** 2 + tail
+    mean = total / n
+    spread = squares - n * mean**2
+    gains = np.where((spread > 1e-12) & (cross > 0), cross**2 / np.maximum(spread, 1e-12), -np.inf)
+    for r, i in enumerate(np.argmax(gains, axis=1).tolist()):
+        gain = gains[r, i]
+        if np.isfinite(gain) and (not np.isfinite(best_gain) or gain > best_gain * (1 + 1e-9)):  # tie: shorter
+            slope = cross[r, i] / spread[r, i]
+            before = x.mean() - slope * mean[r, i]
+            best, best_gain, best_levels = int(starts[i]), float(gain), (before, before + slope)
     if not np.isfinite(best_gain):
         return 0, True
     before, after = best_levels
