@@ -77,6 +77,11 @@ class Visit:
         self.page.get_by_role("button", name="Sign in").click()
         self.page.wait_for_load_state()
         assert "/login" not in self.page.url, self.page.content()[:2000]
+        # the language is the account's: a test that read the pages in Russian may have left it so
+        if self.page.evaluate("document.documentElement.lang") != "en":
+            with self.page.expect_navigation():
+                self.page.select_option("#language-picker", "en")
+            self.page.wait_for_function("document.documentElement.lang === 'en'")
 
     def shot(self, name: str) -> None:
         self.page.screenshot(path=str(self.artifacts / f"{name}.png"), full_page=True)
