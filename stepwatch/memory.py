@@ -11,8 +11,8 @@ their resident size stays at the high-water mark of a run, which is the figure t
 memory target is about (peak RSS), and the next run in the process reuses those pages.
 
 `stepwatch serve` is tuned the other way, for ingest (collector/memory.py): it gives freed blocks
-of 4 MiB and more back at once, so the schedule's runs inside it touch fresh pages (on that VM,
-about 1.3 s of CPU more for an incremental run at 10 million visits; docs/performance.md).
+of 4 MiB and more back at once, so the schedule's runs inside it touch fresh pages (not measured;
+the like-for-like read keeps its arrays small for that reason: stepwatch/stratified_read.py).
 """
 
 from __future__ import annotations
