@@ -305,11 +305,10 @@ def _add_kept(kept: _Kept, layout: _Layout, stored: dict[date, tuple[str, int, i
     wanted = np.array([(d - old.since).days for d in unchanged], dtype=np.uint64)
     day_mask = np.uint64((1 << old.day_bits) - 1)
     number = {h: i for i, h in enumerate(old.pairs)}
-    where = {int(pair): number.get(int(pair)) for _, pair, _ in found}
     leave_out: dict[int, list[int]] = {}
     for key, pair, _ in found:
-        if where.get(int(pair)) is not None:
-            leave_out.setdefault(where[int(pair)], []).append(int(key))
+        if int(pair) in number:
+            leave_out.setdefault(number[int(pair)], []).append(int(key))
     same = replace(layout, since=old.since) == old and layout.since >= old.since
     shift = np.uint64(((layout.since - old.since).days << layout.day_shift) if same else 0)
     for p, pair in enumerate(layout.pairs):
