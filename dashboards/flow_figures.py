@@ -60,31 +60,66 @@ _SESSIONS = """
 """
 
 
+# Per manager x path (`sets`: with the managers together, or without for one manager's page).
+_VARIANTS = """
+    SELECT manager, steps AS path, count() AS sessions, quantileExactInclusive(0.5)(arraySum(ms)) AS median_ms,
+           grouping(manager) AS together
+    FROM ({sessions})
+    GROUP BY GROUPING SETS ({sets})
+"""
+_VARIANT_SETS = {False: "(manager, path), (path)", True: "(manager, path)"}
+
+# Per stay: its step `a`, the next `b` ('' at the end), the time from entering a to entering b, its own
+# time, and whether the session had left that step before (`back`: arrayEnumerateUniq counts the
+# step's stays so far). `mine`: the stay is the chosen manager's (every stay when no one is chosen);
+# the medians of the edges and stays are sorted for those only, a return's for every stay (`sets`:
+# a group's map, or one manager's and the steps together, where `together` marks the latter).
+_STAYS = """
+    SELECT a, b, mine, grouping(mine) AS together, grouping(b) AS per_step, count() AS n,
+           quantileExactInclusiveIf(0.5)(gap, mine) AS median_gap_ms,
+           quantileExactInclusiveIf(0.5)(stay_ms, mine) AS median_ms,
+           countIf(back) AS returns, quantileExactInclusiveIf(0.5)(stay_ms, back) AS median_return_ms
+    FROM (
+        SELECT ({{own:String}} = '' OR manager = {{own:String}}) AS mine, a, b, gap, stay_ms, seen > 1 AS back
+        FROM (
+            SELECT manager, ms, steps, arrayPushBack(arrayPopFront(steps), '') AS nexts,
+                   arrayPushBack(arrayPopFront(arrayDifference(starts)), 0) AS gaps, arrayEnumerateUniq(steps) AS seens
+            FROM ({sessions})
+        )
+        ARRAY JOIN steps AS a, nexts AS b, gaps AS gap, ms AS stay_ms, seens AS seen
+    )
+    GROUP BY GROUPING SETS ({sets})
+"""
+_STAY_SETS = {False: "(mine, a, b), (mine, a)", True: "(mine, a, b), (mine, a), (a)"}
+
+
 def _parameters(site: str, since: date, until: date, managers: list[str] | None) -> dict[str, Any]:
     return {"site": site, "since": since, "until": until, "everyone": managers is None,
             "managers": list(managers or [])}
 
 
 def flow(client: Client, site: str, since: date, until: date, *, managers: list[str] | None,
-         metric: str = "visible", per_manager: bool = False) -> dict[str, list[dict[str, Any]]]:
-    """Everything the flow page reads (`manager` None: the managers together; `managers=None`: every
-    manager of the site, [] nobody):
+         metric: str = "visible", manager: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Everything the flow page reads (`managers=None`: every manager of the site, [] nobody; a row's
+    `manager` None: the managers read together):
 
     variants  per manager x path: sessions and the median of their total time
-    edges     per manager x A -> B: transitions and the median time from entering A to entering B
-    steps     per manager x step: stays, their median time, returns (stays on a step the session left
-              earlier) and a return's median time
+    edges     per A -> B: transitions and the median time from entering A to entering B
+    steps     per step: stays, their median time, returns (stays on a step the session left earlier)
+              and a return's median time
 
-    Variants come per manager, and together unless `per_manager`; edges and steps together (a group's
-    map), or with `per_manager` per manager, plus each step's figures together (one manager's map
-    against their team). Two reads of the sessions, one row per session for the variants and one per
-    stay for the edges and steps: each grouping set then sees only its own rows (one read of a row per
-    session and per stay, every row in every set, took twice the CPU).
+    Variants come per manager, and together unless `manager` is given. Edges and steps come together
+    (a group's map), or with `manager` (one of `managers`) for that manager alone, plus each step's
+    stays, returns and return time together (one manager's map against their team: the medians are
+    sorted for that manager's stays only, not for every teammate's). Two reads of the sessions, one
+    row per session for the variants and one per stay for the edges and steps: each grouping set then
+    sees only its own rows (one read of a row per session and per stay, every row in every set, took
+    twice the CPU).
     """
     if managers == []:
         return {"variants": [], "edges": [], "steps": []}
     newest_only, newest = older_refreshes_left_out(client, site, since, until, "session_paths")
-    parameters = {**_parameters(site, since, until, managers), **newest}
+    parameters = {**_parameters(site, since, until, managers), **newest, "own": manager or ""}
     where = _WHERE.format(newest_only=newest_only)
     # by manager too: a session is one manager's, so on a cluster each shard finds its own
     joined = [session for session, in client.query(
@@ -92,42 +127,23 @@ def flow(client: Client, site: str, since: date, until: date, *, managers: list[
         parameters=parameters, settings=cluster.GROUPS_ON_ONE_SHARD).result_rows]
     sessions = _SESSIONS.format(column=METRIC_COLUMNS[metric], where=where)
     parameters["joined"] = joined
-    # fixed texts: nothing from outside enters the SQL
-    variant_sets = "(manager, path)" if per_manager else "(manager, path), (path)"
-    stay_sets = "(manager, a, b), (manager, a), (a)" if per_manager else "(a, b), (a)"
-    who = "manager, grouping(manager) AS together" if per_manager else "'' AS manager, 1 AS together"  # a group's map
     variants = [{"manager": None if r["together"] else r["manager"], "path": tuple(r["path"]),
                  "sessions": r["sessions"], "median_ms": r["median_ms"]}
-                for r in query_rows(client, f"""
-        SELECT manager, steps AS path, count() AS sessions, quantileExactInclusive(0.5)(arraySum(ms)) AS median_ms,
-               grouping(manager) AS together
-        FROM ({sessions})
-        GROUP BY GROUPING SETS ({variant_sets})
-        """, parameters) if r["path"]]
+                for r in query_rows(client, _VARIANTS.format(sessions=sessions, sets=_VARIANT_SETS[bool(manager)]),
+                                    parameters) if r["path"]]
     edges, steps = [], []
-    for r in query_rows(client, f"""
-        SELECT {who}, a, b, count() AS n,
-               quantileExactInclusive(0.5)(gap) AS median_gap_ms, quantileExactInclusive(0.5)(stay_ms) AS median_ms,
-               countIf(back) AS returns, quantileExactInclusiveIf(0.5)(stay_ms, back) AS median_return_ms,
-               grouping(b) AS per_step
-        FROM (
-            SELECT manager, steps[i] AS a, if(i < length(steps), steps[i + 1], '') AS b,
-                   if(i < length(steps), starts[i + 1] - starts[i], 0) AS gap, ms[i] AS stay_ms,
-                   has(arraySlice(steps, 1, i - 1), steps[i]) AS back
-            FROM ({sessions})
-            ARRAY JOIN arrayEnumerate(steps) AS i
-        )
-        GROUP BY GROUPING SETS ({stay_sets})
-        """, parameters):
-        manager = None if r["together"] else r["manager"]
-        if not r["a"]:
-            continue
+    for r in query_rows(client, _STAYS.format(sessions=sessions, sets=_STAY_SETS[bool(manager)]), parameters):
+        if not r["a"] or not (r["together"] or r["mine"]):
+            continue  # the session's end, or a teammate's own figures (not read)
+        who = manager if manager and not r["together"] else None
+        # with `manager`, the medians are the manager's alone: a step's together has none
+        median_ms = r["median_ms"] if who == manager else None
         if r["per_step"]:
-            steps.append({"manager": manager, "step": r["a"], "stays": r["n"], "median_ms": r["median_ms"],
+            steps.append({"manager": who, "step": r["a"], "stays": r["n"], "median_ms": median_ms,
                           "returns": r["returns"],
                           "median_return_ms": r["median_return_ms"] if r["returns"] else None})
         elif r["b"]:  # '' is the session's end: not an edge
-            edges.append({"manager": manager, "source": r["a"], "target": r["b"], "transitions": r["n"],
+            edges.append({"manager": who, "source": r["a"], "target": r["b"], "transitions": r["n"],
                           "median_ms": r["median_gap_ms"]})
     variants.sort(key=lambda v: (v["manager"] is None, v["manager"] or "", -v["sessions"], v["path"]))
     return {"variants": variants, "edges": edges, "steps": steps}

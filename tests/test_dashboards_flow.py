@@ -98,11 +98,27 @@ def test_the_reader_agrees_with_the_paths_module_on_the_same_visits(client: stor
     back = {s["step"]: s["median_return_ms"] for s in moves["steps"] if s["manager"] is None and s["returns"]}
     assert back == pytest.approx(expected.return_ms)
     # the scope is bound: a director's list reads only those managers; an empty list reads nobody
-    only = flow_figures.flow(client, "crm", since, until, managers=["m3"], per_manager=True)
+    only = flow_figures.flow(client, "crm", since, until, managers=["m3"], manager="m3")
     assert {r["manager"] for key in ("variants", "edges", "steps") for r in only[key]} == {"m3", None}
     assert {(e["source"], e["target"]) for e in only["edges"] if e["manager"] == "m3"} == {
         ("needs", "products"), ("products", "offer"), ("offer", "closing")}
     assert flow_figures.flow(client, "crm", since, until, managers=[]) == {"variants": [], "edges": [], "steps": []}
+    # one manager among their team: their edges and steps are what a map of them alone shows, and the
+    # steps' returns together are the whole group's
+    team = ["m1", "m2", "m3"]
+    one = flow_figures.flow(client, "crm", since, until, managers=team, manager="m1")
+    alone = flow_figures.flow(client, "crm", since, until, managers=["m1"])
+    group = flow_figures.flow(client, "crm", since, until, managers=team)
+    assert {r["manager"] for key in ("edges", "steps") for r in one[key]} == {"m1", None}
+    assert sorted(repr({**e, "manager": None}) for e in one["edges"] if e["manager"] == "m1") \
+        == sorted(map(repr, alone["edges"]))
+    assert sorted(repr({**s, "manager": None}) for s in one["steps"] if s["manager"] == "m1") \
+        == sorted(map(repr, alone["steps"]))
+    def returns(rows: list[dict[str, Any]]) -> dict[str, tuple[int, int, float | None]]:
+        return {s["step"]: (s["stays"], s["returns"], s["median_return_ms"]) for s in rows if s["manager"] is None}
+    assert returns(one["steps"]) == returns(group["steps"])
+    assert {(v["manager"], v["path"]) for v in one["variants"]} == {
+        (v["manager"], v["path"]) for v in group["variants"] if v["manager"] is not None}
 
 
 async def test_a_team_its_paths_rework_and_ping_pong(api: Any) -> None:
@@ -318,12 +334,12 @@ def test_the_pre_aggregate_gives_what_the_visits_give(client: storage.Client, aw
     """flow() from session_paths equals flow() from every visit in order, in every metric, for a group and
     one manager, over the whole range and a window that cuts a session at its first midnight."""
     windows = [(TODAY - timedelta(days=DAYS), TODAY), (TODAY - timedelta(days=5), TODAY - timedelta(days=2))]
-    cases = [(since, until, metric, who, per_manager) for since, until in windows
+    cases = [(since, until, metric, who, one) for since, until in windows
              for metric in ("visible", "active", "wall")
-             for who, per_manager in ((None, False), (["m1", "m2"], False), (["m1"], True), (["m3"], True))]
-    found = [flow_figures.flow(client, "crm", s, u, managers=w, metric=m, per_manager=p) for s, u, m, w, p in cases]
+             for who, one in ((None, None), (["m1", "m2"], None), (["m1"], "m1"), (["m3"], "m3"), (["m1", "m2"], "m2"))]
+    found = [flow_figures.flow(client, "crm", s, u, managers=w, metric=m, manager=o) for s, u, m, w, o in cases]
     raw_read(monkeypatch)
-    expected = [flow_figures.flow(client, "crm", s, u, managers=w, metric=m, per_manager=p) for s, u, m, w, p in cases]
+    expected = [flow_figures.flow(client, "crm", s, u, managers=w, metric=m, manager=o) for s, u, m, w, o in cases]
     for case, mine, theirs in zip(cases, found, expected, strict=True):
         for key in ("variants", "edges", "steps"):
             assert sorted(map(repr, mine[key])) == sorted(map(repr, theirs[key])), (case, key)
@@ -357,19 +373,19 @@ def test_the_analysis_refresh_keeps_the_paths_up_to_date(client: storage.Client,
     day = TODAY - timedelta(days=3)
     store_events(client, settings, "crm", visit("m2", "m2-3-0", "offer", midnight(day, 9, 30), 45))  # a return
     since, until = TODAY - timedelta(days=DAYS), TODAY
-    before = flow_figures.flow(client, "crm", since, until, managers=["m2"], per_manager=True)
+    before = flow_figures.flow(client, "crm", since, until, managers=["m2"], manager="m2")
     analysis_run.analyze(client, settings, only_site="crm")
-    after = flow_figures.flow(client, "crm", since, until, managers=["m2"], per_manager=True)
+    after = flow_figures.flow(client, "crm", since, until, managers=["m2"], manager="m2")
     assert after != before
     assert any(v["path"] == ("needs", "offer", "closing", "offer") for v in after["variants"] if v["manager"] == "m2")
     # an older refresh's rows of the day, as they stay until their delete is through, count for nothing
     client.command("INSERT INTO session_paths SELECT site, day, manager, session_id, steps, starts, visible_ms, "
                    "active_ms, wall_ms, computed_at - INTERVAL 1 SECOND FROM session_paths "
                    "WHERE site = 'crm' AND manager = 'm2' AND day = {day:Date}", parameters={"day": day})
-    again = flow_figures.flow(client, "crm", since, until, managers=["m2"], per_manager=True)
+    again = flow_figures.flow(client, "crm", since, until, managers=["m2"], manager="m2")
     assert sum(v["sessions"] for v in again["variants"] if v["manager"] == "m2") == 3 * DAYS  # no day twice
     raw_read(monkeypatch)
-    raw = flow_figures.flow(client, "crm", since, until, managers=["m2"], per_manager=True)
+    raw = flow_figures.flow(client, "crm", since, until, managers=["m2"], manager="m2")
     for key in ("variants", "edges", "steps"):
         assert sorted(map(repr, after[key])) == sorted(map(repr, raw[key])) == sorted(map(repr, again[key]))
 

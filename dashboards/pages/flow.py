@@ -285,7 +285,7 @@ async def flow_page(request: web.Request, who: Viewer) -> Page:
     view = view_of(found, who.user, q.get("team", ""), q.get("manager", ""), settings.peer_group_min, since, until)
     metric = settings.analysis_metric
     found_paths = await run(request, flow_figures.flow, site, since, until, managers=view.read, metric=metric,
-                            per_manager=bool(view.manager))
+                            manager=view.manager or None)
     data = {
         "site": site, "sites": site_names,
         "filters": {"team": q.get("team") or None, "manager": view.manager or None,
