@@ -82,6 +82,7 @@ class PlainCrm:
         app = web.Application()
         app.router.add_get("/clients/{customer}/{step}", self._page)
         app.router.add_static("/static/", CRM_DIR / "static")
+        app.router.add_get("/reports/{report}", self._report)  # a page no step of sales.toml matches
         app.router.add_get("/", self._index)
         return app
 
@@ -98,6 +99,10 @@ class PlainCrm:
             user += f"<script>window.crm = {{user: {{id: {json.dumps(self.state.variable)}}}}}</script>"
         html = html.replace("<body>", "<body>\n" + user, 1)
         return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    async def _report(self, request: web.Request) -> web.Response:
+        return web.Response(text="<!doctype html><title>Report · Fake CRM</title><body><h1>Sales report</h1>",
+                            content_type="text/html")
 
     async def _index(self, request: web.Request) -> web.Response:
         return web.Response(text="<!doctype html><title>Fake CRM</title><p>Clients</p>", content_type="text/html")
@@ -165,7 +170,9 @@ def stepwatch(servers: Loop, crm: PlainCrm, tmp_path_factory: pytest.TempPathFac
 
         proxy = CollectorProxy(upstream)
         proxy.url = servers.serve(proxy.app())
-        yield Stepwatch(upstream, Collector(proxy, keys, read), sql)
+        collector = Collector(proxy, keys, read)
+        collector.cli = lambda *argv: _cli(*argv, env=env)
+        yield Stepwatch(upstream, collector, sql)
 
 
 # ---------------------------------------------------------------------------------------------

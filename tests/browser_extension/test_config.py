@@ -1,4 +1,5 @@
-"""The extension's configuration resolution (src/config.js, run under node) and its reproducible build.
+"""The extension's configuration resolution (src/config.js, run under node), its reproducible build, and the
+managed storage schema against what the /extension page writes and docs/extension.md's policy example.
 
 The managed-storage path in a browser needs a policy file only root may write
 (test_extension.py::test_a_policy_configures_the_extension_and_wins_over_a_pasted_link); here the same
@@ -8,17 +9,20 @@ function the service worker calls decides between a policy's configuration and a
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
-from dashboards.pages.extension import setup_link
+from dashboards.pages.extension import extension_config, extension_id, setup_link
+from kernel import processes, sites
 from tests.browser.servers import TRACKER_JS
-from tests.browser_extension.conftest import EXTENSION, build_extension
+from tests.browser_extension.conftest import EXTENSION, REPO, build_extension
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="no node")
 
@@ -88,12 +92,23 @@ def test_the_build_is_reproducible_and_carries_the_tracker_unchanged(tmp_path: P
         names = archive.namelist()
         assert names == sorted(names) and "tracker.js" in names and "manifest.json" in names
         assert all(info.date_time == (1980, 1, 1, 0, 0, 0) for info in archive.infolist())
+        # stored, not deflated: compressed bytes would depend on the zlib of the node that built it
+        assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
         assert archive.read("tracker.js") == TRACKER_JS.read_bytes()
+        assert archive.read("rules.js") == (EXTENSION.parent / "src" / "rules.js").read_bytes()  # discovery's
         manifest = json.loads(archive.read("manifest.json"))
     assert manifest["host_permissions"] == ["https://crm.example.com/*"]
     assert manifest["manifest_version"] == 3 and "content_scripts" not in manifest  # registered for the config only
     assert "web_accessible_resources" not in manifest  # nothing of it can be loaded or probed by a web page
     assert set(manifest["permissions"]) == {"storage", "scripting", "alarms"}
+
+
+def test_the_trackers_build_makes_the_extension_too() -> None:
+    package = json.loads((EXTENSION.parent / "package.json").read_text())
+    assert package["scripts"]["build"] == "node build.js && node extension/build.js"
+    assert all(re.fullmatch(r"\d+\.\d+\.\d+", v) for v in package["devDependencies"].values())  # pinned exactly
+    lock = json.loads((EXTENSION.parent / "package-lock.json").read_text())
+    assert lock["packages"][""]["devDependencies"] == package["devDependencies"]
 
 
 def test_a_wider_origin_is_refused_by_the_build(tmp_path: Path) -> None:
@@ -108,3 +123,42 @@ def test_no_extension_script_evaluates_code() -> None:
             if forbidden == ".value" and path.name == "options.js":
                 continue  # the options page reads its own textarea (the pasted link)
             assert forbidden not in text, f"{path.name} contains {forbidden!r}"
+
+
+# -- the managed storage schema and the policy people copy ------------------------------------------
+
+
+SCHEMA = json.loads((EXTENSION / "src" / "schema.json").read_text())
+
+
+@pytest.mark.parametrize("identity", [{"element": "#user", "attribute": "data-id"}, {"variable": "window.crm.user.id"},
+                                      {"signin": "https://stepwatch.example"}])
+def test_what_the_extension_page_writes_is_what_the_policy_schema_describes(identity: dict[str, str]) -> None:
+    site = sites.Site("crm", "pk_abc", "secret", "salt", ("https://crm.example.com",), True, True, 1)
+    process = processes.Process("crm", "sales", "Sales", (processes.Step("offer", "Offer", ("/offer",)),))
+    config = extension_config("https://stepwatch.example", site, identity, process)
+    assert set(config) == set(SCHEMA["properties"])  # the schema names every field, and no other
+    assert set(SCHEMA["properties"]["identity"]["properties"]) == {"element", "attribute", "variable", "signin"}
+    jsonschema.validate(config, SCHEMA)
+    assert js("C.check(args[0])", config) == {"config": config, "problems": []}
+
+
+def test_the_docs_policy_example_can_be_copied_as_it_is() -> None:
+    text = (REPO / "docs" / "extension.md").read_text()
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", text, re.S)]
+    policy = next(b for b in blocks if "3rdparty" in b)
+    assert policy["ExtensionInstallForcelist"][0].startswith(extension_id() + ";https://")
+    config = policy["3rdparty"]["extensions"][extension_id()]
+    jsonschema.validate(config, SCHEMA)
+    assert js("C.check(args[0]).problems", config) == []
+    example = next(b for b in blocks if "3rdparty" not in b)  # the configuration's own example
+    assert set(example) == set(SCHEMA["properties"]) and js("C.check(args[0]).problems", example) == []
+
+
+def test_every_word_of_the_extension_is_in_english_and_russian() -> None:
+    catalogs = {lang: json.loads((EXTENSION / "src" / "_locales" / lang / "messages.json").read_text())
+                for lang in ("en", "ru")}
+    assert catalogs["en"].keys() == catalogs["ru"].keys()
+    for key, message in catalogs["en"].items():
+        placeholders = sorted(re.findall(r"\$\d", message["message"]))
+        assert sorted(re.findall(r"\$\d", catalogs["ru"][key]["message"])) == placeholders, key

@@ -18,11 +18,14 @@ from typing import Any
 import pytest
 
 from dashboards.pages.extension import extension_id
-from tests.browser.helpers import Clock, tracker_ready
+from tests.browser.helpers import Clock, SiteKeys, tracker_ready
+from tests.browser.servers import CRM_DIR
+from tests.browser.test_discovery import config_of, wait_for
 from tests.browser.test_tracker import assert_times, by_step, finals, set_hidden, work
 from tests.browser_extension.conftest import PASSWORD, REPO, SIGNIN_MANAGER, Browser, PlainCrm, Stepwatch, launch
 
 STEPS = ["identification", "needs", "products", "offer", "contract", "payment", "closing"]
+NOTES = "Client Ivan Petrov, +7 916 555-01-02, wants a discount"  # typed into the CRM's offer page
 IDLE_MS = 30_000  # sales.toml runs on the collector's defaults
 POLICY_DIR = Path("/etc/chromium/policies/managed")
 
@@ -57,7 +60,8 @@ def popup(browser: Browser, page: Any) -> dict[str, str]:
     shown = browser.extension_page(f"popup.html?tab={tab_id(browser, page.url)}")
     try:
         shown.wait_for_selector("#my-figures")
-        return shown.evaluate("""() => Object.fromEntries(['badge', 'step', 'state', 'who', 'my-figures', 'scope']
+        return shown.evaluate("""() => Object.fromEntries(
+            ['badge', 'step', 'state', 'who', 'discovery', 'my-figures', 'scope']
             .map(id => [id, document.getElementById(id)]).filter(([, e]) => e)
             .map(([id, e]) => [id, id == 'my-figures' ? e.href : (e.className + '|' + e.textContent)]))""")
     finally:
@@ -86,7 +90,10 @@ def test_scripted_walk_stores_active_idle_and_hidden_time_per_step(browser, crm,
     set_hidden(page, False)
     work(page, clock, 5_000)
     next_page(page)
-    work(page, clock, 40_000, every=10_000)  # offer: typing now and then for 40 s, then 45 s idle
+    page.click("#notes")  # offer: what the manager types is never read (at the visit's first moment:
+    page.keyboard.type(NOTES)  # the paused clock makes it no time)
+    assert page.input_value("#notes") == NOTES
+    work(page, clock, 40_000, every=10_000)  # typing now and then for 40 s, then 45 s idle
     clock.run(45_000)
     next_page(page)
     # The tracker reports a visit once its session is worked out (the customer's hash, a promise):
@@ -105,15 +112,24 @@ def test_scripted_walk_stores_active_idle_and_hidden_time_per_step(browser, crm,
     assert all(v["path"] == f"/clients/:customer/{v['step']}" for v in visits)
     assert all(v["manager"] == manager for v in visits)
     # the extension's tracker talks to the collector's extension base only (its config never names
-    # the discovery module, so the page imports nothing from the collector)
-    asked = [r.split()[1] for r in stepwatch.collector.proxy.requests if " /v1/" in r]
-    assert asked and all(path.startswith("/v1/extension/v1/") for path in asked), asked
+    # the discovery module, so the page imports nothing from the collector); content.js reads the
+    # site's own config, to know whether step discovery is on
+    asked = [r for r in stepwatch.collector.proxy.requests if " /v1/" in r]
+    assert "POST /v1/extension/v1/events" in asked, asked
+    assert all(r.split()[1].startswith(("/v1/extension/v1/", "/v1/config/")) for r in asked), asked
+    assert not [r for r in stepwatch.collector.proxy.requests if "/discovery.js" in r]
+    # no page content: neither what was typed nor the page's title or text
+    sent = [b.body for b in stepwatch.collector.proxy.batches if manager in b.body]
+    assert sent and not [b for b in sent if NOTES in b or "Fake CRM" in b or "Prepare the offer" in b]
 
 
 def test_a_page_of_another_origin_sends_nothing(browser, crm, stepwatch, page, manager):
     browser.configure(config_for(stepwatch, crm, {"element": "#crm-user"}))
     registered = browser.worker.evaluate("chrome.scripting.getRegisteredContentScripts()")
     assert [s["matches"] for s in registered] == [[crm.url + "/*"]]  # the content script runs nowhere else
+    # the host permissions it holds: the CRM's origin, and stepwatch's for signing in; nothing wider
+    granted = browser.worker.evaluate("chrome.permissions.getAll()")
+    assert sorted(granted["origins"]) == sorted([crm.url + "/*", stepwatch.url + "/*"]), granted
     # and were a page elsewhere to ask the service worker, it would get nothing (the second lock)
     for origin, frame in ((crm.other_origin, 0), (crm.url, 3)):
         sender = {"tab": {"id": 1}, "origin": origin, "frameId": frame}
@@ -131,6 +147,57 @@ def test_a_page_of_another_origin_sends_nothing(browser, crm, stepwatch, page, m
     clock.settle(1.0)
     assert not [b for b in stepwatch.collector.proxy.batches if manager in b.body or "C-1002" in b.body]
     assert stepwatch.collector.visits(manager) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Step discovery on the pages the extension measures
+
+
+def test_while_discovery_is_on_an_unmatched_page_is_counted_by_its_cleaned_path_only(playwright, extension_dir, crm,
+                                                                                      stepwatch, manager, tmp_path):
+    collector = stepwatch.collector
+    assert collector.cli is not None
+    shown = json.loads(collector.cli("sites", "add", "finder", "--origin", crm.url, "--json"))
+    collector.sites["finder"] = SiteKeys(shown["name"], shown["key"], shown["secret"])
+    collector.cli("process", "load", str(CRM_DIR / "sales.toml"), "--site", "finder")
+    collector.cli("process", "discovery", "finder", "--on", "--days", "2", "--reason", "extension test")
+    wait_for(lambda: "d" in config_of(collector, shown["key"]), "discovery in the config (refreshed every 5 s)")
+    # A browser of its own: the site's config is cached for 5 minutes, and other tests' pages read them.
+    browser = launch(playwright, extension_dir, tmp_path / "profile")
+    crm.state.manager = manager
+    report_page = crm.url + "/reports/20240517?customer=Ivan"
+
+    def visit_a_report(site: str) -> dict[str, str]:
+        browser.configure(config_for(stepwatch, crm, {"element": "#crm-user"}, site=site))
+        key = collector.sites[site].key
+        page = browser.context.new_page()
+        page.goto(report_page)
+        tracker_ready(page)
+        wait_for(lambda: f"GET /v1/config/{key}" in collector.proxy.requests, "content.js reading the config")
+        page.wait_for_timeout(500)  # (the config's answer, then the first look at the page)
+        shown = popup(browser, page)
+        page.goto(crm.url + "/clients/C-8001/offer")  # a step: the report page's count goes on pagehide
+        tracker_ready(page)
+        page.close()
+        return shown
+
+    try:
+        off = visit_a_report("crm")  # discovery is off for this site: nothing is counted
+        assert off["step"].endswith("|This page is not a step") and "discovery" not in off
+        on = visit_a_report("finder")
+        # the popup tells the person what is counted on this page, and what is not
+        assert on["discovery"].endswith("|Step discovery is on: this page's address is counted without its ids, "
+                                        "and nothing else — not your name, not your time.")
+        report = wait_for(lambda: [r for r in collector.proxy.reports if shown["key"] in r], "a discovery report")
+    finally:
+        browser.context.close()
+        collector.cli("process", "discovery", "finder", "--off")
+    assert [json.loads(r) for r in report] == [{"site": shown["key"], "counts": {"/reports/:id": 1}}]
+    assert not [r for r in collector.proxy.reports if collector.sites["crm"].key in r]
+    assert not [r for r in collector.proxy.requests if "/discovery.js" in r]  # no code loaded from the collector
+    stored = ("SELECT pattern, toUInt32(sum(views)) AS views FROM discovered_paths WHERE site = 'finder' "
+              "GROUP BY pattern")
+    assert wait_for(lambda: stepwatch.sql(stored), "the stored count") == [{"pattern": "/reports/:id", "views": 1}]
 
 
 # ---------------------------------------------------------------------------------------------

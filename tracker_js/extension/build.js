@@ -1,6 +1,8 @@
-// Builds the browser extension: src/* plus the tracker (../dist/tracker.js, unchanged) into one zip,
-// the same bytes on every machine: files in sorted order, every time stamp 1980-01-01 00:00, no
-// owner or permission bits, deflated by node's own zlib (no other tool to pin).
+// Builds the browser extension: src/* plus the tracker (../dist/tracker.js) and its URL rules
+// (../src/rules.js), both unchanged, into one zip, the same bytes on every machine: files in sorted
+// order, every time stamp 1980-01-01 00:00, no owner or permission bits, and stored, not compressed:
+// deflate's bytes depend on the zlib build a node version bundles, so a compressed zip would be
+// reproducible only with node itself pinned. Stored, the zip is about 50 KB.
 //
 //   node extension/build.js [--out FILE.zip] [--unpacked DIR] [--origin https://crm.example.com ...]
 //
@@ -11,10 +13,12 @@
 'use strict'
 const fs = require('fs')
 const path = require('path')
-const zlib = require('zlib')
 
 const SRC = path.join(__dirname, 'src')
 const TRACKER = path.join(__dirname, '..', 'dist', 'tracker.js')
+// The tracker's URL rules, for the content script's step discovery (src/discovery.js): matched and
+// cleaned exactly as the tracker does.
+const RULES = path.join(__dirname, '..', 'src', 'rules.js')
 
 function option(name) {
   const values = []
@@ -45,6 +49,7 @@ function contents(origins) {
   manifest.host_permissions = hostPermissions(origins)
   out.set('manifest.json', Buffer.from(JSON.stringify(manifest, null, 2) + '\n'))
   out.set('tracker.js', fs.readFileSync(TRACKER))
+  out.set('rules.js', fs.readFileSync(RULES))
   return new Map([...out.entries()].sort(([a], [b]) => (a < b ? -1 : 1)))
 }
 
@@ -66,17 +71,16 @@ function zip(entries) {
   const centrals = []
   let offset = 0
   for (const [name, data] of entries) {
-    const packed = zlib.deflateRawSync(data, { level: 9 })
     const nameBytes = Buffer.from(name)
     const head = Buffer.alloc(30)
     head.writeUInt32LE(0x04034b50, 0)
     head.writeUInt16LE(20, 4) // version needed
     head.writeUInt16LE(0x0800, 6) // names in UTF-8
-    head.writeUInt16LE(8, 8) // deflate
+    head.writeUInt16LE(0, 8) // stored
     head.writeUInt16LE(DOS_TIME, 10)
     head.writeUInt16LE(DOS_DATE, 12)
     head.writeUInt32LE(crc32(data), 14)
-    head.writeUInt32LE(packed.length, 18)
+    head.writeUInt32LE(data.length, 18)
     head.writeUInt32LE(data.length, 22)
     head.writeUInt16LE(nameBytes.length, 26)
     head.writeUInt16LE(0, 28)
@@ -85,9 +89,9 @@ function zip(entries) {
     central.writeUInt16LE(20, 4) // made by: MS-DOS, so no Unix permission bits
     head.copy(central, 6, 4, 30) // version needed .. name length, as in the local header
     central.writeUInt32LE(offset, 42)
-    locals.push(head, nameBytes, packed)
+    locals.push(head, nameBytes, data)
     centrals.push(central, nameBytes)
-    offset += head.length + nameBytes.length + packed.length
+    offset += head.length + nameBytes.length + data.length
   }
   const directory = Buffer.concat(centrals)
   const end = Buffer.alloc(22)

@@ -33,7 +33,7 @@ async function register() {
   var origins = resolved.config ? await allowedOrigins(resolved.config) : []
   if (origins.length) {
     await chrome.scripting.registerContentScripts([
-      { id: SCRIPT_ID, matches: StepwatchConfig.matches(origins), js: ['config.js', 'content.js'], runAt: 'document_start', allFrames: false, persistAcrossSessions: false }
+      { id: SCRIPT_ID, matches: StepwatchConfig.matches(origins), js: ['config.js', 'rules.js', 'discovery.js', 'content.js'], runAt: 'document_start', allFrames: false, persistAcrossSessions: false }
     ])
   }
   return { source: resolved.source, config: resolved.config, problems: resolved.problems, allowed: origins }

@@ -1,7 +1,8 @@
 // The content script, registered only for the configured CRM origins (background.js). It puts the
-// tracker into the page (through the service worker), hands it the manager's identity, and keeps for
-// the popup what is being measured: the step on screen and whether the time counts as active, idle or
-// hidden. It reads nothing of the page but the one element an administrator named for the identity.
+// tracker into the page (through the service worker), hands it the manager's identity, counts the
+// pages no step matches while the site's step discovery is on (discovery.js), and keeps for the popup
+// what is being measured: the step on screen and whether the time counts as active, idle or hidden.
+// It reads nothing of the page but the one element an administrator named for the identity.
 'use strict'
 // Below the collector's URL, where the extension's tracker talks to it (collector.EXTENSION_BASE): the
 // same events; a config without step discovery, whose module the page would load from the collector.
@@ -21,6 +22,8 @@ var EXTENSION_BASE = '/v1/extension'
   if (config.identity.variable) tag.dataset.variable = config.identity.variable
   document.documentElement.appendChild(tag)
   if (!(await send({ type: 'inject' }))) return
+  // prelude.js took the tag for the tracker; left in place, the page has the snippet and its own tracker
+  var ours = !tag.isConnected
 
   var who = { manager: null, name: null, signedOut: false, unreachable: false }
   function identify(manager, token) {
@@ -59,16 +62,20 @@ var EXTENSION_BASE = '/v1/extension'
     signIn()
   }
 
-  // --- what the popup shows ------------------------------------------------------------------------
+  // --- what the popup shows, and step discovery ---------------------------------------------------
   var steps = []
   var idleMs = 30000
-  fetch(config.collector + EXTENSION_BASE + '/v1/config/' + encodeURIComponent(config.site))
+  var discovering = false
+  // The site's own tracker config (not the extension tracker's): its `d` says whether discovery is on.
+  // Only read here: the module it names is never loaded.
+  fetch(config.collector + '/v1/config/' + encodeURIComponent(config.site))
     .then(function (response) {
       return response.json()
     })
     .then(function (site) {
       steps = site.steps || []
       idleMs = site.idle_ms || idleMs
+      discovering = ours && discover(config.collector, config.site, site)
     })
     .catch(function () {})
 
@@ -109,7 +116,8 @@ var EXTENSION_BASE = '/v1/extension'
       manager: who.manager,
       name: who.name,
       signedOut: who.signedOut,
-      unreachable: who.unreachable
+      unreachable: who.unreachable,
+      discovering: discovering
     })
   })
 })()

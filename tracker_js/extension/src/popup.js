@@ -56,6 +56,7 @@ async function show() {
       parts.push(dl)
     } else {
       parts.push(el('h1', { id: 'step' }, say('noStep')), el('p', {}, say('noStepHint')))
+      if (status.discovering) parts.push(el('p', { id: 'discovery', class: 'muted' }, say('discoveryOn')))
     }
     var whoText = status.name || status.manager
     if (whoText) parts.push(el('p', { id: 'who' }, say('forWhom', [whoText])))
