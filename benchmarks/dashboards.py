@@ -143,22 +143,28 @@ def seed_coaching(settings: Any, assignments_count: int = 40) -> None:
 
 
 def record_queries() -> list[tuple[float, str]]:
-    """From now on, every HTTP request of clickhouse-connect (a query on a server) is appended to the
-    returned list as (ms until its answer began, its SQL's first line); the embedded engine's are not."""
+    """From now on, every query clickhouse-connect sends (an HTTP request to a server, or a call of the
+    embedded engine) is appended to the returned list as (ms until its answer began, its SQL's first
+    150 characters)."""
+    from clickhouse_connect.driver._backend.chdb_backend import ChdbBackend
     from clickhouse_connect.driver._backend.http_sync import HttpSyncBackend
 
     seen: list[tuple[float, str]] = []
-    request = HttpSyncBackend.request
 
-    def timed(self: Any, data: Any, params: dict[str, str], *args: Any, **kwargs: Any) -> Any:
-        sql = params.get("query") or (data.decode(errors="replace") if isinstance(data, bytes) else str(data or ""))
-        started = time.perf_counter()
-        try:
-            return request(self, data, params, *args, **kwargs)
-        finally:
-            seen.append(((time.perf_counter() - started) * 1000, " ".join(sql.split())[:150]))
+    def timing(method: Any, sql_of: Any) -> Any:
+        def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                seen.append(((time.perf_counter() - started) * 1000, " ".join(sql_of(*args).split())[:150]))
+        return timed
 
-    HttpSyncBackend.request = timed  # type: ignore[method-assign]
+    def http_sql(data: Any, params: dict[str, str], *_: Any) -> str:
+        return params.get("query") or (data.decode(errors="replace") if isinstance(data, bytes) else str(data or ""))
+
+    HttpSyncBackend.request = timing(HttpSyncBackend.request, http_sql)  # type: ignore[method-assign]
+    ChdbBackend._query_locked = timing(ChdbBackend._query_locked, lambda sql, *_: str(sql))  # type: ignore[method-assign]
     return seen
 
 
