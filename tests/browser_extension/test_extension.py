@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from collector.identity import sign
 from dashboards.pages.extension import extension_id
 from tests.browser.helpers import Clock, SiteKeys, tracker_ready
 from tests.browser.servers import CRM_DIR
@@ -275,6 +276,91 @@ def test_a_token_due_for_renewal_is_renewed(browser, crm, stepwatch):
     browser.worker.evaluate("t => chrome.storage.local.set({identity: {...t, renew_after: 0}})", first)
     renewed = browser.worker.evaluate("ready.then(r => identity(r.config, false))")
     assert renewed["expires_at"] > first["expires_at"] and renewed["token"] != first["token"]
+
+
+def start_with_a_short_lived_token(browser: Browser, stepwatch: Stepwatch, renew_in: int,
+                                   expires_in: int) -> dict[str, Any]:
+    """Store, as the service worker's, a token due for renewal and expiring within seconds: stepwatch's own
+    (its tokens live 12 hours) signed again with the site's secret for a short life, as if the page had
+    been open for most of a day. The token as stored."""
+    issued = browser.worker.evaluate("ready.then(r => identity(r.config, true))")
+    expires = int(time.time()) + expires_in
+    short = {**issued, "token": sign(stepwatch.collector.sites["signed"].secret, SIGNIN_MANAGER, expires),
+             "expires_at": expires, "renew_after": expires - expires_in + renew_in}
+    browser.worker.evaluate("t => chrome.storage.local.set({identity: t})", short)
+    return dict(short)
+
+
+def test_an_open_page_takes_the_renewed_token_and_what_it_sends_after_the_old_one_expired_is_stored(
+        browser, crm, stepwatch, page):
+    browser.configure(config_for(stepwatch, crm, {"signin": stepwatch.url}, site="signed"))
+    sign_in(browser, stepwatch, "mia")
+    short = start_with_a_short_lived_token(browser, stepwatch, renew_in=5, expires_in=15)
+    opened = time.time()
+    clock = open_crm(page, crm.url + "/clients/C-3101/needs")
+    work(page, clock, 6_000)
+    clock.settle()
+    first = [b for b in stepwatch.collector.proxy.batches if b.at > opened and SIGNIN_MANAGER in b.body]
+    assert first and {json.loads(b.body)["identity"] for b in first} == {short["token"]}
+
+    page.wait_for_timeout((short["expires_at"] + 1 - time.time()) * 1000)  # the page stays open past its expiry
+    work(page, clock, 4_000)  # still on needs, then two more steps in the same page (the CRM's own routing)
+    page.evaluate("history.pushState({}, '', '/clients/C-3101/products')")
+    work(page, clock, 5_000)
+    page.evaluate("history.pushState({}, '', '/clients/C-3101/offer')")
+    work(page, clock, 7_000)
+    page.wait_for_timeout(300)  # (the visit's session worked out, as in the scripted walk)
+    page.goto(crm.url + "/")
+    clock.settle()
+
+    renewed = browser.worker.evaluate("chrome.storage.local.get('identity')")["identity"]
+    assert renewed["expires_at"] > short["expires_at"] + 3600
+    batches = [b for b in stepwatch.collector.proxy.batches if b.at > opened and SIGNIN_MANAGER in b.body]
+    assert [b.status for b in batches if b.status != 200] == [], stepwatch.collector.proxy_log()
+    late = [b for b in batches if b.at > short["expires_at"]]
+    assert late and {json.loads(b.body)["identity"] for b in late} == {renewed["token"]}
+    ours = {e["visit_id"] for b in batches for e in b.events if e["type"] == "visit"}
+    visits = stepwatch.collector.wait_for_visits(
+        SIGNIN_MANAGER, lambda vs: finals("needs", "products", "offer")([v for v in vs if v["visit_id"] in ours]))
+    steps = by_step([v for v in visits if v["visit_id"] in ours and v["final"]])
+    assert steps["products"]["active_ms"] == 5_000 and steps["offer"]["active_ms"] == 7_000
+    assert all(v["manager"] == SIGNIN_MANAGER for v in steps.values())
+
+
+def test_an_open_page_whose_token_expires_unrenewed_keeps_its_visits_until_the_manager_signs_in_again(
+        browser, crm, stepwatch, page):
+    browser.configure(config_for(stepwatch, crm, {"signin": stepwatch.url}, site="signed"))
+    sign_in(browser, stepwatch, "mia")
+    short = start_with_a_short_lived_token(browser, stepwatch, renew_in=3, expires_in=10)
+    opened = time.time()
+    clock = open_crm(page, crm.url + "/clients/C-3201/needs")
+    work(page, clock, 3_000)
+    clock.settle()
+    browser.context.clear_cookies()  # stepwatch's login ended: no renewal
+    page.wait_for_timeout((short["expires_at"] + 6 - time.time()) * 1000)  # (the page looks every 5 s)
+    work(page, clock, 4_000)
+    page.evaluate("history.pushState({}, '', '/clients/C-3201/products')")
+    work(page, clock, 5_000)
+    page.wait_for_timeout(300)
+    clock.settle()
+    # nothing was sent with the expired token, to be refused: the visits wait in the page's queue
+    assert not [b for b in stepwatch.collector.proxy.batches if b.at > short["expires_at"] and
+                SIGNIN_MANAGER in b.body], stepwatch.collector.proxy_log()
+    queued = json.loads(page.evaluate("key => localStorage[key]", stepwatch.collector.sites["signed"].key))["q"]
+    assert {e.get("step") for e in queued} >= {"needs", "products"}, queued
+
+    sign_in(browser, stepwatch, "mia")
+    clock = open_crm(page, crm.url + "/clients/C-3201/offer")  # the next page gets a new token at once
+    clock.settle()
+    batches = [b for b in stepwatch.collector.proxy.batches if b.at > opened and SIGNIN_MANAGER in b.body]
+    assert [b.status for b in batches if b.status != 200] == [], stepwatch.collector.proxy_log()
+    ours = {e["visit_id"] for b in batches for e in b.events if e["type"] == "visit"}
+    visits = stepwatch.collector.wait_for_visits(
+        SIGNIN_MANAGER, lambda vs: finals("needs", "products")([v for v in vs if v["visit_id"] in ours]))
+    steps = by_step([v for v in visits if v["visit_id"] in ours and v["final"]])
+    assert steps["needs"]["active_ms"] == 3_000 + 2_100 + 4_000  # (2.1 s: the settle that sent the first batch)
+    assert steps["products"]["active_ms"] >= 5_000
+    assert all(v["manager"] == SIGNIN_MANAGER for v in steps.values())
 
 
 def test_a_director_signed_in_gets_no_identity(browser, crm, stepwatch, page):

@@ -46,19 +46,35 @@ var EXTENSION_BASE = '/v1/extension'
     setInterval(readElement, 1000)
   }
   if (id.signin) {
+    // The page may stay open for days: it asks the service worker again at its token's renew_after (the
+    // service worker then gets a new one from stepwatch), or in a minute when the answer brought no token
+    // (signed in since?) or one already due (stepwatch unreachable).
+    var held = null // the token the tracker has
+    var askAt = 0
     var signIn = async function () {
+      askAt = Infinity // one question at a time
       var token = await send({ type: 'identity' })
       who.signedOut = !!(token && token.signedOut)
       who.unreachable = !!(token && token.unreachable)
       if (token && token.token) {
         who.name = token.name
-        identify(token.manager, token.token)
-        // the page may stay open for days: take the renewed token before this one expires
-        setTimeout(signIn, Math.max(60e3, token.renew_after * 1000 - Date.now()))
-      } else {
-        setTimeout(signIn, 60e3) // signed in since? asked again each minute
+        if (!held || held.token != token.token) identify(token.manager, token.token)
+        held = token
       }
+      var renewAt = token && token.token ? token.renew_after * 1000 : 0
+      askAt = renewAt > Date.now() ? renewAt : Date.now() + 60e3
     }
+    // Checked against the clock every few seconds rather than by one timer set hours ahead: a page's
+    // timers stand still while the computer sleeps, so such a timer could fire long after the token
+    // expired. An expired token is taken back from the tracker, which then keeps its events queued until
+    // a renewed one comes, rather than have the collector refuse them.
+    setInterval(function () {
+      if (held && Date.now() >= held.expires_at * 1000) {
+        identify(held.manager, null)
+        held = null
+      }
+      if (Date.now() >= askAt) signIn()
+    }, 5e3)
     signIn()
   }
 
