@@ -28,17 +28,37 @@ def test_a_read_for_some_managers_gives_their_pairs_as_the_sites_read_does(histo
     assert storage.session_step_times(history, "crm", since, TODAY, managers=[]) == []
 
 
+def test_a_days_times_per_row_give_the_sessions_of_each_day(history: storage.Client) -> None:  # noqa: F811
+    """pair_day_times (what the plan reads) gives each manager's sessions on a step as session_step_times
+    does, a session past midnight counted on each of its days instead of summed."""
+    since = DAY - timedelta(days=10)
+    steps = {p.step for p in storage.session_step_times(history, "crm", since, TODAY)}
+    for step in sorted(steps):
+        every = {p.manager: p for p in storage.session_step_times(history, "crm", since, TODAY, step=step)}
+        by_day = {p.manager: p for p in storage.pair_day_times(history, "crm", since, TODAY, step=step,
+                                                               managers=sorted(every))}
+        assert set(by_day) == set(every)
+        for manager, pair in by_day.items():
+            assert pair.step == step and pair.times_ms.sum() == every[manager].times_ms.sum()
+            assert np.all((pair.days[1:] > pair.days[:-1]) | ((pair.days[1:] == pair.days[:-1])
+                                                              & (pair.times_ms[1:] >= pair.times_ms[:-1])))
+            if pair.times_ms.size == every[manager].times_ms.size:  # no session past midnight
+                assert np.array_equal(pair.times_ms, every[manager].times_ms)
+                assert np.array_equal(pair.days, every[manager].days)
+    assert storage.pair_day_times(history, "crm", since, TODAY, step="offer", managers=[]) == []
+
+
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[list[str] | None]:
-    """The managers each session_step_times call of the page asked for."""
+    """The managers each pair_day_times call of the page asked for."""
     asked: list[list[str] | None] = []
-    real = storage.session_step_times
+    real = storage.pair_day_times
 
     def recorded(*args: Any, **kwargs: Any) -> Any:
         asked.append(kwargs.get("managers"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(storage, "session_step_times", recorded)
+    monkeypatch.setattr(storage, "pair_day_times", recorded)
     return asked
 
 

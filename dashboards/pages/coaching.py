@@ -279,10 +279,10 @@ def plan_for(client: Any, settings: Any, site: str, manager: str, step: str, tar
     criteria = Criteria()
 
     def times_of(names: set[str]) -> dict[str, Any]:
-        # only these managers' sessions: a team's are an eighth of a site's (on a cluster they all
-        # travel to the node asked)
-        return {p.manager: p for p in storage.session_step_times(client, site, since, today, settings.analysis_metric,
-                                                                 step=step, managers=sorted(names | {manager}))}
+        # only these managers' sessions, as a day's times per row (storage.pair_day_times): a team's are
+        # an eighth of a site's, and on a cluster they all travel to the node asked
+        return {p.manager: p for p in storage.pair_day_times(client, site, since, today, settings.analysis_metric,
+                                                             step=step, managers=sorted(names | {manager}))}
 
     def usable(pairs: dict[str, Any], names: set[str]) -> list[Any]:
         return [pairs[m] for m in sorted(names) if m in pairs and m != manager
