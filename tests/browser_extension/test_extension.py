@@ -291,15 +291,24 @@ def start_with_a_short_lived_token(browser: Browser, stepwatch: Stepwatch, renew
     return dict(short)
 
 
-def test_an_open_page_takes_the_renewed_token_and_what_it_sends_after_the_old_one_expired_is_stored(
-        browser, crm, stepwatch, page):
+def signed_in_on_needs(browser: Browser, crm: PlainCrm, stepwatch: Stepwatch, page: Any, client: str, *, renew_in: int,
+                      expires_in: int, work_ms: int) -> tuple[dict[str, Any], float, Any]:
+    """Mia signed in from the extension with a short-lived token (start_with_a_short_lived_token), a CRM
+    page opened on the client's needs step and worked on: (the token, when the page opened, its clock)."""
     browser.configure(config_for(stepwatch, crm, {"signin": stepwatch.url}, site="signed"))
     sign_in(browser, stepwatch, "mia")
-    short = start_with_a_short_lived_token(browser, stepwatch, renew_in=5, expires_in=15)
+    short = start_with_a_short_lived_token(browser, stepwatch, renew_in=renew_in, expires_in=expires_in)
     opened = time.time()
-    clock = open_crm(page, crm.url + "/clients/C-3101/needs")
-    work(page, clock, 6_000)
+    clock = open_crm(page, crm.url + f"/clients/{client}/needs")
+    work(page, clock, work_ms)
     clock.settle()
+    return short, opened, clock
+
+
+def test_an_open_page_takes_the_renewed_token_and_what_it_sends_after_the_old_one_expired_is_stored(
+        browser, crm, stepwatch, page):
+    short, opened, clock = signed_in_on_needs(browser, crm, stepwatch, page, "C-3101", renew_in=5, expires_in=15,
+                                              work_ms=6_000)
     first = [b for b in stepwatch.collector.proxy.batches if b.at > opened and SIGNIN_MANAGER in b.body]
     assert first and {json.loads(b.body)["identity"] for b in first} == {short["token"]}
 
@@ -329,13 +338,8 @@ def test_an_open_page_takes_the_renewed_token_and_what_it_sends_after_the_old_on
 
 def test_an_open_page_whose_token_expires_unrenewed_keeps_its_visits_until_the_manager_signs_in_again(
         browser, crm, stepwatch, page):
-    browser.configure(config_for(stepwatch, crm, {"signin": stepwatch.url}, site="signed"))
-    sign_in(browser, stepwatch, "mia")
-    short = start_with_a_short_lived_token(browser, stepwatch, renew_in=3, expires_in=10)
-    opened = time.time()
-    clock = open_crm(page, crm.url + "/clients/C-3201/needs")
-    work(page, clock, 3_000)
-    clock.settle()
+    short, opened, clock = signed_in_on_needs(browser, crm, stepwatch, page, "C-3201", renew_in=3, expires_in=10,
+                                              work_ms=3_000)
     browser.context.clear_cookies()  # stepwatch's login ended: no renewal
     page.wait_for_timeout((short["expires_at"] + 6 - time.time()) * 1000)  # (the page looks every 5 s)
     work(page, clock, 4_000)
