@@ -169,6 +169,13 @@ async def test_a_manager_against_their_teammates(api: Any) -> None:
     html = await (await api.get("/flow?site=crm&manager=m1")).text()
     assert "rework costs" in html and "▲" in html and 'class="flow-edge flow-more"' in html
     assert 'href="/managers/m1?site=crm"' in html
+    # the cost is priced at the team's return time, the table of returns shows the manager's own: the
+    # two columns say which they are, so their figures do not seem to disagree
+    team = await (await api.get("/api/v1/flow?site=crm&team=north")).json()
+    team_return = {s["step"]: s["median_return_ms"] for s in team["steps"]}
+    assert {c["step"]: c["median_return_ms"] for c in cost["steps"]} == {
+        step: team_return[step] for step in ("needs", "offer", "closing")}
+    assert "Return visit, team’s median" in html and "Return visit, median" in html
 
 
 async def test_a_manager_sees_only_themselves_and_no_teammate_one_by_one(api: Any) -> None:
