@@ -40,9 +40,12 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 BROWSER_PACKAGES = ("browser", "browser_dashboards", "browser_extension")
 
 
+@pytest.hookimpl(tryfirst=True)  # the marks in place before pytest-xdist reads them to group the tests
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark the tests that drive Chromium `browser`, and keep each browser package on one xdist
-    worker (`--dist loadgroup`): its server, demo store and browser are built once per package."""
+    worker (`--dist loadgroup`): its server, demo store and browser are built once per package, and
+    the extension's policy test (a file in Chromium's machine-wide policy folder) never meets another
+    of the package's browsers."""
     for item in items:
         parts = Path(str(item.path)).relative_to(REPO / "tests").parts
         if len(parts) > 1 and parts[0] in BROWSER_PACKAGES:
