@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from clickhouse_connect.driver.client import Client
 
 from analysis.decomposition import Usage
+from kernel.storage import LATEST_REPORTS
 
 
 def step_usage(client: Client, site: str, step: str, managers: Collection[str], since: date,
@@ -22,19 +23,16 @@ def step_usage(client: Client, site: str, step: str, managers: Collection[str], 
     """Per manager (of `managers`, those with visits) their use of `step` on the days since..until."""
     if not managers:
         return {}
-    # Each visit once, as its latest report: the row the `visits` view (FINAL) keeps, taken as the
-    # refresh of the daily figures takes it (storage.refresh_session_steps), the highest seq (a replay
-    # of the same seq: the later arrival) by LIMIT 1 BY in the table's own order. Measured for a team
-    # of 25 on one step over 28 days at 10 million visits: 38 ms against FINAL's 66 on the embedded
-    # engine, 70 against 165 on a cluster of two shards, where each shard keeps its own visits' rows
-    # (a manager's visits are all on one) and the node asked only sums them.
+    # Each visit once, as its latest report (storage.LATEST_REPORTS, as the daily refresh takes it).
+    # Measured for a team of 25 on one step over 28 days at 10 million visits: 38 ms against FINAL's
+    # 66 on the embedded engine, 70 against 165 on a cluster of two shards, where each shard keeps its
+    # own visits' rows (a manager's visits are all on one) and the node asked only sums them.
     rows = client.query(
         "SELECT manager, uniqExact(session_id), count(), sum(active_ms), sum(idle_ms), sum(hidden_ms) FROM ("
         "  SELECT manager, session_id, active_ms, idle_ms, hidden_ms FROM step_visits "
         "  WHERE site = {site:String} AND manager IN {managers:Array(String)} AND step = {step:String} "
         "    AND started_at >= {since:DateTime64(3, 'UTC')} AND started_at < {end:DateTime64(3, 'UTC')} "
-        "  ORDER BY manager, step, toDate(started_at), visit_id, seq DESC, received_at DESC "
-        "  LIMIT 1 BY manager, step, toDate(started_at), visit_id"
+        f"  {LATEST_REPORTS}"
         ") GROUP BY manager",
         parameters={"site": site, "managers": sorted(managers), "step": step, "since": _midnight(since),
                     "end": _midnight(until + timedelta(days=1))},

@@ -362,6 +362,15 @@ class PairTimes:
 REFRESH_DAYS_PER_STATEMENT = 7
 
 
+# Each visit once, as its latest report: the row the `visits` view (FINAL) would keep, i.e. per sorting
+# key of step_visits the highest seq (a replay of the same seq: the later arrival). LIMIT 1 BY in the
+# table's own order does that as the rows stream by: a seventh of the time FINAL takes, which cannot
+# prune step_visits by day (its key puts the day after the manager and step). The tail of a read of
+# step_visits that selects manager, step, started_at, visit_id, seq and received_at among its columns.
+LATEST_REPORTS = ("ORDER BY manager, step, toDate(started_at), visit_id, seq DESC, received_at DESC "
+                  "LIMIT 1 BY manager, step, toDate(started_at), visit_id")
+
+
 # session_paths (migration 0024): per site, day, manager and session, its stays in order, as the flow
 # page reads them. The same visits as session_steps (each as its latest report), sorted by start,
 # then step (as analysis/paths.py orders ties); `keep` marks the first visit of each run of one step,
@@ -384,8 +393,7 @@ _SESSION_PATHS_REFRESH = """
                    hidden_ms
             FROM step_visits
             WHERE site = {site:String} AND toDate(started_at) IN {days:Array(Date)}
-            ORDER BY manager, step, day, visit_id, seq DESC, received_at DESC
-            LIMIT 1 BY manager, step, day, visit_id
+            """ + LATEST_REPORTS + """
         )
         GROUP BY day, manager, session_id
     )
@@ -426,12 +434,8 @@ def refresh_session_steps(client: Client, site: str) -> int:
     days = sorted(days)
     if not days:
         return 0
-    # Each visit counted once, as its latest report: the row the `visits` view (FINAL) would keep,
-    # i.e. per sorting key of step_visits the highest seq (a replay of the same seq: the later
-    # arrival). LIMIT 1 BY in the table's own order does that as the rows stream by: a seventh of
-    # the time FINAL takes, which cannot prune step_visits by day (its key puts the day after the
-    # manager and step). A few days per statement keep the memory small when a whole history
-    # arrives at once.
+    # Each visit counted once, as its latest report (LATEST_REPORTS). A few days per statement keep the
+    # memory small when a whole history arrives at once.
     for first in range(0, len(days), REFRESH_DAYS_PER_STATEMENT):
         chunk = days[first:first + REFRESH_DAYS_PER_STATEMENT]
         client.command(
@@ -448,8 +452,7 @@ def refresh_session_steps(client: Client, site: str) -> int:
                            hidden_ms
                     FROM step_visits
                     WHERE site = {site:String} AND toDate(started_at) IN {days:Array(Date)}
-                    ORDER BY manager, step, day, visit_id, seq DESC, received_at DESC
-                    LIMIT 1 BY manager, step, day, visit_id
+                    """ + LATEST_REPORTS + """
                 )
                 GROUP BY day, manager, step, session_id
             ) AS v

@@ -220,30 +220,38 @@ def evidence_weeks(flag: flag_store.StoredFlag) -> list[date]:
     return [last - timedelta(weeks=count - 1 - i) for i in range(count)]
 
 
-def flag_members(client: Client, user: User, flag_id: str
-                 ) -> tuple[flag_store.StoredFlag, Lookups, list[str], list[str]]:  # fmt: skip
+@dataclass(frozen=True)
+class Members:
     """The flag the user may see, the lookups of its site, its team's managers, and those with the flag's own."""
+
+    flag: flag_store.StoredFlag
+    found: Lookups
+    team: list[str]
+    members: list[str]
+
+
+def flag_members(client: Client, user: User, flag_id: str) -> Members:
     flag = visible_flag(client, user, flag_id)
     found = lookups(client, user, flag.site, with_run=False, with_bands=False)
     team = sorted(m for m, t in found.scope.team_of.items() if t == flag.team) if flag.team else []
-    members = sorted(set(team) | set(flag.managers) | ({flag.manager} if flag.manager else set()))
-    return flag, found, team, members
+    return Members(flag, found, team,
+                   sorted(set(team) | set(flag.managers) | ({flag.manager} if flag.manager else set())))
 
 
-def flag_usage(client: Client, user: User, flag_id: str) -> dict[str, Usage]:
+def flag_usage(client: Client, of: Members) -> dict[str, Usage]:
     """The team's and the flag's managers' visits of its step in its window, for where the extra time
     goes (none for a fast flag). Read beside `flag_detail`, in a worker of its own: on a ClickHouse
     server or cluster each takes about half of the page's time, and they do not wait for each other."""
-    flag, _, _, members = flag_members(client, user, flag_id)
+    flag = of.flag
     if flag.kind == "fast":
         return {}
-    return decomposition_figures.step_usage(client, flag.site, flag.step, members, flag.window_start,
+    return decomposition_figures.step_usage(client, flag.site, flag.step, of.members, flag.window_start,
                                             flag.window_end)
 
 
-def flag_detail(client: Client, settings: Settings, user: User, flag_id: str) -> Detail:
+def flag_detail(client: Client, settings: Settings, user: User, of: Members) -> Detail:
     """Everything of the page but the team's visits (`flag_usage`): `usage` comes empty."""
-    flag, found, team, members = flag_members(client, user, flag_id)
+    flag, found, team, members = of.flag, of.found, of.team, of.members
     latest = figures.latest_stats(client, flag.site, step=flag.step, managers=members)
     weeks = evidence_weeks(flag)
     apart = [flag.manager] if flag.manager else list(flag.managers)
@@ -267,7 +275,7 @@ def flag_detail(client: Client, settings: Settings, user: User, flag_id: str) ->
         adjusted = case_mix_figures.adjusted_weekly_medians(
             client, flag.site, flag.step, flag.manager, weeks[0], flag.window_end, mix=mix,  # type: ignore[arg-type]
             declared=process.attributes if process else {}, metric=settings.analysis_metric)
-    return Detail(flag, flag_store.history(client, flag_id), found.steps, found.names, rows, weeks, series, bands,
+    return Detail(flag, flag_store.history(client, flag.flag_id), found.steps, found.names, rows, weeks, series, bands,
                   assignment, course_title, {}, team, adjusted)
 
 
@@ -413,9 +421,9 @@ def _round(value: float | None) -> float | None:
 
 async def drawdown_page(request: web.Request, who: Viewer) -> Page:
     settings: Settings = request.app[app_keys.SETTINGS]
-    flag_id = _flag_id(request)
-    detail, usage = await asyncio.gather(run(request, flag_detail, settings, who.user, flag_id),
-                                         run(request, flag_usage, who.user, flag_id))
+    of = await run(request, flag_members, who.user, _flag_id(request))
+    detail, usage = await asyncio.gather(run(request, flag_detail, settings, who.user, of),
+                                         run(request, flag_usage, of))
     detail = replace(detail, usage=usage)
     flag, names = detail.flag, detail.names
     _ = Translator(who.user.language)
