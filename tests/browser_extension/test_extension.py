@@ -73,6 +73,35 @@ def popup(browser: Browser, page: Any) -> dict[str, str]:
 # Time accounting, on a page with no snippet
 
 
+def test_the_stub_is_told_from_the_tracker_before_anything_is_queued(browser, crm, stepwatch, page, manager):
+    """Until the tracker has its config, `stepwatch` is the queueing stub, with its queue, even when
+    nothing was queued yet (no identity shows): what tracker_ready waits on. A walk timed on a page
+    whose tracker had not started yet lost its first seconds to no visit."""
+    browser.configure(config_for(stepwatch, crm, {"variable": "window.crm.nobody"}))  # never set: nothing queued
+    held: list[Any] = []
+    page.route("**/v1/config/**", lambda route: held.append(route))  # the tracker's config, answered when the test says
+    page.bring_to_front()
+    page.goto(crm.url + "/clients/C-1002/identification")
+    deadline = time.monotonic() + 10
+    while not held:
+        assert time.monotonic() < deadline, "the tracker never asked for its config"
+        page.wait_for_timeout(25)
+    assert page.evaluate("typeof stepwatch == 'function' && Array.isArray(stepwatch.q) && stepwatch.q.length == 0")
+    with pytest.raises(AssertionError, match="the tracker did not start"):
+        tracker_ready(page, timeout=0.5)
+    held[0].continue_()
+    tracker_ready(page)
+    assert page.evaluate("!('q' in stepwatch)")
+    # The CRM names its manager, and the page is left: its visit is this test's, not a later page's manager's.
+    page.evaluate("manager => { window.crm = {nobody: manager} }", manager)
+    page.wait_for_timeout(1500)  # (the extension reads the variable every second)
+    page.goto(crm.url + "/")
+    stepwatch.collector.wait_for_visits(manager, finals("identification"))
+    # Beaconed events stay queued until a later page's send is confirmed, and go out as whoever that
+    # page names (docs/tracker.md, Delivery): the next test's manager must not get this one's visit.
+    page.evaluate("localStorage.clear()")
+
+
 def test_scripted_walk_stores_active_idle_and_hidden_time_per_step(browser, crm, stepwatch, page, manager):
     state = browser.configure(config_for(stepwatch, crm, {"element": "#crm-user"}))
     assert state["source"] == "link" and state["allowed"] == [crm.url]

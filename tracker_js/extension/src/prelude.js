@@ -16,9 +16,12 @@
     }
   })
   // The snippet's queueing stub: calls made before the tracker has its config wait in stepwatch.q.
-  window.stepwatch = function () {
-    ;(window.stepwatch.q = window.stepwatch.q || []).push(arguments)
-  }
+  // Its queue exists from the start, so that a page (or a test) can tell the stub from the tracker,
+  // which replaces it once it has its config, even before anything was queued.
+  var stub = (window.stepwatch = function () {
+    stub.q.push(arguments)
+  })
+  stub.q = []
   // The manager's identity, from content.js (a page element, or a signed identity from stepwatch).
   document.addEventListener('stepwatch-extension-identify', function (event) {
     try {
