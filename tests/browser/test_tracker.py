@@ -487,6 +487,28 @@ def test_events_wait_for_identify(page, crm_as, collector, manager):
     assert visits[0]["manager"] == manager
 
 
+def test_a_visit_stays_with_the_manager_who_made_it(page, crm_as, collector, manager):
+    """A computer two managers share: the CRM's next page names another manager. The first one's
+    last visit, beaconed when its page went and queued until a send is confirmed, goes out again
+    from that page, and is still the first manager's."""
+    other = f"{manager}-next"
+    crm = crm_as()
+    clock = open_crm(page, crm, "/clients/C-6020/offer")
+    work(page, clock, 10_000)
+    crm_as(manager_id=other)
+    next_page(page)  # the contract page, signed in as the other manager
+    work(page, clock, 10_000)
+    clock.settle()
+    page.goto(crm.url + "/")
+    clock.settle()
+    assert [v["step"] for v in collector.wait_for_visits(manager, finals("offer"))] == ["offer"]
+    assert [v["step"] for v in collector.wait_for_visits(other, finals("contract"))] == ["contract"]
+    sent = [e for e in collector.proxy.events() if e.get("step") == "offer" and e.get("final")
+            and e["manager"] in (manager, other)]
+    assert len(sent) >= 2, "the offer visit's final report was not sent again by the next page"
+    assert {e["manager"] for e in sent} == {manager}
+
+
 # ---------------------------------------------------------------------------------------------
 # Privacy and the host page
 

@@ -29,13 +29,15 @@ function put(event) {
   save(state)
 }
 
-// Events get the manager when they are sent: the page may say who it is after they were made.
+// An event carries the manager the page named when it was made (a visit's reports: when the visit
+// began), so what another page sends again is still theirs. One made before the page said who it
+// is gets the manager when it is sent.
 function body(events) {
   return JSON.stringify({
     site: site,
     identity: token,
     events: events.map(function (event) {
-      return { ...event, manager: manager }
+      return { ...event, manager: event.manager || manager }
     })
   })
 }

@@ -27,7 +27,7 @@ function switchTo(customer, outcome, at, quiet, attributes) {
   var next = (state.s = customer !== 0 && { i: crypto.randomUUID(), c: customer || '', l: at, q: quiet, a: attributes })
   save(state)
   ;[s, next].forEach(function (s, starts) {
-    if (s?.c && !s.q) put({ type: 'session', event_id: crypto.randomUUID(), action: starts ? 'start' : 'end', session_id: s.i, customer: s.c, at: at, outcome: (!starts && outcome) || '', attributes: s.a })
+    if (s?.c && !s.q) put({ type: 'session', event_id: crypto.randomUUID(), action: starts ? 'start' : 'end', session_id: s.i, customer: s.c, at: at, outcome: (!starts && outcome) || '', attributes: s.a, manager: manager })
   })
   return next
 }
@@ -67,7 +67,8 @@ function route() {
         started_at: origin + t,
         active_ms: 0,
         idle_ms: 0,
-        hidden_ms: 0
+        hidden_ms: 0,
+        manager: manager
       }
       // Another customer on screen: the session of the previous one ends, one for this one starts.
       hash(customer).then(
