@@ -110,9 +110,14 @@ class Translator:
         if entry is None:
             raise KeyError(f"message {key!r} is missing from dashboards/messages/")
         text = entry.get(self.language) or entry["en"]
+        if not values:
+            return text
+        for name, value in values.items():  # "5 дек. 2026 г." ends a sentence with its own full stop
+            if isinstance(value, str) and value.endswith(".") and "{" + name + "}." in text:
+                text = text.replace("{" + name + "}.", "{" + name + "}")
         if any(isinstance(v, Markup) for v in values.values()):  # e.g. a `when`: the text is escaped around it
             return escape(text).format(**values)
-        return text.format(**values) if values else text
+        return text.format(**values)
 
     def plural(self, key: str, count: int | float, **values: Any) -> str:
         """The entry `key.one|few|many|other` that `count` takes in this language, filled with `values`."""

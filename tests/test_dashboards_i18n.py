@@ -234,6 +234,26 @@ def test_a_message_escapes_its_words_around_a_time_and_keeps_the_time_as_markup(
     assert ">3 hours ago</time>" in said
 
 
+def test_a_date_that_ends_in_a_full_stop_ends_the_sentence_with_it() -> None:
+    """Russian dates end in "г.": a message that ends with one gets no second full stop."""
+    from datetime import UTC, date, datetime
+
+    ru, en = Translator("ru"), Translator("en")
+    since, until = date(2026, 11, 22), date(2026, 12, 5)
+    assert ru("me.analysed_window", since=ru.date(since), until=ru.date(until)) == \
+        "Последний анализ: 22 нояб. 2026\u202fг. – 5 дек. 2026\u202fг."
+    assert en("me.analysed_window", since=en.date(since), until=en.date(until)) == \
+        "Latest analysis: Nov 22, 2026 – Dec 5, 2026."
+    at = ru.when(datetime(2026, 11, 1, 9, 0, tzinfo=UTC), now=datetime(2026, 12, 4, 12, 0, tzinfo=UTC))
+    assert ru("me.analysed_window", since=ru.date(since), until=at).endswith("UTC</time>.")  # its own stop
+    # every message of the catalogue that ends with a placeholder and a full stop, filled with a date
+    for key, entry in catalog().items():
+        text = entry.get("ru", "")
+        for name in re.findall(r"\{(\w+)\}\.", text):
+            filled = ru(key, **{n: ru.date(until) if n == name else "x" for n in re.findall(r"\{(\w+)\}", text)})
+            assert "г.." not in filled, key
+
+
 def test_counts_in_captions_agree_with_their_number() -> None:
     en, ru = Translator("en"), Translator("ru")
     assert en.plural("unit.d", 1, n="1") == "1\xa0day" and en.hours(3 * 86400) == "3\xa0days"
