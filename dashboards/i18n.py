@@ -112,9 +112,10 @@ class Translator:
         text = entry.get(self.language) or entry["en"]
         if not values:
             return text
-        for name, value in values.items():  # "5 дек. 2026 г." ends a sentence with its own full stop
-            if isinstance(value, str) and value.endswith(".") and "{" + name + "}." in text:
-                text = text.replace("{" + name + "}.", "{" + name + "}")
+        if "}." in text:  # "5 дек. 2026 г." ends a sentence with its own full stop (few messages: checked first)
+            for name, value in values.items():
+                if isinstance(value, str) and value.endswith(".") and "{" + name + "}." in text:
+                    text = text.replace("{" + name + "}.", "{" + name + "}")
         if any(isinstance(v, Markup) for v in values.values()):  # e.g. a `when`: the text is escaped around it
             return escape(text).format(**values)
         return text.format(**values)
