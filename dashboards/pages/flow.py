@@ -18,6 +18,7 @@ them all or they are at least STEPWATCH_PEER_GROUP_MIN people.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -284,8 +285,11 @@ async def flow_page(request: web.Request, who: Viewer) -> Page:
     found = await run(request, lookups, who.user, site)
     view = view_of(found, who.user, q.get("team", ""), q.get("manager", ""), settings.peer_group_min, since, until)
     metric = settings.analysis_metric
-    found_paths = await run(request, flow_figures.flow, site, since, until, managers=view.read, metric=metric,
-                            manager=view.manager or None)
+    read = await run(request, flow_figures.read, site, since, until, managers=view.read, metric=metric,
+                     manager=view.manager or None)
+    found_variants, found_stays = await asyncio.gather(run(request, flow_figures.variants, read, view.manager or None),
+                                                       run(request, flow_figures.stays, read, view.manager or None))
+    found_paths = {"variants": found_variants, **found_stays}
     data = {
         "site": site, "sites": site_names,
         "filters": {"team": q.get("team") or None, "manager": view.manager or None,
