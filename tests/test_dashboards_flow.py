@@ -293,7 +293,9 @@ RAW_METRICS = {"visible": "toUInt64(active_ms) + idle_ms", "active": "toUInt64(a
 
 
 def raw_read(patch: pytest.MonkeyPatch) -> None:
-    patch.setattr(flow_figures, "_SESSIONS", RAW_SESSIONS)
+    raw = {"source": f"({RAW_SESSIONS})", "steps": "CAST(steps, 'Array(String)')", "ms": "ms", "where": ""}
+    patch.setattr(flow_figures, "_ONE_ROW", raw)
+    patch.setattr(flow_figures, "_JOINED", {**raw, "where": "WHERE 0"})  # every session is in the raw read
     patch.setattr(flow_figures, "METRIC_COLUMNS", RAW_METRICS)
 
 
