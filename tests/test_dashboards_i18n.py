@@ -263,3 +263,11 @@ def test_counts_in_captions_agree_with_their_number() -> None:
     assert ru.plural("overview.legend_few", 5, n=5) == "меньше 5 сессий: не оценивается"
     assert en.plural("charts.boxes_label", 1, label="Offer", n="1").startswith("Offer: 1 manager,")
     assert ru.plural("overview.drifting_counts", 1, slow="1", watch="0", n="1").endswith("из 1 менеджера")
+
+
+def test_the_russian_overview_calls_a_flag_a_drawdown_as_its_labels_do() -> None:
+    # "Открытые просадки", "Медианное время до устранения просадки": a hint under them that counted
+    # "флагов" named the same thing with an internal word.
+    jargon = {key: entry["ru"] for key, entry in catalog().items()
+              if key.startswith("overview.") and re.search(r"\bфлаг", entry["ru"])}
+    assert jargon == {}

@@ -314,10 +314,20 @@ async def test_resolution_times_follow_the_flags_resolved(api: Any, client: stor
     kpis = (await (await api.get("/api/v1/overview")).json())["kpis"]
     assert kpis["resolved_flags"] == 2 and kpis["active_flags"] == 1
     assert 71.9 < kpis["median_hours_to_resolve"] < 72.1  # opened three days ago, resolved now
+    html = await (await api.get("/overview")).text()
+    assert "2 flags resolved in the period" in html and "none resolved" not in html
     api.session.cookie_jar.clear()
     await login(api, "dora")
     kpis = (await (await api.get("/api/v1/overview")).json())["kpis"]
     assert kpis["resolved_flags"] == 1
+
+
+async def test_a_range_without_a_resolved_flag_says_so_in_words(api: Any, client: storage.Client) -> None:
+    make_flag(client, "crm", manager="m2", status="acknowledged")
+    await login(api, "ada")
+    html = await (await api.get("/overview")).text()
+    card = html.split("Median time to resolve a flag", 1)[1].split("</div>", 1)[0]
+    assert "none resolved in these days" in card and "0 flags" not in card
 
 
 @pytest.mark.parametrize(("name", "status"), [("ada", 200), ("dora", 200), ("tom", 403), ("max", 403),
