@@ -13,6 +13,7 @@ reason. `manager_data` is also what "My figures" (/me) shows.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -265,9 +266,9 @@ async def manager_page(request: web.Request, who: Viewer) -> Page:
     site, names = await chosen_site(request)
     settings = request.app[app_keys.SETTINGS]
     period = period_of(request.query, settings)
-    data = await run(request, manager_data, settings, who.user, site, manager, period)
-    data["sites"] = names
-    data["coaching"] = await run(request, coaching_pages.history, settings, who.user, site, manager)
+    data, coaching = await asyncio.gather(run(request, manager_data, settings, who.user, site, manager, period),
+                                          run(request, coaching_pages.history, settings, who.user, site, manager))
+    data["sites"], data["coaching"] = names, coaching
     _ = Translator(who.user.language)
     table, columns = csv_table(request.query)
     return Page("manager.html", data, title="manager.title", table=table, columns=columns,

