@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +166,56 @@ def test_erasing_a_manager_reaches_every_shard(backend: Backend, tmp_path: Path)
             [(0,)], [(0,)]]
     assert client.command("SELECT count() FROM visits") == 50
     client.close()
+
+
+def test_the_session_headline_is_the_embedded_engines(backend: Backend, tmp_path: Path, client: storage.Client,
+                                                      settings: Settings) -> None:
+    """The overview's sessions and median service time, merged on the shards: sessions over midnight
+    (their start on one shard's day, their end the next day), one never ended, one replayed and one
+    whose start and end were stored apart give the same figures as on the embedded engine, and as
+    counted by hand."""
+    from dashboards import overview_figures
+    from tests.dashboard_data import TODAY, served, store_events
+
+    day = TODAY - timedelta(days=3)
+    noon = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    late = datetime(day.year, day.month, day.day, 23, 50, tzinfo=UTC)
+    managers = [f"m-{n}" for n in range(14)]
+    events = []
+    for n, manager in enumerate(managers):
+        if n < 6:  # served within the day in 10 minutes
+            events += served(manager, f"day-{n}", noon, {})
+        else:  # over midnight, served in 40 minutes
+            night = served(manager, f"night-{n}", late, {})
+            night[-1]["at"] += 30 * 60_000
+            events += night
+    events += served("m-0", "open", noon + timedelta(hours=1), {}, ended=False)
+    apart = served("m-1", "apart", noon + timedelta(hours=2), {})
+    built = backend.settings(f"h_{uuid.uuid4().hex[:8]}", tmp_path)
+    on_cluster = storage.connect(built)
+    migrations.apply_pending(on_cluster, built.retention_days)
+    for target, target_settings in ((client, settings), (on_cluster, built)):
+        store_events(target, target_settings, "crm", events)
+        store_events(target, target_settings, "crm", events)  # replayed
+        store_events(target, target_settings, "crm", apart[:1])
+        store_events(target, target_settings, "crm", apart[1:])
+    held = [{m for m, in r} for r in node_rows(backend, storage._database_of(built.clickhouse_url or "", ""),
+                                               "SELECT DISTINCT manager FROM session_days_local")]
+    assert held[0] and held[1] and not held[0] & held[1]
+
+    def headline(store: storage.Client, since: date, until: date, who: list[str] | None = None) -> tuple:
+        found = overview_figures.headline(store, "crm", since, until, managers=who, teams=None)
+        return found["sessions"], found["median_service_ms"]
+
+    asked = [(day, day + timedelta(days=1), None), (day, day, None), (day + timedelta(days=1),) * 2 + (None,),
+             (day, day + timedelta(days=1), managers[5:9]), (day, day, [])]
+    stores = {"embedded": client, "cluster": on_cluster}
+    found = {name: [headline(store, *a) for a in asked] for name, store in stores.items()}
+    assert found["cluster"] == found["embedded"] == [
+        (16, 2_400_000.0),  # 7 served in 10 minutes (1 stored apart), 8 over midnight in 40, 1 never ended
+        (16, 600_000.0),  # the range cuts the nights: their starts count, untimed
+        (0, None),  # the nights' ends alone
+        (4, 2_400_000.0),  # m-5 in 10 minutes, m-6..m-8 over midnight
+        (0, None),
+    ]
+    on_cluster.close()
