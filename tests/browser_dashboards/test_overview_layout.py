@@ -95,3 +95,37 @@ def test_no_director_page_scrolls_sideways_on_a_phone(visit: Any, language: str)
             wide[path] = width
     assert not wide, f"pages wider than a 390 px phone: {wide}"
     assert not v.errors, v.errors
+
+
+# Each step column's words, and the widths of every team's columns, on the page as shown.
+_HEATMAP_COLUMNS = """() => [...document.querySelectorAll('table.heat')].map(table => {
+    const cells = [...table.querySelectorAll('thead th')];
+    const cut = cells.slice(1).filter(th => {
+        const style = getComputedStyle(th);
+        const measure = document.createElement('canvas').getContext('2d');
+        measure.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+        const room = th.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+        return th.textContent.trim().split(/\\s+/).some(word => measure.measureText(word).width > room);
+    }).map(th => th.textContent.trim());
+    return {widths: cells.map(th => Math.round(th.getBoundingClientRect().width)), cut};
+})"""
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_the_heatmaps_teams_line_up_and_keep_step_words_whole_on_a_phone(visit: Any, language: str) -> None:
+    """On a 390 px phone the heatmap's tables scroll sideways in their boxes: every team's columns are
+    as wide as the others' (a long name does not widen one team's first column), and no word of a step's
+    title is wider than its column (Chromium has no hyphenation dictionary and cut "потребностей")."""
+    v = visit("admin")
+    if language == "ru":
+        with v.page.expect_navigation():
+            v.page.locator("#language-picker").select_option("ru")
+    v.page.set_viewport_size({"width": 390, "height": 844})
+    v.page.goto(v.base + "/overview")
+    v.page.wait_for_load_state()
+    tables = v.page.evaluate(_HEATMAP_COLUMNS)
+    assert len(tables) >= 2
+    assert all(t["widths"] == tables[0]["widths"] for t in tables), [t["widths"] for t in tables]
+    assert not [t["cut"] for t in tables if t["cut"]]
+    assert v.page.evaluate("document.documentElement.scrollWidth") == 390
+    assert not v.errors, v.errors
