@@ -182,6 +182,61 @@ async def test_the_form_recommends_the_course_with_the_best_pooled_effect(
 
 
 @pytest.mark.parametrize("language", ["en", "ru"])
+async def test_the_form_says_why_it_recommends_nothing(api: Any, client: storage.Client, settings: Settings,
+                                                       org: Any, language: str) -> None:
+    """No recommendation is said as such, with its reason: nothing evaluated on the step yet, too few
+    effects to pool (one good result is not a recommendation), or none a gain; with the count and
+    the way to the effectiveness page. Never a silent gap."""
+    users.set_language(client, "ada", language, actor="test")
+    await login(api, "ada")
+    query = {"manager": "m-4", "step": "offer"}
+
+    async def form() -> tuple[dict[str, Any], str]:
+        found = await (await api.get("/api/v1/coaching/new", params=query)).json()
+        return found, unescape(await (await api.get("/coaching/new", params=query)).text())
+
+    found, html = await form()
+    assert (found["recommended"], found["evaluated_on_step"], found["no_recommendation"]) == (
+        None, 0, "nothing_evaluated")
+    assert {"en": "Nothing to recommend yet: no coaching on this step has been evaluated.",
+            "ru": "Рекомендовать пока нечего: обучение на этом шаге ещё не оценивалось."}[language] in html
+    evaluated(client, settings, org, "m-1", -40.0)  # one good result: the step has nothing to pool toward
+    found, html = await form()
+    assert (found["recommended"], found["evaluated_on_step"], found["no_recommendation"]) == (None, 1, "too_few")
+    assert {"en": "1 assignment on this step has been evaluated, too few to tell a course's or a mentor's effect "
+                  "from luck.",
+            "ru": "на этом шаге оценено 1 назначение — слишком мало, чтобы отличить эффект курса или наставника "
+                  "от случайности."}[language] in html
+    for manager in ("m-2", "m-3"):
+        evaluated(client, settings, org, manager, 30.0)  # slower than the peers: the course's pooled effect a loss
+    found, html = await form()
+    assert (found["recommended"], found["evaluated_on_step"], found["no_recommendation"]) == (None, 3, "no_gain")
+    assert {"en": "3 assignments on this step have been evaluated, and no course or mentor shows an improvement.",
+            "ru": "на этом шаге оценено 3 назначения, и ни курс, ни наставник пока не показали улучшения."}[
+        language] in html
+    assert re.search(r'<a href="/coaching/effectiveness\?site=[^"]+">(What works|Что помогает)</a>', html)
+    # without a step chosen there is nothing to say about one
+    found = await (await api.get("/api/v1/coaching/new", params={"manager": "m-4"})).json()
+    assert (found["evaluated_on_step"], found["no_recommendation"]) == (None, None)
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+async def test_the_effectiveness_page_writes_effects_as_the_ranking_does(
+        api: Any, client: storage.Client, settings: Settings, org: Any, language: str) -> None:
+    """Both tables give an effect as a signed whole percent with a real minus, and a course not yet
+    followed up says so instead of "0 / 0"."""
+    for manager, effect in (("m-1", -25.0), ("m-2", -31.4), ("m-3", -20.0)):
+        evaluated(client, settings, org, manager, effect)
+    users.set_language(client, "ada", language, actor="test")
+    await login(api, "ada")
+    html = await (await api.get("/coaching/effectiveness")).text()
+    across = html.split("<h2>", 1)[1]
+    assert "−25\N{NO-BREAK SPACE}%" in across if language == "ru" else "−25%" in across  # the median of the three
+    assert "-25" not in across and "25.0" not in across and "25,0" not in across
+    assert {"en": "not checked yet", "ru": "ещё не проверялось"}[language] in across and "0 / 0" not in across
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
 async def test_the_plan_and_the_recommendation_read_as_words_of_the_readers_language(
         api: Any, client: storage.Client, settings: Settings, org: Any, language: str) -> None:
     """The sweep's checks (tests/browser_dashboards/test_every_word.py) on the form with a plan, a

@@ -245,16 +245,22 @@ async def new_assignment(request: web.Request, who: Viewer) -> Page:
         run(request, _catalog, site, prefill["step"] or None, who.user),
         run(request, pooled_effects, site, who.user) if site and prefill["step"] else nothing())
     coaches = [m["name"] for m in catalog["mentors"] if prefill["step"] and prefill["step"] in m["steps"]]
-    recommended = None
+    recommended, evaluated_on_step, no_recommendation = None, None, None
     if pooled is not None:
         pick = pooling.best(pooled, prefill["step"])
         recommended = pick.as_dict() if pick else None
         if recommended:
             words = await run(request, words_of, site)
             recommended["title"] = words.courses.get(pick.key, pick.key) if pick.by == "course" else pick.key
+        on_step = [p for p in pooled if p.step == prefill["step"]]
+        evaluated_on_step = sum(p.assignments for p in on_step)
+        if not pick:  # the form says why: nothing evaluated, too few effects to pool, or none a gain
+            no_recommendation = ("nothing_evaluated" if not evaluated_on_step else
+                                 "no_gain" if any(p.pooled_ci_pct for p in on_step) else "too_few")
     data = {"site": site, "prefill": prefill, **catalog, "only_mentor": coaches[0] if len(coaches) == 1 else "",
             "due_default": (datetime.now(UTC).date() + timedelta(days=7)).isoformat(), "planning": plan,
-            "recommended": recommended}
+            "recommended": recommended, "evaluated_on_step": evaluated_on_step,
+            "no_recommendation": no_recommendation}
     _ = Translator(who.user.language)
     return Page("coaching_new.html", data, title="coaching.new_title",
                 context={"sites": site_names, "min_window": MIN_WINDOW_DAYS, "max_window": MAX_WINDOW_DAYS,
@@ -704,7 +710,8 @@ def register(app: web.Application) -> None:
         whole("post_days", MIN_WINDOW_DAYS, MAX_WINDOW_DAYS, "the window after the plan is for (default 14)")),
              response=answer(site="string", prefill="object", courses="array", mentors="array", trainers="array",
                              steps="array", step_titles="object", managers="array", manager_names="object",
-                             due_default="string", planning="object?", recommended="object?"))
+                             due_default="string", planning="object?", recommended="object?",
+                             evaluated_on_step="integer?", no_recommendation="string?"))
     add_page(app, "/coaching/catalog", speaking(catalog_page), roles=("admin", "director", "trainer"),
              name="coaching_catalog",
              query=(SITE,), response=answer(site="string", courses="array", mentors="array", trainers="array",
