@@ -131,6 +131,13 @@ class Translator:
         pattern = NUM_PATTERNS[digits] if 0 <= digits < len(NUM_PATTERNS) else _decimals(digits)
         return formatted(self.language, pattern, value)
 
+    def typed(self, value: float | int | str | None) -> str:
+        """A number as a reader types it into a form field: the language's decimal sign, no grouping,
+        at most two decimals ("1,5" in Russian, "1.5" in English); text already typed stays as it is."""
+        if value is None or isinstance(value, str):
+            return value or ""
+        return formatted(self.language, "0.##", value)
+
     def pct(self, share: float | None, digits: int = 0) -> str:
         if share is None:
             return "–"

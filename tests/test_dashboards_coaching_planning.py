@@ -4,6 +4,7 @@ effectiveness page ranks courses and mentors by their pooled effect."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from datetime import timedelta
@@ -17,11 +18,12 @@ import coaching
 from coaching import _store, assignments, planning
 from coaching.lifecycle import SYSTEM_ACTOR, CoachingEvent, Target
 from coaching.permissions import Operator
-from kernel import storage, users
+from kernel import flag_store, storage, users
 from kernel.settings import Settings
 from stepwatch.app import create_app
 from tests.coaching_helpers import ROOT, add_sessions, at, build_org, today
 from tests.coaching_helpers import sign_in as login
+from tests.dashboard_data import make_flag
 from tests.web_helpers import SECRET
 
 
@@ -218,6 +220,21 @@ async def test_the_form_says_why_it_recommends_nothing(api: Any, client: storage
     # without a step chosen there is nothing to say about one
     found = await (await api.get("/api/v1/coaching/new", params={"manager": "m-4"})).json()
     assert (found["evaluated_on_step"], found["no_recommendation"]) == (None, None)
+
+
+async def test_the_target_field_shows_minutes_as_the_reader_types_them(api: Any, client: storage.Client,
+                                                                      org: Any) -> None:
+    """The target a drawdown fills in reads "1,5" for a Russian director, as they would type it, and
+    "1.5" in English; what the reader typed stays as typed."""
+    flag = make_flag(client, org.site, manager="m-1", step="offer")
+    flag_store.write(client, [dataclasses.replace(flag, reference_ms=90_000, version=flag.version + 1)])
+    field = 'name="target_minutes" inputmode="decimal" required value="{}"'
+    await login(api, "ada")
+    assert field.format("1.5") in await (await api.get("/coaching/new", params={"flag": flag.flag_id})).text()
+    users.set_language(client, "ada", "ru", actor="test")
+    assert field.format("1,5") in await (await api.get("/coaching/new", params={"flag": flag.flag_id})).text()
+    typed = await (await api.get("/coaching/new", params={"flag": flag.flag_id, "target_minutes": "1.25"})).text()
+    assert field.format("1.25") in typed
 
 
 @pytest.mark.parametrize("language", ["en", "ru"])

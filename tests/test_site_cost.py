@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kernel import sites, storage
+from kernel import sites, storage, users
 from kernel.errors import InvalidInput, NotFound
 from kernel.settings import Settings
 from stepwatch.app import create_app
@@ -97,6 +97,10 @@ async def test_admin_sets_the_cost_on_the_process_page(api: Any, client: storage
     data = await (await api.get("/api/v1/process")).json()
     assert data["cost"] == {"cost_per_hour": 1250.5, "currency": "USD"} and data["can_set_cost"] is True
     assert [r["actor"] for r in audited(client)] == ["ada"]
+    assert 'value="1250.5"' in html  # the field shows the cost as it is typed in the reader's language
+    users.set_language(client, "ada", "ru", actor="test")
+    assert 'value="1250,5"' in await (await api.get("/process")).text()
+    users.set_language(client, "ada", "en", actor="test")
 
     # A bad currency: the page says which field in the viewer's words, and nothing changes.
     response = await api.post("/process/cost", data={"csrf": csrf_of(html), "site": site.name, "cost_per_hour": "10",
