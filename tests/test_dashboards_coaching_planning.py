@@ -207,14 +207,14 @@ async def test_the_form_says_why_it_recommends_nothing(api: Any, client: storage
     assert (found["recommended"], found["evaluated_on_step"], found["no_recommendation"]) == (None, 1, "too_few")
     assert {"en": "1 assignment on this step has been evaluated, too few to tell a course's or a mentor's effect "
                   "from luck.",
-            "ru": "на этом шаге оценено 1 назначение — слишком мало, чтобы отличить эффект курса или наставника "
+            "ru": "на этом шаге оценено 1 задание — слишком мало, чтобы отличить эффект курса или наставника "
                   "от случайности."}[language] in html
     for manager in ("m-2", "m-3"):
         evaluated(client, settings, org, manager, 30.0)  # slower than the peers: the course's pooled effect a loss
     found, html = await form()
     assert (found["recommended"], found["evaluated_on_step"], found["no_recommendation"]) == (None, 3, "no_gain")
     assert {"en": "3 assignments on this step have been evaluated, and no course or mentor shows an improvement.",
-            "ru": "на этом шаге оценено 3 назначения, и ни курс, ни наставник пока не показали улучшения."}[
+            "ru": "на этом шаге оценено 3 задания, и ни курс, ни наставник пока не показали улучшения."}[
         language] in html
     assert re.search(r'<a href="/coaching/effectiveness\?site=[^"]+">(What works|Что помогает)</a>', html)
     # without a step chosen there is nothing to say about one
