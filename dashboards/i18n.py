@@ -161,6 +161,12 @@ class Translator:
             return _minutes_cached(self.language, ms)
         return _minutes(self, ms)
 
+    def length(self, ms: float | None) -> str:
+        """A set length as people say it: '30 min', not the step times' '30.0 min'; '1.5 min', '30 s'."""
+        if ms is not None and ms >= 60_000 and ms % 60_000 == 0:
+            return self("unit.min", n=self.num(ms / 60_000))
+        return self.minutes(ms)
+
     def hours(self, seconds: float | None) -> str:
         if seconds is None:
             return "–"

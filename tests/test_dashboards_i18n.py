@@ -94,6 +94,14 @@ def test_numbers_and_dates_follow_the_language() -> None:
     assert en.pct(0.25) == "25%"
 
 
+def test_a_set_length_is_said_as_people_say_it_and_a_typed_number_as_they_type_it() -> None:
+    en, ru = Translator("en"), Translator("ru")
+    assert en.length(1_800_000) == "30\xa0min" and ru.length(1_800_000) == "30\xa0мин"  # not "30.0 min"
+    assert en.length(90_000) == "1.5\xa0min" and en.length(30_000) == "30\xa0s" and en.length(None) == "–"
+    assert en.typed(1.5) == "1.5" and ru.typed(1.5) == "1,5" and ru.typed(1440.0) == "1440"  # no grouping
+    assert ru.typed("1.25") == "1.25" and en.typed(None) == ""  # what was typed stays as typed
+
+
 def test_percentages_take_the_languages_own_style_as_babel_writes_them() -> None:
     from babel.numbers import format_percent
 

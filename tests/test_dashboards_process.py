@@ -37,6 +37,7 @@ async def test_steps_rules_and_snippet_in_html_json_and_csv(api: Any, site: site
     assert offer == {"position": 4, "key": "offer", "title": "Offer",
                      "patterns": ["/clients/{customer}/offer", "/clients/{customer}/offers/{offer}"]}
     assert data["process"]["version"] == 1 and data["process"]["tracker"]["idle_ms"] == 30_000
+    assert "idle after 30\xa0s without input" in html and "a session ends after 30\xa0min without" in html
     assert [h["reason"] for h in data["history"]] == ["first version"]
 
     base = str(api.make_url("")).rstrip("/")
