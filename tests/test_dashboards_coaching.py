@@ -275,3 +275,23 @@ async def test_the_assignment_page_shows_times_and_states_in_words_not_iso(
                    json={"language": "ru"})
     russian = await (await api.get(f"/coaching/assignments/{a.assignment_id}")).text()
     assert "<strong>запланировано</strong>" in russian and "<strong>scheduled</strong>" not in russian
+
+
+async def test_the_overviews_coaching_under_way_opens_the_board_on_exactly_those(
+        api: Any, client: storage.Client, settings: Settings, org: Any) -> None:
+    """The overview's "Coaching under way" count links to the board filtered to the assignments it
+    counts (neither evaluated nor cancelled), so the number on the card is the number of rows."""
+    kept = [assign_meeting(client, settings, org, manager) for manager in ("m-1", "m-2")]
+    cancelled = assign_meeting(client, settings, org, "m-3")
+    coaching.assignments.cancel(client, settings, org.admin, cancelled.assignment_id, reason="not needed")
+    await login(api, "ada")
+    html = await (await api.get("/overview")).text()
+    link = re.search(r'<dt>Coaching under way</dt><dd><a href="([^"]+)">(\d+)</a>', html)
+    assert link and link[1].replace("&amp;", "&").startswith("/coaching?site=") and "state=open" in link[1]
+    board = await (await api.get("/api/v1" + link[1].replace("&amp;", "&"))).json()
+    assert sorted(a["assignment_id"] for a in board["assignments"]) == sorted(a.assignment_id for a in kept)
+    assert int(link[2]) == len(kept)
+    everything = await (await api.get("/api/v1/coaching")).json()
+    assert len(everything["assignments"]) == 3  # the board unfiltered still lists the cancelled one
+    page = await (await api.get("/coaching", params={"state": "open"})).text()
+    assert '<option value="open" selected>under way (not yet evaluated)</option>' in page

@@ -47,6 +47,15 @@ def test_every_entry_has_every_language_and_the_same_placeholders() -> None:
         assert placeholders["en"] == placeholders["ru"], key
 
 
+def test_a_percent_written_into_a_message_takes_its_languages_style() -> None:
+    """"40%" in English, "40 %" (no-break space) in Russian, as the Translator writes computed ones."""
+    for language in LANGUAGES:
+        sign = Translator(language).pct(0.4).removeprefix("40")
+        for key, entry in catalog().items():
+            for written in re.findall(r"\d[\u00a0\u202f ]?%", entry[language]):
+                assert written[1:] == sign, (key, language, written)
+
+
 def test_a_count_takes_the_plural_form_of_its_language() -> None:
     en, ru = Translator("en"), Translator("ru")
     said = {n: (en.plural("step.history_caption", n, n=en.num(n)), ru.plural("step.history_caption", n, n=ru.num(n)))

@@ -459,3 +459,16 @@ async def test_teams_are_called_by_their_titles_and_filtered_by_their_names(
     assert '<option value="east">Восток</option>' in drawdowns and ">east<" not in drawdowns
     data = await (await api.get("/api/v1/overview")).json()
     assert "Восток" not in str(data["heatmap"])  # JSON keeps the team's name, its key
+
+
+async def test_the_link_to_all_drawdowns_counts_what_the_list_shows(api: Any, client: storage.Client) -> None:
+    """The drawdowns list shows the possible skipped work too; the overview's link says so, so its
+    count is the list's count."""
+    make_flag(client, "crm", manager="m1")
+    make_flag(client, "crm", manager="m2", minutes_lost=30.0)
+    await login(api, "ada")
+    assert "All open drawdowns (2)</a>" in await (await api.get("/overview")).text()
+    make_flag(client, "crm", manager="m3", kind="fast", minutes_lost=0.0)
+    html = await (await api.get("/overview")).text()
+    assert (await (await api.get("/api/v1/drawdowns")).json())["total"] == 3
+    assert "All open drawdowns (3, of them possible skipped work: 1)</a>" in html

@@ -82,15 +82,20 @@ def words_of(client: Any, site: str) -> Words:
 # --- pages -------------------------------------------------------------------------------------------------
 
 
+#: the board's state filter: one state, or "open" for all three before the evaluation
+BOARD_STATES = ("open", *STATES)
+
+
 async def board(request: web.Request, who: Viewer) -> Page:
     site, site_names = await chosen_site(request)
     q = request.query
     state = q.get("state") or None
-    if state is not None and state not in STATES:
-        raise InvalidInput(f"state must be one of {', '.join(STATES)}", field="state")
-    found = await run(request, coaching.list_assignments, site, who.user, state=state,
-                      manager=q.get("manager") or None, step=q.get("step") or None, team=q.get("team") or None,
-                      mentor=q.get("mentor") or None) if site else []
+    if state is not None and state not in BOARD_STATES:
+        raise InvalidInput(f"state must be one of {', '.join(BOARD_STATES)}", field="state")
+    under_way = state == "open"  # assigned, scheduled or done: what the overview counts as under way
+    found = await run(request, coaching.list_assignments, site, who.user, state=None if under_way else state,
+                      open_only=under_way, manager=q.get("manager") or None, step=q.get("step") or None,
+                      team=q.get("team") or None, mentor=q.get("mentor") or None) if site else []
     waiting_total = sum(a.unanswered for a in found)
     waiting = q.get("waiting", "").lower() in ("1", "true", "on", "yes")
     if waiting:
@@ -114,7 +119,7 @@ async def board(request: web.Request, who: Viewer) -> Page:
                          "course_id", "course_title", "mentor", "due", "overdue",
                          "scheduled_for", "verdict", "target_met", "relative_effect_pct", "acknowledged_at",
                          "unanswered", "flag_id"],
-                context={"sites": site_names, "states": STATES, "today": today,
+                context={"sites": site_names, "states": BOARD_STATES, "today": today,
                          "can_assign": who.role in LEADS})
 
 
@@ -697,7 +702,8 @@ def register(app: web.Application) -> None:
     one = (Param("assignment_id", "assignment_id", "the assignment's id, or its first 6 characters or more",
                  required=True),)
     add_page(app, "/coaching", speaking(board), roles=ALL_ROLES, name="coaching", query=(
-        SITE, choice("state", STATES), text("manager"), text("step"), text("team"), text("mentor"),
+        SITE, choice("state", BOARD_STATES, "open: every assignment not yet evaluated nor cancelled"), text("manager"),
+        text("step"), text("team"), text("mentor"),
         flag("waiting", "only assignments with a manager's question waiting for an answer")),
              response=answer(site="string", filters="object", choices="object", assignments="array",
                              failed_notifications="array", overdue="integer", questions_waiting="integer"))
