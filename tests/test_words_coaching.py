@@ -3,7 +3,7 @@ page, in the form's message and in the JSON `error`, with the JSON keeping the m
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -63,6 +63,28 @@ async def test_refused_actions_are_said_in_the_readers_language(
     data = await (await api.get(f"/api/v1/coaching/assignments/{a.assignment_id}")).json()
     assert data["refused_codes"]["schedule"] == "refusal_schedule_trainer"
     assert "schedules the meeting" in data["refused"]["schedule"]  # the stored sentence stays for programs
+
+
+@pytest.mark.parametrize("language, words", [
+    ("ru", ("Перенести встречу: Встречу назначает только тренер tom.",)),
+    ("en", ("Move the meeting: Only the trainer tom schedules the meeting.",)),
+])
+async def test_a_meeting_already_set_is_moved_not_scheduled(
+        api: Any, client: storage.Client, settings: Settings, org: Any, language: str, words: tuple[str, ...]) -> None:
+    """Once the trainer has set the meeting, the director is not offered to schedule it again, and the
+    trainer's button moves it."""
+    a = a_meeting(client, settings, org)
+    coaching.assignments.schedule(client, settings, org.tom, a.assignment_id,
+                                  datetime.combine(today() + timedelta(days=3), time(10), UTC))
+    for name in ("dana", "tom"):
+        users.set_language(client, name, language, actor="test")
+    await sign_in(api, "dana")
+    page = await (await api.get(f"/coaching/assignments/{a.assignment_id}")).text()
+    assert words[0] in page and {"en": "Schedule the meeting", "ru": "Назначить встречу"}[language] not in page
+    api.session.cookie_jar.clear()
+    await sign_in(api, "tom")
+    page = await (await api.get(f"/coaching/assignments/{a.assignment_id}")).text()
+    assert f'<button type="submit">{ {"en": "Move the meeting", "ru": "Перенести встречу"}[language] }</button>' in page
 
 
 async def test_a_refused_action_answers_in_the_accounts_language_with_its_code(

@@ -142,7 +142,10 @@ async def assignment_page(request: web.Request, who: Viewer) -> Page:
             "result": shown_evaluations[-1]["result"] if shown_evaluations else None,
             "before_after": shown, "actions": sorted(moves.allowed), "refused": moves.refused,
             "refused_codes": {move: f"refusal_{why.code}" for move, why in moves.refused.items()}}
-    refused_said = [(_(f"coaching.move_{move}"), said(_, f"refusal_{why.code}", why.values))
+    def move_said(move: str) -> str:  # a meeting already set is moved, not scheduled
+        return _("coaching.move_reschedule" if move == "schedule" and a.scheduled_for else f"coaching.move_{move}")
+
+    refused_said = [(move_said(move), said(_, f"refusal_{why.code}", why.values))
                     for move, why in sorted(moves.refused.items()) if move not in ("ask", "acknowledge")]
     drawn = {"label": f"{directory.display(words.managers, a.manager)} · {words.steps.get(a.step, a.step)}",
              "days": picture.days, "manager_ms": picture.manager_ms, "peers_ms": tuple(shown["peers_ms"]),
