@@ -115,26 +115,26 @@ def build(client: Client, *, seed: int = 7, managers: int = 24, days: int = 42,
     truth = DemoTruth(seed=seed, site=SITE)
     if not any(s.name == SITE for s in sites.list_sites(client)):
         sites.add_site(client, SITE, [origin, origin.replace("127.0.0.1", "localhost")], actor="demo",
-                       reason="demo data")
+                       reason="демо-данные")
     processes.load(client, processes.parse(process_text(), SITE), actor="demo",
-                   reason="demo data")
+                   reason="демо-данные")
 
     names = [f"m-{i + 1:03d}" for i in range(managers)]
     team_count = max(1, min(len(TEAM_NAMES), managers // 6))
     existing = teams.list_teams(client, SITE)
     for t in TEAM_NAMES[:team_count]:
         if t not in existing:
-            teams.add_team(client, SITE, t, TEAM_TITLES[t], actor="demo", reason="demo data")
+            teams.add_team(client, SITE, t, TEAM_TITLES[t], actor="demo", reason="демо-данные")
     for i, name in enumerate(names):
         truth.managers[name] = TEAM_NAMES[i % team_count]
         truth.skill[name] = float(np.exp(rng.normal(0, 0.08)))
     for t in TEAM_NAMES[:team_count]:
         members = [m for m, team in truth.managers.items() if team == t]
-        teams.assign(client, SITE, t, members, actor="demo", reason="demo data")
+        teams.assign(client, SITE, t, members, actor="demo", reason="демо-данные")
     directory.import_rows(client, SITE, [
         directory.ManagerRow(i + 1, name, PEOPLE[i % len(PEOPLE)] + (f" {i // len(PEOPLE) + 1}" if i >= len(PEOPLE)
                                                                      else ""))
-        for i, name in enumerate(names)], actor="demo", reason="demo data")
+        for i, name in enumerate(names)], actor="demo", reason="демо-данные")
 
     truth.planted = _plant(rng, names, today, days)
     truth.vip_share = _case_mix(truth)
@@ -157,7 +157,7 @@ UNMATCHED_PAGES = {"/clients/:id/documents": 40, "/clients/:id/calls": 25, "/cli
 
 
 def _discovery(client: Client, today: date) -> None:
-    discovery.switch_on(client, SITE, actor="demo", reason="demo data")
+    discovery.switch_on(client, SITE, actor="demo", reason="демо-данные")
     for back in range(5, 0, -1):
         discovery.record(client, SITE, {pattern: views + back for pattern, views in UNMATCHED_PAGES.items()},
                          today - timedelta(days=back))
@@ -186,7 +186,7 @@ def set_bands(client: Client, truth: DemoTruth, today: date, days: int) -> int:
         except BandError:
             continue
         band_versions.add_version(client, SITE, step, "", band.min_ms, band.reference_ms, band.max_ms, since,
-                                  actor="demo", reason="suggested from the pilot weeks")
+                                  actor="demo", reason="предложено по пилотным неделям")
         count += 1
     return count
 
@@ -344,7 +344,7 @@ def create_accounts(client: Client, truth: DemoTruth) -> list[tuple[str, str, st
             continue
         password = users.new_password()
         users.add_user(client, name, role, password, teams=teams_led, manager_id=manager_id, actor="demo",
-                       reason="demo data")
+                       reason="демо-данные")
         logins.append((name, role, password))
     return logins
 
@@ -389,12 +389,12 @@ def seed_coaching(client: Client, settings: Any, truth: DemoTruth, *, today: dat
         if course is None:
             course = catalog.add_course(client, demo, site=SITE, title=title, steps=list(steps), expected_minutes=60,
                                         self_paced=self_paced, link="https://lms.example.com/stepwatch-demo",
-                                        reason="demo data")
+                                        reason="демо-данные")
         for step in steps:
             if course.self_paced:
                 course_of[step] = course
     if trainer is not None:
-        catalog.set_mentor(client, demo, site=SITE, name=trainer.name, steps=list(STEP_SECONDS), reason="demo data")
+        catalog.set_mentor(client, demo, site=SITE, name=trainer.name, steps=list(STEP_SECONDS), reason="демо-данные")
     made = []
     start = datetime(today.year, today.month, today.day, 9, tzinfo=UTC)
     for plant in (p for p in truth.planted if p.kind == "improvement"):

@@ -17,7 +17,7 @@ import pytest
 from analysis.bands import suggest_band
 from dashboards import figures
 from dashboards.pages.step import duration_text, parse_duration, reference_interval
-from kernel import audit, band_versions, sites, storage, users
+from kernel import audit, band_versions, sites, storage, teams, users
 from kernel.errors import InvalidInput
 from kernel.settings import Settings
 from stepwatch.app import create_app
@@ -429,11 +429,27 @@ async def test_the_editor_shows_durations_in_words_and_states_that_every_team_is
     assert "You set the band of a team you lead" in html and "Every team</option>" not in html
 
 
-async def test_a_fraction_of_a_second_shows_as_decimals_not_milliseconds(fresh: Any, client: storage.Client) -> None:
-    band_versions.add_version(client, "crm", "offer", "", 45_500, 121_234, 240_000, TODAY, actor="ada", reason="ms")
+async def test_the_editor_offers_a_suggested_bands_limits_as_a_person_types_them(fresh: Any,
+                                                                                client: storage.Client) -> None:
+    """A band in force from a suggestion has milliseconds; the editor shows whole seconds from 10 s and
+    tenths below, never "1m7.596s" or a count of milliseconds."""
+    band_versions.add_version(client, "crm", "offer", "", 37_518, 67_596, 122_135, TODAY, actor="ada", reason="ms")
     await login(fresh, "ada")
     html = await (await fresh.get("/steps/offer?site=crm")).text()
-    assert 'value="45.5s"' in html and 'value="2m1.234s"' in html and "121234ms" not in html
+    assert 'value="38s"' in html and 'value="1m8s"' in html and 'value="2m2s"' in html
+    assert "37.518s" not in html and "1m7.596s" not in html and "67596" not in html
+    band_versions.add_version(client, "crm", "offer", "", 2_540, 4_000, 9_960, TODAY, actor="ada", reason="short")
+    html = await (await fresh.get("/steps/offer?site=crm")).text()
+    assert 'value="2.5s"' in html and 'value="4s"' in html and 'value="10s"' in html
+
+
+async def test_the_editor_names_teams_by_their_titles(fresh: Any, client: storage.Client) -> None:
+    teams.add_team(client, "crm", "east", "Восток", actor="ada", reason="titles")
+    teams.assign(client, "crm", "east", ["m9"], actor="ada", reason="titles")
+    await login(fresh, "ada")
+    html = await (await fresh.get("/steps/offer?site=crm")).text()
+    editor = html[html.index('id="editor-heading"'):html.index('id="history-heading"')]
+    assert "Team Восток only" in editor and "Team east only" not in editor
 
 
 async def test_a_preview_counts_medians_outside_the_new_band_and_saves_nothing(

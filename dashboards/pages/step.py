@@ -398,10 +398,13 @@ def proposal_of(query: Mapping[str, str], _: Translator) -> Proposal | None:
 
 
 def editor_values(data: dict[str, Any], query: Mapping[str, str]) -> dict[str, str]:
-    """What the editor's fields hold: the previewed band as typed, else the band in force, as "4m30s" text;
-    the team "" (every team) unless one was chosen: a team override is never the silent default."""
+    """What the editor's fields hold: the previewed band as typed, else the band in force, as "4m30s" text
+    rounded as a person types a band (a suggested band's milliseconds are not worth editing: whole
+    seconds from 10 s, tenths below); the team "" (every team) unless one was chosen: a team override
+    is never the silent default."""
     band = data["band"] or {}
-    found = {name: query.get(name) or duration_text(band.get(f"{name}_ms")) for name in ("min", "reference", "max")}
+    found = {name: query.get(name) or duration_text(_as_typed(band.get(f"{name}_ms")))
+             for name in ("min", "reference", "max")}
     team = str(query.get("team") or "")
     found["team"] = team if team in data["editable_teams"] else (data["editable_teams"] or [""])[0]
     stratum = str(query.get("stratum") or "")
@@ -409,6 +412,13 @@ def editor_values(data: dict[str, Any], query: Mapping[str, str]) -> dict[str, s
     found["effective_from"] = query.get("effective_from") or ""
     found["reason"] = query.get("reason") or ""
     return found
+
+
+def _as_typed(ms: int | float | None) -> int | float | None:
+    """A band limit rounded as a person would type it: whole seconds from 10 s, tenths of one below."""
+    if ms is None:
+        return None
+    return round(ms / 1000) * 1000 if ms >= 10_000 else round(ms / 100) * 100
 
 
 # --- the band editor -------------------------------------------------------------------------------------------
