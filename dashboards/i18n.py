@@ -215,7 +215,7 @@ class Translator:
 
 
 def _minutes(_: Translator, ms: float | int) -> str:
-    if abs(ms) < 60_000:
+    if round(abs(ms) / 1000) < 60:  # 59.6 s is "1.0 min", as 60.4 s is, not "60 s"
         return _("unit.s", n=_.num(ms / 1000, 0))
     return _("unit.min", n=_.num(ms / 60_000, 1))
 

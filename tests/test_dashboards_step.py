@@ -666,3 +666,15 @@ async def test_a_preview_of_a_kind_band_says_how_its_sessions_will_be_weighed(fr
                                   "&stratum=segment%3Dvip")).json()
     assert twin["preview"]["factor"] == 1.2 and twin["preview"]["every_kind_reference_ms"] == 150_000  # north's
     assert not band_versions.versions(client, "crm", stratum="segment=vip")
+
+
+async def test_step_keys_stay_out_of_the_directors_headings(api: Any) -> None:
+    """A director reads steps by their titles: the list shows no key beside them, and a step's page
+    names its key (for the process file and the CLI) in the line under the heading, not in it."""
+    await login(api, "ada")
+    listed = await (await api.get("/steps?site=crm")).text()
+    assert 'href="/steps/needs?site=crm">' in listed and "<code>needs</code>" not in listed
+    page = await (await api.get("/steps/needs?site=crm")).text()
+    heading = re.search(r"<h1>(.*?)</h1>", page, re.S)
+    assert heading and "<code>" not in heading[1]
+    assert "its key in the process and the command line: <code>needs</code>" in page
