@@ -678,3 +678,13 @@ async def test_step_keys_stay_out_of_the_directors_headings(api: Any) -> None:
     heading = re.search(r"<h1>(.*?)</h1>", page, re.S)
     assert heading and "<code>" not in heading[1]
     assert "its key in the process and the command line: <code>needs</code>" in page
+
+
+async def test_the_box_charts_call_managers_by_their_names(fresh: Any, client: storage.Client) -> None:
+    from kernel import managers
+
+    managers.set_manager(client, "crm", "m1", name="Анна Петрова", actor="ada")
+    await login(fresh, "ada")
+    html = await (await fresh.get("/steps/offer?site=crm")).text()
+    boxes = "".join(SVG.findall(html)[1:])  # after the histogram, one box chart per team
+    assert "Анна Петрова" in boxes and ">m1<" not in boxes and "m1:" not in boxes

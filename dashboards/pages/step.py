@@ -356,8 +356,9 @@ def step_charts(_: Translator, data: dict[str, Any]) -> dict[str, Any]:
             continue
         row_band = limits_of(m["band_min_ms"] and {"min_ms": m["band_min_ms"], "reference_ms": m["band_reference_ms"],
                                                    "max_ms": m["band_max_ms"]})
-        groups.setdefault(m["team"], []).append(charts.BoxRow(m["manager"], m["n"], m["p10_ms"], m["p25_ms"],
-                                                              m["median_ms"], m["p75_ms"], m["p90_ms"], row_band))
+        groups.setdefault(m["team"], []).append(charts.BoxRow(m["manager_name"] or m["manager"], m["n"], m["p10_ms"],
+                                                              m["p25_ms"], m["median_ms"], m["p75_ms"], m["p90_ms"],
+                                                              row_band))
     domain = charts.box_domain(row for rows in groups.values() for row in rows)  # one axis for every team
     return {
         "histogram": charts.histogram(_, label=data["title"], bins=[(b["from_ms"], b["to_ms"], b["sessions"])
