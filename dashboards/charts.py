@@ -169,14 +169,38 @@ class _LogScale:
         return inside[::every]
 
 
+#: A tick label's font size, the share of it one character takes at most (digits, "min", "мин"), and the
+#: room kept between two labels, in px: what decides that two labels would run into each other.
+AXIS_FONT, CHAR_EM, LABEL_GAP = 10, 0.62, 6.0
+
+
+def _label_extent(x: float, text: str, anchor: str) -> tuple[float, float]:
+    """Where a tick label reaches from and to on the axis (an estimate that errs on the wide side)."""
+    width = len(text) * AXIS_FONT * CHAR_EM
+    left = x if anchor == "start" else x - width if anchor == "end" else x - width / 2
+    return left, left + width
+
+
 def _log_axis(scale: _LogScale, _: Translator, y: float, top: float) -> list[Markup]:
     out = [_el("line", x1=scale.x0, y1=y, x2=scale.x1, y2=y, stroke=MUTED)]
-    for tick in scale.ticks():
+    ticks = scale.ticks()
+    labels: list[tuple[float, str, str, float, float]] = []  # x, text, anchor, and where it reaches from and to
+    for i, tick in enumerate(ticks):
         x = scale(tick)
         # labels at the ends of the axis grow inwards, so they are never cut by the drawing's edge
         anchor = "start" if x - scale.x0 < 20 else "end" if scale.x1 - x < 20 else "middle"
         out.append(_el("line", x1=x, y1=top, x2=x, y2=y + 4, stroke=GRID))
-        out.append(_text(x, y + 15, _.minutes(tick), anchor=anchor, size=10, fill=MUTED))
+        text = _.minutes(tick)
+        left, right = _label_extent(x, text, anchor)
+        # ticks close on the log scale (20 and 30 min) would print "20.030.0 min": a label that would touch
+        # the one before it is left out (its grid line stays), except the axis' last, which takes their place
+        if i == len(ticks) - 1:
+            while len(labels) > 1 and left < labels[-1][4] + LABEL_GAP:
+                labels.pop()
+        if labels and left < labels[-1][4] + LABEL_GAP:
+            continue
+        labels.append((x, text, anchor, left, right))
+    out += [_text(x, y + 15, text, anchor=anchor, size=AXIS_FONT, fill=MUTED) for x, text, anchor, *_reach in labels]
     return out
 
 

@@ -214,3 +214,26 @@ def test_before_after_shades_the_fortnight_that_prompted_the_coaching_apart_and_
     assert "not compared" in (parse(charts.before_after(en, trigger=trigger, **common)).get("aria-label") or "")
     without = parse(charts.before_after(en, **common))
     assert "not compared" not in " ".join(texts(without)) and "not compared" not in (without.get("aria-label") or "")
+
+
+@pytest.mark.parametrize("_", [en, ru])
+def test_the_time_axis_labels_never_run_into_each_other(_: Translator) -> None:
+    # "Подбор продукта" on /me: bins from 2 to 30 min put the 20 and 30 min ticks 43 px apart, and their
+    # labels read "20.030.0 min". Each label takes at least 5.5 px a character at font-size 10.
+    bins = [(1_000 * 2 ** (i / 4), 1_000 * 2 ** ((i + 1) / 4), 3) for i in range(27, 43)]  # 1.8 to 29 min
+    root = parse(charts.histogram(_, label="Products", bins=bins, band=Limits(186_000, 348_000, 654_000),
+                                  median_ms=359_000))
+    axis_y = max(float(t.get("y")) for t in root.iter(f"{{{charts.SVG_NS}}}text"))
+    labels = [t for t in root.iter(f"{{{charts.SVG_NS}}}text") if float(t.get("y")) == axis_y]
+    reach = []
+    for t in labels:
+        x, text, anchor = float(t.get("x")), "".join(t.itertext()), t.get("text-anchor")
+        width = 5.5 * len(text)
+        left = x if anchor == "start" else x - width if anchor == "end" else x - width / 2
+        reach.append((left, left + width, text))
+    reach.sort()
+    assert len(reach) >= 3
+    for (_l1, right, a), (left, _r2, b) in zip(reach, reach[1:], strict=False):
+        assert right <= left, f"{a!r} runs into {b!r}"
+    # the axis' end keeps its label; every tick keeps its grid line
+    assert reach[-1][2] == _.minutes(1_800_000)

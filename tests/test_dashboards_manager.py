@@ -3,6 +3,7 @@ the JSON twin and CSV carry what the HTML shows, and nobody sees a manager outsi
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 import xml.etree.ElementTree as ET
@@ -16,7 +17,10 @@ import numpy as np
 import pytest
 from markupsafe import escape
 
+from dashboards.i18n import Translator
+from dashboards.pages.coaching import signed_pct
 from dashboards.pages.manager import period_of
+from dashboards.web import JINJA
 from kernel import flag_store, sites, storage, users
 from kernel.settings import Settings
 from stepwatch.app import create_app
@@ -268,3 +272,53 @@ def test_the_window_defaults_to_the_analysis_window_and_the_trend_to_twelve_week
     period = period_of({}, settings, today=TODAY)
     assert (period.until - period.since).days == settings.analysis_window_days - 1
     assert period.trend_since.weekday() == 0 and (TODAY - period.trend_since).days < 12 * 7
+
+
+async def test_a_shorter_window_names_the_median_the_analysis_judged(api: Any) -> None:
+    # The flags, /overview and /drawdowns show the analysis' median (its window); a page on another window
+    # shows its own sessions' median and, under it, the analysis' one in words, so the two never contradict.
+    await login(api, "ada")
+    whole = await (await api.get("/api/v1/managers/m2?site=crm")).json()
+    offer = next(s for s in whole["steps"] if s["step"] == "offer")
+    assert offer["analysis_median_ms"] == pytest.approx(offer["median_ms"]) and offer["like_for_like"] is False
+    since = (TODAY - timedelta(days=1)).isoformat()
+    short = await (await api.get(f"/api/v1/managers/m2?site=crm&since={since}")).json()
+    offer = next(s for s in short["steps"] if s["step"] == "offer")
+    assert offer["median_ms"] != pytest.approx(offer["analysis_median_ms"])
+    html = await (await api.get(f"/managers/m2?site=crm&since={since}")).text()
+    summary = html.split('id="summary-heading"', 1)[1].split("</section>", 1)[0]
+    minutes = Translator("en").minutes(offer["analysis_median_ms"])
+    assert f'<span class="judged-median">analysis: {minutes}</span>' in summary, summary
+    assert "the median the analysis judged, the one the drawdowns and the overview show" in summary
+    assert ">Median judged</th>" in html  # the flags' column: the same figure as on /drawdowns
+
+
+def test_a_coaching_effect_is_a_whole_signed_percent_as_on_the_coaching_pages(
+        shared: tuple[Settings, storage.Client]) -> None:
+    env = create_app(shared[0])[JINJA]
+    template = env.from_string('{% from "_coaching_history.html" import coaching_history with context %}'
+                               "{{ coaching_history(rows, {}) }}")
+    row = {"assignment_id": "a1", "step_title": "Closing", "kind": "mentor_meeting", "course_id": None,
+           "state": "evaluated", "due": TODAY, "verdict": "improved", "relative_effect_pct": -45.5,
+           "before_after": None}
+    for language in ("en", "ru"):
+        _ = Translator(language)
+        said = "−" + _.pct(0.46)  # "−46%", "−46 %"
+        html = template.render(_=_, signed=functools.partial(signed_pct, _), rows=[row])
+        assert f'<td class="num">{said}</td>' in html and "-45" not in html
+
+
+async def test_a_manager_without_drawdowns_gets_one_sentence_not_an_empty_table(api: Any) -> None:
+    await login(api, "ada")
+    data = await (await api.get("/api/v1/managers/m1?site=crm")).json()
+    assert data["flags"] == []
+    flags = (await (await api.get("/managers/m1?site=crm")).text()).split('id="flags-heading"', 1)[1]
+    flags = flags.split("</section>", 1)[0]
+    assert "<table" not in flags and "table=flags" not in flags and flags.count("No drawdowns.") == 1
+
+
+async def test_one_coaching_assignment_is_said_in_the_singular(api: Any) -> None:
+    await login(api, "ada")
+    html = await (await api.get("/managers/m2?site=crm")).text()
+    history = html.split('id="coaching-heading"', 1)[1].split("</section>", 1)[0]
+    assert "<caption>1 coaching assignment</caption>" in history

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from html import unescape
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -265,3 +266,86 @@ async def test_a_director_of_another_team_and_another_manager_read_no_notes(api:
     await sign_in(api, "mia")  # m-2, max's teammate
     assert (await api.get("/api/v1/managers/m-1")).status == 403
     assert "private-ish" not in await (await api.get("/api/v1/me")).text()
+
+
+# --- figures said alike on every page ------------------------------------------------------------------
+
+
+def steps_table(html: str) -> str:
+    """The text of the "Step by step" section of /me."""
+    return text_of(html.split('id="steps-heading"', 1)[1].split("</section>", 1)[0])
+
+
+async def test_the_median_the_analysis_judged_is_named_under_the_measured_one(api: Any, client: storage.Client,
+                                                                              org: Any) -> None:
+    # The window's sessions as measured (about 3.3 min) against the analysis' median adjusted to the
+    # team's mix of clients (4.0 min), which /overview and /drawdowns show: the page says which is which.
+    end = today()
+    add_sessions(client, org.site, "m-1", end - timedelta(days=13), end, 200, sigma=0.05, seed=1)
+    storage.refresh_session_steps(client, org.site)
+    row = {**stats_row(org.site, "north", "m-1", "offer", 240_000, n=60),
+           "case_mix": {"method": "van_elteren", "median_ms": 200_000, "adjusted_median_ms": 240_000}}
+    analysed(client, org.site, [row])
+    await sign_in(api, "max")
+    data = await (await api.get("/api/v1/me")).json()
+    offer = next(s for s in data["steps"] if s["step"] == "offer")
+    assert offer["median_ms"] == pytest.approx(200_000, rel=0.05)
+    assert offer["analysis_median_ms"] == 240_000 and offer["like_for_like"] is True
+    html = await (await api.get("/me")).text()
+    table = steps_table(html)
+    assert "analysis: 4.0 min at the team's client mix" in table
+    assert "the median the analysis judged, the one the drawdowns and the overview show" in table
+    # the details' table, from the same macro as the manager page
+    assert "analysis: 4.0 min at the team's client mix" in text_of(html.split('id="summary-heading"', 1)[1])
+    users.set_language(client, "max", "ru", actor="test")
+    assert "по анализу: 4,0 мин при составе клиентов команды" in steps_table(await (await api.get("/me")).text())
+
+
+async def test_no_judged_median_where_it_reads_as_the_measured_one(api: Any, client: storage.Client,
+                                                                   org: Any) -> None:
+    end = today()
+    add_sessions(client, org.site, "m-1", end - timedelta(days=13), end, 200, sigma=0.05, seed=1)
+    storage.refresh_session_steps(client, org.site)
+    await sign_in(api, "max")
+    measured = next(s for s in (await (await api.get("/api/v1/me")).json())["steps"] if s["step"] == "offer")
+    analysed(client, org.site, [stats_row(org.site, "north", "m-1", "offer", measured["median_ms"], n=60)])
+    table = steps_table(await (await api.get("/me")).text())
+    assert "analysis:" not in table and "the median the analysis judged" not in table
+
+
+async def test_a_change_against_the_previous_weeks_is_a_whole_percent_with_a_real_minus(
+        api: Any, client: storage.Client, org: Any) -> None:
+    end = today()
+    add_sessions(client, org.site, "m-1", end - timedelta(days=41), end - timedelta(days=14), 300, sigma=0.05)
+    add_sessions(client, org.site, "m-1", end - timedelta(days=13), end, 200, sigma=0.05, seed=1)
+    storage.refresh_session_steps(client, org.site)
+    await sign_in(api, "max")
+    change = (await (await api.get("/api/v1/me")).json())["comparison"]["offer"]["previous"]["change"]
+    table = steps_table(await (await api.get("/me")).text())
+    assert f"faster than before (−{round(-change * 100)}%)" in table
+    assert "(-" not in table
+
+
+async def test_no_drawdowns_is_one_sentence_and_one_assignment_is_said_in_the_singular(
+        api: Any, client: storage.Client, settings: Settings, org: Any) -> None:
+    coaching.assign(client, Settings(**{**settings.model_dump(), "analysis_interval_s": 0}), org.dana,
+                    site=org.site, manager="m-1", step="offer", kind="mentor_meeting", mentor="tom",
+                    due=today() + timedelta(days=10), target=Target(240_000, 30), note="")
+    await sign_in(api, "max")
+    html = await (await api.get("/me")).text()
+    flags = html.split('id="flags-heading"', 1)[1].split("</section>", 1)[0]
+    assert "<table" not in flags and "CSV" not in flags
+    assert text_of(flags).endswith("No drawdowns.") and text_of(flags).count("No drawdowns.") == 1
+    history = text_of(html.split('id="coaching-heading"', 1)[1].split("</section>", 1)[0])
+    assert "1 coaching assignment " in history + " " and "1 coaching assignments" not in history
+    users.set_language(client, "max", "ru", actor="test")
+    html = await (await api.get("/me")).text()
+    assert "1 задание на обучение" in text_of(html.split('id="coaching-heading"', 1)[1])
+
+
+def test_a_notes_label_stands_above_its_box() -> None:
+    # A <label> then a <textarea> both inline put the label at the box's bottom-left: the box is a block.
+    css = (Path(__file__).resolve().parent.parent / "dashboards" / "static" / "app.css").read_text()
+    rules = re.findall(r"([^{}]+)\{([^}]*)\}", re.sub(r"/\*.*?\*/", "", css, flags=re.S))
+    assert any(".note-form textarea" in [s.strip() for s in selector.split(",")]
+               and re.search(r"display:\s*block", body) for selector, body in rules)

@@ -14,6 +14,7 @@ reason. `manager_data` is also what "My figures" (/me) shows.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,8 +42,8 @@ MAX_DAYS = 366
 ACTIVE_FLAG = ("open", "acknowledged", "coaching")
 STEP_COLUMNS = ["step", "title", "n", "p10_ms", "p25_ms", "median_ms", "p75_ms", "p90_ms", "band_min_ms",
                 "band_reference_ms", "band_max_ms", "band_team", "position", "share_above_max", "share_below_min",
-                "status", "minutes_lost_per_week", "minutes_above_reference_per_week", "start_date", "start_at_least",
-                "visits_tracked", "visits_imported"]
+                "status", "analysis_median_ms", "like_for_like", "minutes_lost_per_week",
+                "minutes_above_reference_per_week", "start_date", "start_at_least", "visits_tracked", "visits_imported"]
 FLAG_COLUMNS = ["flag_id", "kind", "step", "team", "status", "opened_at", "updated_at", "resolved_at", "n",
                 "median_ms", "min_ms", "reference_ms", "max_ms", "minutes_lost_per_week", "start_date",
                 "start_at_least", "periods_in_drawdown", "q_value", "managers"]
@@ -188,6 +189,11 @@ def verdict_fields(verdict: Mapping[str, Any], material: float) -> dict[str, Any
         "minutes_above_reference_per_week": verdict.get("minutes_above_reference_per_week"),
         "peers": verdict.get("peers"),
         "inside_band": None if not band or median is None else band["min_ms"] <= median <= band["max_ms"],
+        # The median the analysis judged (that the flags, /overview and /drawdowns show): of its own window,
+        # and, where the site declares kinds of client, adjusted to the team's mix (docs/analysis.md, like
+        # for like). The page's `median_ms` is the window's sessions as measured; the two can differ.
+        "analysis_median_ms": median,
+        "like_for_like": bool(verdict.get("case_mix")),
         "start_date": _day(verdict.get("start_date")),
         "start_at_least": verdict.get("start_at_least"),
         "flag_id": verdict.get("flag_id"),
@@ -273,6 +279,7 @@ async def manager_page(request: web.Request, who: Viewer) -> Page:
     table, columns = csv_table(request.query)
     return Page("manager.html", data, title="manager.title", table=table, columns=columns,
                 context={"charts": step_charts(_, data), "segment": segment, "own": False,
+                         "signed": functools.partial(coaching_pages.signed_pct, _),
                          "coaching_charts": coaching_pages.history_charts(_, data["coaching"]),
                          "heading": data["manager_name"] or _("manager.heading", manager=manager)})
 
