@@ -208,11 +208,13 @@ async def test_the_history_says_when_relatively_with_the_date_in_its_tooltip(
     ("drawdowns.session_count", 41, {"n": "41"}, "41 сессия"),
     ("drawdowns.session_count", 3, {"n": "3"}, "3 сессии"),
     ("drawdowns.session_count", 60, {"n": "60"}, "60 сессий"),
+    ("drawdowns.persist_every", 4, {"of": "4"}, "в каждую из последних 4 недель"),
+    ("drawdowns.persist_some", 4, {"weeks": "3", "of": "4"}, "в 3 из последних 4 недель"),
 ])
 def test_counts_in_the_drawdown_words_take_the_russian_plural(key: str, count: int, values: dict[str, str],
                                                                said: str) -> None:
     filler = {"since": "", "team": "north", "step": "Offer", "median": "", "max": "", "weeks": "3", "of": "4",
-              "lost": "", "manager": ""}
+              "lost": "", "manager": "", "persist": ""}
     assert said in Translator("ru").plural(key, count, **{**filler, **values})
 
 

@@ -111,7 +111,8 @@ async def test_the_sentence_says_since_when_who_how_far_and_how_much(api: Any, c
     data, html = await drawdown_page(api, flag)
     onset = f"{ONSET:%b} {ONSET.day}, {ONSET.year}"
     expected = (f"Since about {onset}, Анна Петрова's median on Offer is 5.0\xa0min, 25% above the maximum and slower "
-                "than 3 of 3 teammates, in 3 of the last 4 weeks; about 44\xa0min a week.")
+                "than 3 of 3 teammates, in 3 of the last 4 weeks; time lost against the reference: "
+                "about 44\xa0min a week.")
     assert data["explanation"] == expected and data["peers"] == {"slower_than": 3, "of": 3}
     assert str(escape(expected)) in html
     # the analysis' own peers when its run has them
@@ -131,7 +132,9 @@ async def test_the_sentence_in_russian_and_its_variants(api: Any, client: storag
             (("inside", inside), ("undated", undated), ("fast", fast), ("systemic", systemic))}
     assert said["inside"].startswith(f"At least since {ONSET:%b} {ONSET.day}")
     assert "is 3.3\xa0min: inside the band, slower than 3 of 3 teammates, 67% above the reference" in said["inside"]
-    assert said["undated"].startswith("Recently (start not dated), Анна Петрова's median")
+    flagged = undated.opened_at
+    assert said["undated"].startswith(f"Flagged on {flagged:%b} {flagged.day}, {flagged.year} (start not dated), "
+                                      "Анна Петрова's median")
     assert "50% below the minimum" in said["fast"] and "possible skipped work, no time lost." in said["fast"]
     assert "2 of 4 managers of team north are slow on Offer" in said["systemic"]
     token = await login(api, "dana")
@@ -236,8 +239,9 @@ async def test_the_list_says_since_when_and_the_verdict_in_the_shared_words(api:
     await login(api, "dana")
     html = await (await api.get("/drawdowns")).text()
     assert '<span class="verdict-badge slow">' in html and '<span class="verdict-badge fast">' in html
-    assert f"at least {ONSET:%b} {ONSET.day}, {ONSET.year}" in html and f"about {ONSET:%b} {ONSET.day}" in html
-    assert "not dated" in html and "0 · possible skipped work" in html
+    assert f"at least since {ONSET:%b} {ONSET.day}, {ONSET.year}" in html
+    assert f"since about {ONSET:%b} {ONSET.day}" in html
+    assert "flagged on " in html and "0 · possible skipped work" in html
     assert "inside the band, slower than teammates" in html
     assert html.count('class="table-scroll"') == 1
     data = await (await api.get("/api/v1/drawdowns")).json()

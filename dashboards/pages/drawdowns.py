@@ -91,11 +91,17 @@ def flag_row(f: flag_store.StoredFlag, now: datetime, names: dict[str, str]) -> 
             "updated_at": f.updated_at, "resolved_at": f.resolved_at, "grade": grade(f.median_ms, f.min_ms, f.max_ms)}
 
 
-def since_short(_: Translator, start: date | None, at_least: bool) -> str:
-    """A list's "since" cell: about a date, at least since a date (the data begins inside), or not dated."""
+def began_words(_: Translator, start: date | None, at_least: bool, opened: datetime) -> str:
+    """When a drawdown began, in the overview's words (its `since` macro in _heat.html): since about a
+    date, at least since a date (the data begins inside), or, not dated, the day it was flagged."""
     if start is None:
-        return _("drawdowns.since_unknown_short")
-    return _("drawdowns.since_at_least_short" if at_least else "drawdowns.since_about_short", date=_.date(start))
+        return _("overview.flagged_on", date=_.date(opened))
+    return _("overview.since_at_least" if at_least else "overview.since_about", date=_.date(start))
+
+
+def age_words(_: Translator, days: int) -> str:
+    """How long ago a drawdown was flagged: "today", "3 d ago"."""
+    return _("drawdowns.flagged_today") if days <= 0 else _("drawdowns.days_ago", n=_.num(days))
 
 
 def _days_since(moment: datetime, now: datetime) -> int:
@@ -147,8 +153,8 @@ async def drawdowns_page(request: web.Request, who: Viewer) -> Page:
     labels = Labels(words)
     shown = [(r, {"median": labels.minutes(r["median_ms"]), "max": labels.minutes(r["max_ms"]),
                   "lost": labels.num(r["minutes_lost_per_week"]), "opened": labels.date(r["opened_at"]),
-                  "since": since_short(words, r["start_date"], r["start_at_least"]),
-                  "age": labels.num(r["age_days"])}) for r in rows] if not everything else []
+                  "began": began_words(words, r["start_date"], r["start_at_least"], r["opened_at"]),
+                  "age": age_words(words, r["age_days"])}) for r in rows] if not everything else []
     return Page("drawdowns.html", data, title="drawdowns.title", table="flags", columns=COLUMNS,
                 context={"seg": segment, "words": FLAG_WORDS, "shown": shown,
                          "step_titles": {s["key"]: s["title"] for s in steps}})
@@ -329,10 +335,14 @@ def _visit_digits(mine: float, team: float) -> int:
     return 2 if round(mine, 1) == round(team, 1) and round(mine, 2) != round(team, 2) else 1
 
 
-def decomposition_words(_: Translator, d: Decomposition | None, who: str, step: str, systemic: bool
-                        ) -> dict[str, Any] | None:
+def decomposition_words(_: Translator, d: Decomposition | None, who: str, step: str, systemic: bool,
+                        lost: float = 0.0) -> dict[str, Any] | None:
     """Where the extra time goes, for a reader: one sentence in whole minutes that add up, the stacked bar's
-    segments (when every part adds time) and the table behind them."""
+    segments (when every part adds time) and the table behind them.
+
+    The split's total (mean sessions against the rest of the team) is not the flag's time lost (`lost`,
+    the median against the reference, said under the chart): when the two read differently the sentence
+    says which comparison each one is, so "45 min" above and "49 minutes" here are not a contradiction."""
     if d is None:
         return None
     total, parts = apportion(d.total_minutes, d.parts)
@@ -352,6 +362,8 @@ def decomposition_words(_: Translator, d: Decomposition | None, who: str, step: 
         lead = _.plural("drawdowns.extra_lead_team" if systemic else "drawdowns.extra_lead", int(total), who=who,
                         step=step, n=_.num(total))
         sentence = _("drawdowns.extra_sentence", lead=lead, parts=_("drawdowns.list_separator").join(said))
+    if lost > 0 and _.num(max(0.0, total)) != _.num(lost):
+        sentence += " " + _("drawdowns.extra_not_lost", lost=_("unit.min", n=_.num(lost)))
     segments = []
     if total > 0 and all(n >= 0 for n in parts):
         x = 0.0
@@ -477,7 +489,8 @@ async def drawdown_page(request: web.Request, who: Viewer) -> Page:
                "luck": luck(_, flag.q_value), "history_shown": history_shown(_, detail.history),
                "note_reason": note_reason(_, picked) if picked else "",
                "decomposition": decomposition_words(_, split, row.get("manager_name") or flag.manager or "",
-                                                    step_title, flag.kind == "systemic"),
+                                                    step_title, flag.kind == "systemic",
+                                                    row["minutes_lost_per_week"]),
                "case_mix": case_mix_view(_, data["case_mix"], process, row.get("manager_name") or flag.manager or "")}
     return Page("drawdown.html", data, title="drawdowns.detail_title", table="history",
                 columns=["at", "actor", "from_status", "to_status", "reason"], context=context)
@@ -585,21 +598,31 @@ def systemic_counts(flag: flag_store.StoredFlag, team_rows: list[dict[str, Any]]
     return len(flag.managers), max(len(enough | set(flag.managers)), len(flag.managers))
 
 
-def since_words(_: Translator, flag: flag_store.StoredFlag) -> str:
+def since_words(_: Translator, flag: flag_store.StoredFlag, lead: bool = False) -> str:
+    """Since when, as a reason (or, `lead`, opening the sentence under the chart); a flag whose start
+    is not dated says the day it was flagged, as the overview and the list do."""
     if flag.start_date is None:
-        return _("drawdowns.since_unknown")
+        return _("drawdowns.since_unknown_lead" if lead else "drawdowns.since_unknown", date=_.date(flag.opened_at))
     return _("drawdowns.since_at_least" if flag.start_at_least else "drawdowns.since_about",
              date=_.date(flag.start_date))
+
+
+def persistence_words(_: Translator, weeks: int, of: int) -> str:
+    """How many of the last `of` weeks the drawdown held: "in each of the last 4 weeks" when it held every
+    week ("in 4 of the last 4 weeks" reads as if something were missing), else "in 3 of the last 4 weeks"."""
+    if of > 0 and weeks >= of:
+        return _.plural("drawdowns.persist_every", of, of=_.num(of))
+    return _.plural("drawdowns.persist_some", of, weeks=_.num(weeks), of=_.num(of))
 
 
 def explanation(_: Translator, flag: flag_store.StoredFlag, row: dict[str, Any], peers: dict[str, int] | None,
                 window_weeks: int, slow_count: int, team_count: int) -> str:
     """The sentence under the chart, in the viewer's language: since when, who, how far, how often, how much."""
-    since = since_words(_, flag)
+    since = since_words(_, flag, lead=True)
     lost = _("unit.min", n=_.num(row["minutes_lost_per_week"]))
     common = {"since": since, "manager": row.get("manager_name") or flag.manager, "step": row["step_title"],
-              "median": _.minutes(flag.median_ms), "weeks": _.num(flag.periods_in_drawdown),
-              "of": _.num(window_weeks), "lost": lost}
+              "median": _.minutes(flag.median_ms), "lost": lost,
+              "persist": persistence_words(_, flag.periods_in_drawdown, window_weeks)}
     if flag.kind == "systemic":
         return _.plural("drawdowns.explain_systemic", team_count, **common, k=_.num(slow_count),
                         n=_.num(team_count), team=flag.team or "–", max=_.minutes(flag.max_ms))
