@@ -322,3 +322,30 @@ async def test_one_coaching_assignment_is_said_in_the_singular(api: Any) -> None
     html = await (await api.get("/managers/m2?site=crm")).text()
     history = html.split('id="coaching-heading"', 1)[1].split("</section>", 1)[0]
     assert "<caption>1 coaching assignment</caption>" in history
+
+
+async def test_an_undated_drawdown_says_when_it_was_flagged_as_the_overview_does(
+        api: Any, shared: tuple[Settings, storage.Client]) -> None:
+    """A drawdown whose start is not dated reads "flagged on Dec 3, 2026" on the manager's page and on
+    My figures, as on the overview and the drawdowns list, not a bare dash."""
+    client = shared[1]
+    opened = datetime.now(UTC) - timedelta(days=2)
+    flag = flag_store.StoredFlag(
+        flag_id=str(uuid.uuid4()), site="crm", kind="slow", team="north", step="needs", manager="m1", managers=(),
+        status="open", opened_at=opened, updated_at=opened, resolved_at=None,
+        window_start=TODAY - timedelta(days=13), window_end=TODAY, n=40, median_ms=300_000.0, min_ms=100_000,
+        reference_ms=200_000, max_ms=400_000, q_value=None, start_date=None, periods_in_drawdown=1,
+        minutes_lost_per_week=20.0, severity=1, reasons=("median above the maximum of the band",),
+        periods_without_condition=0, last_period=TODAY, version=0)
+    flag_store.write(client, [flag])
+    said = f"flagged on {opened:%b} {opened.day}, {opened.year}"
+    try:
+        await login(api, "dora")
+        page = await (await api.get("/managers/m1?site=crm")).text()
+        row = page[page.index(f'href="/drawdowns/{flag.flag_id}"'):].split("</tr>", 1)[0]
+        assert said in row and "<td>–</td>" not in row
+        api.session.cookie_jar.clear()
+        await login(api, "max")
+        assert said in await (await api.get("/me?site=crm")).text()
+    finally:
+        client.command("DELETE FROM flags WHERE flag_id = {id:UUID}", parameters={"id": flag.flag_id})
