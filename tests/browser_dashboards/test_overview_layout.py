@@ -129,3 +129,28 @@ def test_the_heatmaps_teams_line_up_and_keep_step_words_whole_on_a_phone(visit: 
     assert not [t["cut"] for t in tables if t["cut"]]
     assert v.page.evaluate("document.documentElement.scrollWidth") == 390
     assert not v.errors, v.errors
+
+
+_NAME_WORDS = """() => [...document.querySelectorAll('table.heat tbody th[scope=row] .person')].map((name) => {
+    const cell = name.closest('th'), style = getComputedStyle(cell);
+    const room = cell.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    const probe = document.createElement('span');
+    probe.style.cssText = 'position:absolute;white-space:nowrap;font:' + getComputedStyle(name).font;
+    document.body.append(probe);
+    const widest = Math.max(...name.textContent.split(/\\s+|(?<=-)/).map((w) => {
+        probe.textContent = w; return probe.getBoundingClientRect().width; }));
+    probe.remove();
+    return [name.textContent, Math.round(widest), Math.round(room)]; })"""
+
+
+def test_a_managers_name_breaks_only_between_words_on_a_wide_screen(visit: Any) -> None:
+    """At 1440 px every part of a manager's name fits the heatmap's first column: a long double name
+    breaks at its hyphen ("Константинопольская-" / "Воскресенская"), never inside a word."""
+    v = visit("director")
+    v.page.set_viewport_size({"width": 1440, "height": 900})
+    v.page.goto(v.base + "/overview")
+    v.page.wait_for_load_state()
+    names = v.page.evaluate(_NAME_WORDS)
+    assert any("Константинопольская" in n for n, _, _ in names)  # the demo's longest name is there
+    assert not [(n, w, room) for n, w, room in names if w > room]
+    assert not v.errors, v.errors
