@@ -79,6 +79,16 @@ def test_the_result_in_one_sentence_in_each_language() -> None:
     assert signed_pct(Translator("en"), 3.4) == "+3%" and signed_pct(Translator("en"), 0.2) == "0%"
 
 
+
+def test_a_change_too_small_to_show_in_minutes_is_not_said_to_fall() -> None:
+    """4.74 -> 4.67 min both read "4.7 min": the sentence says the time held, not "fell from 4.7 to 4.7"."""
+    figures = {"pre_median_ms": 284_400, "post_median_ms": 280_200, "change_pct": -1.4, "peers_change_pct": -4.8}
+    english = result_sentence(Translator("en"), "Contract", {"verdict": "no_change", "figures": figures})
+    assert english.startswith("Time on Contract held at 4.7\xa0min (from 4.7\xa0min, −1%)"), english
+    russian = result_sentence(Translator("ru"), "Договор", {"verdict": "no_change", "figures": figures})
+    assert russian.startswith("Время на шаге «Договор» почти не изменилось: 4,7\xa0мин"), russian
+
+
 def test_the_before_after_chart_has_a_date_axis() -> None:
     days = [date(2026, 10, 1) + timedelta(days=i) for i in range(30)]
     svg = str(charts.before_after(Translator("en"), label="x", days=days, manager_ms=[200_000.0] * 30,
@@ -150,6 +160,11 @@ async def test_the_assignment_page_says_the_result_once_with_dates_and_no_ids(
     assert re.search(r">\d{1,2} [A-Z][a-z]{2}<", page)  # the chart's date axis
     twin = await (await api.get(f"/api/v1/coaching/assignments/{a.assignment_id}")).json()
     assert twin["result"].startswith("Time on Offer fell") and twin["evaluations"][0]["result"] == twin["result"]
+    # the figures under it write a change as the sentence does (a real minus, whole percent), and say why the
+    # effect relative to peers need not be the two median changes set against each other
+    details = text[text.index("Change of the median"):]
+    assert re.search(r"Change of the median −\d+% ", details) and not re.search(r"-\d+[.,]\d%", details)
+    assert "not the medians, so it need not equal" in text
 
 
 async def test_the_result_sentence_follows_the_readers_language(

@@ -159,7 +159,7 @@ async def assignment_page(request: web.Request, who: Viewer) -> Page:
                 context={"chart": chart, "chart_narrow": chart_narrow,
                          "now_local": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
                          "max_note_chars": MAX_NOTE_CHARS, "own": who.role == "manager",
-                         "refused_said": refused_said})
+                         "refused_said": refused_said, "signed": functools.partial(signed_pct, _)})
 
 
 def said(_: Translator, code: str, values: dict[str, str]) -> str:
@@ -192,7 +192,8 @@ def result_sentence(_: Translator, step_title: str, evaluation: dict[str, Any]) 
     before, after, change = f.get("pre_median_ms"), f.get("post_median_ms"), f.get("change_pct")
     if before is None or after is None or change is None:
         return _("coaching.result_no_data", step=step_title, verdict=verdict)
-    key = ("coaching.result_fell" if change < -0.5 else "coaching.result_rose" if change > 0.5
+    key = ("coaching.result_held" if _.minutes(before) == _.minutes(after)  # never "fell from 4.7 to 4.7 min"
+           else "coaching.result_fell" if change < -0.5 else "coaching.result_rose" if change > 0.5
            else "coaching.result_held")
     moved = _(key, step=step_title, before=_.minutes(before), after=_.minutes(after),
               change=signed_pct(_, change))
