@@ -1,6 +1,7 @@
 """The drawdowns list as a director sees it in Chromium, on the demo: on a 1440 px desktop it fits the
 window in English and in Russian (no sideways scrollbar, every column in sight) with each status pill on
-one line; on a 390 px phone the page does not scroll sideways, the table scrolls in its own box."""
+one line; on a 390 px phone each drawdown, and each coaching assignment on the board, is a card with
+every figure in sight under its column's name: nothing scrolls sideways."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ PILLS_ON_ONE_LINE = """() => [...document.querySelectorAll('table.drawdowns-list
     return [el.textContent, lines, el.getBoundingClientRect().height / parseFloat(style.lineHeight || 16)]; })"""
 
 
+# each row of a phone's card list: its right edge, and how many of its cells carry their column's name
+CARDS = """() => [...document.querySelectorAll('table.cards-on-phone tbody tr')].map((row) => [
+    Math.max(...[...row.querySelectorAll('td, td *')].map((el) => el.getBoundingClientRect().right)),
+    [...row.querySelectorAll('td[data-label]')].filter((td) => getComputedStyle(td, '::before').content.length > 2)
+        .length])"""
+
+
 def read_in(v: Any, language: str) -> None:
     if v.page.evaluate("document.documentElement.lang") != language:
         with v.page.expect_navigation():
@@ -21,7 +29,7 @@ def read_in(v: Any, language: str) -> None:
 
 
 @pytest.mark.parametrize("language", ["en", "ru"])
-def test_the_list_fits_a_desktop_and_scrolls_in_its_box_on_a_phone(visit: Any, language: str) -> None:
+def test_the_list_fits_a_desktop_and_reads_as_cards_on_a_phone(visit: Any, language: str) -> None:
     v = visit("director")
     v.page.set_viewport_size({"width": 1440, "height": 900})
     v.page.goto(v.base + "/drawdowns")
@@ -38,12 +46,13 @@ def test_the_list_fits_a_desktop_and_scrolls_in_its_box_on_a_phone(visit: Any, l
         assert pills and all(lines == 1 and height < 1.6 for _, lines, height in pills), pills
         v.shot(f"drawdowns-director-1440-{language}")
         v.page.set_viewport_size({"width": 390, "height": 844})
-        v.page.goto(v.base + "/drawdowns")
-        assert v.page.evaluate("document.documentElement.scrollWidth") <= 390
-        box = v.page.evaluate("""() => { const b = document.querySelector('.table-scroll');
-            return [getComputedStyle(b).overflowX, b.scrollWidth > b.clientWidth]; }""")
-        assert box == ["auto", True], box
-        v.shot(f"drawdowns-director-390-{language}")
+        for path in ("/drawdowns", "/coaching"):
+            v.page.goto(v.base + path)
+            assert v.page.evaluate("document.documentElement.scrollWidth") <= 390, path
+            cards = v.page.evaluate(CARDS)
+            assert len(cards) >= 5 and all(right <= 390 - 8 for right, _ in cards), (path, cards)
+            assert all(labels >= 4 for _, labels in cards), (path, cards)  # each figure named, as the header did
+            v.shot(f"{path.strip('/')}-director-390-{language}")
     finally:
         read_in(v, "en")
     assert not v.errors, v.errors
