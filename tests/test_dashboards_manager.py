@@ -92,6 +92,11 @@ async def test_visits_tracked_and_imported_are_told_apart(api: Any) -> None:
     assert (needs["visits_tracked"], needs["visits_imported"]) == (16, 10)
     html = await (await api.get("/managers/m1?site=crm")).text()
     assert "10 of this window&#39;s visits were imported from an event log and 16 tracked live" in html
+    assert "Visits tracked / imported</th>" in html
+    # where nothing was imported the column would only say "/ 0" on every row: it is left out
+    other = await (await api.get("/api/v1/managers/m2?site=crm")).json()
+    assert not any(s["visits_imported"] for s in other["steps"])
+    assert "Visits tracked / imported" not in await (await api.get("/managers/m2?site=crm")).text()
 
 
 async def test_html_json_and_csv_carry_the_same_figures(api: Any) -> None:
