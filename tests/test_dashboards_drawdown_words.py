@@ -107,7 +107,7 @@ async def test_the_list_says_when_it_began_and_when_it_was_flagged_apart(api: An
     flag_store.write(client, [undated])
     await login(api, "ada")
     html = await (await api.get("/drawdowns")).text()
-    cells = re.findall(r'<td class="flag-since">(.*?)</td>', html, re.S)
+    cells = re.findall(r'<td class="flag-since"[^>]*>(.*?)</td>', html, re.S)
     assert len(cells) == 2
     start, opened = dated.start_date, dated.opened_at
     assert start is not None

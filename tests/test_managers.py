@@ -266,7 +266,7 @@ async def test_coaching_pages_show_names_step_and_course_titles(aiohttp_client: 
     await sign_in(api, "dana")
     board = await (await api.get("/coaching")).text()
     assert '<span class="person">Максим Орлов</span> <span class="person-id">m-1</span>' in board
-    assert "<td>Offer</td>" in board and "· Offer basics</td>" in board and "offer-basics" not in board
+    assert re.search(r"<td[^>]*>Offer</td>", board) and "· Offer basics</td>" in board and "offer-basics" not in board
     (exported,) = csv.DictReader(io.StringIO(await (await api.get("/coaching?format=csv")).text()))
     assert (exported["manager_name"], exported["step_title"], exported["course_title"]) == \
         ("Максим Орлов", "Offer", "Offer basics")
