@@ -138,6 +138,15 @@ class Translator:
             return value or ""
         return formatted(self.language, "0.##", value)
 
+    def signed_pct(self, pct: float | None) -> str:
+        """A change in percent with its sign, a real minus, whole: "−24%", "+3%", "0%" (every page's
+        changes and effects, so that no page writes "-23.6%" beside another's "−24%")."""
+        if pct is None:
+            return "–"
+        rounded = round(pct)
+        sign = "−" if rounded < 0 else "+" if rounded > 0 else ""
+        return sign + self.pct(abs(rounded) / 100)
+
     def pct(self, share: float | None, digits: int = 0) -> str:
         if share is None:
             return "–"

@@ -159,7 +159,7 @@ async def assignment_page(request: web.Request, who: Viewer) -> Page:
                 context={"chart": chart, "chart_narrow": chart_narrow,
                          "now_local": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
                          "max_note_chars": MAX_NOTE_CHARS, "own": who.role == "manager",
-                         "refused_said": refused_said, "signed": functools.partial(signed_pct, _)})
+                         "refused_said": refused_said})
 
 
 def said(_: Translator, code: str, values: dict[str, str]) -> str:
@@ -204,13 +204,8 @@ def result_sentence(_: Translator, step_title: str, evaluation: dict[str, Any]) 
     return _("coaching.result", moved=moved, peers=peers_said, verdict=verdict)
 
 
-def signed_pct(_: Translator, pct: float | None) -> str:
-    """A change in percent with its sign, a real minus: "−24%", "+3%", "0%"."""
-    if pct is None:
-        return "–"
-    rounded = round(pct)
-    sign = "−" if rounded < 0 else "+" if rounded > 0 else ""
-    return sign + _.pct(abs(rounded) / 100)
+#: (translator, pct) -> "−24%": the Translator's own, for the sentences above
+signed_pct = Translator.signed_pct
 
 
 async def new_assignment(request: web.Request, who: Viewer) -> Page:
@@ -273,7 +268,7 @@ async def new_assignment(request: web.Request, who: Viewer) -> Page:
     _ = Translator(who.user.language)
     return Page("coaching_new.html", data, title="coaching.new_title",
                 context={"sites": site_names, "min_window": MIN_WINDOW_DAYS, "max_window": MAX_WINDOW_DAYS,
-                         "signed": functools.partial(signed_pct, _), "plan_link": _plan_link(site, prefill, plan)})
+                         "plan_link": _plan_link(site, prefill, plan)})
 
 
 HISTORY_DAYS = 28  # the recent history a plan reads each person's volume and spread from
@@ -395,7 +390,7 @@ async def effectiveness_page(request: web.Request, who: Viewer) -> Page:
               for p in pooled]
     return Page("coaching_effectiveness.html", {"site": site, "rows": rows, "pooled": ranked},
                 title="coaching.effectiveness_title", table="pooled",
-                context={"sites": site_names, "signed": functools.partial(signed_pct, Translator(who.user.language))})
+                context={"sites": site_names})
 
 
 CHARTED = 3  # before/after charts on a manager page: the latest coaching that has an "after"

@@ -14,7 +14,6 @@ reason. `manager_data` is also what "My figures" (/me) shows.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -279,7 +278,6 @@ async def manager_page(request: web.Request, who: Viewer) -> Page:
     table, columns = csv_table(request.query)
     return Page("manager.html", data, title="manager.title", table=table, columns=columns,
                 context={"charts": step_charts(_, data), "segment": segment, "own": False,
-                         "signed": functools.partial(coaching_pages.signed_pct, _),
                          "coaching_charts": coaching_pages.history_charts(_, data["coaching"]),
                          "heading": data["manager_name"] or _("manager.heading", manager=manager)})
 

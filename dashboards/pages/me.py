@@ -18,7 +18,6 @@ pages use to let them (access.scope_of).
 from __future__ import annotations
 
 import asyncio
-import functools
 import statistics
 from datetime import date, timedelta
 from typing import Any
@@ -179,7 +178,6 @@ async def me_page(request: web.Request, who: Viewer) -> Page:
     table, columns = csv_table(request.query)
     return Page("me.html", data, title="me.title", table=table, columns=columns,
                 context={"charts": step_charts(_, data), "segment": segment,
-                         "signed": functools.partial(coaching_pages.signed_pct, _),
                          "coaching_charts": coaching_pages.history_charts(_, data["coaching"]),
                          "titles": {s["step"]: s["title"] for s in data["steps"]}})
 
