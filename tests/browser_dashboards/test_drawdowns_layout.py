@@ -1,7 +1,7 @@
 """The drawdowns list as a director sees it in Chromium, on the demo: on a 1440 px desktop it fits the
 window in English and in Russian (no sideways scrollbar, every column in sight) with each status pill on
 one line; on a 390 px phone each drawdown, and each coaching assignment on the board, is a card with
-every figure in sight under its column's name: nothing scrolls sideways."""
+every figure in sight under its column's name, as are What works' rankings: nothing scrolls sideways."""
 
 from __future__ import annotations
 
@@ -53,6 +53,10 @@ def test_the_list_fits_a_desktop_and_reads_as_cards_on_a_phone(visit: Any, langu
             assert len(cards) >= 5 and all(right <= 390 - 8 for right, _ in cards), (path, cards)
             assert all(labels >= 4 for _, labels in cards), (path, cards)  # each figure named, as the header did
             v.shot(f"{path.strip('/')}-director-390-{language}")
+        v.page.goto(v.base + "/coaching/effectiveness")  # what works: its rankings are cards too
+        assert v.page.evaluate("document.documentElement.scrollWidth") <= 390
+        ranked = [c for c in v.page.evaluate(CARDS) if c[1]]  # a step's heading row names no figure
+        assert ranked and all(right <= 390 - 8 and labels >= 3 for right, labels in ranked), ranked
     finally:
         read_in(v, "en")
     assert not v.errors, v.errors
